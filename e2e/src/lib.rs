@@ -1,0 +1,1 @@
+//! ringshift end-to-end harness.

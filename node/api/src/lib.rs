@@ -1,0 +1,1 @@
+//! Admin API types of the ringshift node.

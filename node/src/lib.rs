@@ -1,0 +1,1 @@
+//! The ringshift shard node.

@@ -1,0 +1,1 @@
+//! Consistent-hash ring for ringshift: see README of the crate.
