@@ -1,1 +1,3 @@
-//! The ringshift operator.
+//! The ringshift operator: CRD types, the cluster controller and its runtime.
+
+pub mod crd;

@@ -1,0 +1,118 @@
+//! `ShardPlacement`: the authoritative placement that nodes are given.
+//!
+//! Its spec (the desired ring) is written only by the cluster controller; its
+//! status (committed placement, cutover records, acknowledgements) only by the
+//! migration driver, with resourceVersion preconditions.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{conditions_schema, opaque_object_schema, u64_string_schema};
+
+/// Desired ring of a cluster.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ringshift.dev",
+    version = "v1alpha1",
+    kind = "ShardPlacement",
+    plural = "shardplacements",
+    singular = "shardplacement",
+    shortname = "shp",
+    category = "ringshift",
+    namespaced,
+    status = "ShardPlacementStatus",
+    derive = "PartialEq",
+    doc = "The placement of a ShardCluster's hash ranges: desired ring (spec) and committed placement (status). Written only by the operator.",
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster"),
+    printcolumn(name = "Epoch", type_ = "string", json_path = ".status.epoch"),
+    printcolumn(
+        name = "Transition",
+        type_ = "boolean",
+        json_path = ".status.inTransition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardPlacementSpec {
+    /// Name of the ShardCluster.
+    pub cluster: String,
+    /// UID of the ShardCluster; nodes refuse placements of another cluster.
+    pub cluster_uid: String,
+    /// Desired ring: `ringshift-ring`'s RingSpec (algorithm, vnodes, membership operations).
+    #[schemars(schema_with = "opaque_object_schema")]
+    pub ring: serde_json::Value,
+}
+
+/// Committed state, written only by the migration driver.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardPlacementStatus {
+    /// Committed epoch (decimal u64), a copy of `placement.epoch` for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "u64_string_schema")]
+    pub epoch: Option<String>,
+    /// Whether a target ring is in flight.
+    #[serde(default)]
+    pub in_transition: bool,
+    /// Committed placement: `ringshift-ring`'s Placement (cluster UID, epoch,
+    /// base ring, overlay, target ring, committed transfers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_object_schema")]
+    pub placement: Option<serde_json::Value>,
+    /// Cutover decisions, one per migration (the commit point of a move).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["migrationUid"]))]
+    pub cutovers: Vec<CutoverRecord>,
+    /// Placement epochs acknowledged by each member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["member"]))]
+    pub acks: Vec<NodeAck>,
+    /// Conditions of the placement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The decision about one migration's cutover.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverRecord {
+    /// UID of the ShardMigration.
+    pub migration_uid: String,
+    /// Attempt of the migration this record is about.
+    #[schemars(range(min = 0))]
+    pub attempt: i64,
+    /// Committing, Committed or Aborted.
+    pub state: CutoverState,
+}
+
+/// State of a cutover record. Committed only rolls forward.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CutoverState {
+    /// The fence is (being) taken; neither committed nor aborted yet.
+    Committing,
+    /// The new owners are committed; only rolls forward.
+    Committed,
+    /// Abandoned; the source may be unfenced.
+    Aborted,
+}
+
+/// The placement a member has installed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAck {
+    /// Member name.
+    pub member: String,
+    /// Highest epoch the member acknowledged (decimal u64).
+    #[schemars(schema_with = "u64_string_schema")]
+    pub epoch: String,
+    /// Incarnation id of the member's data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
+}
