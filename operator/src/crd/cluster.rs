@@ -51,7 +51,7 @@ pub struct ShardClusterSpec {
     pub replicas: i32,
     /// Virtual nodes per unit of weight on the hash ring. Fixed once the cluster exists.
     #[serde(default = "default_vnodes")]
-    #[schemars(range(min = 1, max = 4096))]
+    #[schemars(range(min = 1, max = 1024))]
     pub vnodes: i32,
     /// Copies of each range. Only 1 is supported in v1alpha1.
     #[serde(default = "default_replication_factor")]

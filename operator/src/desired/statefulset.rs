@@ -1,0 +1,413 @@
+//! The StatefulSet of shard nodes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::names::{
+    self, ADMIN_PORT, ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, AUTH_DIR, DATA_DIR, DATA_PORT,
+};
+use super::owner_reference;
+use crate::crd::{ShardCluster, StorageSpec};
+
+/// Number of pods the StatefulSet must have.
+///
+/// Never fewer than the members that hold data in the committed placement
+/// (StatefulSets remove the highest ordinals first), and never shrinking while
+/// a member has not acknowledged the committed epoch.
+pub fn replicas(
+    cluster: &str,
+    spec_replicas: i32,
+    current: Option<i32>,
+    data_holders: &BTreeSet<String>,
+    all_acknowledged: bool,
+) -> i32 {
+    let floor = data_holders
+        .iter()
+        .filter_map(|m| names::ordinal(cluster, m))
+        .map(|o| o.saturating_add(1))
+        .max()
+        .unwrap_or(0);
+    let mut n = spec_replicas.max(floor);
+    if !all_acknowledged && let Some(c) = current {
+        n = n.max(c);
+    }
+    n
+}
+
+/// Storage the StatefulSet keeps: its volume claim templates are immutable,
+/// so once it exists, what it was created with wins.
+pub fn live_storage(sts: &StatefulSet) -> Option<StorageSpec> {
+    let vct = sts.spec.volume_claim_templates.as_ref()?;
+    let data = vct
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(names::DATA_VOLUME))?;
+    let spec = data.spec.as_ref()?;
+    let size = spec
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")?
+        .clone();
+    Some(StorageSpec {
+        size,
+        storage_class_name: spec.storage_class_name.clone(),
+    })
+}
+
+/// Whether two storage specs ask for the same volumes.
+pub fn same_storage(a: &StorageSpec, b: &StorageSpec) -> bool {
+    a.storage_class_name == b.storage_class_name && a.size.0.trim() == b.size.0.trim()
+}
+
+/// Arguments of the node container; `$(VAR)` is expanded by the kubelet.
+pub fn node_args(cluster_uid: &str, password_file: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--data-dir",
+        DATA_DIR,
+        "--listen",
+        &format!("$(POD_IP):{DATA_PORT}"),
+        "--admin-listen",
+        &format!("$(POD_IP):{ADMIN_PORT}"),
+        "--member-name",
+        "$(POD_NAME)",
+        "--cluster-uid",
+        cluster_uid,
+        "--admin-token-file",
+        &format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(p) = password_file {
+        args.extend(["--password-file".to_string(), p.to_string()]);
+    }
+    args
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The StatefulSet of `cluster` with `replicas` pods and `storage` volumes.
+pub fn statefulset(cluster: &ShardCluster, replicas: i32, storage: &StorageSpec) -> StatefulSet {
+    let name = cluster.name_any();
+    let spec = &cluster.spec;
+    let uid = cluster.uid().unwrap_or_default();
+    let password_file = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.password_secret_ref.as_ref())
+        .map(|r| format!("{AUTH_DIR}/{}", r.key));
+
+    let mut mounts = vec![
+        VolumeMount {
+            name: names::DATA_VOLUME.into(),
+            mount_path: DATA_DIR.into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "admin-token".into(),
+            mount_path: ADMIN_TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ];
+    let mut volumes = vec![Volume {
+        name: "admin-token".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::admin_secret(&name)),
+            default_mode: Some(0o400),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if let Some(r) = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.password_secret_ref.as_ref())
+    {
+        mounts.push(VolumeMount {
+            name: "auth".into(),
+            mount_path: AUTH_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "auth".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(r.name.clone()),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+
+    let resources = spec.resources.as_ref().map(|r| ResourceRequirements {
+        requests: (!r.requests.is_empty()).then(|| r.requests.clone()),
+        limits: (!r.limits.is_empty()).then(|| r.limits.clone()),
+        ..Default::default()
+    });
+
+    let container = Container {
+        name: "node".into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: Some(spec.image_pull_policy.as_str().into()),
+        args: Some(node_args(&uid, password_file.as_deref())),
+        env: Some(vec![
+            field_env("POD_IP", "status.podIP"),
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("redis".into()),
+                container_port: DATA_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("admin".into()),
+                container_port: ADMIN_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/readyz".into()),
+                port: IntOrString::String("admin".into()),
+                scheme: Some("HTTP".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(2),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        resources,
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let selector = names::selector_labels(&name);
+    let mut storage_requests = BTreeMap::new();
+    storage_requests.insert("storage".to_string(), Quantity(storage.size.0.clone()));
+
+    StatefulSet {
+        metadata: ObjectMeta {
+            name: Some(names::statefulset(&name)),
+            namespace: cluster.namespace(),
+            labels: Some(names::labels(&name)),
+            owner_references: owner_reference(cluster).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(names::headless_service(&name)),
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..Default::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names::labels(&name)),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    termination_grace_period_seconds: Some(30),
+                    ..Default::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(names::DATA_VOLUME.into()),
+                    labels: Some(selector),
+                    ..Default::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(storage_requests),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AuthSpec, SecretKeyRef, ShardClusterSpec};
+
+    fn cluster(spec_json: serde_json::Value) -> ShardCluster {
+        let spec: ShardClusterSpec = serde_json::from_value(spec_json).unwrap();
+        let mut c = ShardCluster::new("demo", spec);
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    fn holders(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn never_fewer_pods_than_members_holding_data() {
+        // Scaling 5 -> 3 while demo-4 still owns ranges keeps all five pods.
+        assert_eq!(
+            replicas("demo", 3, Some(5), &holders(&["demo-0", "demo-4"]), true),
+            5
+        );
+        // Once demo-3 and demo-4 own nothing and every node acknowledged, shrink.
+        assert_eq!(
+            replicas("demo", 3, Some(5), &holders(&["demo-0", "demo-2"]), true),
+            3
+        );
+        // Not every node acknowledged the epoch: do not shrink yet.
+        assert_eq!(
+            replicas("demo", 3, Some(5), &holders(&["demo-0"]), false),
+            5
+        );
+        // Scale-out is immediate.
+        assert_eq!(
+            replicas("demo", 5, Some(3), &holders(&["demo-0"]), false),
+            5
+        );
+        // Holders of another cluster do not count.
+        assert_eq!(replicas("demo", 1, None, &holders(&["other-7"]), true), 1);
+    }
+
+    #[test]
+    fn pods_bind_the_pod_ip_and_carry_the_cluster_uid() {
+        let c = cluster(serde_json::json!({"replicas": 3}));
+        let sts = statefulset(&c, 3, &c.spec.storage);
+        let spec = sts.spec;
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(
+            spec.update_strategy.unwrap().type_.as_deref(),
+            Some("OnDelete")
+        );
+        assert_eq!(spec.service_name.as_deref(), Some("demo-nodes"));
+        let pod = spec.template.spec.unwrap();
+        let node = &pod.containers[0];
+        let args = node.args.clone().unwrap();
+        assert_eq!(
+            args,
+            [
+                "--data-dir",
+                "/data",
+                "--listen",
+                "$(POD_IP):6379",
+                "--admin-listen",
+                "$(POD_IP):8080",
+                "--member-name",
+                "$(POD_NAME)",
+                "--cluster-uid",
+                "uid-1",
+                "--admin-token-file",
+                "/etc/ringshift/admin/token"
+            ]
+        );
+        assert!(!args.iter().any(|a| a.contains("0.0.0.0")));
+        let env = node.env.clone().unwrap();
+        let pod_ip = env.iter().find(|e| e.name == "POD_IP").unwrap();
+        assert_eq!(
+            pod_ip
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "status.podIP"
+        );
+        let probe = node.readiness_probe.clone().unwrap().http_get.unwrap();
+        assert_eq!(probe.path.as_deref(), Some("/readyz"));
+        assert_eq!(probe.port, IntOrString::String("admin".into()));
+        let owner = sts.metadata.owner_references.unwrap();
+        assert_eq!(owner[0].uid, "uid-1");
+        assert_eq!(owner[0].controller, Some(true));
+    }
+
+    #[test]
+    fn storage_and_auth_come_from_the_spec() {
+        let mut c = cluster(serde_json::json!({
+            "storage": {"size": "5Gi", "storageClassName": "fast"},
+        }));
+        c.spec.auth = Some(AuthSpec {
+            password_secret_ref: Some(SecretKeyRef {
+                name: "pw".into(),
+                key: "pass".into(),
+            }),
+        });
+        let sts = statefulset(&c, 3, &c.spec.storage);
+        assert_eq!(live_storage(&sts), Some(c.spec.storage.clone()));
+        let pod = sts.spec.template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        assert!(args.ends_with(&["--password-file".into(), "/etc/ringshift/auth/pass".into()]));
+        assert!(
+            pod.volumes
+                .unwrap()
+                .iter()
+                .any(|v| v.secret.as_ref().unwrap().secret_name == Some("pw".into()))
+        );
+    }
+
+    #[test]
+    fn serialized_statefulset_has_no_fields_newer_than_1_20() {
+        let c = cluster(serde_json::json!({}));
+        let v = serde_json::to_value(statefulset(&c, 3, &c.spec.storage)).unwrap();
+        let spec = &v["spec"];
+        for newer in [
+            "persistentVolumeClaimRetentionPolicy",
+            "minReadySeconds",
+            "ordinals",
+        ] {
+            assert!(spec.get(newer).is_none(), "{newer} is unknown to 1.20");
+        }
+        assert!(v.get("status").is_none());
+    }
+}

@@ -1,0 +1,394 @@
+//! Validation of a ShardCluster spec: what the schema cannot say (or 1.20
+//! does not enforce), with reasons a person can act on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::crd::{DEFAULT_WEIGHT, ShardClusterSpec, StorageSpec};
+use crate::desired::names;
+use crate::desired::statefulset::same_storage;
+use crate::duration::parse_duration;
+
+/// Largest vnodes the ring accepts.
+pub const MAX_VNODES: i32 = 1024;
+/// Largest member count.
+pub const MAX_REPLICAS: i32 = 1000;
+/// Largest member weight.
+pub const MAX_WEIGHT: i32 = 100_000;
+
+/// One reason the operator cannot act on a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// CamelCase reason for conditions and Events.
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A member of the desired ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredMember {
+    /// Pod name.
+    pub name: String,
+    /// Weight on the ring (0 when drained).
+    pub weight: u32,
+}
+
+/// A spec the operator can act on, with its strings parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidSpec {
+    /// Members of the desired ring, by ordinal.
+    pub members: Vec<DesiredMember>,
+    /// Vnodes of the ring.
+    pub vnodes: u16,
+    /// Longest client pause of a cutover.
+    pub write_pause_budget: Duration,
+    /// Retention of a source's copy after the commit.
+    pub source_retention: Duration,
+    /// Retention of unread change-log records.
+    pub change_log_retention: Duration,
+    /// Lag under which catch-up proceeds to cutover.
+    pub lag_threshold_records: u64,
+    /// Copy bandwidth per move; unlimited when None.
+    pub bandwidth_bytes_per_second: Option<u64>,
+}
+
+/// What was observed that constrains the spec.
+#[derive(Clone, Debug, Default)]
+pub struct Existing<'a> {
+    /// Storage of the StatefulSet, when it exists.
+    pub storage: Option<&'a StorageSpec>,
+    /// Vnodes of the ring in the ShardPlacement, when it exists.
+    pub vnodes: Option<u16>,
+}
+
+fn duration(field: &str, value: &str, errors: &mut Vec<Invalid>) -> Duration {
+    match parse_duration(value) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(Invalid::new(
+                "InvalidDuration",
+                format!("spec.migration.{field}: {e}"),
+            ));
+            Duration::ZERO
+        }
+    }
+}
+
+fn number(field: &str, value: &str, errors: &mut Vec<Invalid>) -> u64 {
+    match value.parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => {
+            errors.push(Invalid::new(
+                "InvalidNumber",
+                format!("spec.migration.{field}: {value:?} is not a decimal number below 2^64"),
+            ));
+            0
+        }
+    }
+}
+
+/// Validates `spec` of the cluster named `cluster` against what exists.
+pub fn validate(
+    cluster: &str,
+    spec: &ShardClusterSpec,
+    existing: &Existing<'_>,
+) -> Result<ValidSpec, Vec<Invalid>> {
+    let mut errors = Vec::new();
+    if !(1..=MAX_REPLICAS).contains(&spec.replicas) {
+        errors.push(Invalid::new(
+            "ReplicasOutOfRange",
+            format!(
+                "spec.replicas is {}; it must be between 1 and {MAX_REPLICAS}",
+                spec.replicas
+            ),
+        ));
+    }
+    if !(1..=MAX_VNODES).contains(&spec.vnodes) {
+        errors.push(Invalid::new(
+            "VnodesOutOfRange",
+            format!(
+                "spec.vnodes is {}; it must be between 1 and {MAX_VNODES}",
+                spec.vnodes
+            ),
+        ));
+    }
+    let vnodes = u16::try_from(spec.vnodes.clamp(1, MAX_VNODES)).unwrap_or(1);
+    if let Some(current) = existing.vnodes
+        && current != vnodes
+        && (1..=MAX_VNODES).contains(&spec.vnodes)
+    {
+        errors.push(Invalid::new(
+            "VnodesImmutable",
+            format!(
+                "spec.vnodes changed from {current} to {}; the ring's vnodes are fixed when the \
+                 cluster is created: set it back to {current}",
+                spec.vnodes
+            ),
+        ));
+    }
+    if spec.replication_factor != 1 {
+        errors.push(Invalid::new(
+            "ReplicationFactorUnsupported",
+            format!(
+                "spec.replicationFactor is {}; v1alpha1 supports only 1 (replication has not \
+                 landed yet): set it to 1",
+                spec.replication_factor
+            ),
+        ));
+    }
+    if let Some(live) = existing.storage
+        && !same_storage(live, &spec.storage)
+    {
+        errors.push(Invalid::new(
+            "StorageImmutable",
+            format!(
+                "spec.storage changed (size {} -> {}, class {:?} -> {:?}); a StatefulSet's volume \
+                 claim templates are immutable: set spec.storage back",
+                live.size.0,
+                spec.storage.size.0,
+                live.storage_class_name,
+                spec.storage.storage_class_name
+            ),
+        ));
+    }
+
+    let policy = &spec.migration;
+    let write_pause_budget = duration("writePauseBudget", &policy.write_pause_budget, &mut errors);
+    if write_pause_budget.is_zero() && parse_duration(&policy.write_pause_budget).is_ok() {
+        errors.push(Invalid::new(
+            "InvalidDuration",
+            "spec.migration.writePauseBudget must be above zero: a cutover needs a pause",
+        ));
+    }
+    let source_retention = duration("sourceRetention", &policy.source_retention, &mut errors);
+    let change_log_retention = duration(
+        "changeLogRetention",
+        &policy.change_log_retention,
+        &mut errors,
+    );
+    let lag_threshold_records = number(
+        "lagThresholdRecords",
+        &policy.lag_threshold_records,
+        &mut errors,
+    );
+    let bandwidth_bytes_per_second = policy
+        .bandwidth_bytes_per_second
+        .as_deref()
+        .map(|b| number("bandwidthBytesPerSecond", b, &mut errors));
+    if bandwidth_bytes_per_second == Some(0) {
+        errors.push(Invalid::new(
+            "InvalidNumber",
+            "spec.migration.bandwidthBytesPerSecond is 0, which would stop every copy; unset it \
+             for no limit",
+        ));
+    }
+    if policy.max_concurrent_moves < 1 {
+        errors.push(Invalid::new(
+            "InvalidMigrationPolicy",
+            "spec.migration.maxConcurrentMoves must be at least 1",
+        ));
+    }
+
+    let mut intent: BTreeMap<&str, (i32, bool)> = BTreeMap::new();
+    for m in &spec.members {
+        if names::ordinal(cluster, &m.name).is_none() {
+            errors.push(Invalid::new(
+                "UnknownMember",
+                format!(
+                    "spec.members: {:?} is not a member name of this cluster (expected \
+                     {cluster}-<ordinal>)",
+                    m.name
+                ),
+            ));
+        }
+        if !(0..=MAX_WEIGHT).contains(&m.weight) {
+            errors.push(Invalid::new(
+                "WeightOutOfRange",
+                format!(
+                    "spec.members: weight of {} must be between 0 and {MAX_WEIGHT}",
+                    m.name
+                ),
+            ));
+        }
+        if intent.insert(&m.name, (m.weight, m.drain)).is_some() {
+            errors.push(Invalid::new(
+                "DuplicateMember",
+                format!("spec.members lists {} more than once", m.name),
+            ));
+        }
+    }
+    let members: Vec<DesiredMember> = (0..spec.replicas.clamp(0, MAX_REPLICAS))
+        .map(|o| {
+            let name = names::member(cluster, o);
+            let (weight, drain) = intent
+                .get(name.as_str())
+                .copied()
+                .unwrap_or((DEFAULT_WEIGHT, false));
+            let weight = if drain {
+                0
+            } else {
+                u32::try_from(weight.clamp(0, MAX_WEIGHT)).unwrap_or(0)
+            };
+            DesiredMember { name, weight }
+        })
+        .collect();
+    if !members.is_empty() && members.iter().all(|m| m.weight == 0) {
+        errors.push(Invalid::new(
+            "ZeroTotalWeight",
+            "every member is drained or has weight 0, so no member could own the data: give at \
+             least one member a weight",
+        ));
+    }
+
+    if errors.is_empty() {
+        Ok(ValidSpec {
+            members,
+            vnodes,
+            write_pause_budget,
+            source_retention,
+            change_log_retention,
+            lag_threshold_records,
+            bandwidth_bytes_per_second,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> ShardClusterSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn reasons(r: Result<ValidSpec, Vec<Invalid>>) -> Vec<&'static str> {
+        r.err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.reason)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let v = validate("demo", &spec(json!({})), &Existing::default()).unwrap();
+        assert_eq!(v.members.len(), 3);
+        assert!(v.members.iter().all(|m| m.weight == 100));
+        assert_eq!(v.vnodes, 64);
+        assert_eq!(v.write_pause_budget, Duration::from_millis(250));
+        assert_eq!(v.source_retention, Duration::from_secs(600));
+        assert_eq!(v.lag_threshold_records, 1000);
+        assert_eq!(v.bandwidth_bytes_per_second, None);
+    }
+
+    #[test]
+    fn weights_and_drains_shape_the_desired_members() {
+        let s = spec(json!({"replicas": 3, "members": [
+            {"name": "demo-1", "weight": 300},
+            {"name": "demo-2", "drain": true, "weight": 50},
+            {"name": "demo-7", "weight": 5},
+        ]}));
+        let v = validate("demo", &s, &Existing::default()).unwrap();
+        let w: Vec<(String, u32)> = v.members.into_iter().map(|m| (m.name, m.weight)).collect();
+        assert_eq!(
+            w,
+            vec![
+                ("demo-0".into(), 100),
+                ("demo-1".into(), 300),
+                ("demo-2".into(), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn replication_factor_above_one_is_refused_with_a_reason() {
+        let r = validate(
+            "demo",
+            &spec(json!({"replicationFactor": 3})),
+            &Existing::default(),
+        );
+        let errs = r.unwrap_err();
+        assert_eq!(errs[0].reason, "ReplicationFactorUnsupported");
+        assert!(errs[0].message.contains("set it to 1"));
+    }
+
+    #[test]
+    fn out_of_range_and_unparsable_values_are_reported_together() {
+        let s = spec(json!({"vnodes": 5000, "replicas": 0, "migration": {
+            "writePauseBudget": "soon", "lagThresholdRecords": "-1", "bandwidthBytesPerSecond": "0"
+        }}));
+        let r = reasons(validate("demo", &s, &Existing::default()));
+        for want in [
+            "VnodesOutOfRange",
+            "ReplicasOutOfRange",
+            "InvalidDuration",
+            "InvalidNumber",
+        ] {
+            assert!(r.contains(&want), "{want} missing from {r:?}");
+        }
+    }
+
+    #[test]
+    fn zero_total_weight_is_refused() {
+        let s = spec(json!({"replicas": 2, "members": [
+            {"name": "demo-0", "drain": true}, {"name": "demo-1", "weight": 0}
+        ]}));
+        assert_eq!(
+            reasons(validate("demo", &s, &Existing::default())),
+            vec!["ZeroTotalWeight"]
+        );
+    }
+
+    #[test]
+    fn unknown_member_names_are_refused() {
+        let s = spec(json!({"members": [{"name": "dmeo-1", "weight": 10}]}));
+        assert_eq!(
+            reasons(validate("demo", &s, &Existing::default())),
+            vec!["UnknownMember"]
+        );
+    }
+
+    #[test]
+    fn storage_and_vnodes_cannot_change_after_creation() {
+        let live = StorageSpec {
+            size: Quantity("1Gi".into()),
+            storage_class_name: None,
+        };
+        let s = spec(json!({"vnodes": 32, "storage": {"size": "2Gi"}}));
+        let r = reasons(validate(
+            "demo",
+            &s,
+            &Existing {
+                storage: Some(&live),
+                vnodes: Some(64),
+            },
+        ));
+        assert_eq!(r, vec!["VnodesImmutable", "StorageImmutable"]);
+        let same = spec(json!({"storage": {"size": "1Gi"}}));
+        assert!(
+            validate(
+                "demo",
+                &same,
+                &Existing {
+                    storage: Some(&live),
+                    vnodes: Some(64)
+                }
+            )
+            .is_ok()
+        );
+    }
+}
