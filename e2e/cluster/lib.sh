@@ -1,0 +1,77 @@
+# Shared settings and process helpers for e2e/cluster/{up,down,logs}. Sourced, not run.
+# shellcheck shell=bash
+
+K8S_VERSION=1.20.2
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
+CACHE="${RINGSHIFT_CACHE:-$HOME/.cache/ringshift}"
+K8S_BIN="$CACHE/k8s-v$K8S_VERSION"
+STATE="${RINGSHIFT_STATE:-/tmp/ringshift-k8s}"
+BIN_DIR="${RINGSHIFT_BIN_DIR:-$REPO_ROOT/target/debug}"
+API_PORT=6443
+NODE_NAME=local
+
+log() { echo "[cluster] $*" >&2; }
+die() { echo "[cluster] error: $*" >&2; exit 1; }
+
+# Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat); together with
+# the pid it identifies one process even after the pid is reused.
+proc_start() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }          # drop "pid (comm) ", comm may contain spaces
+  # shellcheck disable=SC2086
+  set -- $stat
+  echo "${20}"
+}
+
+# pid_alive FILE: the process recorded in FILE ("PID STARTTIME") still runs.
+pid_alive() {
+  local pid start now
+  [[ -f $1 ]] || return 1
+  read -r pid start <"$1" || return 1
+  now=$(proc_start "$pid") || return 1
+  [[ $now == "$start" ]]
+}
+
+# start_daemon NAME CMD...: run CMD in its own session, output to logs/NAME.log, pid to pids/NAME.pid.
+start_daemon() {
+  local name=$1; shift
+  local pidf="$STATE/pids/$name.pid"
+  if pid_alive "$pidf"; then log "$name already running (pid $(cut -d' ' -f1 "$pidf"))"; return 0; fi
+  mkdir -p "$STATE/pids" "$STATE/logs"
+  setsid "$@" >>"$STATE/logs/$name.log" 2>&1 </dev/null &
+  local pid=$!
+  local start=""
+  for _ in 1 2 3 4 5; do start=$(proc_start "$pid") && break; sleep 0.1; done
+  [[ -n $start ]] || die "$name exited at once; see $STATE/logs/$name.log"
+  echo "$pid $start" >"$pidf"
+  log "started $name (pid $pid, log $STATE/logs/$name.log)"
+}
+
+# stop_pidfile FILE [GRACE]: SIGTERM the process group recorded in FILE, SIGKILL after GRACE seconds.
+stop_pidfile() {
+  local f=$1 grace=${2:-10} pid start
+  if pid_alive "$f"; then
+    read -r pid start <"$f"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do pid_alive "$f" || break; sleep 0.1; done
+    if pid_alive "$f"; then
+      log "$(basename "$f" .pid) ignored SIGTERM; killing"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$f"
+}
+
+# wait_until SECONDS WHAT CMD...: retry CMD every half second.
+wait_until() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+kc() { kubectl --kubeconfig "$STATE/kubeconfig" "$@"; }

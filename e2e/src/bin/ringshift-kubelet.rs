@@ -1,0 +1,68 @@
+//! The process kubelet (see `ringshift_e2e::kubelet`). `e2e/cluster/up` starts it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ringshift_e2e::kubelet;
+
+#[derive(Parser, Debug)]
+#[command(name = "ringshift-kubelet", about = "Runs pods as local processes for the local control plane")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Kubeconfig with rights to bind pods, write pod status and register the node.
+    #[arg(long, env = "KUBECONFIG", default_value = "/tmp/ringshift-k8s/kubeconfig")]
+    kubeconfig: PathBuf,
+    /// Harness state dir: pod logs, volumes, pid files.
+    #[arg(long, env = "RINGSHIFT_STATE", default_value = "/tmp/ringshift-k8s")]
+    state_dir: PathBuf,
+    #[arg(long, default_value = "local")]
+    node_name: String,
+    /// Where image binaries are found (default: the directory of this executable).
+    #[arg(long, env = "RINGSHIFT_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Internal: set up a container's mounts inside its mount namespace, then exec it.
+    #[command(hide = true)]
+    Shim { plan: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Cmd::Shim { plan }) = &cli.cmd {
+        let Err(e) = kubelet::shim::run(plan);
+        eprintln!("ringshift-kubelet shim: {e}");
+        return ExitCode::from(127);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let bin_dir = cli.bin_dir.clone().or_else(|| {
+        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf()))
+    });
+    let Some(bin_dir) = bin_dir else {
+        eprintln!("ringshift-kubelet: cannot tell the bin dir; pass --bin-dir");
+        return ExitCode::FAILURE;
+    };
+    let cfg = kubelet::Config { kubeconfig: cli.kubeconfig, state_dir: cli.state_dir, node_name: cli.node_name, bin_dir };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringshift-kubelet: starting runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(kubelet::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "kubelet failed");
+            ExitCode::FAILURE
+        }
+    }
+}

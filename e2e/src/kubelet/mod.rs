@@ -1,0 +1,202 @@
+//! The process kubelet: plays scheduler and kubelet for a local control plane without a
+//! container runtime. It binds every unscheduled pod to its node and runs each container as a
+//! local process on the pod's own loopback address, in a private mount namespace with the pod's
+//! volumes bind-mounted (see LOCAL-K8S.md).
+
+mod container;
+pub mod env;
+pub mod expand;
+pub mod images;
+pub mod ip_pool;
+mod node;
+pub mod probe;
+pub mod process;
+pub mod shim;
+pub mod status;
+pub mod volumes;
+mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use ip_pool::IpPool;
+use worker::Update;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    #[error("reading kubeconfig {path}: {source}")]
+    Kubeconfig { path: PathBuf, source: kube::config::KubeconfigError },
+    #[error("building client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("registering node {node}: {source}")]
+    Register { node: String, source: kube::Error },
+    #[error("locating own executable: {0}")]
+    SelfExe(#[source] std::io::Error),
+    #[error("state dir {path}: {source}")]
+    StateDir { path: PathBuf, source: std::io::Error },
+}
+
+/// Settings of one kubelet run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    pub state_dir: PathBuf,
+    pub node_name: String,
+    pub bin_dir: PathBuf,
+}
+
+/// Shared by all pod workers.
+pub struct Ctx {
+    pub client: Client,
+    pub state_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub node_name: String,
+    pub self_exe: PathBuf,
+    pub ips: Mutex<IpPool>,
+    pub http: reqwest::Client,
+}
+
+/// How long a finalized pod's UID is remembered, so a late event does not restart it.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+pub async fn run(cfg: Config) -> Result<(), KubeletError> {
+    let kc = Kubeconfig::read_from(&cfg.kubeconfig)
+        .map_err(|source| KubeletError::Kubeconfig { path: cfg.kubeconfig.clone(), source })?;
+    let kconf = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| KubeletError::Kubeconfig { path: cfg.kubeconfig.clone(), source })?;
+    let client = Client::try_from(kconf).map_err(KubeletError::Client)?;
+    let pods_dir = cfg.state_dir.join("pods");
+    std::fs::create_dir_all(&pods_dir).map_err(|source| KubeletError::StateDir { path: pods_dir.clone(), source })?;
+    process::kill_stale(&pods_dir);
+    node::register(&client, &cfg.node_name)
+        .await
+        .map_err(|source| KubeletError::Register { node: cfg.node_name.clone(), source })?;
+    tokio::spawn(node::heartbeat_loop(client.clone(), cfg.node_name.clone()));
+
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        state_dir: cfg.state_dir.clone(),
+        bin_dir: cfg.bin_dir.clone(),
+        node_name: cfg.node_name.clone(),
+        self_exe: std::env::current_exe().map_err(KubeletError::SelfExe)?,
+        ips: Mutex::new(IpPool::new()),
+        http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+    });
+    tracing::info!(node = %cfg.node_name, bin_dir = %cfg.bin_dir.display(), state_dir = %cfg.state_dir.display(), "process kubelet running");
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let mut events = watcher::watcher(pods.clone(), watcher::Config::default()).default_backoff().boxed();
+    let mut workers: HashMap<String, watch::Sender<Update>> = HashMap::new();
+    let mut finished: HashMap<String, Instant> = HashMap::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                None => break,
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                Some(Ok(Event::Init)) => listed.clear(),
+                Some(Ok(Event::InitApply(p))) => {
+                    if let Some(uid) = &p.metadata.uid { listed.insert(uid.clone()); }
+                    on_pod(&ctx, p, &mut workers, &finished, &done_tx).await;
+                }
+                Some(Ok(Event::InitDone)) => {
+                    // Pods deleted while the watch was down.
+                    for (uid, tx) in &workers {
+                        if !listed.contains(uid) { let _ = tx.send(Update::Gone); }
+                    }
+                }
+                Some(Ok(Event::Apply(p))) => on_pod(&ctx, p, &mut workers, &finished, &done_tx).await,
+                Some(Ok(Event::Delete(p))) => {
+                    if let Some(tx) = p.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                        let _ = tx.send(Update::Gone);
+                    }
+                }
+            },
+            Some(uid) = done_rx.recv() => {
+                workers.remove(&uid);
+                finished.insert(uid, Instant::now());
+                finished.retain(|_, t| t.elapsed() < FORGET_AFTER);
+            }
+            _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+                tracing::info!("SIGTERM: exiting (pod processes keep running; `e2e/cluster/down` stops them)");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn on_pod(
+    ctx: &Arc<Ctx>,
+    pod: Pod,
+    workers: &mut HashMap<String, watch::Sender<Update>>,
+    finished: &HashMap<String, Instant>,
+    done_tx: &mpsc::UnboundedSender<String>,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else { return };
+    if finished.contains_key(&uid) {
+        return;
+    }
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    if node.is_empty() {
+        let terminal = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        if pod.metadata.deletion_timestamp.is_none() && !terminal {
+            tokio::spawn(bind(ctx.client.clone(), pod, ctx.node_name.clone()));
+        }
+        return;
+    }
+    if node != ctx.node_name {
+        return;
+    }
+    if let Some(tx) = workers.get(&uid) {
+        let _ = tx.send(Update::Pod(Box::new(pod)));
+        return;
+    }
+    let (tx, rx) = watch::channel(Update::Pod(Box::new(pod.clone())));
+    workers.insert(uid.clone(), tx);
+    let ctx = ctx.clone();
+    let done = done_tx.clone();
+    tokio::spawn(async move {
+        worker::run(ctx, pod, rx).await;
+        let _ = done.send(uid);
+    });
+}
+
+/// Binds the pod to this node (what the scheduler would do), retrying transient failures.
+async fn bind(client: Client, pod: Pod, node: String) {
+    let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { return };
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": ns, "uid": pod.metadata.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node}
+    });
+    let api: Api<Pod> = Api::namespaced(client, ns);
+    for _ in 0..BIND_ATTEMPTS {
+        match api.create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding).await {
+            Ok(_) => return tracing::info!(pod = %format!("{ns}/{name}"), %node, "bound pod"),
+            // Already bound (a duplicate event) or gone.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => return,
+            Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "binding failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+const BIND_ATTEMPTS: usize = 30;

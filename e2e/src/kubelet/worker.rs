@@ -1,0 +1,581 @@
+//! The life of one pod instance (one UID) on this node: prepare its address and volumes, start
+//! its containers, probe them, restart crashed ones, report status, and on deletion stop them
+//! gracefully and finalize the pod.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Probe, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::Ctx;
+use super::container::Ctr;
+use super::env::{PodFacts, Sources, build_env, expand_args};
+use super::images;
+use super::probe;
+use super::process::{self, log_line, signal_group};
+use super::shim::LaunchPlan;
+use super::status::{PodView, pod_status};
+use super::volumes;
+
+const TICK: Duration = Duration::from_millis(250);
+const PREPARE_RETRY: Duration = Duration::from_secs(2);
+const CONFIG_RETRY: Duration = Duration::from_secs(2);
+const IMAGE_RETRY: Duration = Duration::from_secs(5);
+
+/// What the watch loop tells a worker.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Pod(Box<Pod>),
+    /// The pod object is gone (force-deleted): stop at once.
+    Gone,
+}
+
+enum Flow {
+    Continue,
+    Done,
+}
+
+pub async fn run(ctx: Arc<Ctx>, pod: Pod, mut rx: watch::Receiver<Update>) {
+    let mut w = Worker::new(ctx, pod);
+    tracing::info!(pod = %w.key(), uid = %w.uid, "pod assigned to this node");
+    loop {
+        if let Flow::Done = w.step().await {
+            break;
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return; // The kubelet is shutting down; leave the processes.
+                }
+                let update = rx.borrow_and_update().clone();
+                match update {
+                    Update::Pod(p) => w.pod = *p,
+                    Update::Gone => w.gone = true,
+                }
+            }
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+    tracing::info!(pod = %w.key(), uid = %w.uid, "pod finished on this node");
+}
+
+struct Worker {
+    ctx: Arc<Ctx>,
+    pod: Pod,
+    gone: bool,
+    uid: String,
+    ns: String,
+    name: String,
+    dir: PathBuf,
+    ip: Option<Ipv4Addr>,
+    volumes: Option<HashMap<String, PathBuf>>,
+    next_prepare: Instant,
+    message: Option<String>,
+    start_time: Option<Time>,
+    init: Vec<Ctr>,
+    main: Vec<Ctr>,
+    /// Set when the pod was already Succeeded or Failed when this kubelet first saw it.
+    finished_before: bool,
+    term_deadline: Option<Instant>,
+    reported: Option<PodStatus>,
+}
+
+impl Worker {
+    fn new(ctx: Arc<Ctx>, pod: Pod) -> Self {
+        let now = Instant::now();
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        let previous = |list: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>, n: &str| {
+            list.iter().flatten().find(|s| s.name == n).cloned()
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let init = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| Ctr::new(c.clone(), true, previous(&status.init_container_statuses, &c.name).as_ref(), now))
+            .collect();
+        let main = spec
+            .containers
+            .iter()
+            .map(|c| Ctr::new(c.clone(), false, previous(&status.container_statuses, &c.name).as_ref(), now))
+            .collect();
+        let finished_before = matches!(status.phase.as_deref(), Some("Succeeded") | Some("Failed"));
+        let dir = ctx.state_dir.join("pods").join(format!("{ns}_{name}"));
+        Self {
+            ctx,
+            pod,
+            gone: false,
+            uid,
+            ns,
+            name,
+            dir,
+            ip: None,
+            volumes: None,
+            next_prepare: now,
+            message: None,
+            start_time: status.start_time.clone(),
+            init,
+            main,
+            finished_before,
+            term_deadline: None,
+            reported: None,
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.ns, self.name)
+    }
+
+    fn policy(&self) -> String {
+        self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into())
+    }
+
+    fn log_path(&self, c: &Container) -> PathBuf {
+        self.dir.join(format!("{}.log", c.name))
+    }
+
+    async fn step(&mut self) -> Flow {
+        let now = Instant::now();
+        if self.gone {
+            self.kill_all(Signal::SIGKILL);
+            self.wait_all().await;
+            self.cleanup();
+            return Flow::Done;
+        }
+        if self.pod.metadata.deletion_timestamp.is_some() {
+            return self.terminate(now).await;
+        }
+        if self.finished_before {
+            return Flow::Continue;
+        }
+        if self.volumes.is_none() {
+            if now >= self.next_prepare {
+                self.prepare(now).await;
+            }
+            if self.volumes.is_none() {
+                self.report().await;
+                return Flow::Continue;
+            }
+        }
+        self.reap(now);
+        self.escalate_kills(now);
+        self.start_due(now).await;
+        self.run_probes(now).await;
+        self.report().await;
+        Flow::Continue
+    }
+
+    /// Address, directories and volumes; retried until they succeed.
+    async fn prepare(&mut self, now: Instant) {
+        if self.ip.is_none() {
+            let preferred = self.pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).and_then(|s| s.parse().ok());
+            let allocated = match self.ctx.ips.lock() {
+                Ok(mut pool) => pool.allocate(preferred),
+                Err(_) => None,
+            };
+            match allocated {
+                Some(ip) => self.ip = Some(ip),
+                None => {
+                    self.message = Some("no free pod address".into());
+                    self.next_prepare = now + PREPARE_RETRY;
+                    return;
+                }
+            }
+        }
+        if self.start_time.is_none() {
+            self.start_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        }
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            self.message = Some(format!("creating {}: {e}", self.dir.display()));
+            self.next_prepare = now + PREPARE_RETRY;
+            return;
+        }
+        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
+        let facts = PodFacts { pod: &self.pod, pod_ip: ip, host_ip: "127.0.0.1".into(), node_name: &self.ctx.node_name };
+        match volumes::prepare(&self.ctx.client, &self.ctx.state_dir, &self.dir, &facts).await {
+            Ok(v) => {
+                self.volumes = Some(v);
+                self.message = None;
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.key(), error = %e, "volumes not ready");
+                self.message = Some(e.to_string());
+                self.next_prepare = now + PREPARE_RETRY;
+            }
+        }
+    }
+
+    fn all_ctrs(&mut self) -> impl Iterator<Item = &mut Ctr> {
+        self.init.iter_mut().chain(self.main.iter_mut())
+    }
+
+    fn reap(&mut self, now: Instant) {
+        let policy = self.policy();
+        let deleting = self.pod.metadata.deletion_timestamp.is_some();
+        let key = self.key();
+        let dir = self.dir.clone();
+        for c in self.all_ctrs() {
+            let Some(p) = c.proc.as_mut() else { continue };
+            match p.child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(st)) => {
+                    let signal = st.signal();
+                    let code = st.code().unwrap_or_else(|| 128 + signal.unwrap_or(0));
+                    let _ = std::fs::remove_file(&p.pid_file);
+                    log_line(&dir.join(format!("{}.log", c.spec.name)), &format!("container exited with code {code}"));
+                    tracing::info!(pod = %key, container = %c.spec.name, code, "container exited");
+                    c.on_exit(code, signal, &policy, deleting, now);
+                }
+                Err(e) => tracing::warn!(pod = %key, container = %c.spec.name, error = %e, "waiting for container failed"),
+            }
+        }
+    }
+
+    fn escalate_kills(&mut self, now: Instant) {
+        for c in self.all_ctrs() {
+            if let (Some(p), Some(deadline)) = (&c.proc, c.kill_deadline)
+                && now >= deadline
+            {
+                let _ = signal_group(p.pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn kill_all(&mut self, sig: Signal) {
+        for c in self.all_ctrs() {
+            if let Some(p) = &c.proc {
+                let _ = signal_group(p.pid, sig);
+            }
+        }
+    }
+
+    async fn wait_all(&mut self) {
+        for c in self.all_ctrs() {
+            if let Some(p) = c.proc.as_mut() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), p.child.wait()).await;
+                let _ = std::fs::remove_file(&p.pid_file);
+                c.proc = None;
+            }
+        }
+    }
+
+    /// Stops a running container: SIGTERM now, SIGKILL after the pod's grace period.
+    fn stop(c: &mut Ctr, grace: Duration, why: &str, log: &Path, now: Instant) {
+        if let Some(p) = &c.proc {
+            log_line(log, &format!("stopping container: {why}"));
+            let _ = signal_group(p.pid, Signal::SIGTERM);
+            c.kill_deadline = Some(now + grace);
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        let secs = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        Duration::from_secs(secs.max(0) as u64)
+    }
+
+    async fn start_due(&mut self, now: Instant) {
+        let init_done = self.init.iter().all(Ctr::succeeded);
+        let picks: Vec<(bool, usize)> = if !init_done {
+            // Init containers run one at a time, in order.
+            match self.init.iter().position(|c| !c.succeeded()) {
+                Some(i) if self.init[i].start_due(now) => vec![(true, i)],
+                _ => vec![],
+            }
+        } else {
+            (0..self.main.len()).filter(|&i| self.main[i].start_due(now)).map(|i| (false, i)).collect()
+        };
+        for (init, i) in picks {
+            let spec = if init { self.init[i].spec.clone() } else { self.main[i].spec.clone() };
+            let attempt = self.launch(&spec).await;
+            let log = self.log_path(&spec);
+            let c = if init { &mut self.init[i] } else { &mut self.main[i] };
+            match attempt {
+                Ok((proc, plan)) => {
+                    tracing::info!(pod = %format!("{}/{}", self.ns, self.name), container = %spec.name, pid = proc.pid, "container started");
+                    let program = plan.program.display().to_string();
+                    c.on_started(proc.pid, &program, now);
+                    c.proc = Some(proc);
+                    c.plan = Some(plan);
+                }
+                Err((reason, message, retry)) => {
+                    tracing::warn!(pod = %format!("{}/{}", self.ns, self.name), container = %spec.name, reason, %message, "container not started");
+                    log_line(&log, &format!("{reason}: {message}"));
+                    c.on_start_failed(reason, message, retry, now);
+                }
+            }
+        }
+    }
+
+    /// Resolves the binary, environment and mounts, writes the launch plan and spawns the shim.
+    async fn launch(&self, c: &Container) -> Result<(process::Proc, LaunchPlan), (&'static str, String, Duration)> {
+        let config_err = |m: String| ("CreateContainerConfigError", m, CONFIG_RETRY);
+        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
+        let sources = self.fetch_sources(c).await.map_err(config_err)?;
+        let facts = PodFacts { pod: &self.pod, pod_ip: ip, host_ip: "127.0.0.1".into(), node_name: &self.ctx.node_name };
+        let mut env = build_env(c, &facts, &sources).map_err(|e| config_err(e.to_string()))?;
+        for (k, v) in [
+            ("HOSTNAME", self.name.as_str()),
+            ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            ("HOME", "/root"),
+        ] {
+            if !env.iter().any(|(n, _)| n == k) {
+                env.insert(0, (k.to_string(), v.to_string()));
+            }
+        }
+        let command = expand_args(c.command.as_deref().unwrap_or_default(), &env);
+        let args = expand_args(c.args.as_deref().unwrap_or_default(), &env);
+        let image = c.image.clone().unwrap_or_default();
+        let (program, args) =
+            images::resolve(&image, &command, &args, &self.ctx.bin_dir).map_err(|m| ("ErrImagePull", m, IMAGE_RETRY))?;
+        if program.is_absolute() && !program.exists() {
+            return Err(("ErrImagePull", format!("image {image:?}: no binary at {} (run `make build`)", program.display()), IMAGE_RETRY));
+        }
+        let empty = HashMap::new();
+        let mounts = volumes::mounts_for(c, self.volumes.as_ref().unwrap_or(&empty)).map_err(config_err)?;
+        let plan = LaunchPlan {
+            mounts,
+            hide: vec![self.ctx.state_dir.clone()],
+            program,
+            args,
+            env,
+            working_dir: c.working_dir.clone().filter(|w| !w.is_empty()).map(PathBuf::from).unwrap_or_else(|| "/".into()),
+        };
+        let plan_path = self.dir.join(format!("{}.plan.json", c.name));
+        let run_err = |m: String| ("RunContainerError", m, CONFIG_RETRY);
+        let text = serde_json::to_vec_pretty(&plan).map_err(|e| run_err(e.to_string()))?;
+        write_private(&plan_path, &text).map_err(|e| run_err(format!("writing {}: {e}", plan_path.display())))?;
+        let log = self.log_path(c);
+        log_line(&log, &format!("starting container {} of pod {} (uid {}): {} {:?}", c.name, self.key(), self.uid, plan.program.display(), plan.args));
+        let pid_file = self.dir.join(format!("{}.pid", c.name));
+        let proc = process::spawn(&self.ctx.self_exe, &plan_path, &log, &pid_file)
+            .map_err(|e| run_err(format!("spawning {}: {e}", plan.program.display())))?;
+        Ok((proc, plan))
+    }
+
+    /// The Secrets and ConfigMaps the container's env refers to.
+    async fn fetch_sources(&self, c: &Container) -> Result<Sources, String> {
+        let mut secrets: Vec<String> = vec![];
+        let mut maps: Vec<String> = vec![];
+        for from in c.env_from.iter().flatten() {
+            secrets.extend(from.secret_ref.iter().map(|r| r.name.clone()));
+            maps.extend(from.config_map_ref.iter().map(|r| r.name.clone()));
+        }
+        for var in c.env.iter().flatten() {
+            if let Some(vf) = &var.value_from {
+                secrets.extend(vf.secret_key_ref.iter().map(|r| r.name.clone()));
+                maps.extend(vf.config_map_key_ref.iter().map(|r| r.name.clone()));
+            }
+        }
+        let mut out = Sources::default();
+        let sapi: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        for name in secrets {
+            if let Some(s) = sapi.get_opt(&name).await.map_err(|e| format!("reading secret {name:?}: {e}"))? {
+                out.secrets.insert(name, volumes::secret_data(&s));
+            }
+        }
+        let capi: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        for name in maps {
+            if let Some(m) = capi.get_opt(&name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))? {
+                let data: BTreeMap<String, String> = volumes::config_map_data(&m)
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect();
+                out.config_maps.insert(name, data);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_probes(&mut self, now: Instant) {
+        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
+        let grace = self.grace();
+        for i in 0..self.main.len() {
+            let (Some(started), None) = (self.main[i].started_at, self.main[i].kill_deadline) else { continue };
+            if !self.main[i].running() {
+                continue;
+            }
+            let spec = self.main[i].spec.clone();
+            let log = self.log_path(&spec);
+            if let Some(p) = &spec.startup_probe
+                && self.main[i].startup.passed != Some(true)
+            {
+                if self.main[i].startup.due(p, started, now) {
+                    let r = self.probe(p, i, &ip).await;
+                    let c = &mut self.main[i];
+                    if c.startup.record(p, r.is_ok(), r.err(), now) == Some(false) {
+                        let why = format!("startup probe failed: {}", c.startup.last_message.clone().unwrap_or_default());
+                        Self::stop(c, grace, &why, &log, now);
+                    }
+                }
+                self.main[i].view.started = self.main[i].startup.passed == Some(true);
+                if !self.main[i].view.started {
+                    continue;
+                }
+            }
+            if let Some(p) = &spec.liveness_probe
+                && self.main[i].liveness.due(p, started, now)
+            {
+                let r = self.probe(p, i, &ip).await;
+                let c = &mut self.main[i];
+                if c.liveness.record(p, r.is_ok(), r.err(), now) == Some(false) {
+                    let why = format!("liveness probe failed: {}", c.liveness.last_message.clone().unwrap_or_default());
+                    Self::stop(c, grace, &why, &log, now);
+                    continue;
+                }
+            }
+            match &spec.readiness_probe {
+                Some(p) => {
+                    if self.main[i].readiness.due(p, started, now) {
+                        let r = self.probe(p, i, &ip).await;
+                        self.main[i].readiness.record(p, r.is_ok(), r.err(), now);
+                    }
+                    self.main[i].view.ready = self.main[i].readiness.passed == Some(true);
+                }
+                None => self.main[i].view.ready = true,
+            }
+        }
+    }
+
+    async fn probe(&self, p: &Probe, i: usize, ip: &str) -> Result<(), String> {
+        let c = &self.main[i];
+        let timeout = probe::timeout(p);
+        if let Some(h) = &p.http_get {
+            probe::http_get(&self.ctx.http, h, ip, &c.spec, timeout).await
+        } else if let Some(t) = &p.tcp_socket {
+            let port = probe::port(&t.port, &c.spec)?;
+            probe::tcp(t.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(ip), port, timeout).await
+        } else if let Some(e) = &p.exec {
+            self.exec_probe(c, e.command.as_deref().unwrap_or_default(), timeout).await
+        } else {
+            Err("probe has no httpGet, tcpSocket or exec handler".into())
+        }
+    }
+
+    /// Runs an exec probe's command with the container's environment and mounts.
+    async fn exec_probe(&self, c: &Ctr, command: &[String], timeout: Duration) -> Result<(), String> {
+        let base = c.plan.clone().ok_or("container has no launch plan")?;
+        let image = c.spec.image.clone().unwrap_or_default();
+        let (program, args) = images::resolve(&image, command, &[], &self.ctx.bin_dir)?;
+        let plan = LaunchPlan { program, args, ..base };
+        let path = self.dir.join(format!("{}.probe.json", c.spec.name));
+        let text = serde_json::to_vec(&plan).map_err(|e| e.to_string())?;
+        write_private(&path, &text).map_err(|e| e.to_string())?;
+        let mut child = tokio::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(&self.ctx.self_exe)
+            .arg("shim")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("exec probe: {e}"))?;
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(Ok(st)) if st.success() => Ok(()),
+            Ok(Ok(st)) => Err(format!("exec probe exited with {st}")),
+            Ok(Err(e)) => Err(format!("exec probe: {e}")),
+            Err(_) => Err("exec probe timed out".into()),
+        }
+    }
+
+    /// Deletion: SIGTERM, SIGKILL after the grace period, then clean up and remove the object.
+    async fn terminate(&mut self, now: Instant) -> Flow {
+        if self.term_deadline.is_none() {
+            let secs = self
+                .pod
+                .metadata
+                .deletion_grace_period_seconds
+                .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .unwrap_or(30)
+                .max(0);
+            let grace = Duration::from_secs(secs as u64);
+            self.term_deadline = Some(now + grace);
+            tracing::info!(pod = %self.key(), grace_secs = secs, "pod deleted; stopping containers");
+            let dir = self.dir.clone();
+            for c in self.all_ctrs() {
+                let log = dir.join(format!("{}.log", c.spec.name));
+                Self::stop(c, grace, "pod deleted", &log, now);
+            }
+        }
+        self.reap(now);
+        self.escalate_kills(now);
+        if self.all_ctrs().any(|c| c.running()) {
+            self.report().await;
+            return Flow::Continue;
+        }
+        self.cleanup();
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
+        match api.delete(&self.name, &dp).await {
+            Ok(_) => Flow::Done,
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Flow::Done,
+            Err(e) => {
+                tracing::warn!(pod = %self.key(), error = %e, "finalizing pod failed; retrying");
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Removes what belongs to this pod instance (not its logs, not PVC data) and frees its address.
+    fn cleanup(&mut self) {
+        for c in self.init.iter().chain(self.main.iter()) {
+            for suffix in ["pid", "plan.json", "probe.json"] {
+                let _ = std::fs::remove_file(self.dir.join(format!("{}.{suffix}", c.spec.name)));
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.dir.join("volumes"));
+        if let (Some(ip), Ok(mut pool)) = (self.ip.take(), self.ctx.ips.lock()) {
+            pool.release(ip);
+        }
+    }
+
+    async fn report(&mut self) {
+        let init: Vec<_> = self.init.iter().map(|c| c.view.clone()).collect();
+        let main: Vec<_> = self.main.iter().map(|c| c.view.clone()).collect();
+        let view = PodView {
+            init: &init,
+            main: &main,
+            pod_ip: self.ip.map(|i| i.to_string()),
+            host_ip: "127.0.0.1".into(),
+            start_time: self.start_time.clone(),
+            message: self.message.clone(),
+            qos_class: None,
+        };
+        let previous = self.reported.as_ref().or(self.pod.status.as_ref());
+        let status = pod_status(&view, previous, &Time(k8s_openapi::jiff::Timestamp::now()));
+        if self.reported.as_ref() == Some(&status) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let patch = json!({ "status": status });
+        match api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => self.reported = Some(status),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => tracing::warn!(pod = %self.key(), error = %e, "status update failed; retrying"),
+        }
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(data)
+}
