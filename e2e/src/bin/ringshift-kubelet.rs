@@ -1,5 +1,6 @@
 //! The process kubelet (see `ringshift_e2e::kubelet`). `e2e/cluster/up` starts it.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,12 +8,19 @@ use clap::{Parser, Subcommand};
 use ringshift_e2e::kubelet;
 
 #[derive(Parser, Debug)]
-#[command(name = "ringshift-kubelet", about = "Runs pods as local processes for the local control plane")]
+#[command(
+    name = "ringshift-kubelet",
+    about = "Runs pods as local processes for the local control plane"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
     /// Kubeconfig with rights to bind pods, write pod status and register the node.
-    #[arg(long, env = "KUBECONFIG", default_value = "/tmp/ringshift-k8s/kubeconfig")]
+    #[arg(
+        long,
+        env = "KUBECONFIG",
+        default_value = "/tmp/ringshift-k8s/kubeconfig"
+    )]
     kubeconfig: PathBuf,
     /// Harness state dir: pod logs, volumes, pid files.
     #[arg(long, env = "RINGSHIFT_STATE", default_value = "/tmp/ringshift-k8s")]
@@ -39,18 +47,27 @@ fn main() -> ExitCode {
         return ExitCode::from(127);
     }
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .init();
     let bin_dir = cli.bin_dir.clone().or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.to_path_buf()))
     });
     let Some(bin_dir) = bin_dir else {
         eprintln!("ringshift-kubelet: cannot tell the bin dir; pass --bin-dir");
         return ExitCode::FAILURE;
     };
-    let cfg = kubelet::Config { kubeconfig: cli.kubeconfig, state_dir: cli.state_dir, node_name: cli.node_name, bin_dir };
+    let cfg = kubelet::Config {
+        kubeconfig: cli.kubeconfig,
+        state_dir: cli.state_dir,
+        node_name: cli.node_name,
+        bin_dir,
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

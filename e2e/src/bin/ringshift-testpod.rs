@@ -45,18 +45,23 @@ fn not_found(msg: String) -> Response {
     (StatusCode::NOT_FOUND, msg).into_response()
 }
 
-fn param(q: &Q, k: &str) -> Result<String, Response> {
-    q.get(k).cloned().ok_or_else(|| (StatusCode::BAD_REQUEST, format!("missing ?{k}=")).into_response())
+fn param(q: &Q, k: &str) -> Result<String, (StatusCode, String)> {
+    q.get(k)
+        .cloned()
+        .ok_or_else(|| (StatusCode::BAD_REQUEST, format!("missing ?{k}=")))
 }
 
 async fn files(q: Q) -> Response {
     let path = match param(&q, "path") {
         Ok(p) => PathBuf::from(p),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match std::fs::read_dir(&path) {
         Ok(rd) => {
-            let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             names.sort();
             Json(json!(names)).into_response()
         }
@@ -70,19 +75,27 @@ async fn read_file(q: Q) -> Response {
             Ok(b) => b.into_response(),
             Err(e) => not_found(format!("{p}: {e}")),
         },
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 async fn write_file(q: Q, body: axum::body::Bytes) -> Response {
     let p = match param(&q, "path") {
         Ok(p) => PathBuf::from(p),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let res = p.parent().map(std::fs::create_dir_all).unwrap_or(Ok(())).and_then(|_| std::fs::write(&p, &body));
+    let res = p
+        .parent()
+        .map(std::fs::create_dir_all)
+        .unwrap_or(Ok(()))
+        .and_then(|_| std::fs::write(&p, &body));
     match res {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", p.display())).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", p.display()),
+        )
+            .into_response(),
     }
 }
 
@@ -90,13 +103,18 @@ async fn write_file(q: Q, body: axum::body::Bytes) -> Response {
 async fn kube_get(q: Q) -> Response {
     let path = match param(&q, "path") {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let result = async {
         let cfg = kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?;
         let client = kube::Client::try_from(cfg).map_err(|e| format!("client: {e}"))?;
-        let req = http::Request::get(&path).body(kube::client::Body::empty()).map_err(|e| e.to_string())?;
-        let resp = client.send(req).await.map_err(|e| format!("request: {e}"))?;
+        let req = http::Request::get(&path)
+            .body(kube::client::Body::empty())
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .send(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
         Ok::<u16, String>(resp.status().as_u16())
     }
     .await;
@@ -109,7 +127,10 @@ async fn kube_get(q: Q) -> Response {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let Some(ip) = std::env::var("POD_IP").ok().and_then(|s| s.parse::<IpAddr>().ok()) else {
+    let Some(ip) = std::env::var("POD_IP")
+        .ok()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+    else {
         eprintln!("testpod: POD_IP must be set to the pod's address (downward API status.podIP)");
         return ExitCode::from(2);
     };
@@ -129,7 +150,7 @@ async fn main() -> ExitCode {
                     Ok(v) => v.into_response(),
                     Err(_) => not_found(format!("{n} is not set")),
                 },
-                Err(r) => r,
+                Err(r) => r.into_response(),
             }
         }))
         .route("/files", get(files))
@@ -161,12 +182,16 @@ async fn main() -> ExitCode {
         });
     }
     let shutdown = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
             println!("testpod: got SIGTERM, shutting down");
         }
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         eprintln!("testpod: server: {e}");
         return ExitCode::FAILURE;
     }

@@ -37,7 +37,12 @@ pub struct Ctr {
 }
 
 impl Ctr {
-    pub fn new(spec: Container, init: bool, previous: Option<&ContainerStatus>, now: Instant) -> Self {
+    pub fn new(
+        spec: Container,
+        init: bool,
+        previous: Option<&ContainerStatus>,
+        now: Instant,
+    ) -> Self {
         let restart_count = previous.map(|s| s.restart_count).unwrap_or(0);
         let ever_started = previous
             .and_then(|s| s.state.as_ref())
@@ -49,7 +54,10 @@ impl Ctr {
                 image: spec.image.clone().unwrap_or_default(),
                 image_id: String::new(),
                 container_id: None,
-                state: RunState::Waiting { reason: "ContainerCreating".into(), message: None },
+                state: RunState::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                },
                 last_exit: None,
                 restart_count,
                 ready: false,
@@ -81,7 +89,9 @@ impl Ctr {
 
     /// Waiting for a (re)start that is due.
     pub fn start_due(&self, now: Instant) -> bool {
-        self.proc.is_none() && matches!(self.view.state, RunState::Waiting { .. }) && now >= self.next_start
+        self.proc.is_none()
+            && matches!(self.view.state, RunState::Waiting { .. })
+            && now >= self.next_start
     }
 
     /// Records that the process started.
@@ -95,7 +105,9 @@ impl Ctr {
         self.readiness = ProbeState::default();
         self.liveness = ProbeState::default();
         self.startup = ProbeState::default();
-        self.view.state = RunState::Running { started_at: Time(k8s_openapi::jiff::Timestamp::now()) };
+        self.view.state = RunState::Running {
+            started_at: Time(k8s_openapi::jiff::Timestamp::now()),
+        };
         self.view.container_id = Some(format!("ringshift-process://{pid}"));
         self.view.image_id = format!("ringshift-binary://{program}");
         self.view.ready = false;
@@ -104,7 +116,14 @@ impl Ctr {
     }
 
     /// Records an exit and decides, by restart policy, whether and when it starts again.
-    pub fn on_exit(&mut self, exit_code: i32, signal: Option<i32>, policy: &str, deleting: bool, now: Instant) {
+    pub fn on_exit(
+        &mut self,
+        exit_code: i32,
+        signal: Option<i32>,
+        policy: &str,
+        deleting: bool,
+        now: Instant,
+    ) {
         let started_at = match &self.view.state {
             RunState::Running { started_at } => Some(started_at.clone()),
             _ => None,
@@ -112,7 +131,11 @@ impl Ctr {
         let exit = Exit {
             exit_code,
             signal,
-            reason: if exit_code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if exit_code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             started_at,
             finished_at: Time(k8s_openapi::jiff::Timestamp::now()),
         };
@@ -121,7 +144,10 @@ impl Ctr {
         self.view.started = false;
         self.kill_deadline = None;
         let restart = !deleting && restarts(self.init, policy, exit_code);
-        let ran = self.started_at.map(|t| now.duration_since(t)).unwrap_or_default();
+        let ran = self
+            .started_at
+            .map(|t| now.duration_since(t))
+            .unwrap_or_default();
         if ran >= BACKOFF_RESET {
             self.backoff = BACKOFF_BASE;
         }
@@ -145,8 +171,17 @@ impl Ctr {
     }
 
     /// Could not start: wait and retry.
-    pub fn on_start_failed(&mut self, reason: &str, message: String, retry: Duration, now: Instant) {
-        self.view.state = RunState::Waiting { reason: reason.into(), message: Some(message) };
+    pub fn on_start_failed(
+        &mut self,
+        reason: &str,
+        message: String,
+        retry: Duration,
+        now: Instant,
+    ) {
+        self.view.state = RunState::Waiting {
+            reason: reason.into(),
+            message: Some(message),
+        };
         self.next_start = now + retry;
     }
 }
@@ -166,7 +201,8 @@ mod tests {
     use super::*;
 
     fn ctr() -> Ctr {
-        let spec: Container = serde_json::from_value(serde_json::json!({"name": "c", "image": "x"})).unwrap();
+        let spec: Container =
+            serde_json::from_value(serde_json::json!({"name": "c", "image": "x"})).unwrap();
         Ctr::new(spec, false, None, Instant::now())
     }
 
@@ -189,7 +225,9 @@ mod tests {
         c.on_started(10, "p", t0);
         assert_eq!(c.view.restart_count, 0);
         c.on_exit(3, None, "Always", false, t0);
-        assert!(matches!(&c.view.state, RunState::Waiting { reason, .. } if reason == "CrashLoopBackOff"));
+        assert!(
+            matches!(&c.view.state, RunState::Waiting { reason, .. } if reason == "CrashLoopBackOff")
+        );
         assert_eq!(c.view.last_exit.as_ref().unwrap().exit_code, 3);
         assert_eq!(c.next_start, t0 + BACKOFF_BASE);
         c.on_started(11, "p", t0);

@@ -32,7 +32,11 @@ pub enum EnvError {
     #[error("configmap {0:?} not found")]
     ConfigMapNotFound(String),
     #[error("key {key:?} not found in {kind} {name:?}")]
-    KeyNotFound { kind: &'static str, name: String, key: String },
+    KeyNotFound {
+        kind: &'static str,
+        name: String,
+        key: String,
+    },
     #[error("env var {var:?}: unsupported field path {path:?}")]
     FieldPath { var: String, path: String },
     #[error("env var {var:?}: unsupported resource {resource:?}")]
@@ -61,7 +65,9 @@ pub fn build_env(
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
             match sources.config_maps.get(&r.name) {
-                Some(data) => data.iter().for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v.clone())),
+                Some(data) => data
+                    .iter()
+                    .for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v.clone())),
                 None if r.optional == Some(true) => {}
                 None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
             }
@@ -69,7 +75,11 @@ pub fn build_env(
         if let Some(r) = &from.secret_ref {
             match sources.secrets.get(&r.name) {
                 Some(data) => data.iter().for_each(|(k, v)| {
-                    set(&mut env, format!("{prefix}{k}"), String::from_utf8_lossy(v).into_owned())
+                    set(
+                        &mut env,
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
                 }),
                 None if r.optional == Some(true) => {}
                 None => return Err(EnvError::SecretNotFound(r.name.clone())),
@@ -100,7 +110,9 @@ pub fn build_env(
                         },
                     };
                     match found {
-                        None if s.optional != Some(true) && !sources.secrets.contains_key(&s.name) => {
+                        None if s.optional != Some(true)
+                            && !sources.secrets.contains_key(&s.name) =>
+                        {
                             return Err(EnvError::SecretNotFound(s.name.clone()));
                         }
                         other => other,
@@ -121,17 +133,23 @@ pub fn build_env(
                         },
                     };
                     match found {
-                        None if c.optional != Some(true) && !sources.config_maps.contains_key(&c.name) => {
+                        None if c.optional != Some(true)
+                            && !sources.config_maps.contains_key(&c.name) =>
+                        {
                             return Err(EnvError::ConfigMapNotFound(c.name.clone()));
                         }
                         other => other,
                     }
                 } else {
-                    return Err(EnvError::Invalid { var: var.name.clone(), detail: "valueFrom has no source".into() });
+                    return Err(EnvError::Invalid {
+                        var: var.name.clone(),
+                        detail: "valueFrom has no source".into(),
+                    });
                 }
             }
             (Some(v), None) => {
-                let snapshot: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let snapshot: HashMap<&str, &str> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 Some(expand(v, |name| snapshot.get(name).map(|s| s.to_string())))
             }
             (None, None) => Some(String::new()),
@@ -146,11 +164,18 @@ pub fn build_env(
 /// Expands `$(VAR)` in command and args with the final environment.
 pub fn expand_args(items: &[String], env: &[(String, String)]) -> Vec<String> {
     let map: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    items.iter().map(|s| expand(s, |name| map.get(name).map(|v| v.to_string()))).collect()
+    items
+        .iter()
+        .map(|s| expand(s, |name| map.get(name).map(|v| v.to_string())))
+        .collect()
 }
 
 /// Value of a downward-API field path (also used for downwardAPI volume files).
-pub fn field_value(var: &str, f: &ObjectFieldSelector, facts: &PodFacts<'_>) -> Result<String, EnvError> {
+pub fn field_value(
+    var: &str,
+    f: &ObjectFieldSelector,
+    facts: &PodFacts<'_>,
+) -> Result<String, EnvError> {
     let meta = &facts.pod.metadata;
     let spec = facts.pod.spec.as_ref();
     let path = f.field_path.as_str();
@@ -166,16 +191,27 @@ pub fn field_value(var: &str, f: &ObjectFieldSelector, facts: &PodFacts<'_>) -> 
         "metadata.labels" => format_map(meta.labels.as_ref()),
         "metadata.annotations" => format_map(meta.annotations.as_ref()),
         "spec.nodeName" => facts.node_name.to_string(),
-        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
         "status.hostIP" | "status.hostIPs" => facts.host_ip.clone(),
         "status.podIP" | "status.podIPs" => facts.pod_ip.clone(),
         _ => {
             if let Some(k) = bracketed("metadata.labels['") {
-                meta.labels.as_ref().and_then(|m| m.get(&k).cloned()).unwrap_or_default()
+                meta.labels
+                    .as_ref()
+                    .and_then(|m| m.get(&k).cloned())
+                    .unwrap_or_default()
             } else if let Some(k) = bracketed("metadata.annotations['") {
-                meta.annotations.as_ref().and_then(|m| m.get(&k).cloned()).unwrap_or_default()
+                meta.annotations
+                    .as_ref()
+                    .and_then(|m| m.get(&k).cloned())
+                    .unwrap_or_default()
             } else {
-                return Err(EnvError::FieldPath { var: var.to_string(), path: path.to_string() });
+                return Err(EnvError::FieldPath {
+                    var: var.to_string(),
+                    path: path.to_string(),
+                });
             }
         }
     };
@@ -208,26 +244,57 @@ fn resource_value(
             .iter()
             .flat_map(|s| s.containers.iter())
             .find(|c| c.name == name)
-            .ok_or_else(|| EnvError::Invalid { var: var.into(), detail: format!("no container {name:?}") })?,
+            .ok_or_else(|| EnvError::Invalid {
+                var: var.into(),
+                detail: format!("no container {name:?}"),
+            })?,
     };
     let (section, resource) = r
         .resource
         .split_once('.')
-        .ok_or_else(|| EnvError::Resource { var: var.into(), resource: r.resource.clone() })?;
+        .ok_or_else(|| EnvError::Resource {
+            var: var.into(),
+            resource: r.resource.clone(),
+        })?;
     let res = target.resources.as_ref();
     let map = match section {
         "limits" => res.and_then(|x| x.limits.as_ref()),
         "requests" => res.and_then(|x| x.requests.as_ref()),
-        _ => return Err(EnvError::Resource { var: var.into(), resource: r.resource.clone() }),
+        _ => {
+            return Err(EnvError::Resource {
+                var: var.into(),
+                resource: r.resource.clone(),
+            });
+        }
     };
     let default = match resource {
-        "cpu" => if section == "limits" { NODE_CPU } else { 0.0 },
-        "memory" => if section == "limits" { NODE_MEMORY } else { 0.0 },
+        "cpu" => {
+            if section == "limits" {
+                NODE_CPU
+            } else {
+                0.0
+            }
+        }
+        "memory" => {
+            if section == "limits" {
+                NODE_MEMORY
+            } else {
+                0.0
+            }
+        }
         "ephemeral-storage" => 0.0,
-        _ => return Err(EnvError::Resource { var: var.into(), resource: r.resource.clone() }),
+        _ => {
+            return Err(EnvError::Resource {
+                var: var.into(),
+                resource: r.resource.clone(),
+            });
+        }
     };
     let parse = |q: &str| {
-        parse_quantity(q).ok_or_else(|| EnvError::Invalid { var: var.into(), detail: format!("bad quantity {q:?}") })
+        parse_quantity(q).ok_or_else(|| EnvError::Invalid {
+            var: var.into(),
+            detail: format!("bad quantity {q:?}"),
+        })
     };
     let amount = match map.and_then(|m| m.get(resource)) {
         Some(q) => parse(&q.0)?,
@@ -238,7 +305,10 @@ fn resource_value(
         None => 1.0,
     };
     if divisor <= 0.0 {
-        return Err(EnvError::Invalid { var: var.into(), detail: "divisor must be positive".into() });
+        return Err(EnvError::Invalid {
+            var: var.into(),
+            detail: "divisor must be positive".into(),
+        });
     }
     // The kubelet rounds up, so a 250m CPU limit reads as 1 with the default divisor.
     Ok(format!("{}", (amount / divisor).ceil() as u64))
@@ -247,7 +317,9 @@ fn resource_value(
 /// Parses a Kubernetes quantity (`250m`, `1.5`, `64Mi`, `2G`, `1e3`).
 pub fn parse_quantity(q: &str) -> Option<f64> {
     let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(q.len());
+    let split = q
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let num: f64 = num.parse().ok()?;
     let mult = match suffix {
@@ -293,7 +365,12 @@ mod tests {
     }
 
     fn facts(p: &Pod) -> PodFacts<'_> {
-        PodFacts { pod: p, pod_ip: "127.0.0.12".into(), host_ip: "127.0.0.1".into(), node_name: "local" }
+        PodFacts {
+            pod: p,
+            pod_ip: "127.0.0.12".into(),
+            host_ip: "127.0.0.1".into(),
+            node_name: "local",
+        }
     }
 
     #[test]
@@ -324,15 +401,21 @@ mod tests {
     fn secrets_and_config_maps() {
         let p = pod();
         let mut s = Sources::default();
-        s.secrets.insert("auth".into(), BTreeMap::from([("password".into(), b"hunter2".to_vec())]));
-        s.config_maps.insert("cfg".into(), BTreeMap::from([("MODE".into(), "fast".into())]));
+        s.secrets.insert(
+            "auth".into(),
+            BTreeMap::from([("password".into(), b"hunter2".to_vec())]),
+        );
+        s.config_maps.insert(
+            "cfg".into(),
+            BTreeMap::from([("MODE".into(), "fast".into())]),
+        );
         let c = container(json!({"name": "c",
-            "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "auth"}, "prefix": "S_"}],
-            "env": [
-                {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "auth", "key": "password"}}},
-                {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k", "optional": true}}},
-                {"name": "M2", "value": "$(MODE)-2"}
-            ]}));
+        "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "auth"}, "prefix": "S_"}],
+        "env": [
+            {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "auth", "key": "password"}}},
+            {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k", "optional": true}}},
+            {"name": "M2", "value": "$(MODE)-2"}
+        ]}));
         let env = build_env(&c, &facts(&p), &s).unwrap();
         assert_eq!(get(&env, "MODE"), Some("fast"));
         assert_eq!(get(&env, "S_password"), Some("hunter2"));
@@ -346,23 +429,39 @@ mod tests {
         let p = pod();
         let c = container(json!({"name": "c", "env": [
             {"name": "P", "valueFrom": {"secretKeyRef": {"name": "auth", "key": "password"}}}]}));
-        assert_eq!(build_env(&c, &facts(&p), &Sources::default()), Err(EnvError::SecretNotFound("auth".into())));
+        assert_eq!(
+            build_env(&c, &facts(&p), &Sources::default()),
+            Err(EnvError::SecretNotFound("auth".into()))
+        );
         let mut s = Sources::default();
         s.secrets.insert("auth".into(), BTreeMap::new());
-        assert!(matches!(build_env(&c, &facts(&p), &s), Err(EnvError::KeyNotFound { .. })));
+        assert!(matches!(
+            build_env(&c, &facts(&p), &s),
+            Err(EnvError::KeyNotFound { .. })
+        ));
         let c = container(json!({"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}));
-        assert_eq!(build_env(&c, &facts(&p), &s), Err(EnvError::ConfigMapNotFound("cfg".into())));
-        let c = container(json!({"name": "c", "env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]}));
-        assert!(matches!(build_env(&c, &facts(&p), &s), Err(EnvError::FieldPath { .. })));
+        assert_eq!(
+            build_env(&c, &facts(&p), &s),
+            Err(EnvError::ConfigMapNotFound("cfg".into()))
+        );
+        let c = container(
+            json!({"name": "c", "env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]}),
+        );
+        assert!(matches!(
+            build_env(&c, &facts(&p), &s),
+            Err(EnvError::FieldPath { .. })
+        ));
     }
 
     #[test]
     fn resource_fields_round_up() {
         let p = pod();
-        let c = container(json!({"name": "c", "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}, "env": [
-            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
-        ]}));
+        let c = container(
+            json!({"name": "c", "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}, "env": [
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
+            ]}),
+        );
         let env = build_env(&c, &facts(&p), &Sources::default()).unwrap();
         assert_eq!(get(&env, "CPU"), Some("1"));
         assert_eq!(get(&env, "MEM"), Some("64"));

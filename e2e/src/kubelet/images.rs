@@ -23,7 +23,10 @@ pub fn repository(image: &str) -> &str {
 /// The binary name an image maps to, if it is a known image.
 pub fn binary_for_image(image: &str) -> Option<&'static str> {
     let repo = repository(image);
-    IMAGE_TABLE.iter().find(|(name, _)| *name == repo).map(|(_, bin)| *bin)
+    IMAGE_TABLE
+        .iter()
+        .find(|(name, _)| *name == repo)
+        .map(|(_, bin)| *bin)
 }
 
 /// What to execute for a container: `(program, args)`, or an error message for the
@@ -39,7 +42,10 @@ pub fn resolve(
     bin_dir: &Path,
 ) -> Result<(PathBuf, Vec<String>), String> {
     let image_bin = binary_for_image(image).ok_or_else(|| {
-        format!("image {image:?} is not a ringshift image (known: {})", known_images())
+        format!(
+            "image {image:?} is not a ringshift image (known: {})",
+            known_images()
+        )
     })?;
     let (program, rest): (PathBuf, Vec<String>) = match command.split_first() {
         None => (bin_dir.join(image_bin), args.to_vec()),
@@ -57,7 +63,11 @@ pub fn resolve(
 }
 
 fn known_images() -> String {
-    IMAGE_TABLE.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    IMAGE_TABLE
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -67,8 +77,14 @@ mod tests {
     #[test]
     fn repository_strips_registry_tag_and_digest() {
         assert_eq!(repository("ringshift-node:dev"), "ringshift-node");
-        assert_eq!(repository("ghcr.io/ringshift/ringshift-node:0.1.0"), "ringshift-node");
-        assert_eq!(repository("localhost:5000/ringshift-node@sha256:abc"), "ringshift-node");
+        assert_eq!(
+            repository("ghcr.io/ringshift/ringshift-node:0.1.0"),
+            "ringshift-node"
+        );
+        assert_eq!(
+            repository("localhost:5000/ringshift-node@sha256:abc"),
+            "ringshift-node"
+        );
         assert_eq!(repository("ringshift-node"), "ringshift-node");
     }
 
@@ -83,7 +99,10 @@ mod tests {
     #[test]
     fn command_with_workspace_binary_resolves_to_bin_dir() {
         let bin = Path::new("/b");
-        let cmd = vec!["/usr/local/bin/ringshift-operator".to_string(), "run".to_string()];
+        let cmd = vec![
+            "/usr/local/bin/ringshift-operator".to_string(),
+            "run".to_string(),
+        ];
         let (p, a) = resolve("ringshift-operator:1", &cmd, &["-v".into()], bin).unwrap();
         assert_eq!(p, Path::new("/b/ringshift-operator"));
         assert_eq!(a, vec!["run", "-v"]);
@@ -92,7 +111,13 @@ mod tests {
     #[test]
     fn other_commands_run_from_the_host() {
         let cmd = vec!["/bin/sh".to_string(), "-c".to_string()];
-        let (p, a) = resolve("ringshift-testpod:x", &cmd, &["echo hi".into()], Path::new("/b")).unwrap();
+        let (p, a) = resolve(
+            "ringshift-testpod:x",
+            &cmd,
+            &["echo hi".into()],
+            Path::new("/b"),
+        )
+        .unwrap();
         assert_eq!(p, Path::new("/bin/sh"));
         assert_eq!(a, vec!["-c", "echo hi"]);
     }

@@ -29,7 +29,10 @@ pub struct IpPool {
 
 impl IpPool {
     pub fn new() -> Self {
-        Self { in_use: BTreeSet::new(), cursor: FIRST }
+        Self {
+            in_use: BTreeSet::new(),
+            cursor: FIRST,
+        }
     }
 
     /// Takes `preferred` when it is a free pod address (a kubelet restart keeps a pod's address),
@@ -43,7 +46,11 @@ impl IpPool {
         }
         for _ in FIRST..=LAST {
             let index = self.cursor;
-            self.cursor = if self.cursor >= LAST { FIRST } else { self.cursor + 1 };
+            self.cursor = if self.cursor >= LAST {
+                FIRST
+            } else {
+                self.cursor + 1
+            };
             if let Some(ip) = address(index)
                 && self.in_use.insert(ip)
             {
@@ -87,7 +94,10 @@ mod tests {
         // Taken now, so the next request for it gets another address.
         assert_ne!(pool.allocate(Some(want)), Some(want));
         // Addresses outside the pod range are not honoured.
-        assert_ne!(pool.allocate(Some(Ipv4Addr::new(10, 0, 0, 1))), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_ne!(
+            pool.allocate(Some(Ipv4Addr::new(10, 0, 0, 1))),
+            Some(Ipv4Addr::new(10, 0, 0, 1))
+        );
     }
 
     #[test]
@@ -95,14 +105,20 @@ mod tests {
         assert_eq!(address(255), None);
         assert_eq!(address(256), None);
         assert_eq!(address(257), Some(Ipv4Addr::new(127, 0, 1, 1)));
-        let mut pool = IpPool { in_use: BTreeSet::new(), cursor: 254 };
+        let mut pool = IpPool {
+            in_use: BTreeSet::new(),
+            cursor: 254,
+        };
         assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 254)));
         assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 1, 1)));
     }
 
     #[test]
     fn wraps_around_at_the_end() {
-        let mut pool = IpPool { in_use: BTreeSet::new(), cursor: LAST - 1 };
+        let mut pool = IpPool {
+            in_use: BTreeSet::new(),
+            cursor: LAST - 1,
+        };
         assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 255, 255, 254)));
         assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 10)));
     }

@@ -26,8 +26,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -37,7 +37,10 @@ use worker::Update;
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
     #[error("reading kubeconfig {path}: {source}")]
-    Kubeconfig { path: PathBuf, source: kube::config::KubeconfigError },
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
     #[error("building client: {0}")]
     Client(#[source] kube::Error),
     #[error("registering node {node}: {source}")]
@@ -45,7 +48,10 @@ pub enum KubeletError {
     #[error("locating own executable: {0}")]
     SelfExe(#[source] std::io::Error),
     #[error("state dir {path}: {source}")]
-    StateDir { path: PathBuf, source: std::io::Error },
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Settings of one kubelet run.
@@ -72,18 +78,29 @@ pub struct Ctx {
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 pub async fn run(cfg: Config) -> Result<(), KubeletError> {
-    let kc = Kubeconfig::read_from(&cfg.kubeconfig)
-        .map_err(|source| KubeletError::Kubeconfig { path: cfg.kubeconfig.clone(), source })?;
+    let kc = Kubeconfig::read_from(&cfg.kubeconfig).map_err(|source| KubeletError::Kubeconfig {
+        path: cfg.kubeconfig.clone(),
+        source,
+    })?;
     let kconf = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .map_err(|source| KubeletError::Kubeconfig { path: cfg.kubeconfig.clone(), source })?;
+        .map_err(|source| KubeletError::Kubeconfig {
+            path: cfg.kubeconfig.clone(),
+            source,
+        })?;
     let client = Client::try_from(kconf).map_err(KubeletError::Client)?;
     let pods_dir = cfg.state_dir.join("pods");
-    std::fs::create_dir_all(&pods_dir).map_err(|source| KubeletError::StateDir { path: pods_dir.clone(), source })?;
+    std::fs::create_dir_all(&pods_dir).map_err(|source| KubeletError::StateDir {
+        path: pods_dir.clone(),
+        source,
+    })?;
     process::kill_stale(&pods_dir);
     node::register(&client, &cfg.node_name)
         .await
-        .map_err(|source| KubeletError::Register { node: cfg.node_name.clone(), source })?;
+        .map_err(|source| KubeletError::Register {
+            node: cfg.node_name.clone(),
+            source,
+        })?;
     tokio::spawn(node::heartbeat_loop(client.clone(), cfg.node_name.clone()));
 
     let ctx = Arc::new(Ctx {
@@ -93,17 +110,23 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         node_name: cfg.node_name.clone(),
         self_exe: std::env::current_exe().map_err(KubeletError::SelfExe)?,
         ips: Mutex::new(IpPool::new()),
-        http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default(),
     });
     tracing::info!(node = %cfg.node_name, bin_dir = %cfg.bin_dir.display(), state_dir = %cfg.state_dir.display(), "process kubelet running");
 
     let pods: Api<Pod> = Api::all(client.clone());
-    let mut events = watcher::watcher(pods.clone(), watcher::Config::default()).default_backoff().boxed();
+    let mut events = watcher::watcher(pods.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut workers: HashMap<String, watch::Sender<Update>> = HashMap::new();
     let mut finished: HashMap<String, Instant> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
 
     loop {
         tokio::select! {
@@ -149,13 +172,22 @@ async fn on_pod(
     finished: &HashMap<String, Instant>,
     done_tx: &mpsc::UnboundedSender<String>,
 ) {
-    let Some(uid) = pod.metadata.uid.clone() else { return };
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
     if finished.contains_key(&uid) {
         return;
     }
-    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
     if node.is_empty() {
-        let terminal = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        let terminal = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
         if pod.metadata.deletion_timestamp.is_none() && !terminal {
             tokio::spawn(bind(ctx.client.clone(), pod, ctx.node_name.clone()));
         }
@@ -180,7 +212,12 @@ async fn on_pod(
 
 /// Binds the pod to this node (what the scheduler would do), retrying transient failures.
 async fn bind(client: Client, pod: Pod, node: String) {
-    let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { return };
+    let (Some(ns), Some(name)) = (
+        pod.metadata.namespace.as_deref(),
+        pod.metadata.name.as_deref(),
+    ) else {
+        return;
+    };
     let binding = json!({
         "apiVersion": "v1",
         "kind": "Binding",
@@ -189,11 +226,21 @@ async fn bind(client: Client, pod: Pod, node: String) {
     });
     let api: Api<Pod> = Api::namespaced(client, ns);
     for _ in 0..BIND_ATTEMPTS {
-        match api.create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding).await {
+        match api
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+        {
             Ok(_) => return tracing::info!(pod = %format!("{ns}/{name}"), %node, "bound pod"),
             // Already bound (a duplicate event) or gone.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => return,
-            Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "binding failed; retrying"),
+            Err(e) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "binding failed; retrying")
+            }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

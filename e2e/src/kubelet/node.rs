@@ -36,7 +36,9 @@ pub async fn register(client: &Client, name: &str) -> Result<(), kube::Error> {
 }
 
 async fn heartbeat(api: &Api<Node>, name: &str) -> Result<(), kube::Error> {
-    let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let cond = |t: &str, status: &str, reason: &str, message: &str| {
         json!({"type": t, "status": status, "reason": reason, "message": message,
                "lastHeartbeatTime": now, "lastTransitionTime": now})
@@ -63,7 +65,8 @@ async fn heartbeat(api: &Api<Node>, name: &str) -> Result<(), kube::Error> {
             "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": std::env::consts::ARCH
         }
     }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
     Ok(())
 }
 

@@ -22,11 +22,20 @@ impl ProbeState {
     pub fn due(&self, probe: &Probe, started: Instant, now: Instant) -> bool {
         let delay = Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
         let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
-        now.duration_since(started) >= delay && self.last_run.is_none_or(|t| now.duration_since(t) >= period)
+        now.duration_since(started) >= delay
+            && self
+                .last_run
+                .is_none_or(|t| now.duration_since(t) >= period)
     }
 
     /// Records one result; returns the verdict (Some when a threshold was reached).
-    pub fn record(&mut self, probe: &Probe, ok: bool, message: Option<String>, now: Instant) -> Option<bool> {
+    pub fn record(
+        &mut self,
+        probe: &Probe,
+        ok: bool,
+        message: Option<String>,
+        now: Instant,
+    ) -> Option<bool> {
         self.last_run = Some(now);
         self.last_message = message;
         if ok {
@@ -77,20 +86,38 @@ pub async fn http_get(
     container: &Container,
     timeout: Duration,
 ) -> Result<(), String> {
-    if action.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")) {
+    if action
+        .scheme
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
+    {
         return Err("HTTPS probes are not supported by the process kubelet".into());
     }
     let port = port(&action.port, container)?;
-    let host = action.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(pod_ip);
+    let host = action
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .unwrap_or(pod_ip);
     let path = action.path.as_deref().unwrap_or("/");
-    let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    let mut req = http.get(format!("http://{host}:{port}{path}")).timeout(timeout);
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let mut req = http
+        .get(format!("http://{host}:{port}{path}"))
+        .timeout(timeout);
     for h in action.http_headers.iter().flatten() {
         req = req.header(&h.name, &h.value);
     }
     let resp = req.send().await.map_err(|e| format!("GET {path}: {e}"))?;
     let code = resp.status().as_u16();
-    if (200..400).contains(&code) { Ok(()) } else { Err(format!("GET {path}: HTTP {code}")) }
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("GET {path}: HTTP {code}"))
+    }
 }
 
 /// TCP: success is an accepted connection.
@@ -138,7 +165,10 @@ mod tests {
 
     #[test]
     fn named_ports() {
-        let c: Container = serde_json::from_value(json!({"name": "c", "ports": [{"name": "admin", "containerPort": 9090}]})).unwrap();
+        let c: Container = serde_json::from_value(
+            json!({"name": "c", "ports": [{"name": "admin", "containerPort": 9090}]}),
+        )
+        .unwrap();
         assert_eq!(port(&IntOrString::String("admin".into()), &c), Ok(9090));
         assert_eq!(port(&IntOrString::Int(80), &c), Ok(80));
         assert!(port(&IntOrString::String("nope".into()), &c).is_err());

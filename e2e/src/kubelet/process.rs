@@ -45,7 +45,9 @@ pub fn spawn(self_exe: &Path, plan: &Path, log: &Path, pid_file: &Path) -> std::
         .kill_on_drop(false)
         .spawn()?;
     let Some(pid) = child.id() else {
-        return Err(std::io::Error::other("process exited before its pid was read"));
+        return Err(std::io::Error::other(
+            "process exited before its pid was read",
+        ));
     };
     let start = proc_start(pid).unwrap_or(0);
     if let Err(e) = std::fs::write(pid_file, format!("{pid} {start}\n")) {
@@ -53,7 +55,11 @@ pub fn spawn(self_exe: &Path, plan: &Path, log: &Path, pid_file: &Path) -> std::
         let _ = child.start_kill();
         return Err(e);
     }
-    Ok(Proc { child, pid, pid_file: pid_file.to_path_buf() })
+    Ok(Proc {
+        child,
+        pid,
+        pid_file: pid_file.to_path_buf(),
+    })
 }
 
 /// Sends `sig` to the process group led by `pid`.
@@ -65,22 +71,32 @@ pub fn signal_group(pid: u32, sig: Signal) -> nix::Result<()> {
 /// Appends a line to a container's log (start and exit markers, kubelet errors).
 pub fn log_line(log: &Path, line: &str) {
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(log) {
-        let _ = writeln!(f, "[kubelet {}] {line}", k8s_openapi::jiff::Timestamp::now());
+        let _ = writeln!(
+            f,
+            "[kubelet {}] {line}",
+            k8s_openapi::jiff::Timestamp::now()
+        );
     }
 }
 
 /// Kills the process groups of pid files left by a previous kubelet (checking the start time,
 /// so a reused pid is left alone) and removes the files.
 pub fn kill_stale(pods_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(pods_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(pods_dir) else {
+        return;
+    };
     for dir in entries.flatten() {
-        let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+        let Ok(files) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
         for f in files.flatten() {
             let path = f.path();
             if path.extension().is_none_or(|e| e != "pid") {
                 continue;
             }
-            if let Some((pid, start)) = std::fs::read_to_string(&path).ok().and_then(|s| parse_pid_file(&s))
+            if let Some((pid, start)) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| parse_pid_file(&s))
                 && proc_start(pid) == Some(start)
             {
                 tracing::info!(pid, file = %path.display(), "killing process left by a previous kubelet");

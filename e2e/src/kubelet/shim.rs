@@ -32,38 +32,70 @@ pub struct BindMount {
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
     #[error("reading launch plan {path}: {source}")]
-    ReadPlan { path: PathBuf, source: std::io::Error },
+    ReadPlan {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("parsing launch plan {path}: {source}")]
-    ParsePlan { path: PathBuf, source: serde_json::Error },
+    ParsePlan {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("refusing to mount: not in a private mount namespace (run through `unshare -m`)")]
     SharedNamespace,
     #[error("preparing mount point {path}: {source}")]
-    MountPoint { path: PathBuf, source: std::io::Error },
+    MountPoint {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("mount {args:?} failed: {detail}")]
     Mount { args: Vec<String>, detail: String },
     #[error("exec {program}: {source}")]
-    Exec { program: PathBuf, source: std::io::Error },
+    Exec {
+        program: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Sets up the mounts and execs the program; returns only on failure.
 pub fn run(plan_path: &Path) -> Result<Infallible, ShimError> {
-    let text = std::fs::read(plan_path)
-        .map_err(|source| ShimError::ReadPlan { path: plan_path.to_path_buf(), source })?;
-    let plan: LaunchPlan = serde_json::from_slice(&text)
-        .map_err(|source| ShimError::ParsePlan { path: plan_path.to_path_buf(), source })?;
+    let text = std::fs::read(plan_path).map_err(|source| ShimError::ReadPlan {
+        path: plan_path.to_path_buf(),
+        source,
+    })?;
+    let plan: LaunchPlan =
+        serde_json::from_slice(&text).map_err(|source| ShimError::ParsePlan {
+            path: plan_path.to_path_buf(),
+            source,
+        })?;
     if !plan.mounts.is_empty() || !plan.hide.is_empty() {
         ensure_private_namespace()?;
     }
     for m in &plan.mounts {
         prepare_mount_point(&m.source, &m.target)?;
-        mount(&["--bind".as_ref(), m.source.as_os_str(), m.target.as_os_str()])?;
+        mount(&[
+            "--bind".as_ref(),
+            m.source.as_os_str(),
+            m.target.as_os_str(),
+        ])?;
         if m.read_only {
-            mount(&["-o".as_ref(), "remount,bind,ro".as_ref(), m.target.as_os_str()])?;
+            mount(&[
+                "-o".as_ref(),
+                "remount,bind,ro".as_ref(),
+                m.target.as_os_str(),
+            ])?;
         }
     }
     for dir in &plan.hide {
         if dir.is_dir() {
-            mount(&["-t".as_ref(), "tmpfs".as_ref(), "-o".as_ref(), "size=64k,mode=0755".as_ref(), "tmpfs".as_ref(), dir.as_os_str()])?;
+            mount(&[
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                "size=64k,mode=0755".as_ref(),
+                "tmpfs".as_ref(),
+                dir.as_os_str(),
+            ])?;
         }
     }
     let err = Command::new(&plan.program)
@@ -72,14 +104,21 @@ pub fn run(plan_path: &Path) -> Result<Infallible, ShimError> {
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&plan.working_dir)
         .exec();
-    Err(ShimError::Exec { program: plan.program, source: err })
+    Err(ShimError::Exec {
+        program: plan.program,
+        source: err,
+    })
 }
 
 /// Bind mounts in the host's namespace would leak into every process; refuse unless this
 /// process's mount namespace differs from its parent's (the kubelet's).
 fn ensure_private_namespace() -> Result<(), ShimError> {
     let own = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let parent = std::fs::read_link(format!("/proc/{}/ns/mnt", std::os::unix::process::parent_id())).ok();
+    let parent = std::fs::read_link(format!(
+        "/proc/{}/ns/mnt",
+        std::os::unix::process::parent_id()
+    ))
+    .ok();
     match (own, parent) {
         (Some(a), Some(b)) if a != b => Ok(()),
         _ => Err(ShimError::SharedNamespace),
@@ -87,7 +126,10 @@ fn ensure_private_namespace() -> Result<(), ShimError> {
 }
 
 fn prepare_mount_point(source: &Path, target: &Path) -> Result<(), ShimError> {
-    let err = |source| ShimError::MountPoint { path: target.to_path_buf(), source };
+    let err = |source| ShimError::MountPoint {
+        path: target.to_path_buf(),
+        source,
+    };
     if source.is_dir() {
         std::fs::create_dir_all(target).map_err(err)?;
     } else if !target.exists() {
@@ -100,15 +142,25 @@ fn prepare_mount_point(source: &Path, target: &Path) -> Result<(), ShimError> {
 }
 
 fn mount(args: &[&std::ffi::OsStr]) -> Result<(), ShimError> {
-    let shown = || args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>();
+    let shown = || {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
     let out = Command::new("mount")
         .args(args)
         .output()
-        .map_err(|e| ShimError::Mount { args: shown(), detail: e.to_string() })?;
+        .map_err(|e| ShimError::Mount {
+            args: shown(),
+            detail: e.to_string(),
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(ShimError::Mount { args: shown(), detail: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(ShimError::Mount {
+            args: shown(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -119,7 +171,11 @@ mod tests {
     #[test]
     fn plan_round_trips_as_json() {
         let plan = LaunchPlan {
-            mounts: vec![BindMount { source: "/s/a".into(), target: "/data".into(), read_only: true }],
+            mounts: vec![BindMount {
+                source: "/s/a".into(),
+                target: "/data".into(),
+                read_only: true,
+            }],
             hide: vec!["/tmp/state".into()],
             program: "/bin/echo".into(),
             args: vec!["hi".into()],
@@ -135,7 +191,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("shim-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let plan = LaunchPlan {
-            mounts: vec![BindMount { source: dir.clone(), target: dir.join("t"), read_only: false }],
+            mounts: vec![BindMount {
+                source: dir.clone(),
+                target: dir.join("t"),
+                read_only: false,
+            }],
             hide: vec![],
             program: "/bin/true".into(),
             args: vec![],

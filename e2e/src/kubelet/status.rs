@@ -10,8 +10,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 /// What one container is doing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
-    Waiting { reason: String, message: Option<String> },
-    Running { started_at: Time },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+    },
+    Running {
+        started_at: Time,
+    },
     Terminated(Exit),
 }
 
@@ -62,7 +67,6 @@ fn exit_state(e: &Exit) -> ContainerState {
             message: None,
             started_at: e.started_at.clone(),
             finished_at: Some(e.finished_at.clone()),
-            ..Default::default()
         }),
         ..Default::default()
     }
@@ -71,11 +75,16 @@ fn exit_state(e: &Exit) -> ContainerState {
 fn container_status(c: &ContainerView) -> ContainerStatus {
     let state = match &c.state {
         RunState::Waiting { reason, message } => ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: message.clone(),
+            }),
             ..Default::default()
         },
         RunState::Running { started_at } => ContainerState {
-            running: Some(ContainerStateRunning { started_at: Some(started_at.clone()) }),
+            running: Some(ContainerStateRunning {
+                started_at: Some(started_at.clone()),
+            }),
             ..Default::default()
         },
         RunState::Terminated(e) => exit_state(e),
@@ -104,20 +113,26 @@ fn succeeded(c: &ContainerView) -> bool {
 
 /// Pending, Running, Succeeded or Failed, as the kubelet decides it.
 pub fn phase(init: &[ContainerView], main: &[ContainerView]) -> &'static str {
-    let init_failed = init
-        .iter()
-        .any(|c| matches!(&c.state, RunState::Terminated(e) if e.exit_code != 0) && !c.will_restart);
+    let init_failed = init.iter().any(|c| {
+        matches!(&c.state, RunState::Terminated(e) if e.exit_code != 0) && !c.will_restart
+    });
     if init_failed {
         return "Failed";
     }
     if !init.iter().all(succeeded) || main.is_empty() || !main.iter().any(has_run) {
         return "Pending";
     }
-    let all_done = main.iter().all(|c| matches!(c.state, RunState::Terminated(_)) && !c.will_restart);
+    let all_done = main
+        .iter()
+        .all(|c| matches!(c.state, RunState::Terminated(_)) && !c.will_restart);
     if !all_done {
         return "Running";
     }
-    if main.iter().all(succeeded) { "Succeeded" } else { "Failed" }
+    if main.iter().all(succeeded) {
+        "Succeeded"
+    } else {
+        "Failed"
+    }
 }
 
 /// The pod status to report; `previous` keeps condition transition times stable.
@@ -145,7 +160,11 @@ pub fn pod_status(view: &PodView<'_>, previous: Option<&PodStatus>, now: &Time) 
     let conditions = vec![
         condition("Initialized", initialized, Some("ContainersNotInitialized")),
         condition("Ready", containers_ready, Some("ContainersNotReady")),
-        condition("ContainersReady", containers_ready, Some("ContainersNotReady")),
+        condition(
+            "ContainersReady",
+            containers_ready,
+            Some("ContainersNotReady"),
+        ),
         condition("PodScheduled", true, None),
     ];
     PodStatus {
@@ -153,11 +172,15 @@ pub fn pod_status(view: &PodView<'_>, previous: Option<&PodStatus>, now: &Time) 
         conditions: Some(conditions),
         host_ip: Some(view.host_ip.clone()),
         pod_ip: view.pod_ip.clone(),
-        pod_ips: view.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]),
+        pod_ips: view
+            .pod_ip
+            .as_ref()
+            .map(|ip| vec![PodIP { ip: ip.clone() }]),
         start_time: view.start_time.clone(),
         message: view.message.clone(),
         qos_class: view.qos_class.clone(),
-        init_container_statuses: (!view.init.is_empty()).then(|| view.init.iter().map(container_status).collect()),
+        init_container_statuses: (!view.init.is_empty())
+            .then(|| view.init.iter().map(container_status).collect()),
         container_statuses: Some(view.main.iter().map(container_status).collect()),
         ..Default::default()
     }
@@ -187,11 +210,20 @@ mod tests {
     }
 
     fn waiting() -> RunState {
-        RunState::Waiting { reason: "ContainerCreating".into(), message: None }
+        RunState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        }
     }
 
     fn exited(code: i32) -> RunState {
-        RunState::Terminated(Exit { exit_code: code, signal: None, reason: "Completed".into(), started_at: None, finished_at: t(5) })
+        RunState::Terminated(Exit {
+            exit_code: code,
+            signal: None,
+            reason: "Completed".into(),
+            started_at: None,
+            finished_at: t(5),
+        })
     }
 
     fn running() -> RunState {
@@ -201,18 +233,39 @@ mod tests {
     #[test]
     fn phases() {
         assert_eq!(phase(&[], &[view("a", waiting())]), "Pending");
-        assert_eq!(phase(&[], &[view("a", running()), view("b", waiting())]), "Running");
+        assert_eq!(
+            phase(&[], &[view("a", running()), view("b", waiting())]),
+            "Running"
+        );
         assert_eq!(phase(&[], &[view("a", exited(0))]), "Succeeded");
-        assert_eq!(phase(&[], &[view("a", exited(0)), view("b", exited(1))]), "Failed");
+        assert_eq!(
+            phase(&[], &[view("a", exited(0)), view("b", exited(1))]),
+            "Failed"
+        );
         let mut restarting = view("a", exited(1));
         restarting.will_restart = true;
         assert_eq!(phase(&[], &[restarting.clone()]), "Running");
         // Main containers wait for init containers.
-        assert_eq!(phase(&[view("i", running())], &[view("a", waiting())]), "Pending");
-        assert_eq!(phase(&[view("i", exited(1))], &[view("a", waiting())]), "Failed");
-        assert_eq!(phase(&[view("i", exited(0))], &[view("a", running())]), "Running");
+        assert_eq!(
+            phase(&[view("i", running())], &[view("a", waiting())]),
+            "Pending"
+        );
+        assert_eq!(
+            phase(&[view("i", exited(1))], &[view("a", waiting())]),
+            "Failed"
+        );
+        assert_eq!(
+            phase(&[view("i", exited(0))], &[view("a", running())]),
+            "Running"
+        );
         // A crash-looping container counts as having run.
-        let mut backoff = view("a", RunState::Waiting { reason: "CrashLoopBackOff".into(), message: None });
+        let mut backoff = view(
+            "a",
+            RunState::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: None,
+            },
+        );
         backoff.restart_count = 3;
         assert_eq!(phase(&[], &[backoff]), "Running");
     }
@@ -235,7 +288,14 @@ mod tests {
             pod_status(&v, None, &t(10))
         };
         let ready = |s: &PodStatus| {
-            s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status.clone()
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .status
+                .clone()
         };
         assert_eq!(ready(&pv(&[a.clone(), b.clone()])), "False");
         let mut b2 = b.clone();
@@ -249,10 +309,22 @@ mod tests {
     #[test]
     fn transition_time_kept_while_status_unchanged() {
         let a = view("a", running());
-        let v = PodView { init: &[], main: std::slice::from_ref(&a), pod_ip: None, host_ip: "h".into(), start_time: None, message: None, qos_class: None };
+        let v = PodView {
+            init: &[],
+            main: std::slice::from_ref(&a),
+            pod_ip: None,
+            host_ip: "h".into(),
+            start_time: None,
+            message: None,
+            qos_class: None,
+        };
         let first = pod_status(&v, None, &t(10));
         let second = pod_status(&v, Some(&first), &t(20));
-        let get = |s: &PodStatus| s.conditions.as_ref().unwrap()[1].last_transition_time.clone();
+        let get = |s: &PodStatus| {
+            s.conditions.as_ref().unwrap()[1]
+                .last_transition_time
+                .clone()
+        };
         assert_eq!(get(&second), Some(t(10)));
     }
 }

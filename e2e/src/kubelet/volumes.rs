@@ -8,8 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Secret,
-    ServiceAccount, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume,
+    PersistentVolumeClaim, Secret, ServiceAccount, Volume,
 };
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -23,17 +23,31 @@ pub const SA_TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error("volume {volume:?}: {what}: {source}")]
-    Api { volume: String, what: String, source: kube::Error },
+    Api {
+        volume: String,
+        what: String,
+        source: kube::Error,
+    },
     #[error("volume {volume:?}: {kind} {name:?} not found")]
-    NotFound { volume: String, kind: &'static str, name: String },
+    NotFound {
+        volume: String,
+        kind: &'static str,
+        name: String,
+    },
     #[error("volume {volume:?}: key {key:?} not found")]
     KeyNotFound { volume: String, key: String },
-    #[error("volume {volume:?}: unsupported volume type (supported: persistentVolumeClaim, secret, configMap, projected, downwardAPI, emptyDir, hostPath)")]
+    #[error(
+        "volume {volume:?}: unsupported volume type (supported: persistentVolumeClaim, secret, configMap, projected, downwardAPI, emptyDir, hostPath)"
+    )]
     Unsupported { volume: String },
     #[error("volume {volume:?}: path {path:?} must be relative and stay inside the volume")]
     BadPath { volume: String, path: String },
     #[error("volume {volume:?}: {path}: {source}")]
-    Io { volume: String, path: PathBuf, source: std::io::Error },
+    Io {
+        volume: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("volume {volume:?}: {detail}")]
     Field { volume: String, detail: String },
 }
@@ -50,9 +64,19 @@ pub async fn prepare(
     pod_dir: &Path,
     facts: &PodFacts<'_>,
 ) -> Result<HashMap<String, PathBuf>, VolumeError> {
-    let ns = facts.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = facts
+        .pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut out = HashMap::new();
-    let volumes = facts.pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let volumes = facts
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
     for v in &volumes {
         let path = prepare_one(client, &ns, state_dir, pod_dir, facts, v).await?;
         out.insert(v.name.clone(), path);
@@ -70,13 +94,22 @@ async fn prepare_one(
 ) -> Result<PathBuf, VolumeError> {
     let name = v.name.clone();
     let own_dir = pod_dir.join("volumes").join(&v.name);
-    let io = |path: &Path, source| VolumeError::Io { volume: name.clone(), path: path.to_path_buf(), source };
+    let io = |path: &Path, source| VolumeError::Io {
+        volume: name.clone(),
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(claim) = &v.persistent_volume_claim {
         return claim_dir(client, ns, state_dir, &v.name, &claim.claim_name).await;
     }
     if let Some(host) = &v.host_path {
         let path = PathBuf::from(&host.path);
-        if !path.exists() && matches!(host.type_.as_deref(), None | Some("") | Some("DirectoryOrCreate")) {
+        if !path.exists()
+            && matches!(
+                host.type_.as_deref(),
+                None | Some("") | Some("DirectoryOrCreate")
+            )
+        {
             std::fs::create_dir_all(&path).map_err(|e| io(&path, e))?;
         }
         return Ok(path);
@@ -89,39 +122,96 @@ async fn prepare_one(
     if let Some(s) = &v.secret {
         let secret_name = s.secret_name.clone().unwrap_or_default();
         match get::<Secret>(client, ns, &secret_name, &name).await? {
-            Some(obj) => files.add_keys(secret_data(&obj), s.items.as_deref(), s.default_mode, s.optional)?,
+            Some(obj) => files.add_keys(
+                secret_data(&obj),
+                s.items.as_deref(),
+                s.default_mode,
+                s.optional,
+            )?,
             None if s.optional == Some(true) => {}
-            None => return Err(VolumeError::NotFound { volume: name, kind: "secret", name: secret_name }),
+            None => {
+                return Err(VolumeError::NotFound {
+                    volume: name,
+                    kind: "secret",
+                    name: secret_name,
+                });
+            }
         }
     } else if let Some(c) = &v.config_map {
         match get::<ConfigMap>(client, ns, &c.name, &name).await? {
-            Some(obj) => files.add_keys(config_map_data(&obj), c.items.as_deref(), c.default_mode, c.optional)?,
+            Some(obj) => files.add_keys(
+                config_map_data(&obj),
+                c.items.as_deref(),
+                c.default_mode,
+                c.optional,
+            )?,
             None if c.optional == Some(true) => {}
-            None => return Err(VolumeError::NotFound { volume: name, kind: "configmap", name: c.name.clone() }),
+            None => {
+                return Err(VolumeError::NotFound {
+                    volume: name,
+                    kind: "configmap",
+                    name: c.name.clone(),
+                });
+            }
         }
     } else if let Some(d) = &v.downward_api {
-        files.add_downward(d.items.as_deref().unwrap_or_default(), d.default_mode, facts)?;
+        files.add_downward(
+            d.items.as_deref().unwrap_or_default(),
+            d.default_mode,
+            facts,
+        )?;
     } else if let Some(p) = &v.projected {
         for src in p.sources.iter().flatten() {
             if let Some(s) = &src.secret {
                 match get::<Secret>(client, ns, &s.name, &name).await? {
-                    Some(obj) => files.add_keys(secret_data(&obj), s.items.as_deref(), p.default_mode, s.optional)?,
+                    Some(obj) => files.add_keys(
+                        secret_data(&obj),
+                        s.items.as_deref(),
+                        p.default_mode,
+                        s.optional,
+                    )?,
                     None if s.optional == Some(true) => {}
-                    None => return Err(VolumeError::NotFound { volume: name, kind: "secret", name: s.name.clone() }),
+                    None => {
+                        return Err(VolumeError::NotFound {
+                            volume: name,
+                            kind: "secret",
+                            name: s.name.clone(),
+                        });
+                    }
                 }
             }
             if let Some(c) = &src.config_map {
                 match get::<ConfigMap>(client, ns, &c.name, &name).await? {
-                    Some(obj) => files.add_keys(config_map_data(&obj), c.items.as_deref(), p.default_mode, c.optional)?,
+                    Some(obj) => files.add_keys(
+                        config_map_data(&obj),
+                        c.items.as_deref(),
+                        p.default_mode,
+                        c.optional,
+                    )?,
                     None if c.optional == Some(true) => {}
-                    None => return Err(VolumeError::NotFound { volume: name, kind: "configmap", name: c.name.clone() }),
+                    None => {
+                        return Err(VolumeError::NotFound {
+                            volume: name,
+                            kind: "configmap",
+                            name: c.name.clone(),
+                        });
+                    }
                 }
             }
             if let Some(d) = &src.downward_api {
-                files.add_downward(d.items.as_deref().unwrap_or_default(), p.default_mode, facts)?;
+                files.add_downward(
+                    d.items.as_deref().unwrap_or_default(),
+                    p.default_mode,
+                    facts,
+                )?;
             }
             if let Some(t) = &src.service_account_token {
-                let sa = facts.pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+                let sa = facts
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_else(|| "default".into());
                 let req = TokenRequest {
                     spec: Some(TokenRequestSpec {
                         audiences: Some(t.audience.clone().into_iter().collect()),
@@ -131,9 +221,14 @@ async fn prepare_one(
                     ..Default::default()
                 };
                 let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-                let token = api.create_token_request(&sa, &PostParams::default(), &req).await.map_err(|source| {
-                    VolumeError::Api { volume: name.clone(), what: format!("token request for service account {sa:?}"), source }
-                })?;
+                let token = api
+                    .create_token_request(&sa, &PostParams::default(), &req)
+                    .await
+                    .map_err(|source| VolumeError::Api {
+                        volume: name.clone(),
+                        what: format!("token request for service account {sa:?}"),
+                        source,
+                    })?;
                 let value = token.status.and_then(|s| s.token).unwrap_or_default();
                 files.add(&t.path, value.into_bytes(), p.default_mode)?;
             }
@@ -145,7 +240,12 @@ async fn prepare_one(
     Ok(own_dir)
 }
 
-async fn get<K>(client: &Client, ns: &str, obj: &str, volume: &str) -> Result<Option<K>, VolumeError>
+async fn get<K>(
+    client: &Client,
+    ns: &str,
+    obj: &str,
+    volume: &str,
+) -> Result<Option<K>, VolumeError>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -161,8 +261,12 @@ where
 }
 
 pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> =
-        s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let mut out: BTreeMap<String, Vec<u8>> = s
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
     for (k, v) in s.string_data.iter().flatten() {
         out.insert(k.clone(), v.clone().into_bytes());
     }
@@ -170,8 +274,12 @@ pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 }
 
 pub fn config_map_data(c: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> =
-        c.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+    let mut out: BTreeMap<String, Vec<u8>> = c
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
     for (k, v) in c.binary_data.iter().flatten() {
         out.insert(k.clone(), v.0.clone());
     }
@@ -190,23 +298,44 @@ async fn claim_dir(
 ) -> Result<PathBuf, VolumeError> {
     let pvc = get::<PersistentVolumeClaim>(client, ns, claim, volume)
         .await?
-        .ok_or_else(|| VolumeError::NotFound { volume: volume.into(), kind: "persistentvolumeclaim", name: claim.into() })?;
+        .ok_or_else(|| VolumeError::NotFound {
+            volume: volume.into(),
+            kind: "persistentvolumeclaim",
+            name: claim.into(),
+        })?;
     let spec = pvc.spec.clone().unwrap_or_default();
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let api_err = |what: String| move |source| VolumeError::Api { volume: volume.to_string(), what, source };
+    let api_err = |what: String| {
+        move |source| VolumeError::Api {
+            volume: volume.to_string(),
+            what,
+            source,
+        }
+    };
     if let Some(bound) = spec.volume_name.as_deref().filter(|n| !n.is_empty()) {
-        let pv = pvs.get_opt(bound).await.map_err(api_err(format!("reading persistentvolume {bound:?}")))?;
+        let pv = pvs
+            .get_opt(bound)
+            .await
+            .map_err(api_err(format!("reading persistentvolume {bound:?}")))?;
         let dir = match pv.and_then(|pv| pv.spec).and_then(|s| s.host_path) {
             Some(h) => PathBuf::from(h.path),
             None => pv_dir(state_dir, bound),
         };
-        std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io { volume: volume.into(), path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io {
+            volume: volume.into(),
+            path: dir.clone(),
+            source,
+        })?;
         return Ok(dir);
     }
     let uid = pvc.metadata.uid.clone().unwrap_or_default();
     let pv_name = format!("pvc-{uid}");
     let dir = pv_dir(state_dir, &pv_name);
-    std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io { volume: volume.into(), path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io {
+        volume: volume.into(),
+        path: dir.clone(),
+        source,
+    })?;
     let size = spec
         .resources
         .as_ref()
@@ -232,7 +361,13 @@ async fn claim_dir(
     match pvs.create(&PostParams::default(), &pv).await {
         Ok(_) => tracing::info!(pv = %pv_name, claim, ns, "created persistent volume"),
         Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(source) => return Err(VolumeError::Api { volume: volume.into(), what: format!("creating persistentvolume {pv_name:?}"), source }),
+        Err(source) => {
+            return Err(VolumeError::Api {
+                volume: volume.into(),
+                what: format!("creating persistentvolume {pv_name:?}"),
+                source,
+            });
+        }
     }
     Ok(dir)
 }
@@ -247,11 +382,17 @@ const DEFAULT_MODE: i32 = 0o644;
 
 impl Files {
     fn new(volume: &str) -> Self {
-        Self { volume: volume.into(), entries: vec![] }
+        Self {
+            volume: volume.into(),
+            entries: vec![],
+        }
     }
 
     fn add(&mut self, rel: &str, data: Vec<u8>, mode: Option<i32>) -> Result<(), VolumeError> {
-        let path = safe_relative(rel).ok_or_else(|| VolumeError::BadPath { volume: self.volume.clone(), path: rel.into() })?;
+        let path = safe_relative(rel).ok_or_else(|| VolumeError::BadPath {
+            volume: self.volume.clone(),
+            path: rel.into(),
+        })?;
         let mode = (mode.unwrap_or(DEFAULT_MODE) & 0o777) as u32;
         self.entries.retain(|(p, _, _)| *p != path);
         self.entries.push((path, data, mode));
@@ -266,11 +407,16 @@ impl Files {
         optional: Option<bool>,
     ) -> Result<(), VolumeError> {
         match items {
-            None => data.into_iter().try_for_each(|(k, v)| self.add(&k, v, default_mode)),
+            None => data
+                .into_iter()
+                .try_for_each(|(k, v)| self.add(&k, v, default_mode)),
             Some(items) => items.iter().try_for_each(|item| match data.get(&item.key) {
                 Some(v) => self.add(&item.path, v.clone(), item.mode.or(default_mode)),
                 None if optional == Some(true) => Ok(()),
-                None => Err(VolumeError::KeyNotFound { volume: self.volume.clone(), key: item.key.clone() }),
+                None => Err(VolumeError::KeyNotFound {
+                    volume: self.volume.clone(),
+                    key: item.key.clone(),
+                }),
             }),
         }
     }
@@ -283,8 +429,10 @@ impl Files {
     ) -> Result<(), VolumeError> {
         for item in items {
             let value = match &item.field_ref {
-                Some(f) => field_value(&item.path, f, facts)
-                    .map_err(|e| VolumeError::Field { volume: self.volume.clone(), detail: e.to_string() })?,
+                Some(f) => field_value(&item.path, f, facts).map_err(|e| VolumeError::Field {
+                    volume: self.volume.clone(),
+                    detail: e.to_string(),
+                })?,
                 None => String::new(),
             };
             self.add(&item.path, value.into_bytes(), item.mode.or(default_mode))?;
@@ -294,7 +442,11 @@ impl Files {
 
     /// Replaces the directory's content with the collected files.
     fn write_to(&self, dir: &Path) -> Result<(), VolumeError> {
-        let io = |path: &Path, source| VolumeError::Io { volume: self.volume.clone(), path: path.to_path_buf(), source };
+        let io = |path: &Path, source| VolumeError::Io {
+            volume: self.volume.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
         }
@@ -305,7 +457,8 @@ impl Files {
                 std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
             }
             std::fs::write(&path, data).map_err(|e| io(&path, e))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).map_err(|e| io(&path, e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+                .map_err(|e| io(&path, e))?;
         }
         Ok(())
     }
@@ -314,12 +467,17 @@ impl Files {
 /// A path inside a volume: relative, no `..`, not empty.
 pub fn safe_relative(rel: &str) -> Option<PathBuf> {
     let p = Path::new(rel);
-    let ok = !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let ok = !rel.is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     ok.then(|| p.to_path_buf())
 }
 
 /// The bind mounts of one container: each volumeMount (with subPath) onto its mount path.
-pub fn mounts_for(container: &Container, volumes: &HashMap<String, PathBuf>) -> Result<Vec<BindMount>, String> {
+pub fn mounts_for(
+    container: &Container,
+    volumes: &HashMap<String, PathBuf>,
+) -> Result<Vec<BindMount>, String> {
     let mut out = vec![];
     for m in container.volume_mounts.iter().flatten() {
         let base = volumes
@@ -328,18 +486,27 @@ pub fn mounts_for(container: &Container, volumes: &HashMap<String, PathBuf>) -> 
         let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             None => base.clone(),
             Some(sub) => {
-                let rel = safe_relative(sub).ok_or_else(|| format!("volumeMount {:?}: bad subPath {sub:?}", m.name))?;
+                let rel = safe_relative(sub)
+                    .ok_or_else(|| format!("volumeMount {:?}: bad subPath {sub:?}", m.name))?;
                 let p = base.join(rel);
                 if !p.exists() {
-                    std::fs::create_dir_all(&p).map_err(|e| format!("creating subPath {}: {e}", p.display()))?;
+                    std::fs::create_dir_all(&p)
+                        .map_err(|e| format!("creating subPath {}: {e}", p.display()))?;
                 }
                 p
             }
         };
         if !m.mount_path.starts_with('/') {
-            return Err(format!("volumeMount {:?}: mountPath {:?} must be absolute", m.name, m.mount_path));
+            return Err(format!(
+                "volumeMount {:?}: mountPath {:?} must be absolute",
+                m.name, m.mount_path
+            ));
         }
-        out.push(BindMount { source, target: PathBuf::from(&m.mount_path), read_only: m.read_only == Some(true) });
+        out.push(BindMount {
+            source,
+            target: PathBuf::from(&m.mount_path),
+            read_only: m.read_only == Some(true),
+        });
     }
     Ok(out)
 }
@@ -363,19 +530,35 @@ mod tests {
     fn key_files_respect_items_and_modes() {
         let dir = std::env::temp_dir().join(format!("vol-test-{}", std::process::id()));
         let mut f = Files::new("v");
-        let data = BTreeMap::from([("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())]);
-        let items: Vec<KeyToPath> = serde_json::from_value(json!([{"key": "b", "path": "sub/bee", "mode": 0o600}])).unwrap();
+        let data = BTreeMap::from([
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]);
+        let items: Vec<KeyToPath> =
+            serde_json::from_value(json!([{"key": "b", "path": "sub/bee", "mode": 0o600}]))
+                .unwrap();
         f.add_keys(data.clone(), Some(&items), None, None).unwrap();
         f.write_to(&dir).unwrap();
         assert_eq!(std::fs::read(dir.join("sub/bee")).unwrap(), b"2");
         assert!(!dir.join("a").exists());
-        let mode = std::fs::metadata(dir.join("sub/bee")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join("sub/bee"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
-        let missing: Vec<KeyToPath> = serde_json::from_value(json!([{"key": "zz", "path": "z"}])).unwrap();
-        assert!(matches!(f.add_keys(data.clone(), Some(&missing), None, None), Err(VolumeError::KeyNotFound { .. })));
+        let missing: Vec<KeyToPath> =
+            serde_json::from_value(json!([{"key": "zz", "path": "z"}])).unwrap();
+        assert!(matches!(
+            f.add_keys(data.clone(), Some(&missing), None, None),
+            Err(VolumeError::KeyNotFound { .. })
+        ));
         assert!(f.add_keys(data, Some(&missing), None, Some(true)).is_ok());
         let evil = BTreeMap::from([("../../x".to_string(), b"1".to_vec())]);
-        assert!(matches!(Files::new("v").add_keys(evil, None, None, None), Err(VolumeError::BadPath { .. })));
+        assert!(matches!(
+            Files::new("v").add_keys(evil, None, None, None),
+            Err(VolumeError::BadPath { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -386,11 +569,24 @@ mod tests {
             {"name": "token", "mountPath": SA_TOKEN_DIR, "readOnly": true}
         ]}))
         .unwrap();
-        let vols = HashMap::from([("data".to_string(), PathBuf::from("/s/d")), ("token".to_string(), PathBuf::from("/s/t"))]);
+        let vols = HashMap::from([
+            ("data".to_string(), PathBuf::from("/s/d")),
+            ("token".to_string(), PathBuf::from("/s/t")),
+        ]);
         let m = mounts_for(&c, &vols).unwrap();
-        assert_eq!(m[0], BindMount { source: "/s/d".into(), target: "/data".into(), read_only: false });
+        assert_eq!(
+            m[0],
+            BindMount {
+                source: "/s/d".into(),
+                target: "/data".into(),
+                read_only: false
+            }
+        );
         assert!(m[1].read_only);
-        let bad: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]})).unwrap();
+        let bad: Container = serde_json::from_value(
+            json!({"name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}),
+        )
+        .unwrap();
         assert!(mounts_for(&bad, &vols).is_err());
     }
 }

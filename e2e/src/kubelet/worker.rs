@@ -92,11 +92,16 @@ struct Worker {
 impl Worker {
     fn new(ctx: Arc<Ctx>, pod: Pod) -> Self {
         let now = Instant::now();
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let status = pod.status.clone().unwrap_or_default();
-        let previous = |list: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>, n: &str| {
+        let previous = |list: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
+                        n: &str| {
             list.iter().flatten().find(|s| s.name == n).cloned()
         };
         let spec = pod.spec.clone().unwrap_or_default();
@@ -104,12 +109,26 @@ impl Worker {
             .init_containers
             .iter()
             .flatten()
-            .map(|c| Ctr::new(c.clone(), true, previous(&status.init_container_statuses, &c.name).as_ref(), now))
+            .map(|c| {
+                Ctr::new(
+                    c.clone(),
+                    true,
+                    previous(&status.init_container_statuses, &c.name).as_ref(),
+                    now,
+                )
+            })
             .collect();
         let main = spec
             .containers
             .iter()
-            .map(|c| Ctr::new(c.clone(), false, previous(&status.container_statuses, &c.name).as_ref(), now))
+            .map(|c| {
+                Ctr::new(
+                    c.clone(),
+                    false,
+                    previous(&status.container_statuses, &c.name).as_ref(),
+                    now,
+                )
+            })
             .collect();
         let finished_before = matches!(status.phase.as_deref(), Some("Succeeded") | Some("Failed"));
         let dir = ctx.state_dir.join("pods").join(format!("{ns}_{name}"));
@@ -139,7 +158,11 @@ impl Worker {
     }
 
     fn policy(&self) -> String {
-        self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into())
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
     }
 
     fn log_path(&self, c: &Container) -> PathBuf {
@@ -180,7 +203,12 @@ impl Worker {
     /// Address, directories and volumes; retried until they succeed.
     async fn prepare(&mut self, now: Instant) {
         if self.ip.is_none() {
-            let preferred = self.pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).and_then(|s| s.parse().ok());
+            let preferred = self
+                .pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_ref())
+                .and_then(|s| s.parse().ok());
             let allocated = match self.ctx.ips.lock() {
                 Ok(mut pool) => pool.allocate(preferred),
                 Err(_) => None,
@@ -203,7 +231,12 @@ impl Worker {
             return;
         }
         let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
-        let facts = PodFacts { pod: &self.pod, pod_ip: ip, host_ip: "127.0.0.1".into(), node_name: &self.ctx.node_name };
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: ip,
+            host_ip: "127.0.0.1".into(),
+            node_name: &self.ctx.node_name,
+        };
         match volumes::prepare(&self.ctx.client, &self.ctx.state_dir, &self.dir, &facts).await {
             Ok(v) => {
                 self.volumes = Some(v);
@@ -234,11 +267,16 @@ impl Worker {
                     let signal = st.signal();
                     let code = st.code().unwrap_or_else(|| 128 + signal.unwrap_or(0));
                     let _ = std::fs::remove_file(&p.pid_file);
-                    log_line(&dir.join(format!("{}.log", c.spec.name)), &format!("container exited with code {code}"));
+                    log_line(
+                        &dir.join(format!("{}.log", c.spec.name)),
+                        &format!("container exited with code {code}"),
+                    );
                     tracing::info!(pod = %key, container = %c.spec.name, code, "container exited");
                     c.on_exit(code, signal, &policy, deleting, now);
                 }
-                Err(e) => tracing::warn!(pod = %key, container = %c.spec.name, error = %e, "waiting for container failed"),
+                Err(e) => {
+                    tracing::warn!(pod = %key, container = %c.spec.name, error = %e, "waiting for container failed")
+                }
             }
         }
     }
@@ -281,7 +319,12 @@ impl Worker {
     }
 
     fn grace(&self) -> Duration {
-        let secs = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let secs = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         Duration::from_secs(secs.max(0) as u64)
     }
 
@@ -294,13 +337,24 @@ impl Worker {
                 _ => vec![],
             }
         } else {
-            (0..self.main.len()).filter(|&i| self.main[i].start_due(now)).map(|i| (false, i)).collect()
+            (0..self.main.len())
+                .filter(|&i| self.main[i].start_due(now))
+                .map(|i| (false, i))
+                .collect()
         };
         for (init, i) in picks {
-            let spec = if init { self.init[i].spec.clone() } else { self.main[i].spec.clone() };
+            let spec = if init {
+                self.init[i].spec.clone()
+            } else {
+                self.main[i].spec.clone()
+            };
             let attempt = self.launch(&spec).await;
             let log = self.log_path(&spec);
-            let c = if init { &mut self.init[i] } else { &mut self.main[i] };
+            let c = if init {
+                &mut self.init[i]
+            } else {
+                &mut self.main[i]
+            };
             match attempt {
                 Ok((proc, plan)) => {
                     tracing::info!(pod = %format!("{}/{}", self.ns, self.name), container = %spec.name, pid = proc.pid, "container started");
@@ -319,15 +373,26 @@ impl Worker {
     }
 
     /// Resolves the binary, environment and mounts, writes the launch plan and spawns the shim.
-    async fn launch(&self, c: &Container) -> Result<(process::Proc, LaunchPlan), (&'static str, String, Duration)> {
+    async fn launch(
+        &self,
+        c: &Container,
+    ) -> Result<(process::Proc, LaunchPlan), (&'static str, String, Duration)> {
         let config_err = |m: String| ("CreateContainerConfigError", m, CONFIG_RETRY);
         let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
         let sources = self.fetch_sources(c).await.map_err(config_err)?;
-        let facts = PodFacts { pod: &self.pod, pod_ip: ip, host_ip: "127.0.0.1".into(), node_name: &self.ctx.node_name };
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: ip,
+            host_ip: "127.0.0.1".into(),
+            node_name: &self.ctx.node_name,
+        };
         let mut env = build_env(c, &facts, &sources).map_err(|e| config_err(e.to_string()))?;
         for (k, v) in [
             ("HOSTNAME", self.name.as_str()),
-            ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ),
             ("HOME", "/root"),
         ] {
             if !env.iter().any(|(n, _)| n == k) {
@@ -337,27 +402,51 @@ impl Worker {
         let command = expand_args(c.command.as_deref().unwrap_or_default(), &env);
         let args = expand_args(c.args.as_deref().unwrap_or_default(), &env);
         let image = c.image.clone().unwrap_or_default();
-        let (program, args) =
-            images::resolve(&image, &command, &args, &self.ctx.bin_dir).map_err(|m| ("ErrImagePull", m, IMAGE_RETRY))?;
+        let (program, args) = images::resolve(&image, &command, &args, &self.ctx.bin_dir)
+            .map_err(|m| ("ErrImagePull", m, IMAGE_RETRY))?;
         if program.is_absolute() && !program.exists() {
-            return Err(("ErrImagePull", format!("image {image:?}: no binary at {} (run `make build`)", program.display()), IMAGE_RETRY));
+            return Err((
+                "ErrImagePull",
+                format!(
+                    "image {image:?}: no binary at {} (run `make build`)",
+                    program.display()
+                ),
+                IMAGE_RETRY,
+            ));
         }
         let empty = HashMap::new();
-        let mounts = volumes::mounts_for(c, self.volumes.as_ref().unwrap_or(&empty)).map_err(config_err)?;
+        let mounts =
+            volumes::mounts_for(c, self.volumes.as_ref().unwrap_or(&empty)).map_err(config_err)?;
         let plan = LaunchPlan {
             mounts,
             hide: vec![self.ctx.state_dir.clone()],
             program,
             args,
             env,
-            working_dir: c.working_dir.clone().filter(|w| !w.is_empty()).map(PathBuf::from).unwrap_or_else(|| "/".into()),
+            working_dir: c
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/".into()),
         };
         let plan_path = self.dir.join(format!("{}.plan.json", c.name));
         let run_err = |m: String| ("RunContainerError", m, CONFIG_RETRY);
         let text = serde_json::to_vec_pretty(&plan).map_err(|e| run_err(e.to_string()))?;
-        write_private(&plan_path, &text).map_err(|e| run_err(format!("writing {}: {e}", plan_path.display())))?;
+        write_private(&plan_path, &text)
+            .map_err(|e| run_err(format!("writing {}: {e}", plan_path.display())))?;
         let log = self.log_path(c);
-        log_line(&log, &format!("starting container {} of pod {} (uid {}): {} {:?}", c.name, self.key(), self.uid, plan.program.display(), plan.args));
+        log_line(
+            &log,
+            &format!(
+                "starting container {} of pod {} (uid {}): {} {:?}",
+                c.name,
+                self.key(),
+                self.uid,
+                plan.program.display(),
+                plan.args
+            ),
+        );
         let pid_file = self.dir.join(format!("{}.pid", c.name));
         let proc = process::spawn(&self.ctx.self_exe, &plan_path, &log, &pid_file)
             .map_err(|e| run_err(format!("spawning {}: {e}", plan.program.display())))?;
@@ -381,13 +470,21 @@ impl Worker {
         let mut out = Sources::default();
         let sapi: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         for name in secrets {
-            if let Some(s) = sapi.get_opt(&name).await.map_err(|e| format!("reading secret {name:?}: {e}"))? {
+            if let Some(s) = sapi
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("reading secret {name:?}: {e}"))?
+            {
                 out.secrets.insert(name, volumes::secret_data(&s));
             }
         }
         let capi: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         for name in maps {
-            if let Some(m) = capi.get_opt(&name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))? {
+            if let Some(m) = capi
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("reading configmap {name:?}: {e}"))?
+            {
                 let data: BTreeMap<String, String> = volumes::config_map_data(&m)
                     .into_iter()
                     .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
@@ -402,7 +499,10 @@ impl Worker {
         let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
         let grace = self.grace();
         for i in 0..self.main.len() {
-            let (Some(started), None) = (self.main[i].started_at, self.main[i].kill_deadline) else { continue };
+            let (Some(started), None) = (self.main[i].started_at, self.main[i].kill_deadline)
+            else {
+                continue;
+            };
             if !self.main[i].running() {
                 continue;
             }
@@ -415,7 +515,10 @@ impl Worker {
                     let r = self.probe(p, i, &ip).await;
                     let c = &mut self.main[i];
                     if c.startup.record(p, r.is_ok(), r.err(), now) == Some(false) {
-                        let why = format!("startup probe failed: {}", c.startup.last_message.clone().unwrap_or_default());
+                        let why = format!(
+                            "startup probe failed: {}",
+                            c.startup.last_message.clone().unwrap_or_default()
+                        );
                         Self::stop(c, grace, &why, &log, now);
                     }
                 }
@@ -430,7 +533,10 @@ impl Worker {
                 let r = self.probe(p, i, &ip).await;
                 let c = &mut self.main[i];
                 if c.liveness.record(p, r.is_ok(), r.err(), now) == Some(false) {
-                    let why = format!("liveness probe failed: {}", c.liveness.last_message.clone().unwrap_or_default());
+                    let why = format!(
+                        "liveness probe failed: {}",
+                        c.liveness.last_message.clone().unwrap_or_default()
+                    );
                     Self::stop(c, grace, &why, &log, now);
                     continue;
                 }
@@ -455,20 +561,35 @@ impl Worker {
             probe::http_get(&self.ctx.http, h, ip, &c.spec, timeout).await
         } else if let Some(t) = &p.tcp_socket {
             let port = probe::port(&t.port, &c.spec)?;
-            probe::tcp(t.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(ip), port, timeout).await
+            probe::tcp(
+                t.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(ip),
+                port,
+                timeout,
+            )
+            .await
         } else if let Some(e) = &p.exec {
-            self.exec_probe(c, e.command.as_deref().unwrap_or_default(), timeout).await
+            self.exec_probe(c, e.command.as_deref().unwrap_or_default(), timeout)
+                .await
         } else {
             Err("probe has no httpGet, tcpSocket or exec handler".into())
         }
     }
 
     /// Runs an exec probe's command with the container's environment and mounts.
-    async fn exec_probe(&self, c: &Ctr, command: &[String], timeout: Duration) -> Result<(), String> {
+    async fn exec_probe(
+        &self,
+        c: &Ctr,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<(), String> {
         let base = c.plan.clone().ok_or("container has no launch plan")?;
         let image = c.spec.image.clone().unwrap_or_default();
         let (program, args) = images::resolve(&image, command, &[], &self.ctx.bin_dir)?;
-        let plan = LaunchPlan { program, args, ..base };
+        let plan = LaunchPlan {
+            program,
+            args,
+            ..base
+        };
         let path = self.dir.join(format!("{}.probe.json", c.spec.name));
         let text = serde_json::to_vec(&plan).map_err(|e| e.to_string())?;
         write_private(&path, &text).map_err(|e| e.to_string())?;
@@ -498,7 +619,12 @@ impl Worker {
                 .pod
                 .metadata
                 .deletion_grace_period_seconds
-                .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .or_else(|| {
+                    self.pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                })
                 .unwrap_or(30)
                 .max(0);
             let grace = Duration::from_secs(secs as u64);
@@ -520,7 +646,10 @@ impl Worker {
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
             ..Default::default()
         };
         match api.delete(&self.name, &dp).await {
@@ -565,17 +694,27 @@ impl Worker {
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let patch = json!({ "status": status });
-        match api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => self.reported = Some(status),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => tracing::warn!(pod = %self.key(), error = %e, "status update failed; retrying"),
+            Err(e) => {
+                tracing::warn!(pod = %self.key(), error = %e, "status update failed; retrying")
+            }
         }
     }
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)
 }

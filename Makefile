@@ -1,0 +1,81 @@
+# ringshift: build, test and demo. Everything runs on a plain Debian 12 machine as root; the
+# end-to-end tiers use the local Kubernetes control plane of e2e/cluster (see e2e/README.md).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+export RINGSHIFT_STATE ?= /tmp/ringshift-k8s
+LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
+CLUSTER := e2e/cluster
+STAGE := .ci/stage
+
+.PHONY: build test lint unit smoke e2e demo bench crds reliability cluster-up cluster-down help
+
+help:
+	@echo "make build        build every binary of the workspace (debug)"
+	@echo "make test         fmt check, clippy, unit+integration tests, then the e2e smoke tier on a local cluster"
+	@echo "make e2e          the e2e suite against the current KUBECONFIG"
+	@echo "make demo         local control plane with the CRDs installed"
+	@echo "make bench        benchmark binaries (print tables)"
+	@echo "make crds         regenerate crds/ from the operator's Rust types"
+	@echo "make reliability  the long fault tier (ignored e2e tests included) on a fresh local cluster"
+	@echo "make cluster-up / cluster-down   start / stop the local control plane"
+
+build:
+	$(CARGO) build --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if [[ -f deploy/render.sh ]]; then bash deploy/render.sh --check; fi
+
+# Unit and integration tests; tests that need a cluster say SKIPPED here and run in the smoke tier.
+unit:
+	RINGSHIFT_E2E=off $(CARGO) test --workspace
+
+# Starts a local cluster unless one is already running (then it is reused and left running), runs
+# the e2e suite against it, and stops what it started even when tests fail.
+smoke: build
+	@if $(CLUSTER)/status >/dev/null 2>&1; then \
+	  echo "[smoke] reusing the running local cluster ($(RINGSHIFT_STATE))"; started=0; \
+	else \
+	  $(STAGE) cluster-up $(CLUSTER)/up || { $(CLUSTER)/down; exit 1; }; started=1; \
+	fi; \
+	KUBECONFIG=$(LOCAL_KUBECONFIG) RINGSHIFT_E2E=require $(STAGE) e2e-smoke $(CARGO) test -p ringshift-e2e --tests; rc=$$?; \
+	if (( rc != 0 )); then echo "[smoke] failed; kubelet log tail:"; tail -n 30 $(RINGSHIFT_STATE)/logs/kubelet.log 2>/dev/null; fi; \
+	if (( started )); then $(STAGE) cluster-down $(CLUSTER)/down; fi; \
+	exit $$rc
+
+test:
+	@$(STAGE) lint $(MAKE) --no-print-directory lint
+	@$(STAGE) unit $(MAKE) --no-print-directory unit
+	@$(STAGE) smoke $(MAKE) --no-print-directory smoke
+
+# Against whatever KUBECONFIG points at (a real cluster needs the images; see e2e/README.md).
+e2e: build
+	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests
+
+# The long tier: every e2e test including the #[ignore]d long/fault ones, on a fresh cluster.
+reliability: build
+	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
+	@$(CLUSTER)/down >/dev/null 2>&1 || true
+	@$(CLUSTER)/up || { $(CLUSTER)/down; exit 1; }; \
+	KUBECONFIG=$(LOCAL_KUBECONFIG) RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests -- --include-ignored; rc=$$?; \
+	$(CLUSTER)/down; exit $$rc
+
+demo: build
+	$(CLUSTER)/up
+	KUBECONFIG=$(LOCAL_KUBECONFIG) kubectl apply -f crds/
+	KUBECONFIG=$(LOCAL_KUBECONFIG) kubectl get nodes,crds
+	@echo "The control plane keeps running: export KUBECONFIG=$(LOCAL_KUBECONFIG); stop it with $(CLUSTER)/down"
+
+bench:
+	$(CARGO) bench --workspace --benches
+
+crds:
+	$(CARGO) run -q -p ringshift-operator -- crd --out-dir crds
+
+cluster-up:
+	$(CLUSTER)/up
+
+cluster-down:
+	$(CLUSTER)/down
