@@ -1,0 +1,239 @@
+//! A built ring: sorted tokens with owners and a radix index for fast lookup.
+
+use crate::alloc::Allocator;
+use crate::error::{Error, Result};
+use crate::owner_map::OwnerMap;
+use crate::range::{FULL_SPAN, HashRange};
+use crate::spec::Member;
+
+/// A built ring. Build it with [`crate::RingSpec::build`].
+#[derive(Debug, Clone)]
+pub struct Ring {
+    /// All members (weight 0 included), sorted by name; owner indices point here.
+    members: Vec<Member>,
+    /// Sorted tokens; token `i` ends the range `(tokens[i-1], tokens[i]]` owned by `owners[i]`.
+    tokens: Vec<u64>,
+    owners: Vec<u32>,
+    /// Hash space owned per member index.
+    loads: Vec<u128>,
+    /// `index[b]` = first token index whose token's top bits are >= b.
+    index: Vec<u32>,
+    shift: u32,
+}
+
+/// Load balance summary, relative to each member's weighted fair share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Balance {
+    /// max over weighted members of load / fair share.
+    pub peak_to_mean: f64,
+    /// min over weighted members of load / fair share.
+    pub min_to_mean: f64,
+}
+
+impl Ring {
+    pub(crate) fn from_allocator(alloc: Allocator) -> Result<Ring> {
+        let mut active: Vec<(u32, &crate::alloc::MemberState)> = alloc.active().collect();
+        if active.is_empty() {
+            return Err(Error::EmptyRing);
+        }
+        if alloc.tokens.is_empty() {
+            return Err(Error::ZeroTotalWeight);
+        }
+        active.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        let mut slot = vec![u32::MAX; alloc.members.len()];
+        let mut members = Vec::with_capacity(active.len());
+        let mut loads = Vec::with_capacity(active.len());
+        for (i, (id, m)) in active.iter().enumerate() {
+            slot[*id as usize] = i as u32;
+            members.push(Member::new(m.name.clone(), m.weight));
+            loads.push(m.load);
+        }
+        let mut tokens = Vec::with_capacity(alloc.tokens.len());
+        let mut owners = Vec::with_capacity(alloc.tokens.len());
+        for (&t, &id) in &alloc.tokens {
+            tokens.push(t);
+            owners.push(slot.get(id as usize).copied().unwrap_or(0));
+        }
+        let (index, shift) = radix_index(&tokens);
+        Ok(Ring {
+            members,
+            tokens,
+            owners,
+            loads,
+            index,
+            shift,
+        })
+    }
+
+    /// Index of the token owning `hash`: the first token >= hash, wrapping to 0.
+    #[inline]
+    fn token_index(&self, hash: u64) -> usize {
+        let b = (hash >> self.shift) as usize;
+        let lo = self.index[b] as usize;
+        let hi = self.index[b + 1] as usize;
+        let i = lo + self.tokens[lo..hi].partition_point(|&t| t < hash);
+        if i == self.tokens.len() { 0 } else { i }
+    }
+
+    /// Index (into [`Ring::members`]) of the owner of `hash`.
+    #[inline]
+    pub fn owner_index(&self, hash: u64) -> u32 {
+        self.owners[self.token_index(hash)]
+    }
+
+    /// Name of the owner of `hash`.
+    #[inline]
+    pub fn owner(&self, hash: u64) -> &str {
+        &self.members[self.owner_index(hash) as usize].name
+    }
+
+    /// Owner of a key (hashed with [`crate::key_hash`]).
+    pub fn owner_of_key(&self, key: &[u8]) -> &str {
+        self.owner(crate::hash::key_hash(key))
+    }
+
+    /// All members, sorted by name, including members of weight 0 (which own nothing).
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The sorted tokens.
+    pub fn tokens(&self) -> &[u64] {
+        &self.tokens
+    }
+
+    /// Owner index of each token in [`Ring::tokens`].
+    pub fn token_owners(&self) -> &[u32] {
+        &self.owners
+    }
+
+    /// The first `r` distinct members clockwise from `hash` (fewer if the ring has fewer owners).
+    pub fn preference_list(&self, hash: u64, r: usize) -> Vec<&str> {
+        if r == 0 {
+            return Vec::new();
+        }
+        let start = self.token_index(hash);
+        let first = self.owners[start];
+        if r == 1 {
+            return vec![&self.members[first as usize].name];
+        }
+        let mut seen: Vec<u32> = vec![first];
+        let n = self.tokens.len();
+        for step in 1..n {
+            if seen.len() == r {
+                break;
+            }
+            let o = self.owners[(start + step) % n];
+            if !seen.contains(&o) {
+                seen.push(o);
+            }
+        }
+        seen.iter()
+            .map(|&o| self.members[o as usize].name.as_str())
+            .collect()
+    }
+
+    /// Sorted tokens of `member` (empty if it owns nothing or is unknown).
+    pub fn tokens_of(&self, member: &str) -> Vec<u64> {
+        let Some(idx) = self.member_index(member) else {
+            return Vec::new();
+        };
+        self.tokens
+            .iter()
+            .zip(&self.owners)
+            .filter(|&(_, &o)| o == idx)
+            .map(|(&t, _)| t)
+            .collect()
+    }
+
+    /// Index of `member` in [`Ring::members`].
+    pub fn member_index(&self, member: &str) -> Option<u32> {
+        self.members
+            .binary_search_by(|m| m.name.as_str().cmp(member))
+            .ok()
+            .map(|i| i as u32)
+    }
+
+    /// Hash space owned by each member (same order as [`Ring::members`]); sums to 2^64.
+    pub fn loads(&self) -> &[u128] {
+        &self.loads
+    }
+
+    /// Fraction of the hash space owned by each member (for reporting).
+    pub fn load_shares(&self) -> Vec<(&str, f64)> {
+        self.members
+            .iter()
+            .zip(&self.loads)
+            .map(|(m, &l)| (m.name.as_str(), l as f64 / FULL_SPAN as f64))
+            .collect()
+    }
+
+    /// Peak- and min-to-mean load over members of positive weight, relative to their weight.
+    pub fn balance(&self) -> Balance {
+        let total_w: u128 = self.members.iter().map(|m| u128::from(m.weight)).sum();
+        let mut peak = 0f64;
+        let mut min = f64::INFINITY;
+        for (m, &l) in self.members.iter().zip(&self.loads) {
+            if m.weight == 0 || total_w == 0 {
+                continue;
+            }
+            let fair = FULL_SPAN as f64 * f64::from(m.weight) / total_w as f64;
+            let ratio = l as f64 / fair;
+            peak = peak.max(ratio);
+            min = min.min(ratio);
+        }
+        Balance {
+            peak_to_mean: peak,
+            min_to_mean: if min.is_finite() { min } else { 0.0 },
+        }
+    }
+
+    /// Largest number of tokens any member holds.
+    pub fn max_tokens_per_member(&self) -> usize {
+        let mut counts = vec![0usize; self.members.len()];
+        for &o in &self.owners {
+            counts[o as usize] += 1;
+        }
+        counts.into_iter().max().unwrap_or(0)
+    }
+
+    /// The ring as a partition of the hash space into maximal ranges.
+    pub fn owner_map(&self) -> OwnerMap {
+        let names: Vec<String> = self.members.iter().map(|m| m.name.clone()).collect();
+        let n = self.tokens.len();
+        let mut parts: Vec<(HashRange, u32)> = Vec::with_capacity(n + 1);
+        let mut start = 0u64;
+        for (&t, &o) in self.tokens.iter().zip(&self.owners) {
+            parts.push((HashRange { start, end: t }, o));
+            match t.checked_add(1) {
+                Some(s) => start = s,
+                None => return OwnerMap::from_sorted_parts(names, parts),
+            }
+        }
+        parts.push((
+            HashRange {
+                start,
+                end: u64::MAX,
+            },
+            self.owners[0],
+        ));
+        OwnerMap::from_sorted_parts(names, parts)
+    }
+}
+
+/// Radix index over the top `bits` bits of the tokens (about one token per bucket).
+fn radix_index(tokens: &[u64]) -> (Vec<u32>, u32) {
+    let bits = (usize::BITS - tokens.len().leading_zeros()).clamp(1, 22);
+    let shift = 64 - bits;
+    let buckets = 1usize << bits;
+    let mut index = Vec::with_capacity(buckets + 1);
+    let mut i = 0usize;
+    for b in 0..buckets {
+        while i < tokens.len() && ((tokens[i] >> shift) as usize) < b {
+            i += 1;
+        }
+        index.push(i as u32);
+    }
+    index.push(tokens.len() as u32);
+    (index, shift)
+}

@@ -1,0 +1,50 @@
+//! Pinned key -> hash -> owner vectors: a change of the hash or of ring algorithm 1 fails here.
+
+use ringshift_ring::{Member, RingSpec, key_hash};
+
+const VECTORS: &[(&[u8], u64, &str)] = &[
+    // XXH3-64 of the empty input with seed 0 is the published reference value 0x2d06800538d394c2.
+    (b"", 0x2d06800538d394c2, "node-c"),
+    (b"a", 0xe6c632b61e964e1f, "node-a"),
+    (b"hello", 0x9555e8555c62dcfd, "node-b"),
+    (b"{user42}:cart", 0x9fdc8e44c5b9267c, "node-a"),
+    (b"user42", 0x9fdc8e44c5b9267c, "node-a"),
+    (b"key:000001", 0x0e8bacb0c64b33f0, "node-c"),
+    (b"foo{}{bar}", 0xc183e6678835189c, "node-b"),
+    (b"ringshift", 0x27da3b87326b252f, "node-c"),
+];
+
+#[test]
+fn key_hashes_are_pinned() {
+    for &(key, hash, _) in VECTORS {
+        assert_eq!(
+            key_hash(key),
+            hash,
+            "key {:?}",
+            String::from_utf8_lossy(key)
+        );
+    }
+}
+
+#[test]
+fn owners_under_algorithm_1_are_pinned() {
+    let spec = RingSpec::with_members(
+        64,
+        &[
+            Member::new("node-a", 1),
+            Member::new("node-b", 1),
+            Member::new("node-c", 2),
+        ],
+    )
+    .unwrap();
+    let ring = spec.build().unwrap();
+    for &(key, hash, owner) in VECTORS {
+        assert_eq!(
+            ring.owner(hash),
+            owner,
+            "key {:?}",
+            String::from_utf8_lossy(key)
+        );
+        assert_eq!(ring.owner_of_key(key), owner);
+    }
+}
