@@ -14,7 +14,9 @@
 //!
 //! Deviations from the first API sketch: [`Placement::current`] and friends return `Result`
 //! (a placement read from JSON may hold a spec that does not build); the placement overlay is
-//! stored grouped per owner (`overlay: [{owner, ranges}]`) to keep the JSON small.
+//! stored grouped per owner with compact range strings
+//! (`overlay: [{owner, ranges: "start-end,..."}]`) and committed transfers grouped per source
+//! (`committed: [{source, targets}]`) to keep the JSON of a 1000-member change small.
 
 mod alloc;
 mod diff;
@@ -32,6 +34,6 @@ pub use error::{Error, Result};
 pub use hash::{hash_tag, key_hash};
 pub use owner_map::OwnerMap;
 pub use placement::{CommittedTransfer, OverlayEntry, Placement, ResolvedPlacement};
-pub use range::{FULL_SPAN, HashRange, RangeSet};
+pub use range::{FULL_SPAN, HashRange, RangeSet, compact as range_set_compact};
 pub use ring::{Balance, Ring};
 pub use spec::{CURRENT_ALGORITHM, MAX_VNODES, Member, RingOp, RingSpec};

@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 #[serde(rename_all = "camelCase")]
 pub struct OverlayEntry {
     pub owner: String,
+    /// JSON: compact `"start-end,start-end"` (decimal, inclusive).
+    #[serde(with = "crate::range::compact")]
     pub ranges: RangeSet,
 }
 
@@ -40,7 +42,8 @@ pub struct Placement {
     overlay: Vec<OverlayEntry>,
     #[serde(default)]
     target: Option<RingSpec>,
-    #[serde(default)]
+    /// In JSON grouped per source: `[{"source": "a", "targets": ["b", "c"]}]`.
+    #[serde(default, with = "committed_json")]
     committed: Vec<CommittedTransfer>,
 }
 
@@ -309,4 +312,49 @@ fn overlay_entries(transfers: Vec<Transfer>) -> Vec<OverlayEntry> {
         entries.push(OverlayEntry { owner, ranges });
     }
     entries
+}
+
+/// Committed transfers grouped per source in JSON, which about halves their size.
+mod committed_json {
+    use super::CommittedTransfer;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Group {
+        source: String,
+        targets: Vec<String>,
+    }
+
+    pub fn serialize<S: Serializer>(v: &[CommittedTransfer], s: S) -> Result<S::Ok, S::Error> {
+        let mut groups: Vec<Group> = Vec::new();
+        for c in v {
+            match groups.last_mut() {
+                Some(g) if g.source == c.source => g.targets.push(c.target.clone()),
+                _ => groups.push(Group {
+                    source: c.source.clone(),
+                    targets: vec![c.target.clone()],
+                }),
+            }
+        }
+        groups.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<CommittedTransfer>, D::Error> {
+        let groups = Vec::<Group>::deserialize(d)?;
+        let mut out: Vec<CommittedTransfer> = groups
+            .into_iter()
+            .flat_map(|g| {
+                let source = g.source;
+                g.targets.into_iter().map(move |target| CommittedTransfer {
+                    source: source.clone(),
+                    target,
+                })
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
 }
