@@ -1,0 +1,369 @@
+use super::*;
+
+fn obs() -> Observed {
+    Observed {
+        now_ms: 1_000_000,
+        policy: PhasePolicy::default(),
+        cancel_requested: false,
+        paused: false,
+        may_start: true,
+        source_ready: true,
+        target_ready: true,
+        transfer: TransferState::Pending,
+        cutover: None,
+        pull: None,
+        all_acked_commit: false,
+    }
+}
+
+fn state(phase: Phase) -> MoveState {
+    MoveState {
+        phase,
+        attempt: 1,
+        copy_attempt: 1,
+        since_ms: 999_000,
+        ..MoveState::default()
+    }
+}
+
+fn pull(copied: bool, lag: u64, rate: u64) -> PullView {
+    PullView {
+        copy_attempt: 1,
+        copied,
+        lag,
+        apply_rate: rate,
+        failed: None,
+    }
+}
+
+fn persisted(step: Step) -> MoveState {
+    match step {
+        Step::Persist(s) => s,
+        other => panic!("expected Persist, got {other:?}"),
+    }
+}
+
+#[test]
+fn pending_starts_copying_only_when_allowed() {
+    let s = MoveState::default();
+    let next = persisted(next_step(&s, &obs()));
+    assert_eq!(next.phase, Phase::Copying);
+    assert_eq!((next.attempt, next.copy_attempt), (1, 1));
+    assert_eq!(next.since_ms, 1_000_000);
+
+    for o in [
+        Observed {
+            may_start: false,
+            ..obs()
+        },
+        Observed {
+            paused: true,
+            ..obs()
+        },
+        Observed {
+            target_ready: false,
+            ..obs()
+        },
+        Observed {
+            source_ready: false,
+            ..obs()
+        },
+    ] {
+        assert!(matches!(next_step(&s, &o), Step::Wait { .. }), "{o:?}");
+    }
+}
+
+#[test]
+fn copying_starts_the_pull_then_waits_then_catches_up() {
+    let s = state(Phase::Copying);
+    assert_eq!(
+        next_step(&s, &obs()),
+        Step::StartPull {
+            attempt: 1,
+            copy_attempt: 1
+        }
+    );
+    let copying = Observed {
+        pull: Some(pull(false, 0, 0)),
+        ..obs()
+    };
+    assert!(matches!(next_step(&s, &copying), Step::Wait { .. }));
+    let copied = Observed {
+        pull: Some(pull(true, 50, 0)),
+        ..obs()
+    };
+    assert_eq!(persisted(next_step(&s, &copied)).phase, Phase::CatchingUp);
+}
+
+#[test]
+fn a_pull_of_an_older_copy_attempt_is_restarted() {
+    let s = MoveState {
+        attempt: 3,
+        copy_attempt: 3,
+        ..state(Phase::Copying)
+    };
+    let o = Observed {
+        pull: Some(pull(true, 0, 0)),
+        ..obs()
+    };
+    assert_eq!(
+        next_step(&s, &o),
+        Step::StartPull {
+            attempt: 3,
+            copy_attempt: 3
+        }
+    );
+}
+
+#[test]
+fn failed_pull_recopies_with_a_new_attempt_after_backoff() {
+    let s = MoveState {
+        since_ms: 0,
+        ..state(Phase::CatchingUp)
+    };
+    let failed = PullView {
+        failed: Some(PullFailure {
+            reason: "offset below retention".into(),
+            recopy: true,
+        }),
+        ..pull(true, 0, 0)
+    };
+    let next = persisted(next_step(
+        &s,
+        &Observed {
+            pull: Some(failed.clone()),
+            ..obs()
+        },
+    ));
+    assert_eq!(next.phase, Phase::Copying);
+    assert_eq!((next.attempt, next.copy_attempt, next.failures), (2, 2, 1));
+
+    // non-recopy failures resume the same copy under a new attempt
+    let transient = PullView {
+        failed: Some(PullFailure {
+            reason: "source unreachable".into(),
+            recopy: false,
+        }),
+        ..pull(false, 0, 0)
+    };
+    let next = persisted(next_step(
+        &MoveState {
+            since_ms: 0,
+            ..state(Phase::Copying)
+        },
+        &Observed {
+            pull: Some(transient),
+            ..obs()
+        },
+    ));
+    assert_eq!((next.attempt, next.copy_attempt), (2, 1));
+
+    // within the backoff window it waits
+    let recent = MoveState {
+        since_ms: 999_900,
+        failures: 2,
+        ..state(Phase::CatchingUp)
+    };
+    assert!(matches!(
+        next_step(
+            &recent,
+            &Observed {
+                pull: Some(failed),
+                ..obs()
+            }
+        ),
+        Step::Wait { .. }
+    ));
+}
+
+#[test]
+fn repeated_failures_end_in_failed_with_a_reason() {
+    let s = MoveState {
+        since_ms: 0,
+        failures: 9,
+        ..state(Phase::Copying)
+    };
+    let failed = PullView {
+        failed: Some(PullFailure {
+            reason: "disk full".into(),
+            recopy: false,
+        }),
+        ..pull(false, 0, 0)
+    };
+    let next = persisted(next_step(
+        &s,
+        &Observed {
+            pull: Some(failed),
+            ..obs()
+        },
+    ));
+    assert_eq!(next.phase, Phase::Failed);
+    assert!(next.reason.unwrap().contains("disk full"));
+}
+
+#[test]
+fn catching_up_cuts_over_only_when_the_lag_drains_within_budget() {
+    let s = state(Phase::CatchingUp);
+    let big_lag = Observed {
+        pull: Some(pull(true, 5000, 100_000)),
+        ..obs()
+    };
+    assert!(matches!(next_step(&s, &big_lag), Step::Wait { .. }));
+    // under the threshold but too slow to drain within half the 2 s budget
+    let slow = Observed {
+        pull: Some(pull(true, 900, 100)),
+        ..obs()
+    };
+    assert!(matches!(next_step(&s, &slow), Step::Wait { .. }));
+    let ok = Observed {
+        pull: Some(pull(true, 900, 10_000)),
+        ..obs()
+    };
+    assert_eq!(persisted(next_step(&s, &ok)).phase, Phase::CuttingOver);
+    let idle = Observed {
+        pull: Some(pull(true, 0, 0)),
+        ..obs()
+    };
+    assert_eq!(persisted(next_step(&s, &idle)).phase, Phase::CuttingOver);
+    let paused = Observed {
+        paused: true,
+        ..idle
+    };
+    assert!(matches!(next_step(&s, &paused), Step::Wait { .. }));
+}
+
+#[test]
+fn cutover_runs_once_and_a_half_done_one_is_aborted_before_unfencing() {
+    let s = state(Phase::CuttingOver);
+    assert_eq!(next_step(&s, &obs()), Step::Cutover { attempt: 1 });
+    let half = Observed {
+        cutover: Some(CutoverState::Committing),
+        ..obs()
+    };
+    assert_eq!(next_step(&s, &half), Step::RecordAbort { attempt: 1 });
+    let aborted = Observed {
+        cutover: Some(CutoverState::Aborted),
+        ..obs()
+    };
+    assert_eq!(next_step(&s, &aborted), Step::Unfence { attempt: 1 });
+    let again = after_abort(&s, 2_000_000, "write-pause budget exceeded");
+    assert_eq!(
+        (again.phase, again.attempt, again.copy_attempt),
+        (Phase::CatchingUp, 2, 1)
+    );
+}
+
+#[test]
+fn a_committed_transfer_rolls_forward_from_any_phase() {
+    for phase in [
+        Phase::Pending,
+        Phase::Copying,
+        Phase::CatchingUp,
+        Phase::CuttingOver,
+    ] {
+        let o = Observed {
+            transfer: TransferState::Committed { epoch: 7 },
+            ..obs()
+        };
+        let next = persisted(next_step(&state(phase), &o));
+        assert_eq!(next.phase, Phase::Cleanup);
+        assert_eq!(next.committed_epoch, Some(7));
+        assert_eq!(next.committed_at_ms, Some(1_000_000));
+    }
+    // even a cancel request cannot undo a commit
+    let o = Observed {
+        transfer: TransferState::Committed { epoch: 7 },
+        cancel_requested: true,
+        ..obs()
+    };
+    assert_eq!(
+        persisted(next_step(&state(Phase::CuttingOver), &o)).phase,
+        Phase::Cleanup
+    );
+}
+
+#[test]
+fn cancel_removes_the_partial_copy_then_records_cancelled() {
+    let s = state(Phase::Copying);
+    let o = Observed {
+        cancel_requested: true,
+        pull: Some(pull(false, 0, 0)),
+        ..obs()
+    };
+    assert_eq!(next_step(&s, &o), Step::CancelPull);
+    let o = Observed {
+        cancel_requested: true,
+        ..obs()
+    };
+    let next = persisted(next_step(&s, &o));
+    assert_eq!(next.phase, Phase::Cancelled);
+    assert!(next.reason.unwrap().contains("annotation"));
+    let replanned = Observed {
+        transfer: TransferState::Gone,
+        ..obs()
+    };
+    assert_eq!(
+        persisted(next_step(&state(Phase::Pending), &replanned)).phase,
+        Phase::Cancelled
+    );
+}
+
+#[test]
+fn cancel_during_cutover_goes_back_before_fencing() {
+    let s = state(Phase::CuttingOver);
+    let o = Observed {
+        transfer: TransferState::Gone,
+        ..obs()
+    };
+    assert_eq!(persisted(next_step(&s, &o)).phase, Phase::CatchingUp);
+    // if the fence may have happened, the abort is recorded first
+    let o = Observed {
+        transfer: TransferState::Gone,
+        cutover: Some(CutoverState::Committing),
+        ..obs()
+    };
+    assert_eq!(next_step(&s, &o), Step::RecordAbort { attempt: 1 });
+}
+
+#[test]
+fn cleanup_pushes_until_acked_then_waits_retention_then_drops() {
+    let s = MoveState {
+        committed_epoch: Some(7),
+        committed_at_ms: Some(990_000),
+        ..state(Phase::Cleanup)
+    };
+    assert_eq!(next_step(&s, &obs()), Step::PushPlacement);
+    let acked = Observed {
+        all_acked_commit: true,
+        ..obs()
+    };
+    match next_step(&s, &acked) {
+        Step::Wait { after_ms, .. } => assert_eq!(after_ms, 50_000),
+        other => panic!("{other:?}"),
+    }
+    let later = Observed {
+        now_ms: 1_050_000,
+        ..acked
+    };
+    assert_eq!(next_step(&s, &later), Step::DropSource);
+    assert_eq!(after_drop(&s, 1_050_001).phase, Phase::Completed);
+}
+
+#[test]
+fn terminal_phases_do_nothing() {
+    for phase in [Phase::Completed, Phase::Cancelled, Phase::Failed] {
+        assert!(matches!(
+            next_step(&state(phase), &obs()),
+            Step::Wait { .. }
+        ));
+        assert!(phase.is_terminal());
+    }
+}
+
+#[test]
+fn backoff_doubles_and_caps() {
+    assert_eq!(backoff_ms(0), 1000);
+    assert_eq!(backoff_ms(1), 2000);
+    assert_eq!(backoff_ms(5), 32_000);
+    assert_eq!(backoff_ms(30), 60_000);
+}
