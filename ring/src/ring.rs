@@ -16,7 +16,8 @@ pub struct Ring {
     owners: Vec<u32>,
     /// Hash space owned per member index.
     loads: Vec<u128>,
-    /// `index[b]` = first token index whose token's top bits are >= b.
+    /// Radix index over the top bits of a hash: either `DIRECT | owner` when every hash of the
+    /// bucket has the same owner, or the index of the first token in (or after) the bucket.
     index: Vec<u32>,
     shift: u32,
 }
@@ -54,7 +55,7 @@ impl Ring {
             tokens.push(t);
             owners.push(slot.get(id as usize).copied().unwrap_or(0));
         }
-        let (index, shift) = radix_index(&tokens);
+        let (index, shift) = radix_index(&tokens, &owners);
         Ok(Ring {
             members,
             tokens,
@@ -66,19 +67,28 @@ impl Ring {
     }
 
     /// Index of the token owning `hash`: the first token >= hash, wrapping to 0.
-    #[inline]
     fn token_index(&self, hash: u64) -> usize {
-        let b = (hash >> self.shift) as usize;
-        let lo = self.index[b] as usize;
-        let hi = self.index[b + 1] as usize;
-        let i = lo + self.tokens[lo..hi].partition_point(|&t| t < hash);
+        let i = self.tokens.partition_point(|&t| t < hash);
         if i == self.tokens.len() { 0 } else { i }
     }
 
     /// Index (into [`Ring::members`]) of the owner of `hash`.
     #[inline]
     pub fn owner_index(&self, hash: u64) -> u32 {
-        self.owners[self.token_index(hash)]
+        let e = self.index[(hash >> self.shift) as usize];
+        if e & DIRECT != 0 {
+            return e & !DIRECT;
+        }
+        // The bucket holds at least one token; scan from its first one.
+        let mut i = e as usize;
+        while i < self.tokens.len() && self.tokens[i] < hash {
+            i += 1;
+        }
+        if i == self.tokens.len() {
+            self.owners[0]
+        } else {
+            self.owners[i]
+        }
     }
 
     /// Name of the owner of `hash`.
@@ -221,19 +231,40 @@ impl Ring {
     }
 }
 
-/// Radix index over the top `bits` bits of the tokens (about one token per bucket).
-fn radix_index(tokens: &[u64]) -> (Vec<u32>, u32) {
-    let bits = (usize::BITS - tokens.len().leading_zeros()).clamp(1, 22);
+/// Flag of a radix index entry that is an owner rather than a token index.
+const DIRECT: u32 = 1 << 31;
+
+/// Radix index over the top `bits` bits of the hash, about two buckets per token, so that most
+/// lookups are one load from the index.
+fn radix_index(tokens: &[u64], owners: &[u32]) -> (Vec<u32>, u32) {
+    let bits = (usize::BITS - tokens.len().leading_zeros()).clamp(1, 24);
     let shift = 64 - bits;
     let buckets = 1usize << bits;
-    let mut index = Vec::with_capacity(buckets + 1);
-    let mut i = 0usize;
+    let n = tokens.len();
+    let owner_at = |i: usize| if i >= n { owners[0] } else { owners[i] };
+    let mut index = Vec::with_capacity(buckets);
+    let mut lo = 0usize;
     for b in 0..buckets {
-        while i < tokens.len() && ((tokens[i] >> shift) as usize) < b {
-            i += 1;
+        while lo < n && ((tokens[lo] >> shift) as usize) < b {
+            lo += 1;
         }
-        index.push(i as u32);
+        let end = ((b as u64) << shift) | ((1u64 << shift) - 1);
+        // Tokens inside the bucket, then the first one at or after its end: one owner for all?
+        let mut j = lo;
+        let first = owner_at(lo);
+        let mut uniform = true;
+        while j < n && tokens[j] < end {
+            j += 1;
+            if owner_at(j) != first {
+                uniform = false;
+                break;
+            }
+        }
+        index.push(if uniform && first < DIRECT {
+            DIRECT | first
+        } else {
+            lo as u32
+        });
     }
-    index.push(tokens.len() as u32);
     (index, shift)
 }

@@ -210,3 +210,30 @@ fn replay_is_deterministic_and_survives_json() {
     assert_eq!(r1.token_owners(), r2.token_owners());
     assert_eq!(r1.owner_map(), r2.owner_map());
 }
+
+#[test]
+fn fast_lookup_agrees_with_binary_search() {
+    let mut rng = Rng(21);
+    for n in [1, 2, 7, 300] {
+        let ring = spec(n, 64).build().unwrap();
+        let (tokens, owners) = (ring.tokens(), ring.token_owners());
+        let reference = |h: u64| {
+            let i = tokens.partition_point(|&t| t < h);
+            owners[if i == tokens.len() { 0 } else { i }]
+        };
+        let mut points: Vec<u64> = (0..20_000).map(|_| rng.next()).collect();
+        for &t in tokens {
+            points.extend([t.wrapping_sub(1), t, t.wrapping_add(1)]);
+        }
+        for shift in [40u32, 48, 52, 56, 60] {
+            for b in 0..64u64 {
+                let edge = (rng.next() >> shift << shift) | (b & 1);
+                points.extend([edge, edge.wrapping_sub(1), edge | ((1u64 << shift) - 1)]);
+            }
+        }
+        points.extend([0, u64::MAX]);
+        for h in points {
+            assert_eq!(ring.owner_index(h), reference(h), "n={n} hash={h}");
+        }
+    }
+}
