@@ -1,9 +1,15 @@
 //! The ringshift operator: CRD types, the cluster controller and its runtime.
 
+pub mod apply;
 pub mod conditions;
+pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod duration;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod observed;
+pub mod runtime;
 pub mod status;
 pub mod validate;

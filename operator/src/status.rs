@@ -146,6 +146,14 @@ fn progressing_condition(i: &Inputs<'_>, moves: i32) -> DesiredCondition {
             format!("{} of {} member pods exist", i.pods.len(), i.expected_pods),
         );
     }
+    let ready = i.pods.iter().filter(|p| p.ready && !p.terminating).count();
+    let expected = usize::try_from(i.expected_pods).unwrap_or(0);
+    if i.statefulset_exists && ready < expected && i.pods.iter().all(|p| p.stuck.is_none()) {
+        return p(
+            "MembersStarting",
+            format!("{ready}/{expected} members ready"),
+        );
+    }
     if i.outdated_pods > 0 {
         return p(
             "RollingUpdate",
@@ -384,6 +392,18 @@ mod tests {
             (Status::True, "MemberNotStarting")
         );
         assert_eq!(status.state.as_deref(), Some("Degraded"));
+    }
+
+    #[test]
+    fn members_starting_is_progressing() {
+        let pods = [
+            pod("demo-0", true),
+            pod("demo-1", true),
+            pod("demo-2", false),
+        ];
+        let (status, c) = compute(&base(&pods));
+        assert_eq!(find(&c, types::PROGRESSING).reason, "MembersStarting");
+        assert_eq!(status.state.as_deref(), Some("Progressing"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod names;
 pub mod pdb;
+pub mod ring;
 pub mod secret;
 pub mod services;
 pub mod statefulset;

@@ -410,4 +410,30 @@ mod tests {
         }
         assert!(v.get("status").is_none());
     }
+
+    proptest::proptest! {
+        /// Whatever the spec says, no member that holds data loses its pod, and a shrink
+        /// waits for every acknowledgement.
+        #[test]
+        fn replicas_keep_every_data_holder(
+            spec in 1i32..50,
+            current in proptest::option::of(0i32..60),
+            holders in proptest::collection::btree_set(0i32..60, 0..10),
+            acked in proptest::bool::ANY,
+        ) {
+            let names: BTreeSet<String> = holders.iter().map(|o| names::member("demo", *o)).collect();
+            let n = replicas("demo", spec, current, &names, acked);
+            proptest::prop_assert!(n >= spec);
+            for o in &holders {
+                proptest::prop_assert!(n > *o, "demo-{} holds data but only {} pods", o, n);
+            }
+            if !acked && let Some(c) = current {
+                proptest::prop_assert!(n >= c);
+            }
+            let floor = holders.iter().map(|o| o + 1).max().unwrap_or(0);
+            if acked || current.is_none() {
+                proptest::prop_assert_eq!(n, spec.max(floor));
+            }
+        }
+    }
 }

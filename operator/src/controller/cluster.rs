@@ -1,0 +1,577 @@
+//! The ShardCluster controller: owns the StatefulSet, Services, admin-token
+//! Secret, PodDisruptionBudget and ShardPlacement spec of each cluster, and is
+//! the only writer of ShardCluster status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, Preconditions,
+};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, KubeContext, finalizer, undecodable};
+use crate::apply::{Applied, apply};
+use crate::conditions::{DesiredCondition, Status, merge_conditions, types};
+use crate::crd::{ShardCluster, ShardClusterStatus, ShardMigration, ShardPlacement};
+use crate::desired::names::{self, CLUSTER_LABEL, FIELD_MANAGER};
+use crate::desired::{pdb, ring, secret, services, statefulset};
+use crate::observed::{PodFacts, next_pod_to_roll, pod_facts};
+use crate::status::{self, Inputs, busy_members};
+use crate::validate::{Existing, Invalid, validate};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "shardcluster";
+
+/// Resync period while something is changing.
+const BUSY_RESYNC: Duration = Duration::from_secs(30);
+/// Resync period when all is stable.
+const IDLE_RESYNC: Duration = Duration::from_secs(300);
+
+type Guarded = DeserializeGuard<ShardCluster>;
+
+fn api<K>(ctx: &Context, ns: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let managed =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=ringshift-operator");
+    let members = watcher::Config::default().labels("app.kubernetes.io/name=ringshift-node");
+    Controller::new(
+        scoped::<Guarded>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<StatefulSet>(&client, namespace), managed.clone())
+    .owns(scoped::<Service>(&client, namespace), managed.clone())
+    .owns(scoped::<Secret>(&client, namespace), managed.clone())
+    .owns(
+        scoped::<ShardPlacement>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .watches(scoped::<Pod>(&client, namespace), members, |pod: Pod| {
+        let ns = pod.namespace();
+        pod.labels().get(CLUSTER_LABEL).map(|c| {
+            let r = ObjectRef::<Guarded>::new(c);
+            match ns {
+                Some(ns) => r.within(&ns),
+                None => r,
+            }
+        })
+    })
+    .watches(
+        scoped::<DeserializeGuard<ShardMigration>>(&client, namespace),
+        watcher::Config::default(),
+        |m: DeserializeGuard<ShardMigration>| {
+            let m = m.0.ok()?;
+            let r = ObjectRef::<Guarded>::new(&m.spec.cluster);
+            Some(match m.namespace() {
+                Some(ns) => r.within(&ns),
+                None => r,
+            })
+        },
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "controller event"),
+        }
+    })
+    .await;
+}
+
+fn key(obj: &Guarded) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Reconciles one ShardCluster (or reports why it cannot be read).
+pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = match &obj.0 {
+        Ok(cluster) => reconcile_cluster(cluster, &ctx).await,
+        Err(invalid) => undecodable::report(&obj, invalid, &ctx).await,
+    };
+    let error_reason = result.as_ref().err().map(Error::reason);
+    ctx.metrics.observe(
+        CONTROLLER,
+        started.elapsed().as_secs_f64(),
+        error_reason.as_deref(),
+    );
+    if result.is_ok() {
+        ctx.succeeded(&key(&obj));
+    }
+    result
+}
+
+/// Requeues a failed reconcile with exponential backoff.
+pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&key(&obj));
+    tracing::warn!(cluster = %key(&obj), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// What the reconcile did to owned objects, for status.
+struct Outcome {
+    expected_pods: i32,
+    apply_error: Option<String>,
+    retry: Option<Error>,
+}
+
+async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Action, Error> {
+    let name = cluster.name_any();
+    let ns = cluster
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    if cluster.metadata.deletion_timestamp.is_some() {
+        return finalizer::finalize(cluster, ctx, &ns).await;
+    }
+    if finalizer::ensure(cluster, ctx, &ns).await? {
+        // The patch triggers another reconcile with the new metadata.
+        return Ok(Action::await_change());
+    }
+
+    let sts_api: Api<StatefulSet> = api(ctx, &ns);
+    let placement_api: Api<ShardPlacement> = api(ctx, &ns);
+    let sts = sts_api
+        .get_opt(&name)
+        .await
+        .during(|| format!("reading StatefulSet {ns}/{name}"))?;
+    let placement = placement_api
+        .get_opt(&name)
+        .await
+        .during(|| format!("reading ShardPlacement {ns}/{name}"))?;
+    let pods = api::<Pod>(ctx, &ns)
+        .list(&ListParams::default().labels(&names::selector_string(&name)))
+        .await
+        .during(|| format!("listing pods of {ns}/{name}"))?;
+    let migrations: Vec<ShardMigration> = api::<DeserializeGuard<ShardMigration>>(ctx, &ns)
+        .list(&ListParams::default())
+        .await
+        .during(|| format!("listing ShardMigrations in {ns}"))?
+        .items
+        .into_iter()
+        .filter_map(|m| m.0.ok())
+        .filter(|m| m.spec.cluster == name)
+        .collect();
+    let mut pod_facts: Vec<PodFacts> = pods.items.iter().map(pod_facts).collect();
+    pod_facts.sort_by_key(|p| names::ordinal(&name, &p.name).unwrap_or(i32::MAX));
+
+    let live_storage = sts.as_ref().and_then(statefulset::live_storage);
+    let current_ring = ring::current_ring(placement.as_ref())?;
+    let committed = ring::committed(placement.as_ref())?;
+    let existing = Existing {
+        storage: live_storage.as_ref(),
+        vnodes: current_ring.as_ref().map(|r| r.vnodes),
+    };
+    let pod_names: Vec<String> = pod_facts.iter().map(|p| p.name.clone()).collect();
+    let acks = placement
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .map(|s| s.acks.clone())
+        .unwrap_or_default();
+
+    let mut invalid: Vec<Invalid> = Vec::new();
+    let mut desired_ring = None;
+    match validate(&name, &cluster.spec, &existing) {
+        Ok(valid) => match ring::desired_ring(current_ring.as_ref(), &valid) {
+            Ok(r) => desired_ring = Some(r),
+            Err(e) => invalid.push(Invalid {
+                reason: "RingInvalid",
+                message: format!("the desired ring cannot be built: {e}"),
+            }),
+        },
+        Err(errors) => invalid = errors,
+    }
+    let view_ring = desired_ring.clone().or_else(|| current_ring.clone());
+    let view = match &view_ring {
+        Some(r) => ring::placement_view(committed.as_ref(), r, &acks, &pod_names)?,
+        None => Default::default(),
+    };
+
+    let outcome = match &desired_ring {
+        Some(desired_ring) if invalid.is_empty() => {
+            let current_replicas = sts.as_ref().and_then(|s| s.spec.replicas);
+            let replicas = statefulset::replicas(
+                &name,
+                cluster.spec.replicas,
+                current_replicas,
+                &view.data_holders,
+                view.all_acknowledged,
+            );
+            let storage = live_storage
+                .clone()
+                .unwrap_or_else(|| cluster.spec.storage.clone());
+            let r = apply_owned(
+                cluster,
+                ctx,
+                &ns,
+                desired_ring,
+                placement.as_ref(),
+                sts.as_ref(),
+                replicas,
+                &storage,
+            )
+            .await;
+            let mut outcome = Outcome {
+                expected_pods: replicas,
+                apply_error: None,
+                retry: None,
+            };
+            match r {
+                Ok(()) => {
+                    roll_one_pod(
+                        cluster,
+                        ctx,
+                        &ns,
+                        sts.as_ref(),
+                        &pod_facts,
+                        replicas,
+                        &migrations,
+                    )
+                    .await?;
+                }
+                Err(e) if is_permanent(&e) => outcome.apply_error = Some(e.to_string()),
+                Err(e) => outcome.retry = Some(e),
+            }
+            outcome
+        }
+        _ => Outcome {
+            expected_pods: sts.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0),
+            apply_error: None,
+            retry: None,
+        },
+    };
+
+    let outdated = match sts
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.update_revision.clone())
+    {
+        Some(rev) => pod_facts
+            .iter()
+            .filter(|p| p.revision.as_deref() != Some(rev.as_str()))
+            .count(),
+        None => 0,
+    };
+    let inputs = Inputs {
+        generation: cluster.metadata.generation,
+        invalid: &invalid,
+        statefulset_exists: sts.is_some(),
+        expected_pods: outcome.expected_pods,
+        sts_replicas: sts
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .map(|s| s.replicas)
+            .unwrap_or(0),
+        pods: &pod_facts,
+        outdated_pods: outdated,
+        placement: view,
+        migrations: &migrations,
+        selector: names::selector_string(&name),
+        apply_error: outcome.apply_error.clone(),
+    };
+    let (mut next, desired_conditions) = status::compute(&inputs);
+    let stable = next.state.as_deref() == Some("Ready");
+    write_status(cluster, ctx, &ns, &mut next, &desired_conditions).await?;
+
+    if let Some(e) = outcome.retry {
+        return Err(e);
+    }
+    Ok(if !invalid.is_empty() || outcome.apply_error.is_some() {
+        // Nothing to do until the spec changes; owned objects' events still wake us.
+        Action::await_change()
+    } else if stable {
+        Action::requeue(IDLE_RESYNC)
+    } else {
+        Action::requeue(BUSY_RESYNC)
+    })
+}
+
+/// A client error the same request would get again (the object is refused).
+fn is_permanent(e: &Error) -> bool {
+    matches!(e, Error::Kube { source: kube::Error::Api(s), .. } if matches!(s.code, 400 | 403 | 404 | 422))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_owned(
+    cluster: &ShardCluster,
+    ctx: &Context,
+    ns: &str,
+    desired_ring: &ringshift_ring::RingSpec,
+    placement: Option<&ShardPlacement>,
+    sts: Option<&StatefulSet>,
+    replicas: i32,
+    storage: &crate::crd::StorageSpec,
+) -> Result<(), Error> {
+    let name = cluster.name_any();
+    ensure_admin_secret(cluster, ctx, ns).await?;
+
+    let svc_api: Api<Service> = api(ctx, ns);
+    for svc in [services::headless(cluster), services::client(cluster)] {
+        let svc_name = svc.metadata.name.clone().unwrap_or_default();
+        let live = svc_api
+            .get_opt(&svc_name)
+            .await
+            .during(|| format!("reading Service {ns}/{svc_name}"))?;
+        apply(&svc_api, &svc_name, &svc, live.as_ref())
+            .await
+            .during(|| format!("applying Service {ns}/{svc_name}"))?;
+    }
+
+    let placement_api: Api<ShardPlacement> = api(ctx, ns);
+    let desired_placement = ring::placement_object(cluster, desired_ring)?;
+    if apply(&placement_api, &name, &desired_placement, placement)
+        .await
+        .during(|| format!("applying ShardPlacement {ns}/{name}"))?
+        == Applied::Patched
+    {
+        tracing::info!(cluster = %name, namespace = %ns, ops = desired_ring.ops.len(), "desired ring updated");
+    }
+
+    let sts_api: Api<StatefulSet> = api(ctx, ns);
+    let desired_sts = statefulset::statefulset(cluster, replicas, storage);
+    if apply(&sts_api, &name, &desired_sts, sts)
+        .await
+        .during(|| format!("applying StatefulSet {ns}/{name}"))?
+        == Applied::Patched
+    {
+        tracing::info!(cluster = %name, namespace = %ns, replicas, "StatefulSet applied");
+    }
+
+    if let Some(version) = ctx.pdb_version {
+        let gvk = match version {
+            pdb::PdbVersion::V1 => GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
+            pdb::PdbVersion::V1beta1 => {
+                GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget")
+            }
+        };
+        let ar = ApiResource::from_gvk_with_plural(&gvk, "poddisruptionbudgets");
+        let pdb_api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+        let pdb_name = names::pdb(&name);
+        let live = pdb_api
+            .get_opt(&pdb_name)
+            .await
+            .during(|| format!("reading PodDisruptionBudget {ns}/{pdb_name}"))?;
+        apply(
+            &pdb_api,
+            &pdb_name,
+            &pdb::pdb(cluster, version),
+            live.as_ref(),
+        )
+        .await
+        .during(|| format!("applying PodDisruptionBudget {ns}/{pdb_name}"))?;
+    }
+    Ok(())
+}
+
+/// Creates the admin-token Secret once; an existing one is never rewritten.
+async fn ensure_admin_secret(cluster: &ShardCluster, ctx: &Context, ns: &str) -> Result<(), Error> {
+    let secret_api: Api<Secret> = api(ctx, ns);
+    let secret_name = names::admin_secret(&cluster.name_any());
+    if secret_api
+        .get_metadata_opt(&secret_name)
+        .await
+        .during(|| format!("reading Secret {ns}/{secret_name}"))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let token = secret::AdminToken::generate().map_err(Error::Token)?;
+    match secret_api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &secret::admin_secret(cluster, &token),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(cluster = %cluster.name_any(), namespace = %ns, secret = %secret_name, "admin token Secret created");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(source) => Err(Error::Kube {
+            action: format!("creating Secret {ns}/{secret_name}"),
+            source,
+        }),
+    }
+}
+
+/// Deletes the next pod whose template is out of date, one at a time.
+async fn roll_one_pod(
+    cluster: &ShardCluster,
+    ctx: &Context,
+    ns: &str,
+    sts: Option<&StatefulSet>,
+    pods: &[PodFacts],
+    replicas: i32,
+    migrations: &[ShardMigration],
+) -> Result<(), Error> {
+    let Some(sts) = sts else { return Ok(()) };
+    let update_revision = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.update_revision.as_deref());
+    let expected = usize::try_from(replicas).unwrap_or(0);
+    let busy = busy_members(migrations);
+    let Some(pod) = next_pod_to_roll(pods, expected, update_revision, &busy) else {
+        return Ok(());
+    };
+    let pod_api: Api<Pod> = api(ctx, ns);
+    let uid = pod_api
+        .get_metadata_opt(&pod)
+        .await
+        .during(|| format!("reading pod {ns}/{pod}"))?
+        .and_then(|p| p.metadata.uid);
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match pod_api.delete(&pod, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(()),
+        Err(source) => {
+            return Err(Error::Kube {
+                action: format!("deleting pod {ns}/{pod}"),
+                source,
+            });
+        }
+    }
+    tracing::info!(cluster = %cluster.name_any(), namespace = %ns, pod = %pod, "replacing a member pod with the new template");
+    publish(
+        ctx,
+        cluster,
+        EventType::Normal,
+        "RollingMember",
+        "RollMember",
+        format!("deleted {pod} to recreate it from the new template"),
+    )
+    .await;
+    Ok(())
+}
+
+/// Merges the conditions, writes the status when it changed, and publishes
+/// Events for condition transitions.
+async fn write_status(
+    cluster: &ShardCluster,
+    ctx: &Context,
+    ns: &str,
+    next: &mut ShardClusterStatus,
+    desired: &[DesiredCondition],
+) -> Result<(), Error> {
+    let old = cluster.status.clone().unwrap_or_default();
+    let now = Time(Timestamp::now());
+    next.conditions = merge_conditions(&old.conditions, desired, cluster.metadata.generation, &now);
+    next.pending_plan = old.pending_plan.clone();
+    if *next == old {
+        return Ok(());
+    }
+    let name = cluster.name_any();
+    let patch = json!({
+        "apiVersion": ShardCluster::api_version(&()),
+        "kind": ShardCluster::kind(&()),
+        "status": next,
+    });
+    api::<ShardCluster>(ctx, ns)
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .during(|| format!("writing status of ShardCluster {ns}/{name}"))?;
+    for d in desired {
+        let before = old.conditions.iter().find(|c| c.type_ == d.type_);
+        if transitioned(before, d) {
+            announce(ctx, cluster, before, d).await;
+        }
+    }
+    Ok(())
+}
+
+fn transitioned(before: Option<&Condition>, d: &DesiredCondition) -> bool {
+    before.is_none_or(|b| b.status != d.status.as_str() || b.reason != d.reason)
+}
+
+async fn announce(
+    ctx: &Context,
+    cluster: &ShardCluster,
+    before: Option<&Condition>,
+    d: &DesiredCondition,
+) {
+    let was_ready = before.is_some_and(|b| b.status == Status::True.as_str());
+    let warning = (d.type_ == types::DEGRADED && d.status == Status::True)
+        || (d.type_ == types::READY && d.status == Status::False && was_ready);
+    let type_ = if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    let interesting = warning
+        || (d.type_ == types::READY && d.status == Status::True)
+        || (d.type_ == types::BALANCED && d.status == Status::True);
+    if interesting {
+        tracing::info!(cluster = %cluster.name_any(), condition = d.type_, status = d.status.as_str(), reason = %d.reason, message = %d.message, "condition changed");
+        publish(ctx, cluster, type_, &d.reason, d.type_, d.message.clone()).await;
+    }
+}
+
+/// Publishes an Event about `cluster`; failures are logged, not fatal.
+pub(crate) async fn publish(
+    ctx: &Context,
+    obj: &impl Resource<DynamicType = ()>,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "publishing an Event failed");
+    }
+}

@@ -1,0 +1,197 @@
+//! The operator process: HTTP endpoints, leader election, and the
+//! controllers that only the leader runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::controller::{Context, cluster};
+use crate::desired::pdb::PdbVersion;
+use crate::http::{self, Health};
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::Metrics;
+
+/// Settings of a running operator.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace (all when None).
+    pub namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    pub http_listen: SocketAddr,
+    /// Lease settings; None disables leader election (a single replica).
+    pub lease: Option<LeaseConfig>,
+    /// Identity in Events and the lease.
+    pub identity: String,
+}
+
+/// Failures that stop the process.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No usable Kubernetes configuration.
+    #[error("connecting to Kubernetes: {0}")]
+    Client(#[source] kube::Error),
+    /// Discovery of the policy group failed.
+    #[error("discovering API groups: {0}")]
+    Discovery(#[source] kube::Error),
+    /// The HTTP endpoints could not be served.
+    #[error("serving HTTP on {addr}: {source}")]
+    Http {
+        /// Listen address.
+        addr: SocketAddr,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn pdb_version(client: &Client) -> Result<Option<PdbVersion>, kube::Error> {
+    let groups = client.list_api_groups().await?;
+    let versions: Vec<String> = groups
+        .groups
+        .iter()
+        .filter(|g| g.name == "policy")
+        .flat_map(|g| g.versions.iter().map(|v| v.version.clone()))
+        .collect();
+    Ok(PdbVersion::choose(&versions))
+}
+
+async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) -> bool {
+    rx.wait_for(|v| *v == value).await.is_ok()
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub async fn run(settings: Settings) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let http_addr = settings.http_listen;
+    let http_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .map_err(|source| RunError::Http {
+            addr: http_addr,
+            source,
+        })?;
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        health.clone(),
+        metrics.clone(),
+        http_stop,
+    ));
+
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let pdb = pdb_version(&client).await.map_err(RunError::Discovery)?;
+    tracing::info!(pdb = ?pdb.map(|p| p.api_version()), namespace = ?settings.namespace, "connected to the API server");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        &settings.identity,
+        metrics.clone(),
+        pdb,
+    ));
+
+    let (leader_tx, mut leader_rx) = watch::channel(settings.lease.is_none());
+    let elector = match settings.lease.clone() {
+        Some(cfg) => {
+            let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+            let h = health.clone();
+            Some(tokio::spawn(leader::run(
+                api,
+                cfg,
+                leader_tx,
+                stop_rx.clone(),
+                move || h.ready.store(true, Ordering::Relaxed),
+            )))
+        }
+        None => {
+            health.ready.store(true, Ordering::Relaxed);
+            None
+        }
+    };
+
+    let signal = tokio::spawn(termination());
+    tokio::pin!(signal);
+    loop {
+        // Stand by until elected (or until asked to stop).
+        tokio::select! {
+            elected = wait_until(&mut leader_rx, true) => if !elected { break },
+            _ = &mut signal => break,
+        }
+        tracing::info!(identity = %settings.identity, "leading: starting controllers");
+        metrics.leader.set(1);
+        let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
+        let ctl_stop = {
+            let mut rx = ctl_stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+        };
+        let controller = cluster::run(ctx.clone(), settings.namespace.as_deref(), ctl_stop);
+        tokio::pin!(controller);
+        let stopping = tokio::select! {
+            _ = &mut controller => false,
+            lost = wait_until(&mut leader_rx, false) => {
+                let _ = lost;
+                tracing::warn!(identity = %settings.identity, "lost leadership: stopping controllers");
+                false
+            }
+            _ = &mut signal => true,
+        };
+        // Let reconciles in flight finish (bounded), then stand by again or exit.
+        ctl_stop_tx.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut controller).await;
+        metrics.leader.set(0);
+        if stopping {
+            break;
+        }
+    }
+    tracing::info!("shutting down");
+    stop_tx.send_replace(true);
+    if let Some(e) = elector {
+        // Releases the lease so another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), e).await;
+    }
+    match http_task.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(RunError::Http {
+            addr: http_addr,
+            source,
+        }),
+        Err(_) => Ok(()),
+    }
+}
