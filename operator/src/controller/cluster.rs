@@ -206,9 +206,13 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
 
     let mut invalid: Vec<Invalid> = Vec::new();
     let mut desired_ring = None;
+    let mut log_retention = std::time::Duration::from_secs(3600);
     match validate(&name, &cluster.spec, &existing) {
         Ok(valid) => match ring::desired_ring(current_ring.as_ref(), &valid) {
-            Ok(r) => desired_ring = Some(r),
+            Ok(r) => {
+                desired_ring = Some(r);
+                log_retention = valid.change_log_retention;
+            }
             Err(e) => invalid.push(Invalid {
                 reason: "RingInvalid",
                 message: format!("the desired ring cannot be built: {e}"),
@@ -244,6 +248,7 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
                 sts.as_ref(),
                 replicas,
                 &storage,
+                log_retention,
             )
             .await;
             let mut outcome = Outcome {
@@ -336,6 +341,7 @@ async fn apply_owned(
     sts: Option<&StatefulSet>,
     replicas: i32,
     storage: &crate::crd::StorageSpec,
+    log_retention: std::time::Duration,
 ) -> Result<(), Error> {
     let name = cluster.name_any();
     ensure_admin_secret(cluster, ctx, ns).await?;
@@ -363,7 +369,7 @@ async fn apply_owned(
     }
 
     let sts_api: Api<StatefulSet> = api(ctx, ns);
-    let desired_sts = statefulset::statefulset(cluster, replicas, storage);
+    let desired_sts = statefulset::statefulset(cluster, replicas, storage, log_retention);
     if apply(&sts_api, &name, &desired_sts, sts)
         .await
         .during(|| format!("applying StatefulSet {ns}/{name}"))?

@@ -72,7 +72,11 @@ pub fn same_storage(a: &StorageSpec, b: &StorageSpec) -> bool {
 }
 
 /// Arguments of the node container; `$(VAR)` is expanded by the kubelet.
-pub fn node_args(cluster_uid: &str, password_file: Option<&str>) -> Vec<String> {
+pub fn node_args(
+    cluster_uid: &str,
+    password_file: Option<&str>,
+    log_retention: std::time::Duration,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "--data-dir",
         DATA_DIR,
@@ -86,6 +90,8 @@ pub fn node_args(cluster_uid: &str, password_file: Option<&str>) -> Vec<String> 
         cluster_uid,
         "--admin-token-file",
         &format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}"),
+        "--log-retention-secs",
+        &log_retention.as_secs().max(1).to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -110,8 +116,14 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-/// The StatefulSet of `cluster` with `replicas` pods and `storage` volumes.
-pub fn statefulset(cluster: &ShardCluster, replicas: i32, storage: &StorageSpec) -> StatefulSet {
+/// The StatefulSet of `cluster` with `replicas` pods and `storage` volumes;
+/// nodes keep unread change-log records for `log_retention`.
+pub fn statefulset(
+    cluster: &ShardCluster,
+    replicas: i32,
+    storage: &StorageSpec,
+    log_retention: std::time::Duration,
+) -> StatefulSet {
     let name = cluster.name_any();
     let spec = &cluster.spec;
     let uid = cluster.uid().unwrap_or_default();
@@ -175,7 +187,7 @@ pub fn statefulset(cluster: &ShardCluster, replicas: i32, storage: &StorageSpec)
         name: "node".into(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().into()),
-        args: Some(node_args(&uid, password_file.as_deref())),
+        args: Some(node_args(&uid, password_file.as_deref(), log_retention)),
         env: Some(vec![
             field_env("POD_IP", "status.podIP"),
             field_env("POD_NAME", "metadata.name"),
@@ -289,6 +301,8 @@ mod tests {
         c
     }
 
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
     fn holders(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
     }
@@ -322,7 +336,7 @@ mod tests {
     #[test]
     fn pods_bind_the_pod_ip_and_carry_the_cluster_uid() {
         let c = cluster(serde_json::json!({"replicas": 3}));
-        let sts = statefulset(&c, 3, &c.spec.storage);
+        let sts = statefulset(&c, 3, &c.spec.storage, HOUR);
         let spec = sts.spec;
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
         assert_eq!(
@@ -347,7 +361,9 @@ mod tests {
                 "--cluster-uid",
                 "uid-1",
                 "--admin-token-file",
-                "/etc/ringshift/admin/token"
+                "/etc/ringshift/admin/token",
+                "--log-retention-secs",
+                "3600"
             ]
         );
         assert!(!args.iter().any(|a| a.contains("0.0.0.0")));
@@ -383,7 +399,7 @@ mod tests {
                 key: "pass".into(),
             }),
         });
-        let sts = statefulset(&c, 3, &c.spec.storage);
+        let sts = statefulset(&c, 3, &c.spec.storage, HOUR);
         assert_eq!(live_storage(&sts), Some(c.spec.storage.clone()));
         let pod = sts.spec.template.spec.unwrap();
         let args = pod.containers[0].args.clone().unwrap();
@@ -399,7 +415,7 @@ mod tests {
     #[test]
     fn serialized_statefulset_has_no_fields_newer_than_1_20() {
         let c = cluster(serde_json::json!({}));
-        let v = serde_json::to_value(statefulset(&c, 3, &c.spec.storage)).unwrap();
+        let v = serde_json::to_value(statefulset(&c, 3, &c.spec.storage, HOUR)).unwrap();
         let spec = &v["spec"];
         for newer in [
             "persistentVolumeClaimRetentionPolicy",
