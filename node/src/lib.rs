@@ -1,1 +1,20 @@
-//! The ringshift shard node.
+//! The ringshift shard node: durable storage (fjall) with a change log, fences, the RESP data
+//! port with a coordinator that forwards to owners, and the admin API.
+
+pub mod admin;
+pub mod changelog;
+pub mod command;
+pub mod config;
+pub mod engine;
+pub mod glob;
+pub mod keys;
+pub mod metrics;
+pub mod node;
+pub mod placement;
+pub mod pool;
+pub mod pull;
+pub mod ranges;
+pub mod resp;
+pub mod routing;
+pub mod server;
+pub mod wire;

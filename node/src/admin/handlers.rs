@@ -1,0 +1,253 @@
+//! Operator-facing admin endpoints.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use ringshift_node_api::*;
+
+use super::{ApiResult, api_err, authorize, check_caller, parse_body, validate_ranges};
+use crate::engine::{Engine, Op, Outcome};
+use crate::node::Node;
+use crate::ranges;
+
+pub async fn metrics(State(node): State<Arc<Node>>) -> String {
+    let routing = node.engine.routing();
+    node.metrics.log_head.set(node.engine.head() as i64);
+    node.metrics
+        .fenced_ranges
+        .set(routing.fences.iter().map(|f| f.ranges.len() as i64).sum());
+    node.metrics.epoch.set(routing.epoch() as i64);
+    node.metrics.encode()
+}
+
+fn offset(node: &Node, sequence: u64) -> Offset {
+    Offset {
+        incarnation: node.engine.incarnation.clone(),
+        sequence,
+    }
+}
+
+pub async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> ApiResult<Json<NodeStatus>> {
+    authorize(&node, &headers)?;
+    let routing = node.engine.routing();
+    let e = &node.engine;
+    Ok(Json(NodeStatus {
+        member: routing.me.clone(),
+        incarnation: e.incarnation.clone(),
+        cluster_uid: routing.placement.as_ref().map(|p| p.cluster_uid.clone()),
+        epoch: routing.epoch(),
+        log_head: offset(&node, e.head()),
+        log_oldest: e.oldest_retained(),
+        keys: e.approximate_keys(),
+        bytes: e.disk_bytes(),
+        degraded: routing.degraded.clone(),
+        fences: routing
+            .fences
+            .iter()
+            .map(|f| FenceView {
+                migration_uid: f.migration_uid.clone(),
+                attempt: f.attempt,
+                ranges: f.ranges.clone(),
+                fence_offset: offset(&node, f.offset),
+            })
+            .collect(),
+        owned_ranges: routing.owned_ranges(),
+    }))
+}
+
+pub async fn get_placement(State(node): State<Arc<Node>>, headers: HeaderMap) -> ApiResult<Json<PlacementInstall>> {
+    authorize(&node, &headers)?;
+    let raw = node
+        .engine
+        .meta_get(crate::engine::META_PLACEMENT)
+        .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
+        .ok_or_else(|| api_err(ErrorReason::NotFound, "no placement installed"))?;
+    let body: PlacementInstall =
+        serde_json::from_slice(&raw).map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
+    Ok(Json(body))
+}
+
+pub async fn put_placement(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<PlacementAccepted>> {
+    authorize(&node, &headers)?;
+    let body: PlacementInstall = parse_body(&body)?;
+    let degraded = crate::placement::install(&node, &body)
+        .await
+        .map_err(|r| api_err(r.reason, r.message))?;
+    Ok(Json(PlacementAccepted {
+        epoch: body.placement.epoch(),
+        incarnation: node.engine.incarnation.clone(),
+        degraded,
+    }))
+}
+
+pub async fn fence(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<FenceResponse>> {
+    authorize(&node, &headers)?;
+    let req: FenceRequest = parse_body(&body)?;
+    let rs = validate_ranges(&req.ranges)?;
+    check_caller(&node, &req.caller).await?;
+    let owned = node.engine.routing().owned_ranges();
+    if let Some(r) = rs.iter().find(|r| !ranges::covered_by(r, &owned)) {
+        return Err(api_err(
+            ErrorReason::Conflict,
+            format!("range {}-{} is not owned by this node; nothing to fence", r.start, r.end),
+        ));
+    }
+    let outcome = node
+        .engine
+        .run(Op::Fence {
+            migration_uid: req.caller.migration_uid.clone(),
+            attempt: req.caller.attempt,
+            ranges: rs,
+        })
+        .await
+        .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
+    match outcome {
+        Outcome::Fenced { offset: f } => {
+            tracing::info!(migration = %req.caller.migration_uid, attempt = req.caller.attempt, fence_offset = f, "fenced");
+            Ok(Json(FenceResponse {
+                fence_offset: offset(&node, f),
+            }))
+        }
+        Outcome::Refused(m) => Err(api_err(ErrorReason::StaleAttempt, m)),
+        Outcome::Failed(m) => Err(api_err(ErrorReason::Internal, m)),
+        _ => Err(api_err(ErrorReason::Internal, "unexpected writer answer")),
+    }
+}
+
+pub async fn unfence(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Done>> {
+    authorize(&node, &headers)?;
+    let req: UnfenceRequest = parse_body(&body)?;
+    check_caller(&node, &req.caller).await?;
+    let outcome = node
+        .engine
+        .run(Op::Unfence {
+            migration_uid: req.caller.migration_uid.clone(),
+            attempt: req.caller.attempt,
+        })
+        .await
+        .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
+    match outcome {
+        Outcome::Done => {
+            tracing::info!(migration = %req.caller.migration_uid, attempt = req.caller.attempt, "unfenced");
+            Ok(Json(Done { ok: true }))
+        }
+        Outcome::Refused(m) => Err(api_err(ErrorReason::StaleAttempt, m)),
+        Outcome::Failed(m) => Err(api_err(ErrorReason::Internal, m)),
+        _ => Err(api_err(ErrorReason::Internal, "unexpected writer answer")),
+    }
+}
+
+pub async fn drop_ranges(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Done>> {
+    authorize(&node, &headers)?;
+    let req: DropRequest = parse_body(&body)?;
+    let rs = validate_ranges(&req.ranges)?;
+    check_caller(&node, &req.caller).await?;
+    let routing = node.engine.routing();
+    if routing.epoch() < req.ownership_ended_epoch {
+        return Err(api_err(
+            ErrorReason::StaleEpoch,
+            format!(
+                "this node is at epoch {}, below the epoch {} at which ownership ended; install it first",
+                routing.epoch(),
+                req.ownership_ended_epoch
+            ),
+        ));
+    }
+    if ranges::any_overlap(&rs, &routing.owned_ranges()) {
+        return Err(api_err(ErrorReason::Owned, "refusing to drop ranges this node owns"));
+    }
+    if node.pulls.overlaps_active(&rs) {
+        return Err(api_err(ErrorReason::Conflict, "a pull into these ranges is running; cancel it first"));
+    }
+    let outcome = node
+        .engine
+        .run(Op::Clear { ranges: rs, meta: vec![] })
+        .await
+        .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
+    match outcome {
+        Outcome::Done => {
+            tracing::info!(migration = %req.caller.migration_uid, epoch = req.ownership_ended_epoch, "dropped ranges");
+            Ok(Json(Done { ok: true }))
+        }
+        Outcome::Failed(m) => Err(api_err(ErrorReason::Internal, m)),
+        _ => Err(api_err(ErrorReason::Internal, "unexpected writer answer")),
+    }
+}
+
+pub async fn checksum(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<ChecksumResponse>> {
+    authorize(&node, &headers)?;
+    let req: ChecksumRequest = parse_body(&body)?;
+    let rs = validate_ranges(&req.ranges)?;
+    let session = match &req.snapshot_of {
+        Some(uid) => node
+            .engine
+            .snapshots
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uid).map(|s| s.session.clone()))
+            .ok_or_else(|| api_err(ErrorReason::NotFound, format!("no snapshot open for migration {uid}")))?,
+        None => match node.engine.run(Op::Snapshot).await {
+            Ok(Outcome::Snapshot(s)) => s,
+            Ok(_) => return Err(api_err(ErrorReason::Internal, "unexpected writer answer")),
+            Err(e) => return Err(api_err(ErrorReason::Internal, e.to_string())),
+        },
+    };
+    let engine = node.engine.clone();
+    let at = session.offset;
+    let (digest, keys) =
+        tokio::task::spawn_blocking(move || Engine::checksum(&session.snapshot, engine.data_keyspace(), &rs))
+            .await
+            .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
+            .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
+    Ok(Json(ChecksumResponse {
+        digest,
+        keys,
+        offset: offset(&node, at),
+    }))
+}
+
+pub async fn start_pull(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<PullStatus>> {
+    authorize(&node, &headers)?;
+    let mut req: StartPull = parse_body(&body)?;
+    req.ranges = validate_ranges(&req.ranges)?;
+    check_caller(&node, &req.caller).await?;
+    if ranges::any_overlap(&req.ranges, &node.engine.routing().owned_ranges()) {
+        return Err(api_err(ErrorReason::Owned, "refusing to pull into ranges this node owns"));
+    }
+    crate::pull::start(&node, req).await.map(Json)
+}
+
+pub async fn list_pulls(State(node): State<Arc<Node>>, headers: HeaderMap) -> ApiResult<Json<Vec<PullStatus>>> {
+    authorize(&node, &headers)?;
+    Ok(Json(node.pulls.list()))
+}
+
+pub async fn get_pull(State(node): State<Arc<Node>>, Path(uid): Path<String>, headers: HeaderMap) -> ApiResult<Json<PullStatus>> {
+    authorize(&node, &headers)?;
+    node.pulls
+        .get(&uid)
+        .map(Json)
+        .ok_or_else(|| api_err(ErrorReason::NotFound, format!("no pull for migration {uid}")))
+}
+
+pub async fn cancel_pull(
+    State(node): State<Arc<Node>>,
+    Path(uid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<PullStatus>> {
+    authorize(&node, &headers)?;
+    let caller: Caller = parse_body(&body)?;
+    if caller.migration_uid != uid {
+        return Err(api_err(ErrorReason::BadRequest, "migrationUid in the body differs from the path"));
+    }
+    check_caller(&node, &caller).await?;
+    crate::pull::cancel(&node, &caller).await.map(Json)
+}

@@ -1,0 +1,163 @@
+//! Admin HTTP API (see `ringshift-node-api` for the endpoint table).
+
+mod handlers;
+mod source;
+pub use source::{hex_decode, hex_encode};
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ringshift_node_api::{ApiError, Caller, ErrorReason};
+use serde::de::DeserializeOwned;
+
+use crate::engine::Op;
+use crate::node::Node;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(handlers::metrics))
+        .route("/v1/status", get(handlers::status))
+        .route("/v1/placement", get(handlers::get_placement).put(handlers::put_placement))
+        .route("/v1/fence", post(handlers::fence))
+        .route("/v1/unfence", post(handlers::unfence))
+        .route("/v1/drop", post(handlers::drop_ranges))
+        .route("/v1/checksum", post(handlers::checksum))
+        .route("/v1/pulls", get(handlers::list_pulls).post(handlers::start_pull))
+        .route("/v1/pulls/{uid}", get(handlers::get_pull).delete(handlers::cancel_pull))
+        .route("/v1/snapshots", post(source::open_snapshot))
+        .route("/v1/snapshots/{uid}", axum::routing::delete(source::close_snapshot))
+        .route("/v1/snapshots/{uid}/chunk", get(source::chunk))
+        .route("/v1/log", get(source::log))
+        .with_state(node)
+}
+
+/// An error answer: status plus [`ApiError`] JSON.
+#[derive(Debug)]
+pub struct ApiErr(pub StatusCode, pub ApiError);
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(self.1)).into_response()
+    }
+}
+
+pub fn api_err(reason: ErrorReason, error: impl Into<String>) -> ApiErr {
+    let status = match reason {
+        ErrorReason::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorReason::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorReason::NotFound => StatusCode::NOT_FOUND,
+        ErrorReason::Recopy => StatusCode::GONE,
+        ErrorReason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorReason::OtherCluster
+        | ErrorReason::StaleEpoch
+        | ErrorReason::StaleAttempt
+        | ErrorReason::Owned
+        | ErrorReason::Conflict => StatusCode::CONFLICT,
+    };
+    ApiErr(
+        status,
+        ApiError {
+            reason,
+            error: error.into(),
+        },
+    )
+}
+
+pub type ApiResult<T> = Result<T, ApiErr>;
+
+/// Bearer-token check (constant-time comparison).
+pub fn authorize(node: &Node, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(token) = node.cfg.admin_token.as_deref() else {
+        return Err(api_err(
+            ErrorReason::Unauthorized,
+            "no admin token configured on this node (--admin-token-file)",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(api_err(ErrorReason::Unauthorized, "missing or wrong bearer token"))
+    }
+}
+
+/// Parses a JSON body strictly (unknown fields refused) into a 400 on error.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| api_err(ErrorReason::BadRequest, format!("invalid request body: {e}")))
+}
+
+/// Refuses calls from another cluster, an older epoch or an older attempt of the migration, and
+/// records the attempt (durably) so older ones stay refused.
+pub async fn check_caller(node: &Node, caller: &Caller) -> ApiResult<()> {
+    let routing = node.engine.routing();
+    if let Some(uid) = node.cfg.cluster_uid.as_deref()
+        && uid != caller.cluster_uid
+    {
+        return Err(api_err(
+            ErrorReason::OtherCluster,
+            format!("call from cluster {} refused: this node belongs to cluster {uid}", caller.cluster_uid),
+        ));
+    }
+    if let Some(p) = &routing.placement {
+        if p.cluster_uid != caller.cluster_uid {
+            return Err(api_err(
+                ErrorReason::OtherCluster,
+                format!(
+                    "call from cluster {} refused: this node belongs to cluster {}",
+                    caller.cluster_uid, p.cluster_uid
+                ),
+            ));
+        }
+        if caller.epoch < p.epoch {
+            return Err(api_err(
+                ErrorReason::StaleEpoch,
+                format!("call at epoch {} refused: this node is at epoch {}", caller.epoch, p.epoch),
+            ));
+        }
+    }
+    let key = crate::engine::attempt_key(&caller.migration_uid);
+    let seen = node
+        .engine
+        .meta_get(&key)
+        .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok().map(u64::from_be_bytes));
+    match seen {
+        Some(s) if s > caller.attempt => Err(api_err(
+            ErrorReason::StaleAttempt,
+            format!(
+                "attempt {} of migration {} refused: attempt {s} was seen",
+                caller.attempt, caller.migration_uid
+            ),
+        )),
+        Some(s) if s == caller.attempt => Ok(()),
+        _ => {
+            node.engine
+                .run(Op::Meta(vec![(key, Some(caller.attempt.to_be_bytes().to_vec()))]))
+                .await
+                .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
+            Ok(())
+        }
+    }
+}
+
+pub fn validate_ranges(ranges: &[ringshift_ring::HashRange]) -> ApiResult<Vec<ringshift_ring::HashRange>> {
+    if ranges.is_empty() {
+        return Err(api_err(ErrorReason::BadRequest, "ranges must not be empty"));
+    }
+    crate::ranges::normalize(ranges).ok_or_else(|| api_err(ErrorReason::BadRequest, "a range has start > end"))
+}

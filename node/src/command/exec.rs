@@ -1,0 +1,377 @@
+//! Executing keyed commands: locally when this node owns the keys, otherwise through the
+//! coordinator (one hop to the owner). Fenced ranges are waited on up to the write-pause budget;
+//! a command is retried only when the owner said it was not applied (fenced, not owner, stale
+//! epoch, or the owner could not be reached at all).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engine::{DataReply, Op, Outcome};
+use crate::keys::{self, Stored};
+use crate::node::Node;
+use crate::resp::reply;
+use crate::routing::Route;
+
+use super::parse::{Keyed, ReadCmd};
+
+const DEFAULT_BUDGET_MS: u64 = 2000;
+
+/// Error replies that mean "not applied" (safe to retry), by their first word.
+#[derive(Debug, PartialEq, Eq)]
+enum NotApplied {
+    Fenced,
+    Moved { epoch: u64 },
+    StaleEpoch,
+}
+
+fn classify(raw: &[u8]) -> Option<NotApplied> {
+    let line = raw.strip_prefix(b"-")?;
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_whitespace();
+    match words.next()? {
+        "TRYAGAIN" => Some(NotApplied::Fenced),
+        "STALEEPOCH" => Some(NotApplied::StaleEpoch),
+        "RINGMOVED" => Some(NotApplied::Moved {
+            epoch: words.next()?.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+pub fn route_error(route: &Route) -> Option<String> {
+    match route {
+        Route::NoPlacement => Some("CLUSTERDOWN no placement installed on this node".into()),
+        Route::Unowned { epoch } => Some(format!(
+            "CLUSTERDOWN hash not covered by the placement at epoch {epoch}"
+        )),
+        Route::Degraded(reason) => Some(format!("DEGRADED {reason}")),
+        _ => None,
+    }
+}
+
+pub fn moved_error(epoch: u64, owner: &str, addr: Option<&str>) -> String {
+    format!("RINGMOVED {epoch} {owner} {}", addr.unwrap_or("unknown"))
+}
+
+pub fn fenced_error(epoch: u64, migration: &str) -> String {
+    format!("TRYAGAIN range fenced for a cutover (epoch {epoch}, migration {migration})")
+}
+
+fn err(msg: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    reply::error(&mut out, msg);
+    out
+}
+
+pub fn encode_data(r: DataReply) -> Vec<u8> {
+    let mut out = Vec::new();
+    match r {
+        DataReply::Ok => reply::simple(&mut out, "OK"),
+        DataReply::Nil => reply::nil(&mut out),
+        DataReply::Bulk(b) => reply::bulk(&mut out, &b),
+        DataReply::Int(n) => reply::int(&mut out, n),
+        DataReply::Err(e) => reply::error(&mut out, &e),
+    }
+    out
+}
+
+/// Combined route of a set of keys: Local only if all are local; otherwise the first non-local.
+pub fn route_keys(node: &Node, keys: &[&[u8]]) -> Route {
+    let routing = node.engine.routing();
+    let mut first = None;
+    for k in keys {
+        let r = routing.route(keys::key_hash(k));
+        if r != Route::Local {
+            return r;
+        }
+        first.get_or_insert(r);
+    }
+    first.unwrap_or(Route::Local)
+}
+
+/// Owner name of each key (None when the placement cannot answer).
+fn owners_of(node: &Node, keys: &[&[u8]]) -> Vec<Option<Arc<str>>> {
+    let routing = node.engine.routing();
+    keys.iter()
+        .map(|k| {
+            routing
+                .placement
+                .as_ref()
+                .and_then(|p| p.owners.owner(keys::key_hash(k)).cloned())
+        })
+        .collect()
+}
+
+/// Runs a keyed command, splitting MGET/EXISTS/DEL across owners.
+pub async fn execute(node: &Arc<Node>, name: &str, args: Vec<Vec<u8>>, keyed: Keyed, forwarded: bool) -> Vec<u8> {
+    let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
+    let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let owners = owners_of(node, &key_refs);
+    let distinct = {
+        let mut v: Vec<&Option<Arc<str>>> = owners.iter().collect();
+        v.dedup();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    if distinct <= 1 || forwarded {
+        return run_group(node, args, keyed, forwarded).await;
+    }
+    match &keyed {
+        Keyed::Write(crate::engine::DataCmd::MSet { .. }) => {
+            err("CROSSSLOT Keys in request don't hash to the same owner")
+        }
+        Keyed::Read(ReadCmd::MGet(_)) | Keyed::Read(ReadCmd::Exists(_)) | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
+            split(node, name, &keys, &owners, &keyed).await
+        }
+        _ => run_group(node, args, keyed, forwarded).await,
+    }
+}
+
+/// Not atomic across owners: each owner's part runs on its own, results are reassembled in the
+/// order of the keys.
+async fn split(
+    node: &Arc<Node>,
+    name: &str,
+    keys: &[Vec<u8>],
+    owners: &[Option<Arc<str>>],
+    keyed: &Keyed,
+) -> Vec<u8> {
+    let mut groups: Vec<(Option<Arc<str>>, Vec<usize>)> = Vec::new();
+    for (i, o) in owners.iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| g == o) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((o.clone(), vec![i])),
+        }
+    }
+    let parts = groups.iter().map(|(_, idx)| {
+        let sub_keys: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].clone()).collect();
+        let mut args = vec![name.as_bytes().to_vec()];
+        args.extend(sub_keys.iter().cloned());
+        let sub = match keyed {
+            Keyed::Read(ReadCmd::MGet(_)) => Keyed::Read(ReadCmd::MGet(sub_keys)),
+            Keyed::Read(_) => Keyed::Read(ReadCmd::Exists(sub_keys)),
+            Keyed::Write(_) => Keyed::Write(crate::engine::DataCmd::Del { keys: sub_keys }),
+        };
+        let node = node.clone();
+        async move { run_group(&node, args, sub, false).await }
+    });
+    let results = futures_join(parts.collect()).await;
+    let is_mget = matches!(keyed, Keyed::Read(ReadCmd::MGet(_)));
+    let mut items: Vec<Vec<u8>> = vec![Vec::new(); keys.len()];
+    let mut total = 0i64;
+    for ((_, idx), raw) in groups.iter().zip(results) {
+        if raw.first() == Some(&b'-') {
+            return raw;
+        }
+        if is_mget {
+            let Some(parts) = reply::array_items(&raw) else {
+                return err("ERR unexpected reply from an owner");
+            };
+            if parts.len() != idx.len() {
+                return err("ERR unexpected reply from an owner");
+            }
+            for (&i, p) in idx.iter().zip(parts) {
+                items[i] = p.to_vec();
+            }
+        } else {
+            match reply::as_int(&raw) {
+                Some(n) => total += n,
+                None => return err("ERR unexpected reply from an owner"),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if is_mget {
+        reply::array_len(&mut out, items.len());
+        for i in items {
+            out.extend_from_slice(&i);
+        }
+    } else {
+        reply::int(&mut out, total);
+    }
+    out
+}
+
+async fn futures_join(futs: Vec<impl std::future::Future<Output = Vec<u8>> + Send + 'static>) -> Vec<Vec<u8>> {
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap_or_else(|e| err(&format!("ERR internal task failed: {e}"))));
+    }
+    out
+}
+
+/// Runs a command whose keys all belong to one owner.
+pub async fn run_group(node: &Arc<Node>, args: Vec<Vec<u8>>, keyed: Keyed, forwarded: bool) -> Vec<u8> {
+    let budget = node
+        .engine
+        .routing()
+        .placement
+        .as_ref()
+        .map_or(DEFAULT_BUDGET_MS, |p| p.write_pause_budget_ms);
+    let deadline = Instant::now() + Duration::from_millis(budget);
+    let mut changes = node.engine.routing_changes();
+    loop {
+        let keys = keyed.keys();
+        let route = route_keys(node, &keys);
+        let waited = match route {
+            Route::Local => match &keyed {
+                Keyed::Read(r) => return local_read(node, r),
+                Keyed::Write(w) => match node.engine.run(Op::Data(w.clone())).await {
+                    Ok(Outcome::Data(r)) => return encode_data(r),
+                    Ok(Outcome::NotServed(Route::Fenced { epoch, migration_uid })) => {
+                        Some(fenced_error(epoch, &migration_uid))
+                    }
+                    Ok(Outcome::NotServed(_)) => {
+                        // Routing changed under us; nothing was applied: route again.
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Ok(Outcome::Failed(msg)) => return err(&format!("ERR storage failure: {msg}")),
+                    Ok(_) => return err("ERR unexpected writer answer"),
+                    Err(e) => return err(&format!("ERR {e}")),
+                },
+            },
+            Route::Fenced { epoch, migration_uid } => Some(fenced_error(epoch, &migration_uid)),
+            Route::Remote { epoch, owner, data_addr } => {
+                if forwarded {
+                    return err(&moved_error(epoch, &owner, data_addr.as_deref()));
+                }
+                let Some(addr) = data_addr else {
+                    return err(&format!("CLUSTERDOWN no address known for owner {owner}"));
+                };
+                match forward(node, &addr, epoch, &args).await {
+                    Forwarded::Done(raw) => return raw,
+                    Forwarded::Retry(last) => Some(last),
+                }
+            }
+            other => return err(&route_error(&other).unwrap_or_default()),
+        };
+        // Not applied: wait for routing to change (or a short while), up to the budget.
+        let last = waited.unwrap_or_default();
+        let now = Instant::now();
+        if now >= deadline {
+            node.metrics.error("retry_budget_exhausted");
+            return err(&last);
+        }
+        let wait = (deadline - now).min(Duration::from_millis(20));
+        let _ = tokio::time::timeout(wait, changes.changed()).await;
+    }
+}
+
+enum Forwarded {
+    Done(Vec<u8>),
+    /// Not applied; retry with this error if the budget runs out.
+    Retry(String),
+}
+
+async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> Forwarded {
+    let routing = node.engine.routing();
+    let Some(p) = routing.placement.as_ref() else {
+        return Forwarded::Retry("CLUSTERDOWN no placement installed on this node".into());
+    };
+    let epoch_s = epoch.to_string();
+    let mut frame_args: Vec<&[u8]> = vec![
+        b"RSFWD",
+        p.cluster_uid.as_bytes(),
+        epoch_s.as_bytes(),
+        node.cfg.member.as_bytes(),
+    ];
+    frame_args.extend(args.iter().map(Vec::as_slice));
+    let mut frame = Vec::new();
+    reply::command(&mut frame, &frame_args);
+    node.metrics.forwarded.inc();
+    match node.pool.call(addr, &frame).await {
+        Ok(raw) => match classify(&raw) {
+            None => Forwarded::Done(raw),
+            Some(kind) => {
+                let text = String::from_utf8_lossy(&raw[1..]).trim_end().to_string();
+                if let NotApplied::Moved { epoch: theirs } = kind
+                    && theirs > epoch
+                {
+                    // The peer knows a newer placement: fetch it before retrying.
+                    if let Some(admin) = p.members.values().find(|m| m.data_addr == addr) {
+                        node.refresh_placement_from(&admin.admin_addr).await;
+                    }
+                } else if let NotApplied::Moved { .. } = kind {
+                    return Forwarded::Done(raw);
+                }
+                Forwarded::Retry(text)
+            }
+        },
+        Err(e @ crate::pool::PeerError::Connect { .. }) => Forwarded::Retry(format!("CLUSTERDOWN owner unreachable: {e}")),
+        Err(e) => {
+            node.metrics.error("forward_ambiguous");
+            Forwarded::Done(err(&format!(
+                "ERR forwarding failed, the command may or may not have been applied: {e}"
+            )))
+        }
+    }
+}
+
+fn local_read(node: &Node, r: &ReadCmd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let get = |k: &[u8]| -> Result<Option<Stored>, String> { node.engine.get(k).map_err(|e| e.to_string()) };
+    let res: Result<(), String> = (|| {
+        match r {
+            ReadCmd::Get(k) => match get(k)? {
+                Some(s) => reply::bulk(&mut out, &s.value),
+                None => reply::nil(&mut out),
+            },
+            ReadCmd::MGet(ks) => {
+                reply::array_len(&mut out, ks.len());
+                for k in ks {
+                    match get(k)? {
+                        Some(s) => reply::bulk(&mut out, &s.value),
+                        None => reply::nil(&mut out),
+                    }
+                }
+            }
+            ReadCmd::Exists(ks) => {
+                let mut n = 0;
+                for k in ks {
+                    if get(k)?.is_some() {
+                        n += 1;
+                    }
+                }
+                reply::int(&mut out, n);
+            }
+            ReadCmd::Ttl { key, millis } => {
+                let v = match get(key)? {
+                    None => -2,
+                    Some(Stored { expires_at: None, .. }) => -1,
+                    Some(Stored { expires_at: Some(at), .. }) => {
+                        let left = at.saturating_sub(keys::now_ms()) as i64;
+                        if *millis { left } else { (left + 500) / 1000 }
+                    }
+                };
+                reply::int(&mut out, v);
+            }
+            ReadCmd::StrLen(k) => reply::int(&mut out, get(k)?.map_or(0, |s| s.value.len() as i64)),
+            ReadCmd::Type(k) => reply::simple(&mut out, if get(k)?.is_some() { "string" } else { "none" }),
+        }
+        Ok(())
+    })();
+    match res {
+        Ok(()) => out,
+        Err(e) => err(&format!("ERR storage failure: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_not_applied_answers() {
+        assert_eq!(classify(b"-TRYAGAIN range fenced\r\n"), Some(NotApplied::Fenced));
+        assert_eq!(classify(b"-STALEEPOCH 3 4\r\n"), Some(NotApplied::StaleEpoch));
+        assert_eq!(
+            classify(b"-RINGMOVED 7 b 127.0.0.1:6379\r\n"),
+            Some(NotApplied::Moved { epoch: 7 })
+        );
+        assert_eq!(classify(b"-ERR boom\r\n"), None);
+        assert_eq!(classify(b"+OK\r\n"), None);
+    }
+}

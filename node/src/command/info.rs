@@ -1,0 +1,294 @@
+//! Commands that concern the connection or the whole node rather than one key: PING, ECHO,
+//! HELLO, AUTH, QUIT, SELECT, CLIENT, COMMAND, CONFIG, INFO, DBSIZE, SCAN.
+
+use std::sync::Arc;
+
+use super::{ConnState, Flow, table};
+use crate::glob;
+use crate::node::Node;
+use crate::resp::reply;
+
+fn lower(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_lowercase()
+}
+
+pub fn connection_command(
+    node: &Arc<Node>,
+    conn: &mut ConnState,
+    name: &str,
+    args: &[Vec<u8>],
+    out: &mut Vec<u8>,
+) -> Flow {
+    match name {
+        "ping" => match args.get(1) {
+            Some(m) if args.len() == 2 => reply::bulk(out, m),
+            Some(_) => reply::error(out, &table::arity_error("ping")),
+            None => reply::simple(out, "PONG"),
+        },
+        "echo" => reply::bulk(out, &args[1]),
+        "quit" => {
+            reply::simple(out, "OK");
+            return Flow::Close;
+        }
+        "auth" => auth(node, conn, &args[1..], out),
+        "hello" => hello(node, conn, args, out),
+        "select" => match args[1].as_slice() {
+            b"0" => reply::simple(out, "OK"),
+            _ => reply::error(out, "ERR DB index is out of range"),
+        },
+        "client" => client(conn, args, out),
+        "command" => command(args, out),
+        "config" => match lower(&args[1]).as_str() {
+            // Enough for redis-benchmark and clients that probe settings.
+            "get" => reply::array_len(out, 0),
+            "set" | "resetstat" | "rewrite" => reply::error(out, "ERR CONFIG SET is not supported by ringshift"),
+            other => reply::error(out, &format!("ERR unknown subcommand '{other}'. Try CONFIG HELP.")),
+        },
+        "info" => reply::bulk(out, info(node, conn).as_bytes()),
+        "dbsize" => {
+            let owned = node.engine.routing().owned_ranges();
+            match node.engine.count(&owned) {
+                Ok(n) => reply::int(out, n as i64),
+                Err(e) => reply::error(out, &format!("ERR storage failure: {e}")),
+            }
+        }
+        "scan" => scan(node, args, out),
+        other => reply::error(out, &format!("ERR unknown command '{other}'")),
+    }
+    Flow::Continue
+}
+
+fn auth(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
+    let Some(pw) = &node.cfg.password else {
+        reply::error(
+            out,
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
+        return;
+    };
+    let (user, given) = match args {
+        [p] => (b"default".as_slice(), p),
+        [u, p] => (u.as_slice(), p),
+        _ => {
+            reply::error(out, "ERR syntax error");
+            return;
+        }
+    };
+    if user == b"default" && given.as_slice() == pw.as_bytes() {
+        conn.authed = true;
+        reply::simple(out, "OK");
+    } else {
+        reply::error(out, "WRONGPASS invalid username-password pair or user is disabled.");
+    }
+}
+
+fn hello(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
+    let mut i = 1;
+    if let Some(v) = args.get(1) {
+        match std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(2) => {}
+            Some(_) => {
+                reply::error(out, "NOPROTO sorry, this protocol version is not supported");
+                return;
+            }
+            None => {
+                reply::error(out, "ERR Protocol version is not an integer or out of range");
+                return;
+            }
+        }
+        i = 2;
+    }
+    while i < args.len() {
+        match lower(&args[i]).as_str() {
+            "auth" if i + 2 < args.len() => {
+                let mut tmp = Vec::new();
+                auth(node, conn, &args[i + 1..i + 3], &mut tmp);
+                if tmp.first() == Some(&b'-') {
+                    out.extend_from_slice(&tmp);
+                    return;
+                }
+                i += 3;
+            }
+            "setname" if i + 1 < args.len() => {
+                conn.name = Some(args[i + 1].clone());
+                i += 2;
+            }
+            other => {
+                reply::error(out, &format!("ERR Syntax error in HELLO option '{other}'"));
+                return;
+            }
+        }
+    }
+    if node.cfg.password.is_some() && !conn.authed {
+        reply::error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        return;
+    }
+    reply::array_len(out, 14);
+    reply::bulk(out, b"server");
+    reply::bulk(out, b"redis");
+    reply::bulk(out, b"version");
+    reply::bulk(out, REDIS_COMPAT_VERSION.as_bytes());
+    reply::bulk(out, b"proto");
+    reply::int(out, 2);
+    reply::bulk(out, b"id");
+    reply::int(out, conn.id as i64);
+    reply::bulk(out, b"mode");
+    reply::bulk(out, b"standalone");
+    reply::bulk(out, b"role");
+    reply::bulk(out, b"master");
+    reply::bulk(out, b"modules");
+    reply::array_len(out, 0);
+}
+
+/// The Redis version we answer to handshakes with (the command set is a subset of it).
+const REDIS_COMPAT_VERSION: &str = "7.0.0";
+
+fn client(conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
+    match lower(&args[1]).as_str() {
+        "setname" if args.len() == 3 => {
+            if args[2].iter().any(|&b| b <= b' ' || b > b'~') {
+                reply::error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
+            } else {
+                conn.name = (!args[2].is_empty()).then(|| args[2].clone());
+                reply::simple(out, "OK");
+            }
+        }
+        "getname" => match &conn.name {
+            Some(n) => reply::bulk(out, n),
+            None => reply::nil(out),
+        },
+        "id" => reply::int(out, conn.id as i64),
+        "setinfo" if args.len() == 4 => reply::simple(out, "OK"),
+        other => reply::error(
+            out,
+            &format!("ERR unknown subcommand or wrong number of arguments for '{other}'. Try CLIENT HELP."),
+        ),
+    }
+}
+
+fn command_info(out: &mut Vec<u8>, spec: &table::CommandSpec) {
+    reply::array_len(out, 6);
+    reply::bulk(out, spec.name.as_bytes());
+    reply::int(out, spec.arity);
+    reply::array_len(out, spec.flags.len());
+    for f in spec.flags {
+        reply::simple(out, f);
+    }
+    reply::int(out, spec.first_key);
+    reply::int(out, spec.last_key);
+    reply::int(out, spec.step);
+}
+
+fn command(args: &[Vec<u8>], out: &mut Vec<u8>) {
+    let visible: Vec<&table::CommandSpec> =
+        table::COMMANDS.iter().filter(|c| !c.flags.contains(&"internal")).collect();
+    match args.get(1).map(|a| lower(a)).as_deref() {
+        None => {
+            reply::array_len(out, visible.len());
+            for c in visible {
+                command_info(out, c);
+            }
+        }
+        Some("count") => reply::int(out, visible.len() as i64),
+        Some("info") => {
+            reply::array_len(out, args.len() - 2);
+            for a in &args[2..] {
+                match table::lookup(&lower(a)) {
+                    Some(c) => command_info(out, c),
+                    None => reply::nil(out),
+                }
+            }
+        }
+        // redis-cli asks for docs to build its hints; having none is a valid answer.
+        Some("docs") => reply::array_len(out, 0),
+        Some(other) => reply::error(
+            out,
+            &format!("ERR unknown subcommand '{other}'. Try COMMAND HELP."),
+        ),
+    }
+}
+
+fn info(node: &Node, _conn: &ConnState) -> String {
+    let routing = node.engine.routing();
+    let e = &node.engine;
+    let mut s = String::new();
+    s.push_str("# Server\r\n");
+    s.push_str(&format!("redis_version:{REDIS_COMPAT_VERSION}\r\n"));
+    s.push_str(&format!("ringshift_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+    s.push_str("redis_mode:standalone\r\n");
+    s.push_str(&format!("tcp_port:{}\r\n", node.cfg.data_port()));
+    s.push_str(&format!("uptime_in_seconds:{}\r\n", node.started.elapsed().as_secs()));
+    s.push_str("\r\n# Persistence\r\n");
+    s.push_str(&format!("ringshift_durability:{}\r\n", if e.config.durable { "durable" } else { "none" }));
+    s.push_str("\r\n# Ringshift\r\n");
+    s.push_str(&format!("member:{}\r\n", routing.me));
+    s.push_str(&format!("incarnation:{}\r\n", e.incarnation));
+    s.push_str(&format!("epoch:{}\r\n", routing.epoch()));
+    s.push_str(&format!("log_head:{}\r\n", e.head()));
+    s.push_str(&format!("log_oldest:{}\r\n", e.oldest_retained()));
+    s.push_str(&format!("fences:{}\r\n", routing.fences.len()));
+    if let Some(d) = &routing.degraded {
+        s.push_str(&format!("degraded:{d}\r\n"));
+    }
+    s.push_str("\r\n# Keyspace\r\n");
+    s.push_str(&format!("db0:keys={},expires=0,avg_ttl=0\r\n", e.approximate_keys()));
+    s
+}
+
+/// SCAN over the ranges this node owns. The cursor is a position in hash space (hash + 1; 0
+/// starts and ends); all keys sharing a hash are returned together so a cursor never splits
+/// them. Keys may be returned twice across calls, as Redis allows.
+fn scan(node: &Node, args: &[Vec<u8>], out: &mut Vec<u8>) {
+    let Some(cursor) = std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok()) else {
+        reply::error(out, "ERR invalid cursor");
+        return;
+    };
+    let mut count = 10usize;
+    let mut pattern: Option<&[u8]> = None;
+    let mut type_filter: Option<String> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let opt = lower(&args[i]);
+        let Some(v) = args.get(i + 1) else {
+            reply::error(out, "ERR syntax error");
+            return;
+        };
+        match opt.as_str() {
+            "count" => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<usize>().ok()) {
+                Some(n) if n >= 1 => count = n,
+                _ => {
+                    reply::error(out, "ERR syntax error");
+                    return;
+                }
+            },
+            "match" => pattern = Some(v),
+            "type" => type_filter = Some(lower(v)),
+            _ => {
+                reply::error(out, "ERR syntax error");
+                return;
+            }
+        }
+        i += 2;
+    }
+    let owned = node.engine.routing().owned_ranges();
+    let (found, next) = match node.engine.scan(&owned, cursor.saturating_sub(1), count) {
+        Ok(v) => v,
+        Err(e) => {
+            reply::error(out, &format!("ERR storage failure: {e}"));
+            return;
+        }
+    };
+    // `next` is never u64::MAX (scan keeps that group together), so `+ 1` cannot overflow.
+    let next_cursor = next.map_or(0, |h| h.saturating_add(1));
+    let found: Vec<Vec<u8>> = found
+        .into_iter()
+        .filter(|k| pattern.is_none_or(|p| glob::matches(p, k)))
+        .filter(|_| type_filter.as_deref().is_none_or(|t| t == "string"))
+        .collect();
+    reply::array_len(out, 2);
+    reply::bulk(out, next_cursor.to_string().as_bytes());
+    reply::array_len(out, found.len());
+    for k in found {
+        reply::bulk(out, &k);
+    }
+}

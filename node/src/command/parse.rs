@@ -1,0 +1,186 @@
+//! Parses keyed commands into what they do, with Redis' syntax errors, before any routing.
+
+use crate::engine::ops::{DataCmd, SetCond, SetExpiry};
+use crate::engine::writer_parse_int as parse_int;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadCmd {
+    Get(Vec<u8>),
+    MGet(Vec<Vec<u8>>),
+    Exists(Vec<Vec<u8>>),
+    Ttl { key: Vec<u8>, millis: bool },
+    StrLen(Vec<u8>),
+    Type(Vec<u8>),
+}
+
+impl ReadCmd {
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            ReadCmd::Get(k) | ReadCmd::StrLen(k) | ReadCmd::Type(k) | ReadCmd::Ttl { key: k, .. } => {
+                vec![k]
+            }
+            ReadCmd::MGet(ks) | ReadCmd::Exists(ks) => ks.iter().map(Vec::as_slice).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Keyed {
+    Read(ReadCmd),
+    Write(DataCmd),
+}
+
+impl Keyed {
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            Keyed::Read(r) => r.keys(),
+            Keyed::Write(w) => w.keys(),
+        }
+    }
+}
+
+pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+pub const SYNTAX: &str = "ERR syntax error";
+
+/// Parses a keyed command (arity already checked). `Ok(None)`: not a keyed command.
+pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>, String> {
+    let a = |i: usize| args[i].clone();
+    let rest = || args[1..].to_vec();
+    Ok(Some(match name {
+        "get" => Keyed::Read(ReadCmd::Get(a(1))),
+        "mget" => Keyed::Read(ReadCmd::MGet(rest())),
+        "exists" => Keyed::Read(ReadCmd::Exists(rest())),
+        "ttl" => Keyed::Read(ReadCmd::Ttl { key: a(1), millis: false }),
+        "pttl" => Keyed::Read(ReadCmd::Ttl { key: a(1), millis: true }),
+        "strlen" => Keyed::Read(ReadCmd::StrLen(a(1))),
+        "type" => Keyed::Read(ReadCmd::Type(a(1))),
+        "set" => Keyed::Write(parse_set(args, now_ms)?),
+        "del" | "unlink" => Keyed::Write(DataCmd::Del { keys: rest() }),
+        "incr" => Keyed::Write(DataCmd::IncrBy { key: a(1), delta: 1 }),
+        "decr" => Keyed::Write(DataCmd::IncrBy { key: a(1), delta: -1 }),
+        "incrby" | "decrby" => {
+            let n = parse_int(&args[2]).ok_or(NOT_INT)?;
+            let delta = if name == "decrby" {
+                n.checked_neg().ok_or("ERR decrement would overflow")?
+            } else {
+                n
+            };
+            Keyed::Write(DataCmd::IncrBy { key: a(1), delta })
+        }
+        "expire" | "pexpire" => {
+            if args.len() > 3 {
+                // NX/XX/GT/LT are not supported; refuse rather than ignore them.
+                return Err(format!(
+                    "ERR Unsupported option {}",
+                    String::from_utf8_lossy(&args[3])
+                ));
+            }
+            let n = parse_int(&args[2]).ok_or(NOT_INT)?;
+            let ms = if name == "expire" { n.checked_mul(1000) } else { Some(n) };
+            let at = ms
+                .and_then(|ms| (now_ms as i64).checked_add(ms))
+                .ok_or_else(|| format!("ERR invalid expire time in '{name}' command"))?;
+            Keyed::Write(DataCmd::Expire {
+                key: a(1),
+                at: Some(at.max(0) as u64),
+            })
+        }
+        "persist" => Keyed::Write(DataCmd::Expire { key: a(1), at: None }),
+        "mset" => {
+            if args.len() % 2 != 1 {
+                return Err("ERR wrong number of arguments for 'mset' command".into());
+            }
+            let pairs = args[1..]
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect();
+            Keyed::Write(DataCmd::MSet { pairs })
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn parse_set(args: &[Vec<u8>], now_ms: u64) -> Result<DataCmd, String> {
+    let mut expiry = SetExpiry::Clear;
+    let mut cond = SetCond::Always;
+    let mut get = false;
+    let mut expiry_set = false;
+    let mut i = 3;
+    while i < args.len() {
+        let opt = String::from_utf8_lossy(&args[i]).to_ascii_lowercase();
+        match opt.as_str() {
+            "nx" if cond == SetCond::Always => cond = SetCond::IfAbsent,
+            "xx" if cond == SetCond::Always => cond = SetCond::IfPresent,
+            "get" => get = true,
+            "keepttl" if !expiry_set => {
+                expiry = SetExpiry::Keep;
+                expiry_set = true;
+            }
+            "ex" | "px" | "exat" | "pxat" if !expiry_set => {
+                let v = args.get(i + 1).ok_or(SYNTAX)?;
+                let n = parse_int(v).ok_or(NOT_INT)?;
+                let invalid = || "ERR invalid expire time in 'set' command".to_string();
+                if n <= 0 {
+                    return Err(invalid());
+                }
+                let at = match opt.as_str() {
+                    "ex" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now_ms as i64)),
+                    "px" => n.checked_add(now_ms as i64),
+                    "exat" => n.checked_mul(1000),
+                    _ => Some(n),
+                }
+                .ok_or_else(invalid)?;
+                expiry = SetExpiry::At(at as u64);
+                expiry_set = true;
+                i += 1;
+            }
+            _ => return Err(SYNTAX.into()),
+        }
+        i += 1;
+    }
+    Ok(DataCmd::Set {
+        key: args[1].clone(),
+        value: args[2].clone(),
+        expiry,
+        cond,
+        get,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Vec<u8>> {
+        s.split(' ').map(|p| p.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn set_options() {
+        let p = parse_keyed("set", &args("SET k v EX 10 NX"), 1000).unwrap().unwrap();
+        assert_eq!(
+            p,
+            Keyed::Write(DataCmd::Set {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+                expiry: SetExpiry::At(11_000),
+                cond: SetCond::IfAbsent,
+                get: false
+            })
+        );
+        assert_eq!(parse_keyed("set", &args("SET k v NX XX"), 0).unwrap_err(), SYNTAX);
+        assert_eq!(parse_keyed("set", &args("SET k v EX"), 0).unwrap_err(), SYNTAX);
+        assert_eq!(parse_keyed("set", &args("SET k v EX x"), 0).unwrap_err(), NOT_INT);
+        assert_eq!(
+            parse_keyed("set", &args("SET k v PX 0"), 0).unwrap_err(),
+            "ERR invalid expire time in 'set' command"
+        );
+        assert_eq!(parse_keyed("set", &args("SET k v EX 1 PX 1"), 0).unwrap_err(), SYNTAX);
+    }
+
+    #[test]
+    fn mset_needs_pairs() {
+        assert!(parse_keyed("mset", &args("MSET a 1 b"), 0).is_err());
+        assert!(parse_keyed("mset", &args("MSET a 1 b 2"), 0).is_ok());
+    }
+}

@@ -1,0 +1,126 @@
+//! The command table: names, arities (Redis convention: n = exactly n arguments including the
+//! name, -n = at least n), flags and key positions, as COMMAND reports them.
+
+pub struct CommandSpec {
+    pub name: &'static str,
+    pub arity: i64,
+    pub flags: &'static [&'static str],
+    pub first_key: i64,
+    pub last_key: i64,
+    pub step: i64,
+}
+
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+    }
+}
+
+const W: &[&str] = &["write", "denyoom"];
+const R: &[&str] = &["readonly", "fast"];
+const C: &[&str] = &["fast", "loading", "stale"];
+
+pub const COMMANDS: &[CommandSpec] = &[
+    spec("ping", -1, C, (0, 0, 0)),
+    spec("echo", 2, C, (0, 0, 0)),
+    spec("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0)),
+    spec("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0)),
+    spec("quit", -1, &["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0)),
+    spec("select", 2, C, (0, 0, 0)),
+    spec("client", -2, C, (0, 0, 0)),
+    spec("command", -1, &["loading", "stale"], (0, 0, 0)),
+    spec("config", -2, &["admin", "loading", "stale"], (0, 0, 0)),
+    spec("info", -1, &["loading", "stale"], (0, 0, 0)),
+    spec("dbsize", 1, &["readonly"], (0, 0, 0)),
+    spec("scan", -2, &["readonly"], (0, 0, 0)),
+    spec("get", 2, R, (1, 1, 1)),
+    spec("set", -3, W, (1, 1, 1)),
+    spec("del", -2, &["write"], (1, -1, 1)),
+    spec("unlink", -2, &["write", "fast"], (1, -1, 1)),
+    spec("exists", -2, R, (1, -1, 1)),
+    spec("mget", -2, R, (1, -1, 1)),
+    spec("mset", -3, W, (1, -1, 2)),
+    spec("incr", 2, W, (1, 1, 1)),
+    spec("decr", 2, W, (1, 1, 1)),
+    spec("incrby", 3, W, (1, 1, 1)),
+    spec("decrby", 3, W, (1, 1, 1)),
+    spec("expire", -3, &["write", "fast"], (1, 1, 1)),
+    spec("pexpire", -3, &["write", "fast"], (1, 1, 1)),
+    spec("persist", 2, &["write", "fast"], (1, 1, 1)),
+    spec("ttl", 2, R, (1, 1, 1)),
+    spec("pttl", 2, R, (1, 1, 1)),
+    spec("strlen", 2, R, (1, 1, 1)),
+    spec("type", 2, R, (1, 1, 1)),
+    spec("rsfwd", -5, &["internal"], (0, 0, 0)),
+];
+
+pub fn lookup(name_lower: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.name == name_lower)
+}
+
+/// True if `argc` (including the command name) satisfies `arity`.
+pub fn arity_ok(arity: i64, argc: usize) -> bool {
+    let argc = argc as i64;
+    if arity >= 0 { argc == arity } else { argc >= -arity }
+}
+
+/// Redis' reply for an unknown command.
+pub fn unknown_command_error(args: &[Vec<u8>]) -> String {
+    let name = args.first().map(|a| String::from_utf8_lossy(a)).unwrap_or_default();
+    let mut msg = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        truncate(&name, 128)
+    );
+    for a in args.iter().skip(1) {
+        if msg.len() >= 128 {
+            break;
+        }
+        msg.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(a), 128)));
+    }
+    msg
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+pub fn arity_error(name_lower: &str) -> String {
+    format!("ERR wrong number of arguments for '{name_lower}' command")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arity_follows_redis_convention() {
+        let get = lookup("get").unwrap();
+        assert!(arity_ok(get.arity, 2));
+        assert!(!arity_ok(get.arity, 3));
+        let set = lookup("set").unwrap();
+        assert!(arity_ok(set.arity, 5));
+        assert!(!arity_ok(set.arity, 2));
+    }
+
+    #[test]
+    fn unknown_command_wording() {
+        let args = vec![b"FOO".to_vec(), b"a".to_vec(), b"b".to_vec()];
+        assert_eq!(
+            unknown_command_error(&args),
+            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+    }
+}

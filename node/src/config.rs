@@ -1,0 +1,64 @@
+//! Command line (with RINGSHIFT_* environment fallbacks).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// Group commit with fsync before acknowledging (acknowledged writes survive kill -9).
+    Durable,
+    /// No fsync (benchmarks only: a crash may lose acknowledged writes and reuse offsets).
+    None,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ringshift-node", version, about = "ringshift shard node")]
+pub struct Cli {
+    /// Data directory (created if missing).
+    #[arg(long, env = "RINGSHIFT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// RESP data port address; binds exactly this IP.
+    #[arg(long, env = "RINGSHIFT_LISTEN")]
+    pub listen: SocketAddr,
+    /// Admin API address; binds exactly this IP.
+    #[arg(long, env = "RINGSHIFT_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+    /// This member's name in the placement.
+    #[arg(long, env = "RINGSHIFT_MEMBER_NAME")]
+    pub member_name: String,
+    /// Refuse placements and calls of any other cluster.
+    #[arg(long, env = "RINGSHIFT_CLUSTER_UID")]
+    pub cluster_uid: Option<String>,
+    /// File holding the admin API bearer token.
+    #[arg(long, env = "RINGSHIFT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the data port password (AUTH required when set).
+    #[arg(long, env = "RINGSHIFT_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Largest request frame accepted on the data port, in bytes.
+    #[arg(long, env = "RINGSHIFT_MAX_FRAME_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_frame_bytes: usize,
+    #[arg(long, env = "RINGSHIFT_DURABILITY", value_enum, default_value_t = Durability::Durable)]
+    pub durability: Durability,
+    /// Change log retention by size (bytes).
+    #[arg(long, env = "RINGSHIFT_LOG_RETENTION_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub log_retention_bytes: u64,
+    /// Change log retention by age (seconds).
+    #[arg(long, env = "RINGSHIFT_LOG_RETENTION_SECS", default_value_t = 3600)]
+    pub log_retention_secs: u64,
+    /// How large registered readers (pulls in progress) may let the log grow (bytes).
+    #[arg(long, env = "RINGSHIFT_LOG_PIN_CAP_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub log_pin_cap_bytes: u64,
+}
+
+/// Reads a secret file, trimming a trailing newline.
+pub fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let s = s.trim_end_matches(['\n', '\r']).to_string();
+    if s.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(s)
+}

@@ -1,0 +1,115 @@
+//! Background upkeep: active expiry (sweeps the expiry index and asks the writer to delete keys
+//! that are still expired) and change-log retention (by size and age, honouring reader pins up
+//! to a cap).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Engine, Op};
+use crate::keys;
+
+const SWEEP_BATCH: usize = 512;
+
+pub fn spawn(engine: Arc<Engine>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            if let Err(err) = sweep_expired(&engine).await {
+                tracing::warn!(error = %err, "active expiry sweep failed");
+            }
+            let e = engine.clone();
+            match tokio::task::spawn_blocking(move || enforce_retention(&e)).await {
+                Ok(Err(err)) => tracing::warn!(error = %err, "change log retention failed"),
+                Err(err) => tracing::warn!(error = %err, "change log retention task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
+}
+
+async fn sweep_expired(engine: &Engine) -> Result<(), super::EngineError> {
+    loop {
+        let now = keys::now_ms();
+        let mut candidates = Vec::new();
+        for item in engine.expiry.range(..=now.to_be_bytes().to_vec()) {
+            let k = item.key()?;
+            let Some((at, skey)) = k.split_at_checked(8) else {
+                continue;
+            };
+            let at = u64::from_be_bytes(at.try_into().unwrap_or([0xFF; 8]));
+            if at > now {
+                break;
+            }
+            candidates.push((k.to_vec(), skey.to_vec(), at));
+            if candidates.len() >= SWEEP_BATCH {
+                break;
+            }
+        }
+        let full = candidates.len() >= SWEEP_BATCH;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        engine.run(Op::Expired(candidates)).await?;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Drops the oldest log records while the log is over its size or age budget, keeping records
+/// a registered reader still needs unless the log has grown past the pin cap.
+fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
+    let cfg = &engine.config;
+    let now = keys::now_ms();
+    let min_pin = engine
+        .pins
+        .lock()
+        .ok()
+        .and_then(|p| p.values().min().copied());
+    let mut batch = engine.db.batch();
+    let mut freed = 0u64;
+    let mut new_oldest = None;
+    let bytes = engine.log_bytes.load(Ordering::Acquire);
+    for item in engine.log.iter() {
+        let (k, v) = item.into_inner()?;
+        let Ok(seq_bytes) = <[u8; 8]>::try_from(k.as_ref()) else {
+            continue;
+        };
+        let seq = u64::from_be_bytes(seq_bytes);
+        let ts = v
+            .get(..8)
+            .and_then(|t| t.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let remaining = bytes.saturating_sub(freed);
+        let over_size = remaining > cfg.retention_bytes;
+        let over_age = now.saturating_sub(ts) > cfg.retention_age_ms;
+        if !(over_size || over_age) {
+            new_oldest = Some(seq);
+            break;
+        }
+        let pinned = min_pin.is_some_and(|p| seq > p);
+        if pinned && remaining <= cfg.pin_cap_bytes {
+            new_oldest = Some(seq);
+            break;
+        }
+        batch.remove(&engine.log, k.to_vec());
+        freed += v.len() as u64 + 8;
+        new_oldest = Some(seq + 1);
+        if freed > 64 * 1024 * 1024 {
+            break;
+        }
+    }
+    if freed == 0 {
+        return Ok(());
+    }
+    // Raise the floor first so no reader is served from a range being removed.
+    if let Some(o) = new_oldest {
+        engine.oldest_seq.fetch_max(o, Ordering::AcqRel);
+    }
+    batch.commit()?;
+    engine.log_bytes.fetch_sub(freed.min(bytes), Ordering::AcqRel);
+    Ok(())
+}

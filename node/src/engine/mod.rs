@@ -1,0 +1,371 @@
+//! Durable storage on fjall: data, change log, expiry index and node metadata keyspaces. All
+//! writes go through one writer thread (see `writer`) that group-commits them with their change
+//! log records; reads go straight to the data keyspace.
+
+mod maintenance;
+mod open;
+pub mod ops;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use fjall::{Database, Keyspace, Readable};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::changelog::{self, LogRecord, TailBatch};
+use crate::keys::{self, Stored};
+use crate::ranges::HashRange;
+use crate::routing::Routing;
+
+pub use maintenance::spawn as spawn_maintenance;
+pub use open::{EngineConfig, META_PLACEMENT, PlacementDecoder, open};
+pub use ops::{DataCmd, DataReply, Op, Outcome};
+pub use writer::parse_int as writer_parse_int;
+pub use writer::{attempt_key, fence_key};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("storage engine error: {0}")]
+    Fjall(#[from] fjall::Error),
+    #[error("corrupt metadata {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("data directory {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the writer stopped (storage failure earlier)")]
+    WriterGone,
+    #[error("offset {incarnation}:{after} is older than the retained change log (oldest retained sequence {oldest}); re-copy the ranges")]
+    TooOld {
+        incarnation: String,
+        after: u64,
+        oldest: u64,
+    },
+    #[error("offset belongs to incarnation {asked}, this node is incarnation {mine}; re-copy the ranges")]
+    WrongIncarnation { asked: String, mine: String },
+    #[error("offset {after} is ahead of this node's log head {head}")]
+    Ahead { after: u64, head: u64 },
+}
+
+/// A (key, value) pair as stored.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// A consistent view of the data at a log offset, held open for a pull.
+pub struct SnapshotSession {
+    pub snapshot: fjall::Snapshot,
+    pub offset: u64,
+}
+
+/// A snapshot a source holds open for one migration attempt's pull.
+#[derive(Clone)]
+pub struct SourceSession {
+    pub attempt: u64,
+    pub ranges: Vec<HashRange>,
+    pub session: Arc<SnapshotSession>,
+}
+
+pub struct Engine {
+    pub(crate) db: Database,
+    pub(crate) data: Keyspace,
+    pub(crate) log: Keyspace,
+    pub(crate) meta: Keyspace,
+    pub(crate) expiry: Keyspace,
+    pub incarnation: String,
+    pub(crate) durable_head: AtomicU64,
+    pub(crate) oldest_seq: AtomicU64,
+    pub(crate) log_bytes: AtomicU64,
+    head_tx: watch::Sender<u64>,
+    routing: RwLock<Arc<Routing>>,
+    routing_tx: watch::Sender<u64>,
+    tx: mpsc::UnboundedSender<writer::Request>,
+    pub(crate) pins: Mutex<HashMap<String, u64>>,
+    pub snapshots: Mutex<HashMap<String, SourceSession>>,
+    pub config: EngineConfig,
+}
+
+impl Engine {
+    /// Sends an operation to the writer; the answer arrives once it is durable.
+    pub fn submit(&self, op: Op) -> oneshot::Receiver<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        // A send error means the writer is gone; the dropped `reply` makes `rx` fail, which the
+        // caller reports.
+        let _ = self.tx.send(writer::Request { op, reply });
+        rx
+    }
+
+    /// Submits and waits.
+    pub async fn run(&self, op: Op) -> Result<Outcome, EngineError> {
+        self.submit(op).await.map_err(|_| EngineError::WriterGone)
+    }
+
+    pub fn routing(&self) -> Arc<Routing> {
+        match self.routing.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn publish_routing(&self, r: Arc<Routing>) {
+        match self.routing.write() {
+            Ok(mut g) => *g = r,
+            Err(poisoned) => *poisoned.into_inner() = r,
+        }
+        self.routing_tx.send_modify(|v| *v += 1);
+    }
+
+    /// Wakes whenever routing (placement, fences) changes.
+    pub fn routing_changes(&self) -> watch::Receiver<u64> {
+        self.routing_tx.subscribe()
+    }
+
+    /// Wakes whenever the durable log head advances.
+    pub fn head_changes(&self) -> watch::Receiver<u64> {
+        self.head_tx.subscribe()
+    }
+
+    pub fn head(&self) -> u64 {
+        self.durable_head.load(Ordering::Acquire)
+    }
+
+    pub fn oldest_retained(&self) -> u64 {
+        self.oldest_seq.load(Ordering::Acquire)
+    }
+
+    /// Reads a live (unexpired) value.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Stored>, EngineError> {
+        let raw = self.data.get(keys::storage_key(key))?;
+        let now = keys::now_ms();
+        Ok(raw
+            .and_then(|r| Stored::decode(&r))
+            .filter(|s| !s.is_expired(now)))
+    }
+
+    /// Live keys of `ranges` (sorted) with hash `>= from_hash`: at least `count` keys unless the
+    /// ranges run out, never splitting a group of keys that share a hash. Returns the keys and the
+    /// hash to resume from (None when done).
+    pub fn scan(
+        &self,
+        ranges: &[HashRange],
+        from_hash: u64,
+        count: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<u64>), EngineError> {
+        let now = keys::now_ms();
+        let mut out = Vec::new();
+        let mut last_hash = None;
+        for r in ranges {
+            if r.end < from_hash {
+                continue;
+            }
+            let start = HashRange {
+                start: r.start.max(from_hash),
+                end: r.end,
+            };
+            let (lo, hi) = keys::range_bounds(start);
+            let iter = match hi {
+                Some(hi) => self.data.range(lo..hi),
+                None => self.data.range(lo..),
+            };
+            for item in iter {
+                let (k, v) = item.into_inner()?;
+                let Some((hash, user)) = keys::split_storage_key(&k) else {
+                    continue;
+                };
+                if out.len() >= count && last_hash != Some(hash) && hash != u64::MAX {
+                    return Ok((out, Some(hash)));
+                }
+                last_hash = Some(hash);
+                if Stored::decode(&v).is_some_and(|s| !s.is_expired(now)) {
+                    out.push(user.to_vec());
+                }
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Number of live keys in `ranges`.
+    pub fn count(&self, ranges: &[HashRange]) -> Result<u64, EngineError> {
+        let now = keys::now_ms();
+        let mut n = 0;
+        for r in ranges {
+            let (lo, hi) = keys::range_bounds(*r);
+            let iter = match hi {
+                Some(hi) => self.data.range(lo..hi),
+                None => self.data.range(lo..),
+            };
+            for item in iter {
+                let v = item.value()?;
+                if Stored::decode(&v).is_some_and(|s| !s.is_expired(now)) {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn approximate_keys(&self) -> u64 {
+        self.data.approximate_len() as u64
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+
+    /// Change-log records after `after` touching `filter`, only durable ones, up to `max`.
+    pub fn tail(
+        &self,
+        incarnation: &str,
+        after: u64,
+        filter: &[HashRange],
+        max: usize,
+    ) -> Result<TailBatch, EngineError> {
+        if incarnation != self.incarnation {
+            return Err(EngineError::WrongIncarnation {
+                asked: incarnation.to_string(),
+                mine: self.incarnation.clone(),
+            });
+        }
+        let head = self.head();
+        if after > head {
+            return Err(EngineError::Ahead { after, head });
+        }
+        let oldest = self.oldest_retained();
+        if after + 1 < oldest {
+            return Err(EngineError::TooOld {
+                incarnation: self.incarnation.clone(),
+                after,
+                oldest,
+            });
+        }
+        let start = (after + 1).to_be_bytes();
+        let end = head.to_be_bytes();
+        let mut decode_error = None;
+        let iter = self
+            .log
+            .range(start..=end)
+            .map_while(|item| match item.into_inner() {
+                Ok((k, v)) => {
+                    let seq = u64::from_be_bytes(k.as_ref().try_into().ok()?);
+                    match LogRecord::decode(&v) {
+                        Ok(rec) => Some((seq, rec)),
+                        Err(e) => {
+                            decode_error = Some(e.to_string());
+                            None
+                        }
+                    }
+                }
+                Err(e) => {
+                    decode_error = Some(e.to_string());
+                    None
+                }
+            });
+        let batch = changelog::tail(iter, after, head, filter, max);
+        if let Some(detail) = decode_error {
+            return Err(EngineError::Corrupt {
+                what: "change log",
+                detail,
+            });
+        }
+        // Retention may have removed records while we read: re-check.
+        if after + 1 < self.oldest_retained() {
+            return Err(EngineError::TooOld {
+                incarnation: self.incarnation.clone(),
+                after,
+                oldest: self.oldest_retained(),
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Registers (or moves) a reader pin: retention keeps records after `seq` up to the cap.
+    pub fn pin(&self, reader: &str, seq: u64) {
+        if let Ok(mut pins) = self.pins.lock() {
+            pins.insert(reader.to_string(), seq);
+        }
+    }
+
+    pub fn unpin(&self, reader: &str) {
+        if let Ok(mut pins) = self.pins.lock() {
+            pins.remove(reader);
+        }
+    }
+
+    /// Every stored entry (including not-yet-collected expired ones) of `ranges` in a snapshot,
+    /// from storage key `from` (exclusive) on, up to `max` entries or `max_bytes`.
+    pub fn read_chunk(
+        snap: &fjall::Snapshot,
+        data: &Keyspace,
+        ranges: &[HashRange],
+        after: Option<&[u8]>,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<KvPair>, bool), EngineError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for r in ranges {
+            let (lo, hi) = keys::range_bounds(*r);
+            let iter = match hi {
+                Some(hi) => snap.range(data, lo..hi),
+                None => snap.range(data, lo..),
+            };
+            for item in iter {
+                let (k, v) = item.into_inner()?;
+                if after.is_some_and(|a| k.as_ref() <= a) {
+                    continue;
+                }
+                if out.len() >= max || bytes >= max_bytes {
+                    return Ok((out, false));
+                }
+                bytes += k.len() + v.len();
+                out.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok((out, true))
+    }
+
+    /// Order-independent digest over (key, value, expiry) of every entry in `ranges`.
+    pub fn checksum(
+        snap: &fjall::Snapshot,
+        data: &Keyspace,
+        ranges: &[HashRange],
+    ) -> Result<(u64, u64), EngineError> {
+        let mut digest = 0u64;
+        let mut n = 0u64;
+        for r in ranges {
+            let (lo, hi) = keys::range_bounds(*r);
+            let iter = match hi {
+                Some(hi) => snap.range(data, lo..hi),
+                None => snap.range(data, lo..),
+            };
+            for item in iter {
+                let (k, v) = item.into_inner()?;
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(&(k.len() as u64).to_be_bytes());
+                h.update(&k);
+                h.update(&v);
+                digest = digest.wrapping_add(h.digest());
+                n += 1;
+            }
+        }
+        Ok((digest, n))
+    }
+
+    pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub fn meta_prefix(&self, prefix: &[u8]) -> Result<Vec<KvPair>, EngineError> {
+        let mut out = Vec::new();
+        for item in self.meta.prefix(prefix) {
+            let (k, v) = item.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn data_keyspace(&self) -> &Keyspace {
+        &self.data
+    }
+}

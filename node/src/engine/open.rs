@@ -1,0 +1,139 @@
+//! Opening a data directory: keyspaces, incarnation id, log head, persisted placement and fences.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use fjall::{Database, KeyspaceCreateOptions};
+use tokio::sync::{mpsc, watch};
+
+use super::{Engine, EngineError, writer};
+use crate::routing::{Fence, Routing};
+
+pub const META_INCARNATION: &[u8] = b"incarnation";
+pub const META_HEAD: &[u8] = b"head";
+pub const META_PLACEMENT: &[u8] = b"placement";
+pub const META_DEGRADED: &[u8] = b"degraded";
+pub const META_FENCE_PREFIX: &[u8] = b"fence/";
+pub const META_ATTEMPT_PREFIX: &[u8] = b"attempt/";
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub member: String,
+    /// fsync every group commit before acknowledging.
+    pub durable: bool,
+    pub retention_bytes: u64,
+    pub retention_age_ms: u64,
+    /// How far registered readers may hold the log beyond retention.
+    pub pin_cap_bytes: u64,
+}
+
+/// Turns a persisted placement back into routing; supplied by the placement module.
+pub type PlacementDecoder =
+    fn(&[u8]) -> Result<crate::routing::Installed, String>;
+
+pub fn open(
+    dir: &Path,
+    config: EngineConfig,
+    decode_placement: PlacementDecoder,
+) -> Result<(Arc<Engine>, bool), EngineError> {
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let db = Database::builder(dir.join("fjall")).open()?;
+    let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+    let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+    let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+    let expiry = db.keyspace("expiry", KeyspaceCreateOptions::default)?;
+
+    let (incarnation, fresh) = match meta.get(META_INCARNATION)? {
+        Some(v) => (String::from_utf8_lossy(&v).into_owned(), false),
+        None => {
+            let id = new_incarnation_id(dir)?;
+            meta.insert(META_INCARNATION, id.as_bytes())?;
+            db.persist(fjall::PersistMode::SyncAll)?;
+            (id, true)
+        }
+    };
+    let head = match meta.get(META_HEAD)? {
+        Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| EngineError::Corrupt {
+            what: "log head",
+            detail: format!("{} bytes", v.len()),
+        })?),
+        None => 0,
+    };
+    let oldest = match log.first_key_value() {
+        Some(g) => {
+            let k = g.key()?;
+            u64::from_be_bytes(k.as_ref().try_into().map_err(|_| EngineError::Corrupt {
+                what: "log key",
+                detail: format!("{} bytes", k.len()),
+            })?)
+        }
+        None => head + 1,
+    };
+    let mut log_bytes = 0u64;
+    for item in log.iter() {
+        log_bytes += u64::from(item.size()?) + 8;
+    }
+
+    let mut routing = Routing {
+        me: config.member.clone(),
+        ..Routing::default()
+    };
+    if let Some(raw) = meta.get(META_PLACEMENT)? {
+        let installed = decode_placement(&raw).map_err(|detail| EngineError::Corrupt {
+            what: "placement",
+            detail,
+        })?;
+        routing.placement = Some(Arc::new(installed));
+    }
+    if let Some(raw) = meta.get(META_DEGRADED)? {
+        routing.degraded = Some(String::from_utf8_lossy(&raw).into_owned());
+    }
+    for item in meta.prefix(META_FENCE_PREFIX) {
+        let v = item.value()?;
+        let fence: Fence = serde_json::from_slice(&v).map_err(|e| EngineError::Corrupt {
+            what: "fence",
+            detail: e.to_string(),
+        })?;
+        routing.fences.push(fence);
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = Arc::new(Engine {
+        db,
+        data,
+        log,
+        meta,
+        expiry,
+        incarnation,
+        durable_head: AtomicU64::new(head),
+        oldest_seq: AtomicU64::new(oldest),
+        log_bytes: AtomicU64::new(log_bytes),
+        head_tx: watch::channel(head).0,
+        routing: RwLock::new(Arc::new(routing.clone())),
+        routing_tx: watch::channel(0).0,
+        tx,
+        pins: Mutex::new(HashMap::new()),
+        snapshots: Mutex::new(HashMap::new()),
+        config,
+    });
+    writer::spawn(engine.clone(), rx, routing, head);
+    Ok((engine, fresh))
+}
+
+/// 128 random bits from the OS, hex encoded.
+fn new_incarnation_id(dir: &Path) -> Result<String, EngineError> {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|source| EngineError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}

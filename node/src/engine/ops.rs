@@ -1,0 +1,126 @@
+//! Operations the writer applies, and what it answers.
+
+use std::sync::Arc;
+
+use crate::changelog::LogOp;
+use crate::ranges::HashRange;
+use crate::routing::{Installed, Route};
+
+use super::SnapshotSession;
+
+/// How SET treats the key's expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetExpiry {
+    /// No expiry (SET without options clears any previous one).
+    Clear,
+    /// Absolute unix ms.
+    At(u64),
+    /// Keep whatever expiry the key has (KEEPTTL).
+    Keep,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCond {
+    Always,
+    IfAbsent,
+    IfPresent,
+}
+
+/// A data command whose keys this node must own; applied atomically, all keys or none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataCmd {
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expiry: SetExpiry,
+        cond: SetCond,
+        get: bool,
+    },
+    Del {
+        keys: Vec<Vec<u8>>,
+    },
+    IncrBy {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    /// Set the absolute expiry (None = PERSIST); an expiry in the past deletes the key.
+    Expire {
+        key: Vec<u8>,
+        at: Option<u64>,
+    },
+    MSet {
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+}
+
+impl DataCmd {
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            DataCmd::Set { key, .. } | DataCmd::IncrBy { key, .. } | DataCmd::Expire { key, .. } => {
+                vec![key]
+            }
+            DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
+            DataCmd::MSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataReply {
+    Ok,
+    Nil,
+    Bulk(Vec<u8>),
+    Int(i64),
+    Err(String),
+}
+
+/// A metadata write that goes into the same batch: key and new value (None = delete).
+pub type MetaPut = (Vec<u8>, Option<Vec<u8>>);
+
+pub enum Op {
+    Data(DataCmd),
+    Fence {
+        migration_uid: String,
+        attempt: u64,
+        ranges: Vec<HashRange>,
+    },
+    Unfence {
+        migration_uid: String,
+        attempt: u64,
+    },
+    /// Install a placement (already validated against the current one by the caller, and
+    /// re-checked here in order).
+    Install {
+        installed: Arc<Installed>,
+        raw: Vec<u8>,
+        degraded: Option<String>,
+    },
+    /// Apply pulled records and persist the pull cursor in the same batch. Refused once this
+    /// node owns any of `guard` (a pull must never overwrite ranges we serve).
+    Apply {
+        ops: Vec<LogOp>,
+        meta: Vec<MetaPut>,
+        guard: Vec<HashRange>,
+    },
+    /// Remove every key of the ranges (logged as range clears).
+    Clear {
+        ranges: Vec<HashRange>,
+        meta: Vec<MetaPut>,
+    },
+    /// A consistent snapshot of everything up to the returned offset.
+    Snapshot,
+    Meta(Vec<MetaPut>),
+    /// Active expiry candidates: (index key, storage key, expiry they were indexed with).
+    Expired(Vec<(Vec<u8>, Vec<u8>, u64)>),
+}
+
+pub enum Outcome {
+    Data(DataReply),
+    /// Not applied: the route says why.
+    NotServed(Route),
+    Fenced { offset: u64 },
+    Refused(String),
+    Done,
+    Snapshot(Arc<SnapshotSession>),
+    Failed(String),
+}

@@ -1,0 +1,536 @@
+//! The single writer: takes every queued operation, evaluates them in order against the data
+//! (plus this batch's own earlier writes), checks ownership and fences in the same critical
+//! section that assigns log sequences, commits data + log + metadata in one fjall batch with
+//! fsync (group commit), and only then answers. The next batch queues up during the fsync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fjall::{OwnedWriteBatch, PersistMode};
+use tokio::sync::{mpsc, oneshot};
+
+use super::open::{META_ATTEMPT_PREFIX, META_DEGRADED, META_FENCE_PREFIX, META_HEAD, META_PLACEMENT};
+use super::ops::{DataCmd, DataReply, MetaPut, Op, Outcome, SetCond, SetExpiry};
+use super::{Engine, SnapshotSession};
+use crate::changelog::{LogOp, LogRecord};
+use crate::keys::{self, Stored};
+use crate::ranges;
+use crate::routing::{Fence, Route, Routing};
+
+pub struct Request {
+    pub op: Op,
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+const MAX_BATCH: usize = 4096;
+
+pub fn spawn(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<Request>, routing: Routing, head: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("ringshift-writer".into())
+        .spawn(move || {
+            let mut w = Writer {
+                engine,
+                routing,
+                seq: head,
+            };
+            while let Some(first) = rx.blocking_recv() {
+                let mut reqs = vec![first];
+                while reqs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => reqs.push(r),
+                        Err(_) => break,
+                    }
+                }
+                w.process(reqs);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the writer thread");
+    }
+}
+
+struct Writer {
+    engine: Arc<Engine>,
+    /// Working copy: changes made by this batch are visible to its later operations.
+    routing: Routing,
+    seq: u64,
+}
+
+/// State of one batch being built.
+struct Batch {
+    batch: OwnedWriteBatch,
+    overlay: HashMap<Vec<u8>, Option<Stored>>,
+    log_bytes: u64,
+    now: u64,
+    routing_changed: bool,
+}
+
+enum Pending {
+    Now(Outcome),
+    Snapshot,
+}
+
+impl Writer {
+    fn process(&mut self, reqs: Vec<Request>) {
+        let e = self.engine.clone();
+        let mode = e.config.durable.then_some(PersistMode::SyncAll);
+        let mut b = Batch {
+            batch: e.db.batch().durability(mode),
+            overlay: HashMap::new(),
+            log_bytes: 0,
+            now: keys::now_ms(),
+            routing_changed: false,
+        };
+        let start_seq = self.seq;
+        let saved_routing = self.routing.clone();
+        let mut answers = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let pending = match self.apply(req.op, &mut b) {
+                Ok(p) => p,
+                Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
+            };
+            answers.push((req.reply, pending));
+        }
+        if self.seq != start_seq {
+            b.batch.insert(&e.meta, META_HEAD, self.seq.to_be_bytes().to_vec());
+        }
+        if let Err(err) = b.batch.commit() {
+            // Nothing of this batch is acknowledged; roll back our view of it.
+            tracing::error!(error = %err, "group commit failed");
+            self.seq = start_seq;
+            self.routing = saved_routing;
+            for (reply, _) in answers {
+                let _ = reply.send(Outcome::Failed(format!("storage failure: {err}")));
+            }
+            return;
+        }
+        e.log_bytes.fetch_add(b.log_bytes, Ordering::AcqRel);
+        e.durable_head.store(self.seq, Ordering::Release);
+        e.head_tx.send_replace(self.seq);
+        if b.routing_changed {
+            e.publish_routing(Arc::new(self.routing.clone()));
+        }
+        let mut snapshot = None;
+        for (reply, pending) in answers {
+            let outcome = match pending {
+                Pending::Now(o) => o,
+                Pending::Snapshot => Outcome::Snapshot(
+                    snapshot
+                        .get_or_insert_with(|| {
+                            Arc::new(SnapshotSession {
+                                snapshot: e.db.snapshot(),
+                                offset: self.seq,
+                            })
+                        })
+                        .clone(),
+                ),
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn apply(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
+        let e = self.engine.clone();
+        Ok(Pending::Now(match op {
+            Op::Data(cmd) => {
+                for key in cmd.keys() {
+                    let route = self.routing.route(keys::key_hash(key));
+                    if route != Route::Local {
+                        return Ok(Pending::Now(Outcome::NotServed(route)));
+                    }
+                }
+                Outcome::Data(self.data(cmd, b)?)
+            }
+            Op::Fence {
+                migration_uid,
+                attempt,
+                ranges: fence_ranges,
+            } => {
+                if let Some(existing) = self
+                    .routing
+                    .fences
+                    .iter()
+                    .find(|f| f.migration_uid == migration_uid)
+                {
+                    if existing.attempt == attempt {
+                        return Ok(Pending::Now(Outcome::Fenced {
+                            offset: existing.offset,
+                        }));
+                    }
+                    if existing.attempt > attempt {
+                        return Ok(Pending::Now(Outcome::Refused(format!(
+                            "stale attempt {attempt}: migration {migration_uid} is fenced for attempt {}",
+                            existing.attempt
+                        ))));
+                    }
+                }
+                if let Some(seen) = self.attempt_seen(&migration_uid)?
+                    && seen > attempt
+                {
+                    return Ok(Pending::Now(Outcome::Refused(format!(
+                        "stale attempt {attempt}: migration {migration_uid} already saw attempt {seen}"
+                    ))));
+                }
+                let fence = Fence {
+                    migration_uid: migration_uid.clone(),
+                    attempt,
+                    ranges: fence_ranges,
+                    offset: self.seq,
+                };
+                self.routing.fences.retain(|f| f.migration_uid != migration_uid);
+                let raw = serde_json::to_vec(&fence).unwrap_or_default();
+                b.batch.insert(&e.meta, fence_key(&migration_uid), raw);
+                b.batch.insert(
+                    &e.meta,
+                    attempt_key(&migration_uid),
+                    attempt.to_be_bytes().to_vec(),
+                );
+                self.routing.fences.push(fence);
+                b.routing_changed = true;
+                Outcome::Fenced { offset: self.seq }
+            }
+            Op::Unfence {
+                migration_uid,
+                attempt,
+            } => match self
+                .routing
+                .fences
+                .iter()
+                .position(|f| f.migration_uid == migration_uid)
+            {
+                None => Outcome::Done,
+                Some(i) if self.routing.fences[i].attempt != attempt => {
+                    Outcome::Refused(format!(
+                        "fence of migration {migration_uid} belongs to attempt {}, not {attempt}",
+                        self.routing.fences[i].attempt
+                    ))
+                }
+                Some(i) => {
+                    self.routing.fences.remove(i);
+                    b.batch.remove(&e.meta, fence_key(&migration_uid));
+                    b.routing_changed = true;
+                    Outcome::Done
+                }
+            },
+            Op::Install {
+                installed,
+                raw,
+                degraded,
+            } => {
+                if let Some(cur) = &self.routing.placement {
+                    if cur.cluster_uid != installed.cluster_uid {
+                        return Ok(Pending::Now(Outcome::Refused(format!(
+                            "placement of cluster {} refused: this node belongs to cluster {}",
+                            installed.cluster_uid, cur.cluster_uid
+                        ))));
+                    }
+                    if installed.epoch < cur.epoch {
+                        return Ok(Pending::Now(Outcome::Refused(format!(
+                            "placement epoch {} is lower than the installed epoch {}",
+                            installed.epoch, cur.epoch
+                        ))));
+                    }
+                }
+                let owned = installed.owners.ranges_of(&self.routing.me);
+                // A fence is lifted by a placement that moves its range away.
+                let (keep, lift): (Vec<Fence>, Vec<Fence>) = std::mem::take(&mut self.routing.fences)
+                    .into_iter()
+                    .partition(|f| ranges::any_overlap(&f.ranges, &owned));
+                for f in lift {
+                    b.batch.remove(&e.meta, fence_key(&f.migration_uid));
+                }
+                self.routing.fences = keep;
+                b.batch.insert(&e.meta, META_PLACEMENT, raw);
+                match &degraded {
+                    Some(reason) => b.batch.insert(&e.meta, META_DEGRADED, reason.as_bytes().to_vec()),
+                    None => b.batch.remove(&e.meta, META_DEGRADED),
+                }
+                self.routing.degraded = degraded;
+                self.routing.placement = Some(installed);
+                b.routing_changed = true;
+                Outcome::Done
+            }
+            Op::Apply { ops, meta, guard } => {
+                if ranges::any_overlap(&guard, &self.routing.owned_ranges()) {
+                    return Ok(Pending::Now(Outcome::Refused(
+                        "this node owns the pulled ranges now".into(),
+                    )));
+                }
+                for op in ops {
+                    self.apply_log_op(op, b)?;
+                }
+                self.meta(meta, b);
+                Outcome::Done
+            }
+            Op::Clear { ranges: rs, meta } => {
+                if ranges::any_overlap(&rs, &self.routing.owned_ranges()) {
+                    return Ok(Pending::Now(Outcome::Refused(
+                        "refusing to clear ranges this node owns".into(),
+                    )));
+                }
+                for r in rs {
+                    self.apply_log_op(LogOp::ClearRange { range: r }, b)?;
+                }
+                self.meta(meta, b);
+                Outcome::Done
+            }
+            Op::Snapshot => return Ok(Pending::Snapshot),
+            Op::Meta(meta) => {
+                self.meta(meta, b);
+                Outcome::Done
+            }
+            Op::Expired(candidates) => {
+                for (index_key, skey, at) in candidates {
+                    b.batch.remove(&e.expiry, index_key);
+                    if let Some(cur) = self.current(&skey, b)?
+                        && cur.expires_at == Some(at)
+                        && at <= b.now
+                    {
+                        self.write(skey, None, b);
+                    }
+                }
+                Outcome::Done
+            }
+        }))
+    }
+
+    fn meta(&self, meta: Vec<MetaPut>, b: &mut Batch) {
+        for (k, v) in meta {
+            match v {
+                Some(v) => b.batch.insert(&self.engine.meta, k, v),
+                None => b.batch.remove(&self.engine.meta, k),
+            }
+        }
+    }
+
+    fn attempt_seen(&self, migration_uid: &str) -> Result<Option<u64>, fjall::Error> {
+        Ok(self
+            .engine
+            .meta
+            .get(attempt_key(migration_uid))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// The key's current state including this batch's earlier writes (expired = absent).
+    fn current(&self, skey: &[u8], b: &Batch) -> Result<Option<Stored>, fjall::Error> {
+        let stored = match b.overlay.get(skey) {
+            Some(v) => v.clone(),
+            None => self
+                .engine
+                .data
+                .get(skey)?
+                .and_then(|raw| Stored::decode(&raw)),
+        };
+        Ok(stored.filter(|s| !s.is_expired(b.now)))
+    }
+
+    /// Writes a key's post-image to data and log.
+    fn write(&mut self, skey: Vec<u8>, value: Option<Stored>, b: &mut Batch) {
+        let e = &self.engine;
+        let op = match &value {
+            Some(s) => {
+                b.batch.insert(&e.data, skey.clone(), s.encode());
+                if let Some(at) = s.expires_at {
+                    let mut ik = at.to_be_bytes().to_vec();
+                    ik.extend_from_slice(&skey);
+                    b.batch.insert(&e.expiry, ik, Vec::new());
+                }
+                LogOp::Put {
+                    skey: skey.clone(),
+                    value: s.value.clone(),
+                    expires_at: s.expires_at,
+                }
+            }
+            None => {
+                b.batch.remove(&e.data, skey.clone());
+                LogOp::Del { skey: skey.clone() }
+            }
+        };
+        self.append(op, b);
+        b.overlay.insert(skey, value);
+    }
+
+    fn append(&mut self, op: LogOp, b: &mut Batch) {
+        self.seq += 1;
+        let raw = LogRecord { ts_ms: b.now, op }.encode();
+        b.log_bytes += raw.len() as u64 + 8;
+        b.batch.insert(&self.engine.log, self.seq.to_be_bytes().to_vec(), raw);
+    }
+
+    /// Applies a pulled record (a post-image) as-is, logging it like any other write.
+    fn apply_log_op(&mut self, op: LogOp, b: &mut Batch) -> Result<(), fjall::Error> {
+        match op {
+            LogOp::Put {
+                skey,
+                value,
+                expires_at,
+            } => self.write(skey, Some(Stored { value, expires_at }), b),
+            LogOp::Del { skey } => self.write(skey, None, b),
+            LogOp::ClearRange { range } => {
+                let (lo, hi) = keys::range_bounds(range);
+                let iter = match hi {
+                    Some(hi) => self.engine.data.range(lo..hi),
+                    None => self.engine.data.range(lo..),
+                };
+                for item in iter {
+                    let k = item.key()?;
+                    b.batch.remove(&self.engine.data, k.to_vec());
+                    b.overlay.insert(k.to_vec(), None);
+                }
+                // Keys written earlier in this same batch are not in the data keyspace yet.
+                let pending: Vec<Vec<u8>> = b
+                    .overlay
+                    .keys()
+                    .filter(|k| keys::split_storage_key(k).is_some_and(|(h, _)| range.start <= h && h <= range.end))
+                    .cloned()
+                    .collect();
+                for k in pending {
+                    b.batch.remove(&self.engine.data, k.clone());
+                    b.overlay.insert(k, None);
+                }
+                self.append(LogOp::ClearRange { range }, b);
+            }
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, cmd: DataCmd, b: &mut Batch) -> Result<DataReply, fjall::Error> {
+        Ok(match cmd {
+            DataCmd::Set {
+                key,
+                value,
+                expiry,
+                cond,
+                get,
+            } => {
+                let skey = keys::storage_key(&key);
+                let needs_old = get || cond != SetCond::Always || expiry == SetExpiry::Keep;
+                let old = if needs_old { self.current(&skey, b)? } else { None };
+                let exists = old.is_some();
+                let old_reply = match &old {
+                    Some(s) => DataReply::Bulk(s.value.clone()),
+                    None => DataReply::Nil,
+                };
+                let proceed = match cond {
+                    SetCond::Always => true,
+                    SetCond::IfAbsent => !exists,
+                    SetCond::IfPresent => exists,
+                };
+                if proceed {
+                    let expires_at = match expiry {
+                        SetExpiry::Clear => None,
+                        SetExpiry::At(at) => Some(at),
+                        SetExpiry::Keep => old.as_ref().and_then(|s| s.expires_at),
+                    };
+                    if expires_at.is_some_and(|at| at <= b.now) {
+                        self.write(skey, None, b);
+                    } else {
+                        self.write(skey, Some(Stored { value, expires_at }), b);
+                    }
+                }
+                match (get, proceed) {
+                    (true, _) => old_reply,
+                    (false, true) => DataReply::Ok,
+                    (false, false) => DataReply::Nil,
+                }
+            }
+            DataCmd::Del { keys: ks } => {
+                let mut n = 0;
+                for key in ks {
+                    let skey = keys::storage_key(&key);
+                    if self.current(&skey, b)?.is_some() {
+                        self.write(skey, None, b);
+                        n += 1;
+                    }
+                }
+                DataReply::Int(n)
+            }
+            DataCmd::IncrBy { key, delta } => {
+                let skey = keys::storage_key(&key);
+                let old = self.current(&skey, b)?;
+                let (cur, expires_at) = match &old {
+                    None => (0i64, None),
+                    Some(s) => match parse_int(&s.value) {
+                        Some(v) => (v, s.expires_at),
+                        None => {
+                            return Ok(DataReply::Err(
+                                "ERR value is not an integer or out of range".into(),
+                            ));
+                        }
+                    },
+                };
+                match cur.checked_add(delta) {
+                    None => DataReply::Err("ERR increment or decrement would overflow".into()),
+                    Some(v) => {
+                        let value = v.to_string().into_bytes();
+                        self.write(skey, Some(Stored { value, expires_at }), b);
+                        DataReply::Int(v)
+                    }
+                }
+            }
+            DataCmd::Expire { key, at } => {
+                let skey = keys::storage_key(&key);
+                match self.current(&skey, b)? {
+                    None => DataReply::Int(0),
+                    Some(s) => match at {
+                        None if s.expires_at.is_none() => DataReply::Int(0),
+                        Some(at) if at <= b.now => {
+                            self.write(skey, None, b);
+                            DataReply::Int(1)
+                        }
+                        at => {
+                            let value = s.value;
+                            self.write(skey, Some(Stored { value, expires_at: at }), b);
+                            DataReply::Int(1)
+                        }
+                    },
+                }
+            }
+            DataCmd::MSet { pairs } => {
+                for (key, value) in pairs {
+                    let skey = keys::storage_key(&key);
+                    self.write(skey, Some(Stored { value, expires_at: None }), b);
+                }
+                DataReply::Ok
+            }
+        })
+    }
+}
+
+/// Redis' integer parsing for INCR: optional '-', digits, no spaces, no leading '+', fits i64.
+pub fn parse_int(v: &[u8]) -> Option<i64> {
+    if v.is_empty() || v.len() > 20 || v.first() == Some(&b'+') {
+        return None;
+    }
+    let s = std::str::from_utf8(v).ok()?;
+    if s.starts_with('0') && s.len() > 1 || s.starts_with("-0") {
+        return None;
+    }
+    s.parse().ok()
+}
+
+pub fn fence_key(migration_uid: &str) -> Vec<u8> {
+    [META_FENCE_PREFIX, migration_uid.as_bytes()].concat()
+}
+
+pub fn attempt_key(migration_uid: &str) -> Vec<u8> {
+    [META_ATTEMPT_PREFIX, migration_uid.as_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_int;
+
+    #[test]
+    fn integers_parse_like_redis() {
+        assert_eq!(parse_int(b"42"), Some(42));
+        assert_eq!(parse_int(b"-7"), Some(-7));
+        assert_eq!(parse_int(b"0"), Some(0));
+        assert_eq!(parse_int(b"007"), None);
+        assert_eq!(parse_int(b" 1"), None);
+        assert_eq!(parse_int(b"+1"), None);
+        assert_eq!(parse_int(b"99999999999999999999"), None);
+        assert_eq!(parse_int(b""), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! Storage key layout: `hash (8 bytes, big endian) ++ user key`, so that every hash range is one
+//! ordered scan of the data keyspace, and stored value layout: `expiry ms (8 bytes BE, 0 = none)
+//! ++ value bytes`.
+
+use crate::ranges::HashRange;
+
+/// Ring hash of a user key (XXH3-64 over the Redis hash tag), as the ring crate defines it.
+pub fn key_hash(key: &[u8]) -> u64 {
+    ringshift_ring::key_hash(key)
+}
+
+/// Storage key for a user key.
+pub fn storage_key(key: &[u8]) -> Vec<u8> {
+    storage_key_with_hash(key_hash(key), key)
+}
+
+pub fn storage_key_with_hash(hash: u64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&hash.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// Splits a storage key into (hash, user key); `None` for a key shorter than the hash prefix.
+pub fn split_storage_key(skey: &[u8]) -> Option<(u64, &[u8])> {
+    let (h, k) = skey.split_at_checked(8)?;
+    let hash = u64::from_be_bytes(h.try_into().ok()?);
+    Some((hash, k))
+}
+
+/// Bounds of the storage keys whose hash lies in `range`: inclusive lower bound and exclusive
+/// upper bound (`None` = unbounded, when the range ends at the top of the hash space).
+pub fn range_bounds(range: HashRange) -> (Vec<u8>, Option<Vec<u8>>) {
+    let lo = range.start.to_be_bytes().to_vec();
+    let hi = range.end.checked_add(1).map(|next| next.to_be_bytes().to_vec());
+    (lo, hi)
+}
+
+/// A stored value: bytes plus absolute expiry in unix milliseconds (`None` = no expiry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub value: Vec<u8>,
+    pub expires_at: Option<u64>,
+}
+
+impl Stored {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.value.len());
+        out.extend_from_slice(&self.expires_at.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&self.value);
+        out
+    }
+
+    pub fn decode(raw: &[u8]) -> Option<Stored> {
+        let (e, v) = raw.split_at_checked(8)?;
+        let exp = u64::from_be_bytes(e.try_into().ok()?);
+        Some(Stored {
+            value: v.to_vec(),
+            expires_at: (exp != 0).then_some(exp),
+        })
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now_ms)
+    }
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn storage_key_round_trips(key in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let sk = storage_key(&key);
+            let (h, k) = split_storage_key(&sk).unwrap();
+            prop_assert_eq!(h, key_hash(&key));
+            prop_assert_eq!(k, &key[..]);
+        }
+
+        #[test]
+        fn key_in_range_sorts_inside_bounds(
+            key in proptest::collection::vec(any::<u8>(), 0..64), a in any::<u64>(), b in any::<u64>()
+        ) {
+            let (start, end) = if a <= b { (a, b) } else { (b, a) };
+            let sk = storage_key(&key);
+            let h = key_hash(&key);
+            let (lo, hi) = range_bounds(HashRange { start, end });
+            let inside = lo.as_slice() <= sk.as_slice() && hi.is_none_or(|hi| sk.as_slice() < hi.as_slice());
+            prop_assert_eq!(inside, start <= h && h <= end);
+        }
+
+        #[test]
+        fn stored_round_trips(value in proptest::collection::vec(any::<u8>(), 0..64), exp in proptest::option::of(1u64..)) {
+            let s = Stored { value, expires_at: exp };
+            prop_assert_eq!(Stored::decode(&s.encode()), Some(s));
+        }
+    }
+
+    #[test]
+    fn full_range_bounds_cover_max_hash() {
+        let (lo, hi) = range_bounds(HashRange { start: 0, end: u64::MAX });
+        let sk = storage_key_with_hash(u64::MAX, &[0xFF; 20]);
+        assert!(lo.as_slice() <= sk.as_slice());
+        assert!(hi.is_none());
+    }
+}

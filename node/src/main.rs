@@ -1,0 +1,101 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringshift_node::config::{Cli, Durability, read_secret};
+use ringshift_node::engine::{self, EngineConfig};
+use ringshift_node::node::{Node, NodeConfig};
+use ringshift_node::{admin, placement, pull, server};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "ringshift-node stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let admin_token = cli.admin_token_file.as_deref().map(read_secret).transpose()?;
+    let password = cli.password_file.as_deref().map(read_secret).transpose()?;
+    let config = EngineConfig {
+        member: cli.member_name.clone(),
+        durable: cli.durability == Durability::Durable,
+        retention_bytes: cli.log_retention_bytes,
+        retention_age_ms: cli.log_retention_secs.saturating_mul(1000),
+        pin_cap_bytes: cli.log_pin_cap_bytes,
+    };
+    let (engine, fresh) = engine::open(&cli.data_dir, config, placement::decode_persisted)
+        .map_err(|e| format!("cannot open {}: {e}", cli.data_dir.display()))?;
+    tracing::info!(
+        member = %cli.member_name,
+        incarnation = %engine.incarnation,
+        fresh,
+        head = engine.head(),
+        "data directory open"
+    );
+    let data = TcpListener::bind(cli.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
+    let admin_listener = TcpListener::bind(cli.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cli.admin_listen))?;
+    let node = Node::new(
+        engine.clone(),
+        NodeConfig {
+            member: cli.member_name,
+            data_addr: cli.listen,
+            admin_addr: cli.admin_listen,
+            password,
+            admin_token,
+            max_frame: cli.max_frame_bytes,
+            cluster_uid: cli.cluster_uid,
+        },
+    );
+    engine::spawn_maintenance(engine);
+    pull::resume_all(&node);
+    tracing::info!(data = %cli.listen, admin = %cli.admin_listen, "serving");
+    let app = admin::router(node.clone());
+    let admin_task = tokio::spawn(async move { axum::serve(admin_listener, app).await });
+    tokio::select! {
+        _ = server::serve(node, data) => Err("data port stopped".into()),
+        r = admin_task => Err(format!("admin API stopped: {r:?}")),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,221 @@
+//! Accepting a placement: validation against the installed one (cluster UID, epoch), the owner
+//! table derived from it, the degraded check, and pulling a newer placement from a peer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ringshift_node_api::{ErrorReason, PlacementInstall};
+
+use crate::engine::Op;
+use crate::routing::{Installed, MemberAddrs, OwnerTable, Routing};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub reason: ErrorReason,
+    pub message: String,
+}
+
+fn refuse(reason: ErrorReason, message: String) -> Refusal {
+    Refusal { reason, message }
+}
+
+/// Owner table and addresses of a placement install.
+pub fn to_installed(body: &PlacementInstall) -> Result<Installed, String> {
+    let current = body
+        .placement
+        .current()
+        .map_err(|e| format!("placement does not resolve: {e}"))?;
+    let entries = current
+        .ranges()
+        .map(|(r, owner)| (r, Arc::<str>::from(owner)))
+        .collect();
+    let members: HashMap<String, MemberAddrs> = body
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                MemberAddrs {
+                    data_addr: m.data_addr.clone(),
+                    admin_addr: m.admin_addr.clone(),
+                },
+            )
+        })
+        .collect();
+    Ok(Installed {
+        cluster_uid: body.placement.cluster_uid().to_string(),
+        epoch: body.placement.epoch(),
+        owners: OwnerTable::new(entries),
+        members,
+        write_pause_budget_ms: body.write_pause_budget_ms,
+        placement_json: serde_json::to_string(&body.placement).map_err(|e| e.to_string())?,
+    })
+}
+
+/// Decoder for the persisted placement (the PUT body as accepted).
+pub fn decode_persisted(raw: &[u8]) -> Result<Installed, String> {
+    let body: PlacementInstall = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    to_installed(&body)
+}
+
+/// What installing `body` would do, or why it is refused (pure: no I/O).
+pub fn plan_install(
+    routing: &Routing,
+    configured_uid: Option<&str>,
+    incarnation: &str,
+    body: &PlacementInstall,
+) -> Result<(Installed, Option<String>), Refusal> {
+    let installed = to_installed(body).map_err(|m| refuse(ErrorReason::BadRequest, m))?;
+    if let Some(uid) = configured_uid
+        && uid != installed.cluster_uid
+    {
+        return Err(refuse(
+            ErrorReason::OtherCluster,
+            format!(
+                "placement of cluster {} refused: this node was started for cluster {uid}",
+                installed.cluster_uid
+            ),
+        ));
+    }
+    if let Some(cur) = &routing.placement {
+        if cur.cluster_uid != installed.cluster_uid {
+            return Err(refuse(
+                ErrorReason::OtherCluster,
+                format!(
+                    "placement of cluster {} refused: this node belongs to cluster {}",
+                    installed.cluster_uid, cur.cluster_uid
+                ),
+            ));
+        }
+        if installed.epoch < cur.epoch {
+            return Err(refuse(
+                ErrorReason::StaleEpoch,
+                format!(
+                    "placement epoch {} is lower than the installed epoch {}",
+                    installed.epoch, cur.epoch
+                ),
+            ));
+        }
+        if installed.epoch == cur.epoch && installed.placement_json != cur.placement_json {
+            return Err(refuse(
+                ErrorReason::Conflict,
+                format!(
+                    "a different placement is already installed at epoch {}",
+                    cur.epoch
+                ),
+            ));
+        }
+    }
+    let owns = !installed.owners.ranges_of(&routing.me).is_empty();
+    let degraded = match body.incarnations.get(&routing.me) {
+        Some(seen) if seen != incarnation && owns => Some(format!(
+            "data directory has incarnation {incarnation} but the operator last saw {seen}: \
+             the data of ranges this member owns was lost; refusing to serve them as empty"
+        )),
+        Some(_) => None,
+        None => routing.degraded.clone(),
+    };
+    Ok((installed, degraded))
+}
+
+/// Installs a placement durably; returns the degraded reason, if any.
+pub async fn install(node: &crate::node::Node, body: &PlacementInstall) -> Result<Option<String>, Refusal> {
+    let routing = node.engine.routing();
+    let (installed, degraded) = plan_install(
+        &routing,
+        node.cfg.cluster_uid.as_deref(),
+        &node.engine.incarnation,
+        body,
+    )?;
+    let raw = serde_json::to_vec(body).map_err(|e| refuse(ErrorReason::Internal, e.to_string()))?;
+    let epoch = installed.epoch;
+    let outcome = node
+        .engine
+        .run(Op::Install {
+            installed: Arc::new(installed),
+            raw,
+            degraded: degraded.clone(),
+        })
+        .await
+        .map_err(|e| refuse(ErrorReason::Internal, e.to_string()))?;
+    match outcome {
+        crate::engine::Outcome::Done => {
+            node.metrics.epoch.set(epoch as i64);
+            tracing::info!(epoch, degraded = ?degraded, "placement installed");
+            Ok(degraded)
+        }
+        // Re-checked in the writer, in order with other installs.
+        crate::engine::Outcome::Refused(m) => Err(refuse(ErrorReason::StaleEpoch, m)),
+        crate::engine::Outcome::Failed(m) => Err(refuse(ErrorReason::Internal, m)),
+        _ => Err(refuse(ErrorReason::Internal, "unexpected writer answer".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringshift_node_api::MemberEndpoint;
+    use ringshift_ring::{Member, Placement, RingSpec};
+
+    fn body(uid: &str, members: &[&str]) -> PlacementInstall {
+        let ms: Vec<Member> = members.iter().map(|m| Member::new(*m, 1)).collect();
+        let spec = RingSpec::with_members(16, &ms).unwrap();
+        PlacementInstall {
+            placement: Placement::new(uid, spec).unwrap(),
+            members: members
+                .iter()
+                .map(|m| MemberEndpoint {
+                    name: m.to_string(),
+                    data_addr: format!("{m}:6379"),
+                    admin_addr: format!("{m}:8080"),
+                })
+                .collect(),
+            write_pause_budget_ms: 1000,
+            incarnations: Default::default(),
+        }
+    }
+
+    fn routing_with(b: &PlacementInstall) -> Routing {
+        Routing {
+            me: "a".into(),
+            placement: Some(Arc::new(to_installed(b).unwrap())),
+            ..Routing::default()
+        }
+    }
+
+    #[test]
+    fn refuses_other_cluster_and_different_same_epoch() {
+        let b = body("c1", &["a", "b"]);
+        let r = routing_with(&b);
+        let other = body("c2", &["a", "b"]);
+        assert_eq!(
+            plan_install(&r, None, "inc", &other).unwrap_err().reason,
+            ErrorReason::OtherCluster
+        );
+        assert!(plan_install(&r, None, "inc", &b).is_ok());
+        let changed = body("c1", &["a", "b", "c"]);
+        assert_eq!(
+            plan_install(&r, None, "inc", &changed).unwrap_err().reason,
+            ErrorReason::Conflict
+        );
+        assert_eq!(
+            plan_install(&Routing { me: "a".into(), ..Routing::default() }, Some("zz"), "inc", &b)
+                .unwrap_err()
+                .reason,
+            ErrorReason::OtherCluster
+        );
+    }
+
+    #[test]
+    fn new_incarnation_owning_ranges_is_degraded() {
+        let mut b = body("c1", &["a", "b"]);
+        b.incarnations.insert("a".into(), "old".into());
+        let r = Routing { me: "a".into(), ..Routing::default() };
+        let (_, degraded) = plan_install(&r, None, "new", &b).unwrap();
+        assert!(degraded.unwrap().contains("old"));
+        b.incarnations.insert("a".into(), "new".into());
+        let (_, degraded) = plan_install(&r, None, "new", &b).unwrap();
+        assert!(degraded.is_none());
+    }
+}

@@ -1,0 +1,576 @@
+//! Target side of a range move: clear the ranges, copy a consistent snapshot from the source in
+//! chunks (cursor persisted with the data, so a restart resumes), verify checksums at the
+//! snapshot offset, then tail the source's change log from there (catch-up) until cancelled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringshift_node_api::client::{AdminClient, ClientError};
+use ringshift_node_api::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::admin::{ApiErr, ApiResult, api_err};
+use crate::changelog::LogOp;
+use crate::engine::{Engine, Op, Outcome};
+use crate::keys::Stored;
+use crate::node::Node;
+use crate::ranges::{self, HashRange};
+use crate::wire;
+
+const META_PULL_PREFIX: &[u8] = b"pull/";
+const CHUNK_ENTRIES: usize = 2000;
+const TAIL_MAX: usize = 2000;
+const TAIL_WAIT_MS: u64 = 300;
+
+/// What a target persists about a pull (in the same batch as the data it copies).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PullRecord {
+    request: StartPull,
+    status: PullStatus,
+    /// Last storage key copied from the snapshot (hex), to resume the copy.
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+struct Running {
+    status: Arc<Mutex<PullStatus>>,
+    cancel: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+pub struct Pulls {
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl Pulls {
+    pub fn list(&self) -> Vec<PullStatus> {
+        self.running
+            .lock()
+            .map(|m| m.values().filter_map(|r| r.status.lock().ok().map(|s| s.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, uid: &str) -> Option<PullStatus> {
+        let m = self.running.lock().ok()?;
+        let s = m.get(uid)?.status.lock().ok()?.clone();
+        Some(s)
+    }
+
+    /// True if a pull that is not cancelled or failed writes into any of `rs`.
+    pub fn overlaps_active(&self, rs: &[HashRange]) -> bool {
+        self.list().iter().any(|s| {
+            !matches!(s.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) && ranges::any_overlap(&s.ranges, rs)
+        })
+    }
+}
+
+fn pull_key(uid: &str) -> Vec<u8> {
+    [META_PULL_PREFIX, uid.as_bytes()].concat()
+}
+
+fn record_meta(rec: &PullRecord) -> (Vec<u8>, Option<Vec<u8>>) {
+    (
+        pull_key(&rec.status.migration_uid),
+        Some(serde_json::to_vec(rec).unwrap_or_default()),
+    )
+}
+
+/// Starts a pull (or returns the running one for the same attempt).
+pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
+    let uid = req.caller.migration_uid.clone();
+    if let Some(cur) = node.pulls.get(&uid) {
+        if cur.attempt == req.caller.attempt && !matches!(cur.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) {
+            return Ok(cur);
+        }
+        if cur.attempt > req.caller.attempt {
+            return Err(api_err(
+                ErrorReason::StaleAttempt,
+                format!("pull of migration {uid} runs attempt {}", cur.attempt),
+            ));
+        }
+        stop(node, &uid);
+    }
+    if let Some(other) = node
+        .pulls
+        .list()
+        .into_iter()
+        .find(|s| s.migration_uid != uid && !matches!(s.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) && ranges::any_overlap(&s.ranges, &req.ranges))
+    {
+        return Err(api_err(
+            ErrorReason::Conflict,
+            format!("migration {} is already pulling into these ranges", other.migration_uid),
+        ));
+    }
+    let status = PullStatus {
+        migration_uid: uid.clone(),
+        attempt: req.caller.attempt,
+        source: req.source.clone(),
+        ranges: req.ranges.clone(),
+        phase: PullPhase::Starting,
+        snapshot_offset: None,
+        applied_offset: None,
+        source_head: None,
+        lag: None,
+        keys_copied: 0,
+        bytes_copied: 0,
+        verified: None,
+        error: None,
+    };
+    let rec = PullRecord {
+        request: req,
+        status: status.clone(),
+        cursor: None,
+    };
+    persist(&node.engine, &rec).await.map_err(internal)?;
+    spawn(node.clone(), rec);
+    Ok(status)
+}
+
+/// Stops a pull and records it as cancelled. Data already copied stays (a later copy clears it;
+/// a drop removes it).
+pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> {
+    let uid = &caller.migration_uid;
+    let Some(cur) = node.pulls.get(uid) else {
+        return Err(api_err(ErrorReason::NotFound, format!("no pull for migration {uid}")));
+    };
+    if cur.attempt > caller.attempt {
+        return Err(api_err(
+            ErrorReason::StaleAttempt,
+            format!("pull of migration {uid} runs attempt {}", cur.attempt),
+        ));
+    }
+    stop(node, uid);
+    let raw = node.engine.meta_get(&pull_key(uid)).map_err(internal)?;
+    let mut rec: PullRecord = match raw.and_then(|r| serde_json::from_slice(&r).ok()) {
+        Some(r) => r,
+        None => return Err(api_err(ErrorReason::NotFound, format!("no pull record for migration {uid}"))),
+    };
+    rec.status.phase = PullPhase::Cancelled;
+    persist(&node.engine, &rec).await.map_err(internal)?;
+    set_status(node, &rec.status);
+    let client = node.admin_client(&rec.request.source.admin_addr);
+    let caller = rec.request.caller.clone();
+    tokio::spawn(async move {
+        let _ = client.delete_snapshot(&caller).await;
+    });
+    tracing::info!(migration = %uid, "pull cancelled");
+    Ok(rec.status)
+}
+
+fn stop(node: &Node, uid: &str) {
+    if let Ok(m) = node.pulls.running.lock()
+        && let Some(r) = m.get(uid)
+    {
+        let _ = r.cancel.send(true);
+    }
+}
+
+fn set_status(node: &Node, status: &PullStatus) {
+    if let Ok(m) = node.pulls.running.lock()
+        && let Some(r) = m.get(&status.migration_uid)
+        && let Ok(mut s) = r.status.lock()
+    {
+        *s = status.clone();
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiErr {
+    api_err(ErrorReason::Internal, e.to_string())
+}
+
+async fn persist(engine: &Engine, rec: &PullRecord) -> Result<(), String> {
+    match engine.run(Op::Meta(vec![record_meta(rec)])).await {
+        Ok(Outcome::Done) => Ok(()),
+        Ok(Outcome::Failed(m)) => Err(m),
+        Ok(_) => Err("unexpected writer answer".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Resumes the pulls persisted in the data directory.
+pub fn resume_all(node: &Arc<Node>) {
+    let records = match node.engine.meta_prefix(META_PULL_PREFIX) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read persisted pulls");
+            return;
+        }
+    };
+    for (_, raw) in records {
+        match serde_json::from_slice::<PullRecord>(&raw) {
+            Ok(rec) => {
+                tracing::info!(migration = %rec.status.migration_uid, phase = ?rec.status.phase, "resuming pull");
+                spawn(node.clone(), rec);
+            }
+            Err(e) => tracing::error!(error = %e, "unreadable pull record"),
+        }
+    }
+}
+
+fn spawn(node: Arc<Node>, rec: PullRecord) {
+    let (cancel, cancelled) = watch::channel(false);
+    let status = Arc::new(Mutex::new(rec.status.clone()));
+    if let Ok(mut m) = node.pulls.running.lock() {
+        m.insert(
+            rec.status.migration_uid.clone(),
+            Running {
+                status: status.clone(),
+                cancel,
+            },
+        );
+    }
+    if matches!(rec.status.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut p = Puller {
+            client: node.admin_client(&rec.request.source.admin_addr),
+            node,
+            rec,
+            status,
+            cancelled,
+        };
+        p.run().await;
+    });
+}
+
+/// Why a step stopped.
+enum Stop {
+    Cancelled,
+    /// Start over: clear and copy again.
+    Recopy(String),
+    Fail(String),
+    /// Transient: retry the step after a pause.
+    Retry(String),
+    /// This node owns the ranges now (the move committed): the pull is complete.
+    Owned(String),
+}
+
+impl From<ClientError> for Stop {
+    fn from(e: ClientError) -> Stop {
+        match e.reason() {
+            Some(ErrorReason::Recopy) => Stop::Recopy(e.to_string()),
+            Some(ErrorReason::StaleAttempt | ErrorReason::OtherCluster | ErrorReason::BadRequest) => Stop::Fail(e.to_string()),
+            _ => Stop::Retry(e.to_string()),
+        }
+    }
+}
+
+struct Puller {
+    node: Arc<Node>,
+    client: AdminClient,
+    rec: PullRecord,
+    status: Arc<Mutex<PullStatus>>,
+    cancelled: watch::Receiver<bool>,
+}
+
+impl Puller {
+    fn uid(&self) -> &str {
+        &self.rec.status.migration_uid
+    }
+
+    fn publish(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = self.rec.status.clone();
+        }
+        let label = crate::metrics::MigrationLabel {
+            migration: self.rec.status.migration_uid.clone(),
+        };
+        if let Some(lag) = self.rec.status.lag {
+            self.node.metrics.lag.get_or_create(&label).set(lag as i64);
+        }
+    }
+
+    async fn run(&mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *self.cancelled.borrow() {
+                return;
+            }
+            let step = match self.rec.status.phase {
+                PullPhase::Starting => self.begin().await,
+                PullPhase::Copying => self.copy().await,
+                PullPhase::Verifying => self.verify().await,
+                PullPhase::CatchingUp => self.catch_up().await,
+                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed => return,
+            };
+            match step {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    if self.rec.status.error.take().is_some() {
+                        self.publish();
+                    }
+                }
+                Err(Stop::Cancelled) => return,
+                Err(Stop::Owned(why)) => {
+                    tracing::info!(migration = %self.uid(), reason = %why, "pull completed");
+                    self.rec.status.phase = PullPhase::Completed;
+                    self.save().await;
+                    return;
+                }
+                Err(Stop::Recopy(why)) => {
+                    tracing::warn!(migration = %self.uid(), reason = %why, "pull restarts its copy");
+                    self.rec.status.phase = PullPhase::Starting;
+                    self.rec.status.error = Some(why);
+                    self.rec.cursor = None;
+                    self.save().await;
+                }
+                Err(Stop::Fail(why)) => {
+                    tracing::error!(migration = %self.uid(), reason = %why, "pull failed");
+                    self.rec.status.phase = PullPhase::Failed;
+                    self.rec.status.error = Some(why);
+                    self.save().await;
+                    return;
+                }
+                Err(Stop::Retry(why)) => {
+                    tracing::warn!(migration = %self.uid(), reason = %why, "pull step failed; retrying");
+                    self.rec.status.error = Some(why);
+                    self.publish();
+                    let mut c = self.cancelled.clone();
+                    let _ = tokio::time::timeout(backoff, c.changed()).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn save(&mut self) {
+        if let Err(e) = persist(&self.node.engine, &self.rec).await {
+            tracing::error!(migration = %self.uid(), error = %e, "cannot persist pull state");
+        }
+        self.publish();
+    }
+
+    async fn write(&mut self, op: Op) -> Result<(), Stop> {
+        if *self.cancelled.borrow() {
+            return Err(Stop::Cancelled);
+        }
+        match self.node.engine.run(op).await {
+            Ok(Outcome::Done) => Ok(()),
+            Ok(Outcome::Refused(m)) => Err(Stop::Owned(m)),
+            Ok(Outcome::Failed(m)) => Err(Stop::Retry(m)),
+            Ok(_) => Err(Stop::Retry("unexpected writer answer".into())),
+            Err(e) => Err(Stop::Retry(e.to_string())),
+        }
+    }
+
+    /// Clear the ranges, then open the source snapshot; both recorded before copying.
+    async fn begin(&mut self) -> Result<(), Stop> {
+        self.rec.status.keys_copied = 0;
+        self.rec.status.bytes_copied = 0;
+        self.rec.status.verified = None;
+        self.rec.status.snapshot_offset = None;
+        self.rec.status.applied_offset = None;
+        self.rec.cursor = None;
+        let meta = vec![record_meta(&self.rec)];
+        if ranges::any_overlap(&self.rec.status.ranges, &self.node.engine.routing().owned_ranges()) {
+            return Err(Stop::Fail("this node owns the ranges; refusing to clear them".into()));
+        }
+        self.write(Op::Clear {
+            ranges: self.rec.status.ranges.clone(),
+            meta,
+        })
+        .await?;
+        let opened = self
+            .client
+            .open_snapshot(&OpenSnapshot {
+                caller: self.rec.request.caller.clone(),
+                ranges: self.rec.status.ranges.clone(),
+            })
+            .await?;
+        tracing::info!(migration = %self.uid(), offset = opened.offset.sequence, "copying snapshot");
+        self.rec.status.snapshot_offset = Some(opened.offset);
+        self.rec.status.phase = PullPhase::Copying;
+        self.save().await;
+        Ok(())
+    }
+
+    async fn copy(&mut self) -> Result<(), Stop> {
+        // Re-opening is idempotent at the source; a different offset means the session was lost.
+        let opened = self
+            .client
+            .open_snapshot(&OpenSnapshot {
+                caller: self.rec.request.caller.clone(),
+                ranges: self.rec.status.ranges.clone(),
+            })
+            .await?;
+        if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
+            return Err(Stop::Recopy("the source's snapshot changed".into()));
+        }
+        loop {
+            let path = format!(
+                "/v1/snapshots/{}/chunk?after={}&max={CHUNK_ENTRIES}",
+                self.uid(),
+                self.rec.cursor.as_deref().unwrap_or("")
+            );
+            let started = Instant::now();
+            let raw = self.client.get_raw(&path).await?;
+            let chunk = wire::decode_chunk(&raw).map_err(|e| Stop::Retry(e.to_string()))?;
+            let mut ops = Vec::with_capacity(chunk.entries.len());
+            let mut bytes = 0u64;
+            for (skey, value) in &chunk.entries {
+                let Some(stored) = Stored::decode(value) else {
+                    return Err(Stop::Fail("the source sent a malformed value".into()));
+                };
+                bytes += (skey.len() + value.len()) as u64;
+                ops.push(LogOp::Put {
+                    skey: skey.clone(),
+                    value: stored.value,
+                    expires_at: stored.expires_at,
+                });
+            }
+            if let Some((last, _)) = chunk.entries.last() {
+                self.rec.cursor = Some(crate::admin::hex_encode(last));
+            }
+            self.rec.status.keys_copied += ops.len() as u64;
+            self.rec.status.bytes_copied += bytes;
+            if chunk.done {
+                self.rec.status.phase = if self.rec.request.verify {
+                    PullPhase::Verifying
+                } else {
+                    PullPhase::CatchingUp
+                };
+                self.rec.status.applied_offset = self.rec.status.snapshot_offset.clone();
+            }
+            let meta = vec![record_meta(&self.rec)];
+            self.write(Op::Apply {
+                ops,
+                meta,
+                guard: self.rec.status.ranges.clone(),
+            })
+            .await?;
+            self.node
+                .metrics
+                .bytes_copied
+                .get_or_create(&crate::metrics::MigrationLabel {
+                    migration: self.uid().to_string(),
+                })
+                .inc_by(bytes);
+            self.publish();
+            if chunk.done {
+                return Ok(());
+            }
+            self.throttle(bytes, started).await?;
+        }
+    }
+
+    async fn throttle(&mut self, bytes: u64, started: Instant) -> Result<(), Stop> {
+        let Some(limit) = self.rec.request.bytes_per_sec.filter(|l| *l > 0) else {
+            return Ok(());
+        };
+        let due = Duration::from_secs_f64(bytes as f64 / limit as f64);
+        let spent = started.elapsed();
+        if due > spent {
+            let mut c = self.cancelled.clone();
+            if tokio::time::timeout(due - spent, c.changed()).await.is_ok() && *c.borrow() {
+                return Err(Stop::Cancelled);
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares the source snapshot's checksum with ours, at the snapshot offset (we have
+    /// applied nothing past it yet), outside any fence.
+    async fn verify(&mut self) -> Result<(), Stop> {
+        let ranges = self.rec.status.ranges.clone();
+        let theirs = self
+            .client
+            .checksum(&ChecksumRequest {
+                ranges: ranges.clone(),
+                snapshot_of: Some(self.uid().to_string()),
+            })
+            .await?;
+        let session = match self.node.engine.run(Op::Snapshot).await {
+            Ok(Outcome::Snapshot(s)) => s,
+            _ => return Err(Stop::Retry("cannot snapshot the target".into())),
+        };
+        let engine = self.node.engine.clone();
+        let (digest, keys) = tokio::task::spawn_blocking(move || {
+            Engine::checksum(&session.snapshot, engine.data_keyspace(), &ranges)
+        })
+        .await
+        .map_err(|e| Stop::Retry(e.to_string()))?
+        .map_err(|e| Stop::Retry(e.to_string()))?;
+        if Some(&theirs.offset) != self.rec.status.snapshot_offset.as_ref() {
+            return Err(Stop::Recopy("the source's snapshot changed".into()));
+        }
+        if (digest, keys) != (theirs.digest, theirs.keys) {
+            self.rec.status.verified = Some(false);
+            return Err(Stop::Fail(format!(
+                "checksum mismatch at the snapshot offset: source {} keys digest {}, target {keys} keys digest {digest}",
+                theirs.keys, theirs.digest
+            )));
+        }
+        self.rec.status.verified = Some(true);
+        self.rec.status.phase = PullPhase::CatchingUp;
+        self.save().await;
+        let _ = self.client.delete_snapshot(&self.rec.request.caller).await;
+        tracing::info!(migration = %self.uid(), keys, "copy verified; catching up");
+        Ok(())
+    }
+
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        let Some(applied) = self.rec.status.applied_offset.clone() else {
+            return Err(Stop::Recopy("no applied offset recorded".into()));
+        };
+        let path = format!(
+            "/v1/log?incarnation={}&after={}&ranges={}&max={TAIL_MAX}&reader={}&waitMs={TAIL_WAIT_MS}",
+            applied.incarnation,
+            applied.sequence,
+            ranges::format_list(&self.rec.status.ranges),
+            self.uid(),
+        );
+        let started = Instant::now();
+        let raw = tokio::select! {
+            r = self.client.get_raw(&path) => r?,
+            _ = self.cancelled.changed() => return Err(Stop::Cancelled),
+        };
+        let (batch, head) = wire::decode_tail(&raw).map_err(|e| Stop::Retry(e.to_string()))?;
+        let mut ops = Vec::with_capacity(batch.records.len());
+        let mut bytes = 0u64;
+        for (_, rec) in batch.records {
+            match rec.op {
+                LogOp::ClearRange { range } => {
+                    for mine in &self.rec.status.ranges {
+                        if ranges::overlaps(mine, &range) {
+                            ops.push(LogOp::ClearRange {
+                                range: HashRange {
+                                    start: mine.start.max(range.start),
+                                    end: mine.end.min(range.end),
+                                },
+                            });
+                        }
+                    }
+                }
+                op => {
+                    if let LogOp::Put { skey, value, .. } = &op {
+                        bytes += (skey.len() + value.len()) as u64;
+                    }
+                    ops.push(op);
+                }
+            }
+        }
+        let advanced = batch.watermark != applied.sequence;
+        self.rec.status.source_head = Some(head);
+        self.rec.status.lag = Some(head.saturating_sub(batch.watermark));
+        self.rec.status.bytes_copied += bytes;
+        if advanced || !ops.is_empty() {
+            self.rec.status.applied_offset = Some(Offset {
+                incarnation: applied.incarnation,
+                sequence: batch.watermark,
+            });
+            let meta = vec![record_meta(&self.rec)];
+            self.write(Op::Apply {
+                ops,
+                meta,
+                guard: self.rec.status.ranges.clone(),
+            })
+            .await?;
+        }
+        self.publish();
+        self.throttle(bytes, started).await
+    }
+}

@@ -1,0 +1,4 @@
+//! The Redis protocol (RESP2): request parsing (multibulk and inline) and reply encoding.
+
+pub mod parse;
+pub mod reply;

@@ -1,0 +1,146 @@
+//! RESP2 reply encoding, plus a scanner that finds where one complete reply ends (used by the
+//! coordinator to relay an owner's answer verbatim).
+
+pub fn simple(out: &mut Vec<u8>, s: &str) {
+    out.push(b'+');
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// An error line; newlines in the message are replaced so the frame stays valid.
+pub fn error(out: &mut Vec<u8>, msg: &str) {
+    out.push(b'-');
+    out.extend(msg.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn int(out: &mut Vec<u8>, n: i64) {
+    out.push(b':');
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn bulk(out: &mut Vec<u8>, b: &[u8]) {
+    out.push(b'$');
+    out.extend_from_slice(b.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn nil(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"$-1\r\n");
+}
+
+pub fn array_len(out: &mut Vec<u8>, n: usize) {
+    out.push(b'*');
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Encodes a request as a multibulk frame.
+pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    array_len(out, args.len());
+    for a in args {
+        bulk(out, a);
+    }
+}
+
+/// Length of the first complete reply in `buf`; `Ok(None)` if more bytes are needed.
+pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
+    fn line(buf: &[u8], from: usize) -> Option<usize> {
+        buf.get(from..)?
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| p + from)
+    }
+    fn num(b: &[u8]) -> Result<i64, String> {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "invalid length in reply".to_string())
+    }
+    fn at(buf: &[u8], pos: usize) -> Result<Option<usize>, String> {
+        let Some(&t) = buf.get(pos) else {
+            return Ok(None);
+        };
+        let Some(eol) = line(buf, pos + 1) else {
+            return Ok(None);
+        };
+        match t {
+            b'+' | b'-' | b':' => Ok(Some(eol + 2)),
+            b'$' => {
+                let n = num(&buf[pos + 1..eol])?;
+                if n < 0 {
+                    return Ok(Some(eol + 2));
+                }
+                let end = eol + 2 + n as usize + 2;
+                Ok((buf.len() >= end).then_some(end))
+            }
+            b'*' => {
+                let n = num(&buf[pos + 1..eol])?;
+                let mut p = eol + 2;
+                for _ in 0..n.max(0) {
+                    match at(buf, p)? {
+                        Some(next) => p = next,
+                        None => return Ok(None),
+                    }
+                }
+                Ok(Some(p))
+            }
+            other => Err(format!("unexpected reply type byte {other}")),
+        }
+    }
+    at(buf, 0)
+}
+
+/// Splits an array reply into its element replies (each raw); `None` if not an array.
+pub fn array_items(raw: &[u8]) -> Option<Vec<&[u8]>> {
+    if raw.first() != Some(&b'*') {
+        return None;
+    }
+    let eol = raw.windows(2).position(|w| w == b"\r\n")?;
+    let n: i64 = std::str::from_utf8(&raw[1..eol]).ok()?.parse().ok()?;
+    let mut p = eol + 2;
+    let mut out = Vec::new();
+    for _ in 0..n.max(0) {
+        let len = reply_len(&raw[p..]).ok()??;
+        out.push(&raw[p..p + len]);
+        p += len;
+    }
+    Some(out)
+}
+
+/// The integer of a `:n` reply.
+pub fn as_int(raw: &[u8]) -> Option<i64> {
+    let body = raw.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(body).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_reply_ends() {
+        let mut out = Vec::new();
+        array_len(&mut out, 3);
+        bulk(&mut out, b"a\r\nb");
+        nil(&mut out);
+        int(&mut out, 5);
+        let whole = out.len();
+        out.extend_from_slice(b"+OK\r\n");
+        assert_eq!(reply_len(&out).unwrap(), Some(whole));
+        assert_eq!(reply_len(&out[..whole - 1]).unwrap(), None);
+        let items = array_items(&out[..whole]).unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(as_int(items[2]), Some(5));
+    }
+
+    #[test]
+    fn error_text_cannot_break_framing() {
+        let mut out = Vec::new();
+        error(&mut out, "bad\r\nthing");
+        assert_eq!(out, b"-bad  thing\r\n");
+    }
+}

@@ -1,0 +1,89 @@
+//! The RESP data port: accepts connections, parses pipelined requests, answers in order.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::command::{self, ConnState, Flow, PendingReply};
+use crate::node::Node;
+use crate::resp::{parse, reply};
+
+pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(node, stream).await {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut conn = ConnState {
+        id: node.next_conn.fetch_add(1, Ordering::Relaxed),
+        authed: false,
+        name: None,
+    };
+    let max_frame = node.cfg.max_frame;
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(16 * 1024);
+    let mut pending: Vec<PendingReply> = Vec::new();
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut consumed = 0;
+        let mut close = false;
+        loop {
+            match parse::parse(&buf[consumed..], max_frame) {
+                Ok(Some((args, used))) => {
+                    consumed += used;
+                    if let Flow::Close = command::handle(&node, &mut conn, args, &mut pending, &mut out).await {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    if buf.len() - consumed > max_frame + 1024 {
+                        command::flush(&mut pending, &mut out).await;
+                        reply::error(&mut out, &format!("ERR Protocol error: request frame larger than the maximum of {max_frame} bytes"));
+                        close = true;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    node.metrics.error("protocol");
+                    command::flush(&mut pending, &mut out).await;
+                    reply::error(&mut out, &e.to_string());
+                    close = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..consumed);
+        command::flush(&mut pending, &mut out).await;
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+    }
+}
