@@ -106,8 +106,9 @@ impl LogRecord {
     /// True if the record concerns any hash in `filter`.
     pub fn touches(&self, filter: &[HashRange]) -> bool {
         match &self.op {
-            LogOp::Put { skey, .. } | LogOp::Del { skey } => split_storage_key(skey)
-                .is_some_and(|(hash, _)| ranges::contains(filter, hash)),
+            LogOp::Put { skey, .. } | LogOp::Del { skey } => {
+                split_storage_key(skey).is_some_and(|(hash, _)| ranges::contains(filter, hash))
+            }
             LogOp::ClearRange { range } => filter.iter().any(|f| ranges::overlaps(f, range)),
         }
     }
@@ -132,7 +133,13 @@ pub struct TailBatch {
 /// Filters `log` (records after `after`, in sequence order, none above `durable_head`) by
 /// `filter`, stopping after `max_records` matches. The watermark reaches `durable_head` when the
 /// scan ran to the end, so filtered-out records still advance it.
-pub fn tail<I>(log: I, after: u64, durable_head: u64, filter: &[HashRange], max_records: usize) -> TailBatch
+pub fn tail<I>(
+    log: I,
+    after: u64,
+    durable_head: u64,
+    filter: &[HashRange],
+    max_records: usize,
+) -> TailBatch
 where
     I: IntoIterator<Item = (u64, LogRecord)>,
 {
@@ -178,11 +185,24 @@ mod tests {
 
     fn arb_op() -> impl Strategy<Value = LogOp> {
         prop_oneof![
-            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..8), proptest::option::of(1u64..))
-                .prop_map(|(h, v, e)| LogOp::Put { skey: storage_key_with_hash(h, b"key"), value: v, expires_at: e }),
-            any::<u64>().prop_map(|h| LogOp::Del { skey: storage_key_with_hash(h, b"x") }),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..8),
+                proptest::option::of(1u64..)
+            )
+                .prop_map(|(h, v, e)| LogOp::Put {
+                    skey: storage_key_with_hash(h, b"key"),
+                    value: v,
+                    expires_at: e
+                }),
+            any::<u64>().prop_map(|h| LogOp::Del {
+                skey: storage_key_with_hash(h, b"x")
+            }),
             (any::<u64>(), any::<u64>()).prop_map(|(a, b)| LogOp::ClearRange {
-                range: HashRange { start: a.min(b), end: a.max(b) }
+                range: HashRange {
+                    start: a.min(b),
+                    end: a.max(b)
+                }
             }),
         ]
     }

@@ -55,7 +55,8 @@ pub struct Cli {
 
 /// Reads a secret file, trimming a trailing newline.
 pub fn read_secret(path: &std::path::Path) -> Result<String, String> {
-    let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let s = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let s = s.trim_end_matches(['\n', '\r']).to_string();
     if s.is_empty() {
         return Err(format!("{} is empty", path.display()));

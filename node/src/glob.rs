@@ -70,7 +70,9 @@ fn class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
             let &e = pattern.get(j + 1)?;
             hit |= e == c;
             j += 2;
-        } else if pattern.get(j + 1) == Some(&b'-') && pattern.get(j + 2).is_some_and(|&x| x != b']') {
+        } else if pattern.get(j + 1) == Some(&b'-')
+            && pattern.get(j + 2).is_some_and(|&x| x != b']')
+        {
             let (lo, hi) = (pc.min(pattern[j + 2]), pc.max(pattern[j + 2]));
             hit |= lo <= c && c <= hi;
             j += 3;

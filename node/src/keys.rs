@@ -32,7 +32,10 @@ pub fn split_storage_key(skey: &[u8]) -> Option<(u64, &[u8])> {
 /// upper bound (`None` = unbounded, when the range ends at the top of the hash space).
 pub fn range_bounds(range: HashRange) -> (Vec<u8>, Option<Vec<u8>>) {
     let lo = range.start.to_be_bytes().to_vec();
-    let hi = range.end.checked_add(1).map(|next| next.to_be_bytes().to_vec());
+    let hi = range
+        .end
+        .checked_add(1)
+        .map(|next| next.to_be_bytes().to_vec());
     (lo, hi)
 }
 
@@ -108,7 +111,10 @@ mod tests {
 
     #[test]
     fn full_range_bounds_cover_max_hash() {
-        let (lo, hi) = range_bounds(HashRange { start: 0, end: u64::MAX });
+        let (lo, hi) = range_bounds(HashRange {
+            start: 0,
+            end: u64::MAX,
+        });
         let sk = storage_key_with_hash(u64::MAX, &[0xFF; 20]);
         assert!(lo.as_slice() <= sk.as_slice());
         assert!(hi.is_none());

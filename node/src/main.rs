@@ -34,7 +34,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let admin_token = cli.admin_token_file.as_deref().map(read_secret).transpose()?;
+    let admin_token = cli
+        .admin_token_file
+        .as_deref()
+        .map(read_secret)
+        .transpose()?;
     let password = cli.password_file.as_deref().map(read_secret).transpose()?;
     let config = EngineConfig {
         member: cli.member_name.clone(),

@@ -48,9 +48,21 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("ops", "Data commands executed, by command", m.ops.clone());
-        registry.register("errors", "Error replies and failures, by kind", m.errors.clone());
-        registry.register("forwarded_ops", "Commands forwarded to their owner", m.forwarded.clone());
-        registry.register("log_head", "Durable change log head sequence", m.log_head.clone());
+        registry.register(
+            "errors",
+            "Error replies and failures, by kind",
+            m.errors.clone(),
+        );
+        registry.register(
+            "forwarded_ops",
+            "Commands forwarded to their owner",
+            m.forwarded.clone(),
+        );
+        registry.register(
+            "log_head",
+            "Durable change log head sequence",
+            m.log_head.clone(),
+        );
         registry.register(
             "pull_bytes_copied",
             "Bytes copied by pulls into this node, by migration",
@@ -61,8 +73,16 @@ impl Metrics {
             "Change log records between a pull's applied offset and its source's head",
             m.lag.clone(),
         );
-        registry.register("fenced_ranges", "Hash ranges fenced on this node", m.fenced_ranges.clone());
-        registry.register("placement_epoch", "Epoch of the installed placement", m.epoch.clone());
+        registry.register(
+            "fenced_ranges",
+            "Hash ranges fenced on this node",
+            m.fenced_ranges.clone(),
+        );
+        registry.register(
+            "placement_epoch",
+            "Epoch of the installed placement",
+            m.epoch.clone(),
+        );
         Metrics { registry, ..m }
     }
 

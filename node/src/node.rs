@@ -60,13 +60,21 @@ impl Node {
     }
 
     pub fn admin_client(&self, addr: &str) -> AdminClient {
-        AdminClient::new(self.http.clone(), addr, self.cfg.admin_token.as_deref().unwrap_or(""))
+        AdminClient::new(
+            self.http.clone(),
+            addr,
+            self.cfg.admin_token.as_deref().unwrap_or(""),
+        )
     }
 
     /// Fetches a peer's placement and installs it if it is newer (errors are logged: the caller
     /// retries its command either way within its budget).
     pub async fn refresh_placement_from(&self, admin_addr: &str) {
-        let fetched = tokio::time::timeout(Duration::from_secs(2), self.admin_client(admin_addr).placement()).await;
+        let fetched = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.admin_client(admin_addr).placement(),
+        )
+        .await;
         match fetched {
             Ok(Ok(body)) => {
                 if body.placement.epoch() <= self.engine.routing().epoch() {
@@ -76,7 +84,9 @@ impl Node {
                     tracing::warn!(peer = admin_addr, error = %e, "refusing a peer's placement");
                 }
             }
-            Ok(Err(e)) => tracing::warn!(peer = admin_addr, error = %e, "cannot fetch a peer's placement"),
+            Ok(Err(e)) => {
+                tracing::warn!(peer = admin_addr, error = %e, "cannot fetch a peer's placement")
+            }
             Err(_) => tracing::warn!(peer = admin_addr, "timed out fetching a peer's placement"),
         }
     }

@@ -120,7 +120,10 @@ pub fn plan_install(
 }
 
 /// Installs a placement durably; returns the degraded reason, if any.
-pub async fn install(node: &crate::node::Node, body: &PlacementInstall) -> Result<Option<String>, Refusal> {
+pub async fn install(
+    node: &crate::node::Node,
+    body: &PlacementInstall,
+) -> Result<Option<String>, Refusal> {
     let routing = node.engine.routing();
     let (installed, degraded) = plan_install(
         &routing,
@@ -148,7 +151,10 @@ pub async fn install(node: &crate::node::Node, body: &PlacementInstall) -> Resul
         // Re-checked in the writer, in order with other installs.
         crate::engine::Outcome::Refused(m) => Err(refuse(ErrorReason::StaleEpoch, m)),
         crate::engine::Outcome::Failed(m) => Err(refuse(ErrorReason::Internal, m)),
-        _ => Err(refuse(ErrorReason::Internal, "unexpected writer answer".into())),
+        _ => Err(refuse(
+            ErrorReason::Internal,
+            "unexpected writer answer".into(),
+        )),
     }
 }
 
@@ -200,9 +206,17 @@ mod tests {
             ErrorReason::Conflict
         );
         assert_eq!(
-            plan_install(&Routing { me: "a".into(), ..Routing::default() }, Some("zz"), "inc", &b)
-                .unwrap_err()
-                .reason,
+            plan_install(
+                &Routing {
+                    me: "a".into(),
+                    ..Routing::default()
+                },
+                Some("zz"),
+                "inc",
+                &b
+            )
+            .unwrap_err()
+            .reason,
             ErrorReason::OtherCluster
         );
     }
@@ -211,7 +225,10 @@ mod tests {
     fn new_incarnation_owning_ranges_is_degraded() {
         let mut b = body("c1", &["a", "b"]);
         b.incarnations.insert("a".into(), "old".into());
-        let r = Routing { me: "a".into(), ..Routing::default() };
+        let r = Routing {
+            me: "a".into(),
+            ..Routing::default()
+        };
         let (_, degraded) = plan_install(&r, None, "new", &b).unwrap();
         assert!(degraded.unwrap().contains("old"));
         b.incarnations.insert("a".into(), "new".into());

@@ -50,7 +50,9 @@ impl Pool {
             reply::command(&mut frame, &[b"AUTH", pw.as_bytes()]);
             let answer = exchange(&mut s, &frame).await.map_err(connect_err)?;
             if !answer.starts_with(b"+OK") {
-                return Err(connect_err(String::from_utf8_lossy(&answer).trim().to_string()));
+                return Err(connect_err(
+                    String::from_utf8_lossy(&answer).trim().to_string(),
+                ));
             }
         }
         Ok(s)

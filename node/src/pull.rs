@@ -49,7 +49,11 @@ impl Pulls {
     pub fn list(&self) -> Vec<PullStatus> {
         self.running
             .lock()
-            .map(|m| m.values().filter_map(|r| r.status.lock().ok().map(|s| s.clone())).collect())
+            .map(|m| {
+                m.values()
+                    .filter_map(|r| r.status.lock().ok().map(|s| s.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -62,7 +66,10 @@ impl Pulls {
     /// True if a pull that is not cancelled or failed writes into any of `rs`.
     pub fn overlaps_active(&self, rs: &[HashRange]) -> bool {
         self.list().iter().any(|s| {
-            !matches!(s.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) && ranges::any_overlap(&s.ranges, rs)
+            !matches!(
+                s.phase,
+                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
+            ) && ranges::any_overlap(&s.ranges, rs)
         })
     }
 }
@@ -82,7 +89,12 @@ fn record_meta(rec: &PullRecord) -> (Vec<u8>, Option<Vec<u8>>) {
 pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
     let uid = req.caller.migration_uid.clone();
     if let Some(cur) = node.pulls.get(&uid) {
-        if cur.attempt == req.caller.attempt && !matches!(cur.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) {
+        if cur.attempt == req.caller.attempt
+            && !matches!(
+                cur.phase,
+                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
+            )
+        {
             return Ok(cur);
         }
         if cur.attempt > req.caller.attempt {
@@ -93,15 +105,20 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
         }
         stop(node, &uid);
     }
-    if let Some(other) = node
-        .pulls
-        .list()
-        .into_iter()
-        .find(|s| s.migration_uid != uid && !matches!(s.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) && ranges::any_overlap(&s.ranges, &req.ranges))
-    {
+    if let Some(other) = node.pulls.list().into_iter().find(|s| {
+        s.migration_uid != uid
+            && !matches!(
+                s.phase,
+                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
+            )
+            && ranges::any_overlap(&s.ranges, &req.ranges)
+    }) {
         return Err(api_err(
             ErrorReason::Conflict,
-            format!("migration {} is already pulling into these ranges", other.migration_uid),
+            format!(
+                "migration {} is already pulling into these ranges",
+                other.migration_uid
+            ),
         ));
     }
     let status = PullStatus {
@@ -134,7 +151,10 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
 pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> {
     let uid = &caller.migration_uid;
     let Some(cur) = node.pulls.get(uid) else {
-        return Err(api_err(ErrorReason::NotFound, format!("no pull for migration {uid}")));
+        return Err(api_err(
+            ErrorReason::NotFound,
+            format!("no pull for migration {uid}"),
+        ));
     };
     if cur.attempt > caller.attempt {
         return Err(api_err(
@@ -146,7 +166,12 @@ pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> 
     let raw = node.engine.meta_get(&pull_key(uid)).map_err(internal)?;
     let mut rec: PullRecord = match raw.and_then(|r| serde_json::from_slice(&r).ok()) {
         Some(r) => r,
-        None => return Err(api_err(ErrorReason::NotFound, format!("no pull record for migration {uid}"))),
+        None => {
+            return Err(api_err(
+                ErrorReason::NotFound,
+                format!("no pull record for migration {uid}"),
+            ));
+        }
     };
     rec.status.phase = PullPhase::Cancelled;
     persist(&node.engine, &rec).await.map_err(internal)?;
@@ -222,7 +247,10 @@ fn spawn(node: Arc<Node>, rec: PullRecord) {
             },
         );
     }
-    if matches!(rec.status.phase, PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed) {
+    if matches!(
+        rec.status.phase,
+        PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
+    ) {
         return;
     }
     tokio::spawn(async move {
@@ -253,7 +281,9 @@ impl From<ClientError> for Stop {
     fn from(e: ClientError) -> Stop {
         match e.reason() {
             Some(ErrorReason::Recopy) => Stop::Recopy(e.to_string()),
-            Some(ErrorReason::StaleAttempt | ErrorReason::OtherCluster | ErrorReason::BadRequest) => Stop::Fail(e.to_string()),
+            Some(
+                ErrorReason::StaleAttempt | ErrorReason::OtherCluster | ErrorReason::BadRequest,
+            ) => Stop::Fail(e.to_string()),
             _ => Stop::Retry(e.to_string()),
         }
     }
@@ -366,8 +396,13 @@ impl Puller {
         self.rec.status.applied_offset = None;
         self.rec.cursor = None;
         let meta = vec![record_meta(&self.rec)];
-        if ranges::any_overlap(&self.rec.status.ranges, &self.node.engine.routing().owned_ranges()) {
-            return Err(Stop::Fail("this node owns the ranges; refusing to clear them".into()));
+        if ranges::any_overlap(
+            &self.rec.status.ranges,
+            &self.node.engine.routing().owned_ranges(),
+        ) {
+            return Err(Stop::Fail(
+                "this node owns the ranges; refusing to clear them".into(),
+            ));
         }
         self.write(Op::Clear {
             ranges: self.rec.status.ranges.clone(),

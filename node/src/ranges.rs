@@ -85,7 +85,10 @@ mod tests {
     fn arb_ranges() -> impl Strategy<Value = Vec<HashRange>> {
         proptest::collection::vec((any::<u64>(), any::<u64>()), 0..6).prop_map(|v| {
             v.into_iter()
-                .map(|(a, b)| HashRange { start: a.min(b), end: a.max(b) })
+                .map(|(a, b)| HashRange {
+                    start: a.min(b),
+                    end: a.max(b),
+                })
                 .collect()
         })
     }
@@ -108,7 +111,10 @@ mod tests {
 
     #[test]
     fn coverage() {
-        let set = [HashRange { start: 0, end: 9 }, HashRange { start: 10, end: 20 }];
+        let set = [
+            HashRange { start: 0, end: 9 },
+            HashRange { start: 10, end: 20 },
+        ];
         assert!(covered_by(&HashRange { start: 5, end: 15 }, &set));
         assert!(!covered_by(&HashRange { start: 5, end: 25 }, &set));
         assert!(!covered_by(&HashRange { start: 21, end: 25 }, &set));

@@ -104,7 +104,11 @@ impl Routing {
                 if let Some(reason) = &self.degraded {
                     return Route::Degraded(reason.clone());
                 }
-                match self.fences.iter().find(|f| ranges::contains(&f.ranges, hash)) {
+                match self
+                    .fences
+                    .iter()
+                    .find(|f| ranges::contains(&f.ranges, hash))
+                {
                     Some(f) => Route::Fenced {
                         epoch: p.epoch,
                         migration_uid: f.migration_uid.clone(),
@@ -139,7 +143,13 @@ mod tests {
     fn routing() -> Routing {
         let owners = OwnerTable::new(vec![
             (HashRange { start: 0, end: 99 }, Arc::from("a")),
-            (HashRange { start: 100, end: u64::MAX }, Arc::from("b")),
+            (
+                HashRange {
+                    start: 100,
+                    end: u64::MAX,
+                },
+                Arc::from("b"),
+            ),
         ]);
         Routing {
             me: "a".into(),

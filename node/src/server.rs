@@ -53,7 +53,9 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
             match parse::parse(&buf[consumed..], max_frame) {
                 Ok(Some((args, used))) => {
                     consumed += used;
-                    if let Flow::Close = command::handle(&node, &mut conn, args, &mut pending, &mut out).await {
+                    if let Flow::Close =
+                        command::handle(&node, &mut conn, args, &mut pending, &mut out).await
+                    {
                         close = true;
                         break;
                     }
@@ -61,7 +63,12 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
                 Ok(None) => {
                     if buf.len() - consumed > max_frame + 1024 {
                         command::flush(&mut pending, &mut out).await;
-                        reply::error(&mut out, &format!("ERR Protocol error: request frame larger than the maximum of {max_frame} bytes"));
+                        reply::error(
+                            &mut out,
+                            &format!(
+                                "ERR Protocol error: request frame larger than the maximum of {max_frame} bytes"
+                            ),
+                        );
                         close = true;
                     }
                     break;

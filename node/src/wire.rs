@@ -16,17 +16,24 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let (a, b) = self.buf.split_at_checked(n).ok_or(WireError { what: self.what })?;
+        let (a, b) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or(WireError { what: self.what })?;
         self.buf = b;
         Ok(a)
     }
     fn u32(&mut self) -> Result<u32, WireError> {
         let b = self.take(4)?;
-        Ok(u32::from_be_bytes(b.try_into().map_err(|_| WireError { what: self.what })?))
+        Ok(u32::from_be_bytes(
+            b.try_into().map_err(|_| WireError { what: self.what })?,
+        ))
     }
     fn u64(&mut self) -> Result<u64, WireError> {
         let b = self.take(8)?;
-        Ok(u64::from_be_bytes(b.try_into().map_err(|_| WireError { what: self.what })?))
+        Ok(u64::from_be_bytes(
+            b.try_into().map_err(|_| WireError { what: self.what })?,
+        ))
     }
     fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let n = self.u32()? as usize;
@@ -57,7 +64,10 @@ pub fn encode_chunk(c: &Chunk) -> Vec<u8> {
 }
 
 pub fn decode_chunk(raw: &[u8]) -> Result<Chunk, WireError> {
-    let mut r = Reader { buf: raw, what: "snapshot chunk" };
+    let mut r = Reader {
+        buf: raw,
+        what: "snapshot chunk",
+    };
     let done = r.take(1)?[0] != 0;
     let n = r.u32()?;
     let mut entries = Vec::with_capacity(n.min(65536) as usize);
@@ -83,7 +93,10 @@ pub fn encode_tail(batch: &TailBatch, head: u64) -> Vec<u8> {
 }
 
 pub fn decode_tail(raw: &[u8]) -> Result<(TailBatch, u64), WireError> {
-    let mut r = Reader { buf: raw, what: "log tail" };
+    let mut r = Reader {
+        buf: raw,
+        what: "log tail",
+    };
     let watermark = r.u64()?;
     let head = r.u64()?;
     let n = r.u32()?;
@@ -113,7 +126,9 @@ mod tests {
                 4,
                 LogRecord {
                     ts_ms: 9,
-                    op: LogOp::Del { skey: b"12345678k".to_vec() },
+                    op: LogOp::Del {
+                        skey: b"12345678k".to_vec(),
+                    },
                 },
             )],
             watermark: 7,

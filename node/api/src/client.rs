@@ -55,17 +55,24 @@ impl AdminClient {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: String) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<T, ClientError> {
         let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|source| ClientError::Http { url: url.clone(), source })?;
+            .map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Http { url: url.clone(), source })?;
+        let body = resp.bytes().await.map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
                 url,
@@ -100,7 +107,8 @@ impl AdminClient {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        self.send(self.http.request(method, &url).json(body), url).await
+        self.send(self.http.request(method, &url).json(body), url)
+            .await
     }
 
     pub async fn status(&self) -> Result<NodeStatus, ClientError> {
@@ -111,12 +119,17 @@ impl AdminClient {
         self.get("/v1/placement").await
     }
 
-    pub async fn put_placement(&self, body: &PlacementInstall) -> Result<PlacementAccepted, ClientError> {
-        self.with_body(reqwest::Method::PUT, "/v1/placement", body).await
+    pub async fn put_placement(
+        &self,
+        body: &PlacementInstall,
+    ) -> Result<PlacementAccepted, ClientError> {
+        self.with_body(reqwest::Method::PUT, "/v1/placement", body)
+            .await
     }
 
     pub async fn start_pull(&self, body: &StartPull) -> Result<PullStatus, ClientError> {
-        self.with_body(reqwest::Method::POST, "/v1/pulls", body).await
+        self.with_body(reqwest::Method::POST, "/v1/pulls", body)
+            .await
     }
 
     pub async fn pull(&self, migration_uid: &str) -> Result<PullStatus, ClientError> {
@@ -133,23 +146,28 @@ impl AdminClient {
     }
 
     pub async fn fence(&self, body: &FenceRequest) -> Result<FenceResponse, ClientError> {
-        self.with_body(reqwest::Method::POST, "/v1/fence", body).await
+        self.with_body(reqwest::Method::POST, "/v1/fence", body)
+            .await
     }
 
     pub async fn unfence(&self, body: &UnfenceRequest) -> Result<Done, ClientError> {
-        self.with_body(reqwest::Method::POST, "/v1/unfence", body).await
+        self.with_body(reqwest::Method::POST, "/v1/unfence", body)
+            .await
     }
 
     pub async fn drop_ranges(&self, body: &DropRequest) -> Result<Done, ClientError> {
-        self.with_body(reqwest::Method::POST, "/v1/drop", body).await
+        self.with_body(reqwest::Method::POST, "/v1/drop", body)
+            .await
     }
 
     pub async fn checksum(&self, body: &ChecksumRequest) -> Result<ChecksumResponse, ClientError> {
-        self.with_body(reqwest::Method::POST, "/v1/checksum", body).await
+        self.with_body(reqwest::Method::POST, "/v1/checksum", body)
+            .await
     }
 
     pub async fn open_snapshot(&self, body: &OpenSnapshot) -> Result<SnapshotOpened, ClientError> {
-        self.with_body(reqwest::Method::POST, "/v1/snapshots", body).await
+        self.with_body(reqwest::Method::POST, "/v1/snapshots", body)
+            .await
     }
 
     /// A binary body from a node-to-node endpoint (`path` includes the query string).
@@ -161,12 +179,15 @@ impl AdminClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|source| ClientError::Http { url: url.clone(), source })?;
+            .map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Http { url: url.clone(), source })?;
+        let body = resp.bytes().await.map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
         if (200..300).contains(&status) {
             return Ok(body.to_vec());
         }

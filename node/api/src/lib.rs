@@ -142,7 +142,11 @@ pub struct StartPull {
     pub source: MemberEndpoint,
     pub ranges: Vec<HashRange>,
     /// Copy rate limit (snapshot and catch-up), bytes per second.
-    #[serde(default, with = "u64s::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "u64s::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bytes_per_sec: Option<u64>,
     /// Compare range checksums of source snapshot and target after the copy, before catch-up.
     #[serde(default = "yes")]

@@ -30,7 +30,10 @@ fn offset(node: &Node, sequence: u64) -> Offset {
     }
 }
 
-pub async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> ApiResult<Json<NodeStatus>> {
+pub async fn status(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<NodeStatus>> {
     authorize(&node, &headers)?;
     let routing = node.engine.routing();
     let e = &node.engine;
@@ -58,7 +61,10 @@ pub async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> ApiRes
     }))
 }
 
-pub async fn get_placement(State(node): State<Arc<Node>>, headers: HeaderMap) -> ApiResult<Json<PlacementInstall>> {
+pub async fn get_placement(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<PlacementInstall>> {
     authorize(&node, &headers)?;
     let raw = node
         .engine
@@ -87,7 +93,11 @@ pub async fn put_placement(
     }))
 }
 
-pub async fn fence(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<FenceResponse>> {
+pub async fn fence(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<FenceResponse>> {
     authorize(&node, &headers)?;
     let req: FenceRequest = parse_body(&body)?;
     let rs = validate_ranges(&req.ranges)?;
@@ -96,7 +106,10 @@ pub async fn fence(State(node): State<Arc<Node>>, headers: HeaderMap, body: Byte
     if let Some(r) = rs.iter().find(|r| !ranges::covered_by(r, &owned)) {
         return Err(api_err(
             ErrorReason::Conflict,
-            format!("range {}-{} is not owned by this node; nothing to fence", r.start, r.end),
+            format!(
+                "range {}-{} is not owned by this node; nothing to fence",
+                r.start, r.end
+            ),
         ));
     }
     let outcome = node
@@ -121,7 +134,11 @@ pub async fn fence(State(node): State<Arc<Node>>, headers: HeaderMap, body: Byte
     }
 }
 
-pub async fn unfence(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Done>> {
+pub async fn unfence(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Done>> {
     authorize(&node, &headers)?;
     let req: UnfenceRequest = parse_body(&body)?;
     check_caller(&node, &req.caller).await?;
@@ -144,7 +161,11 @@ pub async fn unfence(State(node): State<Arc<Node>>, headers: HeaderMap, body: By
     }
 }
 
-pub async fn drop_ranges(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Done>> {
+pub async fn drop_ranges(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Done>> {
     authorize(&node, &headers)?;
     let req: DropRequest = parse_body(&body)?;
     let rs = validate_ranges(&req.ranges)?;
@@ -161,14 +182,23 @@ pub async fn drop_ranges(State(node): State<Arc<Node>>, headers: HeaderMap, body
         ));
     }
     if ranges::any_overlap(&rs, &routing.owned_ranges()) {
-        return Err(api_err(ErrorReason::Owned, "refusing to drop ranges this node owns"));
+        return Err(api_err(
+            ErrorReason::Owned,
+            "refusing to drop ranges this node owns",
+        ));
     }
     if node.pulls.overlaps_active(&rs) {
-        return Err(api_err(ErrorReason::Conflict, "a pull into these ranges is running; cancel it first"));
+        return Err(api_err(
+            ErrorReason::Conflict,
+            "a pull into these ranges is running; cancel it first",
+        ));
     }
     let outcome = node
         .engine
-        .run(Op::Clear { ranges: rs, meta: vec![] })
+        .run(Op::Clear {
+            ranges: rs,
+            meta: vec![],
+        })
         .await
         .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
     match outcome {
@@ -181,7 +211,11 @@ pub async fn drop_ranges(State(node): State<Arc<Node>>, headers: HeaderMap, body
     }
 }
 
-pub async fn checksum(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<ChecksumResponse>> {
+pub async fn checksum(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<ChecksumResponse>> {
     authorize(&node, &headers)?;
     let req: ChecksumRequest = parse_body(&body)?;
     let rs = validate_ranges(&req.ranges)?;
@@ -192,7 +226,12 @@ pub async fn checksum(State(node): State<Arc<Node>>, headers: HeaderMap, body: B
             .lock()
             .ok()
             .and_then(|m| m.get(uid).map(|s| s.session.clone()))
-            .ok_or_else(|| api_err(ErrorReason::NotFound, format!("no snapshot open for migration {uid}")))?,
+            .ok_or_else(|| {
+                api_err(
+                    ErrorReason::NotFound,
+                    format!("no snapshot open for migration {uid}"),
+                )
+            })?,
         None => match node.engine.run(Op::Snapshot).await {
             Ok(Outcome::Snapshot(s)) => s,
             Ok(_) => return Err(api_err(ErrorReason::Internal, "unexpected writer answer")),
@@ -201,11 +240,12 @@ pub async fn checksum(State(node): State<Arc<Node>>, headers: HeaderMap, body: B
     };
     let engine = node.engine.clone();
     let at = session.offset;
-    let (digest, keys) =
-        tokio::task::spawn_blocking(move || Engine::checksum(&session.snapshot, engine.data_keyspace(), &rs))
-            .await
-            .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
-            .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
+    let (digest, keys) = tokio::task::spawn_blocking(move || {
+        Engine::checksum(&session.snapshot, engine.data_keyspace(), &rs)
+    })
+    .await
+    .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
+    .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
     Ok(Json(ChecksumResponse {
         digest,
         keys,
@@ -213,28 +253,44 @@ pub async fn checksum(State(node): State<Arc<Node>>, headers: HeaderMap, body: B
     }))
 }
 
-pub async fn start_pull(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<PullStatus>> {
+pub async fn start_pull(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<PullStatus>> {
     authorize(&node, &headers)?;
     let mut req: StartPull = parse_body(&body)?;
     req.ranges = validate_ranges(&req.ranges)?;
     check_caller(&node, &req.caller).await?;
     if ranges::any_overlap(&req.ranges, &node.engine.routing().owned_ranges()) {
-        return Err(api_err(ErrorReason::Owned, "refusing to pull into ranges this node owns"));
+        return Err(api_err(
+            ErrorReason::Owned,
+            "refusing to pull into ranges this node owns",
+        ));
     }
     crate::pull::start(&node, req).await.map(Json)
 }
 
-pub async fn list_pulls(State(node): State<Arc<Node>>, headers: HeaderMap) -> ApiResult<Json<Vec<PullStatus>>> {
+pub async fn list_pulls(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<PullStatus>>> {
     authorize(&node, &headers)?;
     Ok(Json(node.pulls.list()))
 }
 
-pub async fn get_pull(State(node): State<Arc<Node>>, Path(uid): Path<String>, headers: HeaderMap) -> ApiResult<Json<PullStatus>> {
+pub async fn get_pull(
+    State(node): State<Arc<Node>>,
+    Path(uid): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<PullStatus>> {
     authorize(&node, &headers)?;
-    node.pulls
-        .get(&uid)
-        .map(Json)
-        .ok_or_else(|| api_err(ErrorReason::NotFound, format!("no pull for migration {uid}")))
+    node.pulls.get(&uid).map(Json).ok_or_else(|| {
+        api_err(
+            ErrorReason::NotFound,
+            format!("no pull for migration {uid}"),
+        )
+    })
 }
 
 pub async fn cancel_pull(
@@ -246,7 +302,10 @@ pub async fn cancel_pull(
     authorize(&node, &headers)?;
     let caller: Caller = parse_body(&body)?;
     if caller.migration_uid != uid {
-        return Err(api_err(ErrorReason::BadRequest, "migrationUid in the body differs from the path"));
+        return Err(api_err(
+            ErrorReason::BadRequest,
+            "migrationUid in the body differs from the path",
+        ));
     }
     check_caller(&node, &caller).await?;
     crate::pull::cancel(&node, &caller).await.map(Json)

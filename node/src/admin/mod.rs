@@ -22,15 +22,27 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(handlers::metrics))
         .route("/v1/status", get(handlers::status))
-        .route("/v1/placement", get(handlers::get_placement).put(handlers::put_placement))
+        .route(
+            "/v1/placement",
+            get(handlers::get_placement).put(handlers::put_placement),
+        )
         .route("/v1/fence", post(handlers::fence))
         .route("/v1/unfence", post(handlers::unfence))
         .route("/v1/drop", post(handlers::drop_ranges))
         .route("/v1/checksum", post(handlers::checksum))
-        .route("/v1/pulls", get(handlers::list_pulls).post(handlers::start_pull))
-        .route("/v1/pulls/{uid}", get(handlers::get_pull).delete(handlers::cancel_pull))
+        .route(
+            "/v1/pulls",
+            get(handlers::list_pulls).post(handlers::start_pull),
+        )
+        .route(
+            "/v1/pulls/{uid}",
+            get(handlers::get_pull).delete(handlers::cancel_pull),
+        )
         .route("/v1/snapshots", post(source::open_snapshot))
-        .route("/v1/snapshots/{uid}", axum::routing::delete(source::close_snapshot))
+        .route(
+            "/v1/snapshots/{uid}",
+            axum::routing::delete(source::close_snapshot),
+        )
         .route("/v1/snapshots/{uid}/chunk", get(source::chunk))
         .route("/v1/log", get(source::log))
         .with_state(node)
@@ -92,13 +104,21 @@ pub fn authorize(node: &Node, headers: &HeaderMap) -> ApiResult<()> {
     if same {
         Ok(())
     } else {
-        Err(api_err(ErrorReason::Unauthorized, "missing or wrong bearer token"))
+        Err(api_err(
+            ErrorReason::Unauthorized,
+            "missing or wrong bearer token",
+        ))
     }
 }
 
 /// Parses a JSON body strictly (unknown fields refused) into a 400 on error.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| api_err(ErrorReason::BadRequest, format!("invalid request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        api_err(
+            ErrorReason::BadRequest,
+            format!("invalid request body: {e}"),
+        )
+    })
 }
 
 /// Refuses calls from another cluster, an older epoch or an older attempt of the migration, and
@@ -110,7 +130,10 @@ pub async fn check_caller(node: &Node, caller: &Caller) -> ApiResult<()> {
     {
         return Err(api_err(
             ErrorReason::OtherCluster,
-            format!("call from cluster {} refused: this node belongs to cluster {uid}", caller.cluster_uid),
+            format!(
+                "call from cluster {} refused: this node belongs to cluster {uid}",
+                caller.cluster_uid
+            ),
         ));
     }
     if let Some(p) = &routing.placement {
@@ -126,7 +149,10 @@ pub async fn check_caller(node: &Node, caller: &Caller) -> ApiResult<()> {
         if caller.epoch < p.epoch {
             return Err(api_err(
                 ErrorReason::StaleEpoch,
-                format!("call at epoch {} refused: this node is at epoch {}", caller.epoch, p.epoch),
+                format!(
+                    "call at epoch {} refused: this node is at epoch {}",
+                    caller.epoch, p.epoch
+                ),
             ));
         }
     }
@@ -135,7 +161,11 @@ pub async fn check_caller(node: &Node, caller: &Caller) -> ApiResult<()> {
         .engine
         .meta_get(&key)
         .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
-        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok().map(u64::from_be_bytes));
+        .and_then(|v| {
+            <[u8; 8]>::try_from(v.as_slice())
+                .ok()
+                .map(u64::from_be_bytes)
+        });
     match seen {
         Some(s) if s > caller.attempt => Err(api_err(
             ErrorReason::StaleAttempt,
@@ -147,7 +177,10 @@ pub async fn check_caller(node: &Node, caller: &Caller) -> ApiResult<()> {
         Some(s) if s == caller.attempt => Ok(()),
         _ => {
             node.engine
-                .run(Op::Meta(vec![(key, Some(caller.attempt.to_be_bytes().to_vec()))]))
+                .run(Op::Meta(vec![(
+                    key,
+                    Some(caller.attempt.to_be_bytes().to_vec()),
+                )]))
                 .await
                 .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
             Ok(())
@@ -155,9 +188,12 @@ pub async fn check_caller(node: &Node, caller: &Caller) -> ApiResult<()> {
     }
 }
 
-pub fn validate_ranges(ranges: &[ringshift_ring::HashRange]) -> ApiResult<Vec<ringshift_ring::HashRange>> {
+pub fn validate_ranges(
+    ranges: &[ringshift_ring::HashRange],
+) -> ApiResult<Vec<ringshift_ring::HashRange>> {
     if ranges.is_empty() {
         return Err(api_err(ErrorReason::BadRequest, "ranges must not be empty"));
     }
-    crate::ranges::normalize(ranges).ok_or_else(|| api_err(ErrorReason::BadRequest, "a range has start > end"))
+    crate::ranges::normalize(ranges)
+        .ok_or_else(|| api_err(ErrorReason::BadRequest, "a range has start > end"))
 }

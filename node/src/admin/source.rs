@@ -18,13 +18,22 @@ use crate::wire;
 
 const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
-pub async fn open_snapshot(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<SnapshotOpened>> {
+pub async fn open_snapshot(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<SnapshotOpened>> {
     authorize(&node, &headers)?;
     let req: OpenSnapshot = parse_body(&body)?;
     let rs = validate_ranges(&req.ranges)?;
     check_caller(&node, &req.caller).await?;
     let uid = req.caller.migration_uid.clone();
-    let existing = node.engine.snapshots.lock().ok().and_then(|m| m.get(&uid).cloned());
+    let existing = node
+        .engine
+        .snapshots
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&uid).cloned());
     if let Some(s) = existing
         && s.attempt == req.caller.attempt
         && s.ranges == rs
@@ -86,7 +95,9 @@ pub async fn chunk(
     authorize(&node, &headers)?;
     let after = match q.get("after").map(String::as_str) {
         None | Some("") => None,
-        Some(h) => Some(hex_decode(h).ok_or_else(|| api_err(ErrorReason::BadRequest, "after must be hex"))?),
+        Some(h) => Some(
+            hex_decode(h).ok_or_else(|| api_err(ErrorReason::BadRequest, "after must be hex"))?,
+        ),
     };
     let max: usize = q
         .get("max")
@@ -129,7 +140,10 @@ pub async fn log(
 ) -> ApiResult<Vec<u8>> {
     authorize(&node, &headers)?;
     let bad = |m: &str| api_err(ErrorReason::BadRequest, m.to_string());
-    let incarnation = q.get("incarnation").ok_or_else(|| bad("incarnation is required"))?.clone();
+    let incarnation = q
+        .get("incarnation")
+        .ok_or_else(|| bad("incarnation is required"))?
+        .clone();
     let after: u64 = q
         .get("after")
         .and_then(|a| a.parse().ok())
@@ -138,8 +152,16 @@ pub async fn log(
         .get("ranges")
         .and_then(|r| crate::ranges::parse_list(r))
         .ok_or_else(|| bad("ranges must be start-end[,start-end...]"))?;
-    let max: usize = q.get("max").and_then(|m| m.parse().ok()).unwrap_or(1000).clamp(1, 100_000);
-    let wait_ms: u64 = q.get("waitMs").and_then(|m| m.parse().ok()).unwrap_or(0).min(5000);
+    let max: usize = q
+        .get("max")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1000)
+        .clamp(1, 100_000);
+    let wait_ms: u64 = q
+        .get("waitMs")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+        .min(5000);
     if let Some(reader) = q.get("reader") {
         node.engine.pin(reader, after);
     }
@@ -159,12 +181,14 @@ fn tail(
     filter: &[HashRange],
     max: usize,
 ) -> ApiResult<crate::changelog::TailBatch> {
-    node.engine.tail(incarnation, after, filter, max).map_err(|e| match e {
-        EngineError::TooOld { .. } | EngineError::WrongIncarnation { .. } | EngineError::Ahead { .. } => {
-            api_err(ErrorReason::Recopy, e.to_string())
-        }
-        other => api_err(ErrorReason::Internal, other.to_string()),
-    })
+    node.engine
+        .tail(incarnation, after, filter, max)
+        .map_err(|e| match e {
+            EngineError::TooOld { .. }
+            | EngineError::WrongIncarnation { .. }
+            | EngineError::Ahead { .. } => api_err(ErrorReason::Recopy, e.to_string()),
+            other => api_err(ErrorReason::Internal, other.to_string()),
+        })
 }
 
 pub fn hex_encode(b: &[u8]) -> String {

@@ -103,7 +103,13 @@ fn owners_of(node: &Node, keys: &[&[u8]]) -> Vec<Option<Arc<str>>> {
 }
 
 /// Runs a keyed command, splitting MGET/EXISTS/DEL across owners.
-pub async fn execute(node: &Arc<Node>, name: &str, args: Vec<Vec<u8>>, keyed: Keyed, forwarded: bool) -> Vec<u8> {
+pub async fn execute(
+    node: &Arc<Node>,
+    name: &str,
+    args: Vec<Vec<u8>>,
+    keyed: Keyed,
+    forwarded: bool,
+) -> Vec<u8> {
     let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let owners = owners_of(node, &key_refs);
@@ -121,7 +127,9 @@ pub async fn execute(node: &Arc<Node>, name: &str, args: Vec<Vec<u8>>, keyed: Ke
         Keyed::Write(crate::engine::DataCmd::MSet { .. }) => {
             err("CROSSSLOT Keys in request don't hash to the same owner")
         }
-        Keyed::Read(ReadCmd::MGet(_)) | Keyed::Read(ReadCmd::Exists(_)) | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
+        Keyed::Read(ReadCmd::MGet(_))
+        | Keyed::Read(ReadCmd::Exists(_))
+        | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
             split(node, name, &keys, &owners, &keyed).await
         }
         _ => run_group(node, args, keyed, forwarded).await,
@@ -193,17 +201,27 @@ async fn split(
     out
 }
 
-async fn futures_join(futs: Vec<impl std::future::Future<Output = Vec<u8>> + Send + 'static>) -> Vec<Vec<u8>> {
+async fn futures_join(
+    futs: Vec<impl std::future::Future<Output = Vec<u8>> + Send + 'static>,
+) -> Vec<Vec<u8>> {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
-        out.push(h.await.unwrap_or_else(|e| err(&format!("ERR internal task failed: {e}"))));
+        out.push(
+            h.await
+                .unwrap_or_else(|e| err(&format!("ERR internal task failed: {e}"))),
+        );
     }
     out
 }
 
 /// Runs a command whose keys all belong to one owner.
-pub async fn run_group(node: &Arc<Node>, args: Vec<Vec<u8>>, keyed: Keyed, forwarded: bool) -> Vec<u8> {
+pub async fn run_group(
+    node: &Arc<Node>,
+    args: Vec<Vec<u8>>,
+    keyed: Keyed,
+    forwarded: bool,
+) -> Vec<u8> {
     let budget = node
         .engine
         .routing()
@@ -220,9 +238,10 @@ pub async fn run_group(node: &Arc<Node>, args: Vec<Vec<u8>>, keyed: Keyed, forwa
                 Keyed::Read(r) => return local_read(node, r),
                 Keyed::Write(w) => match node.engine.run(Op::Data(w.clone())).await {
                     Ok(Outcome::Data(r)) => return encode_data(r),
-                    Ok(Outcome::NotServed(Route::Fenced { epoch, migration_uid })) => {
-                        Some(fenced_error(epoch, &migration_uid))
-                    }
+                    Ok(Outcome::NotServed(Route::Fenced {
+                        epoch,
+                        migration_uid,
+                    })) => Some(fenced_error(epoch, &migration_uid)),
                     Ok(Outcome::NotServed(_)) => {
                         // Routing changed under us; nothing was applied: route again.
                         tokio::task::yield_now().await;
@@ -233,8 +252,15 @@ pub async fn run_group(node: &Arc<Node>, args: Vec<Vec<u8>>, keyed: Keyed, forwa
                     Err(e) => return err(&format!("ERR {e}")),
                 },
             },
-            Route::Fenced { epoch, migration_uid } => Some(fenced_error(epoch, &migration_uid)),
-            Route::Remote { epoch, owner, data_addr } => {
+            Route::Fenced {
+                epoch,
+                migration_uid,
+            } => Some(fenced_error(epoch, &migration_uid)),
+            Route::Remote {
+                epoch,
+                owner,
+                data_addr,
+            } => {
                 if forwarded {
                     return err(&moved_error(epoch, &owner, data_addr.as_deref()));
                 }
@@ -300,7 +326,9 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
                 Forwarded::Retry(text)
             }
         },
-        Err(e @ crate::pool::PeerError::Connect { .. }) => Forwarded::Retry(format!("CLUSTERDOWN owner unreachable: {e}")),
+        Err(e @ crate::pool::PeerError::Connect { .. }) => {
+            Forwarded::Retry(format!("CLUSTERDOWN owner unreachable: {e}"))
+        }
         Err(e) => {
             node.metrics.error("forward_ambiguous");
             Forwarded::Done(err(&format!(
@@ -312,7 +340,9 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
 
 fn local_read(node: &Node, r: &ReadCmd) -> Vec<u8> {
     let mut out = Vec::new();
-    let get = |k: &[u8]| -> Result<Option<Stored>, String> { node.engine.get(k).map_err(|e| e.to_string()) };
+    let get = |k: &[u8]| -> Result<Option<Stored>, String> {
+        node.engine.get(k).map_err(|e| e.to_string())
+    };
     let res: Result<(), String> = (|| {
         match r {
             ReadCmd::Get(k) => match get(k)? {
@@ -340,8 +370,13 @@ fn local_read(node: &Node, r: &ReadCmd) -> Vec<u8> {
             ReadCmd::Ttl { key, millis } => {
                 let v = match get(key)? {
                     None => -2,
-                    Some(Stored { expires_at: None, .. }) => -1,
-                    Some(Stored { expires_at: Some(at), .. }) => {
+                    Some(Stored {
+                        expires_at: None, ..
+                    }) => -1,
+                    Some(Stored {
+                        expires_at: Some(at),
+                        ..
+                    }) => {
                         let left = at.saturating_sub(keys::now_ms()) as i64;
                         if *millis { left } else { (left + 500) / 1000 }
                     }
@@ -349,7 +384,9 @@ fn local_read(node: &Node, r: &ReadCmd) -> Vec<u8> {
                 reply::int(&mut out, v);
             }
             ReadCmd::StrLen(k) => reply::int(&mut out, get(k)?.map_or(0, |s| s.value.len() as i64)),
-            ReadCmd::Type(k) => reply::simple(&mut out, if get(k)?.is_some() { "string" } else { "none" }),
+            ReadCmd::Type(k) => {
+                reply::simple(&mut out, if get(k)?.is_some() { "string" } else { "none" })
+            }
         }
         Ok(())
     })();
@@ -365,8 +402,14 @@ mod tests {
 
     #[test]
     fn classifies_not_applied_answers() {
-        assert_eq!(classify(b"-TRYAGAIN range fenced\r\n"), Some(NotApplied::Fenced));
-        assert_eq!(classify(b"-STALEEPOCH 3 4\r\n"), Some(NotApplied::StaleEpoch));
+        assert_eq!(
+            classify(b"-TRYAGAIN range fenced\r\n"),
+            Some(NotApplied::Fenced)
+        );
+        assert_eq!(
+            classify(b"-STALEEPOCH 3 4\r\n"),
+            Some(NotApplied::StaleEpoch)
+        );
         assert_eq!(
             classify(b"-RINGMOVED 7 b 127.0.0.1:6379\r\n"),
             Some(NotApplied::Moved { epoch: 7 })

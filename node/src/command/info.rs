@@ -41,8 +41,13 @@ pub fn connection_command(
         "config" => match lower(&args[1]).as_str() {
             // Enough for redis-benchmark and clients that probe settings.
             "get" => reply::array_len(out, 0),
-            "set" | "resetstat" | "rewrite" => reply::error(out, "ERR CONFIG SET is not supported by ringshift"),
-            other => reply::error(out, &format!("ERR unknown subcommand '{other}'. Try CONFIG HELP.")),
+            "set" | "resetstat" | "rewrite" => {
+                reply::error(out, "ERR CONFIG SET is not supported by ringshift")
+            }
+            other => reply::error(
+                out,
+                &format!("ERR unknown subcommand '{other}'. Try CONFIG HELP."),
+            ),
         },
         "info" => reply::bulk(out, info(node, conn).as_bytes()),
         "dbsize" => {
@@ -78,21 +83,30 @@ fn auth(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) 
         conn.authed = true;
         reply::simple(out, "OK");
     } else {
-        reply::error(out, "WRONGPASS invalid username-password pair or user is disabled.");
+        reply::error(
+            out,
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        );
     }
 }
 
 fn hello(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
     let mut i = 1;
     if let Some(v) = args.get(1) {
-        match std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()) {
+        match std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
             Some(2) => {}
             Some(_) => {
                 reply::error(out, "NOPROTO sorry, this protocol version is not supported");
                 return;
             }
             None => {
-                reply::error(out, "ERR Protocol version is not an integer or out of range");
+                reply::error(
+                    out,
+                    "ERR Protocol version is not an integer or out of range",
+                );
                 return;
             }
         }
@@ -120,7 +134,10 @@ fn hello(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>)
         }
     }
     if node.cfg.password.is_some() && !conn.authed {
-        reply::error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        reply::error(
+            out,
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
         return;
     }
     reply::array_len(out, 14);
@@ -147,7 +164,10 @@ fn client(conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
     match lower(&args[1]).as_str() {
         "setname" if args.len() == 3 => {
             if args[2].iter().any(|&b| b <= b' ' || b > b'~') {
-                reply::error(out, "ERR Client names cannot contain spaces, newlines or special characters.");
+                reply::error(
+                    out,
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
             } else {
                 conn.name = (!args[2].is_empty()).then(|| args[2].clone());
                 reply::simple(out, "OK");
@@ -161,7 +181,9 @@ fn client(conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
         "setinfo" if args.len() == 4 => reply::simple(out, "OK"),
         other => reply::error(
             out,
-            &format!("ERR unknown subcommand or wrong number of arguments for '{other}'. Try CLIENT HELP."),
+            &format!(
+                "ERR unknown subcommand or wrong number of arguments for '{other}'. Try CLIENT HELP."
+            ),
         ),
     }
 }
@@ -180,8 +202,10 @@ fn command_info(out: &mut Vec<u8>, spec: &table::CommandSpec) {
 }
 
 fn command(args: &[Vec<u8>], out: &mut Vec<u8>) {
-    let visible: Vec<&table::CommandSpec> =
-        table::COMMANDS.iter().filter(|c| !c.flags.contains(&"internal")).collect();
+    let visible: Vec<&table::CommandSpec> = table::COMMANDS
+        .iter()
+        .filter(|c| !c.flags.contains(&"internal"))
+        .collect();
     match args.get(1).map(|a| lower(a)).as_deref() {
         None => {
             reply::array_len(out, visible.len());
@@ -214,12 +238,21 @@ fn info(node: &Node, _conn: &ConnState) -> String {
     let mut s = String::new();
     s.push_str("# Server\r\n");
     s.push_str(&format!("redis_version:{REDIS_COMPAT_VERSION}\r\n"));
-    s.push_str(&format!("ringshift_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+    s.push_str(&format!(
+        "ringshift_version:{}\r\n",
+        env!("CARGO_PKG_VERSION")
+    ));
     s.push_str("redis_mode:standalone\r\n");
     s.push_str(&format!("tcp_port:{}\r\n", node.cfg.data_port()));
-    s.push_str(&format!("uptime_in_seconds:{}\r\n", node.started.elapsed().as_secs()));
+    s.push_str(&format!(
+        "uptime_in_seconds:{}\r\n",
+        node.started.elapsed().as_secs()
+    ));
     s.push_str("\r\n# Persistence\r\n");
-    s.push_str(&format!("ringshift_durability:{}\r\n", if e.config.durable { "durable" } else { "none" }));
+    s.push_str(&format!(
+        "ringshift_durability:{}\r\n",
+        if e.config.durable { "durable" } else { "none" }
+    ));
     s.push_str("\r\n# Ringshift\r\n");
     s.push_str(&format!("member:{}\r\n", routing.me));
     s.push_str(&format!("incarnation:{}\r\n", e.incarnation));
@@ -231,7 +264,10 @@ fn info(node: &Node, _conn: &ConnState) -> String {
         s.push_str(&format!("degraded:{d}\r\n"));
     }
     s.push_str("\r\n# Keyspace\r\n");
-    s.push_str(&format!("db0:keys={},expires=0,avg_ttl=0\r\n", e.approximate_keys()));
+    s.push_str(&format!(
+        "db0:keys={},expires=0,avg_ttl=0\r\n",
+        e.approximate_keys()
+    ));
     s
 }
 
@@ -239,7 +275,10 @@ fn info(node: &Node, _conn: &ConnState) -> String {
 /// starts and ends); all keys sharing a hash are returned together so a cursor never splits
 /// them. Keys may be returned twice across calls, as Redis allows.
 fn scan(node: &Node, args: &[Vec<u8>], out: &mut Vec<u8>) {
-    let Some(cursor) = std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(cursor) = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         reply::error(out, "ERR invalid cursor");
         return;
     };
@@ -254,7 +293,10 @@ fn scan(node: &Node, args: &[Vec<u8>], out: &mut Vec<u8>) {
             return;
         };
         match opt.as_str() {
-            "count" => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<usize>().ok()) {
+            "count" => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+            {
                 Some(n) if n >= 1 => count = n,
                 _ => {
                     reply::error(out, "ERR syntax error");

@@ -137,7 +137,10 @@ async fn keyed_command(
 async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>) -> Vec<u8> {
     let mut out = Vec::new();
     let uid = String::from_utf8_lossy(&args[1]).to_string();
-    let Some(epoch) = std::str::from_utf8(&args[2]).ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(epoch) = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         error(&mut out, "ERR invalid epoch in forwarded command");
         return out;
     };
@@ -148,11 +151,21 @@ async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>) -> Vec<u8> {
     if let Some(p) = &routing.placement
         && p.cluster_uid != uid
     {
-        error(&mut out, &format!("ERR forwarded command from cluster {uid}, this node belongs to {}", p.cluster_uid));
+        error(
+            &mut out,
+            &format!(
+                "ERR forwarded command from cluster {uid}, this node belongs to {}",
+                p.cluster_uid
+            ),
+        );
         return out;
     }
     if routing.placement.is_none() || epoch > mine {
-        if let Some(m) = routing.placement.as_ref().and_then(|p| p.members.get(&sender)) {
+        if let Some(m) = routing
+            .placement
+            .as_ref()
+            .and_then(|p| p.members.get(&sender))
+        {
             let node = node.clone();
             let admin = m.admin_addr.clone();
             tokio::spawn(async move { node.refresh_placement_from(&admin).await });

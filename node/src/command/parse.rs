@@ -16,7 +16,10 @@ pub enum ReadCmd {
 impl ReadCmd {
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
-            ReadCmd::Get(k) | ReadCmd::StrLen(k) | ReadCmd::Type(k) | ReadCmd::Ttl { key: k, .. } => {
+            ReadCmd::Get(k)
+            | ReadCmd::StrLen(k)
+            | ReadCmd::Type(k)
+            | ReadCmd::Ttl { key: k, .. } => {
                 vec![k]
             }
             ReadCmd::MGet(ks) | ReadCmd::Exists(ks) => ks.iter().map(Vec::as_slice).collect(),
@@ -50,14 +53,26 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
         "get" => Keyed::Read(ReadCmd::Get(a(1))),
         "mget" => Keyed::Read(ReadCmd::MGet(rest())),
         "exists" => Keyed::Read(ReadCmd::Exists(rest())),
-        "ttl" => Keyed::Read(ReadCmd::Ttl { key: a(1), millis: false }),
-        "pttl" => Keyed::Read(ReadCmd::Ttl { key: a(1), millis: true }),
+        "ttl" => Keyed::Read(ReadCmd::Ttl {
+            key: a(1),
+            millis: false,
+        }),
+        "pttl" => Keyed::Read(ReadCmd::Ttl {
+            key: a(1),
+            millis: true,
+        }),
         "strlen" => Keyed::Read(ReadCmd::StrLen(a(1))),
         "type" => Keyed::Read(ReadCmd::Type(a(1))),
         "set" => Keyed::Write(parse_set(args, now_ms)?),
         "del" | "unlink" => Keyed::Write(DataCmd::Del { keys: rest() }),
-        "incr" => Keyed::Write(DataCmd::IncrBy { key: a(1), delta: 1 }),
-        "decr" => Keyed::Write(DataCmd::IncrBy { key: a(1), delta: -1 }),
+        "incr" => Keyed::Write(DataCmd::IncrBy {
+            key: a(1),
+            delta: 1,
+        }),
+        "decr" => Keyed::Write(DataCmd::IncrBy {
+            key: a(1),
+            delta: -1,
+        }),
         "incrby" | "decrby" => {
             let n = parse_int(&args[2]).ok_or(NOT_INT)?;
             let delta = if name == "decrby" {
@@ -76,7 +91,11 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
                 ));
             }
             let n = parse_int(&args[2]).ok_or(NOT_INT)?;
-            let ms = if name == "expire" { n.checked_mul(1000) } else { Some(n) };
+            let ms = if name == "expire" {
+                n.checked_mul(1000)
+            } else {
+                Some(n)
+            };
             let at = ms
                 .and_then(|ms| (now_ms as i64).checked_add(ms))
                 .ok_or_else(|| format!("ERR invalid expire time in '{name}' command"))?;
@@ -85,7 +104,10 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
                 at: Some(at.max(0) as u64),
             })
         }
-        "persist" => Keyed::Write(DataCmd::Expire { key: a(1), at: None }),
+        "persist" => Keyed::Write(DataCmd::Expire {
+            key: a(1),
+            at: None,
+        }),
         "mset" => {
             if args.len() % 2 != 1 {
                 return Err("ERR wrong number of arguments for 'mset' command".into());
@@ -124,7 +146,9 @@ fn parse_set(args: &[Vec<u8>], now_ms: u64) -> Result<DataCmd, String> {
                     return Err(invalid());
                 }
                 let at = match opt.as_str() {
-                    "ex" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now_ms as i64)),
+                    "ex" => n
+                        .checked_mul(1000)
+                        .and_then(|ms| ms.checked_add(now_ms as i64)),
                     "px" => n.checked_add(now_ms as i64),
                     "exat" => n.checked_mul(1000),
                     _ => Some(n),
@@ -157,7 +181,9 @@ mod tests {
 
     #[test]
     fn set_options() {
-        let p = parse_keyed("set", &args("SET k v EX 10 NX"), 1000).unwrap().unwrap();
+        let p = parse_keyed("set", &args("SET k v EX 10 NX"), 1000)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             p,
             Keyed::Write(DataCmd::Set {
@@ -168,14 +194,26 @@ mod tests {
                 get: false
             })
         );
-        assert_eq!(parse_keyed("set", &args("SET k v NX XX"), 0).unwrap_err(), SYNTAX);
-        assert_eq!(parse_keyed("set", &args("SET k v EX"), 0).unwrap_err(), SYNTAX);
-        assert_eq!(parse_keyed("set", &args("SET k v EX x"), 0).unwrap_err(), NOT_INT);
+        assert_eq!(
+            parse_keyed("set", &args("SET k v NX XX"), 0).unwrap_err(),
+            SYNTAX
+        );
+        assert_eq!(
+            parse_keyed("set", &args("SET k v EX"), 0).unwrap_err(),
+            SYNTAX
+        );
+        assert_eq!(
+            parse_keyed("set", &args("SET k v EX x"), 0).unwrap_err(),
+            NOT_INT
+        );
         assert_eq!(
             parse_keyed("set", &args("SET k v PX 0"), 0).unwrap_err(),
             "ERR invalid expire time in 'set' command"
         );
-        assert_eq!(parse_keyed("set", &args("SET k v EX 1 PX 1"), 0).unwrap_err(), SYNTAX);
+        assert_eq!(
+            parse_keyed("set", &args("SET k v EX 1 PX 1"), 0).unwrap_err(),
+            SYNTAX
+        );
     }
 
     #[test]

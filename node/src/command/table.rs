@@ -33,9 +33,24 @@ const C: &[&str] = &["fast", "loading", "stale"];
 pub const COMMANDS: &[CommandSpec] = &[
     spec("ping", -1, C, (0, 0, 0)),
     spec("echo", 2, C, (0, 0, 0)),
-    spec("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0)),
-    spec("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0)),
-    spec("quit", -1, &["noscript", "loading", "stale", "fast", "no_auth"], (0, 0, 0)),
+    spec(
+        "hello",
+        -1,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        (0, 0, 0),
+    ),
+    spec(
+        "auth",
+        -2,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        (0, 0, 0),
+    ),
+    spec(
+        "quit",
+        -1,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+        (0, 0, 0),
+    ),
     spec("select", 2, C, (0, 0, 0)),
     spec("client", -2, C, (0, 0, 0)),
     spec("command", -1, &["loading", "stale"], (0, 0, 0)),
@@ -71,12 +86,19 @@ pub fn lookup(name_lower: &str) -> Option<&'static CommandSpec> {
 /// True if `argc` (including the command name) satisfies `arity`.
 pub fn arity_ok(arity: i64, argc: usize) -> bool {
     let argc = argc as i64;
-    if arity >= 0 { argc == arity } else { argc >= -arity }
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
 }
 
 /// Redis' reply for an unknown command.
 pub fn unknown_command_error(args: &[Vec<u8>]) -> String {
-    let name = args.first().map(|a| String::from_utf8_lossy(a)).unwrap_or_default();
+    let name = args
+        .first()
+        .map(|a| String::from_utf8_lossy(a))
+        .unwrap_or_default();
     let mut msg = format!(
         "ERR unknown command '{}', with args beginning with: ",
         truncate(&name, 128)
@@ -85,7 +107,10 @@ pub fn unknown_command_error(args: &[Vec<u8>]) -> String {
         if msg.len() >= 128 {
             break;
         }
-        msg.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(a), 128)));
+        msg.push_str(&format!(
+            "'{}' ",
+            truncate(&String::from_utf8_lossy(a), 128)
+        ));
     }
     msg
 }

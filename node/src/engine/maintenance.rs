@@ -110,6 +110,8 @@ fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
         engine.oldest_seq.fetch_max(o, Ordering::AcqRel);
     }
     batch.commit()?;
-    engine.log_bytes.fetch_sub(freed.min(bytes), Ordering::AcqRel);
+    engine
+        .log_bytes
+        .fetch_sub(freed.min(bytes), Ordering::AcqRel);
     Ok(())
 }

@@ -38,13 +38,17 @@ pub enum EngineError {
     },
     #[error("the writer stopped (storage failure earlier)")]
     WriterGone,
-    #[error("offset {incarnation}:{after} is older than the retained change log (oldest retained sequence {oldest}); re-copy the ranges")]
+    #[error(
+        "offset {incarnation}:{after} is older than the retained change log (oldest retained sequence {oldest}); re-copy the ranges"
+    )]
     TooOld {
         incarnation: String,
         after: u64,
         oldest: u64,
     },
-    #[error("offset belongs to incarnation {asked}, this node is incarnation {mine}; re-copy the ranges")]
+    #[error(
+        "offset belongs to incarnation {asked}, this node is incarnation {mine}; re-copy the ranges"
+    )]
     WrongIncarnation { asked: String, mine: String },
     #[error("offset {after} is ahead of this node's log head {head}")]
     Ahead { after: u64, head: u64 },

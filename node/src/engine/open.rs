@@ -30,8 +30,7 @@ pub struct EngineConfig {
 }
 
 /// Turns a persisted placement back into routing; supplied by the placement module.
-pub type PlacementDecoder =
-    fn(&[u8]) -> Result<crate::routing::Installed, String>;
+pub type PlacementDecoder = fn(&[u8]) -> Result<crate::routing::Installed, String>;
 
 pub fn open(
     dir: &Path,

@@ -56,7 +56,9 @@ pub enum DataCmd {
 impl DataCmd {
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
-            DataCmd::Set { key, .. } | DataCmd::IncrBy { key, .. } | DataCmd::Expire { key, .. } => {
+            DataCmd::Set { key, .. }
+            | DataCmd::IncrBy { key, .. }
+            | DataCmd::Expire { key, .. } => {
                 vec![key]
             }
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
@@ -118,7 +120,9 @@ pub enum Outcome {
     Data(DataReply),
     /// Not applied: the route says why.
     NotServed(Route),
-    Fenced { offset: u64 },
+    Fenced {
+        offset: u64,
+    },
     Refused(String),
     Done,
     Snapshot(Arc<SnapshotSession>),

@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use fjall::{OwnedWriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
-use super::open::{META_ATTEMPT_PREFIX, META_DEGRADED, META_FENCE_PREFIX, META_HEAD, META_PLACEMENT};
+use super::open::{
+    META_ATTEMPT_PREFIX, META_DEGRADED, META_FENCE_PREFIX, META_HEAD, META_PLACEMENT,
+};
 use super::ops::{DataCmd, DataReply, MetaPut, Op, Outcome, SetCond, SetExpiry};
 use super::{Engine, SnapshotSession};
 use crate::changelog::{LogOp, LogRecord};
@@ -25,7 +27,12 @@ pub struct Request {
 
 const MAX_BATCH: usize = 4096;
 
-pub fn spawn(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<Request>, routing: Routing, head: u64) {
+pub fn spawn(
+    engine: Arc<Engine>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    routing: Routing,
+    head: u64,
+) {
     let spawned = std::thread::Builder::new()
         .name("ringshift-writer".into())
         .spawn(move || {
@@ -93,7 +100,8 @@ impl Writer {
             answers.push((req.reply, pending));
         }
         if self.seq != start_seq {
-            b.batch.insert(&e.meta, META_HEAD, self.seq.to_be_bytes().to_vec());
+            b.batch
+                .insert(&e.meta, META_HEAD, self.seq.to_be_bytes().to_vec());
         }
         if let Err(err) = b.batch.commit() {
             // Nothing of this batch is acknowledged; roll back our view of it.
@@ -178,7 +186,9 @@ impl Writer {
                     ranges: fence_ranges,
                     offset: self.seq,
                 };
-                self.routing.fences.retain(|f| f.migration_uid != migration_uid);
+                self.routing
+                    .fences
+                    .retain(|f| f.migration_uid != migration_uid);
                 let raw = serde_json::to_vec(&fence).unwrap_or_default();
                 b.batch.insert(&e.meta, fence_key(&migration_uid), raw);
                 b.batch.insert(
@@ -200,12 +210,10 @@ impl Writer {
                 .position(|f| f.migration_uid == migration_uid)
             {
                 None => Outcome::Done,
-                Some(i) if self.routing.fences[i].attempt != attempt => {
-                    Outcome::Refused(format!(
-                        "fence of migration {migration_uid} belongs to attempt {}, not {attempt}",
-                        self.routing.fences[i].attempt
-                    ))
-                }
+                Some(i) if self.routing.fences[i].attempt != attempt => Outcome::Refused(format!(
+                    "fence of migration {migration_uid} belongs to attempt {}, not {attempt}",
+                    self.routing.fences[i].attempt
+                )),
                 Some(i) => {
                     self.routing.fences.remove(i);
                     b.batch.remove(&e.meta, fence_key(&migration_uid));
@@ -234,16 +242,20 @@ impl Writer {
                 }
                 let owned = installed.owners.ranges_of(&self.routing.me);
                 // A fence is lifted by a placement that moves its range away.
-                let (keep, lift): (Vec<Fence>, Vec<Fence>) = std::mem::take(&mut self.routing.fences)
-                    .into_iter()
-                    .partition(|f| ranges::any_overlap(&f.ranges, &owned));
+                let (keep, lift): (Vec<Fence>, Vec<Fence>) =
+                    std::mem::take(&mut self.routing.fences)
+                        .into_iter()
+                        .partition(|f| ranges::any_overlap(&f.ranges, &owned));
                 for f in lift {
                     b.batch.remove(&e.meta, fence_key(&f.migration_uid));
                 }
                 self.routing.fences = keep;
                 b.batch.insert(&e.meta, META_PLACEMENT, raw);
                 match &degraded {
-                    Some(reason) => b.batch.insert(&e.meta, META_DEGRADED, reason.as_bytes().to_vec()),
+                    Some(reason) => {
+                        b.batch
+                            .insert(&e.meta, META_DEGRADED, reason.as_bytes().to_vec())
+                    }
                     None => b.batch.remove(&e.meta, META_DEGRADED),
                 }
                 self.routing.degraded = degraded;
@@ -355,7 +367,8 @@ impl Writer {
         self.seq += 1;
         let raw = LogRecord { ts_ms: b.now, op }.encode();
         b.log_bytes += raw.len() as u64 + 8;
-        b.batch.insert(&self.engine.log, self.seq.to_be_bytes().to_vec(), raw);
+        b.batch
+            .insert(&self.engine.log, self.seq.to_be_bytes().to_vec(), raw);
     }
 
     /// Applies a pulled record (a post-image) as-is, logging it like any other write.
@@ -382,7 +395,10 @@ impl Writer {
                 let pending: Vec<Vec<u8>> = b
                     .overlay
                     .keys()
-                    .filter(|k| keys::split_storage_key(k).is_some_and(|(h, _)| range.start <= h && h <= range.end))
+                    .filter(|k| {
+                        keys::split_storage_key(k)
+                            .is_some_and(|(h, _)| range.start <= h && h <= range.end)
+                    })
                     .cloned()
                     .collect();
                 for k in pending {
@@ -406,7 +422,11 @@ impl Writer {
             } => {
                 let skey = keys::storage_key(&key);
                 let needs_old = get || cond != SetCond::Always || expiry == SetExpiry::Keep;
-                let old = if needs_old { self.current(&skey, b)? } else { None };
+                let old = if needs_old {
+                    self.current(&skey, b)?
+                } else {
+                    None
+                };
                 let exists = old.is_some();
                 let old_reply = match &old {
                     Some(s) => DataReply::Bulk(s.value.clone()),
@@ -481,7 +501,14 @@ impl Writer {
                         }
                         at => {
                             let value = s.value;
-                            self.write(skey, Some(Stored { value, expires_at: at }), b);
+                            self.write(
+                                skey,
+                                Some(Stored {
+                                    value,
+                                    expires_at: at,
+                                }),
+                                b,
+                            );
                             DataReply::Int(1)
                         }
                     },
@@ -490,7 +517,14 @@ impl Writer {
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);
-                    self.write(skey, Some(Stored { value, expires_at: None }), b);
+                    self.write(
+                        skey,
+                        Some(Stored {
+                            value,
+                            expires_at: None,
+                        }),
+                        b,
+                    );
                 }
                 DataReply::Ok
             }

@@ -100,7 +100,8 @@ fn parse_inline(buf: &[u8]) -> Parsed {
     };
     let line = &buf[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let args = split_args(line).ok_or_else(|| ProtocolError("unbalanced quotes in request".into()))?;
+    let args =
+        split_args(line).ok_or_else(|| ProtocolError("unbalanced quotes in request".into()))?;
     Ok(Some((args, nl + 1)))
 }
 
@@ -266,6 +267,9 @@ mod tests {
     #[test]
     fn inline_quotes_and_escapes() {
         let (args, _) = parse(b"set \"a\\x41 b\" 'c d'\n", 1024).unwrap().unwrap();
-        assert_eq!(args, vec![b"set".to_vec(), b"aA b".to_vec(), b"c d".to_vec()]);
+        assert_eq!(
+            args,
+            vec![b"set".to_vec(), b"aA b".to_vec(), b"c d".to_vec()]
+        );
     }
 }

@@ -1,0 +1,124 @@
+//! Three nodes: every node coordinates (forwards to the owner), multi-key commands split across
+//! owners, MSET across owners refused, a node learns a newer epoch from a peer's rejection.
+
+mod common;
+
+use common::*;
+use redis::Commands;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_node_serves_any_key_through_its_owner() {
+    let a = NodeProc::start("cluster", "a", "127.0.1.6");
+    let b = NodeProc::start("cluster", "b", "127.0.1.7");
+    let c = NodeProc::start("cluster", "c", "127.0.1.8");
+    let p1 = placement(&["a", "b", "c"]);
+    install(&p1, &[&a, &b, &c]).await;
+
+    let mut ca = a.redis();
+    let mut cb = b.redis();
+    let mut cc = c.redis();
+    for i in 0..300 {
+        let _: () = ca.set(format!("key:{i}"), i).unwrap();
+    }
+    for i in 0..300 {
+        let v: i64 = if i % 2 == 0 {
+            cb.get(format!("key:{i}")).unwrap()
+        } else {
+            cc.get(format!("key:{i}")).unwrap()
+        };
+        assert_eq!(v, i);
+    }
+    // Each node stores only what it owns; together they hold every key once.
+    let sizes: Vec<i64> = [&mut ca, &mut cb, &mut cc]
+        .into_iter()
+        .map(|conn| redis::cmd("DBSIZE").query(conn).unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<i64>(), 300, "{sizes:?}");
+    assert!(sizes.iter().all(|s| *s > 0), "{sizes:?}");
+    let scanned: Vec<String> = cb.scan::<String>().unwrap().map(|k| k.unwrap()).collect();
+    let mut scanned = scanned;
+    scanned.sort();
+    scanned.dedup();
+    assert_eq!(scanned.len() as i64, sizes[1]);
+
+    // MGET/EXISTS/DEL span owners and come back in order.
+    let keys: Vec<String> = (0..40).map(|i| format!("key:{i}")).collect();
+    let mut with_missing = keys.clone();
+    with_missing.insert(5, "missing".into());
+    let got: Vec<Option<i64>> = cc.mget(&with_missing).unwrap();
+    assert_eq!(got[5], None);
+    let expected: Vec<Option<i64>> = (0..40).map(Some).collect();
+    let mut without: Vec<Option<i64>> = got.clone();
+    without.remove(5);
+    assert_eq!(without, expected);
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg(&with_missing)
+            .query::<i64>(&mut cc)
+            .unwrap(),
+        40
+    );
+    assert_eq!(cb.del::<_, i64>(&keys[..10]).unwrap(), 10);
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg(&keys[..10])
+            .query::<i64>(&mut ca)
+            .unwrap(),
+        0
+    );
+
+    // MSET across owners is refused; hash tags co-locate keys so MSET works.
+    let err = redis_cli(
+        &c.data_addr(),
+        &[
+            "MSET", "key:100", "1", "key:101", "2", "key:102", "3", "key:103", "4",
+        ],
+    );
+    assert!(err.starts_with("CROSSSLOT"), "{err}");
+    assert_eq!(
+        redis_cli(
+            &c.data_addr(),
+            &["MSET", "{user1}:a", "1", "{user1}:b", "2"]
+        ),
+        "OK"
+    );
+    assert_eq!(redis_cli(&a.data_addr(), &["GET", "{user1}:b"]), "2");
+
+    // INCR through a coordinator is applied once.
+    for _ in 0..10 {
+        let _: i64 = cc.incr("counter", 1).unwrap();
+    }
+    assert_eq!(ca.get::<_, i64>("counter").unwrap(), 10);
+
+    // A forwarded command for a key the receiver does not own is rejected, not forwarded again.
+    let owner_of_k0 = p1.owner(ringshift_ring::key_hash(b"key:200")).unwrap();
+    let not_owner = [&a, &b, &c]
+        .into_iter()
+        .find(|n| n.name != owner_of_k0)
+        .unwrap();
+    let out = redis_cli(
+        &not_owner.data_addr(),
+        &["RSFWD", UID, "1", "x", "GET", "key:200"],
+    );
+    assert!(
+        out.starts_with(&format!("RINGMOVED 1 {owner_of_k0} ")),
+        "{out}"
+    );
+
+    // c learns a newer placement (epoch 4: a owns nothing) from a peer's rejection.
+    let p4 = commit_all(&p1.set_target(evolve(&p1, &["b", "c"])).unwrap());
+    assert!(p4.current().unwrap().ranges_of("a").is_empty());
+    let newest = install_body(&p4, &[&a, &b, &c]);
+    a.admin().put_placement(&newest).await.unwrap();
+    b.admin().put_placement(&newest).await.unwrap();
+    // A key c forwards to a under epoch 1; a answers RINGMOVED at epoch 4.
+    let key = (0..10_000)
+        .map(|i| format!("probe:{i}"))
+        .find(|k| p1.owner(ringshift_ring::key_hash(k.as_bytes())).unwrap() == "a")
+        .expect("a key owned by a at epoch 1");
+    assert_eq!(redis_cli(&c.data_addr(), &["SET", &key, "v"]), "OK");
+    assert_eq!(c.admin().status().await.unwrap().epoch, p4.epoch());
+    let owner = p4.owner(ringshift_ring::key_hash(key.as_bytes())).unwrap();
+    let owner_node = if owner == "b" { &b } else { &c };
+    assert_eq!(redis_cli(&owner_node.data_addr(), &["GET", &key]), "v");
+}

@@ -1,0 +1,165 @@
+//! Moving ranges between two nodes with writes going on: snapshot copy, verification, catch-up,
+//! fence, commit, drop. Every acknowledged write is on the target after catch-up to the fence.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringshift_node_api::*;
+
+async fn wait_pull(node: &NodeProc, uid: &str, done: impl Fn(&PullStatus) -> bool) -> PullStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = node.admin().pull(uid).await.unwrap();
+        if done(&s) {
+            return s;
+        }
+        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
+        assert!(Instant::now() < deadline, "pull stuck: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_range_moves_with_writes_going_on() {
+    let a = NodeProc::start("pull", "a", "127.0.1.9");
+    let b = NodeProc::start("pull", "b", "127.0.1.11");
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a, &b]).await;
+
+    // Write load through a, recording the last acknowledged value of each key.
+    let acked: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (acked, stop, addr) = (acked.clone(), stop.clone(), a.data_addr());
+        std::thread::spawn(move || {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let mut c = client.get_connection().unwrap();
+            let mut i: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("key:{}", i % 700);
+                let r: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(i).query(&mut c);
+                if r.is_ok() {
+                    acked.lock().unwrap().insert(key, i);
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Epoch 2: the change to [a, b] starts; a still owns everything until the commit.
+    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    install(&p2, &[&a, &b]).await;
+    let transfers = p2.pending_transfers().unwrap();
+    assert_eq!(transfers.len(), 1);
+    let ranges: Vec<HashRange> = transfers[0].ranges.iter().copied().collect();
+    let mig = caller(p2.epoch(), "mig-1", 1);
+    let started = b
+        .admin()
+        .start_pull(&StartPull {
+            caller: mig.clone(),
+            source: a.endpoint(),
+            ranges: ranges.clone(),
+            bytes_per_sec: None,
+            verify: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(started.phase, PullPhase::Starting);
+    let s = wait_pull(&b, "mig-1", |s| s.phase == PullPhase::CatchingUp).await;
+    assert_eq!(s.verified, Some(true));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Cutover: fence at a, wait until b applied up to F.
+    let f = a
+        .admin()
+        .fence(&FenceRequest {
+            caller: mig.clone(),
+            ranges: ranges.clone(),
+        })
+        .await
+        .unwrap()
+        .fence_offset;
+    stop.store(true, Ordering::Relaxed);
+    let writes = load.join().unwrap();
+    assert!(writes > 100, "load made {writes} writes");
+    let s = wait_pull(&b, "mig-1", |s| {
+        s.applied_offset
+            .as_ref()
+            .is_some_and(|o| o.sequence >= f.sequence)
+    })
+    .await;
+    assert_eq!(s.applied_offset.unwrap().incarnation, f.incarnation);
+
+    // Same data on both sides for the moved ranges.
+    let sum_a = a
+        .admin()
+        .checksum(&ChecksumRequest {
+            ranges: ranges.clone(),
+            snapshot_of: None,
+        })
+        .await
+        .unwrap();
+    let sum_b = b
+        .admin()
+        .checksum(&ChecksumRequest {
+            ranges: ranges.clone(),
+            snapshot_of: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((sum_a.digest, sum_a.keys), (sum_b.digest, sum_b.keys));
+    assert!(sum_a.keys > 0);
+
+    // Commit: b owns the ranges; a's fence lifts with the placement; every acknowledged write
+    // reads back through either node.
+    let p3 = p2.commit("a", "b").unwrap();
+    install(&p3, &[&a, &b]).await;
+    assert!(a.admin().status().await.unwrap().fences.is_empty());
+    let mut ca = a.redis();
+    let mut cb = b.redis();
+    let acked = acked.lock().unwrap().clone();
+    for (k, v) in &acked {
+        let got_a: i64 = redis::cmd("GET").arg(k).query(&mut ca).unwrap();
+        let got_b: i64 = redis::cmd("GET").arg(k).query(&mut cb).unwrap();
+        assert_eq!((got_a, got_b), (*v, *v), "{k}");
+    }
+    let s = b
+        .admin()
+        .cancel_pull(&caller(p3.epoch(), "mig-1", 1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(s.phase, PullPhase::Cancelled | PullPhase::Completed),
+        "{s:?}"
+    );
+
+    // The source drops what it no longer owns; b's copy is untouched.
+    let before: i64 = redis::cmd("DBSIZE").query(&mut cb).unwrap();
+    a.admin()
+        .drop_ranges(&DropRequest {
+            caller: caller(p3.epoch(), "mig-1", 1),
+            ranges: ranges.clone(),
+            ownership_ended_epoch: p3.epoch(),
+        })
+        .await
+        .unwrap();
+    let gone = a
+        .admin()
+        .checksum(&ChecksumRequest {
+            ranges: ranges.clone(),
+            snapshot_of: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(gone.keys, 0);
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut cb).unwrap(), before);
+    let total: i64 = redis::cmd("DBSIZE").query::<i64>(&mut ca).unwrap() + before;
+    assert_eq!(total as usize, acked.len());
+}
