@@ -51,6 +51,9 @@ pub struct Cli {
     /// How large registered readers (pulls in progress) may let the log grow (bytes).
     #[arg(long, env = "RINGSHIFT_LOG_PIN_CAP_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub log_pin_cap_bytes: u64,
+    /// Read cache size in bytes (0 disables it).
+    #[arg(long, env = "RINGSHIFT_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub cache_bytes: usize,
 }
 
 /// Reads a secret file, trimming a trailing newline.

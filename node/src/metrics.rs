@@ -23,6 +23,8 @@ pub struct MigrationLabel {
 
 pub struct Metrics {
     pub registry: Registry,
+    /// `ops` counters by index into the command table, created up front (hot path).
+    ops_by_index: Vec<Counter>,
     pub ops: Family<CommandLabel, Counter>,
     pub errors: Family<KindLabel, Counter>,
     pub forwarded: Counter,
@@ -46,6 +48,7 @@ impl Metrics {
             fenced_ranges: Gauge::default(),
             epoch: Gauge::default(),
             registry: Registry::default(),
+            ops_by_index: Vec::new(),
         };
         registry.register("ops", "Data commands executed, by command", m.ops.clone());
         registry.register(
@@ -83,7 +86,27 @@ impl Metrics {
             "Epoch of the installed placement",
             m.epoch.clone(),
         );
-        Metrics { registry, ..m }
+        let ops_by_index = crate::command::table::COMMANDS
+            .iter()
+            .map(|c| {
+                m.ops
+                    .get_or_create(&CommandLabel {
+                        command: c.name.to_string(),
+                    })
+                    .clone()
+            })
+            .collect();
+        Metrics {
+            registry,
+            ops_by_index,
+            ..m
+        }
+    }
+
+    pub fn op_index(&self, index: usize) {
+        if let Some(c) = self.ops_by_index.get(index) {
+            c.inc();
+        }
     }
 
     pub fn op(&self, command: &str) {

@@ -235,7 +235,11 @@ pub async fn run_group(
         let route = route_keys(node, &keys);
         let waited = match route {
             Route::Local => match &keyed {
-                Keyed::Read(r) => return local_read(node, r),
+                Keyed::Read(r) => {
+                    let mut out = Vec::new();
+                    local_read(node, r, &mut out);
+                    return out;
+                }
                 Keyed::Write(w) => match node.engine.run(Op::Data(w.clone())).await {
                     Ok(Outcome::Data(r)) => return encode_data(r),
                     Ok(Outcome::NotServed(Route::Fenced {
@@ -338,23 +342,24 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
     }
 }
 
-fn local_read(node: &Node, r: &ReadCmd) -> Vec<u8> {
-    let mut out = Vec::new();
+/// Answers a read of keys this node owns, appending the reply to `out`.
+pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
+    let start = out.len();
     let get = |k: &[u8]| -> Result<Option<Stored>, String> {
         node.engine.get(k).map_err(|e| e.to_string())
     };
     let res: Result<(), String> = (|| {
         match r {
             ReadCmd::Get(k) => match get(k)? {
-                Some(s) => reply::bulk(&mut out, &s.value),
-                None => reply::nil(&mut out),
+                Some(s) => reply::bulk(out, &s.value),
+                None => reply::nil(out),
             },
             ReadCmd::MGet(ks) => {
-                reply::array_len(&mut out, ks.len());
+                reply::array_len(out, ks.len());
                 for k in ks {
                     match get(k)? {
-                        Some(s) => reply::bulk(&mut out, &s.value),
-                        None => reply::nil(&mut out),
+                        Some(s) => reply::bulk(out, &s.value),
+                        None => reply::nil(out),
                     }
                 }
             }
@@ -365,7 +370,7 @@ fn local_read(node: &Node, r: &ReadCmd) -> Vec<u8> {
                         n += 1;
                     }
                 }
-                reply::int(&mut out, n);
+                reply::int(out, n);
             }
             ReadCmd::Ttl { key, millis } => {
                 let v = match get(key)? {
@@ -381,18 +386,18 @@ fn local_read(node: &Node, r: &ReadCmd) -> Vec<u8> {
                         if *millis { left } else { (left + 500) / 1000 }
                     }
                 };
-                reply::int(&mut out, v);
+                reply::int(out, v);
             }
-            ReadCmd::StrLen(k) => reply::int(&mut out, get(k)?.map_or(0, |s| s.value.len() as i64)),
+            ReadCmd::StrLen(k) => reply::int(out, get(k)?.map_or(0, |s| s.value.len() as i64)),
             ReadCmd::Type(k) => {
-                reply::simple(&mut out, if get(k)?.is_some() { "string" } else { "none" })
+                reply::simple(out, if get(k)?.is_some() { "string" } else { "none" })
             }
         }
         Ok(())
     })();
-    match res {
-        Ok(()) => out,
-        Err(e) => err(&format!("ERR storage failure: {e}")),
+    if let Err(e) = res {
+        out.truncate(start);
+        reply::error(out, &format!("ERR storage failure: {e}"));
     }
 }
 

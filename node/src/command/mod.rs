@@ -54,44 +54,45 @@ pub async fn handle(
     let Some(first) = args.first() else {
         return Flow::Continue;
     };
-    let name = String::from_utf8_lossy(first).to_ascii_lowercase();
-    let Some(spec) = table::lookup(&name) else {
+    let Some(index) = table::index(first) else {
         flush(pending, out).await;
         node.metrics.error("unknown_command");
         error(out, &table::unknown_command_error(&args));
         return Flow::Continue;
     };
+    let spec = &table::COMMANDS[index];
+    let name = spec.name;
     if !table::arity_ok(spec.arity, args.len()) {
         flush(pending, out).await;
         node.metrics.error("arity");
-        error(out, &table::arity_error(&name));
+        error(out, &table::arity_error(name));
         return Flow::Continue;
     }
     let needs_auth = node.cfg.password.is_some() && !conn.authed;
-    if needs_auth && !matches!(name.as_str(), "auth" | "hello" | "quit") {
+    if needs_auth && !matches!(name, "auth" | "hello" | "quit") {
         flush(pending, out).await;
         error(out, "NOAUTH Authentication required.");
         return Flow::Continue;
     }
-    node.metrics.op(&name);
+    node.metrics.op_index(index);
     if name == "rsfwd" {
         flush(pending, out).await;
         out.extend_from_slice(&forwarded(node, args).await);
         return Flow::Continue;
     }
-    match parse::parse_keyed(&name, &args, keys::now_ms()) {
+    match parse::parse_keyed(name, &args, keys::now_ms()) {
         Err(msg) => {
             flush(pending, out).await;
             error(out, &msg);
             Flow::Continue
         }
         Ok(Some(keyed)) => {
-            keyed_command(node, &name, args, keyed, pending, out).await;
+            keyed_command(node, name, args, keyed, pending, out).await;
             Flow::Continue
         }
         Ok(None) => {
             flush(pending, out).await;
-            info::connection_command(node, conn, &name, &args, out)
+            info::connection_command(node, conn, name, &args, out)
         }
     }
 }
@@ -104,8 +105,16 @@ async fn keyed_command(
     pending: &mut Vec<PendingReply>,
     out: &mut Vec<u8>,
 ) {
+    let route = exec::route_keys(node, &keyed.keys());
+    if route == Route::Local
+        && let Keyed::Read(r) = &keyed
+    {
+        flush(pending, out).await;
+        exec::local_read(node, r, out);
+        return;
+    }
     if let Keyed::Write(w) = &keyed
-        && exec::route_keys(node, &keyed.keys()) == Route::Local
+        && route == Route::Local
     {
         let rx = node.engine.submit(Op::Data(w.clone()));
         let node = node.clone();

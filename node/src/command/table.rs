@@ -83,6 +83,13 @@ pub fn lookup(name_lower: &str) -> Option<&'static CommandSpec> {
     COMMANDS.iter().find(|c| c.name == name_lower)
 }
 
+/// Index into `COMMANDS` of a command name in any case, without allocating.
+pub fn index(name: &[u8]) -> Option<usize> {
+    COMMANDS
+        .iter()
+        .position(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// True if `argc` (including the command name) satisfies `arity`.
 pub fn arity_ok(arity: i64, argc: usize) -> bool {
     let argc = argc as i64;

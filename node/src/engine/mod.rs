@@ -2,6 +2,7 @@
 //! writes go through one writer thread (see `writer`) that group-commits them with their change
 //! log records; reads go straight to the data keyspace.
 
+pub mod cache;
 mod maintenance;
 mod open;
 pub mod ops;
@@ -87,6 +88,7 @@ pub struct Engine {
     tx: mpsc::UnboundedSender<writer::Request>,
     pub(crate) pins: Mutex<HashMap<String, u64>>,
     pub snapshots: Mutex<HashMap<String, SourceSession>>,
+    pub(crate) cache: cache::ReadCache,
     pub config: EngineConfig,
 }
 
@@ -140,11 +142,17 @@ impl Engine {
 
     /// Reads a live (unexpired) value.
     pub fn get(&self, key: &[u8]) -> Result<Option<Stored>, EngineError> {
-        let raw = self.data.get(keys::storage_key(key))?;
+        let skey = keys::storage_key(key);
+        let stored = match self.cache.get(&skey) {
+            Ok(hit) => hit,
+            Err(ticket) => {
+                let stored = self.data.get(&skey)?.and_then(|r| Stored::decode(&r));
+                self.cache.fill(ticket, &skey, stored.clone());
+                stored
+            }
+        };
         let now = keys::now_ms();
-        Ok(raw
-            .and_then(|r| Stored::decode(&r))
-            .filter(|s| !s.is_expired(now)))
+        Ok(stored.filter(|s| !s.is_expired(now)))
     }
 
     /// Live keys of `ranges` (sorted) with hash `>= from_hash`: at least `count` keys unless the

@@ -27,6 +27,8 @@ pub struct EngineConfig {
     pub retention_age_ms: u64,
     /// How far registered readers may hold the log beyond retention.
     pub pin_cap_bytes: u64,
+    /// Read cache budget in bytes (0 disables it).
+    pub cache_bytes: usize,
 }
 
 /// Turns a persisted placement back into routing; supplied by the placement module.
@@ -118,6 +120,7 @@ pub fn open(
         tx,
         pins: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(HashMap::new()),
+        cache: super::cache::ReadCache::new(config.cache_bytes),
         config,
     });
     writer::spawn(engine.clone(), rx, routing, head);

@@ -71,6 +71,8 @@ struct Batch {
     log_bytes: u64,
     now: u64,
     routing_changed: bool,
+    /// A range clear ran: the read cache must forget everything.
+    cleared: bool,
 }
 
 enum Pending {
@@ -81,13 +83,15 @@ enum Pending {
 impl Writer {
     fn process(&mut self, reqs: Vec<Request>) {
         let e = self.engine.clone();
-        let mode = e.config.durable.then_some(PersistMode::SyncAll);
+        // fdatasync: the journal's data and size reach the disk, which is what recovery needs.
+        let mode = e.config.durable.then_some(PersistMode::SyncData);
         let mut b = Batch {
             batch: e.db.batch().durability(mode),
             overlay: HashMap::new(),
             log_bytes: 0,
             now: keys::now_ms(),
             routing_changed: false,
+            cleared: false,
         };
         let start_seq = self.seq;
         let saved_routing = self.routing.clone();
@@ -112,6 +116,12 @@ impl Writer {
                 let _ = reply.send(Outcome::Failed(format!("storage failure: {err}")));
             }
             return;
+        }
+        if b.cleared {
+            e.cache.clear();
+        }
+        for (skey, value) in b.overlay {
+            e.cache.put(skey, value);
         }
         e.log_bytes.fetch_add(b.log_bytes, Ordering::AcqRel);
         e.durable_head.store(self.seq, Ordering::Release);
@@ -381,6 +391,7 @@ impl Writer {
             } => self.write(skey, Some(Stored { value, expires_at }), b),
             LogOp::Del { skey } => self.write(skey, None, b),
             LogOp::ClearRange { range } => {
+                b.cleared = true;
                 let (lo, hi) = keys::range_bounds(range);
                 let iter = match hi {
                     Some(hi) => self.engine.data.range(lo..hi),

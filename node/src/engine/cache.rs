@@ -1,0 +1,159 @@
+//! Read cache in front of the data keyspace: a sharded hash map of recent values (and of
+//! misses), written through by the writer after each commit. A reader fills it after a miss
+//! only if no write touched the shard meanwhile (shard version check), so a fill can never
+//! overwrite a newer value with an older one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::keys::Stored;
+
+const SHARDS: usize = 64;
+/// Rough per-entry overhead (map slot, allocations) counted against the budget.
+const ENTRY_OVERHEAD: usize = 64;
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Vec<u8>, Option<Stored>>,
+    version: u64,
+    bytes: usize,
+}
+
+pub struct ReadCache {
+    shards: Vec<Mutex<Shard>>,
+    shard_budget: usize,
+}
+
+/// What a miss remembers so its fill can be checked.
+pub struct Ticket {
+    shard: usize,
+    version: u64,
+}
+
+fn size(k: &[u8], v: &Option<Stored>) -> usize {
+    k.len() + v.as_ref().map_or(0, |s| s.value.len()) + ENTRY_OVERHEAD
+}
+
+impl ReadCache {
+    pub fn new(budget_bytes: usize) -> ReadCache {
+        ReadCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_budget: budget_bytes / SHARDS,
+        }
+    }
+
+    fn shard_of(skey: &[u8]) -> usize {
+        // Storage keys start with the key's hash: its low byte spreads keys evenly.
+        skey.get(7).map_or(0, |b| *b as usize % SHARDS)
+    }
+
+    /// `Ok(value)` on a hit (None = known absent), `Err(ticket)` on a miss.
+    pub fn get(&self, skey: &[u8]) -> Result<Option<Stored>, Ticket> {
+        let i = Self::shard_of(skey);
+        let Ok(shard) = self.shards[i].lock() else {
+            return Err(Ticket {
+                shard: i,
+                version: u64::MAX,
+            });
+        };
+        match shard.map.get(skey) {
+            Some(v) => Ok(v.clone()),
+            None => Err(Ticket {
+                shard: i,
+                version: shard.version,
+            }),
+        }
+    }
+
+    /// Fills after a miss, unless a write reached the shard since the ticket was taken.
+    pub fn fill(&self, ticket: Ticket, skey: &[u8], value: Option<Stored>) {
+        if self.shard_budget == 0 {
+            return;
+        }
+        if let Ok(mut shard) = self.shards[ticket.shard].lock()
+            && shard.version == ticket.version
+        {
+            self.insert(&mut shard, skey.to_vec(), value);
+        }
+    }
+
+    fn insert(&self, shard: &mut Shard, skey: Vec<u8>, value: Option<Stored>) {
+        let add = size(&skey, &value);
+        if shard.bytes + add > self.shard_budget {
+            shard.map.clear();
+            shard.bytes = 0;
+        }
+        if add > self.shard_budget {
+            return;
+        }
+        let key_len = skey.len();
+        if let Some(old) = shard.map.insert(skey, value) {
+            shard.bytes = shard.bytes.saturating_sub(
+                key_len + old.as_ref().map_or(0, |s| s.value.len()) + ENTRY_OVERHEAD,
+            );
+        }
+        shard.bytes += add;
+    }
+
+    /// Write-through of committed state (the writer calls this before acknowledging).
+    pub fn put(&self, skey: Vec<u8>, value: Option<Stored>) {
+        let i = Self::shard_of(&skey);
+        if let Ok(mut shard) = self.shards[i].lock() {
+            shard.version += 1;
+            if self.shard_budget == 0 {
+                return;
+            }
+            self.insert(&mut shard, skey, value);
+        }
+    }
+
+    /// Forgets everything (after range clears).
+    pub fn clear(&self) {
+        for s in &self.shards {
+            if let Ok(mut shard) = s.lock() {
+                shard.version += 1;
+                shard.map.clear();
+                shard.bytes = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(v: &str) -> Option<Stored> {
+        Some(Stored {
+            value: v.as_bytes().to_vec(),
+            expires_at: None,
+        })
+    }
+
+    #[test]
+    fn a_fill_after_a_write_is_dropped() {
+        let c = ReadCache::new(1 << 20);
+        let key = b"12345678k".to_vec();
+        let Err(ticket) = c.get(&key) else {
+            panic!("hit on empty cache")
+        };
+        c.put(key.clone(), stored("new"));
+        c.fill(ticket, &key, stored("old"));
+        assert_eq!(c.get(&key).ok(), Some(stored("new")));
+    }
+
+    #[test]
+    fn misses_are_cached_and_budget_is_kept() {
+        let c = ReadCache::new(SHARDS * 200);
+        let key = b"12345678k".to_vec();
+        let Err(t) = c.get(&key) else { panic!() };
+        c.fill(t, &key, None);
+        assert_eq!(c.get(&key).ok(), Some(None));
+        for i in 0..100 {
+            c.put(format!("1234567{}", i).into_bytes(), stored("xxxxxxxxxx"));
+        }
+        for s in &c.shards {
+            assert!(s.lock().unwrap().bytes <= 200);
+        }
+    }
+}
