@@ -529,3 +529,116 @@ async fn when_the_leader_dies_the_other_replica_takes_over_within_the_lease() {
     drop(second);
     ns.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_scale_grows_the_ring_and_template_changes_roll_one_pod_at_a_time() {
+    let Some(env) = support::env_or_skip("operator scale+rollout").await else {
+        return;
+    };
+    install_crds();
+    let ns = TestNamespace::create(&env, "op-scale").await.unwrap();
+    let op = Operator::start(&ns.name, "op-1");
+    apply_cluster(&ns, "sc", json!({"replicas": 1})).await;
+    wait_condition(&ns, "sc", "Ready", "True", None, &op).await;
+
+    // The scale subresource drives spec.replicas.
+    let out = kubectl(&["scale", "-n", &ns.name, "shardcluster/sc", "--replicas=2"]);
+    assert!(
+        out.status.success(),
+        "kubectl scale: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods = ns.api::<Pod>();
+    let before = support::wait_pods_ready(&pods, "ringshift.dev/cluster=sc", 2, READY_TIMEOUT)
+        .await
+        .unwrap();
+    let api = shard_clusters(&ns);
+    wait_until("status.readyReplicas = 2", READY_TIMEOUT, || async {
+        let obj = api.get("sc").await.map_err(|e| e.to_string())?;
+        if obj.data["status"]["readyReplicas"] == 2 {
+            Ok(())
+        } else {
+            Err(obj.data["status"].to_string())
+        }
+    })
+    .await
+    .unwrap();
+    let placement_ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "ringshift.dev",
+        "v1alpha1",
+        "ShardPlacement",
+    ));
+    let placements: Api<DynamicObject> =
+        Api::namespaced_with(ns.client.clone(), &ns.name, &placement_ar);
+    let ring = placements.get("sc").await.unwrap().data["spec"]["ring"].clone();
+    let members: Vec<&str> = ring["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["member"].as_str())
+        .collect();
+    assert_eq!(
+        members,
+        ["sc-0", "sc-1"],
+        "the ring history gained sc-1: {ring}"
+    );
+
+    // A pod template change replaces the pods one at a time.
+    apply_cluster(
+        &ns,
+        "sc",
+        json!({"replicas": 2, "resources": {"requests": {"cpu": "10m"}}}),
+    )
+    .await;
+    let old_uids: Vec<String> = before
+        .iter()
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect();
+    let max_not_ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    wait_until("both pods replaced and Ready", READY_TIMEOUT, || {
+        let pods = pods.clone();
+        let old_uids = old_uids.clone();
+        let max = max_not_ready.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels("ringshift.dev/cluster=sc"))
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            let not_ready = 2 - list
+                .iter()
+                .filter(|p| support::pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+                .count();
+            max.fetch_max(not_ready, std::sync::atomic::Ordering::Relaxed);
+            let replaced = list
+                .iter()
+                .filter(|p| {
+                    !old_uids.contains(p.metadata.uid.as_ref().unwrap()) && support::pod_ready(p)
+                })
+                .count();
+            if replaced == 2 && list.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{replaced}/2 replaced, {not_ready} not ready"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail()));
+    let max_not_ready = max_not_ready.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        max_not_ready <= 1,
+        "at most one member is replaced at a time (saw {max_not_ready} not ready)"
+    );
+    let pod = pods.get("sc-0").await.unwrap();
+    let requests = pod.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(requests["cpu"].0, "10m");
+    wait_condition(&ns, "sc", "Ready", "True", None, &op).await;
+    drop(op);
+    ns.cleanup().await;
+}
