@@ -360,6 +360,37 @@ async fn an_invalid_spec_shows_its_reason_and_a_fix_is_picked_up() {
     let ns = TestNamespace::create(&env, "op-invalid").await.unwrap();
     let op = Operator::start(&ns.name, "op-1");
 
+    // A ShardCluster the schema accepts but the operator's types do not (an explicit null
+    // size) is reported on its own status, and does not stop the controller serving others.
+    let raw = std::env::temp_dir().join(format!("{}-undecodable.json", ns.name));
+    std::fs::write(
+        &raw,
+        json!({"apiVersion": "ringshift.dev/v1alpha1", "kind": "ShardCluster",
+               "metadata": {"name": "undecodable"},
+               "spec": {"replicas": 1, "storage": {"size": null}}})
+        .to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "/apis/ringshift.dev/v1alpha1/namespaces/{}/shardclusters",
+        ns.name
+    );
+    let out = kubectl(&["create", "--raw", &path, "-f", raw.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "raw create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_condition(
+        &ns,
+        "undecodable",
+        "Degraded",
+        "True",
+        Some("SpecNotDecodable"),
+        &op,
+    )
+    .await;
+
     apply_cluster(&ns, "bad", json!({"replicas": 1, "replicationFactor": 3})).await;
     let (_, _, message) = wait_condition(
         &ns,
