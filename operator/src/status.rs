@@ -46,6 +46,8 @@ pub struct Inputs<'a> {
     pub selector: String,
     /// Last error applying owned objects, if the last attempt failed.
     pub apply_error: Option<String>,
+    /// Why the ShardPlacement could not be read, if it could not.
+    pub placement_error: Option<String>,
 }
 
 /// Moves that have not finished.
@@ -254,6 +256,14 @@ fn degraded_condition(i: &Inputs<'_>) -> DesiredCondition {
             format!("failed migration(s): {}", failed.join("; ")),
         );
     }
+    if let Some(err) = &i.placement_error {
+        return DesiredCondition::new(
+            types::DEGRADED,
+            Status::True,
+            "PlacementUnreadable",
+            format!("ShardPlacement cannot be read, so no member is added or removed: {err}"),
+        );
+    }
     if let Some(err) = &i.apply_error {
         return DesiredCondition::new(types::DEGRADED, Status::True, "ApplyFailed", err.clone());
     }
@@ -449,6 +459,20 @@ mod tests {
         assert_eq!(find(&c, types::READY).reason, "InvalidSpec");
         assert_eq!(find(&c, types::BALANCED).reason, "PlacementNotCommitted");
         assert_eq!(status.state.as_deref(), Some("Invalid"));
+    }
+
+    #[test]
+    fn unreadable_placement_is_degraded() {
+        let pods = [
+            pod("demo-0", true),
+            pod("demo-1", true),
+            pod("demo-2", true),
+        ];
+        let mut i = base(&pods);
+        i.placement_error = Some("status.placement does not parse".into());
+        let (status, c) = compute(&i);
+        assert_eq!(find(&c, types::DEGRADED).reason, "PlacementUnreadable");
+        assert_eq!(status.state.as_deref(), Some("Degraded"));
     }
 
     #[test]

@@ -191,8 +191,17 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     pod_facts.sort_by_key(|p| names::ordinal(&name, &p.name).unwrap_or(i32::MAX));
 
     let live_storage = sts.as_ref().and_then(statefulset::live_storage);
-    let current_ring = ring::current_ring(placement.as_ref())?;
-    let committed = ring::committed(placement.as_ref())?;
+    // An unreadable ShardPlacement blocks every change (who holds data is unknown) but
+    // still gets reported on the status.
+    let mut placement_error: Option<String> = None;
+    let current_ring = ring::current_ring(placement.as_ref()).unwrap_or_else(|e| {
+        placement_error = Some(e.to_string());
+        None
+    });
+    let committed = ring::committed(placement.as_ref()).unwrap_or_else(|e| {
+        placement_error.get_or_insert(e.to_string());
+        None
+    });
     let existing = Existing {
         storage: live_storage.as_ref(),
         vnodes: current_ring.as_ref().map(|r| r.vnodes),
@@ -222,12 +231,17 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     }
     let view_ring = desired_ring.clone().or_else(|| current_ring.clone());
     let view = match &view_ring {
-        Some(r) => ring::placement_view(committed.as_ref(), r, &acks, &pod_names)?,
+        Some(r) => {
+            ring::placement_view(committed.as_ref(), r, &acks, &pod_names).unwrap_or_else(|e| {
+                placement_error.get_or_insert(e.to_string());
+                Default::default()
+            })
+        }
         None => Default::default(),
     };
 
     let outcome = match &desired_ring {
-        Some(desired_ring) if invalid.is_empty() => {
+        Some(desired_ring) if invalid.is_empty() && placement_error.is_none() => {
             let current_replicas = sts.as_ref().and_then(|s| s.spec.replicas);
             let replicas = statefulset::replicas(
                 &name,
@@ -308,6 +322,7 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         migrations: &migrations,
         selector: names::selector_string(&name),
         apply_error: outcome.apply_error.clone(),
+        placement_error: placement_error.clone(),
     };
     let (mut next, desired_conditions) = status::compute(&inputs);
     let stable = next.state.as_deref() == Some("Ready");
@@ -316,7 +331,10 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     if let Some(e) = outcome.retry {
         return Err(e);
     }
-    Ok(if !invalid.is_empty() || outcome.apply_error.is_some() {
+    Ok(if placement_error.is_some() {
+        // Written by the driver: look again later even without an event.
+        Action::requeue(BUSY_RESYNC)
+    } else if !invalid.is_empty() || outcome.apply_error.is_some() {
         // Nothing to do until the spec changes; owned objects' events still wake us.
         Action::await_change()
     } else if stable {
