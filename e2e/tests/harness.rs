@@ -466,3 +466,31 @@ async fn env_from_secrets_and_config_maps_with_var_expansion() {
     );
     ns.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_helper_uses_the_test_cluster() {
+    let Some(env) = support::env_or_skip("kubectl").await else {
+        return;
+    };
+    let ns = TestNamespace::create(&env, "harness-kubectl")
+        .await
+        .unwrap();
+    let out = support::kubectl(&[
+        "create",
+        "configmap",
+        "made-by-kubectl",
+        "-n",
+        &ns.name,
+        "--from-literal=k=v",
+    ])
+    .await
+    .unwrap();
+    assert!(out.contains("made-by-kubectl"), "{out}");
+    let cm = ns.api::<ConfigMap>().get("made-by-kubectl").await.unwrap();
+    assert_eq!(cm.data.unwrap()["k"], "v");
+    let err = support::kubectl(&["get", "configmap", "absent", "-n", &ns.name])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NotFound"), "{err}");
+    ns.cleanup().await;
+}

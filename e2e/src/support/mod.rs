@@ -20,6 +20,7 @@
 //!   tier runs separately;
 //! - unset: run when a cluster answers, else print SKIPPED and return.
 
+mod kubectl;
 mod namespace;
 mod pods;
 mod wait;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub use kubectl::{kubectl, repo_root};
 pub use namespace::TestNamespace;
 pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,
