@@ -14,7 +14,7 @@ help:
 	@echo "make build        build every binary of the workspace (debug)"
 	@echo "make test         fmt check, clippy, unit+integration tests, then the e2e smoke tier on a local cluster"
 	@echo "make e2e          the e2e suite against the current KUBECONFIG"
-	@echo "make demo         local control plane with the CRDs installed"
+	@echo "make demo         local control plane with the CRDs and three test pods (kept running)"
 	@echo "make bench        benchmark binaries (print tables)"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
 	@echo "make reliability  the long fault tier (ignored e2e tests included) on a fresh local cluster"
@@ -62,10 +62,17 @@ reliability: build
 	KUBECONFIG=$(LOCAL_KUBECONFIG) RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests -- --include-ignored; rc=$$?; \
 	$(CLUSTER)/down; exit $$rc
 
+# For now: the control plane with the CRDs installed and three test pods running on their own
+# addresses with their own volumes. It keeps running afterwards.
 demo: build
 	$(CLUSTER)/up
-	KUBECONFIG=$(LOCAL_KUBECONFIG) kubectl apply -f crds/
-	KUBECONFIG=$(LOCAL_KUBECONFIG) kubectl get nodes,crds
+	export KUBECONFIG=$(LOCAL_KUBECONFIG); \
+	kubectl apply -f crds/ && \
+	kubectl apply -f $(CLUSTER)/examples/testpods.yaml && \
+	kubectl rollout status statefulset/testpods --timeout=120s && \
+	kubectl get nodes,crds && kubectl get pods,pvc -o wide && \
+	ip=$$(kubectl get pod testpods-0 -o jsonpath='{.status.podIP}') && \
+	echo "curl http://$$ip:8080/whoami -> $$(curl -s http://$$ip:8080/whoami)"
 	@echo "The control plane keeps running: export KUBECONFIG=$(LOCAL_KUBECONFIG); stop it with $(CLUSTER)/down"
 
 bench:

@@ -152,7 +152,7 @@ impl Ctr {
             self.backoff = BACKOFF_BASE;
         }
         if restart {
-            self.next_start = now + self.backoff;
+            self.next_start = now.checked_add(self.backoff).unwrap_or(now);
             self.view.state = RunState::Waiting {
                 reason: "CrashLoopBackOff".into(),
                 message: Some(format!(
@@ -182,7 +182,7 @@ impl Ctr {
             reason: reason.into(),
             message: Some(message),
         };
-        self.next_start = now + retry;
+        self.next_start = now.checked_add(retry).unwrap_or(now);
     }
 }
 

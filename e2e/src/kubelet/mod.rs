@@ -74,6 +74,12 @@ pub struct Ctx {
     pub http: reqwest::Client,
 }
 
+/// A worker ended: `finished` when it finalized its pod (rather than crashing).
+struct Done {
+    uid: String,
+    finished: bool,
+}
+
 /// How long a finalized pod's UID is remembered, so a late event does not restart it.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
@@ -124,7 +130,7 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
     let mut workers: HashMap<String, watch::Sender<Update>> = HashMap::new();
     let mut finished: HashMap<String, Instant> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
 
@@ -151,9 +157,11 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
                     }
                 }
             },
-            Some(uid) = done_rx.recv() => {
-                workers.remove(&uid);
-                finished.insert(uid, Instant::now());
+            Some(done) = done_rx.recv() => {
+                workers.remove(&done.uid);
+                if done.finished {
+                    finished.insert(done.uid, Instant::now());
+                }
                 finished.retain(|_, t| t.elapsed() < FORGET_AFTER);
             }
             _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
@@ -170,7 +178,7 @@ async fn on_pod(
     pod: Pod,
     workers: &mut HashMap<String, watch::Sender<Update>>,
     finished: &HashMap<String, Instant>,
-    done_tx: &mpsc::UnboundedSender<String>,
+    done_tx: &mpsc::UnboundedSender<Done>,
 ) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
@@ -205,8 +213,17 @@ async fn on_pod(
     let ctx = ctx.clone();
     let done = done_tx.clone();
     tokio::spawn(async move {
-        worker::run(ctx, pod, rx).await;
-        let _ = done.send(uid);
+        // A panic in a worker must not take the kubelet down: log it and let the next event for
+        // the pod start a fresh worker.
+        let outcome = tokio::spawn(worker::run(ctx, pod, rx)).await;
+        let finished = match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(%uid, error = %e, "pod worker crashed");
+                false
+            }
+        };
+        let _ = done.send(Done { uid, finished });
     });
 }
 

@@ -2,27 +2,27 @@
 //! its containers, probe them, restart crashed ones, report status, and on deletion stop them
 //! gracefully and finalize the pod.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Probe, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use tokio::sync::watch;
 
+mod launch;
+mod probing;
+
 use super::Ctx;
 use super::container::Ctr;
-use super::env::{PodFacts, Sources, build_env, expand_args};
-use super::images;
-use super::probe;
-use super::process::{self, log_line, signal_group};
-use super::shim::LaunchPlan;
+use super::env::PodFacts;
+use super::process::{log_line, signal_group};
 use super::status::{PodView, pod_status};
 use super::volumes;
 
@@ -314,7 +314,7 @@ impl Worker {
         if let Some(p) = &c.proc {
             log_line(log, &format!("stopping container: {why}"));
             let _ = signal_group(p.pid, Signal::SIGTERM);
-            c.kill_deadline = Some(now + grace);
+            c.kill_deadline = Some(later(now, grace));
         }
     }
 
@@ -372,246 +372,6 @@ impl Worker {
         }
     }
 
-    /// Resolves the binary, environment and mounts, writes the launch plan and spawns the shim.
-    async fn launch(
-        &self,
-        c: &Container,
-    ) -> Result<(process::Proc, LaunchPlan), (&'static str, String, Duration)> {
-        let config_err = |m: String| ("CreateContainerConfigError", m, CONFIG_RETRY);
-        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
-        let sources = self.fetch_sources(c).await.map_err(config_err)?;
-        let facts = PodFacts {
-            pod: &self.pod,
-            pod_ip: ip,
-            host_ip: "127.0.0.1".into(),
-            node_name: &self.ctx.node_name,
-        };
-        let mut env = build_env(c, &facts, &sources).map_err(|e| config_err(e.to_string()))?;
-        for (k, v) in [
-            ("HOSTNAME", self.name.as_str()),
-            (
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ),
-            ("HOME", "/root"),
-        ] {
-            if !env.iter().any(|(n, _)| n == k) {
-                env.insert(0, (k.to_string(), v.to_string()));
-            }
-        }
-        let command = expand_args(c.command.as_deref().unwrap_or_default(), &env);
-        let args = expand_args(c.args.as_deref().unwrap_or_default(), &env);
-        let image = c.image.clone().unwrap_or_default();
-        let (program, args) = images::resolve(&image, &command, &args, &self.ctx.bin_dir)
-            .map_err(|m| ("ErrImagePull", m, IMAGE_RETRY))?;
-        if program.is_absolute() && !program.exists() {
-            return Err((
-                "ErrImagePull",
-                format!(
-                    "image {image:?}: no binary at {} (run `make build`)",
-                    program.display()
-                ),
-                IMAGE_RETRY,
-            ));
-        }
-        let empty = HashMap::new();
-        let mounts =
-            volumes::mounts_for(c, self.volumes.as_ref().unwrap_or(&empty)).map_err(config_err)?;
-        let plan = LaunchPlan {
-            mounts,
-            hide: vec![self.ctx.state_dir.clone()],
-            program,
-            args,
-            env,
-            working_dir: c
-                .working_dir
-                .clone()
-                .filter(|w| !w.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| "/".into()),
-        };
-        let plan_path = self.dir.join(format!("{}.plan.json", c.name));
-        let run_err = |m: String| ("RunContainerError", m, CONFIG_RETRY);
-        let text = serde_json::to_vec_pretty(&plan).map_err(|e| run_err(e.to_string()))?;
-        write_private(&plan_path, &text)
-            .map_err(|e| run_err(format!("writing {}: {e}", plan_path.display())))?;
-        let log = self.log_path(c);
-        log_line(
-            &log,
-            &format!(
-                "starting container {} of pod {} (uid {}): {} {:?}",
-                c.name,
-                self.key(),
-                self.uid,
-                plan.program.display(),
-                plan.args
-            ),
-        );
-        let pid_file = self.dir.join(format!("{}.pid", c.name));
-        let proc = process::spawn(&self.ctx.self_exe, &plan_path, &log, &pid_file)
-            .map_err(|e| run_err(format!("spawning {}: {e}", plan.program.display())))?;
-        Ok((proc, plan))
-    }
-
-    /// The Secrets and ConfigMaps the container's env refers to.
-    async fn fetch_sources(&self, c: &Container) -> Result<Sources, String> {
-        let mut secrets: Vec<String> = vec![];
-        let mut maps: Vec<String> = vec![];
-        for from in c.env_from.iter().flatten() {
-            secrets.extend(from.secret_ref.iter().map(|r| r.name.clone()));
-            maps.extend(from.config_map_ref.iter().map(|r| r.name.clone()));
-        }
-        for var in c.env.iter().flatten() {
-            if let Some(vf) = &var.value_from {
-                secrets.extend(vf.secret_key_ref.iter().map(|r| r.name.clone()));
-                maps.extend(vf.config_map_key_ref.iter().map(|r| r.name.clone()));
-            }
-        }
-        let mut out = Sources::default();
-        let sapi: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        for name in secrets {
-            if let Some(s) = sapi
-                .get_opt(&name)
-                .await
-                .map_err(|e| format!("reading secret {name:?}: {e}"))?
-            {
-                out.secrets.insert(name, volumes::secret_data(&s));
-            }
-        }
-        let capi: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        for name in maps {
-            if let Some(m) = capi
-                .get_opt(&name)
-                .await
-                .map_err(|e| format!("reading configmap {name:?}: {e}"))?
-            {
-                let data: BTreeMap<String, String> = volumes::config_map_data(&m)
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                    .collect();
-                out.config_maps.insert(name, data);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn run_probes(&mut self, now: Instant) {
-        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
-        let grace = self.grace();
-        for i in 0..self.main.len() {
-            let (Some(started), None) = (self.main[i].started_at, self.main[i].kill_deadline)
-            else {
-                continue;
-            };
-            if !self.main[i].running() {
-                continue;
-            }
-            let spec = self.main[i].spec.clone();
-            let log = self.log_path(&spec);
-            if let Some(p) = &spec.startup_probe
-                && self.main[i].startup.passed != Some(true)
-            {
-                if self.main[i].startup.due(p, started, now) {
-                    let r = self.probe(p, i, &ip).await;
-                    let c = &mut self.main[i];
-                    if c.startup.record(p, r.is_ok(), r.err(), now) == Some(false) {
-                        let why = format!(
-                            "startup probe failed: {}",
-                            c.startup.last_message.clone().unwrap_or_default()
-                        );
-                        Self::stop(c, grace, &why, &log, now);
-                    }
-                }
-                self.main[i].view.started = self.main[i].startup.passed == Some(true);
-                if !self.main[i].view.started {
-                    continue;
-                }
-            }
-            if let Some(p) = &spec.liveness_probe
-                && self.main[i].liveness.due(p, started, now)
-            {
-                let r = self.probe(p, i, &ip).await;
-                let c = &mut self.main[i];
-                if c.liveness.record(p, r.is_ok(), r.err(), now) == Some(false) {
-                    let why = format!(
-                        "liveness probe failed: {}",
-                        c.liveness.last_message.clone().unwrap_or_default()
-                    );
-                    Self::stop(c, grace, &why, &log, now);
-                    continue;
-                }
-            }
-            match &spec.readiness_probe {
-                Some(p) => {
-                    if self.main[i].readiness.due(p, started, now) {
-                        let r = self.probe(p, i, &ip).await;
-                        self.main[i].readiness.record(p, r.is_ok(), r.err(), now);
-                    }
-                    self.main[i].view.ready = self.main[i].readiness.passed == Some(true);
-                }
-                None => self.main[i].view.ready = true,
-            }
-        }
-    }
-
-    async fn probe(&self, p: &Probe, i: usize, ip: &str) -> Result<(), String> {
-        let c = &self.main[i];
-        let timeout = probe::timeout(p);
-        if let Some(h) = &p.http_get {
-            probe::http_get(&self.ctx.http, h, ip, &c.spec, timeout).await
-        } else if let Some(t) = &p.tcp_socket {
-            let port = probe::port(&t.port, &c.spec)?;
-            probe::tcp(
-                t.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(ip),
-                port,
-                timeout,
-            )
-            .await
-        } else if let Some(e) = &p.exec {
-            self.exec_probe(c, e.command.as_deref().unwrap_or_default(), timeout)
-                .await
-        } else {
-            Err("probe has no httpGet, tcpSocket or exec handler".into())
-        }
-    }
-
-    /// Runs an exec probe's command with the container's environment and mounts.
-    async fn exec_probe(
-        &self,
-        c: &Ctr,
-        command: &[String],
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let base = c.plan.clone().ok_or("container has no launch plan")?;
-        let image = c.spec.image.clone().unwrap_or_default();
-        let (program, args) = images::resolve(&image, command, &[], &self.ctx.bin_dir)?;
-        let plan = LaunchPlan {
-            program,
-            args,
-            ..base
-        };
-        let path = self.dir.join(format!("{}.probe.json", c.spec.name));
-        let text = serde_json::to_vec(&plan).map_err(|e| e.to_string())?;
-        write_private(&path, &text).map_err(|e| e.to_string())?;
-        let mut child = tokio::process::Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
-            .arg(&self.ctx.self_exe)
-            .arg("shim")
-            .arg(&path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("exec probe: {e}"))?;
-        match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(Ok(st)) if st.success() => Ok(()),
-            Ok(Ok(st)) => Err(format!("exec probe exited with {st}")),
-            Ok(Err(e)) => Err(format!("exec probe: {e}")),
-            Err(_) => Err("exec probe timed out".into()),
-        }
-    }
-
     /// Deletion: SIGTERM, SIGKILL after the grace period, then clean up and remove the object.
     async fn terminate(&mut self, now: Instant) -> Flow {
         if self.term_deadline.is_none() {
@@ -628,7 +388,7 @@ impl Worker {
                 .unwrap_or(30)
                 .max(0);
             let grace = Duration::from_secs(secs as u64);
-            self.term_deadline = Some(now + grace);
+            self.term_deadline = Some(later(now, grace));
             tracing::info!(pod = %self.key(), grace_secs = secs, "pod deleted; stopping containers");
             let dir = self.dir.clone();
             for c in self.all_ctrs() {
@@ -705,6 +465,12 @@ impl Worker {
             }
         }
     }
+}
+
+/// `now + d`, saturating (a huge grace period from the API must not overflow).
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(10 * 365 * 86400))
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
