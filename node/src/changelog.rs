@@ -38,6 +38,27 @@ const TAG_PUT: u8 = 1;
 const TAG_DEL: u8 = 2;
 const TAG_CLEAR: u8 = 3;
 
+/// Encodes a put record without building a [`LogRecord`] (writer hot path).
+pub fn encode_put(ts_ms: u64, skey: &[u8], value: &[u8], expires_at: Option<u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 1 + 4 + skey.len() + 8 + value.len());
+    out.extend_from_slice(&ts_ms.to_be_bytes());
+    out.push(TAG_PUT);
+    out.extend_from_slice(&(skey.len() as u32).to_be_bytes());
+    out.extend_from_slice(skey);
+    out.extend_from_slice(&expires_at.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// Encodes a delete record.
+pub fn encode_del(ts_ms: u64, skey: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + skey.len());
+    out.extend_from_slice(&ts_ms.to_be_bytes());
+    out.push(TAG_DEL);
+    out.extend_from_slice(skey);
+    out
+}
+
 impl LogRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32);
@@ -47,17 +68,8 @@ impl LogRecord {
                 skey,
                 value,
                 expires_at,
-            } => {
-                out.push(TAG_PUT);
-                out.extend_from_slice(&(skey.len() as u32).to_be_bytes());
-                out.extend_from_slice(skey);
-                out.extend_from_slice(&expires_at.unwrap_or(0).to_be_bytes());
-                out.extend_from_slice(value);
-            }
-            LogOp::Del { skey } => {
-                out.push(TAG_DEL);
-                out.extend_from_slice(skey);
-            }
+            } => return encode_put(self.ts_ms, skey, value, *expires_at),
+            LogOp::Del { skey } => return encode_del(self.ts_ms, skey),
             LogOp::ClearRange { range } => {
                 out.push(TAG_CLEAR);
                 out.extend_from_slice(&range.start.to_be_bytes());

@@ -200,3 +200,53 @@ async fn fences_hold_writes_survive_kill9_and_lift_only_for_their_attempt() {
         .unwrap_err();
     assert_eq!(err.reason(), Some(ErrorReason::StaleEpoch));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn change_log_retention_is_bounded_and_old_offsets_must_recopy() {
+    let node = NodeProc::start_with(
+        "retention",
+        "a",
+        "127.0.1.14",
+        &[
+            "--log-retention-bytes",
+            "2000",
+            "--log-pin-cap-bytes",
+            "4000",
+        ],
+    );
+    install(&placement(&["a"]), &[&node]).await;
+    let mut c = node.redis();
+    for i in 0..300 {
+        let _: () = redis::Commands::set(&mut c, format!("k{i}"), "some value bytes").unwrap();
+    }
+    let admin = node.admin();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st = admin.status().await.unwrap();
+        if st.log_oldest > 1 || Instant::now() > deadline {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(st.log_oldest > 1, "nothing trimmed: {st:?}");
+    assert!(st.log_oldest <= st.log_head.sequence);
+    let path = format!(
+        "/v1/log?incarnation={}&after=0&ranges=0-18446744073709551615",
+        st.incarnation
+    );
+    let err = admin.get_raw(&path).await.unwrap_err();
+    assert_eq!(err.reason(), Some(ErrorReason::Recopy));
+    assert!(err.to_string().contains("re-copy"), "{err}");
+    // A reader at the head is served (and sees a watermark at the head).
+    let path = format!(
+        "/v1/log?incarnation={}&after={}&ranges=0-18446744073709551615",
+        st.incarnation, st.log_head.sequence
+    );
+    assert!(admin.get_raw(&path).await.is_ok());
+    // Another incarnation's offset is refused the same way.
+    let err = admin
+        .get_raw("/v1/log?incarnation=other&after=0&ranges=0-1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Some(ErrorReason::Recopy));
+}

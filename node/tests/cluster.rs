@@ -105,6 +105,47 @@ async fn any_node_serves_any_key_through_its_owner() {
         "{out}"
     );
 
+    // While the owner has the key's range fenced, a coordinator holds the command and retries
+    // once the fence lifts (the client sees a pause, not an error).
+    let owner_name = p1.owner(ringshift_ring::key_hash(b"key:250")).unwrap();
+    let (owner, coordinator) = match owner_name.as_str() {
+        "a" => (&a, &b),
+        "b" => (&b, &c),
+        _ => (&c, &a),
+    };
+    let mig = caller(p1.epoch(), "fence-test", 1);
+    owner
+        .admin()
+        .fence(&ringshift_node_api::FenceRequest {
+            caller: mig.clone(),
+            ranges: vec![ringshift_ring::HashRange::new(0, u64::MAX).unwrap()],
+        })
+        .await
+        .expect_err("a node cannot fence ranges it does not own");
+    let owned = owner.admin().status().await.unwrap().owned_ranges;
+    owner
+        .admin()
+        .fence(&ringshift_node_api::FenceRequest {
+            caller: mig.clone(),
+            ranges: owned,
+        })
+        .await
+        .unwrap();
+    let addr = coordinator.data_addr();
+    let waiter = std::thread::spawn(move || redis_cli(&addr, &["SET", "key:250", "during-fence"]));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
+    owner
+        .admin()
+        .unfence(&ringshift_node_api::UnfenceRequest { caller: mig })
+        .await
+        .unwrap();
+    assert_eq!(waiter.join().unwrap(), "OK");
+    assert_eq!(
+        redis_cli(&owner.data_addr(), &["GET", "key:250"]),
+        "during-fence"
+    );
+
     // c learns a newer placement (epoch 4: a owns nothing) from a peer's rejection.
     let p4 = commit_all(&p1.set_target(evolve(&p1, &["b", "c"])).unwrap());
     assert!(p4.current().unwrap().ranges_of("a").is_empty());

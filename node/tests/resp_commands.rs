@@ -220,6 +220,24 @@ async fn commands_behave_like_redis() {
             .unwrap()
             > 20
     );
+    // redis-cli without a command runs its interactive start-up (COMMAND DOCS for hints) and
+    // then reads commands from stdin.
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.1.1", "-p", "6379"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"SET cli 1\nGET cli\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK\n1");
+    assert!(!redis_cli(&node.data_addr(), &["COMMAND", "DOCS"]).starts_with("ERR"));
 
     // Inline commands and a protocol error closing only that connection.
     let out = raw(&node.data_addr(), b"PING\r\nSET inl 'a b'\r\nGET inl\r\n");

@@ -3,7 +3,7 @@
 //! ratios. Usage (release build recommended):
 //!
 //!     cargo build --release -p ringshift-node
-//!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N]
+//!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N] [--only ringshift|redis]
 //!
 //! Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools). Uses 127.0.1.20-22.
 
@@ -154,7 +154,16 @@ fn run() -> Result<(), String> {
     ];
     // results[(test, pipeline)][target] = rps
     let mut results: BTreeMap<(String, u64), BTreeMap<&str, f64>> = BTreeMap::new();
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     for (name, ip) in targets {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let dir = root.join(name.replace(' ', "-"));
         let _proc = match name {
             "redis everysec" => redis_server(&dir, ip, "everysec")?,

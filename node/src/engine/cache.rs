@@ -14,7 +14,7 @@ const ENTRY_OVERHEAD: usize = 64;
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Vec<u8>, Option<Stored>>,
+    map: HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
     version: u64,
     bytes: usize,
 }

@@ -45,7 +45,10 @@ pub fn open(
     })?;
     let db = Database::builder(dir.join("fjall")).open()?;
     let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
-    let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+    // The log is only ever scanned by sequence range: bloom filters would be wasted work.
+    let log = db.keyspace("log", || {
+        KeyspaceCreateOptions::default().filter_policy(fjall::config::FilterPolicy::disabled())
+    })?;
     let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
     let expiry = db.keyspace("expiry", KeyspaceCreateOptions::default)?;
 

@@ -67,7 +67,7 @@ struct Writer {
 /// State of one batch being built.
 struct Batch {
     batch: OwnedWriteBatch,
-    overlay: HashMap<Vec<u8>, Option<Stored>>,
+    overlay: HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
     log_bytes: u64,
     now: u64,
     routing_changed: bool,
@@ -87,7 +87,7 @@ impl Writer {
         let mode = e.config.durable.then_some(PersistMode::SyncData);
         let mut b = Batch {
             batch: e.db.batch().durability(mode),
-            overlay: HashMap::new(),
+            overlay: HashMap::default(),
             log_bytes: 0,
             now: keys::now_ms(),
             routing_changed: false,
@@ -349,33 +349,33 @@ impl Writer {
 
     /// Writes a key's post-image to data and log.
     fn write(&mut self, skey: Vec<u8>, value: Option<Stored>, b: &mut Batch) {
-        let e = &self.engine;
-        let op = match &value {
+        let e = self.engine.clone();
+        let raw = match &value {
             Some(s) => {
-                b.batch.insert(&e.data, skey.clone(), s.encode());
+                b.batch.insert(&e.data, skey.as_slice(), s.encode());
                 if let Some(at) = s.expires_at {
                     let mut ik = at.to_be_bytes().to_vec();
                     ik.extend_from_slice(&skey);
                     b.batch.insert(&e.expiry, ik, Vec::new());
                 }
-                LogOp::Put {
-                    skey: skey.clone(),
-                    value: s.value.clone(),
-                    expires_at: s.expires_at,
-                }
+                crate::changelog::encode_put(b.now, &skey, &s.value, s.expires_at)
             }
             None => {
-                b.batch.remove(&e.data, skey.clone());
-                LogOp::Del { skey: skey.clone() }
+                b.batch.remove(&e.data, skey.as_slice());
+                crate::changelog::encode_del(b.now, &skey)
             }
         };
-        self.append(op, b);
+        self.append_raw(raw, b);
         b.overlay.insert(skey, value);
     }
 
     fn append(&mut self, op: LogOp, b: &mut Batch) {
-        self.seq += 1;
         let raw = LogRecord { ts_ms: b.now, op }.encode();
+        self.append_raw(raw, b);
+    }
+
+    fn append_raw(&mut self, raw: Vec<u8>, b: &mut Batch) {
+        self.seq += 1;
         b.log_bytes += raw.len() as u64 + 8;
         b.batch
             .insert(&self.engine.log, self.seq.to_be_bytes().to_vec(), raw);
