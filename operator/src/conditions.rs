@@ -175,4 +175,31 @@ mod tests {
         assert!(find(&out, types::BALANCED).is_some());
         assert!(find(&out, types::READY).is_some());
     }
+
+    proptest::proptest! {
+        /// Over any sequence of updates, lastTransitionTime is the time of the last status
+        /// change, and reason/message/observedGeneration are the latest ones.
+        #[test]
+        fn transition_time_is_the_last_status_change(
+            updates in proptest::collection::vec((0u8..3, "[A-Z][a-z]{0,5}", 0i64..5), 1..20)
+        ) {
+            let mut c = Vec::new();
+            let mut last_change = None;
+            let mut previous = None;
+            for (step, (s, reason, generation)) in updates.iter().enumerate() {
+                let status = [Status::True, Status::False, Status::Unknown][usize::from(*s)];
+                let now = at(1_000 + i64::try_from(step).unwrap());
+                if previous != Some(status) {
+                    last_change = Some(now.clone());
+                }
+                previous = Some(status);
+                let d = DesiredCondition::new(types::READY, status, reason.clone(), "m");
+                set_condition(&mut c, &d, Some(*generation), &now);
+                proptest::prop_assert_eq!(c.len(), 1);
+                proptest::prop_assert_eq!(Some(&c[0].last_transition_time), last_change.as_ref());
+                proptest::prop_assert_eq!(&c[0].reason, reason);
+                proptest::prop_assert_eq!(c[0].observed_generation, Some(*generation));
+            }
+        }
+    }
 }
