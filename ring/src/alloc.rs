@@ -62,6 +62,21 @@ impl Cut {
     }
 }
 
+/// How many of `ranges` (largest first) it takes to cover `amount`.
+fn pieces_needed(ranges: &[(u64, u128)], amount: u128) -> usize {
+    if amount == 0 {
+        return 0;
+    }
+    let mut covered = 0u128;
+    for (i, r) in ranges.iter().enumerate() {
+        covered += r.1;
+        if covered >= amount {
+            return i + 1;
+        }
+    }
+    ranges.len().max(1)
+}
+
 fn span_between(p: u64, t: u64) -> u128 {
     if p == t {
         FULL_SPAN
@@ -318,24 +333,29 @@ impl Allocator {
     // ---- join / weight increase ----
 
     /// Member `taker` takes `amount` from the most loaded members (per weight).
+    ///
+    /// Donors are the members with the highest load per weight, cut down to a common level
+    /// (water-filling). Each donor's part is cut from its largest ranges; the number of pieces
+    /// is kept within `vnodes` (the taker's new tokens) by dropping the donors that would need
+    /// the most pieces and re-levelling the others.
     fn take(&mut self, taker: u32, amount: u128) {
         let mut donors: Vec<u32> = self
             .active()
             .filter(|&(i, m)| i != taker && m.load > 0)
             .map(|(i, _)| i)
             .collect();
-        if donors.is_empty() {
+        if donors.is_empty() || amount == 0 {
             return;
         }
         let desc = |s: &Self, a: &u32, b: &u32| s.cmp_norm(*b, *a).then(a.cmp(b));
-        let cap = usize::from(self.vnodes);
-        let mut sorted = donors.len().min(cap);
-        if donors.len() > cap {
-            donors.select_nth_unstable_by(cap, |a, b| desc(self, a, b));
+        let budget = usize::from(self.vnodes);
+        let mut sorted = donors.len().min(budget);
+        if donors.len() > budget {
+            donors.select_nth_unstable_by(budget, |a, b| desc(self, a, b));
         }
         donors[..sorted].sort_by(|a, b| desc(self, a, b));
 
-        // Water-fill: find k donors and a level (num / wsum per weight) they are cut down to.
+        // Natural water-fill count, at most `budget` donors unless more are needed to cover.
         let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
         loop {
             if k == sorted {
@@ -358,12 +378,103 @@ impl Allocator {
                 }
             }
         }
-        let donors = &donors[..k];
         let amount = amount.min(sum);
-        let num = sum - amount;
-        let mut gives: Vec<u128> = donors
+        let total_weight: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
+        let mut set: Vec<u32> = donors[..k].to_vec();
+        // Each donor's ranges, largest first.
+        let mut ranges: BTreeMap<u32, Vec<(u64, u128)>> = BTreeMap::new();
+        for &d in &set {
+            let mut r = self.members[d as usize].ranges.clone();
+            r.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            ranges.insert(d, r);
+        }
+        let (gives, needs) = loop {
+            let gives = self.level(&set, amount);
+            let needs: Vec<usize> = set
+                .iter()
+                .zip(&gives)
+                .map(|(d, &g)| pieces_needed(ranges.get(d).map_or(&[][..], Vec::as_slice), g))
+                .collect();
+            let total: usize = needs.iter().sum();
+            if total <= budget || set.len() == 1 {
+                break (gives, needs);
+            }
+            // Drop the donors needing the most pieces (their amount goes to the others), but only
+            // those that stay within 2% of their fair share: balance wins over the token cap.
+            let mut order: Vec<usize> = (0..set.len()).collect();
+            order.sort_by(|&a, &b| {
+                needs[b]
+                    .cmp(&needs[a])
+                    .then(gives[a].cmp(&gives[b]))
+                    .then(a.cmp(&b))
+            });
+            let mut freed = 0usize;
+            let mut drop = vec![false; set.len()];
+            let mut kept_load: u128 = set.iter().map(|&d| self.members[d as usize].load).sum();
+            for i in order {
+                if total - freed <= budget || set.len() - drop.iter().filter(|x| **x).count() == 1 {
+                    break;
+                }
+                let m = &self.members[set[i] as usize];
+                let load = m.load;
+                let fair = FULL_SPAN * u128::from(m.weight) / total_weight.max(1);
+                if kept_load - load <= amount || load * 50 > fair * 51 {
+                    continue;
+                }
+                kept_load -= load;
+                freed += needs[i];
+                drop[i] = true;
+            }
+            if freed == 0 {
+                break (gives, needs);
+            }
+            let mut i = 0;
+            set.retain(|_| {
+                i += 1;
+                !drop[i - 1]
+            });
+        };
+
+        let total: usize = needs.iter().sum();
+        let spare = budget.saturating_sub(total) as u128;
+        let mut touched = Vec::new();
+        for ((&d, &give), &need) in set.iter().zip(&gives).zip(&needs) {
+            if give == 0 {
+                continue;
+            }
+            let pieces = need as u128 + spare * give / amount;
+            let sorted = ranges.remove(&d).unwrap_or_default();
+            self.carve(&sorted, taker, give, pieces, &mut touched);
+        }
+        self.merge_around(&touched);
+    }
+
+    /// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
+    /// they give `amount` in total (which their loads must exceed). Returns each one's part.
+    fn level(&self, set: &[u32], amount: u128) -> Vec<u128> {
+        let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
+        while k < set.len() {
+            let d = &self.members[set[k] as usize];
+            sum += d.load;
+            wsum += u128::from(d.weight);
+            k += 1;
+            if sum > amount
+                && let Some(&next) = set.get(k)
+            {
+                let n = &self.members[next as usize];
+                if (sum - amount) * u128::from(n.weight) >= n.load * wsum {
+                    break;
+                }
+            }
+        }
+        let num = sum.saturating_sub(amount);
+        let mut gives: Vec<u128> = set
             .iter()
-            .map(|&d| {
+            .enumerate()
+            .map(|(i, &d)| {
+                if i >= k {
+                    return 0;
+                }
                 let m = &self.members[d as usize];
                 let keep = (num * u128::from(m.weight))
                     .checked_div(wsum)
@@ -378,40 +489,43 @@ impl Allocator {
             *g -= d;
             excess -= d;
         }
-
-        // Every donor gets one piece, the rest of the budget goes proportionally to amounts.
-        let spare = cap.saturating_sub(k) as u128;
-        let mut touched = Vec::new();
-        for (&d, &give) in donors.iter().zip(&gives) {
-            if give == 0 || amount == 0 {
-                continue;
-            }
-            let pieces = 1 + spare * give / amount;
-            self.carve(d, taker, give, pieces, &mut touched);
-        }
-        self.merge_around(&touched);
+        gives
     }
 
-    /// Cut `amount` out of `donor`'s largest ranges in `pieces` pieces (more if those ranges are
-    /// too small), water-filling the chosen ranges, for `taker`.
+    /// Cut `amount` out of a donor's `pieces` largest `ranges` (sorted largest first; more
+    /// if those cannot cover it), water-filling the chosen ranges, for `taker`.
     fn carve(
         &mut self,
-        donor: u32,
+        ranges: &[(u64, u128)],
         taker: u32,
         amount: u128,
         pieces: u128,
         touched: &mut Vec<u64>,
     ) {
-        let mut ranges = self.members[donor as usize].ranges.clone();
-        ranges.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let want = usize::try_from(pieces).unwrap_or(usize::MAX).max(1);
         let mut k = 0usize;
         let mut covered = 0u128;
-        while k < ranges.len() && ((k as u128) < pieces || covered < amount) {
+        while k < ranges.len() && (k < want || covered < amount) {
             covered += ranges[k].1;
             k += 1;
         }
+        self.water_fill_ranges(&ranges[..k], taker, amount.min(covered), touched);
+    }
+
+    /// Cut exactly `amount` (at most their total span) out of `ranges` (largest first) for
+    /// `taker`, smallest first, each range giving at most an equal share of what is left (so the
+    /// cut is spread evenly). Returns the number of pieces cut.
+    fn water_fill_ranges(
+        &mut self,
+        ranges: &[(u64, u128)],
+        taker: u32,
+        amount: u128,
+        touched: &mut Vec<u64>,
+    ) -> usize {
         let mut left = amount;
-        for (i, &(t, span)) in ranges[..k].iter().rev().enumerate() {
+        let mut pieces = 0;
+        let k = ranges.len();
+        for (i, &(t, span)) in ranges.iter().rev().enumerate() {
             if left == 0 {
                 break;
             }
@@ -426,7 +540,9 @@ impl Allocator {
                 touched.push(n);
             }
             left -= piece;
+            pieces += 1;
         }
+        pieces
     }
 
     // ---- leave / weight decrease ----

@@ -3,7 +3,6 @@
 use crate::owner_map::OwnerMap;
 use crate::range::{HashRange, RangeSet};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Hash ranges that move from `source` to `target`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -31,39 +30,48 @@ pub fn diff(old: &OwnerMap, new: &OwnerMap) -> Vec<Transfer> {
     let old_ids: Vec<u32> = old.members().iter().map(global).collect();
     let new_ids: Vec<u32> = new.members().iter().map(global).collect();
 
-    let mut slot: HashMap<(u32, u32), usize> = HashMap::new();
-    let mut groups: Vec<((u32, u32), RangeSet)> = Vec::new();
-    let mut a = old.indexed().peekable();
-    let mut b = new.indexed().peekable();
+    // Walk both partitions; collect changed segments as (pair key, range).
+    let (sa, oa) = old.raw();
+    let (sb, ob) = new.raw();
+    let mut moved: Vec<(u64, HashRange)> = Vec::new();
+    let (mut i, mut j) = (0usize, 0usize);
     let mut pos = 0u64;
-    while let (Some(&(ra, oa)), Some(&(rb, ob))) = (a.peek(), b.peek()) {
-        let end = ra.end.min(rb.end);
-        let (src, dst) = (old_ids[oa as usize], new_ids[ob as usize]);
+    loop {
+        let end_a = sa.get(i + 1).map_or(u64::MAX, |&s| s - 1);
+        let end_b = sb.get(j + 1).map_or(u64::MAX, |&s| s - 1);
+        let end = end_a.min(end_b);
+        let (src, dst) = (old_ids[oa[i] as usize], new_ids[ob[j] as usize]);
         if src != dst {
-            let i = *slot.entry((src, dst)).or_insert_with(|| {
-                groups.push(((src, dst), RangeSet::empty()));
-                groups.len() - 1
-            });
-            groups[i].1.push_sorted(HashRange { start: pos, end });
+            let key = (u64::from(src) << 32) | u64::from(dst);
+            moved.push((key, HashRange { start: pos, end }));
         }
         if end == u64::MAX {
             break;
         }
-        if ra.end == end {
-            a.next();
+        if end_a == end {
+            i += 1;
         }
-        if rb.end == end {
-            b.next();
+        if end_b == end {
+            j += 1;
         }
         pos = end + 1;
     }
-    groups.sort_unstable_by_key(|(k, _)| *k);
-    groups
-        .into_iter()
-        .map(|((s, t), ranges)| Transfer {
-            source: names[s as usize].to_owned(),
-            target: names[t as usize].to_owned(),
-            ranges,
-        })
-        .collect()
+    // Stable: ranges of one pair stay in hash order.
+    moved.sort_by_key(|m| m.0);
+    let mut out: Vec<Transfer> = Vec::new();
+    let mut last_key = None;
+    for (key, range) in moved {
+        if last_key != Some(key) {
+            last_key = Some(key);
+            out.push(Transfer {
+                source: names[(key >> 32) as usize].to_owned(),
+                target: names[(key & 0xffff_ffff) as usize].to_owned(),
+                ranges: RangeSet::empty(),
+            });
+        }
+        if let Some(t) = out.last_mut() {
+            t.ranges.push_sorted(range);
+        }
+    }
+    out
 }

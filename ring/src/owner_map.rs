@@ -125,6 +125,11 @@ impl OwnerMap {
         self.starts.get(i + 1).map_or(u64::MAX, |&s| s - 1)
     }
 
+    /// Range starts and owner indices (parallel arrays).
+    pub(crate) fn raw(&self) -> (&[u64], &[u32]) {
+        (&self.starts, &self.owners)
+    }
+
     /// The maximal ranges in order, with owner index (into [`OwnerMap::members`]).
     pub(crate) fn indexed(&self) -> impl Iterator<Item = (HashRange, u32)> + '_ {
         (0..self.starts.len()).map(|i| {

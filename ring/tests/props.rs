@@ -107,8 +107,8 @@ proptest! {
     fn weights_are_proportional(ms in members(16), vnodes in 8u16..65) {
         let ring = RingSpec::with_members(vnodes, &ms).unwrap().build().unwrap();
         let b = ring.balance();
-        // A join takes from at most `vnodes` donors, so the bound is exact only while every
-        // member can be a donor.
+        // A join cuts at most `vnodes` pieces, so the bound is tight only while every member
+        // can be a donor (with very few vnodes the token cap wins over balance).
         let (peak, min) = if ms.len() <= usize::from(vnodes) { (1.01, 0.99) } else { (1.25, 0.75) };
         prop_assert!(b.peak_to_mean <= peak, "peak/mean {}", b.peak_to_mean);
         prop_assert!(b.min_to_mean >= min, "min/mean {}", b.min_to_mean);
