@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod driver;
 pub mod duration;
 pub mod http;
 pub mod leader;

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Metrics of the migration driver.
+    pub migration: crate::driver::metrics::MigrationMetrics,
     /// The registry to encode.
     pub registry: Registry,
 }
@@ -83,11 +85,14 @@ impl Metrics {
             "1 while this replica is the leader",
             leader.clone(),
         );
+        let migration = crate::driver::metrics::MigrationMetrics::new();
+        migration.register(&mut registry);
         Self {
             reconciles,
             reconcile_errors,
             reconcile_duration,
             leader,
+            migration,
             registry,
         }
     }

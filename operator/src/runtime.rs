@@ -161,7 +161,16 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                 let _ = rx.wait_for(|v| *v).await;
             }
         };
-        let controller = cluster::run(ctx.clone(), settings.namespace.as_deref(), ctl_stop);
+        let driver_stop = {
+            let mut rx = ctl_stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+        };
+        let controller = futures::future::join(
+            cluster::run(ctx.clone(), settings.namespace.as_deref(), ctl_stop),
+            crate::driver::run(ctx.clone(), settings.namespace.as_deref(), driver_stop),
+        );
         tokio::pin!(controller);
         let stopping = tokio::select! {
             _ = &mut controller => false,

@@ -8,7 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Phases of a move, in order. `Cancelled` and `Failed` end a move before its commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub enum Phase {
     #[default]
     Pending,

@@ -78,6 +78,22 @@ pub struct ShardMigrationStatus {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub attempt: i64,
+    /// Attempt at which the current copy started: the target resumes a pull of this attempt
+    /// and starts over (clearing the ranges) for a newer one.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub copy_attempt: i64,
+    /// Consecutive failed attempts (for backoff); reset on progress.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub failures: i32,
+    /// Placement epoch at which the move was seen committed (decimal u64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "u64_string_schema")]
+    pub committed_epoch: Option<String>,
+    /// When the commit was seen; the source keeps its copy for sourceRetention after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<Time>,
     /// Generation of the spec last acted upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -1,0 +1,325 @@
+//! Conversions between the custom resources' shapes and the pure planner's and ring's types.
+//! Everything here is pure and unit-tested; the driver's I/O code only calls it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use ringshift_node_api::{Offset, PullPhase, PullStatus};
+use ringshift_planner::phase::{PullFailure, PullView};
+use ringshift_planner::{CutoverState, MoveState, Phase};
+use ringshift_ring::{HashRange, RangeSet};
+
+use crate::crd::{self, CutoverRecord, MigrationPhase, ShardMigration, ShardMigrationStatus};
+
+/// A custom resource that holds a value the driver cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("{what}: {value:?} is not a decimal u64")]
+    Number { what: &'static str, value: String },
+    #[error("hash range {start}-{end}: {source}")]
+    Range {
+        start: String,
+        end: String,
+        #[source]
+        source: ringshift_ring::Error,
+    },
+}
+
+fn num(what: &'static str, value: &str) -> Result<u64, ConvertError> {
+    value.parse().map_err(|_| ConvertError::Number {
+        what,
+        value: value.to_string(),
+    })
+}
+
+/// The ranges of a ShardMigration spec as a ring range set.
+pub fn ranges_of(spec_ranges: &[crd::HashRange]) -> Result<RangeSet, ConvertError> {
+    let mut out = Vec::with_capacity(spec_ranges.len());
+    for r in spec_ranges {
+        let start = num("range start", &r.start)?;
+        let end = num("range end", &r.end)?;
+        out.push(
+            HashRange::new(start, end).map_err(|source| ConvertError::Range {
+                start: r.start.clone(),
+                end: r.end.clone(),
+                source,
+            })?,
+        );
+    }
+    RangeSet::new(out).map_err(|source| ConvertError::Range {
+        start: String::new(),
+        end: String::new(),
+        source,
+    })
+}
+
+/// A ring range set as the custom resource's list of ranges.
+pub fn crd_ranges(set: &RangeSet) -> Vec<crd::HashRange> {
+    set.iter()
+        .map(|r| crd::HashRange {
+            start: r.start.to_string(),
+            end: r.end.to_string(),
+        })
+        .collect()
+}
+
+pub fn phase_of(p: MigrationPhase) -> Phase {
+    match p {
+        MigrationPhase::Pending => Phase::Pending,
+        MigrationPhase::Copying => Phase::Copying,
+        MigrationPhase::CatchingUp => Phase::CatchingUp,
+        MigrationPhase::CuttingOver => Phase::CuttingOver,
+        MigrationPhase::Cleanup => Phase::Cleanup,
+        MigrationPhase::Completed => Phase::Completed,
+        MigrationPhase::Cancelled => Phase::Cancelled,
+        MigrationPhase::Failed => Phase::Failed,
+    }
+}
+
+pub fn crd_phase(p: Phase) -> MigrationPhase {
+    match p {
+        Phase::Pending => MigrationPhase::Pending,
+        Phase::Copying => MigrationPhase::Copying,
+        Phase::CatchingUp => MigrationPhase::CatchingUp,
+        Phase::CuttingOver => MigrationPhase::CuttingOver,
+        Phase::Cleanup => MigrationPhase::Cleanup,
+        Phase::Completed => MigrationPhase::Completed,
+        Phase::Cancelled => MigrationPhase::Cancelled,
+        Phase::Failed => MigrationPhase::Failed,
+    }
+}
+
+pub fn ms_of(t: &Time) -> u64 {
+    u64::try_from(t.0.as_millisecond()).unwrap_or(0)
+}
+
+pub fn time_of(ms: u64) -> Option<Time> {
+    let ms = i64::try_from(ms).ok()?;
+    Timestamp::from_millisecond(ms).ok().map(Time)
+}
+
+/// The planner's view of a migration's persisted status.
+pub fn move_state(status: Option<&ShardMigrationStatus>) -> MoveState {
+    let Some(s) = status else {
+        return MoveState::default();
+    };
+    MoveState {
+        phase: phase_of(s.phase),
+        attempt: u32::try_from(s.attempt).unwrap_or(0),
+        copy_attempt: u32::try_from(s.copy_attempt).unwrap_or(0),
+        since_ms: s.phase_started.as_ref().map(ms_of).unwrap_or(0),
+        committed_epoch: s.committed_epoch.as_deref().and_then(|e| e.parse().ok()),
+        committed_at_ms: s.committed_at.as_ref().map(ms_of),
+        failures: u32::try_from(s.failures).unwrap_or(0),
+        reason: s.message.clone(),
+    }
+}
+
+/// Writes the planner's state into a status, keeping the fields it does not own.
+pub fn apply_state(status: &mut ShardMigrationStatus, state: &MoveState) {
+    status.phase = crd_phase(state.phase);
+    status.attempt = i64::from(state.attempt);
+    status.copy_attempt = i64::from(state.copy_attempt);
+    status.phase_started = time_of(state.since_ms);
+    status.committed_epoch = state.committed_epoch.map(|e| e.to_string());
+    status.committed_at = state.committed_at_ms.and_then(time_of);
+    status.failures = i32::try_from(state.failures).unwrap_or(i32::MAX);
+    status.message = state.reason.clone();
+}
+
+/// Offsets in status: `<incarnation>:<sequence>`.
+pub fn offset_text(o: &Offset) -> String {
+    format!("{}:{}", o.incarnation, o.sequence)
+}
+
+/// The target applied everything up to `fence` (same incarnation of the source).
+pub fn applied_through(status: &PullStatus, fence: &Offset) -> bool {
+    status
+        .applied_offset
+        .as_ref()
+        .is_some_and(|a| a.incarnation == fence.incarnation && a.sequence >= fence.sequence)
+}
+
+/// The planner's view of the target's pull; `apply_rate` is measured by the caller.
+pub fn pull_view(status: &PullStatus, apply_rate: u64) -> PullView {
+    let copied = matches!(status.phase, PullPhase::CatchingUp | PullPhase::Completed);
+    let failed = match status.phase {
+        PullPhase::Failed | PullPhase::Cancelled => Some(PullFailure {
+            reason: status
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("pull {:?}", status.phase)),
+            recopy: false,
+        }),
+        _ => None,
+    };
+    PullView {
+        copy_attempt: u32::try_from(status.attempt).unwrap_or(u32::MAX),
+        copied,
+        // Unknown lag is treated as large: never cut over blind.
+        lag: if copied {
+            status.lag.unwrap_or(u64::MAX)
+        } else {
+            u64::MAX
+        },
+        apply_rate,
+        failed,
+    }
+}
+
+/// This migration's cutover record for its current attempt.
+pub fn cutover_of(records: &[CutoverRecord], uid: &str, attempt: u32) -> Option<CutoverState> {
+    records
+        .iter()
+        .find(|r| r.migration_uid == uid && r.attempt == i64::from(attempt))
+        .map(|r| match r.state {
+            crd::CutoverState::Committing => CutoverState::Committing,
+            crd::CutoverState::Committed => CutoverState::Committed,
+            crd::CutoverState::Aborted => CutoverState::Aborted,
+        })
+}
+
+/// Whether any record says this migration committed (whatever the attempt).
+pub fn committed_record(records: &[CutoverRecord], uid: &str) -> bool {
+    records
+        .iter()
+        .any(|r| r.migration_uid == uid && r.state == crd::CutoverState::Committed)
+}
+
+/// UID of a migration (empty when the object has none, which the API server never returns).
+pub fn uid_of(m: &ShardMigration) -> String {
+    m.metadata.uid.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(phase: PullPhase, applied: Option<(&str, u64)>, lag: Option<u64>) -> PullStatus {
+        PullStatus {
+            migration_uid: "m".into(),
+            attempt: 2,
+            source: ringshift_node_api::MemberEndpoint {
+                name: "a".into(),
+                data_addr: "127.0.0.1:1".into(),
+                admin_addr: "127.0.0.1:2".into(),
+            },
+            ranges: vec![],
+            phase,
+            snapshot_offset: None,
+            applied_offset: applied.map(|(i, s)| Offset {
+                incarnation: i.into(),
+                sequence: s,
+            }),
+            source_head: None,
+            lag,
+            keys_copied: 0,
+            bytes_copied: 0,
+            verified: None,
+            error: Some("boom".into()),
+        }
+    }
+
+    #[test]
+    fn ranges_round_trip_and_bad_ones_are_errors() {
+        let set = RangeSet::new([
+            HashRange::new(1, 5).unwrap(),
+            HashRange::new(9, u64::MAX).unwrap(),
+        ])
+        .unwrap();
+        let crd = crd_ranges(&set);
+        assert_eq!(crd[1].end, u64::MAX.to_string());
+        assert_eq!(ranges_of(&crd).unwrap(), set);
+        let bad = vec![crd::HashRange {
+            start: "5".into(),
+            end: "1".into(),
+        }];
+        assert!(ranges_of(&bad).is_err());
+        let nan = vec![crd::HashRange {
+            start: "x".into(),
+            end: "1".into(),
+        }];
+        assert!(matches!(ranges_of(&nan), Err(ConvertError::Number { .. })));
+    }
+
+    #[test]
+    fn state_round_trips_through_status() {
+        let state = MoveState {
+            phase: Phase::Cleanup,
+            attempt: 3,
+            copy_attempt: 2,
+            since_ms: 1_700_000_000_123,
+            committed_epoch: Some(42),
+            committed_at_ms: Some(1_700_000_000_000),
+            failures: 1,
+            reason: Some("why".into()),
+        };
+        let mut status = ShardMigrationStatus::default();
+        apply_state(&mut status, &state);
+        assert_eq!(status.phase, MigrationPhase::Cleanup);
+        assert_eq!(move_state(Some(&status)), state);
+        assert_eq!(move_state(None), MoveState::default());
+    }
+
+    #[test]
+    fn pull_views() {
+        let v = pull_view(&pull(PullPhase::Copying, None, Some(3)), 10);
+        assert!(!v.copied);
+        assert_eq!(v.lag, u64::MAX);
+        assert_eq!(v.copy_attempt, 2);
+        let v = pull_view(&pull(PullPhase::CatchingUp, None, Some(3)), 10);
+        assert!(v.copied && v.lag == 3 && v.failed.is_none());
+        let v = pull_view(&pull(PullPhase::CatchingUp, None, None), 10);
+        assert_eq!(v.lag, u64::MAX, "unknown lag never allows a cutover");
+        let v = pull_view(&pull(PullPhase::Failed, None, None), 0);
+        assert_eq!(v.failed.unwrap().reason, "boom");
+    }
+
+    #[test]
+    fn applied_through_needs_the_same_incarnation() {
+        let fence = Offset {
+            incarnation: "i1".into(),
+            sequence: 10,
+        };
+        assert!(applied_through(
+            &pull(PullPhase::CatchingUp, Some(("i1", 10)), None),
+            &fence
+        ));
+        assert!(applied_through(
+            &pull(PullPhase::CatchingUp, Some(("i1", 11)), None),
+            &fence
+        ));
+        assert!(!applied_through(
+            &pull(PullPhase::CatchingUp, Some(("i1", 9)), None),
+            &fence
+        ));
+        assert!(!applied_through(
+            &pull(PullPhase::CatchingUp, Some(("i2", 99)), None),
+            &fence
+        ));
+        assert!(!applied_through(
+            &pull(PullPhase::CatchingUp, None, None),
+            &fence
+        ));
+    }
+
+    #[test]
+    fn cutover_records() {
+        let recs = vec![
+            CutoverRecord {
+                migration_uid: "m".into(),
+                attempt: 1,
+                state: crd::CutoverState::Aborted,
+            },
+            CutoverRecord {
+                migration_uid: "m".into(),
+                attempt: 2,
+                state: crd::CutoverState::Committing,
+            },
+        ];
+        assert_eq!(cutover_of(&recs, "m", 1), Some(CutoverState::Aborted));
+        assert_eq!(cutover_of(&recs, "m", 2), Some(CutoverState::Committing));
+        assert_eq!(cutover_of(&recs, "m", 3), None);
+        assert_eq!(cutover_of(&recs, "x", 2), None);
+        assert!(!committed_record(&recs, "m"));
+    }
+}

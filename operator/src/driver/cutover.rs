@@ -1,0 +1,289 @@
+//! The cutover of one move, run start to finish within one reconcile because its duration is
+//! the clients' write pause: record Committing, fence the source, wait until the target applied
+//! everything up to the fence offset, then commit the new owner in ShardPlacement status (with
+//! a resourceVersion precondition) and tell the target first, everyone else next. When the
+//! budget runs out or anything is unclear, the abort is recorded first and only then is the
+//! source unfenced (rule 4): clients saw a pause, nothing was lost, nobody owned a range twice.
+
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::api::Api;
+use ringshift_node_api::{Caller, FenceRequest, Offset, UnfenceRequest};
+use ringshift_ring::Placement;
+
+use super::convert::{applied_through, cutover_of, ranges_of, uid_of};
+use super::env::Env;
+use super::nodes::{CALL_TIMEOUT, Nodes, describe};
+use super::placement_io::{Written, placement_of, set_placement, set_record, update};
+use super::{Error, record_acks};
+use crate::crd::{CutoverState, ShardMigration, ShardPlacement};
+use ringshift_planner::moves::ring_id;
+
+/// How the cutover ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The new owner is committed at `epoch`; `pause` is fence to target serving (None when the
+    /// target could not be told at once; it is told again until it acknowledges).
+    Committed {
+        epoch: u64,
+        pause: Option<Duration>,
+        fence: Offset,
+    },
+    /// The abort is recorded and the source unfenced; catch up and try again.
+    Aborted { reason: String },
+    /// Nothing was fenced: the transfer is no longer planned or the record could not be taken.
+    NotStarted { reason: String },
+}
+
+fn caller(env: &Env, mig: &ShardMigration, epoch: u64, attempt: u32) -> Caller {
+    Caller {
+        cluster_uid: env.cluster_uid(),
+        epoch,
+        migration_uid: uid_of(mig),
+        attempt: u64::from(attempt),
+    }
+}
+
+/// Whether the move's transfer is still pending in `p` (same target ring, not committed).
+fn still_planned(p: &Placement, mig: &ShardMigration) -> Result<bool, Error> {
+    let Some(target) = p.target() else {
+        return Ok(false);
+    };
+    if ring_id(target) != mig.spec.target_ring {
+        return Ok(false);
+    }
+    Ok(p.pending_transfers()?
+        .iter()
+        .any(|t| t.source == mig.spec.source && t.target == mig.spec.target))
+}
+
+/// Runs the cutover of `mig` for `attempt`.
+pub async fn run(
+    env: &Env,
+    nodes: &Nodes,
+    mig: &ShardMigration,
+    attempt: u32,
+) -> Result<Outcome, Error> {
+    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
+    let name = env.placement_obj.name_any();
+    let uid = uid_of(mig);
+    let ranges: Vec<_> = ranges_of(&mig.spec.ranges)?.iter().copied().collect();
+    let (Some(source), Some(target)) = (
+        nodes.client(&mig.spec.source),
+        nodes.client(&mig.spec.target),
+    ) else {
+        return Ok(Outcome::NotStarted {
+            reason: "source or target has no address".into(),
+        });
+    };
+
+    // 1. Record the attempt as Committing: from here on, only a recorded abort lifts the fence.
+    let mut planned = true;
+    let mut epoch = 0;
+    let written = update(&api, &name, |st| {
+        let Some(p) = placement_of(st)? else {
+            planned = false;
+            return Ok(false);
+        };
+        if !still_planned(&p, mig)? {
+            planned = false;
+            return Ok(false);
+        }
+        epoch = p.epoch();
+        set_record(st, &uid, attempt, CutoverState::Committing);
+        Ok(true)
+    })
+    .await;
+    match written {
+        Ok(_) if !planned => {
+            return Ok(Outcome::NotStarted {
+                reason: "the transfer is no longer part of the change in flight".into(),
+            });
+        }
+        Ok(_) => {}
+        Err(Error::Conflict(m)) => return Ok(Outcome::NotStarted { reason: m }),
+        Err(e) => return Err(e),
+    }
+    let who = caller(env, mig, epoch, attempt);
+    let budget = env.limits.write_pause_budget;
+
+    // 2. Fence the source. An error here is ambiguous (the fence may be in place): abort.
+    let fenced_at = Instant::now();
+    let fence = match tokio::time::timeout(
+        CALL_TIMEOUT,
+        source.fence(&FenceRequest {
+            caller: who.clone(),
+            ranges: ranges.clone(),
+        }),
+    )
+    .await
+    {
+        Ok(Ok(f)) => f.fence_offset,
+        Ok(Err(e)) => {
+            return abort(
+                &api,
+                &name,
+                &uid,
+                attempt,
+                &source,
+                &who,
+                format!("fence failed: {}", describe(&e)),
+            )
+            .await;
+        }
+        Err(_) => {
+            return abort(
+                &api,
+                &name,
+                &uid,
+                attempt,
+                &source,
+                &who,
+                "fence timed out".into(),
+            )
+            .await;
+        }
+    };
+
+    // 3. Wait until the target applied everything up to the fence offset, within the budget.
+    loop {
+        if let Ok(Ok(s)) = tokio::time::timeout(budget, target.pull(&uid)).await
+            && applied_through(&s, &fence)
+        {
+            break;
+        }
+        if fenced_at.elapsed() >= budget {
+            let reason = format!(
+                "the target did not apply up to the fence offset within the write-pause budget ({} ms)",
+                budget.as_millis()
+            );
+            return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    // 4. Commit: re-read the placement, check our record still stands, flip the owner.
+    let mut lost = false;
+    let mut committed: Option<Placement> = None;
+    let written = update(&api, &name, |st| {
+        let Some(p) = placement_of(st)? else {
+            lost = true;
+            return Ok(false);
+        };
+        if cutover_of(&st.cutovers, &uid, attempt)
+            != Some(ringshift_planner::CutoverState::Committing)
+            || !still_planned(&p, mig)?
+        {
+            lost = true;
+            return Ok(false);
+        }
+        let next = p.commit(&mig.spec.source, &mig.spec.target)?;
+        set_placement(st, &next)?;
+        set_record(st, &uid, attempt, CutoverState::Committed);
+        committed = Some(next);
+        Ok(true)
+    })
+    .await;
+    let next = match (written, committed) {
+        (Ok(Written::Done), Some(next)) => next,
+        (Ok(_), _) | (Err(Error::Conflict(_)), _) => {
+            let reason = if lost {
+                "the cutover record changed under this leader".to_string()
+            } else {
+                "the placement changed during the cutover".to_string()
+            };
+            return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+        }
+        (Err(e), _) => {
+            // Unknown whether the write landed: leave the fence; the next round reads the
+            // record and either rolls forward (Committed) or aborts (Committing).
+            return Err(e);
+        }
+    };
+
+    // 5. Tell the target first (that ends the pause), then everyone else.
+    let body = nodes.install(&next, env, env.incarnations());
+    let pause = match nodes.push_one(&mig.spec.target, &body).await {
+        Ok(_) => Some(fenced_at.elapsed()),
+        Err(e) => {
+            tracing::warn!(migration = %mig.name_any(), error = %e, "committed, but the target did not take the placement yet");
+            None
+        }
+    };
+    let others: Vec<String> = nodes
+        .endpoints
+        .keys()
+        .filter(|m| **m != mig.spec.target)
+        .cloned()
+        .collect();
+    let mut answers = nodes.push_many(&others, &body).await;
+    if pause.is_some() {
+        answers.insert(
+            mig.spec.target.clone(),
+            Ok(ringshift_node_api::PlacementAccepted {
+                epoch: next.epoch(),
+                incarnation: String::new(),
+                degraded: None,
+            }),
+        );
+    }
+    if let Err(e) = record_acks(&api, &name, &answers).await {
+        tracing::debug!(error = %e, "acks not recorded yet");
+    }
+    Ok(Outcome::Committed {
+        epoch: next.epoch(),
+        pause,
+        fence,
+    })
+}
+
+/// Records the abort, then (only then) lifts the source's fence.
+async fn abort(
+    api: &Api<ShardPlacement>,
+    name: &str,
+    uid: &str,
+    attempt: u32,
+    source: &ringshift_node_api::client::AdminClient,
+    who: &Caller,
+    reason: String,
+) -> Result<Outcome, Error> {
+    let mut committed = false;
+    update(api, name, |st| {
+        if cutover_of(&st.cutovers, uid, attempt)
+            == Some(ringshift_planner::CutoverState::Committed)
+        {
+            committed = true;
+            return Ok(false);
+        }
+        set_record(st, uid, attempt, CutoverState::Aborted);
+        Ok(true)
+    })
+    .await?;
+    if committed {
+        return Err(Error::Conflict(
+            "the move was committed meanwhile; rolling forward".into(),
+        ));
+    }
+    unfence(source, who).await?;
+    Ok(Outcome::Aborted { reason })
+}
+
+/// Lifts the fence of `who.attempt` (idempotent on the node).
+pub async fn unfence(
+    source: &ringshift_node_api::client::AdminClient,
+    who: &Caller,
+) -> Result<(), Error> {
+    match tokio::time::timeout(
+        CALL_TIMEOUT,
+        source.unfence(&UnfenceRequest {
+            caller: who.clone(),
+        }),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::Node(format!("unfence: {}", describe(&e)))),
+        Err(_) => Err(Error::Node("unfence timed out".into())),
+    }
+}

@@ -1,0 +1,523 @@
+//! Drives one ShardMigration: observes, asks the pure phase machine for the next step, carries
+//! it out, and persists every phase change before acting on it (rule 6).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use ringshift_node_api::{Caller, DropRequest, ErrorReason, StartPull};
+use ringshift_planner::phase::{Observed, after_abort, after_drop, next_step};
+use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
+
+use super::convert::{
+    apply_state, committed_record, crd_phase, cutover_of, move_state, offset_text, pull_view,
+    ranges_of, uid_of,
+};
+use super::cutover::{self, Outcome};
+use super::env::Env;
+use super::metrics::PhaseTimeLabels;
+use super::nodes::{CALL_TIMEOUT, Nodes, describe};
+use super::placement_io::{set_record, update};
+use super::{DriverCtx, Error, sync_nodes};
+use crate::crd::{CutoverState, MigrationProgress, ShardMigration, ShardPlacement};
+
+/// Annotation that cancels a move before its commit.
+pub const CANCEL_ANNOTATION: &str = "ringshift.dev/cancel";
+
+/// Steps one move may take in one round before yielding to the others.
+const MAX_STEPS: usize = 8;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn cancel_requested(mig: &ShardMigration) -> bool {
+    mig.annotations()
+        .get(CANCEL_ANNOTATION)
+        .is_some_and(|v| v != "false")
+}
+
+/// Whether the move's transfer is committed, still pending, or gone from the plan.
+fn transfer_state(env: &Env, mig: &ShardMigration) -> TransferState {
+    let uid = uid_of(mig);
+    let Some(p) = &env.placement else {
+        return TransferState::Gone;
+    };
+    let records = env
+        .placement_obj
+        .status
+        .as_ref()
+        .map(|s| s.cutovers.as_slice())
+        .unwrap_or_default();
+    if committed_record(records, &uid) {
+        return TransferState::Committed { epoch: p.epoch() };
+    }
+    let planned = p.target().is_some_and(|t| {
+        ringshift_planner::moves::ring_id(t) == mig.spec.target_ring
+            && p.pending_transfers().is_ok_and(|ts| {
+                ts.iter()
+                    .any(|t| t.source == mig.spec.source && t.target == mig.spec.target)
+            })
+    });
+    if planned {
+        TransferState::Pending
+    } else {
+        TransferState::Gone
+    }
+}
+
+/// A ShardMigration being driven, with its latest persisted copy.
+struct Driven {
+    obj: ShardMigration,
+    state: MoveState,
+}
+
+impl Driven {
+    fn caller(&self, env: &Env, attempt: u32) -> Caller {
+        Caller {
+            cluster_uid: env.cluster_uid(),
+            epoch: env.placement.as_ref().map(|p| p.epoch()).unwrap_or(0),
+            migration_uid: uid_of(&self.obj),
+            attempt: u64::from(attempt),
+        }
+    }
+}
+
+/// Drives `mig` until it has to wait; returns when to look again.
+pub async fn drive(
+    dctx: &DriverCtx,
+    env: &Env,
+    nodes: &Nodes,
+    mig: &ShardMigration,
+    plan: &Plan,
+) -> Result<Duration, Error> {
+    let mut d = Driven {
+        obj: mig.clone(),
+        state: move_state(mig.status.as_ref()),
+    };
+    for _ in 0..MAX_STEPS {
+        let obs = observe(dctx, env, nodes, &d, plan).await;
+        let step = next_step(&d.state, &obs.observed);
+        tracing::debug!(migration = %d.obj.name_any(), phase = ?d.state.phase, ?step, "step");
+        match step {
+            Step::Persist(next) => persist(dctx, env, &mut d, next, &obs).await?,
+            Step::Wait { reason, after_ms } => {
+                note_progress(dctx, env, &mut d, &obs, Some(reason)).await?;
+                return Ok(Duration::from_millis(after_ms.min(10_000)));
+            }
+            Step::StartPull {
+                attempt: _,
+                copy_attempt,
+            } => {
+                let (Some(target), Some(source)) = (
+                    nodes.client(&d.obj.spec.target),
+                    nodes.endpoints.get(&d.obj.spec.source),
+                ) else {
+                    return Ok(Duration::from_secs(2));
+                };
+                let body = StartPull {
+                    caller: d.caller(env, copy_attempt),
+                    source: source.clone(),
+                    ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
+                    bytes_per_sec: env.limits.bandwidth,
+                    verify: true,
+                };
+                match tokio::time::timeout(CALL_TIMEOUT, target.start_pull(&body)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        let why = format!("starting the pull on the target: {}", describe(&e));
+                        note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
+                        return Ok(Duration::from_secs(2));
+                    }
+                    Err(_) => return Ok(Duration::from_secs(2)),
+                }
+            }
+            Step::CancelPull => {
+                if let Some(target) = nodes.client(&d.obj.spec.target) {
+                    let who = d.caller(env, d.state.copy_attempt);
+                    match tokio::time::timeout(CALL_TIMEOUT, target.cancel_pull(&who)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) if e.reason() == Some(ErrorReason::NotFound) => {}
+                        _ => return Ok(Duration::from_secs(2)),
+                    }
+                    // The target keeps what it copied in ranges it does not own; a later copy
+                    // clears them first, and they are never served (ownership is checked).
+                }
+                let next = MoveState {
+                    phase: Phase::Cancelled,
+                    reason: Some("cancelled before the commit; nothing changed owner".into()),
+                    since_ms: now_ms(),
+                    ..d.state.clone()
+                };
+                persist(dctx, env, &mut d, next, &obs).await?;
+                return Ok(Duration::from_millis(100));
+            }
+            Step::Cutover { attempt } => {
+                let outcome = cutover::run(env, nodes, &d.obj, attempt).await?;
+                return after_cutover(dctx, env, &mut d, &obs, outcome).await;
+            }
+            Step::RecordAbort { attempt } => {
+                let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
+                let uid = uid_of(&d.obj);
+                update(&api, &env.placement_obj.name_any(), |st| {
+                    if cutover_of(&st.cutovers, &uid, attempt)
+                        == Some(ringshift_planner::CutoverState::Committed)
+                    {
+                        return Ok(false);
+                    }
+                    set_record(st, &uid, attempt, CutoverState::Aborted);
+                    Ok(true)
+                })
+                .await?;
+                // The record changed: re-read everything next round.
+                return Ok(Duration::from_millis(50));
+            }
+            Step::Unfence { attempt } => {
+                let Some(source) = nodes.client(&d.obj.spec.source) else {
+                    return Ok(Duration::from_secs(2));
+                };
+                cutover::unfence(&source, &d.caller(env, attempt)).await?;
+                let next = after_abort(&d.state, now_ms(), "an interrupted cutover was aborted");
+                persist(dctx, env, &mut d, next, &obs).await?;
+            }
+            Step::PushPlacement => {
+                if let Some(p) = &env.placement {
+                    sync_nodes(env, nodes, p).await?;
+                }
+                return Ok(Duration::from_millis(500));
+            }
+            Step::DropSource => {
+                let Some(source) = nodes.client(&d.obj.spec.source) else {
+                    return Ok(Duration::from_secs(2));
+                };
+                let body = DropRequest {
+                    caller: d.caller(env, d.state.attempt),
+                    ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
+                    ownership_ended_epoch: d.state.committed_epoch.unwrap_or(0),
+                };
+                match tokio::time::timeout(CALL_TIMEOUT, source.drop_ranges(&body)).await {
+                    Ok(Ok(_)) => {
+                        let next = after_drop(&d.state, now_ms());
+                        persist(dctx, env, &mut d, next, &obs).await?;
+                        return Ok(Duration::from_secs(10));
+                    }
+                    Ok(Err(e)) => {
+                        let why = format!("dropping the source copy: {}", describe(&e));
+                        note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
+                        return Ok(Duration::from_secs(5));
+                    }
+                    Err(_) => return Ok(Duration::from_secs(5)),
+                }
+            }
+        }
+    }
+    Ok(Duration::from_millis(50))
+}
+
+/// What one round saw, for the phase machine and for status.
+struct Observation {
+    observed: Observed,
+    pull: Option<ringshift_node_api::PullStatus>,
+}
+
+async fn observe(
+    dctx: &DriverCtx,
+    env: &Env,
+    nodes: &Nodes,
+    d: &Driven,
+    plan: &Plan,
+) -> Observation {
+    let uid = uid_of(&d.obj);
+    let records = env
+        .placement_obj
+        .status
+        .as_ref()
+        .map(|s| s.cutovers.as_slice())
+        .unwrap_or_default();
+    let wants_pull = matches!(d.state.phase, Phase::Copying | Phase::CatchingUp);
+    let mut pull = None;
+    if wants_pull
+        && let Some(target) = nodes.client(&d.obj.spec.target)
+        && let Ok(Ok(s)) = tokio::time::timeout(CALL_TIMEOUT, target.pull(&uid)).await
+    {
+        pull = Some(s);
+    }
+    let view = pull
+        .as_ref()
+        .filter(|s| s.phase != ringshift_node_api::PullPhase::Cancelled)
+        .map(|s| pull_view(s, dctx.apply_rate(&uid, s)));
+    let committed_epoch = d.state.committed_epoch.unwrap_or(u64::MAX);
+    let all_acked_commit =
+        !env.members.is_empty() && env.members.keys().all(|m| env.acked(m) >= committed_epoch);
+    Observation {
+        observed: Observed {
+            now_ms: now_ms(),
+            policy: env.limits.phase.clone(),
+            cancel_requested: cancel_requested(&d.obj),
+            paused: env.limits.paused,
+            may_start: plan.may_start.contains(&d.obj.name_any()),
+            source_ready: env.ready(&d.obj.spec.source),
+            target_ready: env.ready(&d.obj.spec.target),
+            transfer: transfer_state(env, &d.obj),
+            cutover: cutover_of(records, &uid, d.state.attempt),
+            pull: view,
+            all_acked_commit,
+        },
+        pull,
+    }
+}
+
+fn progress_of(s: &ringshift_node_api::PullStatus, copied: bool) -> MigrationProgress {
+    MigrationProgress {
+        keys: s.keys_copied.to_string(),
+        bytes: s.bytes_copied.to_string(),
+        percent: if copied { 100 } else { 0 },
+    }
+}
+
+/// Fills the status fields that come from observation (not from the phase machine).
+fn fill_observed(status: &mut crate::crd::ShardMigrationStatus, obs: &Observation) {
+    if let Some(s) = &obs.pull {
+        let copied = obs.observed.pull.as_ref().is_some_and(|v| v.copied);
+        status.progress = Some(progress_of(s, copied));
+        status.lag = s.lag.map(|l| l.to_string());
+        if let Some(o) = &s.snapshot_offset {
+            status.snapshot_offset = Some(offset_text(o));
+        }
+    }
+}
+
+/// Writes the move's status with its resourceVersion as precondition.
+async fn write(env: &Env, d: &mut Driven) -> Result<(), Error> {
+    let api: Api<ShardMigration> = Api::namespaced(env.client.clone(), &env.ns);
+    let name = d.obj.name_any();
+    match api
+        .replace_status(&name, &PostParams::default(), &d.obj)
+        .await
+    {
+        Ok(o) => {
+            d.obj = o;
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
+            "ShardMigration {name} changed since it was read"
+        ))),
+        Err(e) => Err(Error::kube(
+            format!("writing ShardMigration {name} status"),
+            e,
+        )),
+    }
+}
+
+async fn persist(
+    dctx: &DriverCtx,
+    env: &Env,
+    d: &mut Driven,
+    next: MoveState,
+    obs: &Observation,
+) -> Result<(), Error> {
+    let before = d.state.phase;
+    let mut status = d.obj.status.clone().unwrap_or_default();
+    apply_state(&mut status, &next);
+    fill_observed(&mut status, obs);
+    status.observed_generation = d.obj.metadata.generation;
+    d.obj.status = Some(status);
+    write(env, d).await?;
+    if before != next.phase {
+        let spent = now_ms().saturating_sub(d.state.since_ms) as f64 / 1000.0;
+        if d.state.since_ms > 0 {
+            dctx.base
+                .metrics
+                .migration
+                .phase_seconds
+                .get_or_create(&PhaseTimeLabels {
+                    phase: format!("{:?}", crd_phase(before)),
+                })
+                .observe(spent);
+        }
+        tracing::info!(
+            cluster = %env.name, migration = %d.obj.name_any(),
+            source = %d.obj.spec.source, target = %d.obj.spec.target,
+            attempt = next.attempt, from = ?before, to = ?next.phase,
+            reason = next.reason.as_deref().unwrap_or(""), "migration phase"
+        );
+        let warning = matches!(next.phase, Phase::Failed);
+        let _ = dctx
+            .base
+            .recorder
+            .publish(
+                &Event {
+                    type_: if warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: format!("{:?}", crd_phase(next.phase)),
+                    note: Some(match &next.reason {
+                        Some(r) => format!(
+                            "{:?} -> {:?}: {r}",
+                            crd_phase(before),
+                            crd_phase(next.phase)
+                        ),
+                        None => format!("{:?} -> {:?}", crd_phase(before), crd_phase(next.phase)),
+                    }),
+                    action: "Migrate".into(),
+                    secondary: None,
+                },
+                &d.obj.object_ref(&()),
+            )
+            .await;
+    }
+    d.state = next;
+    Ok(())
+}
+
+/// Updates progress and the waiting reason when they changed (no phase change).
+async fn note_progress(
+    _dctx: &DriverCtx,
+    env: &Env,
+    d: &mut Driven,
+    obs: &Observation,
+    reason: Option<String>,
+) -> Result<(), Error> {
+    let mut status = d.obj.status.clone().unwrap_or_default();
+    let before = status.clone();
+    fill_observed(&mut status, obs);
+    if !d.state.phase.is_terminal() {
+        status.message = reason;
+    }
+    if status == before {
+        return Ok(());
+    }
+    d.obj.status = Some(status);
+    write(env, d).await
+}
+
+async fn after_cutover(
+    dctx: &DriverCtx,
+    env: &Env,
+    d: &mut Driven,
+    obs: &Observation,
+    outcome: Outcome,
+) -> Result<Duration, Error> {
+    let m = &dctx.base.metrics.migration;
+    match outcome {
+        Outcome::Committed {
+            epoch,
+            pause,
+            fence,
+        } => {
+            m.cutovers
+                .get_or_create(&super::metrics::OutcomeLabels {
+                    outcome: "committed".into(),
+                })
+                .inc();
+            if let Some(p) = pause {
+                m.cutover_pause.observe(p.as_secs_f64());
+            }
+            let mut status = d.obj.status.clone().unwrap_or_default();
+            status.fence_offset = Some(offset_text(&fence));
+            status.cutover_pause = pause.map(|p| format!("{}ms", p.as_millis()));
+            d.obj.status = Some(status);
+            let next = MoveState {
+                committed_epoch: Some(epoch),
+                committed_at_ms: Some(now_ms()),
+                failures: 0,
+                reason: Some(format!(
+                    "committed at epoch {epoch}; write pause {}",
+                    pause.map_or("unknown".to_string(), |p| format!("{} ms", p.as_millis()))
+                )),
+                phase: Phase::Cleanup,
+                since_ms: now_ms(),
+                ..d.state.clone()
+            };
+            persist(dctx, env, d, next, obs).await?;
+            Ok(Duration::from_millis(100))
+        }
+        Outcome::Aborted { reason } => {
+            m.cutovers
+                .get_or_create(&super::metrics::OutcomeLabels {
+                    outcome: "aborted".into(),
+                })
+                .inc();
+            tracing::warn!(cluster = %env.name, migration = %d.obj.name_any(), %reason, "cutover aborted");
+            let next = after_abort(&d.state, now_ms(), &format!("cutover aborted: {reason}"));
+            persist(dctx, env, d, next, obs).await?;
+            Ok(Duration::from_millis(200))
+        }
+        Outcome::NotStarted { reason } => {
+            note_progress(
+                dctx,
+                env,
+                d,
+                obs,
+                Some(format!("cutover not started: {reason}")),
+            )
+            .await?;
+            Ok(Duration::from_millis(200))
+        }
+    }
+}
+
+/// Measures apply rate between two observations of a pull (records per second).
+pub struct RateMeter {
+    last: std::sync::Mutex<std::collections::HashMap<String, (u64, Instant, u64)>>,
+}
+
+impl RateMeter {
+    pub fn new() -> Self {
+        RateMeter {
+            last: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Rate of `applied` growth for `uid`, smoothed with the previous estimate.
+    pub fn rate(&self, uid: &str, applied: u64) -> u64 {
+        let now = Instant::now();
+        let mut m = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (rate, entry) = match m.get(uid) {
+            Some((prev, at, prev_rate)) if applied >= *prev => {
+                let dt = now.duration_since(*at).as_secs_f64();
+                if dt < 0.05 {
+                    return *prev_rate;
+                }
+                let r = ((applied - prev) as f64 / dt) as u64;
+                let smoothed = if *prev_rate == 0 {
+                    r
+                } else {
+                    (r + prev_rate) / 2
+                };
+                (smoothed, (applied, now, smoothed))
+            }
+            _ => (0, (applied, now, 0)),
+        };
+        m.insert(uid.to_string(), entry);
+        rate
+    }
+}
+
+impl Default for RateMeter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_meter_starts_at_zero_then_measures() {
+        let m = RateMeter::new();
+        assert_eq!(m.rate("a", 100), 0);
+        std::thread::sleep(Duration::from_millis(100));
+        let r = m.rate("a", 1100);
+        assert!(r > 1000 && r <= 10_000, "{r}");
+        // a restarted counter (lower value) resets the measurement
+        assert_eq!(m.rate("a", 5), 0);
+    }
+}

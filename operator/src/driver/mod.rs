@@ -1,0 +1,602 @@
+//! The migration driver: the only writer of ShardMigration and ShardPlacement status.
+//!
+//! Each round for a cluster: make sure every node runs the committed placement; let the pure
+//! planner (`ringshift-planner`) compare the desired ring with the placement in transition;
+//! write a re-plan first if the desired ring moved; create the ShardMigrations the change
+//! needs; then drive each one through copy, catch-up, cutover and cleanup. Every decision is
+//! persisted before its side effect and every side effect is idempotent, so a new leader picks
+//! up from status.
+
+pub mod convert;
+mod cutover;
+mod drive;
+mod env;
+pub mod metrics;
+mod nodes;
+mod placement_io;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use ringshift_node_api::PlacementAccepted;
+use ringshift_planner::moves::MoveView;
+use ringshift_planner::{Phase, plan};
+use ringshift_ring::Placement;
+
+use crate::controller::Context;
+use crate::crd::{
+    CutoverState, MigrationPhase, NodeAck, ShardCluster, ShardMigration, ShardMigrationSpec,
+    ShardPlacement,
+};
+use crate::desired::names::CLUSTER_LABEL;
+use convert::{crd_ranges, phase_of, uid_of};
+use env::Env;
+use metrics::{ClusterLabels, PhaseLabels};
+use nodes::Nodes;
+use placement_io::{Written, placement_of, set_placement, set_record, update};
+
+pub use drive::CANCEL_ANNOTATION;
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "migration";
+
+/// Why a round failed; it is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Optimistic concurrency: somebody else wrote first.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A stored document that does not parse.
+    #[error("{0}")]
+    Document(String),
+    #[error("placement: {0}")]
+    Ring(#[from] ringshift_ring::Error),
+    #[error("planning: {0}")]
+    Plan(#[from] ringshift_planner::moves::PlanError),
+    #[error(transparent)]
+    Convert(#[from] convert::ConvertError),
+    /// A node call that must succeed before going on.
+    #[error("node: {0}")]
+    Node(String),
+    #[error("object {0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl Error {
+    pub fn kube(action: String, source: kube::Error) -> Error {
+        Error::Kube { action, source }
+    }
+
+    /// Short reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "ApiError",
+            Error::Conflict(_) => "Conflict",
+            Error::Document(_) | Error::Ring(_) | Error::Convert(_) => "BadDocument",
+            Error::Plan(_) => "PlanError",
+            Error::Node(_) => "NodeError",
+            Error::NoNamespace(_) => "NoNamespace",
+        }
+    }
+}
+
+/// Shared by every round of the driver.
+pub struct DriverCtx {
+    pub base: Arc<Context>,
+    pub http: reqwest::Client,
+    rates: drive::RateMeter,
+}
+
+impl DriverCtx {
+    pub fn new(base: Arc<Context>) -> DriverCtx {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        DriverCtx {
+            base,
+            http,
+            rates: drive::RateMeter::new(),
+        }
+    }
+
+    fn apply_rate(&self, uid: &str, s: &ringshift_node_api::PullStatus) -> u64 {
+        match &s.applied_offset {
+            Some(o) => self.rates.rate(uid, o.sequence),
+            None => 0,
+        }
+    }
+}
+
+type Guarded = DeserializeGuard<ShardPlacement>;
+
+/// Runs the driver until `shutdown` resolves. `namespace` limits it to one namespace.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    fn by_cluster(ns: Option<String>, cluster: &str) -> ObjectRef<Guarded> {
+        let r = ObjectRef::<Guarded>::new(cluster);
+        match ns {
+            Some(ns) => r.within(&ns),
+            None => r,
+        }
+    }
+    let dctx = Arc::new(DriverCtx::new(ctx));
+    let members = watcher::Config::default().labels("app.kubernetes.io/name=ringshift-node");
+    Controller::new(
+        scoped::<Guarded>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .watches(
+        scoped::<DeserializeGuard<ShardMigration>>(&client, namespace),
+        watcher::Config::default(),
+        |m: DeserializeGuard<ShardMigration>| {
+            let m = m.0.ok()?;
+            Some(by_cluster(m.namespace(), &m.spec.cluster))
+        },
+    )
+    .watches(scoped::<Pod>(&client, namespace), members, |pod: Pod| {
+        let c = pod.labels().get(CLUSTER_LABEL)?.clone();
+        Some(by_cluster(pod.namespace(), &c))
+    })
+    .watches(
+        scoped::<DeserializeGuard<ShardCluster>>(&client, namespace),
+        watcher::Config::default(),
+        |c: DeserializeGuard<ShardCluster>| {
+            let c = c.0.ok()?;
+            Some(by_cluster(c.namespace(), &c.name_any()))
+        },
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, dctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "driver event");
+        }
+    })
+    .await;
+}
+
+fn key(obj: &Guarded) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// One round for one cluster.
+pub async fn reconcile(obj: Arc<Guarded>, dctx: Arc<DriverCtx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = match &obj.0 {
+        Ok(p) => round(p, &dctx).await,
+        Err(e) => {
+            tracing::warn!(placement = %key(&obj), error = %e, "ShardPlacement does not deserialize");
+            Ok(Action::await_change())
+        }
+    };
+    let reason = result.as_ref().err().map(Error::reason);
+    dctx.base
+        .metrics
+        .observe(CONTROLLER, started.elapsed().as_secs_f64(), reason);
+    if result.is_ok() {
+        dctx.base.succeeded(&format!("driver/{}", key(&obj)));
+    }
+    result
+}
+
+pub fn error_policy(obj: Arc<Guarded>, error: &Error, dctx: Arc<DriverCtx>) -> Action {
+    // Conflicts are expected when two writers race; look again soon.
+    let delay = match error {
+        Error::Conflict(_) => Duration::from_millis(200),
+        _ => dctx.base.backoff(&format!("driver/{}", key(&obj))),
+    };
+    tracing::warn!(placement = %key(&obj), error = %error, retry_in = ?delay, "migration round failed");
+    Action::requeue(delay)
+}
+
+async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
+    let Some(env) = Env::load(&dctx.base.client, sp).await? else {
+        return Ok(Action::await_change());
+    };
+    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
+    let name = sp.name_any();
+
+    // The first placement is the desired ring itself: nothing to move yet.
+    let Some(placement) = env.placement.clone() else {
+        if env.desired.ops.is_empty() {
+            return Ok(Action::await_change());
+        }
+        let p = Placement::new(env.cluster_uid(), env.desired.clone())?;
+        update(&api, &name, |st| {
+            if st.placement.is_some() {
+                return Ok(false);
+            }
+            set_placement(st, &p)?;
+            Ok(true)
+        })
+        .await?;
+        tracing::info!(cluster = %env.name, epoch = p.epoch(), "initial placement committed");
+        return Ok(Action::requeue(Duration::from_millis(50)));
+    };
+    if placement.cluster_uid() != env.cluster_uid() {
+        return Err(Error::Document(format!(
+            "ShardPlacement {}/{name} belongs to cluster UID {}, not {}",
+            env.ns,
+            placement.cluster_uid(),
+            env.cluster_uid()
+        )));
+    }
+    let Some(nodes) = Nodes::new(&dctx.http, &env) else {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+
+    // Every node runs the committed placement.
+    sync_nodes(&env, &nodes, &placement).await?;
+    release_orphans(&env, &nodes).await?;
+
+    // Plan against the placement in transition.
+    let views: Vec<MoveView> = env
+        .migrations
+        .iter()
+        .map(|m| MoveView {
+            name: m.name_any(),
+            source: m.spec.source.clone(),
+            target: m.spec.target.clone(),
+            phase: phase_of(m.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+        })
+        .collect();
+    let the_plan = plan(
+        &env.name,
+        &env.desired,
+        &placement,
+        &views,
+        &env.limits.plan,
+    )?;
+    if let Some(next) = &the_plan.retarget {
+        let written = update(&api, &name, |st| {
+            if placement_of(st)?.as_ref() != Some(&placement) {
+                return Ok(false);
+            }
+            set_placement(st, next)?;
+            Ok(true)
+        })
+        .await?;
+        if matches!(written, Written::Done) {
+            tracing::info!(cluster = %env.name, epoch = next.epoch(), transfers = the_plan.transfers.len(), "re-planned for a new desired ring");
+            let _ = dctx
+                .base
+                .recorder
+                .publish(
+                    &Event {
+                        type_: EventType::Normal,
+                        reason: "Replanned".into(),
+                        note: Some(format!(
+                            "desired ring changed: {} transfer(s) planned at epoch {}",
+                            the_plan.transfers.len(),
+                            next.epoch()
+                        )),
+                        action: "Plan".into(),
+                        secondary: None,
+                    },
+                    &env.cluster.object_ref(&()),
+                )
+                .await;
+        }
+        return Ok(Action::requeue(Duration::from_millis(50)));
+    }
+    if the_plan.awaiting_approval {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    if !the_plan.create.is_empty() {
+        create_moves(&env, &placement, &the_plan.create).await?;
+        return Ok(Action::requeue(Duration::from_millis(50)));
+    }
+
+    let mut next = Duration::from_secs(10);
+    for m in env
+        .migrations
+        .iter()
+        .filter(|m| !m.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+    {
+        let wait = drive::drive(dctx, &env, &nodes, m, &the_plan).await?;
+        next = next.min(wait);
+    }
+    collect_garbage(&env).await?;
+    publish_gauges(dctx, &env);
+    Ok(Action::requeue(
+        next.clamp(Duration::from_millis(20), Duration::from_secs(10)),
+    ))
+}
+
+/// Pushes the committed placement to every member that has not acknowledged its epoch.
+pub(crate) async fn sync_nodes(env: &Env, nodes: &Nodes, p: &Placement) -> Result<(), Error> {
+    let behind: Vec<String> = nodes
+        .endpoints
+        .keys()
+        .filter(|m| env.acked(m) < p.epoch())
+        .cloned()
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    let body = nodes.install(p, env, env.incarnations());
+    let answers = nodes.push_many(&behind, &body).await;
+    for (m, a) in &answers {
+        match a {
+            Ok(a) if a.degraded.is_some() => {
+                tracing::warn!(cluster = %env.name, member = %m, reason = a.degraded.as_deref().unwrap_or(""), "member is degraded")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(cluster = %env.name, member = %m, error = %e, "placement push failed; retrying")
+            }
+        }
+    }
+    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
+    record_acks(&api, &env.placement_obj.name_any(), &answers).await
+}
+
+/// Records the epochs (and incarnations) members acknowledged.
+pub(crate) async fn record_acks(
+    api: &Api<ShardPlacement>,
+    name: &str,
+    answers: &BTreeMap<String, Result<PlacementAccepted, String>>,
+) -> Result<(), Error> {
+    let accepted: Vec<(&String, &PlacementAccepted)> = answers
+        .iter()
+        .filter_map(|(m, a)| a.as_ref().ok().map(|a| (m, a)))
+        .collect();
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let r = update(api, name, |st| {
+        let mut changed = false;
+        for (member, a) in &accepted {
+            let inc = (!a.incarnation.is_empty()).then(|| a.incarnation.clone());
+            match st.acks.iter_mut().find(|x| &x.member == *member) {
+                Some(ack) => {
+                    let cur: u64 = ack.epoch.parse().unwrap_or(0);
+                    if a.epoch > cur {
+                        ack.epoch = a.epoch.to_string();
+                        changed = true;
+                    }
+                    if inc.is_some() && ack.incarnation != inc {
+                        ack.incarnation = inc;
+                        changed = true;
+                    }
+                }
+                None => {
+                    st.acks.push(NodeAck {
+                        member: (*member).clone(),
+                        epoch: a.epoch.to_string(),
+                        incarnation: inc,
+                    });
+                    changed = true;
+                }
+            }
+        }
+        st.acks.sort_by(|a, b| a.member.cmp(&b.member));
+        Ok(changed)
+    })
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        // Acks are re-collected next round.
+        Err(Error::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the ShardMigrations a plan needs (idempotent: an existing one is left alone).
+async fn create_moves(
+    env: &Env,
+    placement: &Placement,
+    create: &[ringshift_planner::MoveSpec],
+) -> Result<(), Error> {
+    let api: Api<ShardMigration> = Api::namespaced(env.client.clone(), &env.ns);
+    let owner = env.placement_obj.controller_owner_ref(&());
+    for m in create {
+        let obj = ShardMigration {
+            metadata: ObjectMeta {
+                name: Some(m.name.clone()),
+                namespace: Some(env.ns.clone()),
+                labels: Some(BTreeMap::from([(
+                    CLUSTER_LABEL.to_string(),
+                    env.name.clone(),
+                )])),
+                owner_references: owner.clone().map(|o| vec![o]),
+                ..Default::default()
+            },
+            spec: ShardMigrationSpec {
+                cluster: env.name.clone(),
+                source: m.source.clone(),
+                target: m.target.clone(),
+                ranges: crd_ranges(&m.ranges),
+                epoch: placement.epoch().to_string(),
+                target_ring: m.ring_id.clone(),
+            },
+            status: None,
+        };
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {
+                tracing::info!(cluster = %env.name, migration = %m.name, source = %m.source, target = %m.target, ranges = m.ranges.len(), "migration planned")
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("creating ShardMigration {}", m.name),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cutover records of moves that no longer need them: a record whose move reached Cleanup (or
+/// ended, or was deleted) is dropped; a half-done one (Committing) of a deleted move is aborted
+/// and its fence lifted, in that order.
+async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
+    let Some(status) = &env.placement_obj.status else {
+        return Ok(());
+    };
+    let by_uid: BTreeMap<String, &ShardMigration> =
+        env.migrations.iter().map(|m| (uid_of(m), m)).collect();
+    let mut drop_uids = BTreeSet::new();
+    let mut abort = Vec::new();
+    for r in &status.cutovers {
+        match by_uid.get(&r.migration_uid) {
+            Some(m) => {
+                let phase = m.status.as_ref().map(|s| s.phase).unwrap_or_default();
+                if matches!(
+                    phase,
+                    MigrationPhase::Cleanup
+                        | MigrationPhase::Completed
+                        | MigrationPhase::Cancelled
+                        | MigrationPhase::Failed
+                ) && r.state != CutoverState::Committing
+                {
+                    drop_uids.insert(r.migration_uid.clone());
+                }
+            }
+            None if r.state == CutoverState::Committing => abort.push(r.clone()),
+            None => {
+                drop_uids.insert(r.migration_uid.clone());
+            }
+        }
+    }
+    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
+    let name = env.placement_obj.name_any();
+    for r in &abort {
+        let attempt = u32::try_from(r.attempt).unwrap_or(0);
+        update(&api, &name, |st| {
+            set_record(st, &r.migration_uid, attempt, CutoverState::Aborted);
+            Ok(true)
+        })
+        .await?;
+        // The deleted move's source is whichever node holds its fence: ask all (idempotent).
+        let who = ringshift_node_api::Caller {
+            cluster_uid: env.cluster_uid(),
+            epoch: env.placement.as_ref().map(|p| p.epoch()).unwrap_or(0),
+            migration_uid: r.migration_uid.clone(),
+            attempt: u64::from(attempt),
+        };
+        for m in nodes.endpoints.keys() {
+            if let Some(c) = nodes.client(m) {
+                let _ = cutover::unfence(&c, &who).await;
+            }
+        }
+        tracing::warn!(cluster = %env.name, migration_uid = %r.migration_uid, "aborted the cutover of a deleted migration");
+    }
+    if !drop_uids.is_empty() {
+        let r = update(&api, &name, |st| {
+            let before = st.cutovers.len();
+            st.cutovers
+                .retain(|c| !drop_uids.contains(&c.migration_uid));
+            Ok(st.cutovers.len() != before)
+        })
+        .await;
+        if let Err(e) = r
+            && !matches!(e, Error::Conflict(_))
+        {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes finished ShardMigrations beyond the cluster's history limit (oldest first).
+async fn collect_garbage(env: &Env) -> Result<(), Error> {
+    let mut finished: Vec<&ShardMigration> = env
+        .migrations
+        .iter()
+        .filter(|m| m.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .collect();
+    if finished.len() <= env.limits.history_limit {
+        return Ok(());
+    }
+    finished.sort_by_key(|m| m.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let api: Api<ShardMigration> = Api::namespaced(env.client.clone(), &env.ns);
+    let excess = finished.len() - env.limits.history_limit;
+    for m in finished.into_iter().take(excess) {
+        match api.delete(&m.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("deleting ShardMigration {}", m.name_any()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn publish_gauges(dctx: &DriverCtx, env: &Env) {
+    let m = &dctx.base.metrics.migration;
+    let mut by_phase: BTreeMap<Phase, i64> = BTreeMap::new();
+    let (mut bytes, mut lag) = (0i64, 0i64);
+    for mig in &env.migrations {
+        let s = mig.status.clone().unwrap_or_default();
+        *by_phase.entry(phase_of(s.phase)).or_default() += 1;
+        if !s.phase.is_finished() {
+            bytes += s
+                .progress
+                .as_ref()
+                .and_then(|p| p.bytes.parse::<i64>().ok())
+                .unwrap_or(0);
+            lag = lag.max(s.lag.as_deref().and_then(|l| l.parse().ok()).unwrap_or(0));
+        }
+    }
+    for phase in [
+        Phase::Pending,
+        Phase::Copying,
+        Phase::CatchingUp,
+        Phase::CuttingOver,
+        Phase::Cleanup,
+        Phase::Completed,
+        Phase::Cancelled,
+        Phase::Failed,
+    ] {
+        m.moves
+            .get_or_create(&PhaseLabels {
+                namespace: env.ns.clone(),
+                cluster: env.name.clone(),
+                phase: format!("{:?}", convert::crd_phase(phase)),
+            })
+            .set(by_phase.get(&phase).copied().unwrap_or(0));
+    }
+    let labels = ClusterLabels {
+        namespace: env.ns.clone(),
+        cluster: env.name.clone(),
+    };
+    m.bytes_copied.get_or_create(&labels).set(bytes);
+    m.lag.get_or_create(&labels).set(lag);
+}
