@@ -225,7 +225,12 @@ pub async fn checksum(
             .snapshots
             .lock()
             .ok()
-            .and_then(|m| m.get(uid).map(|s| s.session.clone()))
+            .and_then(|m| {
+                m.get(uid).map(|s| {
+                    s.touch();
+                    s.session.clone()
+                })
+            })
             .ok_or_else(|| {
                 api_err(
                     ErrorReason::NotFound,

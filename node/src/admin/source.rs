@@ -59,6 +59,7 @@ pub async fn open_snapshot(
                 attempt: req.caller.attempt,
                 ranges: rs,
                 session,
+                last_used: Arc::new(std::sync::atomic::AtomicU64::new(crate::keys::now_ms())),
             },
         );
     }
@@ -83,6 +84,8 @@ pub async fn close_snapshot(
     if let Ok(mut m) = node.engine.snapshots.lock() {
         m.remove(&uid);
     }
+    // The pull re-pins with its next log read if it goes on tailing.
+    node.engine.unpin(&uid);
     Ok(Json(Done { ok: true }))
 }
 
@@ -116,6 +119,7 @@ pub async fn chunk(
                 format!("no snapshot open for migration {uid} (source restarted?); re-copy"),
             )
         })?;
+    session.touch();
     let engine = node.engine.clone();
     let (entries, done) = tokio::task::spawn_blocking(move || {
         Engine::read_chunk(

@@ -10,12 +10,15 @@ use super::{Engine, Op};
 use crate::keys;
 
 const SWEEP_BATCH: usize = 512;
+/// A pull's snapshot unused this long is closed; the pull then re-copies if it comes back.
+const SNAPSHOT_IDLE_MS: u64 = 10 * 60 * 1000;
 
 pub fn spawn(engine: Arc<Engine>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tick.tick().await;
+            close_idle_snapshots(&engine);
             if let Err(err) = sweep_expired(&engine).await {
                 tracing::warn!(error = %err, "active expiry sweep failed");
             }
@@ -27,6 +30,19 @@ pub fn spawn(engine: Arc<Engine>) {
             }
         }
     });
+}
+
+fn close_idle_snapshots(engine: &Engine) {
+    let now = keys::now_ms();
+    if let Ok(mut m) = engine.snapshots.lock() {
+        m.retain(|uid, s| {
+            let idle = now.saturating_sub(s.last_used.load(Ordering::Relaxed)) > SNAPSHOT_IDLE_MS;
+            if idle {
+                tracing::info!(migration = %uid, "closing an idle pull snapshot");
+            }
+            !idle
+        });
+    }
 }
 
 async fn sweep_expired(engine: &Engine) -> Result<(), super::EngineError> {
@@ -63,11 +79,11 @@ async fn sweep_expired(engine: &Engine) -> Result<(), super::EngineError> {
 fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
     let cfg = &engine.config;
     let now = keys::now_ms();
-    let min_pin = engine
-        .pins
-        .lock()
-        .ok()
-        .and_then(|p| p.values().min().copied());
+    // Readers that stopped reading (a pull that went away) stop pinning after a while.
+    let min_pin = engine.pins.lock().ok().and_then(|mut p| {
+        p.retain(|_, (_, last)| now.saturating_sub(*last) <= SNAPSHOT_IDLE_MS);
+        p.values().map(|(seq, _)| *seq).min()
+    });
     let mut batch = engine.db.batch();
     let mut freed = 0u64;
     let mut new_oldest = None;

@@ -70,6 +70,15 @@ pub struct SourceSession {
     pub attempt: u64,
     pub ranges: Vec<HashRange>,
     pub session: Arc<SnapshotSession>,
+    /// Unix ms of the last chunk or checksum served; idle sessions are closed (a held snapshot
+    /// keeps old versions from being compacted away).
+    pub last_used: Arc<AtomicU64>,
+}
+
+impl SourceSession {
+    pub fn touch(&self) {
+        self.last_used.store(keys::now_ms(), Ordering::Relaxed);
+    }
 }
 
 pub struct Engine {
@@ -86,7 +95,8 @@ pub struct Engine {
     routing: RwLock<Arc<Routing>>,
     routing_tx: watch::Sender<u64>,
     tx: mpsc::UnboundedSender<writer::Request>,
-    pub(crate) pins: Mutex<HashMap<String, u64>>,
+    /// Reader pins: reader -> (sequence it has applied, unix ms of its last read).
+    pub(crate) pins: Mutex<HashMap<String, (u64, u64)>>,
     pub snapshots: Mutex<HashMap<String, SourceSession>>,
     pub(crate) cache: cache::ReadCache,
     pub config: EngineConfig,
@@ -294,7 +304,7 @@ impl Engine {
     /// Registers (or moves) a reader pin: retention keeps records after `seq` up to the cap.
     pub fn pin(&self, reader: &str, seq: u64) {
         if let Ok(mut pins) = self.pins.lock() {
-            pins.insert(reader.to_string(), seq);
+            pins.insert(reader.to_string(), (seq, keys::now_ms()));
         }
     }
 
