@@ -132,6 +132,59 @@ fn be_u64(b: &[u8]) -> Result<u64, DecodeError> {
     ))
 }
 
+/// The records of one group commit, stored as one entry of the log keyspace (keyed by the
+/// first sequence, big endian): `[seq u64][len u32][record]...`. One entry per batch instead of
+/// one per record keeps the log's cost per write small.
+#[derive(Default)]
+pub struct EntryBuilder {
+    pub first_seq: Option<u64>,
+    pub bytes: Vec<u8>,
+}
+
+impl EntryBuilder {
+    pub fn push(&mut self, seq: u64, raw: &[u8]) {
+        self.first_seq.get_or_insert(seq);
+        self.bytes.extend_from_slice(&seq.to_be_bytes());
+        self.bytes
+            .extend_from_slice(&(raw.len() as u32).to_be_bytes());
+        self.bytes.extend_from_slice(raw);
+    }
+}
+
+/// Decodes a log entry into (sequence, record) pairs.
+pub fn decode_entry(raw: &[u8]) -> Result<Vec<(u64, LogRecord)>, DecodeError> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (seq, r) = rest.split_at_checked(8).ok_or(DecodeError::Truncated)?;
+        let (len, r) = r.split_at_checked(4).ok_or(DecodeError::Truncated)?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| DecodeError::Truncated)?) as usize;
+        let (rec, r) = r.split_at_checked(len).ok_or(DecodeError::Truncated)?;
+        out.push((be_u64(seq)?, LogRecord::decode(rec)?));
+        rest = r;
+    }
+    Ok(out)
+}
+
+/// Last sequence in an entry and the timestamp of its first record, without decoding records.
+pub fn entry_bounds(raw: &[u8]) -> Result<(u64, u64), DecodeError> {
+    let mut rest = raw;
+    let mut last = None;
+    let mut first_ts = None;
+    while !rest.is_empty() {
+        let (seq, r) = rest.split_at_checked(8).ok_or(DecodeError::Truncated)?;
+        let (len, r) = r.split_at_checked(4).ok_or(DecodeError::Truncated)?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| DecodeError::Truncated)?) as usize;
+        let (rec, r) = r.split_at_checked(len).ok_or(DecodeError::Truncated)?;
+        if first_ts.is_none() {
+            first_ts = Some(be_u64(rec.get(..8).ok_or(DecodeError::Truncated)?)?);
+        }
+        last = Some(be_u64(seq)?);
+        rest = r;
+    }
+    Ok((last.ok_or(DecodeError::Truncated)?, first_ts.unwrap_or(0)))
+}
+
 /// One answer to a tail request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TailBatch {
@@ -265,6 +318,25 @@ mod tests {
                 .collect();
             prop_assert_eq!(seen, expected);
             prop_assert_eq!(after, head);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn entries_round_trip(ops in proptest::collection::vec(arb_op(), 1..8), first in 1u64..1000) {
+            let mut b = EntryBuilder::default();
+            let recs: Vec<(u64, LogRecord)> = ops
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| (first + i as u64, LogRecord { ts_ms: 5 + i as u64, op }))
+                .collect();
+            for (seq, r) in &recs {
+                b.push(*seq, &r.encode());
+            }
+            prop_assert_eq!(b.first_seq, Some(first));
+            prop_assert_eq!(decode_entry(&b.bytes).unwrap(), recs.clone());
+            prop_assert_eq!(entry_bounds(&b.bytes).unwrap(), (recs.last().unwrap().0, 5));
+            let _ = decode_entry(&b.bytes[..b.bytes.len() / 2]);
         }
     }
 

@@ -90,30 +90,28 @@ fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
     let bytes = engine.log_bytes.load(Ordering::Acquire);
     for item in engine.log.iter() {
         let (k, v) = item.into_inner()?;
-        let Ok(seq_bytes) = <[u8; 8]>::try_from(k.as_ref()) else {
-            continue;
+        let (last_seq, ts) = match crate::changelog::entry_bounds(&v) {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(super::EngineError::Corrupt {
+                    what: "change log entry",
+                    detail: e.to_string(),
+                });
+            }
         };
-        let seq = u64::from_be_bytes(seq_bytes);
-        let ts = v
-            .get(..8)
-            .and_then(|t| t.try_into().ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
         let remaining = bytes.saturating_sub(freed);
         let over_size = remaining > cfg.retention_bytes;
         let over_age = now.saturating_sub(ts) > cfg.retention_age_ms;
         if !(over_size || over_age) {
-            new_oldest = Some(seq);
             break;
         }
-        let pinned = min_pin.is_some_and(|p| seq > p);
+        let pinned = min_pin.is_some_and(|p| last_seq > p);
         if pinned && remaining <= cfg.pin_cap_bytes {
-            new_oldest = Some(seq);
             break;
         }
         batch.remove(&engine.log, k.to_vec());
         freed += v.len() as u64 + 8;
-        new_oldest = Some(seq + 1);
+        new_oldest = Some(last_seq + 1);
         if freed > 64 * 1024 * 1024 {
             break;
         }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use fjall::{Database, Keyspace, Readable};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::changelog::{self, LogRecord, TailBatch};
+use crate::changelog::{self, TailBatch};
 use crate::keys::{self, Stored};
 use crate::ranges::HashRange;
 use crate::routing::Routing;
@@ -261,28 +261,33 @@ impl Engine {
                 oldest,
             });
         }
-        let start = (after + 1).to_be_bytes();
-        let end = head.to_be_bytes();
+        // The entry holding `after + 1` starts at or before it.
+        let start = match self
+            .log
+            .range(..=(after + 1).to_be_bytes().to_vec())
+            .next_back()
+        {
+            Some(item) => item.key()?.to_vec(),
+            None => (after + 1).to_be_bytes().to_vec(),
+        };
         let mut decode_error = None;
         let iter = self
             .log
-            .range(start..=end)
+            .range(start..)
             .map_while(|item| match item.into_inner() {
-                Ok((k, v)) => {
-                    let seq = u64::from_be_bytes(k.as_ref().try_into().ok()?);
-                    match LogRecord::decode(&v) {
-                        Ok(rec) => Some((seq, rec)),
-                        Err(e) => {
-                            decode_error = Some(e.to_string());
-                            None
-                        }
+                Ok((_, v)) => match changelog::decode_entry(&v) {
+                    Ok(records) => Some(records),
+                    Err(e) => {
+                        decode_error = Some(e.to_string());
+                        None
                     }
-                }
+                },
                 Err(e) => {
                     decode_error = Some(e.to_string());
                     None
                 }
-            });
+            })
+            .flatten();
         let batch = changelog::tail(iter, after, head, filter, max);
         if let Some(detail) = decode_error {
             return Err(EngineError::Corrupt {

@@ -73,6 +73,8 @@ struct Batch {
     routing_changed: bool,
     /// A range clear ran: the read cache must forget everything.
     cleared: bool,
+    /// This batch's change-log records, stored as one log entry.
+    entry: crate::changelog::EntryBuilder,
 }
 
 enum Pending {
@@ -92,6 +94,7 @@ impl Writer {
             now: keys::now_ms(),
             routing_changed: false,
             cleared: false,
+            entry: Default::default(),
         };
         let start_seq = self.seq;
         let saved_routing = self.routing.clone();
@@ -102,6 +105,11 @@ impl Writer {
                 Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
             };
             answers.push((req.reply, pending));
+        }
+        if let Some(first) = b.entry.first_seq {
+            let bytes = std::mem::take(&mut b.entry.bytes);
+            b.log_bytes += bytes.len() as u64 + 8;
+            b.batch.insert(&e.log, first.to_be_bytes().to_vec(), bytes);
         }
         if self.seq != start_seq {
             b.batch
@@ -376,9 +384,7 @@ impl Writer {
 
     fn append_raw(&mut self, raw: Vec<u8>, b: &mut Batch) {
         self.seq += 1;
-        b.log_bytes += raw.len() as u64 + 8;
-        b.batch
-            .insert(&self.engine.log, self.seq.to_be_bytes().to_vec(), raw);
+        b.entry.push(self.seq, &raw);
     }
 
     /// Applies a pulled record (a post-image) as-is, logging it like any other write.
