@@ -494,3 +494,87 @@ async fn kubectl_helper_uses_the_test_cluster() {
     assert!(err.to_string().contains("NotFound"), "{err}");
     ns.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_liveness_probe_restarts_the_container() {
+    let Some(env) = support::env_or_skip("liveness").await else {
+        return;
+    };
+    let ns = TestNamespace::create(&env, "harness-liveness")
+        .await
+        .unwrap();
+    let api = ns.api::<Pod>();
+    let mut c = testpod(&["--unhealthy-after-ms", "1500"]);
+    c["livenessProbe"] = json!({"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 1, "failureThreshold": 2});
+    api.create(
+        &PostParams::default(),
+        &pod("sick", c, json!({"terminationGracePeriodSeconds": 2})),
+    )
+    .await
+    .unwrap();
+    wait_until("a liveness restart", Duration::from_secs(60), || async {
+        let p = api.get("sick").await.map_err(|e| e.to_string())?;
+        let restarts = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|c| c.first().map(|c| c.restart_count));
+        if restarts.is_some_and(|r| r >= 1) {
+            Ok(())
+        } else {
+            Err(format!("restarts {restarts:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    let log = pod_log(&env, &ns.name, "sick", "app");
+    assert!(log.contains("liveness probe failed"), "{log}");
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletion_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
+    let Some(env) = support::env_or_skip("grace period").await else {
+        return;
+    };
+    let ns = TestNamespace::create(&env, "harness-grace").await.unwrap();
+    let api = ns.api::<Pod>();
+    api.create(
+        &PostParams::default(),
+        &pod(
+            "stubborn",
+            testpod(&["--ignore-sigterm"]),
+            json!({"terminationGracePeriodSeconds": 2}),
+        ),
+    )
+    .await
+    .unwrap();
+    let p = support::wait_pod_ready(&api, "stubborn", READY_TIMEOUT)
+        .await
+        .unwrap();
+    let uid = p.metadata.uid.clone().unwrap();
+    let started = std::time::Instant::now();
+    api.delete("stubborn", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until("pod finalized", Duration::from_secs(30), || async {
+        match api.get_opt("stubborn").await {
+            Ok(Some(p)) if p.metadata.uid.as_deref() == Some(uid.as_str()) => {
+                Err("still there".to_string())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .unwrap();
+    // It was not killed before the grace period ran out, and it was killed by SIGKILL.
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "finalized after {:?}",
+        started.elapsed()
+    );
+    let log = pod_log(&env, &ns.name, "stubborn", "app");
+    assert!(log.contains("got SIGTERM, ignoring it"), "{log}");
+    assert!(log.contains("container exited with code 137"), "{log}");
+    ns.cleanup().await;
+}

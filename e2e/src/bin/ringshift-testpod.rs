@@ -2,7 +2,8 @@
 //! and answers questions about what the pod sees: its address, files under its mounts, its
 //! environment, and what the API server allows its service account (in-cluster config).
 //!
-//!   GET  /healthz /readyz              (readyz fails with --unready)
+//!   GET  /healthz /readyz              (readyz fails with --unready, healthz after
+//!                                      --unhealthy-after-ms)
 //!   GET  /whoami                       {"ip","name","namespace"}
 //!   GET  /env?name=X                   value of X or 404
 //!   GET  /files?path=DIR               JSON list of entry names or 404
@@ -37,6 +38,12 @@ struct Args {
     exit_after_ms: Option<u64>,
     #[arg(long, default_value_t = 1)]
     exit_code: u8,
+    /// /healthz starts failing after this many milliseconds (for liveness tests).
+    #[arg(long)]
+    unhealthy_after_ms: Option<u64>,
+    /// Keep running on SIGTERM (for grace-period tests).
+    #[arg(long)]
+    ignore_sigterm: bool,
 }
 
 type Q = Query<HashMap<String, String>>;
@@ -135,8 +142,13 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let unready = args.unready;
+    let started = std::time::Instant::now();
+    let unhealthy_after = args.unhealthy_after_ms.map(Duration::from_millis);
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(move || async move {
+            let sick = unhealthy_after.is_some_and(|d| started.elapsed() >= d);
+            if sick { (StatusCode::INTERNAL_SERVER_ERROR, "unhealthy").into_response() } else { "ok".into_response() }
+        }))
         .route("/readyz", get(move || async move {
             if unready { (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response() } else { "ok".into_response() }
         }))
@@ -181,10 +193,17 @@ async fn main() -> ExitCode {
             std::process::exit(i32::from(code));
         });
     }
-    let shutdown = async {
+    let ignore_sigterm = args.ignore_sigterm;
+    let shutdown = async move {
         if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
+            if ignore_sigterm {
+                loop {
+                    println!("testpod: got SIGTERM, ignoring it");
+                    s.recv().await;
+                }
+            }
             println!("testpod: got SIGTERM, shutting down");
         }
     };
