@@ -54,6 +54,9 @@ pub struct Cli {
     /// Read cache size in bytes (0 disables it).
     #[arg(long, env = "RINGSHIFT_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub cache_bytes: usize,
+    /// Memtable size of the data keyspace in bytes.
+    #[arg(long, env = "RINGSHIFT_MEMTABLE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub memtable_bytes: u64,
 }
 
 /// Reads a secret file, trimming a trailing newline.

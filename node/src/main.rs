@@ -47,6 +47,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         retention_age_ms: cli.log_retention_secs.saturating_mul(1000),
         pin_cap_bytes: cli.log_pin_cap_bytes,
         cache_bytes: cli.cache_bytes,
+        memtable_bytes: cli.memtable_bytes,
     };
     let (engine, fresh) = engine::open(&cli.data_dir, config, placement::decode_persisted)
         .map_err(|e| format!("cannot open {}: {e}", cli.data_dir.display()))?;

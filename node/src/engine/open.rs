@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub pin_cap_bytes: u64,
     /// Read cache budget in bytes (0 disables it).
     pub cache_bytes: usize,
+    /// Memtable size of the data keyspace: smaller ones keep inserts cache-friendly.
+    pub memtable_bytes: u64,
 }
 
 /// Turns a persisted placement back into routing; supplied by the placement module.
@@ -44,7 +46,10 @@ pub fn open(
         source,
     })?;
     let db = Database::builder(dir.join("fjall")).open()?;
-    let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+    let memtable = config.memtable_bytes;
+    let data = db.keyspace("data", || {
+        KeyspaceCreateOptions::default().max_memtable_size(memtable)
+    })?;
     // The log is only ever scanned by sequence range: bloom filters would be wasted work.
     let log = db.keyspace("log", || {
         KeyspaceCreateOptions::default().filter_policy(fjall::config::FilterPolicy::disabled())
