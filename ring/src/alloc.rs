@@ -62,6 +62,21 @@ impl Cut {
     }
 }
 
+/// How many of its largest ranges are kept sorted per donor during a join.
+const LARGEST: usize = 8;
+
+/// The `m` largest of `ranges`, largest first (ties by token).
+fn largest_ranges(ranges: &[(u64, u128)], m: usize) -> Vec<(u64, u128)> {
+    let by_size = |a: &(u64, u128), b: &(u64, u128)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut v = ranges.to_vec();
+    if m < v.len() {
+        v.select_nth_unstable_by(m, by_size);
+        v.truncate(m);
+    }
+    v.sort_unstable_by(by_size);
+    v
+}
+
 /// How many of `ranges` (largest first) it takes to cover `amount`.
 fn pieces_needed(ranges: &[(u64, u128)], amount: u128) -> usize {
     if amount == 0 {
@@ -381,19 +396,25 @@ impl Allocator {
         let amount = amount.min(sum);
         let total_weight: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
         let mut set: Vec<u32> = donors[..k].to_vec();
-        // Each donor's ranges, largest first.
+        // Each donor's largest ranges, largest first (all of them when a few do not cover
+        // its whole load; see `carve`).
         let mut ranges: BTreeMap<u32, Vec<(u64, u128)>> = BTreeMap::new();
         for &d in &set {
-            let mut r = self.members[d as usize].ranges.clone();
-            r.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            ranges.insert(d, r);
+            ranges.insert(d, largest_ranges(&self.members[d as usize].ranges, LARGEST));
         }
         let (gives, needs) = loop {
             let gives = self.level(&set, amount);
             let needs: Vec<usize> = set
                 .iter()
                 .zip(&gives)
-                .map(|(d, &g)| pieces_needed(ranges.get(d).map_or(&[][..], Vec::as_slice), g))
+                .map(|(d, &g)| {
+                    let all = &self.members[*d as usize].ranges;
+                    let list = ranges.entry(*d).or_default();
+                    if list.len() < all.len() && list.iter().map(|r| r.1).sum::<u128>() < g {
+                        *list = largest_ranges(all, all.len());
+                    }
+                    pieces_needed(list, g)
+                })
                 .collect();
             let total: usize = needs.iter().sum();
             if total <= budget || set.len() == 1 {
@@ -443,7 +464,12 @@ impl Allocator {
                 continue;
             }
             let pieces = need as u128 + spare * give / amount;
-            let sorted = ranges.remove(&d).unwrap_or_default();
+            let mut sorted = ranges.remove(&d).unwrap_or_default();
+            let all = &self.members[d as usize].ranges;
+            let covered: u128 = sorted.iter().map(|r| r.1).sum();
+            if sorted.len() < all.len() && (pieces > sorted.len() as u128 || covered < give) {
+                sorted = largest_ranges(all, all.len());
+            }
             self.carve(&sorted, taker, give, pieces, &mut touched);
         }
         self.merge_around(&touched);

@@ -234,10 +234,10 @@ impl Ring {
 /// Flag of a radix index entry that is an owner rather than a token index.
 const DIRECT: u32 = 1 << 31;
 
-/// Radix index over the top `bits` bits of the hash, about two buckets per token, so that most
+/// Radix index over the top `bits` bits of the hash, about four buckets per token, so that most
 /// lookups are one load from the index.
 fn radix_index(tokens: &[u64], owners: &[u32]) -> (Vec<u32>, u32) {
-    let bits = (usize::BITS - tokens.len().leading_zeros()).clamp(1, 24);
+    let bits = (usize::BITS - tokens.len().leading_zeros() + 2).clamp(1, 20);
     let shift = 64 - bits;
     let buckets = 1usize << bits;
     let n = tokens.len();

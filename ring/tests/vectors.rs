@@ -48,3 +48,45 @@ fn owners_under_algorithm_1_are_pinned() {
         assert_eq!(ring.owner_of_key(key), owner);
     }
 }
+
+/// XXH3 over every (token, owner name) of a ring built from a history with joins, weights,
+/// leaves and reweights: any change of allocation algorithm 1 changes it.
+#[test]
+fn token_layout_of_algorithm_1_is_pinned() {
+    use ringshift_ring::RingOp;
+    let members: Vec<Member> = (0..150)
+        .map(|i| Member::new(format!("node-{i:03}"), 1 + i % 3))
+        .collect();
+    let mut spec = RingSpec::with_members(64, &members).unwrap();
+    for i in (0..150).step_by(7) {
+        spec.push(RingOp::Leave {
+            member: format!("node-{i:03}"),
+        });
+    }
+    for i in (1..150).step_by(11).filter(|i| i % 7 != 0) {
+        spec.push(RingOp::Reweight {
+            member: format!("node-{i:03}"),
+            weight: 5,
+        });
+    }
+    for i in 0..20 {
+        spec.push(RingOp::Join {
+            member: format!("late-{i:02}"),
+            weight: 2,
+        });
+    }
+    let ring = spec.build().unwrap();
+    let mut bytes = Vec::new();
+    for (t, &o) in ring.tokens().iter().zip(ring.token_owners()) {
+        bytes.extend_from_slice(&t.to_le_bytes());
+        bytes.extend_from_slice(ring.members()[o as usize].name.as_bytes());
+    }
+    let digest = xxhash_rust::xxh3::xxh3_64(&bytes);
+    println!("tokens {} digest {digest:#018x}", ring.tokens().len());
+    assert_eq!(
+        digest, PINNED_LAYOUT,
+        "ring algorithm 1 changed: bump the algorithm version"
+    );
+}
+
+const PINNED_LAYOUT: u64 = 0x88feca7320d744d6;
