@@ -436,8 +436,15 @@ impl Puller {
             return Err(Stop::Recopy("the source's snapshot changed".into()));
         }
         loop {
+            // A throttled copy asks for chunks of about a quarter second's worth.
+            let max_bytes = self
+                .rec
+                .request
+                .bytes_per_sec
+                .filter(|l| *l > 0)
+                .map_or(4 * 1024 * 1024, |l| (l / 4).max(4096));
             let path = format!(
-                "/v1/snapshots/{}/chunk?after={}&max={CHUNK_ENTRIES}",
+                "/v1/snapshots/{}/chunk?after={}&max={CHUNK_ENTRIES}&maxBytes={max_bytes}",
                 self.uid(),
                 self.rec.cursor.as_deref().unwrap_or("")
             );

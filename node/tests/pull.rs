@@ -163,3 +163,70 @@ async fn a_range_moves_with_writes_going_on() {
     let total: i64 = redis::cmd("DBSIZE").query::<i64>(&mut ca).unwrap() + before;
     assert_eq!(total as usize, acked.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_copy_resumes_after_the_target_is_killed() {
+    let a = NodeProc::start("resume", "a", "127.0.1.15");
+    let mut b = NodeProc::start("resume", "b", "127.0.1.16");
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a, &b]).await;
+    let mut ca = a.redis();
+    let value = "v".repeat(200);
+    for i in 0..3000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(&value)
+            .query(&mut ca)
+            .unwrap();
+    }
+    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    install(&p2, &[&a, &b]).await;
+    let ranges: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
+        .ranges
+        .iter()
+        .copied()
+        .collect();
+    let mig = caller(p2.epoch(), "mig-r", 1);
+    let start = StartPull {
+        caller: mig.clone(),
+        source: a.endpoint(),
+        ranges: ranges.clone(),
+        bytes_per_sec: Some(200_000),
+        verify: true,
+    };
+    b.admin().start_pull(&start).await.unwrap();
+    // Kill the target in the middle of the (throttled) copy.
+    let s = wait_pull(&b, "mig-r", |s| {
+        s.phase == PullPhase::Copying && s.keys_copied > 0
+    })
+    .await;
+    assert!(s.keys_copied < 3000, "copy not throttled: {s:?}");
+    b.kill9();
+    b.spawn();
+    let resumed = b.admin().pull("mig-r").await.unwrap();
+    assert!(resumed.keys_copied > 0, "{resumed:?}");
+    let s = wait_pull(&b, "mig-r", |s| s.phase == PullPhase::CatchingUp).await;
+    assert_eq!(s.verified, Some(true));
+    let sum_a = a
+        .admin()
+        .checksum(&ChecksumRequest {
+            ranges: ranges.clone(),
+            snapshot_of: None,
+        })
+        .await
+        .unwrap();
+    let sum_b = b
+        .admin()
+        .checksum(&ChecksumRequest {
+            ranges,
+            snapshot_of: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((sum_a.digest, sum_a.keys), (sum_b.digest, sum_b.keys));
+    // Starting the same attempt again is idempotent.
+    assert_eq!(
+        b.admin().start_pull(&start).await.unwrap().phase,
+        PullPhase::CatchingUp
+    );
+}

@@ -21,7 +21,7 @@
 //! | `POST /v1/checksum` | [`ChecksumRequest`] | [`ChecksumResponse`] |
 //!
 //! Node-to-node endpoints used by a pull (same token): `POST /v1/snapshots` ([`OpenSnapshot`] ->
-//! [`SnapshotOpened`]), `GET /v1/snapshots/{migrationUid}/chunk?after=<hex storage key>&max=N`
+//! [`SnapshotOpened`]), `GET /v1/snapshots/{migrationUid}/chunk?after=<hex storage key>&max=N&maxBytes=B`
 //! and `GET /v1/log?incarnation=I&after=S&ranges=a-b,c-d&max=N&reader=R&waitMs=W` (binary bodies,
 //! see the node crate's `wire` module), `DELETE /v1/snapshots/{migrationUid}`.
 //!

@@ -107,6 +107,11 @@ pub async fn chunk(
         .and_then(|m| m.parse().ok())
         .unwrap_or(1000)
         .clamp(1, 100_000);
+    let max_bytes: usize = q
+        .get("maxBytes")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(MAX_CHUNK_BYTES)
+        .clamp(1, MAX_CHUNK_BYTES);
     let session = node
         .engine
         .snapshots
@@ -128,7 +133,7 @@ pub async fn chunk(
             &session.ranges,
             after.as_deref(),
             max,
-            MAX_CHUNK_BYTES,
+            max_bytes,
         )
     })
     .await
