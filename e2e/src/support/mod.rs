@@ -22,6 +22,7 @@
 
 mod kubectl;
 mod namespace;
+mod operator;
 mod pods;
 mod wait;
 
@@ -33,6 +34,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use kubectl::{kubectl, repo_root};
 pub use namespace::TestNamespace;
+pub use operator::{
+    OperatorProcess, apply_cluster, bin_dir, condition, install_crds, ringshift_api, wait_balanced,
+};
 pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,
     wait_pods_ready,

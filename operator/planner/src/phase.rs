@@ -147,6 +147,8 @@ pub struct Observed {
     pub pull: Option<PullView>,
     /// Every node acknowledged an epoch at or above the commit epoch.
     pub all_acked_commit: bool,
+    /// The source member is gone (no pod, owns nothing): there is no copy left to drop.
+    pub source_gone: bool,
 }
 
 /// One thing for the driver to do.
@@ -391,6 +393,14 @@ pub fn after_abort(state: &MoveState, now_ms: u64, reason: &str) -> MoveState {
 
 fn cleanup(state: &MoveState, obs: &Observed) -> Step {
     let now = obs.now_ms;
+    if obs.source_gone && obs.all_acked_commit {
+        // Scale-in removed the source after its ranges moved: its volume keeps a stale copy that
+        // is never served (it owns nothing) and that a future copy to it clears first.
+        return Step::Persist(MoveState {
+            reason: Some("the source member was removed; nothing left to drop".into()),
+            ..enter(state, Phase::Completed, now)
+        });
+    }
     if !obs.all_acked_commit {
         return Step::PushPlacement;
     }

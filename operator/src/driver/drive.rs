@@ -266,6 +266,12 @@ async fn observe(
             cutover: cutover_of(records, &uid, d.state.attempt),
             pull: view,
             all_acked_commit,
+            source_gone: !env.members.contains_key(&d.obj.spec.source)
+                && env
+                    .placement
+                    .as_ref()
+                    .and_then(|p| p.members().ok())
+                    .is_some_and(|ms| !ms.contains(&d.obj.spec.source)),
         },
         pull,
     }

@@ -13,6 +13,7 @@ fn obs() -> Observed {
         cutover: None,
         pull: None,
         all_acked_commit: false,
+        source_gone: false,
     }
 }
 
@@ -366,4 +367,26 @@ fn backoff_doubles_and_caps() {
     assert_eq!(backoff_ms(1), 2000);
     assert_eq!(backoff_ms(5), 32_000);
     assert_eq!(backoff_ms(30), 60_000);
+}
+
+#[test]
+fn cleanup_of_a_removed_source_completes_without_a_drop() {
+    let s = MoveState {
+        committed_epoch: Some(7),
+        committed_at_ms: Some(999_999),
+        ..state(Phase::Cleanup)
+    };
+    let gone = Observed {
+        source_gone: true,
+        all_acked_commit: true,
+        ..obs()
+    };
+    let next = persisted(next_step(&s, &gone));
+    assert_eq!(next.phase, Phase::Completed);
+    // not before every node runs the commit epoch
+    let unacked = Observed {
+        source_gone: true,
+        ..obs()
+    };
+    assert_eq!(next_step(&s, &unacked), Step::PushPlacement);
 }

@@ -1,0 +1,213 @@
+//! Running the operator as a local process against the test cluster, and reading the ringshift
+//! custom resources as untyped objects (the e2e crate does not link the operator).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use super::{SupportError, kubeconfig_path, repo_root, wait_until};
+
+/// The directory of the workspace binaries: RINGSHIFT_BIN_DIR, else next to the running test
+/// binary's `deps/` directory (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("RINGSHIFT_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(|d| d.parent()).map(PathBuf::from))
+        .unwrap_or_else(|| repo_root().join("target/debug"))
+}
+
+/// Installs (server-side apply) the CRDs from `crds/` and waits until they are established.
+pub fn install_crds() -> Result<(), SupportError> {
+    let kubectl = |args: &[&str]| -> Result<(), SupportError> {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", kubeconfig_path())
+            .args(args)
+            .output()
+            .map_err(|e| SupportError::Other(format!("running kubectl: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(SupportError::Other(format!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    };
+    let crds = repo_root().join("crds");
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &crds.to_string_lossy(),
+    ])?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/shardclusters.ringshift.dev",
+        "crd/shardplacements.ringshift.dev",
+        "crd/shardmigrations.ringshift.dev",
+    ])
+}
+
+/// An operator process watching one namespace (its lease lives there too); killed with SIGKILL
+/// (like a crash) when dropped.
+pub struct OperatorProcess {
+    child: Child,
+    pub identity: String,
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `ringshift-operator run` for `namespace` with a short lease.
+    pub fn start(
+        namespace: &str,
+        identity: &str,
+        lease: Duration,
+    ) -> Result<OperatorProcess, SupportError> {
+        let log =
+            std::env::temp_dir().join(format!("ringshift-operator-{namespace}-{identity}.log"));
+        let file = std::fs::File::create(&log)
+            .map_err(|e| SupportError::Other(format!("creating {}: {e}", log.display())))?;
+        let child = Command::new(bin_dir().join("ringshift-operator"))
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--lease-namespace",
+                namespace,
+            ])
+            .args(["--identity", identity, "--listen", "127.0.0.1:0"])
+            .args(["--lease-duration", &format!("{}s", lease.as_secs().max(1))])
+            .args(["--retry-period", "1s"])
+            .env("KUBECONFIG", kubeconfig_path())
+            .env("RUST_LOG", "info,ringshift_operator=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| {
+                SupportError::Other(format!(
+                    "starting {}/ringshift-operator (cargo build --workspace --bins): {e}",
+                    bin_dir().display()
+                ))
+            })?;
+        Ok(OperatorProcess {
+            child,
+            identity: identity.to_string(),
+            log,
+        })
+    }
+
+    /// SIGKILL, like a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Untyped API of a ringshift kind (`ShardCluster`, `ShardPlacement`, `ShardMigration`).
+pub fn ringshift_api(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("ringshift.dev", "v1alpha1", kind));
+    Api::namespaced_with(client.clone(), namespace, &ar)
+}
+
+/// Server-side applies a ShardCluster with `spec`.
+pub async fn apply_cluster(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    spec: Value,
+) -> Result<(), SupportError> {
+    let obj = json!({
+        "apiVersion": "ringshift.dev/v1alpha1",
+        "kind": "ShardCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    ringshift_api(client, namespace, "ShardCluster")
+        .patch(
+            name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| SupportError::Api {
+            what: format!("applying ShardCluster {namespace}/{name}"),
+            source,
+        })
+}
+
+/// `(status, reason, message)` of a condition of an untyped object.
+pub fn condition(obj: &DynamicObject, type_: &str) -> Option<(String, String, String)> {
+    obj.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (s("status"), s("reason"), s("message"))
+        })
+}
+
+/// Waits until the ShardCluster is Balanced=True for its current generation and its placement
+/// has no target in flight; returns the committed epoch.
+pub async fn wait_balanced(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<u64, SupportError> {
+    let clusters = ringshift_api(client, namespace, "ShardCluster");
+    let placements = ringshift_api(client, namespace, "ShardPlacement");
+    let epoch = wait_until(
+        &format!("ShardCluster {name} Balanced"),
+        timeout,
+        || async {
+            let c = clusters.get(name).await.map_err(|e| e.to_string())?;
+            let generation = c.metadata.generation.unwrap_or(0);
+            let observed = c.data["status"]["observedGeneration"]
+                .as_i64()
+                .unwrap_or(-1);
+            if observed < generation {
+                return Err(format!("observedGeneration {observed} < {generation}"));
+            }
+            match condition(&c, "Balanced") {
+                Some((s, _, _)) if s == "True" => {}
+                other => return Err(format!("Balanced: {other:?}")),
+            }
+            let p = placements.get(name).await.map_err(|e| e.to_string())?;
+            if p.data["status"]["inTransition"].as_bool().unwrap_or(true) {
+                return Err("placement in transition".into());
+            }
+            p.data["status"]["epoch"]
+                .as_str()
+                .and_then(|e| e.parse::<u64>().ok())
+                .ok_or_else(|| "no epoch".to_string())
+        },
+    )
+    .await?;
+    Ok(epoch)
+}

@@ -1,0 +1,173 @@
+//! End-to-end: a ShardCluster under a live write/read load is scaled 3 -> 5 -> 2; every move
+//! goes through copy, catch-up and cutover, the cluster ends Balanced, and the checker finds no
+//! acknowledged write lost and no stale read. The operator runs as a local process watching the
+//! test's namespace; node pods run under the process kubelet.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams};
+use ringshift_e2e::load::{Addrs, LoadConfig, Stats, StopFlag, drive, finish};
+use ringshift_e2e::support::{
+    self, OperatorProcess, TestNamespace, apply_cluster, install_crds, pod_ip, pod_ready,
+    ringshift_api, wait_balanced,
+};
+use serde_json::json;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Keeps `path` listing the data addresses of the cluster's Ready pods, like a client that
+/// follows the pods.
+fn follow_pods(ns: &TestNamespace, cluster: &str, path: std::path::PathBuf, stop: StopFlag) {
+    let pods = ns.api::<Pod>();
+    let selector = format!("ringshift.dev/cluster={cluster}");
+    tokio::spawn(async move {
+        while !stop.is_stopped() {
+            if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+                let addrs: BTreeSet<String> = list
+                    .items
+                    .iter()
+                    .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+                    .filter_map(|p| pod_ip(p).map(|ip| format!("{ip}:6379")))
+                    .collect();
+                if !addrs.is_empty() {
+                    let text: Vec<String> = addrs.into_iter().collect();
+                    let _ = std::fs::write(&path, text.join("\n"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
+
+async fn scale(ns: &TestNamespace, name: &str, replicas: i32) {
+    ringshift_api(&ns.client, &ns.name, "ShardCluster")
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .expect("scaling the ShardCluster");
+}
+
+#[tokio::test]
+async fn scale_out_and_in_under_load_loses_nothing() {
+    let Some(env) = support::env_or_skip("scale_out_and_in_under_load_loses_nothing").await else {
+        return;
+    };
+    install_crds().expect("CRDs");
+    let ns = TestNamespace::create(&env, "e2e-scale")
+        .await
+        .expect("namespace");
+    let op = OperatorProcess::start(&ns.name, "op-0", Duration::from_secs(6)).expect("operator");
+    let name = "demo";
+    apply_cluster(
+        &ns.client,
+        &ns.name,
+        name,
+        json!({
+            "replicas": 3,
+            "vnodes": 16,
+            "migration": {"sourceRetention": "1s", "writePauseBudget": "1s", "maxConcurrentMoves": 2},
+        }),
+    )
+    .await
+    .expect("ShardCluster");
+    let start_epoch = match wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
+        Ok(e) => e,
+        Err(e) => panic!("{e}\noperator log:\n{}", op.log_tail(40)),
+    };
+
+    let addrs = std::env::temp_dir().join(format!("ringshift-{}-addrs", ns.name));
+    let stop = StopFlag::default();
+    follow_pods(&ns, name, addrs.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let cfg = LoadConfig {
+        addrs: Addrs::File(addrs.clone()),
+        workers: 6,
+        keys_per_worker: 300,
+        duration: Duration::from_secs(600),
+        rate: Some(1500),
+        op_timeout: Duration::from_secs(3),
+        prefix: "scale".into(),
+        ..LoadConfig::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let load = {
+        let (cfg, stats, stop) = (cfg.clone(), stats.clone(), stop.clone());
+        tokio::spawn(async move { drive(&cfg, stats, stop).await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut epochs = vec![start_epoch];
+    for replicas in [5, 2] {
+        scale(&ns, name, replicas).await;
+        // Give the cluster controller a moment to see the new generation.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
+            Ok(e) => epochs.push(e),
+            Err(e) => panic!(
+                "scaling to {replicas}: {e}\nload: {:?}\noperator log:\n{}",
+                stats.snapshot(),
+                op.log_tail(60)
+            ),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.stop();
+    let outcomes = load.await.expect("load task");
+    let report = finish(&cfg, &stats, outcomes).await;
+    let _ = std::fs::remove_file(&addrs);
+
+    let migrations = ringshift_api(&ns.client, &ns.name, "ShardMigration")
+        .list(&ListParams::default())
+        .await
+        .expect("listing migrations");
+    let phases: Vec<String> = migrations
+        .items
+        .iter()
+        .map(|m| {
+            m.data["status"]["phase"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        epochs.windows(2).all(|w| w[1] > w[0]),
+        "every scale commits new epochs: {epochs:?}"
+    );
+    assert!(
+        phases.len() >= 4 && phases.iter().all(|p| p == "Completed" || p == "Cleanup"),
+        "every move committed: {phases:?}\noperator log:\n{}",
+        op.log_tail(40)
+    );
+    assert!(
+        report.stats.writes_acked > 1000,
+        "load ran: {:?}",
+        report.stats
+    );
+    assert_eq!(report.keys_unverifiable, 0, "{report:?}");
+    assert_eq!(
+        report.lost_writes, 0,
+        "acknowledged writes lost: {:?}",
+        report.violations
+    );
+    assert_eq!(
+        report.stale_reads, 0,
+        "stale reads: {:?}",
+        report.violations
+    );
+    assert!(report.is_clean(), "{:?}", report.violations);
+    println!(
+        "scale 3->5->2: {} writes acknowledged, {} errors, longest stall {} ms, epochs {epochs:?}",
+        report.stats.writes_acked,
+        report.stats.errors(),
+        report.stats.longest_stall.as_millis()
+    );
+    drop(op);
+    ns.cleanup().await;
+}
