@@ -36,7 +36,9 @@ unit:
 # the e2e suite against it, and stops what it started even when tests fail.
 smoke: build
 	@if $(CLUSTER)/status >/dev/null 2>&1; then \
-	  echo "[smoke] reusing the running local cluster ($(RINGSHIFT_STATE))"; started=0; \
+	  echo "[smoke] reusing the running local cluster ($(RINGSHIFT_STATE)); it stays up"; started=0; \
+	  $(CLUSTER)/status | grep -q "bin dir $(CURDIR)/target/debug" || \
+	    echo "[smoke] WARNING: its kubelet runs binaries of another checkout: $$($(CLUSTER)/status | grep kubelet)"; \
 	else \
 	  $(STAGE) cluster-up $(CLUSTER)/up || { $(CLUSTER)/down; exit 1; }; started=1; \
 	fi; \
