@@ -9,7 +9,8 @@ use clap::{Parser, ValueEnum};
 pub enum Durability {
     /// Group commit with fsync before acknowledging (acknowledged writes survive kill -9).
     Durable,
-    /// No fsync (benchmarks only: a crash may lose acknowledged writes and reuse offsets).
+    /// No fsync before acknowledging (a crash may lose acknowledged writes; the node then starts
+    /// with a new incarnation, so offsets are never reused and an owner is reported Degraded).
     None,
 }
 

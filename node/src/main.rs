@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             cluster_uid: cli.cluster_uid,
         },
     );
-    engine::spawn_maintenance(engine);
+    engine::spawn_maintenance(engine.clone());
     pull::resume_all(&node);
     tracing::info!(data = %cli.listen, admin = %cli.admin_listen, "serving");
     let app = admin::router(node.clone());
@@ -86,7 +86,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         r = admin_task => Err(format!("admin API stopped: {r:?}")),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
-            Ok(())
+            engine.shutdown().map_err(|e| format!("cannot persist on shutdown: {e}"))
         }
     }
 }

@@ -120,3 +120,33 @@ async fn a_new_data_directory_owning_ranges_is_degraded() {
     node.spawn();
     assert!(node.admin().status().await.unwrap().degraded.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_fsync_a_crash_starts_a_new_incarnation_and_a_clean_stop_does_not() {
+    let mut node = NodeProc::start_with("nofsync", "a", "127.0.1.17", &["--durability", "none"]);
+    install(&placement(&["a"]), &[&node]).await;
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg(1)
+        .query(&mut node.redis())
+        .unwrap();
+    let first = node.admin().status().await.unwrap().incarnation;
+
+    // SIGTERM: everything is flushed, same incarnation.
+    let pid = node.child.as_ref().unwrap().id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let _ = node.child.as_mut().unwrap().wait();
+    node.child = None;
+    node.spawn();
+    let st = node.admin().status().await.unwrap();
+    assert_eq!(st.incarnation, first);
+    assert_eq!(redis_cli(&node.data_addr(), &["GET", "k"]), "1");
+
+    // kill -9: offsets may have been lost, so the node must not hand them out again.
+    node.kill9();
+    node.spawn();
+    assert_ne!(node.admin().status().await.unwrap().incarnation, first);
+}

@@ -379,6 +379,14 @@ impl Engine {
         Ok((digest, n))
     }
 
+    /// Makes everything durable; a run without fsync is marked as ended cleanly.
+    pub fn shutdown(&self) -> Result<(), EngineError> {
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        self.meta.remove(open::META_UNSYNCED)?;
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
+    }
+
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         Ok(self.meta.get(key)?.map(|v| v.to_vec()))
     }

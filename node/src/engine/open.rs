@@ -17,6 +17,10 @@ pub const META_PLACEMENT: &[u8] = b"placement";
 pub const META_DEGRADED: &[u8] = b"degraded";
 pub const META_FENCE_PREFIX: &[u8] = b"fence/";
 pub const META_ATTEMPT_PREFIX: &[u8] = b"attempt/";
+/// Present while a `--durability none` run is open: found at start, the last run crashed
+/// without fsync, so acknowledged writes and offsets may be lost; a new incarnation keeps
+/// offsets from being handed out twice.
+pub const META_UNSYNCED: &[u8] = b"unsynced-run";
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -57,15 +61,25 @@ pub fn open(
     let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
     let expiry = db.keyspace("expiry", KeyspaceCreateOptions::default)?;
 
+    let crashed_unsynced = meta.get(META_UNSYNCED)?.is_some();
     let (incarnation, fresh) = match meta.get(META_INCARNATION)? {
-        Some(v) => (String::from_utf8_lossy(&v).into_owned(), false),
-        None => {
+        Some(v) if !crashed_unsynced => (String::from_utf8_lossy(&v).into_owned(), false),
+        _ => {
             let id = new_incarnation_id(dir)?;
             meta.insert(META_INCARNATION, id.as_bytes())?;
             db.persist(fjall::PersistMode::SyncAll)?;
+            if crashed_unsynced {
+                tracing::warn!(incarnation = %id, "the last run without fsync crashed: new incarnation");
+            }
             (id, true)
         }
     };
+    if config.durable {
+        meta.remove(META_UNSYNCED)?;
+    } else {
+        meta.insert(META_UNSYNCED, b"1")?;
+    }
+    db.persist(fjall::PersistMode::SyncAll)?;
     let head = match meta.get(META_HEAD)? {
         Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| EngineError::Corrupt {
             what: "log head",
