@@ -66,16 +66,18 @@ reliability: build
 
 # For now: the control plane with the CRDs installed and three test pods running on their own
 # addresses with their own volumes. It keeps running afterwards.
+# The demo: the local control plane, the Helm chart (the operator runs as a pod), a ShardCluster
+# under a live checked load scaled 3 -> 5 -> 2 with progress, then a summary. Exits non-zero if
+# an acknowledged write was lost. Stops the control plane if it started it (KEEP=1 keeps it).
 demo: build
-	$(CLUSTER)/up
-	export KUBECONFIG=$(LOCAL_KUBECONFIG); \
-	kubectl apply -f crds/ && \
-	kubectl apply -f $(CLUSTER)/examples/testpods.yaml && \
-	kubectl rollout status statefulset/testpods --timeout=120s && \
-	kubectl get nodes,crds && kubectl get pods,pvc -o wide && \
-	ip=$$(kubectl get pod testpods-0 -o jsonpath='{.status.podIP}') && \
-	echo "curl http://$$ip:8080/whoami -> $$(curl -s http://$$ip:8080/whoami)"
-	@echo "The control plane keeps running: export KUBECONFIG=$(LOCAL_KUBECONFIG); stop it with $(CLUSTER)/down"
+	@$(CLUSTER)/install-helm.sh
+	@if $(CLUSTER)/status >/dev/null 2>&1; then started=0; \
+	else $(CLUSTER)/up || { $(CLUSTER)/down; exit 2; }; started=1; fi; \
+	KUBECONFIG=$(LOCAL_KUBECONFIG) HELM=$${RINGSHIFT_CACHE:-$$HOME/.cache/ringshift}/helm/helm \
+	  target/debug/ringshift-demo $(if $(KEEP),--keep) $(DEMO_ARGS); rc=$$?; \
+	if (( started )) && [[ -z "$(KEEP)" ]]; then $(CLUSTER)/down; \
+	else echo "[demo] control plane left running: export KUBECONFIG=$(LOCAL_KUBECONFIG); stop it with $(CLUSTER)/down"; fi; \
+	exit $$rc
 
 bench:
 	$(CARGO) bench --workspace --benches

@@ -2,6 +2,7 @@
 //! pods as local processes against a real local control plane, and the support code for
 //! end-to-end tests.
 
+pub mod demo;
 pub mod kubelet;
 pub mod load;
 pub mod support;

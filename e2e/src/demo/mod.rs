@@ -1,0 +1,368 @@
+//! `make demo`: installs the chart (the operator runs as a pod), creates a ShardCluster, puts it
+//! under a live write/read load with the lost-write checker, scales it out and in while showing
+//! progress, and prints a summary. Cleans up what it created, also on Ctrl-C.
+
+pub mod view;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::load::{Addrs, LoadConfig, Stats, StopFlag, drive, finish};
+use crate::support::{
+    self, SupportError, apply_cluster, condition, pod_ip, pod_ready, repo_root, ringshift_api,
+};
+use view::{MoveLine, pause_percentiles, render};
+
+/// What the demo does.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub namespace: String,
+    pub cluster: String,
+    pub steps: Vec<i32>,
+    pub load_rate: u64,
+    pub helm: PathBuf,
+    pub timeout: Duration,
+    pub keep: bool,
+}
+
+/// The numbers the demo ends with.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub moves: usize,
+    pub bytes: u64,
+    pub pause_p50_p99: Option<(f64, f64)>,
+    pub writes_acked: u64,
+    pub lost: usize,
+    pub stale_reads: usize,
+    pub client_errors: u64,
+    pub longest_stall_ms: u128,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Support(#[from] SupportError),
+    #[error("{0}")]
+    Step(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+const OPERATOR_NS: &str = "ringshift-system";
+
+fn helm(opts: &DemoOptions, args: &[&str]) -> Result<(), DemoError> {
+    let out = Command::new(&opts.helm)
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .args(args)
+        .output()
+        .map_err(|e| DemoError::Step(format!("running {}: {e}", opts.helm.display())))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(DemoError::Step(format!(
+            "helm {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+async fn wait<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    stop: &StopFlag,
+    mut check: F,
+) -> Result<T, DemoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if stop.is_stopped() {
+            return Err(DemoError::Interrupted);
+        }
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(last) if Instant::now() >= deadline => {
+                return Err(DemoError::Step(format!(
+                    "{what}: not after {timeout:?} ({last})"
+                )));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Installs the chart and waits for an operator pod to be Ready.
+async fn install_operator(
+    client: &kube::Client,
+    opts: &DemoOptions,
+    stop: &StopFlag,
+) -> Result<(), DemoError> {
+    println!(
+        "[demo] installing the Helm chart (operator runs as a pod, 2 replicas, leader election)"
+    );
+    let chart = repo_root().join("charts/ringshift");
+    helm(
+        opts,
+        &[
+            "upgrade",
+            "--install",
+            "ringshift",
+            &chart.to_string_lossy(),
+            "--namespace",
+            OPERATOR_NS,
+            "--create-namespace",
+            "--set",
+            "logging.format=text",
+        ],
+    )?;
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
+    wait(
+        "operator Deployment available",
+        opts.timeout,
+        stop,
+        || async {
+            let d = deps.get("ringshift").await.map_err(|e| e.to_string())?;
+            match d.status.and_then(|s| s.ready_replicas) {
+                Some(n) if n >= 1 => Ok(()),
+                other => Err(format!("ready replicas {other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the cluster is Balanced for its current generation, printing the view.
+async fn watch_until_balanced(
+    client: &kube::Client,
+    opts: &DemoOptions,
+    step: &str,
+    stats: &Stats,
+    stop: &StopFlag,
+) -> Result<(), DemoError> {
+    let clusters = ringshift_api(client, &opts.namespace, "ShardCluster");
+    let placements = ringshift_api(client, &opts.namespace, "ShardPlacement");
+    let migrations = ringshift_api(client, &opts.namespace, "ShardMigration");
+    let deadline = Instant::now() + opts.timeout;
+    let mut last = (Instant::now(), stats.snapshot().ops());
+    loop {
+        if stop.is_stopped() {
+            return Err(DemoError::Interrupted);
+        }
+        let c = clusters
+            .get(&opts.cluster)
+            .await
+            .map_err(|e| DemoError::Step(e.to_string()))?;
+        let moves: Vec<MoveLine> = migrations
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.iter().map(MoveLine::from_object).collect())
+            .unwrap_or_default();
+        let snap = stats.snapshot();
+        let now = Instant::now();
+        let rate =
+            (snap.ops() - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(0.001);
+        last = (now, snap.ops());
+        print!("{}", render(step, &c, &moves, &snap, rate));
+        let generation = c.metadata.generation.unwrap_or(0);
+        let observed = c.data["status"]["observedGeneration"]
+            .as_i64()
+            .unwrap_or(-1);
+        let balanced = condition(&c, "Balanced").is_some_and(|b| b.0 == "True");
+        let in_transition = placements
+            .get(&opts.cluster)
+            .await
+            .map(|p| p.data["status"]["inTransition"].as_bool().unwrap_or(true))
+            .unwrap_or(true);
+        if observed >= generation && balanced && !in_transition {
+            println!("[demo] {step}: Balanced");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(DemoError::Step(format!(
+                "{step}: not Balanced after {:?}",
+                opts.timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Keeps `path` listing the data addresses of the cluster's Ready pods.
+fn follow_pods(client: &kube::Client, opts: &DemoOptions, path: PathBuf, stop: StopFlag) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
+    let selector = format!("ringshift.dev/cluster={}", opts.cluster);
+    tokio::spawn(async move {
+        while !stop.is_stopped() {
+            if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+                let addrs: BTreeSet<String> = list
+                    .items
+                    .iter()
+                    .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+                    .filter_map(|p| pod_ip(p).map(|ip| format!("{ip}:6379")))
+                    .collect();
+                if !addrs.is_empty() {
+                    let text: Vec<String> = addrs.into_iter().collect();
+                    let _ = std::fs::write(&path, text.join("\n"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
+
+/// Runs the demo. `interrupt` is set on Ctrl-C.
+pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, DemoError> {
+    let env = support::connect().await?;
+    let client = env.client.clone();
+    install_operator(&client, opts, &interrupt).await?;
+
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = support::from_json(json!({"metadata": {"name": opts.namespace}}));
+    match nss.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => {
+            return Err(DemoError::Step(format!(
+                "creating namespace {}: {e}",
+                opts.namespace
+            )));
+        }
+    }
+    let first = opts.steps.first().copied().unwrap_or(3);
+    println!(
+        "[demo] creating ShardCluster {}/{} with {first} members",
+        opts.namespace, opts.cluster
+    );
+    apply_cluster(
+        &client,
+        &opts.namespace,
+        &opts.cluster,
+        json!({"replicas": first, "vnodes": 32, "migration": {"sourceRetention": "5s", "writePauseBudget": "500ms"}}),
+    )
+    .await?;
+    let stats = Arc::new(Stats::default());
+    watch_until_balanced(
+        &client,
+        opts,
+        &format!("start ({first} members)"),
+        &stats,
+        &interrupt,
+    )
+    .await?;
+
+    let addrs = std::env::temp_dir().join(format!("ringshift-demo-{}-addrs", opts.namespace));
+    let load_stop = StopFlag::default();
+    follow_pods(&client, opts, addrs.clone(), load_stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cfg = LoadConfig {
+        addrs: Addrs::File(addrs.clone()),
+        workers: 8,
+        keys_per_worker: 500,
+        duration: Duration::from_secs(3600),
+        rate: Some(opts.load_rate),
+        op_timeout: Duration::from_secs(3),
+        prefix: "demo".into(),
+        ..LoadConfig::default()
+    };
+    println!(
+        "[demo] starting the load: 8 clients, {} ops/s, 30% reads, every write versioned and checked",
+        opts.load_rate
+    );
+    let load = {
+        let (cfg, stats, stop) = (cfg.clone(), stats.clone(), load_stop.clone());
+        tokio::spawn(async move { drive(&cfg, stats, stop).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let clusters = ringshift_api(&client, &opts.namespace, "ShardCluster");
+    let mut result = Ok(());
+    for replicas in opts.steps.iter().skip(1) {
+        println!(
+            "[demo] kubectl scale shardcluster/{} --replicas={replicas}",
+            opts.cluster
+        );
+        if let Err(e) = clusters
+            .patch(
+                &opts.cluster,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+        {
+            result = Err(DemoError::Step(format!("scaling: {e}")));
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = watch_until_balanced(
+            &client,
+            opts,
+            &format!("scale to {replicas}"),
+            &stats,
+            &interrupt,
+        )
+        .await
+        {
+            result = Err(e);
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load_stop.stop();
+    let outcomes = load
+        .await
+        .map_err(|e| DemoError::Step(format!("load task: {e}")))?;
+    println!("[demo] load stopped; reading every key back");
+    let report = finish(&cfg, &stats, outcomes).await;
+    let _ = std::fs::remove_file(&addrs);
+    result?;
+
+    let moves: Vec<MoveLine> = ringshift_api(&client, &opts.namespace, "ShardMigration")
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.iter().map(MoveLine::from_object).collect())
+        .unwrap_or_default();
+    Ok(Summary {
+        moves: moves.len(),
+        bytes: moves.iter().map(|m| m.bytes).sum(),
+        pause_p50_p99: pause_percentiles(&moves),
+        writes_acked: report.stats.writes_acked,
+        lost: report.lost_writes,
+        stale_reads: report.stale_reads,
+        client_errors: report.stats.errors(),
+        longest_stall_ms: report.stats.longest_stall.as_millis(),
+    })
+}
+
+/// Removes what the demo created (its namespace and the Helm release).
+pub async fn cleanup(opts: &DemoOptions) {
+    if opts.keep {
+        println!(
+            "[demo] keeping namespace {} and the Helm release (--keep)",
+            opts.namespace
+        );
+        return;
+    }
+    println!(
+        "[demo] cleaning up: namespace {}, Helm release ringshift",
+        opts.namespace
+    );
+    if let Ok(env) = support::connect().await {
+        let nss: Api<Namespace> = Api::all(env.client.clone());
+        let _ = nss.delete(&opts.namespace, &DeleteParams::default()).await;
+    }
+    let _ = helm(
+        opts,
+        &["uninstall", "ringshift", "--namespace", OPERATOR_NS],
+    );
+}
