@@ -14,7 +14,7 @@ help:
 	@echo "make build        build every binary of the workspace (debug)"
 	@echo "make test         fmt check, clippy, unit+integration tests, then the e2e smoke tier on a local cluster"
 	@echo "make e2e          the e2e suite against the current KUBECONFIG"
-	@echo "make demo         local control plane with the CRDs and three test pods (kept running)"
+	@echo "make demo         chart + a cluster under live load, scaled 3->5->2, with a summary"
 	@echo "make bench        benchmark binaries (print tables)"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
 	@echo "make reliability  the long fault tier (ignored e2e tests included) on a fresh local cluster"
