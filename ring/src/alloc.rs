@@ -68,13 +68,22 @@ const LARGEST: usize = 8;
 /// The `m` largest of `ranges`, largest first (ties by token).
 fn largest_ranges(ranges: &[(u64, u128)], m: usize) -> Vec<(u64, u128)> {
     let by_size = |a: &(u64, u128), b: &(u64, u128)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
-    let mut v = ranges.to_vec();
-    if m < v.len() {
-        v.select_nth_unstable_by(m, by_size);
-        v.truncate(m);
+    if m >= ranges.len() {
+        let mut v = ranges.to_vec();
+        v.sort_unstable_by(by_size);
+        return v;
     }
-    v.sort_unstable_by(by_size);
-    v
+    // Insertion into a short sorted list: cheaper than selecting on a copy for small m.
+    let mut top: Vec<(u64, u128)> = Vec::with_capacity(m + 1);
+    for r in ranges {
+        if top.len() == m && by_size(r, &top[m - 1]).is_ge() {
+            continue;
+        }
+        let pos = top.partition_point(|x| by_size(x, r).is_lt());
+        top.insert(pos, *r);
+        top.truncate(m);
+    }
+    top
 }
 
 /// How many of `ranges` (largest first) it takes to cover `amount`.

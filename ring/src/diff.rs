@@ -17,18 +17,41 @@ pub struct Transfer {
 /// target, ranges merged. A hash changes owner exactly when it lies in a transfer from its old
 /// owner to its new owner; nothing else moves.
 pub fn diff(old: &OwnerMap, new: &OwnerMap) -> Vec<Transfer> {
-    // Common sorted name space so that (source, target) index order is name order.
-    let mut names: Vec<&str> = old
-        .members()
-        .iter()
-        .chain(new.members())
-        .map(String::as_str)
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    let global = |n: &String| names.binary_search(&n.as_str()).unwrap_or(0) as u32;
-    let old_ids: Vec<u32> = old.members().iter().map(global).collect();
-    let new_ids: Vec<u32> = new.members().iter().map(global).collect();
+    // Common sorted name space (both member lists are sorted: merge them), so that
+    // (source, target) index order is name order.
+    let (om, nm) = (old.members(), new.members());
+    let mut names: Vec<&str> = Vec::with_capacity(om.len() + nm.len());
+    let mut old_ids: Vec<u32> = Vec::with_capacity(om.len());
+    let mut new_ids: Vec<u32> = Vec::with_capacity(nm.len());
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < om.len() || j < nm.len() {
+        let id = names.len() as u32;
+        match (om.get(i), nm.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                names.push(a);
+                old_ids.push(id);
+                new_ids.push(id);
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                names.push(a);
+                old_ids.push(id);
+                i += 1;
+            }
+            (Some(a), None) => {
+                names.push(a);
+                old_ids.push(id);
+                i += 1;
+            }
+            (_, Some(b)) => {
+                names.push(b);
+                new_ids.push(id);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
 
     // Walk both partitions; collect changed segments as (pair key, range).
     let (sa, oa) = old.raw();
@@ -56,8 +79,8 @@ pub fn diff(old: &OwnerMap, new: &OwnerMap) -> Vec<Transfer> {
         }
         pos = end + 1;
     }
-    // Stable: ranges of one pair stay in hash order.
-    moved.sort_by_key(|m| m.0);
+    // By pair, then hash order within a pair ((pair, start) is unique).
+    moved.sort_unstable_by_key(|m| (m.0, m.1.start));
     let mut out: Vec<Transfer> = Vec::new();
     let mut last_key = None;
     for (key, range) in moved {
