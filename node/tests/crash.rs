@@ -16,6 +16,33 @@ async fn acknowledged_writes_survive_kill9() {
     install(&placement(&["a"]), &[&node]).await;
     let before = node.admin().status().await.unwrap();
 
+    // Several writes of one key in one group commit: the last one wins, also after recovery.
+    let mut c = node.redis();
+    let (v,): (String,) = redis::pipe()
+        .cmd("SET")
+        .arg("same")
+        .arg("1")
+        .ignore()
+        .cmd("DEL")
+        .arg("same")
+        .ignore()
+        .cmd("SET")
+        .arg("same")
+        .arg("2")
+        .ignore()
+        .cmd("SET")
+        .arg("gone")
+        .arg("x")
+        .ignore()
+        .cmd("DEL")
+        .arg("gone")
+        .ignore()
+        .cmd("GET")
+        .arg("same")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "2");
+
     let acked: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
@@ -69,6 +96,8 @@ async fn acknowledged_writes_survive_kill9() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "only {} keys acknowledged", acked.len());
     let mut c = node.redis();
+    assert_eq!(redis_cli(&node.data_addr(), &["GET", "same"]), "2");
+    assert_eq!(redis_cli(&node.data_addr(), &["EXISTS", "gone"]), "0");
     for (k, v) in &acked {
         let got: i64 = redis::cmd("GET").arg(k).query(&mut c).unwrap();
         // A write sent but not acknowledged may have landed too, never an older value.

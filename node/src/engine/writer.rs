@@ -75,6 +75,11 @@ struct Batch {
     cleared: bool,
     /// This batch's change-log records, stored as one log entry.
     entry: crate::changelog::EntryBuilder,
+    /// Final metadata writes (None = delete) and expiry-index writes (false = delete) of the
+    /// batch. fjall gives every item of a batch the same sequence number, so a key must appear
+    /// once per batch: the overlay, these maps and the single log entry guarantee it.
+    meta: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    index: HashMap<Vec<u8>, bool>,
 }
 
 enum Pending {
@@ -95,6 +100,8 @@ impl Writer {
             routing_changed: false,
             cleared: false,
             entry: Default::default(),
+            meta: HashMap::new(),
+            index: HashMap::new(),
         };
         let start_seq = self.seq;
         let saved_routing = self.routing.clone();
@@ -105,6 +112,28 @@ impl Writer {
                 Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
             };
             answers.push((req.reply, pending));
+        }
+        // Sorted inserts keep the memtable's skiplist walks cache-friendly.
+        let mut data: Vec<(&Vec<u8>, &Option<Stored>)> = b.overlay.iter().collect();
+        data.sort_unstable_by(|x, y| x.0.cmp(y.0));
+        for (skey, value) in data {
+            match value {
+                Some(s) => b.batch.insert(&e.data, skey.as_slice(), s.encode()),
+                None => b.batch.remove(&e.data, skey.as_slice()),
+            }
+        }
+        for (k, v) in std::mem::take(&mut b.meta) {
+            match v {
+                Some(v) => b.batch.insert(&e.meta, k, v),
+                None => b.batch.remove(&e.meta, k),
+            }
+        }
+        for (k, live) in std::mem::take(&mut b.index) {
+            if live {
+                b.batch.insert(&e.expiry, k, Vec::new());
+            } else {
+                b.batch.remove(&e.expiry, k);
+            }
         }
         if let Some(first) = b.entry.first_seq {
             let bytes = std::mem::take(&mut b.entry.bytes);
@@ -157,7 +186,6 @@ impl Writer {
     }
 
     fn apply(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
-        let e = self.engine.clone();
         Ok(Pending::Now(match op {
             Op::Data(cmd) => {
                 for key in cmd.keys() {
@@ -208,11 +236,10 @@ impl Writer {
                     .fences
                     .retain(|f| f.migration_uid != migration_uid);
                 let raw = serde_json::to_vec(&fence).unwrap_or_default();
-                b.batch.insert(&e.meta, fence_key(&migration_uid), raw);
-                b.batch.insert(
-                    &e.meta,
+                b.meta.insert(fence_key(&migration_uid).to_vec(), Some(raw));
+                b.meta.insert(
                     attempt_key(&migration_uid),
-                    attempt.to_be_bytes().to_vec(),
+                    Some(attempt.to_be_bytes().to_vec()),
                 );
                 self.routing.fences.push(fence);
                 b.routing_changed = true;
@@ -234,7 +261,7 @@ impl Writer {
                 )),
                 Some(i) => {
                     self.routing.fences.remove(i);
-                    b.batch.remove(&e.meta, fence_key(&migration_uid));
+                    b.meta.insert(fence_key(&migration_uid).to_vec(), None);
                     b.routing_changed = true;
                     Outcome::Done
                 }
@@ -265,17 +292,14 @@ impl Writer {
                         .into_iter()
                         .partition(|f| ranges::any_overlap(&f.ranges, &owned));
                 for f in lift {
-                    b.batch.remove(&e.meta, fence_key(&f.migration_uid));
+                    b.meta.insert(fence_key(&f.migration_uid).to_vec(), None);
                 }
                 self.routing.fences = keep;
-                b.batch.insert(&e.meta, META_PLACEMENT, raw);
-                match &degraded {
-                    Some(reason) => {
-                        b.batch
-                            .insert(&e.meta, META_DEGRADED, reason.as_bytes().to_vec())
-                    }
-                    None => b.batch.remove(&e.meta, META_DEGRADED),
-                }
+                b.meta.insert(META_PLACEMENT.to_vec(), Some(raw));
+                b.meta.insert(
+                    META_DEGRADED.to_vec(),
+                    degraded.as_ref().map(|r| r.as_bytes().to_vec()),
+                );
                 self.routing.degraded = degraded;
                 self.routing.placement = Some(installed);
                 b.routing_changed = true;
@@ -312,7 +336,7 @@ impl Writer {
             }
             Op::Expired(candidates) => {
                 for (index_key, skey, at) in candidates {
-                    b.batch.remove(&e.expiry, index_key);
+                    b.index.insert(index_key, false);
                     if let Some(cur) = self.current(&skey, b)?
                         && cur.expires_at == Some(at)
                         && at <= b.now
@@ -328,8 +352,12 @@ impl Writer {
     fn meta(&self, meta: Vec<MetaPut>, b: &mut Batch) {
         for (k, v) in meta {
             match v {
-                Some(v) => b.batch.insert(&self.engine.meta, k, v),
-                None => b.batch.remove(&self.engine.meta, k),
+                Some(v) => {
+                    b.meta.insert(k, Some(v));
+                }
+                None => {
+                    b.meta.insert(k, None);
+                }
             }
         }
     }
@@ -357,21 +385,16 @@ impl Writer {
 
     /// Writes a key's post-image to data and log.
     fn write(&mut self, skey: Vec<u8>, value: Option<Stored>, b: &mut Batch) {
-        let e = self.engine.clone();
         let raw = match &value {
             Some(s) => {
-                b.batch.insert(&e.data, skey.as_slice(), s.encode());
                 if let Some(at) = s.expires_at {
                     let mut ik = at.to_be_bytes().to_vec();
                     ik.extend_from_slice(&skey);
-                    b.batch.insert(&e.expiry, ik, Vec::new());
+                    b.index.insert(ik, true);
                 }
                 crate::changelog::encode_put(b.now, &skey, &s.value, s.expires_at)
             }
-            None => {
-                b.batch.remove(&e.data, skey.as_slice());
-                crate::changelog::encode_del(b.now, &skey)
-            }
+            None => crate::changelog::encode_del(b.now, &skey),
         };
         self.append_raw(raw, b);
         b.overlay.insert(skey, value);
@@ -405,7 +428,6 @@ impl Writer {
                 };
                 for item in iter {
                     let k = item.key()?;
-                    b.batch.remove(&self.engine.data, k.to_vec());
                     b.overlay.insert(k.to_vec(), None);
                 }
                 // Keys written earlier in this same batch are not in the data keyspace yet.
@@ -419,7 +441,6 @@ impl Writer {
                     .cloned()
                     .collect();
                 for k in pending {
-                    b.batch.remove(&self.engine.data, k.clone());
                     b.overlay.insert(k, None);
                 }
                 self.append(LogOp::ClearRange { range }, b);
