@@ -11,6 +11,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod observed;
+pub mod plugin;
 pub mod runtime;
 pub mod status;
 pub mod validate;

@@ -495,3 +495,75 @@ mod tests {
         assert!(d.message.contains("target volume full"));
     }
 }
+
+/// The plan a person must approve (Manual approval), or None when nothing waits for approval.
+/// The hash is the planner's, over the moves only, so it matches what the driver checks.
+pub fn published_plan(
+    cluster: &str,
+    spec: &crate::crd::ShardClusterSpec,
+    desired: &ringshift_ring::RingSpec,
+    committed: &ringshift_ring::Placement,
+) -> Option<crate::crd::PublishedPlan> {
+    let policy = ringshift_planner::Policy {
+        manual_approval: spec.migration.approval == crate::crd::ApprovalMode::Manual,
+        approved_plan: spec.migration.approved_plan.clone(),
+        ..ringshift_planner::Policy::default()
+    };
+    let plan = ringshift_planner::plan(cluster, desired, committed, &[], &policy).ok()?;
+    if !plan.awaiting_approval {
+        return None;
+    }
+    Some(crate::crd::PublishedPlan {
+        hash: plan.plan_hash?,
+        moves: plan
+            .transfers
+            .iter()
+            .map(|t| crate::crd::PlannedMove {
+                source: t.source.clone(),
+                target: t.target.clone(),
+                ranges: i32::try_from(t.ranges.len()).unwrap_or(i32::MAX),
+                estimated_bytes: None,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::published_plan;
+    use crate::crd::ShardClusterSpec;
+    use ringshift_ring::{Member, Placement, RingSpec};
+
+    fn ring(n: u32) -> RingSpec {
+        let m: Vec<Member> = (0..n)
+            .map(|i| Member::new(format!("demo-{i}"), 100))
+            .collect();
+        RingSpec::with_members(16, &m).unwrap()
+    }
+
+    #[test]
+    fn manual_approval_publishes_the_plan_until_approved() {
+        let mut spec: ShardClusterSpec =
+            serde_json::from_value(serde_json::json!({"migration": {"approval": "Manual"}}))
+                .unwrap();
+        let p = Placement::new("uid", ring(3)).unwrap();
+        let desired = p
+            .base()
+            .evolve(
+                &(0..4)
+                    .map(|i| Member::new(format!("demo-{i}"), 100))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+        let plan = published_plan("demo", &spec, &desired, &p).expect("a plan waits");
+        assert_eq!(plan.hash.len(), 32);
+        assert!(plan.moves.iter().all(|m| m.target == "demo-3"));
+        spec.migration.approved_plan = Some(plan.hash.clone());
+        assert!(published_plan("demo", &spec, &desired, &p).is_none());
+        // automatic approval never publishes
+        let auto: ShardClusterSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(published_plan("demo", &auto, &desired, &p).is_none());
+        // nothing to move, nothing to approve
+        assert!(published_plan("demo", &spec, p.base(), &p).is_none());
+    }
+}

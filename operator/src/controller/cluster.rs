@@ -325,6 +325,10 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         placement_error: placement_error.clone(),
     };
     let (mut next, desired_conditions) = status::compute(&inputs);
+    next.pending_plan = match (&desired_ring, &committed) {
+        (Some(ring), Some(p)) => status::published_plan(&name, &cluster.spec, ring, p),
+        _ => None,
+    };
     let stable = next.state.as_deref() == Some("Ready");
     write_status(cluster, ctx, &ns, &mut next, &desired_conditions).await?;
 
@@ -525,7 +529,6 @@ async fn write_status(
     let old = cluster.status.clone().unwrap_or_default();
     let now = Time(Timestamp::now());
     next.conditions = merge_conditions(&old.conditions, desired, cluster.metadata.generation, &now);
-    next.pending_plan = old.pending_plan.clone();
     if *next == old {
         return Ok(());
     }

@@ -1,0 +1,271 @@
+//! Pure rendering of the plugin's views (80 columns), unit-tested without a cluster.
+
+use serde::Serialize;
+
+/// One member's line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRow {
+    pub name: String,
+    pub ip: Option<String>,
+    pub ready: bool,
+    /// Share of the hash ring owned now, 0..=1.
+    pub share: f64,
+}
+
+/// One migration's line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveRow {
+    pub name: String,
+    pub source: String,
+    pub target: String,
+    pub phase: String,
+    pub percent: i64,
+    pub lag: Option<String>,
+    pub eta: Option<String>,
+    pub pause: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Everything `status` shows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub namespace: String,
+    pub cluster: String,
+    pub replicas: i64,
+    pub ready: i64,
+    pub epoch: Option<String>,
+    pub state: Option<String>,
+    /// (type, status, reason)
+    pub conditions: Vec<(String, String, String)>,
+    pub members: Vec<MemberRow>,
+    pub moves: Vec<MoveRow>,
+    pub pending_plan: Option<String>,
+}
+
+fn bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0)) * width as f64).round() as usize;
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('~');
+        t
+    }
+}
+
+/// The status view as text, every line at most 80 columns.
+pub fn render_status(v: &StatusView) -> String {
+    let mut out = String::new();
+    out.push_str(&cut(
+        &format!(
+            "{}/{}  replicas {} (ready {})  epoch {}  {}",
+            v.namespace,
+            v.cluster,
+            v.replicas,
+            v.ready,
+            v.epoch.as_deref().unwrap_or("-"),
+            v.state.as_deref().unwrap_or("-")
+        ),
+        80,
+    ));
+    out.push('\n');
+    let conds: Vec<String> = v
+        .conditions
+        .iter()
+        .map(|(t, s, r)| format!("{t}={s}({r})"))
+        .collect();
+    for line in wrap(&conds, 78) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    if let Some(h) = &v.pending_plan {
+        out.push_str(&format!("  plan awaiting approval: {h}\n"));
+        out.push_str(&cut(
+            &format!("  approve it with: kubectl ringshift approve {}", v.cluster),
+            80,
+        ));
+        out.push('\n');
+    }
+    out.push_str("members (share of the ring)\n");
+    for m in &v.members {
+        out.push_str(&cut(
+            &format!(
+                "  {:<20} {} {:>5.1}%  {:<15} {}",
+                cut(&m.name, 20),
+                bar(m.share, 30),
+                m.share * 100.0,
+                m.ip.as_deref().unwrap_or("-"),
+                if m.ready { "ready" } else { "not ready" }
+            ),
+            80,
+        ));
+        out.push('\n');
+    }
+    let active: Vec<&MoveRow> = v
+        .moves
+        .iter()
+        .filter(|m| !matches!(m.phase.as_str(), "Completed" | "Cancelled"))
+        .collect();
+    out.push_str(&format!(
+        "migrations: {} in flight or failed, {} finished\n",
+        active.len(),
+        v.moves.len() - active.len()
+    ));
+    for m in active {
+        out.push_str(&cut(
+            &format!(
+                "  {:>10} -> {:<10} {:<11} {} {:>3}% lag {} eta {} pause {}",
+                cut(&m.source, 10),
+                cut(&m.target, 10),
+                m.phase,
+                bar(m.percent as f64 / 100.0, 10),
+                m.percent,
+                m.lag.as_deref().unwrap_or("-"),
+                m.eta.as_deref().unwrap_or("-"),
+                m.pause.as_deref().unwrap_or("-")
+            ),
+            80,
+        ));
+        out.push('\n');
+        if let Some(msg) = &m.message {
+            out.push_str(&cut(&format!("      {msg}"), 80));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn wrap(items: &[String], width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for it in items {
+        if !cur.is_empty() && cur.len() + 1 + it.len() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(it);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+/// One planned transfer of `plan`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRow {
+    pub source: String,
+    pub target: String,
+    pub ranges: usize,
+    /// Share of the whole ring moved, 0..=1.
+    pub share: f64,
+}
+
+/// The dry-run plan as text.
+pub fn render_plan(cluster: &str, hash: Option<&str>, rows: &[PlanRow]) -> String {
+    if rows.is_empty() {
+        return format!("{cluster}: nothing would move\n");
+    }
+    let total: f64 = rows.iter().map(|r| r.share).sum();
+    let mut out = format!(
+        "{cluster}: {} move(s), {:.1}% of the ring would change owner (dry run, nothing written)\n",
+        rows.len(),
+        total * 100.0
+    );
+    if let Some(h) = hash {
+        out.push_str(&format!("plan hash {h}\n"));
+    }
+    for r in rows {
+        out.push_str(&cut(
+            &format!(
+                "  {:>20} -> {:<20} {:>4} ranges {:>6.2}% of the ring",
+                cut(&r.source, 20),
+                cut(&r.target, 20),
+                r.ranges,
+                r.share * 100.0
+            ),
+            80,
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> StatusView {
+        StatusView {
+            namespace: "ns".into(),
+            cluster: "demo".into(),
+            replicas: 3,
+            ready: 3,
+            epoch: Some("7".into()),
+            state: Some("Ready".into()),
+            conditions: vec![
+                ("Ready".into(), "True".into(), "AllMembersReady".into()),
+                ("Balanced".into(), "False".into(), "MovesInFlight".into()),
+            ],
+            members: vec![MemberRow {
+                name: "a-very-long-member-name-that-goes-on".into(),
+                ip: Some("127.0.0.10".into()),
+                ready: true,
+                share: 0.5,
+            }],
+            moves: vec![MoveRow {
+                name: "m".into(),
+                source: "demo-0".into(),
+                target: "demo-3".into(),
+                phase: "CatchingUp".into(),
+                percent: 100,
+                lag: Some("12".into()),
+                eta: None,
+                pause: None,
+                message: Some("x".repeat(200)),
+            }],
+            pending_plan: Some("0123456789abcdef0123456789abcdef".into()),
+        }
+    }
+
+    #[test]
+    fn status_fits_80_columns_and_shows_what_matters() {
+        let text = render_status(&view());
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
+        assert!(text.contains("epoch 7"));
+        assert!(text.contains("50.0%"));
+        assert!(text.contains("CatchingUp"));
+        assert!(text.contains("approve demo"));
+    }
+
+    #[test]
+    fn plan_text() {
+        assert!(render_plan("demo", None, &[]).contains("nothing would move"));
+        let rows = vec![PlanRow {
+            source: "demo-0".into(),
+            target: "demo-3".into(),
+            ranges: 4,
+            share: 0.25,
+        }];
+        let text = render_plan("demo", Some("abc"), &rows);
+        assert!(text.contains("25.0% of the ring"));
+        assert!(text.lines().all(|l| l.chars().count() <= 80));
+    }
+
+    #[test]
+    fn bars() {
+        assert_eq!(bar(0.5, 4), "[##..]");
+        assert_eq!(bar(2.0, 2), "[##]");
+    }
+}
