@@ -62,6 +62,10 @@ impl Cut {
     }
 }
 
+/// The token cap (`vnodes` per member) gives way when keeping it would leave a member more than
+/// 1/SLACK (5%) off its fair share.
+const SLACK: u128 = 20;
+
 /// How many of its largest ranges are kept sorted per donor during a join.
 const LARGEST: usize = 8;
 
@@ -430,7 +434,7 @@ impl Allocator {
                 break (gives, needs);
             }
             // Drop the donors needing the most pieces (their amount goes to the others), but only
-            // those that stay within 2% of their fair share: balance wins over the token cap.
+            // those that stay within 5% of their fair share: balance wins over the token cap.
             let mut order: Vec<usize> = (0..set.len()).collect();
             order.sort_by(|&a, &b| {
                 needs[b]
@@ -448,7 +452,7 @@ impl Allocator {
                 let m = &self.members[set[i] as usize];
                 let load = m.load;
                 let fair = FULL_SPAN * u128::from(m.weight) / total_weight.max(1);
-                if kept_load - load <= amount || load * 50 > fair * 51 {
+                if kept_load - load <= amount || load * SLACK > fair * (SLACK + 1) {
                     continue;
                 }
                 kept_load -= load;
@@ -621,9 +625,7 @@ impl Allocator {
         let cap = usize::from(self.vnodes);
         let mut others: Vec<u32> = self
             .active()
-            .filter(|&(i, m)| {
-                weighted(self, i) && m.ranges.len() < cap && neighbours.binary_search(&i).is_err()
-            })
+            .filter(|&(i, m)| weighted(self, i) && neighbours.binary_search(&i).is_err())
             .map(|(i, _)| i)
             .collect();
         let asc = |s: &Self, a: &u32, b: &u32| s.cmp_norm(*a, *b).then(a.cmp(b));
@@ -699,7 +701,10 @@ impl Allocator {
             let Some((_, idxs)) = adjacent.get(&c) else {
                 continue;
             };
-            for &i in idxs {
+            // Ranges only this candidate borders first, so shared ones stay for the other side.
+            let mut idxs = idxs.clone();
+            idxs.sort_by_key(|&i| (cuts[i].x != cuts[i].y, i));
+            for i in idxs {
                 let n = need.get(&c).copied().unwrap_or(0);
                 if n == 0 || given >= amount {
                     break;
@@ -724,8 +729,16 @@ impl Allocator {
             .map(|(&c, &n)| (c, n))
             .collect();
         needy.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let total_weight: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
         for (c, mut n) in needy {
-            let mut room = cap.saturating_sub(self.members[c as usize].ranges.len());
+            // Members at `vnodes` tokens get a piece only if they would otherwise stay more
+            // than 5% under their fair share: balance wins over the token cap.
+            let m = &self.members[c as usize];
+            let fair = FULL_SPAN * u128::from(m.weight) / total_weight.max(1);
+            let mut room = match cap.saturating_sub(m.ranges.len()) {
+                0 if n * SLACK > fair => usize::MAX,
+                r => r,
+            };
             while n > 0 && given < amount && room > 0 {
                 room -= 1;
                 let Some(cut) = cuts

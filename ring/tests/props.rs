@@ -7,17 +7,21 @@ use common::{Rng, sample_points};
 use proptest::prelude::*;
 use ringshift_ring::{FULL_SPAN, Member, OwnerMap, Placement, RingOp, RingSpec, diff};
 
+fn weight() -> impl Strategy<Value = u32> {
+    prop_oneof![4 => 0u32..5, 1 => (u32::MAX - 2)..=u32::MAX]
+}
+
 fn op() -> impl Strategy<Value = RingOp> {
     let name = prop::sample::select(vec!["a", "b", "c", "d", "e", "f", "g", ""]);
     prop_oneof![
-        (name.clone(), 0u32..5).prop_map(|(m, weight)| RingOp::Join {
+        (name.clone(), weight()).prop_map(|(m, weight)| RingOp::Join {
             member: m.to_string(),
             weight,
         }),
         name.clone().prop_map(|m| RingOp::Leave {
             member: m.to_string()
         }),
-        (name, 0u32..5).prop_map(|(m, weight)| RingOp::Reweight {
+        (name, weight()).prop_map(|(m, weight)| RingOp::Reweight {
             member: m.to_string(),
             weight,
         }),
