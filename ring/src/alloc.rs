@@ -9,12 +9,14 @@
 //!   `vnodes` donors), cutting a prefix `(p, p + a]` out of each donor's largest ranges with a new
 //!   token of the joiner (at most `vnodes` pieces);
 //! * a leave (or weight decrease) *hands off*: each of the giver's ranges is split between the
-//!   owners of its two neighbouring ranges by moving boundaries, which creates no token; the
-//!   amounts water-fill the least loaded of those neighbours;
+//!   owners of its two neighbouring ranges by moving boundaries, which creates no token, and
+//!   pieces from the middle for other least loaded members; the amounts water-fill the least
+//!   loaded of those;
 //! * adjacent tokens of one owner are merged.
 //!
-//! So data only moves to a joiner and from a leaver, a joiner gets exactly its share, and a
-//! member never holds more than `vnodes` tokens unless its weight was raised. Integer
+//! So data only moves to a joiner and from a leaver, and a joiner gets exactly its share. A
+//! member holds at most `vnodes` tokens unless its weight was raised or keeping the cap would
+//! leave a member more than 5% off its fair share. Integer
 //! arithmetic only; ties broken by member join order, so the result is a pure function of the
 //! history.
 
@@ -588,8 +590,9 @@ impl Allocator {
 
     /// Member `giver` gives `amount` of its ranges away. Recipients are water-filled from the
     /// least loaded (per weight) among the owners of its neighbouring ranges (who receive by
-    /// moving a boundary, creating no token) and the `vnodes` least loaded other members that
-    /// hold fewer than `vnodes` tokens (who receive a piece from the middle of a range).
+    /// moving a boundary, creating no token) and the `vnodes` least loaded other members (who
+    /// receive a piece from the middle of a range, a new token: only while they hold fewer than
+    /// `vnodes` tokens, unless they would otherwise stay more than 5% under their fair share).
     fn hand_off(&mut self, giver: u32, amount: u128) {
         let mut own = self.members[giver as usize].ranges.clone();
         own.sort_unstable();
@@ -625,7 +628,7 @@ impl Allocator {
         let cap = usize::from(self.vnodes);
         let mut others: Vec<u32> = self
             .active()
-            .filter(|&(i, m)| weighted(self, i) && neighbours.binary_search(&i).is_err())
+            .filter(|&(i, _)| weighted(self, i) && neighbours.binary_search(&i).is_err())
             .map(|(i, _)| i)
             .collect();
         let asc = |s: &Self, a: &u32, b: &u32| s.cmp_norm(*a, *b).then(a.cmp(b));
