@@ -3,44 +3,18 @@
 //! acknowledged write lost and no stale read. The operator runs as a local process watching the
 //! test's namespace; node pods run under the process kubelet.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use ringshift_e2e::load::{Addrs, LoadConfig, Stats, StopFlag, drive, finish};
 use ringshift_e2e::support::{
-    self, OperatorProcess, TestNamespace, apply_cluster, install_crds, pod_ip, pod_ready,
-    ringshift_api, wait_balanced,
+    self, OperatorProcess, TestNamespace, apply_cluster, follow_pods, install_crds, ringshift_api,
+    wait_balanced,
 };
 use serde_json::json;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// Keeps `path` listing the data addresses of the cluster's Ready pods, like a client that
-/// follows the pods.
-fn follow_pods(ns: &TestNamespace, cluster: &str, path: std::path::PathBuf, stop: StopFlag) {
-    let pods = ns.api::<Pod>();
-    let selector = format!("ringshift.dev/cluster={cluster}");
-    tokio::spawn(async move {
-        while !stop.is_stopped() {
-            if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
-                let addrs: BTreeSet<String> = list
-                    .items
-                    .iter()
-                    .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
-                    .filter_map(|p| pod_ip(p).map(|ip| format!("{ip}:6379")))
-                    .collect();
-                if !addrs.is_empty() {
-                    let text: Vec<String> = addrs.into_iter().collect();
-                    let _ = std::fs::write(&path, text.join("\n"));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
-}
 
 async fn scale(ns: &TestNamespace, name: &str, replicas: i32) {
     ringshift_api(&ns.client, &ns.name, "ShardCluster")
@@ -83,8 +57,9 @@ async fn scale_out_and_in_under_load_loses_nothing() {
 
     let addrs = std::env::temp_dir().join(format!("ringshift-{}-addrs", ns.name));
     let stop = StopFlag::default();
-    follow_pods(&ns, name, addrs.clone(), stop.clone());
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    follow_pods(&ns.client, &ns.name, name, addrs.clone(), stop.clone())
+        .await
+        .expect("pod addresses");
     let cfg = LoadConfig {
         addrs: Addrs::File(addrs.clone()),
         workers: 6,

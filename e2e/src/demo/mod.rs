@@ -4,21 +4,18 @@
 
 pub mod view;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::load::{Addrs, LoadConfig, Stats, StopFlag, drive, finish};
-use crate::support::{
-    self, SupportError, apply_cluster, condition, pod_ip, pod_ready, repo_root, ringshift_api,
-};
+use crate::support::{self, SupportError, apply_cluster, condition, repo_root, ringshift_api};
 use view::{MoveLine, pause_percentiles, render};
 
 /// What the demo does.
@@ -198,29 +195,6 @@ async fn watch_until_balanced(
     }
 }
 
-/// Keeps `path` listing the data addresses of the cluster's Ready pods.
-fn follow_pods(client: &kube::Client, opts: &DemoOptions, path: PathBuf, stop: StopFlag) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
-    let selector = format!("ringshift.dev/cluster={}", opts.cluster);
-    tokio::spawn(async move {
-        while !stop.is_stopped() {
-            if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
-                let addrs: BTreeSet<String> = list
-                    .items
-                    .iter()
-                    .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
-                    .filter_map(|p| pod_ip(p).map(|ip| format!("{ip}:6379")))
-                    .collect();
-                if !addrs.is_empty() {
-                    let text: Vec<String> = addrs.into_iter().collect();
-                    let _ = std::fs::write(&path, text.join("\n"));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
-}
-
 /// Runs the demo. `interrupt` is set on Ctrl-C.
 pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, DemoError> {
     let env = support::connect().await?;
@@ -263,8 +237,14 @@ pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, Dem
 
     let addrs = std::env::temp_dir().join(format!("ringshift-demo-{}-addrs", opts.namespace));
     let load_stop = StopFlag::default();
-    follow_pods(&client, opts, addrs.clone(), load_stop.clone());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    support::follow_pods(
+        &client,
+        &opts.namespace,
+        &opts.cluster,
+        addrs.clone(),
+        load_stop.clone(),
+    )
+    .await?;
     let cfg = LoadConfig {
         addrs: Addrs::File(addrs.clone()),
         workers: 8,

@@ -35,7 +35,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 pub use kubectl::{kubectl, repo_root};
 pub use namespace::TestNamespace;
 pub use operator::{
-    OperatorProcess, apply_cluster, bin_dir, condition, install_crds, ringshift_api, wait_balanced,
+    OperatorProcess, apply_cluster, bin_dir, condition, follow_pods, install_crds, ringshift_api,
+    wait_balanced,
 };
 pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,

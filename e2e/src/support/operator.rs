@@ -211,3 +211,45 @@ pub async fn wait_balanced(
     .await?;
     Ok(epoch)
 }
+
+/// Keeps `path` listing the data addresses (`ip:6379`) of the cluster's Ready pods, as a client
+/// that follows the pods would, until `stop` is set. Returns once the file was first written.
+pub async fn follow_pods(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+    path: PathBuf,
+    stop: crate::load::StopFlag,
+) -> Result<(), SupportError> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("ringshift.dev/cluster={cluster}");
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut first = Some(first_tx);
+        while !stop.is_stopped() {
+            if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+                let addrs: std::collections::BTreeSet<String> = list
+                    .items
+                    .iter()
+                    .filter(|p| super::pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+                    .filter_map(|p| super::pod_ip(p).map(|ip| format!("{ip}:6379")))
+                    .collect();
+                if !addrs.is_empty() {
+                    let text: Vec<String> = addrs.into_iter().collect();
+                    if std::fs::write(&path, text.join("\n")).is_ok()
+                        && let Some(tx) = first.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), first_rx)
+        .await
+        .map_err(|_| SupportError::Other("no Ready pod with an IP within 60s".into()))?
+        .map_err(|_| SupportError::Other("pod follower stopped".into()))
+}
