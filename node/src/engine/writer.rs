@@ -94,7 +94,7 @@ impl Writer {
         let mode = e.config.durable.then_some(PersistMode::SyncData);
         let mut b = Batch {
             batch: e.db.batch().durability(mode),
-            overlay: HashMap::default(),
+            overlay: HashMap::with_capacity_and_hasher(reqs.len(), Default::default()),
             log_bytes: 0,
             now: keys::now_ms(),
             routing_changed: false,
