@@ -6,6 +6,8 @@ pub mod cache;
 mod maintenance;
 mod open;
 pub mod ops;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::collections::HashMap;
