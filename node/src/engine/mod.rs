@@ -334,16 +334,24 @@ impl Engine {
         let mut out = Vec::new();
         let mut bytes = 0;
         for r in ranges {
+            use std::ops::Bound;
             let (lo, hi) = keys::range_bounds(*r);
-            let iter = match hi {
-                Some(hi) => snap.range(data, lo..hi),
-                None => snap.range(data, lo..),
+            if let (Some(a), Some(hi)) = (after, &hi)
+                && a >= hi.as_slice()
+            {
+                continue;
+            }
+            // Resume right after the cursor instead of re-reading the range from its start.
+            let lower = match after {
+                Some(a) if a >= lo.as_slice() => Bound::Excluded(a.to_vec()),
+                _ => Bound::Included(lo),
             };
-            for item in iter {
+            let upper = match hi {
+                Some(hi) => Bound::Excluded(hi),
+                None => Bound::Unbounded,
+            };
+            for item in snap.range(data, (lower, upper)) {
                 let (k, v) = item.into_inner()?;
-                if after.is_some_and(|a| k.as_ref() <= a) {
-                    continue;
-                }
                 if out.len() >= max || bytes >= max_bytes {
                     return Ok((out, false));
                 }
