@@ -3,7 +3,14 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
+# RINGSHIFT_CLUSTER=N (0-9) selects one of several local clusters that can run side by side
+# (own ports, pod addresses and state dir; see e2e/cluster/lib.sh).
+export RINGSHIFT_CLUSTER ?= 0
+ifeq ($(RINGSHIFT_CLUSTER),0)
 export RINGSHIFT_STATE ?= /tmp/ringshift-k8s
+else
+export RINGSHIFT_STATE ?= /tmp/ringshift-k8s-$(RINGSHIFT_CLUSTER)
+endif
 LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage

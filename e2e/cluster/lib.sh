@@ -6,9 +6,18 @@ CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
 CACHE="${RINGSHIFT_CACHE:-$HOME/.cache/ringshift}"
 K8S_BIN="$CACHE/k8s-v$K8S_VERSION"
-STATE="${RINGSHIFT_STATE:-/tmp/ringshift-k8s}"
+# Several clusters can run side by side on one machine (e.g. one per checkout): cluster N (0-9,
+# RINGSHIFT_CLUSTER, default 0) gets its own ports, pod addresses 127.(16N)-127.(16N+15).x.y and
+# state dir. Cluster 0 uses the standard ports (apiserver 6443, etcd 2379/2380).
+CLUSTER_INDEX="${RINGSHIFT_CLUSTER:-0}"
+[[ $CLUSTER_INDEX =~ ^[0-9]$ ]] || { echo "[cluster] RINGSHIFT_CLUSTER must be 0-9" >&2; exit 1; }
+if ((CLUSTER_INDEX == 0)); then DEFAULT_STATE=/tmp/ringshift-k8s; else DEFAULT_STATE=/tmp/ringshift-k8s-$CLUSTER_INDEX; fi
+STATE="${RINGSHIFT_STATE:-$DEFAULT_STATE}"
 BIN_DIR="${RINGSHIFT_BIN_DIR:-$REPO_ROOT/target/debug}"
-API_PORT=6443
+API_PORT=$((6443 + CLUSTER_INDEX))
+ETCD_PORT=$((2379 + 10 * CLUSTER_INDEX))
+ETCD_PEER_PORT=$((2380 + 10 * CLUSTER_INDEX))
+KCM_PORT=$((10257 + CLUSTER_INDEX))
 NODE_NAME=local
 
 log() { echo "[cluster] $*" >&2; }

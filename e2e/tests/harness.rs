@@ -6,9 +6,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use ringshift_e2e::support::{
     self, TestNamespace, from_json, http_get, http_put, pod_ip, pod_log, wait_until,
 };
@@ -528,6 +530,21 @@ async fn failing_liveness_probe_restarts_the_container() {
     .unwrap();
     let log = pod_log(&env, &ns.name, "sick", "app");
     assert!(log.contains("liveness probe failed"), "{log}");
+    // `kubectl describe pod` shows why: the kubelet records Events.
+    let events = ns.api::<Event>();
+    let reasons = wait_until("Unhealthy event", Duration::from_secs(30), || async {
+        let lp = ListParams::default().fields("involvedObject.name=sick");
+        let list = events.list(&lp).await.map_err(|e| e.to_string())?;
+        let reasons: Vec<String> = list.items.iter().filter_map(|e| e.reason.clone()).collect();
+        if reasons.iter().any(|r| r == "Unhealthy") {
+            Ok(reasons)
+        } else {
+            Err(format!("{reasons:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(reasons.iter().any(|r| r == "Started"), "{reasons:?}");
     ns.cleanup().await;
 }
 

@@ -30,6 +30,12 @@ struct Cli {
     /// Where image binaries are found (default: the directory of this executable).
     #[arg(long, env = "RINGSHIFT_BIN_DIR")]
     bin_dir: Option<PathBuf>,
+    /// The API server's port on 127.0.0.1, given to pods as KUBERNETES_SERVICE_PORT.
+    #[arg(long, default_value_t = 6443)]
+    api_port: u16,
+    /// Block of pod addresses, 127.(16N).0.0/12 (one per cluster on the machine).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=9))]
+    ip_block: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
         state_dir: cli.state_dir,
         node_name: cli.node_name,
         bin_dir,
+        api_port: cli.api_port,
+        ip_block: cli.ip_block,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

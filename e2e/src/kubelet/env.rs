@@ -23,6 +23,8 @@ pub struct PodFacts<'a> {
     pub pod_ip: String,
     pub host_ip: String,
     pub node_name: &'a str,
+    /// The API server's port on 127.0.0.1 (KUBERNETES_SERVICE_PORT).
+    pub api_port: u16,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -53,8 +55,11 @@ pub fn build_env(
 ) -> Result<Vec<(String, String)>, EnvError> {
     let mut env: Vec<(String, String)> = vec![
         ("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()),
-        ("KUBERNETES_SERVICE_PORT".into(), "6443".into()),
-        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), "6443".into()),
+        ("KUBERNETES_SERVICE_PORT".into(), facts.api_port.to_string()),
+        (
+            "KUBERNETES_SERVICE_PORT_HTTPS".into(),
+            facts.api_port.to_string(),
+        ),
     ];
     let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
         env.retain(|(name, _)| *name != k);
@@ -370,6 +375,7 @@ mod tests {
             pod_ip: "127.0.0.12".into(),
             host_ip: "127.0.0.1".into(),
             node_name: "local",
+            api_port: 6443,
         }
     }
 

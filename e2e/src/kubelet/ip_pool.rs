@@ -1,46 +1,52 @@
 //! Loopback addresses for pods: every pod instance gets its own 127.x.y.z.
 //!
-//! Addresses are handed out round-robin from 127.0.0.10 upward so that a pod that is recreated
-//! usually gets a different address (as on a real cluster) and a dying process's sockets never
-//! collide with a new pod's.
+//! Cluster N of the machine (`--ip-block N`, 0-9) owns 127.(16N).0.0 - 127.(16N+15).255.255, so
+//! clusters side by side never share an address. Addresses are handed out round-robin from
+//! 127.(16N).0.10 upward so that a recreated pod usually gets a different address (as on a real
+//! cluster) and a dying process's sockets never collide with a new pod's.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// First index handed out: 127.0.0.10 (lower ones are left for the control plane and tools).
+/// First index handed out: .0.10 (lower ones are left for the control plane and tools).
 const FIRST: u32 = 10;
-/// Size of the index space: 127.0.0.10 up to 127.255.255.x.
-const LAST: u32 = 0x00ff_ffff;
+/// Size of a block's index space: 16 second-level octets.
+const LAST: u32 = (16 << 16) - 1;
+pub const MAX_BLOCK: u8 = 9;
 
-/// The address for an index, or None for indexes whose last octet is 0 or 255.
-pub fn address(index: u32) -> Option<Ipv4Addr> {
+/// The address of `index` in `block`, or None for indexes whose last octet is 0 or 255.
+pub fn address(block: u8, index: u32) -> Option<Ipv4Addr> {
     let last = index & 0xff;
-    if !(FIRST..=LAST).contains(&index) || last == 0 || last == 255 {
+    if block > MAX_BLOCK || !(FIRST..=LAST).contains(&index) || last == 0 || last == 255 {
         return None;
     }
-    Some(Ipv4Addr::from(0x7f00_0000 | index))
+    Some(Ipv4Addr::from(
+        0x7f00_0000 | (u32::from(block) << 20) | index,
+    ))
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IpPool {
+    block: u8,
     in_use: BTreeSet<Ipv4Addr>,
     cursor: u32,
 }
 
 impl IpPool {
-    pub fn new() -> Self {
+    pub fn new(block: u8) -> Self {
         Self {
+            block,
             in_use: BTreeSet::new(),
             cursor: FIRST,
         }
     }
 
-    /// Takes `preferred` when it is a free pod address (a kubelet restart keeps a pod's address),
-    /// else the next free address after the previous allocation.
+    /// Takes `preferred` when it is a free address of this block (a kubelet restart keeps a
+    /// pod's address), else the next free address after the previous allocation.
     pub fn allocate(&mut self, preferred: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
         if let Some(ip) = preferred {
-            let index = u32::from(ip) & 0x00ff_ffff;
-            if ip.octets()[0] == 127 && address(index) == Some(ip) && self.in_use.insert(ip) {
+            let index = u32::from(ip).wrapping_sub(0x7f00_0000 | (u32::from(self.block) << 20));
+            if address(self.block, index) == Some(ip) && self.in_use.insert(ip) {
                 return Some(ip);
             }
         }
@@ -51,7 +57,7 @@ impl IpPool {
             } else {
                 self.cursor + 1
             };
-            if let Some(ip) = address(index)
+            if let Some(ip) = address(self.block, index)
                 && self.in_use.insert(ip)
             {
                 return Some(ip);
@@ -71,41 +77,50 @@ mod tests {
 
     #[test]
     fn starts_at_ten_and_is_distinct() {
-        let mut pool = IpPool::new();
-        let a = pool.allocate(None).unwrap();
-        let b = pool.allocate(None).unwrap();
-        assert_eq!(a, Ipv4Addr::new(127, 0, 0, 10));
-        assert_eq!(b, Ipv4Addr::new(127, 0, 0, 11));
+        let mut pool = IpPool::new(0);
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 10)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 11)));
+    }
+
+    #[test]
+    fn blocks_do_not_overlap() {
+        assert_eq!(
+            IpPool::new(2).allocate(None),
+            Some(Ipv4Addr::new(127, 32, 0, 10))
+        );
+        assert_eq!(address(0, LAST - 1), Some(Ipv4Addr::new(127, 15, 255, 254)));
+        assert_eq!(address(1, FIRST), Some(Ipv4Addr::new(127, 16, 0, 10)));
+        assert_eq!(address(10, FIRST), None);
     }
 
     #[test]
     fn released_address_is_not_reused_at_once() {
-        let mut pool = IpPool::new();
+        let mut pool = IpPool::new(0);
         let a = pool.allocate(None).unwrap();
         pool.release(a);
         assert_ne!(pool.allocate(None).unwrap(), a);
     }
 
     #[test]
-    fn preferred_address_kept_when_free() {
-        let mut pool = IpPool::new();
-        let want = Ipv4Addr::new(127, 0, 0, 42);
+    fn preferred_address_kept_when_free_and_in_the_block() {
+        let mut pool = IpPool::new(1);
+        let want = Ipv4Addr::new(127, 16, 0, 42);
         assert_eq!(pool.allocate(Some(want)), Some(want));
         // Taken now, so the next request for it gets another address.
         assert_ne!(pool.allocate(Some(want)), Some(want));
-        // Addresses outside the pod range are not honoured.
-        assert_ne!(
-            pool.allocate(Some(Ipv4Addr::new(10, 0, 0, 1))),
-            Some(Ipv4Addr::new(10, 0, 0, 1))
-        );
+        // Addresses of other blocks or outside loopback are not honoured.
+        for other in [Ipv4Addr::new(127, 0, 0, 42), Ipv4Addr::new(10, 16, 0, 42)] {
+            assert_ne!(pool.allocate(Some(other)), Some(other));
+        }
     }
 
     #[test]
     fn skips_network_and_broadcast_like_octets() {
-        assert_eq!(address(255), None);
-        assert_eq!(address(256), None);
-        assert_eq!(address(257), Some(Ipv4Addr::new(127, 0, 1, 1)));
+        assert_eq!(address(0, 255), None);
+        assert_eq!(address(0, 256), None);
+        assert_eq!(address(0, 257), Some(Ipv4Addr::new(127, 0, 1, 1)));
         let mut pool = IpPool {
+            block: 0,
             in_use: BTreeSet::new(),
             cursor: 254,
         };
@@ -116,10 +131,11 @@ mod tests {
     #[test]
     fn wraps_around_at_the_end() {
         let mut pool = IpPool {
+            block: 0,
             in_use: BTreeSet::new(),
             cursor: LAST - 1,
         };
-        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 255, 255, 254)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 15, 255, 254)));
         assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 10)));
     }
 }

@@ -5,6 +5,7 @@
 
 mod container;
 pub mod env;
+mod events;
 pub mod expand;
 pub mod images;
 pub mod ip_pool;
@@ -61,6 +62,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub node_name: String,
     pub bin_dir: PathBuf,
+    /// KUBERNETES_SERVICE_PORT given to pods.
+    pub api_port: u16,
+    /// Which block of loopback addresses pods get (see `ip_pool`).
+    pub ip_block: u8,
 }
 
 /// Shared by all pod workers.
@@ -70,6 +75,7 @@ pub struct Ctx {
     pub bin_dir: PathBuf,
     pub node_name: String,
     pub self_exe: PathBuf,
+    pub api_port: u16,
     pub ips: Mutex<IpPool>,
     pub http: reqwest::Client,
 }
@@ -115,7 +121,8 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         bin_dir: cfg.bin_dir.clone(),
         node_name: cfg.node_name.clone(),
         self_exe: std::env::current_exe().map_err(KubeletError::SelfExe)?,
-        ips: Mutex::new(IpPool::new()),
+        api_port: cfg.api_port,
+        ips: Mutex::new(IpPool::new(cfg.ip_block)),
         http: reqwest::Client::builder()
             .no_proxy()
             .build()

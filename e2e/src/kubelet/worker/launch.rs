@@ -28,6 +28,7 @@ impl Worker {
             pod_ip: ip,
             host_ip: "127.0.0.1".into(),
             node_name: &self.ctx.node_name,
+            api_port: self.ctx.api_port,
         };
         let mut env = build_env(c, &facts, &sources).map_err(|e| config_err(e.to_string()))?;
         for (k, v) in [

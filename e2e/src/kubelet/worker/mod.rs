@@ -22,8 +22,9 @@ mod probing;
 use super::Ctx;
 use super::container::Ctr;
 use super::env::PodFacts;
+use super::events::{self, NORMAL, WARNING};
 use super::process::{log_line, signal_group};
-use super::status::{PodView, pod_status};
+use super::status::{PodView, RunState, pod_status};
 use super::volumes;
 
 const TICK: Duration = Duration::from_millis(250);
@@ -236,6 +237,7 @@ impl Worker {
             pod_ip: ip,
             host_ip: "127.0.0.1".into(),
             node_name: &self.ctx.node_name,
+            api_port: self.ctx.api_port,
         };
         match volumes::prepare(&self.ctx.client, &self.ctx.state_dir, &self.dir, &facts).await {
             Ok(v) => {
@@ -244,6 +246,9 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!(pod = %self.key(), error = %e, "volumes not ready");
+                if self.message.as_deref() != Some(&e.to_string()) {
+                    self.event(WARNING, "FailedMount", e.to_string());
+                }
                 self.message = Some(e.to_string());
                 self.next_prepare = now + PREPARE_RETRY;
             }
@@ -259,6 +264,7 @@ impl Worker {
         let deleting = self.pod.metadata.deletion_timestamp.is_some();
         let key = self.key();
         let dir = self.dir.clone();
+        let mut backoffs = vec![];
         for c in self.all_ctrs() {
             let Some(p) = c.proc.as_mut() else { continue };
             match p.child.try_wait() {
@@ -273,11 +279,20 @@ impl Worker {
                     );
                     tracing::info!(pod = %key, container = %c.spec.name, code, "container exited");
                     c.on_exit(code, signal, &policy, deleting, now);
+                    if c.view.will_restart {
+                        backoffs.push(format!(
+                            "Back-off restarting failed container {} (exit code {code})",
+                            c.spec.name
+                        ));
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(pod = %key, container = %c.spec.name, error = %e, "waiting for container failed")
                 }
             }
+        }
+        for message in backoffs {
+            self.event(WARNING, "BackOff", message);
         }
     }
 
@@ -318,6 +333,17 @@ impl Worker {
         }
     }
 
+    fn event(&self, kind: &str, reason: &str, message: String) {
+        events::emit(
+            &self.ctx.client,
+            &self.pod,
+            &self.ctx.node_name,
+            kind,
+            reason,
+            message,
+        );
+    }
+
     fn grace(&self) -> Duration {
         let secs = self
             .pod
@@ -350,6 +376,24 @@ impl Worker {
             };
             let attempt = self.launch(&spec).await;
             let log = self.log_path(&spec);
+            match &attempt {
+                Ok((proc, _)) => self.event(
+                    NORMAL,
+                    "Started",
+                    format!("Started container {} (pid {})", spec.name, proc.pid),
+                ),
+                Err((reason, message, _)) => {
+                    let prev = if init {
+                        &self.init[i].view.state
+                    } else {
+                        &self.main[i].view.state
+                    };
+                    let repeated = matches!(prev, RunState::Waiting { reason: r, message: Some(m) } if r == reason && m == message);
+                    if !repeated {
+                        self.event(WARNING, "Failed", format!("Error: {reason}: {message}"));
+                    }
+                }
+            }
             let c = if init {
                 &mut self.init[i]
             } else {
@@ -391,9 +435,20 @@ impl Worker {
             self.term_deadline = Some(later(now, grace));
             tracing::info!(pod = %self.key(), grace_secs = secs, "pod deleted; stopping containers");
             let dir = self.dir.clone();
+            let mut stopped = vec![];
             for c in self.all_ctrs() {
                 let log = dir.join(format!("{}.log", c.spec.name));
+                if c.running() {
+                    stopped.push(c.spec.name.clone());
+                }
                 Self::stop(c, grace, "pod deleted", &log, now);
+            }
+            for name in stopped {
+                self.event(
+                    NORMAL,
+                    "Killing",
+                    format!("Stopping container {name} (grace period {secs}s)"),
+                );
             }
         }
         self.reap(now);

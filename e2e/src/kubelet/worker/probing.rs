@@ -8,7 +8,7 @@ use super::super::container::Ctr;
 use super::super::images;
 use super::super::probe;
 use super::super::shim::LaunchPlan;
-use super::{Worker, write_private};
+use super::{WARNING, Worker, write_private};
 
 impl Worker {
     pub(super) async fn run_probes(&mut self, now: Instant) {
@@ -36,6 +36,7 @@ impl Worker {
                             c.startup.last_message.clone().unwrap_or_default()
                         );
                         Self::stop(c, grace, &why, &log, now);
+                        self.event(WARNING, "Unhealthy", why);
                     }
                 }
                 self.main[i].view.started = self.main[i].startup.passed == Some(true);
@@ -54,6 +55,7 @@ impl Worker {
                         c.liveness.last_message.clone().unwrap_or_default()
                     );
                     Self::stop(c, grace, &why, &log, now);
+                    self.event(WARNING, "Unhealthy", why);
                     continue;
                 }
             }
@@ -61,7 +63,20 @@ impl Worker {
                 Some(p) => {
                     if self.main[i].readiness.due(p, started, now) {
                         let r = self.probe(p, i, &ip).await;
-                        self.main[i].readiness.record(p, r.is_ok(), r.err(), now);
+                        let before = self.main[i].readiness.passed;
+                        let verdict = self.main[i].readiness.record(p, r.is_ok(), r.err(), now);
+                        if verdict == Some(false) && before != Some(false) {
+                            let why = self.main[i]
+                                .readiness
+                                .last_message
+                                .clone()
+                                .unwrap_or_default();
+                            self.event(
+                                WARNING,
+                                "Unhealthy",
+                                format!("Readiness probe failed: {why}"),
+                            );
+                        }
                     }
                     self.main[i].view.ready = self.main[i].readiness.passed == Some(true);
                 }
