@@ -146,3 +146,118 @@ async fn scale_out_and_in_under_load_loses_nothing() {
     drop(op);
     ns.cleanup().await;
 }
+
+/// The operator is killed (SIGKILL) again and again while a cluster scales out and back in under
+/// load; each new process resumes from status. Nothing acknowledged is lost, nothing is read
+/// stale, and the cluster ends Balanced.
+#[tokio::test]
+async fn operator_killed_mid_migration_resumes_without_loss() {
+    let Some(env) =
+        support::env_or_skip("operator_killed_mid_migration_resumes_without_loss").await
+    else {
+        return;
+    };
+    install_crds().expect("CRDs");
+    let ns = TestNamespace::create(&env, "e2e-crash")
+        .await
+        .expect("namespace");
+    let mut op =
+        OperatorProcess::start(&ns.name, "op-0", Duration::from_secs(4)).expect("operator");
+    let name = "crash";
+    apply_cluster(
+        &ns.client,
+        &ns.name,
+        name,
+        json!({
+            "replicas": 2,
+            "vnodes": 16,
+            "migration": {"sourceRetention": "1s", "writePauseBudget": "1s", "maxConcurrentMoves": 1},
+        }),
+    )
+    .await
+    .expect("ShardCluster");
+    if let Err(e) = wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
+        panic!("{e}\noperator log:\n{}", op.log_tail(40));
+    }
+    let addrs = std::env::temp_dir().join(format!("ringshift-{}-addrs", ns.name));
+    let stop = StopFlag::default();
+    follow_pods(&ns.client, &ns.name, name, addrs.clone(), stop.clone())
+        .await
+        .expect("pod addresses");
+    let cfg = LoadConfig {
+        addrs: Addrs::File(addrs.clone()),
+        workers: 4,
+        keys_per_worker: 200,
+        duration: Duration::from_secs(600),
+        rate: Some(800),
+        op_timeout: Duration::from_secs(3),
+        prefix: "crash".into(),
+        ..LoadConfig::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let load = {
+        let (cfg, stats, stop) = (cfg.clone(), stats.clone(), stop.clone());
+        tokio::spawn(async move { drive(&cfg, stats, stop).await })
+    };
+
+    let mut kills = 0;
+    for replicas in [4, 2] {
+        scale(&ns, name, replicas).await;
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        // Kill and restart the operator at uneven intervals until the cluster settles.
+        let mut pause_ms = 700u64;
+        loop {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            pause_ms = if pause_ms >= 2300 {
+                700
+            } else {
+                pause_ms + 400
+            };
+            op.kill();
+            kills += 1;
+            op = OperatorProcess::start(&ns.name, &format!("op-{kills}"), Duration::from_secs(4))
+                .expect("operator restart");
+            if wait_balanced(&ns.client, &ns.name, name, Duration::from_millis(1500))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "scaling to {replicas} did not settle; operator log:\n{}",
+                op.log_tail(60)
+            );
+        }
+        if let Err(e) = wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
+            panic!("{e}\noperator log:\n{}", op.log_tail(60));
+        }
+    }
+    stop.stop();
+    let outcomes = load.await.expect("load task");
+    let report = finish(&cfg, &stats, outcomes).await;
+    let _ = std::fs::remove_file(&addrs);
+    assert!(kills >= 2, "the operator was killed {kills} times");
+    assert!(
+        report.stats.writes_acked > 200,
+        "load ran: {:?}",
+        report.stats
+    );
+    assert_eq!(
+        report.lost_writes, 0,
+        "acknowledged writes lost: {:?}",
+        report.violations
+    );
+    assert_eq!(
+        report.stale_reads, 0,
+        "stale reads: {:?}",
+        report.violations
+    );
+    assert!(report.is_clean(), "{:?}", report.violations);
+    println!(
+        "operator killed {kills} times during 2 -> 4 -> 2: {} writes acknowledged, 0 lost",
+        report.stats.writes_acked
+    );
+    drop(op);
+    ns.cleanup().await;
+}

@@ -66,6 +66,27 @@ pub fn plan_install(
     incarnation: &str,
     body: &PlacementInstall,
 ) -> Result<(Installed, Option<String>), Refusal> {
+    if let Some(expected) = body.owners_digest {
+        let mine = body.placement.current().map(|c| c.digest()).map_err(|e| {
+            refuse(
+                ErrorReason::BadRequest,
+                format!("placement does not resolve: {e}"),
+            )
+        })?;
+        if mine != expected {
+            return Err(refuse(
+                ErrorReason::Conflict,
+                format!(
+                    "placement epoch {} resolves to a different ownership here (digest {mine:016x}, \
+                     sender {expected:016x}): this node's ring code differs from the sender's for \
+                     ring algorithm {}; refusing it rather than serving another ownership (run the \
+                     same ringshift version on operator and nodes)",
+                    body.placement.epoch(),
+                    body.placement.base().algorithm
+                ),
+            ));
+        }
+    }
     let installed = to_installed(body).map_err(|m| refuse(ErrorReason::BadRequest, m))?;
     if let Some(uid) = configured_uid
         && uid != installed.cluster_uid
@@ -179,6 +200,7 @@ mod tests {
                 .collect(),
             write_pause_budget_ms: 1000,
             incarnations: Default::default(),
+            owners_digest: None,
         }
     }
 
@@ -188,6 +210,19 @@ mod tests {
             placement: Some(Arc::new(to_installed(b).unwrap())),
             ..Routing::default()
         }
+    }
+
+    #[test]
+    fn refuses_a_placement_whose_replay_differs_from_the_sender() {
+        let mut b = body("c1", &["a", "b"]);
+        let r = Routing::default();
+        let digest = b.placement.current().unwrap().digest();
+        b.owners_digest = Some(digest);
+        assert!(plan_install(&r, None, "inc", &b).is_ok());
+        b.owners_digest = Some(digest ^ 1);
+        let e = plan_install(&r, None, "inc", &b).unwrap_err();
+        assert_eq!(e.reason, ErrorReason::Conflict);
+        assert!(e.message.contains("ring code differs"), "{}", e.message);
     }
 
     #[test]

@@ -86,6 +86,15 @@ pub struct PlacementInstall {
     /// its data directory's incarnation, while the placement gives it ranges, is Degraded.
     #[serde(default)]
     pub incarnations: BTreeMap<String, String>,
+    /// `OwnerMap::digest` of the placement's current ownership as the operator resolved it. A
+    /// node whose own replay differs (different ring code) refuses the install (409) instead of
+    /// serving a different ownership.
+    #[serde(
+        default,
+        with = "u64s::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub owners_digest: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

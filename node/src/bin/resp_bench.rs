@@ -103,6 +103,7 @@ fn node(bin: &Path, dir: &Path, ip: &str) -> Result<Proc, String> {
         }],
         write_pause_budget_ms: 1000,
         incarnations: Default::default(),
+        owners_digest: None,
     };
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(

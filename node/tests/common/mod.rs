@@ -175,6 +175,7 @@ pub fn install_body(p: &Placement, nodes: &[&NodeProc]) -> PlacementInstall {
         members: nodes.iter().map(|n| n.endpoint()).collect(),
         write_pause_budget_ms: 1500,
         incarnations: Default::default(),
+        owners_digest: None,
     }
 }
 

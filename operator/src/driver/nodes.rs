@@ -64,6 +64,7 @@ impl Nodes {
             members: self.endpoints.values().cloned().collect(),
             write_pause_budget_ms: env.limits.phase.write_pause_budget_ms,
             incarnations,
+            owners_digest: placement.current().ok().map(|c| c.digest()),
         }
     }
 
