@@ -24,7 +24,7 @@ help:
 	@echo "make demo         chart + a cluster under live load, scaled 3->5->2, with a summary"
 	@echo "make bench        benchmark binaries (print tables)"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
-	@echo "make reliability  the long fault tier (ignored e2e tests included) on a fresh local cluster"
+	@echo "make reliability  the long tier: every e2e test, the #[ignore]d long ones included, on the local cluster"
 	@echo "make cluster-up / cluster-down   start / stop the local control plane"
 
 build:
@@ -39,20 +39,26 @@ lint:
 unit:
 	RINGSHIFT_E2E=off $(CARGO) test --workspace
 
-# Starts a local cluster unless one is already running (then it is reused and left running), runs
-# the e2e suite against it, and stops what it started even when tests fail.
+# $(call with_cluster,CMD): runs CMD against the local cluster with RINGSHIFT_E2E=require. Starts
+# the cluster unless it already runs (then it is reused and left running) and stops what it
+# started, also when CMD fails.
+define with_cluster
+if $(CLUSTER)/status >/dev/null 2>&1; then \
+  echo "[e2e] reusing the running local cluster ($(RINGSHIFT_STATE)); it stays up"; started=0; \
+  $(CLUSTER)/status | grep -q "bin dir $(CURDIR)/target/debug" || \
+    echo "[e2e] WARNING: its kubelet runs binaries of another checkout: $$($(CLUSTER)/status | grep kubelet)"; \
+else \
+  $(STAGE) cluster-up $(CLUSTER)/up || { $(CLUSTER)/down; exit 1; }; started=1; \
+fi; \
+KUBECONFIG=$(LOCAL_KUBECONFIG) RINGSHIFT_E2E=require $(1); rc=$$?; \
+if (( rc != 0 )); then echo "[e2e] failed; kubelet log tail:"; tail -n 30 $(RINGSHIFT_STATE)/logs/kubelet.log 2>/dev/null; fi; \
+if (( started )); then $(STAGE) cluster-down $(CLUSTER)/down; fi; \
+exit $$rc
+endef
+
+# The e2e tests (cargo test -p ringshift-e2e --tests) on the local cluster.
 smoke: build
-	@if $(CLUSTER)/status >/dev/null 2>&1; then \
-	  echo "[smoke] reusing the running local cluster ($(RINGSHIFT_STATE)); it stays up"; started=0; \
-	  $(CLUSTER)/status | grep -q "bin dir $(CURDIR)/target/debug" || \
-	    echo "[smoke] WARNING: its kubelet runs binaries of another checkout: $$($(CLUSTER)/status | grep kubelet)"; \
-	else \
-	  $(STAGE) cluster-up $(CLUSTER)/up || { $(CLUSTER)/down; exit 1; }; started=1; \
-	fi; \
-	KUBECONFIG=$(LOCAL_KUBECONFIG) RINGSHIFT_E2E=require $(STAGE) e2e-smoke $(CARGO) test -p ringshift-e2e --tests; rc=$$?; \
-	if (( rc != 0 )); then echo "[smoke] failed; kubelet log tail:"; tail -n 30 $(RINGSHIFT_STATE)/logs/kubelet.log 2>/dev/null; fi; \
-	if (( started )); then $(STAGE) cluster-down $(CLUSTER)/down; fi; \
-	exit $$rc
+	@$(call with_cluster,$(STAGE) e2e-smoke $(CARGO) test -p ringshift-e2e --tests)
 
 test:
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
@@ -63,13 +69,10 @@ test:
 e2e: build
 	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests
 
-# The long tier: every e2e test including the #[ignore]d long/fault ones, on a fresh cluster.
+# The long tier: every e2e test including the long ones marked #[ignore], on the local cluster.
 reliability: build
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
-	@$(CLUSTER)/down >/dev/null 2>&1 || true
-	@$(CLUSTER)/up || { $(CLUSTER)/down; exit 1; }; \
-	KUBECONFIG=$(LOCAL_KUBECONFIG) RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests -- --include-ignored; rc=$$?; \
-	$(CLUSTER)/down; exit $$rc
+	@$(call with_cluster,$(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests -- --include-ignored)
 
 # For now: the control plane with the CRDs installed and three test pods running on their own
 # addresses with their own volumes. It keeps running afterwards.
