@@ -52,14 +52,18 @@ async fn examples_do_what_they_say() {
             panic!("{name}: {e}\noperator log:\n{}", op.log_tail(40));
         }
     }
-    let demo = ringshift_api(&ns.client, &ns.name, "ShardCluster")
-        .get("demo")
+    let clusters = ringshift_api(&ns.client, &ns.name, "ShardCluster");
+    for name in ["demo", "weighted", "careful"] {
+        wait_until(&format!("{name} Ready"), TIMEOUT, || async {
+            let c = clusters.get(name).await.map_err(|e| e.to_string())?;
+            match condition(&c, "Ready") {
+                Some(r) if r.0 == "True" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
         .await
-        .expect("demo");
-    assert_eq!(
-        condition(&demo, "Ready").map(|c| c.0).as_deref(),
-        Some("True")
-    );
+        .unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", op.log_tail(40)));
+    }
 
     let current = committed_placement(&ns, "weighted")
         .await
@@ -84,7 +88,6 @@ async fn examples_do_what_they_say() {
     );
 
     // Manual approval: scaling publishes a plan and creates no migration until approved.
-    let clusters = ringshift_api(&ns.client, &ns.name, "ShardCluster");
     clusters
         .patch(
             "careful",

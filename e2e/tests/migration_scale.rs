@@ -204,25 +204,31 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     for replicas in [4, 2] {
         scale(&ns, name, replicas).await;
         let deadline = std::time::Instant::now() + STEP_TIMEOUT;
-        // Kill and restart the operator at uneven intervals until the cluster settles.
-        let mut pause_ms = 700u64;
+        // Kill the leader at uneven moments after it took over, restart it, and repeat until
+        // the cluster settles: each kill lands in a different step of the moves.
+        let mut pause_ms = 300u64;
         loop {
+            assert!(
+                op.wait_leading(Duration::from_secs(30)).await,
+                "a restarted operator never became leader:\n{}",
+                op.log_tail(30)
+            );
             tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-            pause_ms = if pause_ms >= 2300 {
-                700
+            pause_ms = if pause_ms >= 1500 {
+                300
             } else {
                 pause_ms + 400
             };
-            op.kill();
-            kills += 1;
-            op = OperatorProcess::start(&ns.name, &format!("op-{kills}"), Duration::from_secs(4))
-                .expect("operator restart");
-            if wait_balanced(&ns.client, &ns.name, name, Duration::from_millis(1500))
+            if wait_balanced(&ns.client, &ns.name, name, Duration::from_millis(200))
                 .await
                 .is_ok()
             {
                 break;
             }
+            op.kill();
+            kills += 1;
+            op = OperatorProcess::start(&ns.name, &format!("op-{kills}"), Duration::from_secs(4))
+                .expect("operator restart");
             assert!(
                 std::time::Instant::now() < deadline,
                 "scaling to {replicas} did not settle; operator log:\n{}",

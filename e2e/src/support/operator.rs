@@ -113,6 +113,20 @@ impl OperatorProcess {
         let _ = self.child.wait();
     }
 
+    /// Waits until this process leads (its log says so), e.g. after a restart once the dead
+    /// leader's lease ran out.
+    pub async fn wait_leading(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.contains("leading: starting controllers") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// The last lines of its log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
