@@ -65,16 +65,17 @@ pub fn moves_in_flight(migrations: &[ShardMigration]) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Members that a migration in flight is using (as source or target).
+/// Members that a migration is using right now (as source or target): copying, catching up or
+/// cutting over. A move waiting to start or in Cleanup (committed; the source's copy is only
+/// kept for sourceRetention) does not stop a rollout: a restarted pod keeps its volume.
 pub fn busy_members(migrations: &[ShardMigration]) -> BTreeSet<String> {
     migrations
         .iter()
         .filter(|m| {
-            !m.status
-                .as_ref()
-                .map(|s| s.phase)
-                .unwrap_or_default()
-                .is_finished()
+            matches!(
+                m.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+                MigrationPhase::Copying | MigrationPhase::CatchingUp | MigrationPhase::CuttingOver
+            )
         })
         .flat_map(|m| [m.spec.source.clone(), m.spec.target.clone()])
         .collect()
@@ -437,6 +438,14 @@ mod tests {
         assert_eq!(
             busy_members(&migrations),
             ["demo-0".to_string(), "demo-3".to_string()].into()
+        );
+        let later = [
+            migration(MigrationPhase::Cleanup),
+            migration(MigrationPhase::Pending),
+        ];
+        assert!(
+            busy_members(&later).is_empty(),
+            "Cleanup and Pending do not block a rollout"
         );
     }
 
