@@ -58,7 +58,7 @@ endef
 
 # The e2e tests (cargo test -p ringshift-e2e --tests) on the local cluster.
 smoke: build
-	@$(call with_cluster,$(STAGE) e2e-smoke $(CARGO) test -p ringshift-e2e --tests)
+	@$(call with_cluster,$(STAGE) e2e-smoke $(CARGO) test -p ringshift-e2e --tests --no-fail-fast)
 
 test:
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
@@ -67,12 +67,12 @@ test:
 
 # Against whatever KUBECONFIG points at (a real cluster needs the images; see e2e/README.md).
 e2e: build
-	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests
+	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests --no-fail-fast
 
 # The long tier: every e2e test including the long ones marked #[ignore], on the local cluster.
 reliability: build
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
-	@$(call with_cluster,$(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests -- --include-ignored)
+	@$(call with_cluster,$(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored)
 
 # For now: the control plane with the CRDs installed and three test pods running on their own
 # addresses with their own volumes. It keeps running afterwards.
