@@ -150,7 +150,13 @@ async fn scale_out_and_in_under_load_loses_nothing() {
 /// The operator is killed (SIGKILL) again and again while a cluster scales out and back in under
 /// load; each new process resumes from status. Nothing acknowledged is lost, nothing is read
 /// stale, and the cluster ends Balanced.
+// In the reliability tier (`make reliability`): one run of four on a loaded machine reported a
+// key holding the version before its last acknowledged one; the checker then counted an
+// unanswered (timed-out) write as superseded, which linearizability does not allow. The checker
+// now treats unanswered writes as pending; this test stays in the long tier until it has run
+// clean many times.
 #[tokio::test]
+#[ignore = "long: reliability tier"]
 async fn operator_killed_mid_migration_resumes_without_loss() {
     let Some(env) =
         support::env_or_skip("operator_killed_mid_migration_resumes_without_loss").await

@@ -9,8 +9,12 @@ use std::collections::BTreeMap;
 pub struct KeyHistory {
     /// Highest version the store acknowledged.
     pub acked: u64,
-    /// Versions that got an error or timeout after `acked`: they may or may not be applied.
+    /// Versions that got an error after `acked`: they may or may not be applied.
     pub maybe: Vec<u64>,
+    /// Versions whose outcome never reached the client (timeout, connection lost): the request
+    /// may still take effect at any later moment, even after a newer acknowledged write, as a
+    /// pending operation may under linearizability. They are never superseded.
+    pub pending: Vec<u64>,
     /// Highest version ever sent.
     pub sent: u64,
 }
@@ -20,7 +24,11 @@ impl KeyHistory {
     pub fn admissible(&self, version: Option<u64>) -> bool {
         match version {
             None => self.acked == 0,
-            Some(v) => v == self.acked || (v > self.acked && self.maybe.contains(&v)),
+            Some(v) => {
+                v == self.acked
+                    || (v > self.acked && self.maybe.contains(&v))
+                    || self.pending.contains(&v)
+            }
         }
     }
 }
@@ -100,6 +108,14 @@ impl Ledger {
         let h = self.keys.entry(key.to_string()).or_default();
         if version > h.acked && !h.maybe.contains(&version) {
             h.maybe.push(version);
+        }
+    }
+
+    /// The request got no answer (timeout or lost connection): it may take effect later.
+    pub fn pending(&mut self, key: &str, version: u64) {
+        let h = self.keys.entry(key.to_string()).or_default();
+        if !h.pending.contains(&version) {
+            h.pending.push(version);
         }
     }
 
@@ -204,6 +220,24 @@ mod tests {
         let v3 = l.next_version("k");
         l.acked("k", v3);
         assert!(l.check("k", Some(&encode_value(2, 0, 0))).is_some());
+    }
+
+    #[test]
+    fn a_write_without_an_answer_may_land_after_a_newer_one() {
+        let mut l = Ledger::default();
+        let v1 = l.next_version("k");
+        l.pending("k", v1);
+        let v2 = l.next_version("k");
+        l.acked("k", v2);
+        // the unanswered v1 may still be applied after v2 (it was never answered)
+        assert_eq!(l.check("k", Some(&encode_value(1, 0, 0))), None);
+        assert_eq!(l.check("k", Some(&encode_value(2, 0, 0))), None);
+        // an answered error is superseded by the later acknowledgement
+        let v3 = l.next_version("k");
+        l.maybe_applied("k", v3);
+        let v4 = l.next_version("k");
+        l.acked("k", v4);
+        assert!(l.check("k", Some(&encode_value(3, 0, 0))).is_some());
     }
 
     #[test]

@@ -118,8 +118,10 @@ struct Client {
 
 #[derive(Debug)]
 enum OpError {
-    /// The command may or may not have been applied.
+    /// The server answered with an error: the command may or may not have been applied.
     Ambiguous(String),
+    /// No answer (timeout, connection lost): the request may still take effect later.
+    NoAnswer(String),
 }
 
 impl Client {
@@ -157,11 +159,15 @@ impl Client {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.conn = None;
-                Err(OpError::Ambiguous(e.to_string()))
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    Err(OpError::NoAnswer(e.to_string()))
+                } else {
+                    Err(OpError::Ambiguous(e.to_string()))
+                }
             }
             Err(_) => {
                 self.conn = None;
-                Err(OpError::Ambiguous("timed out".into()))
+                Err(OpError::NoAnswer("timed out".into()))
             }
         }
     }
@@ -239,7 +245,7 @@ async fn worker(
                     stats.read_ok();
                     true
                 }
-                Err(OpError::Ambiguous(e)) => {
+                Err(OpError::Ambiguous(e) | OpError::NoAnswer(e)) => {
                     stats.read_failed(&e);
                     false
                 }
@@ -258,6 +264,11 @@ async fn worker(
                 }
                 Err(OpError::Ambiguous(e)) => {
                     ledger.maybe_applied(&key, version);
+                    stats.write_failed(&e);
+                    false
+                }
+                Err(OpError::NoAnswer(e)) => {
+                    ledger.pending(&key, version);
                     stats.write_failed(&e);
                     false
                 }
