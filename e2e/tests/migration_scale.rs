@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{ListParams, Patch, PatchParams};
-use ringshift_e2e::load::{Addrs, LoadConfig, Stats, StopFlag, drive, finish};
+use ringshift_e2e::load::{Addrs, LoadConfig, Report, Stats, StopFlag, drive, finish};
 use ringshift_e2e::support::{
     self, OperatorProcess, TestNamespace, apply_cluster, follow_pods, install_crds, ringshift_api,
     wait_balanced,
@@ -15,6 +15,63 @@ use ringshift_e2e::support::{
 use serde_json::json;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// A checked load through the cluster's Ready pods (addresses followed as pods come and go).
+struct CheckedLoad {
+    cfg: LoadConfig,
+    stats: Arc<Stats>,
+    stop: StopFlag,
+    addrs: std::path::PathBuf,
+    task: tokio::task::JoinHandle<ringshift_e2e::load::Outcomes>,
+}
+
+impl CheckedLoad {
+    async fn start(
+        ns: &TestNamespace,
+        cluster: &str,
+        workers: usize,
+        keys: usize,
+        rate: u64,
+        prefix: &str,
+    ) -> Self {
+        let addrs = std::env::temp_dir().join(format!("ringshift-{}-addrs", ns.name));
+        let stop = StopFlag::default();
+        follow_pods(&ns.client, &ns.name, cluster, addrs.clone(), stop.clone())
+            .await
+            .expect("pod addresses");
+        let cfg = LoadConfig {
+            addrs: Addrs::File(addrs.clone()),
+            workers,
+            keys_per_worker: keys,
+            duration: Duration::from_secs(600),
+            rate: Some(rate),
+            op_timeout: Duration::from_secs(3),
+            prefix: prefix.into(),
+            ..LoadConfig::default()
+        };
+        let stats = Arc::new(Stats::default());
+        let task = {
+            let (cfg, stats, stop) = (cfg.clone(), stats.clone(), stop.clone());
+            tokio::spawn(async move { drive(&cfg, stats, stop).await })
+        };
+        CheckedLoad {
+            cfg,
+            stats,
+            stop,
+            addrs,
+            task,
+        }
+    }
+
+    /// Stops the clients, reads every key back and reports.
+    async fn finish(self) -> Report {
+        self.stop.stop();
+        let outcomes = self.task.await.expect("load task");
+        let report = finish(&self.cfg, &self.stats, outcomes).await;
+        let _ = std::fs::remove_file(&self.addrs);
+        report
+    }
+}
 
 async fn scale(ns: &TestNamespace, name: &str, replicas: i32) {
     ringshift_api(&ns.client, &ns.name, "ShardCluster")
@@ -55,26 +112,7 @@ async fn scale_out_and_in_under_load_loses_nothing() {
         Err(e) => panic!("{e}\noperator log:\n{}", op.log_tail(40)),
     };
 
-    let addrs = std::env::temp_dir().join(format!("ringshift-{}-addrs", ns.name));
-    let stop = StopFlag::default();
-    follow_pods(&ns.client, &ns.name, name, addrs.clone(), stop.clone())
-        .await
-        .expect("pod addresses");
-    let cfg = LoadConfig {
-        addrs: Addrs::File(addrs.clone()),
-        workers: 6,
-        keys_per_worker: 300,
-        duration: Duration::from_secs(600),
-        rate: Some(1500),
-        op_timeout: Duration::from_secs(3),
-        prefix: "scale".into(),
-        ..LoadConfig::default()
-    };
-    let stats = Arc::new(Stats::default());
-    let load = {
-        let (cfg, stats, stop) = (cfg.clone(), stats.clone(), stop.clone());
-        tokio::spawn(async move { drive(&cfg, stats, stop).await })
-    };
+    let load = CheckedLoad::start(&ns, name, 6, 300, 1500, "scale").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut epochs = vec![start_epoch];
@@ -86,16 +124,13 @@ async fn scale_out_and_in_under_load_loses_nothing() {
             Ok(e) => epochs.push(e),
             Err(e) => panic!(
                 "scaling to {replicas}: {e}\nload: {:?}\noperator log:\n{}",
-                stats.snapshot(),
+                load.stats.snapshot(),
                 op.log_tail(60)
             ),
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.stop();
-    let outcomes = load.await.expect("load task");
-    let report = finish(&cfg, &stats, outcomes).await;
-    let _ = std::fs::remove_file(&addrs);
+    let report = load.finish().await;
 
     let migrations = ringshift_api(&ns.client, &ns.name, "ShardMigration")
         .list(&ListParams::default())
@@ -185,26 +220,7 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     if let Err(e) = wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
         panic!("{e}\noperator log:\n{}", op.log_tail(40));
     }
-    let addrs = std::env::temp_dir().join(format!("ringshift-{}-addrs", ns.name));
-    let stop = StopFlag::default();
-    follow_pods(&ns.client, &ns.name, name, addrs.clone(), stop.clone())
-        .await
-        .expect("pod addresses");
-    let cfg = LoadConfig {
-        addrs: Addrs::File(addrs.clone()),
-        workers: 4,
-        keys_per_worker: 200,
-        duration: Duration::from_secs(600),
-        rate: Some(800),
-        op_timeout: Duration::from_secs(3),
-        prefix: "crash".into(),
-        ..LoadConfig::default()
-    };
-    let stats = Arc::new(Stats::default());
-    let load = {
-        let (cfg, stats, stop) = (cfg.clone(), stats.clone(), stop.clone());
-        tokio::spawn(async move { drive(&cfg, stats, stop).await })
-    };
+    let load = CheckedLoad::start(&ns, name, 4, 200, 800, "crash").await;
 
     let mut kills = 0;
     for replicas in [4, 2] {
@@ -245,10 +261,7 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
             panic!("{e}\noperator log:\n{}", op.log_tail(60));
         }
     }
-    stop.stop();
-    let outcomes = load.await.expect("load task");
-    let report = finish(&cfg, &stats, outcomes).await;
-    let _ = std::fs::remove_file(&addrs);
+    let report = load.finish().await;
     assert!(kills >= 2, "the operator was killed {kills} times");
     assert!(
         report.stats.writes_acked > 200,
