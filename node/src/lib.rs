@@ -1,10 +1,12 @@
 //! The ringshift shard node: durable storage (fjall) with a change log, fences, the RESP data
 //! port with a coordinator that forwards to owners, and the admin API.
 
+pub mod accepted;
 pub mod admin;
 pub mod changelog;
 pub mod command;
 pub mod config;
+pub mod disk;
 pub mod engine;
 pub mod glob;
 pub mod keys;

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub lag: Family<MigrationLabel, Gauge>,
     pub fenced_ranges: Gauge,
     pub epoch: Gauge,
+    pub data_free_bytes: Gauge,
+    pub data_total_bytes: Gauge,
+    pub data_bytes: Gauge,
 }
 
 impl Metrics {
@@ -47,6 +50,9 @@ impl Metrics {
             lag: Family::default(),
             fenced_ranges: Gauge::default(),
             epoch: Gauge::default(),
+            data_free_bytes: Gauge::default(),
+            data_total_bytes: Gauge::default(),
+            data_bytes: Gauge::default(),
             registry: Registry::default(),
             ops_by_index: Vec::new(),
         };
@@ -85,6 +91,22 @@ impl Metrics {
             "placement_epoch",
             "Epoch of the installed placement",
             m.epoch.clone(),
+        );
+        // Names read by the operator's pre-flight room check: do not rename.
+        registry.register(
+            "data_free_bytes",
+            "Bytes still available to the node on its data directory's filesystem",
+            m.data_free_bytes.clone(),
+        );
+        registry.register(
+            "data_total_bytes",
+            "Size of the data directory's filesystem in bytes",
+            m.data_total_bytes.clone(),
+        );
+        registry.register(
+            "data_bytes",
+            "Approximate bytes of keys and values stored (engine estimate)",
+            m.data_bytes.clone(),
         );
         let ops_by_index = crate::command::table::COMMANDS
             .iter()

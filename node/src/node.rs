@@ -37,6 +37,8 @@ pub struct Node {
     pub metrics: Metrics,
     pub http: reqwest::Client,
     pub started: Instant,
+    /// Unix ms of `started`.
+    pub started_ms: u64,
     pub next_conn: AtomicU64,
     pub pulls: Pulls,
 }
@@ -54,6 +56,7 @@ impl Node {
             metrics: Metrics::new(),
             http,
             started: Instant::now(),
+            started_ms: crate::keys::now_ms(),
             next_conn: AtomicU64::new(1),
             pulls: Pulls::default(),
         })

@@ -115,6 +115,11 @@ impl AdminClient {
         self.get("/v1/status").await
     }
 
+    /// Split-brain evidence: windows of writes accepted as owner.
+    pub async fn accepted_writes(&self) -> Result<AcceptedWrites, ClientError> {
+        self.get("/v1/debug/accepted-writes").await
+    }
+
     pub async fn placement(&self) -> Result<PlacementInstall, ClientError> {
         self.get("/v1/placement").await
     }

@@ -19,6 +19,7 @@
 //! | `POST /v1/unfence` | [`UnfenceRequest`] | [`Done`] (same attempt only) |
 //! | `POST /v1/drop` | [`DropRequest`] | [`Done`]; 409 if the node owns a range |
 //! | `POST /v1/checksum` | [`ChecksumRequest`] | [`ChecksumResponse`] |
+//! | `GET /v1/debug/accepted-writes` | | [`AcceptedWrites`] (split-brain evidence) |
 //!
 //! Node-to-node endpoints used by a pull (same token): `POST /v1/snapshots` ([`OpenSnapshot`] ->
 //! [`SnapshotOpened`]), `GET /v1/snapshots/{migrationUid}/chunk?after=<hex storage key>&max=N&maxBytes=B`
@@ -281,6 +282,44 @@ pub struct Done {
     pub ok: bool,
 }
 
+/// `GET /v1/debug/accepted-writes`: the writes this node accepted as owner (applied locally, not
+/// forwarded), aggregated per (owned range, placement epoch). Kept in memory since the process
+/// started (`sinceMs`); the oldest epochs are evicted past a cap (`truncated`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptedWrites {
+    pub member: String,
+    pub incarnation: String,
+    /// Unix ms when recording started (process start): no evidence before it.
+    #[serde(with = "u64s")]
+    pub since_ms: u64,
+    /// Unix ms of this answer (same clock as the windows).
+    #[serde(with = "u64s")]
+    pub now_ms: u64,
+    /// Windows of older epochs were evicted.
+    pub truncated: bool,
+    /// Ordered by epoch, then range start; only windows with at least one write.
+    pub windows: Vec<AcceptedWindow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptedWindow {
+    /// A range this node owned at `epoch`, as in that placement.
+    pub range: HashRange,
+    #[serde(with = "u64s")]
+    pub epoch: u64,
+    /// Unix ms of the first and last write accepted for the range at that epoch (the time the
+    /// writer checked ownership and evaluated the write).
+    #[serde(with = "u64s")]
+    pub first_ms: u64,
+    #[serde(with = "u64s")]
+    pub last_ms: u64,
+    /// Keys written (a multi-key command counts each key).
+    #[serde(with = "u64s")]
+    pub count: u64,
+}
+
 /// Machine-readable error reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorReason {
@@ -321,6 +360,18 @@ mod tests {
         assert_eq!(serde_json::from_str::<Caller>(&json).unwrap(), c);
         let extra = json.replace('}', ",\"x\":1}");
         assert!(serde_json::from_str::<Caller>(&extra).is_err());
+    }
+
+    #[test]
+    fn accepted_writes_json_uses_strings_for_64_bit_numbers() {
+        let json = r#"{"member":"a","incarnation":"i","sinceMs":"1","nowMs":"2","truncated":false,
+            "windows":[{"range":{"start":"0","end":"18446744073709551615"},"epoch":"3",
+            "firstMs":"10","lastMs":"20","count":"5"}]}"#;
+        let w: AcceptedWrites = serde_json::from_str(json).unwrap();
+        assert_eq!(w.windows[0].range.end, u64::MAX);
+        assert_eq!((w.windows[0].epoch, w.windows[0].count), (3, 5));
+        let back = serde_json::to_string(&w).unwrap();
+        assert!(back.contains("\"lastMs\":\"20\""), "{back}");
     }
 
     #[test]

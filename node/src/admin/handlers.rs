@@ -20,7 +20,44 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> String {
         .fenced_ranges
         .set(routing.fences.iter().map(|f| f.ranges.len() as i64).sum());
     node.metrics.epoch.set(routing.epoch() as i64);
+    match crate::disk::room(&node.engine.dir) {
+        Ok(room) => {
+            node.metrics.data_free_bytes.set(clamp(room.free));
+            node.metrics.data_total_bytes.set(clamp(room.total));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot stat the data directory's filesystem"),
+    }
+    node.metrics.data_bytes.set(clamp(node.engine.data_bytes()));
     node.metrics.encode()
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub async fn accepted_writes(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<AcceptedWrites>> {
+    authorize(&node, &headers)?;
+    let (windows, truncated) = node.engine.accepted.snapshot();
+    Ok(Json(AcceptedWrites {
+        member: node.cfg.member.clone(),
+        incarnation: node.engine.incarnation.clone(),
+        since_ms: node.started_ms,
+        now_ms: crate::keys::now_ms(),
+        truncated,
+        windows: windows
+            .into_iter()
+            .map(|w| AcceptedWindow {
+                range: w.range,
+                epoch: w.epoch,
+                first_ms: w.first_ms,
+                last_ms: w.last_ms,
+                count: w.count,
+            })
+            .collect(),
+    }))
 }
 
 fn offset(node: &Node, sequence: u64) -> Offset {

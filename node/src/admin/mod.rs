@@ -45,6 +45,7 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/v1/snapshots/{uid}/chunk", get(source::chunk))
         .route("/v1/log", get(source::log))
+        .route("/v1/debug/accepted-writes", get(handlers::accepted_writes))
         .with_state(node)
 }
 

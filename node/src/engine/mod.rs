@@ -101,6 +101,10 @@ pub struct Engine {
     pub(crate) pins: Mutex<HashMap<String, (u64, u64)>>,
     pub snapshots: Mutex<HashMap<String, SourceSession>>,
     pub(crate) cache: cache::ReadCache,
+    /// Windows of writes accepted as owner, per (owned range, epoch): split-brain evidence.
+    pub accepted: crate::accepted::AcceptedWrites,
+    /// The data directory (its filesystem's free space is exported as a metric).
+    pub dir: std::path::PathBuf,
     pub config: EngineConfig,
 }
 
@@ -231,6 +235,13 @@ impl Engine {
 
     pub fn approximate_keys(&self) -> u64 {
         self.data.approximate_len() as u64
+    }
+
+    /// Approximate bytes of keys and values in the data keyspace: its tables on disk plus its
+    /// active memtable.
+    pub fn data_bytes(&self) -> u64 {
+        use fjall::AbstractTree;
+        self.data.disk_space() + self.data.tree.active_memtable().size()
     }
 
     pub fn disk_bytes(&self) -> u64 {

@@ -144,6 +144,8 @@ pub fn open(
         pins: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(HashMap::new()),
         cache: super::cache::ReadCache::new(config.cache_bytes),
+        accepted: Default::default(),
+        dir: dir.to_path_buf(),
         config,
     });
     writer::spawn(engine.clone(), rx, routing, head);

@@ -15,6 +15,7 @@ use super::open::{
 };
 use super::ops::{DataCmd, DataReply, MetaPut, Op, Outcome, SetCond, SetExpiry};
 use super::{Engine, SnapshotSession};
+use crate::accepted::EpochWindows;
 use crate::changelog::{LogOp, LogRecord};
 use crate::keys::{self, Stored};
 use crate::ranges;
@@ -36,10 +37,16 @@ pub fn spawn(
     let spawned = std::thread::Builder::new()
         .name("ringshift-writer".into())
         .spawn(move || {
+            let accepted = routing.placement.as_ref().map(|p| {
+                engine
+                    .accepted
+                    .begin_epoch(p.epoch, p.owners.ranges_of(&routing.me))
+            });
             let mut w = Writer {
                 engine,
                 routing,
                 seq: head,
+                accepted,
             };
             while let Some(first) = rx.blocking_recv() {
                 let mut reqs = vec![first];
@@ -62,6 +69,8 @@ struct Writer {
     /// Working copy: changes made by this batch are visible to its later operations.
     routing: Routing,
     seq: u64,
+    /// Where writes accepted as owner are recorded (the installed epoch's windows).
+    accepted: Option<Arc<EpochWindows>>,
 }
 
 /// State of one batch being built.
@@ -105,6 +114,7 @@ impl Writer {
         };
         let start_seq = self.seq;
         let saved_routing = self.routing.clone();
+        let saved_accepted = self.accepted.clone();
         let mut answers = Vec::with_capacity(reqs.len());
         for req in reqs {
             let pending = match self.apply(req.op, &mut b) {
@@ -149,6 +159,7 @@ impl Writer {
             tracing::error!(error = %err, "group commit failed");
             self.seq = start_seq;
             self.routing = saved_routing;
+            self.accepted = saved_accepted;
             for (reply, _) in answers {
                 let _ = reply.send(Outcome::Failed(format!("storage failure: {err}")));
             }
@@ -192,6 +203,11 @@ impl Writer {
                     let route = self.routing.route(keys::key_hash(key));
                     if route != Route::Local {
                         return Ok(Pending::Now(Outcome::NotServed(route)));
+                    }
+                }
+                if let Some(w) = &self.accepted {
+                    for key in cmd.keys() {
+                        w.record(keys::key_hash(key), b.now);
                     }
                 }
                 Outcome::Data(self.data(cmd, b)?)
@@ -301,6 +317,9 @@ impl Writer {
                     degraded.as_ref().map(|r| r.as_bytes().to_vec()),
                 );
                 self.routing.degraded = degraded;
+                if self.accepted.as_ref().map(|w| w.epoch) != Some(installed.epoch) {
+                    self.accepted = Some(self.engine.accepted.begin_epoch(installed.epoch, owned));
+                }
                 self.routing.placement = Some(installed);
                 b.routing_changed = true;
                 Outcome::Done
