@@ -3,86 +3,16 @@
 //! acknowledged write lost and no stale read. The operator runs as a local process watching the
 //! test's namespace; node pods run under the process kubelet.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{ListParams, Patch, PatchParams};
-use ringshift_e2e::load::{Addrs, LoadConfig, Report, Stats, StopFlag, drive, finish};
+use kube::api::ListParams;
 use ringshift_e2e::support::{
-    self, OperatorProcess, TestNamespace, apply_cluster, follow_pods, install_crds, ringshift_api,
-    wait_balanced,
+    self, CheckedLoad, LoadShape, OperatorProcess, TestNamespace, apply_cluster, install_crds,
+    ringshift_api, scale, wait_balanced,
 };
 use serde_json::json;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// A checked load through the cluster's Ready pods (addresses followed as pods come and go).
-struct CheckedLoad {
-    cfg: LoadConfig,
-    stats: Arc<Stats>,
-    stop: StopFlag,
-    addrs: std::path::PathBuf,
-    task: tokio::task::JoinHandle<ringshift_e2e::load::Outcomes>,
-}
-
-impl CheckedLoad {
-    async fn start(
-        ns: &TestNamespace,
-        cluster: &str,
-        workers: usize,
-        keys: usize,
-        rate: u64,
-        prefix: &str,
-    ) -> Self {
-        let addrs = std::env::temp_dir().join(format!("ringshift-{}-addrs", ns.name));
-        let stop = StopFlag::default();
-        follow_pods(&ns.client, &ns.name, cluster, addrs.clone(), stop.clone())
-            .await
-            .expect("pod addresses");
-        let cfg = LoadConfig {
-            addrs: Addrs::File(addrs.clone()),
-            workers,
-            keys_per_worker: keys,
-            duration: Duration::from_secs(600),
-            rate: Some(rate),
-            op_timeout: Duration::from_secs(3),
-            prefix: prefix.into(),
-            ..LoadConfig::default()
-        };
-        let stats = Arc::new(Stats::default());
-        let task = {
-            let (cfg, stats, stop) = (cfg.clone(), stats.clone(), stop.clone());
-            tokio::spawn(async move { drive(&cfg, stats, stop).await })
-        };
-        CheckedLoad {
-            cfg,
-            stats,
-            stop,
-            addrs,
-            task,
-        }
-    }
-
-    /// Stops the clients, reads every key back and reports.
-    async fn finish(self) -> Report {
-        self.stop.stop();
-        let outcomes = self.task.await.expect("load task");
-        let report = finish(&self.cfg, &self.stats, outcomes).await;
-        let _ = std::fs::remove_file(&self.addrs);
-        report
-    }
-}
-
-async fn scale(ns: &TestNamespace, name: &str, replicas: i32) {
-    ringshift_api(&ns.client, &ns.name, "ShardCluster")
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await
-        .expect("scaling the ShardCluster");
-}
 
 #[tokio::test]
 async fn scale_out_and_in_under_load_loses_nothing() {
@@ -112,12 +42,23 @@ async fn scale_out_and_in_under_load_loses_nothing() {
         Err(e) => panic!("{e}\noperator log:\n{}", op.log_tail(40)),
     };
 
-    let load = CheckedLoad::start(&ns, name, 6, 300, 1500, "scale").await;
+    let load = CheckedLoad::start(
+        &ns,
+        name,
+        LoadShape {
+            workers: 6,
+            keys: 300,
+            rate: 1500,
+        },
+        "scale",
+    )
+    .await
+    .expect("load");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut epochs = vec![start_epoch];
     for replicas in [5, 2] {
-        scale(&ns, name, replicas).await;
+        scale(&ns, name, replicas).await.expect("scale");
         // Give the cluster controller a moment to see the new generation.
         tokio::time::sleep(Duration::from_secs(1)).await;
         match wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
@@ -220,11 +161,22 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     if let Err(e) = wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
         panic!("{e}\noperator log:\n{}", op.log_tail(40));
     }
-    let load = CheckedLoad::start(&ns, name, 4, 200, 800, "crash").await;
+    let load = CheckedLoad::start(
+        &ns,
+        name,
+        LoadShape {
+            workers: 4,
+            keys: 200,
+            rate: 800,
+        },
+        "crash",
+    )
+    .await
+    .expect("load");
 
     let mut kills = 0;
     for replicas in [4, 2] {
-        scale(&ns, name, replicas).await;
+        scale(&ns, name, replicas).await.expect("scale");
         let deadline = std::time::Instant::now() + STEP_TIMEOUT;
         // Kill the leader at uneven moments after it took over, restart it, and repeat until
         // the cluster settles: each kill lands in a different step of the moves.

@@ -20,10 +20,14 @@
 //!   tier runs separately;
 //! - unset: run when a cluster answers, else print SKIPPED and return.
 
+pub mod faults;
 mod kubectl;
+mod load;
 mod namespace;
 mod operator;
+pub mod phases;
 mod pods;
+pub mod report;
 mod wait;
 
 use std::path::PathBuf;
@@ -33,10 +37,11 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use kubectl::{kubectl, repo_root};
+pub use load::{CheckedLoad, LoadShape, preload, scale};
 pub use namespace::TestNamespace;
 pub use operator::{
     OperatorProcess, apply_cluster, bin_dir, condition, follow_pods, install_crds, ringshift_api,
-    wait_balanced,
+    wait_balanced, wait_ready,
 };
 pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,

@@ -113,6 +113,19 @@ impl OperatorProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends `sig` (SIGSTOP: a leader frozen past its lease, as after a long GC pause or a
+    /// partition; SIGCONT wakes it).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> Result<(), SupportError> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig)
+            .map_err(|e| SupportError::Other(format!("{sig} to operator {}: {e}", self.identity)))
+    }
+
+    /// Whether the process has exited (reaps it if so).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Waits until this process leads (its log says so), e.g. after a restart once the dead
     /// leader's lease ran out.
     pub async fn wait_leading(&self, timeout: Duration) -> bool {
@@ -266,4 +279,23 @@ pub async fn follow_pods(
         .await
         .map_err(|_| SupportError::Other("no Ready pod with an IP within 60s".into()))?
         .map_err(|_| SupportError::Other("pod follower stopped".into()))
+}
+
+/// Waits until the ShardCluster's Ready condition is True (every member Ready and serving).
+pub async fn wait_ready(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), SupportError> {
+    let clusters = ringshift_api(client, namespace, "ShardCluster");
+    wait_until(&format!("ShardCluster {name} Ready"), timeout, || async {
+        let c = clusters.get(name).await.map_err(|e| e.to_string())?;
+        match condition(&c, "Ready") {
+            Some((s, _, _)) if s == "True" => Ok(()),
+            other => Err(format!("Ready: {other:?}")),
+        }
+    })
+    .await?;
+    Ok(())
 }

@@ -1,0 +1,86 @@
+//! Faults a test injects into the local harness: signals to a pod's process (SIGKILL a node,
+//! SIGSTOP it past a deadline) and a kube-apiserver restart. These act on processes the harness
+//! started, found through its pid files ("PID STARTTIME"), so a recycled pid is never signalled.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::{SupportError, TestEnv, kubectl::repo_root, wait_until};
+use crate::kubelet::process::{proc_start, signal_group};
+
+/// The live process recorded in a harness pid file.
+fn live_pid(pid_file: &Path) -> Result<u32, SupportError> {
+    let text = std::fs::read_to_string(pid_file)
+        .map_err(|e| SupportError::Other(format!("reading {}: {e}", pid_file.display())))?;
+    let mut parts = text.split_whitespace();
+    let pid: u32 = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| SupportError::Other(format!("{}: no pid", pid_file.display())))?;
+    let start: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    match proc_start(pid) {
+        Some(s) if s == start || start == 0 => Ok(pid),
+        _ => Err(SupportError::Other(format!(
+            "{} names pid {pid}, which is not running",
+            pid_file.display()
+        ))),
+    }
+}
+
+/// The pid file of a pod's container under the process kubelet.
+pub fn pod_pid_file(env: &TestEnv, namespace: &str, pod: &str, container: &str) -> PathBuf {
+    env.state_dir
+        .join("pods")
+        .join(format!("{namespace}_{pod}"))
+        .join(format!("{container}.pid"))
+}
+
+/// Sends `sig` to a pod container's process group (SIGKILL: a crash the kubelet restarts;
+/// SIGSTOP/SIGCONT: a node that stops answering without closing its sockets).
+pub fn signal_pod(
+    env: &TestEnv,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    sig: Signal,
+) -> Result<u32, SupportError> {
+    let pid = live_pid(&pod_pid_file(env, namespace, pod, container))?;
+    signal_group(pid, sig)
+        .map_err(|e| SupportError::Other(format!("{sig} to pod {namespace}/{pod}: {e}")))?;
+    Ok(pid)
+}
+
+/// Stops kube-apiserver (SIGKILL: no graceful drain, watches break), keeps it down for `down`,
+/// then starts it again with `e2e/cluster/up` (idempotent: it only starts what is missing) and
+/// waits until it answers.
+pub async fn restart_apiserver(env: &TestEnv, down: Duration) -> Result<(), SupportError> {
+    let pid = live_pid(&env.state_dir.join("pids/kube-apiserver.pid"))?;
+    signal_group(pid, Signal::SIGKILL)
+        .map_err(|e| SupportError::Other(format!("killing kube-apiserver: {e}")))?;
+    wait_until("kube-apiserver exits", Duration::from_secs(20), || async {
+        if proc_start(pid).is_some() {
+            Err("still running".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await?;
+    tokio::time::sleep(down).await;
+    let up = repo_root().join("e2e/cluster/up");
+    let out = tokio::process::Command::new(&up)
+        .env("RINGSHIFT_STATE", &env.state_dir)
+        .env("RINGSHIFT_SKIP_BUILD", "1")
+        .output()
+        .await
+        .map_err(|e| SupportError::Other(format!("running {}: {e}", up.display())))?;
+    if !out.status.success() {
+        return Err(SupportError::Other(format!(
+            "{} failed: {}",
+            up.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}

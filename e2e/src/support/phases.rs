@@ -1,0 +1,135 @@
+//! Waiting for a migration to reach a point, by watching (every status change is seen, even one
+//! that lasts a few milliseconds), so a test can inject a fault right there.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Client;
+use kube::api::DynamicObject;
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::{SupportError, ringshift_api};
+
+/// A ShardMigration as a fault needs it.
+#[derive(Debug, Clone)]
+pub struct MoveSeen {
+    pub name: String,
+    pub uid: String,
+    pub source: String,
+    pub target: String,
+    pub phase: String,
+}
+
+fn move_seen(m: &DynamicObject) -> MoveSeen {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    MoveSeen {
+        name: m.metadata.name.clone().unwrap_or_default(),
+        uid: m.metadata.uid.clone().unwrap_or_default(),
+        source: s(&m.data["spec"]["source"]),
+        target: s(&m.data["spec"]["target"]),
+        phase: s(&m.data["status"]["phase"]),
+    }
+}
+
+/// The first ShardMigration of `cluster` seen in `phase` (one that already is counts).
+pub async fn wait_move_phase(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+    phase: &str,
+    timeout: Duration,
+) -> Result<MoveSeen, SupportError> {
+    let api = ringshift_api(client, namespace, "ShardMigration");
+    let stream = watcher(api, watcher::Config::default()).touched_objects();
+    let found = tokio::time::timeout(timeout, async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Ok(m) = ev {
+                let seen = move_seen(&m);
+                if seen.phase == phase && m.data["spec"]["cluster"].as_str() == Some(cluster) {
+                    return Some(seen);
+                }
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err(SupportError::Other("ShardMigration watch ended".into())),
+        Err(_) => Err(SupportError::Other(format!(
+            "no ShardMigration of {cluster} reached {phase} within {}s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// The first cutover of `cluster` seen recorded as Committing in ShardPlacement status (the
+/// operator records it right before it fences the source); returns that migration.
+pub async fn wait_cutover_started(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+    timeout: Duration,
+) -> Result<MoveSeen, SupportError> {
+    let placements = ringshift_api(client, namespace, "ShardPlacement");
+    let config = watcher::Config::default().fields(&format!("metadata.name={cluster}"));
+    let stream = watcher(placements, config).touched_objects();
+    let uid = tokio::time::timeout(timeout, async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            let Ok(p) = ev else { continue };
+            let committing = p.data["status"]["cutovers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["state"] == "Committing")
+                .and_then(|c| c["migrationUid"].as_str().map(String::from));
+            if committing.is_some() {
+                return committing;
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| {
+        SupportError::Other(format!(
+            "no cutover of {cluster} started within {}s",
+            timeout.as_secs()
+        ))
+    })?;
+    let moves = ringshift_api(client, namespace, "ShardMigration")
+        .list(&Default::default())
+        .await
+        .map_err(|source| SupportError::Api {
+            what: "listing ShardMigrations".into(),
+            source,
+        })?;
+    moves
+        .items
+        .iter()
+        .find(|m| m.metadata.uid.as_deref() == Some(uid.as_str()))
+        .map(move_seen)
+        .ok_or_else(|| SupportError::Other(format!("ShardMigration {uid} not found")))
+}
+
+/// Aborted cutover records in the cluster's ShardPlacement status.
+pub async fn aborted_cutovers(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+) -> Result<usize, SupportError> {
+    let p = ringshift_api(client, namespace, "ShardPlacement")
+        .get(cluster)
+        .await
+        .map_err(|source| SupportError::Api {
+            what: format!("reading ShardPlacement {cluster}"),
+            source,
+        })?;
+    Ok(p.data["status"]["cutovers"]
+        .as_array()
+        .map(|a| a.iter().filter(|c| c["state"] == "Aborted").count())
+        .unwrap_or(0))
+}
