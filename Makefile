@@ -69,8 +69,12 @@ test:
 e2e: build
 	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests --no-fail-fast
 
-# The long tier: every e2e test including the long ones marked #[ignore], on the local cluster.
+# The long tier: a long bad-input (fuzz) run, then every e2e test including the long ones
+# marked #[ignore], on the local cluster.
+FUZZ_CASES ?= 20000
 reliability: build
+	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
+	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
 	@$(call with_cluster,$(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored)
 

@@ -41,6 +41,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(16 * 1024);
     let mut pending: Vec<PendingReply> = Vec::new();
+    let mut parser = parse::RequestParser::default();
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -50,7 +51,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
         let mut consumed = 0;
         let mut close = false;
         loop {
-            match parse::parse(&buf[consumed..], max_frame) {
+            match parser.parse(&buf[consumed..], max_frame) {
                 Ok(Some((args, used))) => {
                     consumed += used;
                     if let Flow::Close =

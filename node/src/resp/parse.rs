@@ -12,14 +12,169 @@ pub type Parsed = Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError>;
 /// Inline commands longer than this are refused (Redis' PROTO_INLINE_MAX_SIZE).
 const INLINE_MAX: usize = 64 * 1024;
 const MAX_ARGS: i64 = 1024 * 1024;
+/// A length line (`*<n>` or `$<n>`) longer than this cannot hold a valid number; refusing it
+/// there keeps every header scan short however slowly the bytes arrive.
+const LEN_LINE_MAX: usize = 32;
 
-/// Parses one request from the front of `buf`. `Ok(None)`: need more bytes. On success returns
-/// the arguments (an empty inline line yields no arguments) and the bytes consumed.
+/// Parses one request from the front of `buf` with no state kept between calls (tests, one-off
+/// frames). A connection uses [`RequestParser`], which resumes a partial frame.
 pub fn parse(buf: &[u8], max_frame: usize) -> Parsed {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, max_frame),
-        Some(_) => parse_inline(buf),
+    RequestParser::default().parse(buf, max_frame)
+}
+
+/// A request parser for one connection. It remembers how far it got in a partial request, so a
+/// frame that arrives in many small reads is scanned once, not once per read (which would let
+/// a slow sender of a large frame burn CPU quadratically). Call [`RequestParser::parse`] with
+/// the buffer starting at the partial request each time more bytes arrive.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    /// A multibulk request whose header and first arguments were parsed.
+    frame: Option<Frame>,
+    /// Bytes of an inline line already searched for its newline.
+    inline_scanned: usize,
+    /// Bytes looked at in total (to test that work is linear in the input).
+    examined: usize,
+}
+
+#[derive(Debug)]
+struct Frame {
+    count: usize,
+    args: Vec<Vec<u8>>,
+    /// Offset of the next argument's `$` from the start of the request.
+    pos: usize,
+}
+
+impl RequestParser {
+    /// Parses one request from the front of `buf`. `Ok(None)`: need more bytes (call again
+    /// with the same request at the front of `buf` plus what arrived). On success returns the
+    /// arguments (an empty inline line yields no arguments) and the bytes consumed. After an
+    /// error the parser is reset.
+    pub fn parse(&mut self, buf: &[u8], max_frame: usize) -> Parsed {
+        let r = match buf.first() {
+            None => Ok(None),
+            Some(b'*') => self.parse_multibulk(buf, max_frame),
+            Some(_) => self.parse_inline(buf),
+        };
+        if !matches!(r, Ok(None)) {
+            self.frame = None;
+            self.inline_scanned = 0;
+        }
+        r
+    }
+
+    /// Bytes examined so far, over all requests.
+    pub fn bytes_examined(&self) -> usize {
+        self.examined
+    }
+
+    /// The end of a length line starting at `from` (the index of its CR), `Ok(None)` if it has
+    /// not all arrived, or `Err` when it is too long to be valid.
+    fn len_line(
+        &mut self,
+        buf: &[u8],
+        from: usize,
+        what: &str,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let window = buf.len().min(from + LEN_LINE_MAX + 2);
+        let found = find_crlf(&buf[..window], from);
+        self.examined += found.map_or(window, |eol| eol + 2).saturating_sub(from);
+        match found {
+            Some(eol) => Ok(Some(eol)),
+            None if window == from + LEN_LINE_MAX + 2 => {
+                Err(ProtocolError(format!("too big {what} count string")))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn parse_multibulk(&mut self, buf: &[u8], max_frame: usize) -> Parsed {
+        let mut frame = match self.frame.take() {
+            Some(f) if f.pos <= buf.len() => f,
+            _ => {
+                let Some(eol) = self.len_line(buf, 1, "mbulk")? else {
+                    return Ok(None);
+                };
+                let count = parse_num(&buf[1..eol])
+                    .filter(|n| *n <= MAX_ARGS)
+                    .ok_or_else(|| ProtocolError("invalid multibulk length".into()))?;
+                if count <= 0 {
+                    return Ok(Some((Vec::new(), eol + 2)));
+                }
+                let count = usize::try_from(count).unwrap_or(0);
+                Frame {
+                    count,
+                    args: Vec::with_capacity(count.min(1024)),
+                    pos: eol + 2,
+                }
+            }
+        };
+        while frame.args.len() < frame.count {
+            let pos = frame.pos;
+            match buf.get(pos) {
+                None => {
+                    self.frame = Some(frame);
+                    return Ok(None);
+                }
+                Some(b'$') => {}
+                Some(&other) => {
+                    return Err(ProtocolError(format!(
+                        "expected '$', got '{}'",
+                        char::from(other)
+                    )));
+                }
+            }
+            let Some(eol) = self.len_line(buf, pos + 1, "bulk")? else {
+                self.frame = Some(frame);
+                return Ok(None);
+            };
+            let len = parse_num(&buf[pos + 1..eol])
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n <= max_frame)
+                .ok_or_else(|| ProtocolError("invalid bulk length".into()))?;
+            let start = eol + 2;
+            let end = start + len;
+            if end > max_frame {
+                return Err(ProtocolError(format!(
+                    "request frame larger than the maximum of {max_frame} bytes"
+                )));
+            }
+            if buf.len() < end + 2 {
+                self.frame = Some(frame);
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtocolError("bulk string not terminated by CRLF".into()));
+            }
+            self.examined += len + 2;
+            frame.args.push(buf[start..end].to_vec());
+            frame.pos = end + 2;
+        }
+        Ok(Some((frame.args, frame.pos)))
+    }
+
+    fn parse_inline(&mut self, buf: &[u8]) -> Parsed {
+        let from = self.inline_scanned.min(buf.len());
+        self.examined += buf.len() - from;
+        let Some(nl) = buf[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| p + from)
+        else {
+            if buf.len() > INLINE_MAX {
+                return Err(ProtocolError("too big inline request".into()));
+            }
+            self.inline_scanned = buf.len();
+            return Ok(None);
+        };
+        // The same limit whether or not the newline came in the same read.
+        if nl > INLINE_MAX {
+            return Err(ProtocolError("too big inline request".into()));
+        }
+        let line = &buf[..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let args =
+            split_args(line).ok_or_else(|| ProtocolError("unbalanced quotes in request".into()))?;
+        Ok(Some((args, nl + 1)))
     }
 }
 
@@ -35,74 +190,6 @@ fn parse_num(b: &[u8]) -> Option<i64> {
         return None;
     }
     std::str::from_utf8(b).ok()?.parse().ok()
-}
-
-fn parse_multibulk(buf: &[u8], max_frame: usize) -> Parsed {
-    let Some(eol) = find_crlf(buf, 1) else {
-        if buf.len() > INLINE_MAX {
-            return Err(ProtocolError("too big mbulk count string".into()));
-        }
-        return Ok(None);
-    };
-    let count = parse_num(&buf[1..eol])
-        .filter(|n| *n <= MAX_ARGS)
-        .ok_or_else(|| ProtocolError("invalid multibulk length".into()))?;
-    let mut pos = eol + 2;
-    if count <= 0 {
-        return Ok(Some((Vec::new(), pos)));
-    }
-    let mut args = Vec::with_capacity(count.min(1024) as usize);
-    for _ in 0..count {
-        match buf.get(pos) {
-            None => return Ok(None),
-            Some(b'$') => {}
-            Some(&other) => {
-                return Err(ProtocolError(format!(
-                    "expected '$', got '{}'",
-                    char::from(other)
-                )));
-            }
-        }
-        let Some(eol) = find_crlf(buf, pos + 1) else {
-            if buf.len() - pos > INLINE_MAX {
-                return Err(ProtocolError("too big bulk count string".into()));
-            }
-            return Ok(None);
-        };
-        let len = parse_num(&buf[pos + 1..eol])
-            .filter(|n| *n >= 0 && (*n as u64) <= max_frame as u64)
-            .ok_or_else(|| ProtocolError("invalid bulk length".into()))? as usize;
-        let start = eol + 2;
-        let end = start + len;
-        if end > max_frame {
-            return Err(ProtocolError(format!(
-                "request frame larger than the maximum of {max_frame} bytes"
-            )));
-        }
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError("bulk string not terminated by CRLF".into()));
-        }
-        args.push(buf[start..end].to_vec());
-        pos = end + 2;
-    }
-    Ok(Some((args, pos)))
-}
-
-fn parse_inline(buf: &[u8]) -> Parsed {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-        if buf.len() > INLINE_MAX {
-            return Err(ProtocolError("too big inline request".into()));
-        }
-        return Ok(None);
-    };
-    let line = &buf[..nl];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let args =
-        split_args(line).ok_or_else(|| ProtocolError("unbalanced quotes in request".into()))?;
-    Ok(Some((args, nl + 1)))
 }
 
 /// Splits an inline command line like Redis' sdssplitargs: whitespace separated, with "double"

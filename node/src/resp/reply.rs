@@ -49,6 +49,10 @@ pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// Deepest array nesting accepted in a reply (ringshift's own replies nest at most 2 deep; a
+/// peer sending more is broken, and recursing without a bound would overflow the stack).
+const MAX_REPLY_DEPTH: usize = 32;
+
 /// Length of the first complete reply in `buf`; `Ok(None)` if more bytes are needed.
 pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
     fn line(buf: &[u8], from: usize) -> Option<usize> {
@@ -63,7 +67,10 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| "invalid length in reply".to_string())
     }
-    fn at(buf: &[u8], pos: usize) -> Result<Option<usize>, String> {
+    fn at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, String> {
+        if depth > MAX_REPLY_DEPTH {
+            return Err(format!("reply nested deeper than {MAX_REPLY_DEPTH} arrays"));
+        }
         let Some(&t) = buf.get(pos) else {
             return Ok(None);
         };
@@ -84,7 +91,7 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
                 let n = num(&buf[pos + 1..eol])?;
                 let mut p = eol + 2;
                 for _ in 0..n.max(0) {
-                    match at(buf, p)? {
+                    match at(buf, p, depth + 1)? {
                         Some(next) => p = next,
                         None => return Ok(None),
                     }
@@ -94,7 +101,7 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
             other => Err(format!("unexpected reply type byte {other}")),
         }
     }
-    at(buf, 0)
+    at(buf, 0, 0)
 }
 
 /// Splits an array reply into its element replies (each raw); `None` if not an array.
