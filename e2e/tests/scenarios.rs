@@ -15,8 +15,8 @@ use ringshift_e2e::support::phases::{
 };
 use ringshift_e2e::support::report::{ScenarioLine, record};
 use ringshift_e2e::support::{
-    self, CheckedLoad, LoadShape, OperatorProcess, TestEnv, TestNamespace, apply_cluster, faults,
-    install_crds, preload, scale, wait_balanced, wait_ready,
+    self, CheckedLoad, LoadShape, OperatorProcess, SplitBrainWatch, TestEnv, TestNamespace,
+    apply_cluster, faults, install_crds, preload, scale, wait_balanced, wait_ready,
 };
 use serde_json::json;
 
@@ -32,6 +32,7 @@ struct Fixture {
     op: OperatorProcess,
     restarts: usize,
     load: CheckedLoad,
+    owners: SplitBrainWatch,
     started: Instant,
 }
 
@@ -84,12 +85,16 @@ impl Fixture {
         )
         .await
         .expect("load");
+        let owners = SplitBrainWatch::start(&ns.client, &ns.name, CLUSTER)
+            .await
+            .expect("split-brain watch");
         let f = Fixture {
             env,
             ns,
             op,
             restarts: 0,
             load,
+            owners,
             started: Instant::now(),
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -138,12 +143,30 @@ impl Fixture {
             ns,
             op,
             load,
+            owners,
             started,
             ..
         } = self;
         let report = load.finish().await;
-        let line = ScenarioLine::new(scenario, faults, &report, 0, started.elapsed().as_secs());
+        let evidence = owners.finish().await;
+        let overlaps = evidence.overlaps();
+        let line = ScenarioLine::new(
+            scenario,
+            faults,
+            &report,
+            overlaps.len(),
+            started.elapsed().as_secs(),
+        );
         record(&line);
+        assert!(
+            evidence.windows() > 0,
+            "the nodes reported no accepted writes"
+        );
+        let shown: Vec<String> = overlaps.iter().take(5).map(|o| o.to_string()).collect();
+        assert!(
+            overlaps.is_empty(),
+            "{scenario}: two owners accepted writes: {shown:#?}"
+        );
         assert!(
             report.stats.writes_acked > 200,
             "load ran: {:?}",

@@ -517,6 +517,20 @@ impl Puller {
     /// Compares the source snapshot's checksum with ours, at the snapshot offset (we have
     /// applied nothing past it yet), outside any fence.
     async fn verify(&mut self) -> Result<(), Stop> {
+        // The snapshot session lives in the source's memory: after a source restart it is gone
+        // and re-opening yields a new offset, so the copy cannot be verified and starts over.
+        let opened = self
+            .client
+            .open_snapshot(&OpenSnapshot {
+                caller: self.rec.request.caller.clone(),
+                ranges: self.rec.status.ranges.clone(),
+            })
+            .await?;
+        if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
+            return Err(Stop::Recopy(
+                "the source lost the snapshot being verified (restarted?)".into(),
+            ));
+        }
         let ranges = self.rec.status.ranges.clone();
         let theirs = self
             .client

@@ -3,6 +3,7 @@
 
 pub mod checker;
 pub mod driver;
+pub mod split_brain;
 pub mod stats;
 
 pub use checker::{Ledger, Violation};

@@ -159,8 +159,12 @@ pub async fn preload(
     };
     let fail = |e: redis::RedisError| SupportError::Other(format!("preloading via {ip}: {e}"));
     let client = redis::Client::open(url).map_err(fail)?;
+    // Batches go through the coordinator to every owner; the default 500 ms answer timeout is
+    // too short for a debug build under load.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
     let mut conn = client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(fail)?;
     let value = "v".repeat(value_size);
@@ -172,7 +176,15 @@ pub async fn preload(
                 .arg(&value)
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await.map_err(fail)?;
+        // Right after Ready a node may not know every peer's address yet (CLUSTERDOWN): retry.
+        let mut tries = 0;
+        while let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tries += 1;
+            if tries >= 30 {
+                return Err(fail(e));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
     Ok(())
 }

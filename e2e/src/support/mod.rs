@@ -28,6 +28,7 @@ mod operator;
 pub mod phases;
 mod pods;
 pub mod report;
+mod split_brain;
 mod wait;
 
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,
     wait_pods_ready,
 };
+pub use split_brain::SplitBrainWatch;
 pub use wait::{WaitError, wait_until};
 
 /// A connection to the cluster under test.

@@ -186,7 +186,7 @@ pub async fn drive(
             }
             Step::PushPlacement => {
                 if let Some(p) = &env.placement {
-                    sync_nodes(env, nodes, p).await?;
+                    sync_nodes(env, nodes, p, &dctx.pushed).await?;
                 }
                 return Ok(Duration::from_millis(500));
             }

@@ -101,6 +101,7 @@ pub struct DriverCtx {
     pub base: Arc<Context>,
     pub http: reqwest::Client,
     rates: drive::RateMeter,
+    pushed: nodes::PushedEndpoints,
 }
 
 impl DriverCtx {
@@ -113,6 +114,7 @@ impl DriverCtx {
             base,
             http,
             rates: drive::RateMeter::new(),
+            pushed: nodes::PushedEndpoints::default(),
         }
     }
 
@@ -257,7 +259,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     };
 
     // Every node runs the committed placement.
-    sync_nodes(&env, &nodes, &placement).await?;
+    sync_nodes(&env, &nodes, &placement, &dctx.pushed).await?;
     release_orphans(&env, &nodes).await?;
 
     // Plan against the placement in transition.
@@ -334,12 +336,20 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     ))
 }
 
-/// Pushes the committed placement to every member that has not acknowledged its epoch.
-pub(crate) async fn sync_nodes(env: &Env, nodes: &Nodes, p: &Placement) -> Result<(), Error> {
+/// Pushes the committed placement to every member that has not acknowledged its epoch or has
+/// not seen the current member addresses.
+pub(crate) async fn sync_nodes(
+    env: &Env,
+    nodes: &Nodes,
+    p: &Placement,
+    pushed: &nodes::PushedEndpoints,
+) -> Result<(), Error> {
+    let uid = env.cluster_uid();
+    let addrs = nodes::PushedEndpoints::digest(&nodes.endpoints);
     let behind: Vec<String> = nodes
         .endpoints
         .keys()
-        .filter(|m| env.acked(m) < p.epoch())
+        .filter(|m| env.acked(m) < p.epoch() || !pushed.is_current(&uid, m, addrs))
         .cloned()
         .collect();
     if behind.is_empty() {
@@ -348,6 +358,9 @@ pub(crate) async fn sync_nodes(env: &Env, nodes: &Nodes, p: &Placement) -> Resul
     let body = nodes.install(p, env, env.incarnations());
     let answers = nodes.push_many(&behind, &body).await;
     for (m, a) in &answers {
+        if matches!(a, Ok(a) if a.epoch == p.epoch()) {
+            pushed.record(&uid, m, addrs);
+        }
         match a {
             Ok(a) if a.degraded.is_some() => {
                 tracing::warn!(cluster = %env.name, member = %m, reason = a.degraded.as_deref().unwrap_or(""), "member is degraded")

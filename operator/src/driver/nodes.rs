@@ -98,7 +98,73 @@ impl Nodes {
     }
 }
 
+/// The member address list each node last accepted, per cluster UID and member: a node that
+/// acknowledged an epoch before a peer had an address, or before a peer restarted on a new
+/// one, gets the same placement again with the current list (same epoch, so it is only an
+/// address update). Kept in memory: after an operator restart every node is re-sent once.
+#[derive(Default)]
+pub struct PushedEndpoints(std::sync::Mutex<BTreeMap<(String, String), u64>>);
+
+impl PushedEndpoints {
+    /// A digest of the endpoint list (order-independent: the map is sorted).
+    pub fn digest(endpoints: &BTreeMap<String, MemberEndpoint>) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for e in endpoints.values() {
+            (&e.name, &e.data_addr, &e.admin_addr).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    pub fn is_current(&self, cluster_uid: &str, member: &str, digest: u64) -> bool {
+        self.0
+            .lock()
+            .map(|m| m.get(&(cluster_uid.into(), member.into())) == Some(&digest))
+            .unwrap_or(false)
+    }
+
+    pub fn record(&self, cluster_uid: &str, member: &str, digest: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert((cluster_uid.into(), member.into()), digest);
+        }
+    }
+}
+
 /// A client error in one line, without the token.
 pub fn describe(e: &ClientError) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(addr_of_b: &str) -> BTreeMap<String, MemberEndpoint> {
+        [("a", "127.0.0.2"), ("b", addr_of_b)]
+            .into_iter()
+            .map(|(n, ip)| {
+                (
+                    n.to_string(),
+                    MemberEndpoint {
+                        name: n.into(),
+                        data_addr: format!("{ip}:6379"),
+                        admin_addr: format!("{ip}:8080"),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_peer_on_a_new_address_makes_every_node_due_again() {
+        let pushed = PushedEndpoints::default();
+        let before = PushedEndpoints::digest(&endpoints("127.0.0.3"));
+        pushed.record("uid", "a", before);
+        assert!(pushed.is_current("uid", "a", before));
+        assert!(!pushed.is_current("uid", "b", before), "never pushed");
+        assert!(!pushed.is_current("other", "a", before), "another cluster");
+        let after = PushedEndpoints::digest(&endpoints("127.0.0.9"));
+        assert_ne!(before, after);
+        assert!(!pushed.is_current("uid", "a", after));
+    }
 }
