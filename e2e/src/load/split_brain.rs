@@ -8,11 +8,26 @@ use std::collections::BTreeMap;
 
 use ringshift_node_api::{AcceptedWindow, AcceptedWrites};
 
-/// Everything seen of one member (all incarnations), merged across polls.
+/// One member's window for one range at one epoch.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Window {
+    pub member: String,
+    pub start: u64,
+    pub end: u64,
+    pub epoch: u64,
+}
+
+/// When writes were accepted in a [`Window`] (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+/// Everything seen of the members (all incarnations), merged across polls.
 #[derive(Debug, Default, Clone)]
 pub struct Evidence {
-    /// (member, range start, range end, epoch) -> (first ms, last ms, count).
-    windows: BTreeMap<(String, u64, u64, u64), (u64, u64, u64)>,
+    windows: BTreeMap<Window, Span>,
     /// Some node evicted windows (the check is then partial).
     pub truncated: bool,
 }
@@ -20,16 +35,16 @@ pub struct Evidence {
 /// Two members accepted writes for overlapping ranges in an order the epochs do not explain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overlap {
-    pub older: (String, u64, u64, u64, u64, u64),
-    pub newer: (String, u64, u64, u64, u64, u64),
+    pub older: (Window, Span),
+    pub newer: (Window, Span),
 }
 
 impl std::fmt::Display for Overlap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let side = |w: &(String, u64, u64, u64, u64, u64)| {
+        let side = |(w, s): &(Window, Span)| {
             format!(
                 "{} [{:#x},{:#x}] epoch {} accepted {}..{} ms",
-                w.0, w.1, w.2, w.3, w.4, w.5
+                w.member, w.start, w.end, w.epoch, s.first_ms, s.last_ms
             )
         };
         write!(f, "{} overlaps {}", side(&self.older), side(&self.newer))
@@ -47,14 +62,18 @@ impl Evidence {
     }
 
     fn add_window(&mut self, member: &str, w: &AcceptedWindow) {
-        let key = (member.to_string(), w.range.start, w.range.end, w.epoch);
-        let slot = self
-            .windows
-            .entry(key)
-            .or_insert((w.first_ms, w.last_ms, 0));
-        slot.0 = slot.0.min(w.first_ms);
-        slot.1 = slot.1.max(w.last_ms);
-        slot.2 = slot.2.max(w.count);
+        let key = Window {
+            member: member.to_string(),
+            start: w.range.start,
+            end: w.range.end,
+            epoch: w.epoch,
+        };
+        let slot = self.windows.entry(key).or_insert(Span {
+            first_ms: w.first_ms,
+            last_ms: w.last_ms,
+        });
+        slot.first_ms = slot.first_ms.min(w.first_ms);
+        slot.last_ms = slot.last_ms.max(w.last_ms);
     }
 
     pub fn windows(&self) -> usize {
@@ -63,25 +82,25 @@ impl Evidence {
 
     /// Every pair of windows of different members that contradicts single ownership.
     pub fn overlaps(&self) -> Vec<Overlap> {
-        let all: Vec<(String, u64, u64, u64, u64, u64)> = self
-            .windows
-            .iter()
-            .map(|((m, s, e, ep), (f, l, _))| (m.clone(), *s, *e, *ep, *f, *l))
-            .collect();
+        let all: Vec<(&Window, &Span)> = self.windows.iter().collect();
         let mut found = Vec::new();
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
-                if a.0 == b.0 || a.2 < b.1 || b.2 < a.1 {
+                if a.0.member == b.0.member || a.0.end < b.0.start || b.0.end < a.0.start {
                     continue; // same member, or disjoint ranges
                 }
-                let (older, newer) = if a.3 <= b.3 { (a, b) } else { (b, a) };
+                let (older, newer) = if a.0.epoch <= b.0.epoch {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
                 // Same epoch: two owners. Older epoch still accepting after the newer began:
                 // the fence did not hold. Equal milliseconds are allowed (fence, commit and
                 // install can all happen within one).
-                if older.3 == newer.3 || older.5 > newer.4 {
+                if older.0.epoch == newer.0.epoch || older.1.last_ms > newer.1.first_ms {
                     found.push(Overlap {
-                        older: older.clone(),
-                        newer: newer.clone(),
+                        older: (older.0.clone(), *older.1),
+                        newer: (newer.0.clone(), *newer.1),
                     });
                 }
             }
@@ -131,7 +150,7 @@ mod tests {
         e.add(&answer("b", &[(100, 200, 4, 60, 90)]));
         let o = e.overlaps();
         assert_eq!(o.len(), 1);
-        assert_eq!(o[0].older.0, "a");
+        assert_eq!(o[0].older.0.member, "a");
         assert!(o[0].to_string().contains("epoch 4"), "{}", o[0]);
     }
 
