@@ -74,6 +74,17 @@ impl OperatorProcess {
         identity: &str,
         lease: Duration,
     ) -> Result<OperatorProcess, SupportError> {
+        Self::start_with_kubeconfig(namespace, identity, lease, &kubeconfig_path())
+    }
+
+    /// The same with another kubeconfig, e.g. one holding a service account's token, so the
+    /// operator runs with exactly that account's RBAC.
+    pub fn start_with_kubeconfig(
+        namespace: &str,
+        identity: &str,
+        lease: Duration,
+        kubeconfig: &str,
+    ) -> Result<OperatorProcess, SupportError> {
         let log =
             std::env::temp_dir().join(format!("ringshift-operator-{namespace}-{identity}.log"));
         let file = std::fs::File::create(&log)
@@ -89,7 +100,7 @@ impl OperatorProcess {
             .args(["--identity", identity, "--listen", "127.0.0.1:0"])
             .args(["--lease-duration", &format!("{}s", lease.as_secs().max(1))])
             .args(["--retry-period", "1s"])
-            .env("KUBECONFIG", kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,ringshift_operator=debug")
             .stdout(Stdio::null())
             .stderr(file)

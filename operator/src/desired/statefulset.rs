@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -18,6 +18,9 @@ use super::names::{
     self, ADMIN_PORT, ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, AUTH_DIR, DATA_DIR, DATA_PORT,
 };
 use super::owner_reference;
+
+/// User and group of the node image (distroless `nonroot`).
+const NODE_UID: i64 = 65532;
 use crate::crd::{ShardCluster, StorageSpec};
 
 /// Number of pods the StatefulSet must have.
@@ -224,6 +227,11 @@ pub fn statefulset(
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -261,6 +269,14 @@ pub fn statefulset(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
+                    // The image's non-root user; fsGroup makes the volume writable for it.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(NODE_UID),
+                        run_as_group: Some(NODE_UID),
+                        fs_group: Some(NODE_UID),
+                        ..Default::default()
+                    }),
                     termination_grace_period_seconds: Some(30),
                     ..Default::default()
                 }),
@@ -331,6 +347,26 @@ mod tests {
         );
         // Holders of another cluster do not count.
         assert_eq!(replicas("demo", 1, None, &holders(&["other-7"]), true), 1);
+    }
+
+    #[test]
+    fn node_pods_run_as_non_root_without_privileges() {
+        let c = cluster(serde_json::json!({"replicas": 1}));
+        let pod = statefulset(&c, 1, &c.spec.storage, HOUR)
+            .spec
+            .template
+            .spec
+            .unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(NODE_UID));
+        assert_eq!(psc.fs_group, Some(NODE_UID));
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert!(sc.privileged.is_none());
     }
 
     #[test]
