@@ -70,13 +70,21 @@ e2e: build
 	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests --no-fail-fast
 
 # The long tier: a long bad-input (fuzz) run, then every e2e test including the long ones
-# marked #[ignore], on the local cluster.
+# marked #[ignore], on the local cluster. Each scenario appends a line to $(REPORT); the table is
+# printed and written into README.md (between the reliability markers) whatever the outcome; the
+# exit code is the tests'.
 FUZZ_CASES ?= 20000
+REPORT := $(CURDIR)/target/reliability-report.jsonl
 reliability: build
 	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
 	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
-	@$(call with_cluster,$(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored)
+	@rm -f $(REPORT)
+	@( $(call with_cluster,RINGSHIFT_REPORT=$(REPORT) $(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored) ); rc=$$?; \
+	if [[ -s $(REPORT) ]]; then target/debug/ringshift-reliability-report $(REPORT) --readme README.md \
+	  --note "Measured by \`make reliability\` on $$(date -u +%Y-%m-%d): $$(nproc) cores, debug build, local control plane (kube-apiserver v1.20.2)." \
+	  || rc=$$((rc ? rc : 1)); fi; \
+	exit $$rc
 
 # For now: the control plane with the CRDs installed and three test pods running on their own
 # addresses with their own volumes. It keeps running afterwards.

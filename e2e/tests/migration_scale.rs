@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use kube::api::ListParams;
+use ringshift_e2e::support::report::{ScenarioLine, record};
 use ringshift_e2e::support::{
-    self, CheckedLoad, LoadShape, OperatorProcess, TestNamespace, apply_cluster, install_crds,
-    ringshift_api, scale, wait_balanced,
+    self, CheckedLoad, LoadShape, OperatorProcess, SplitBrainWatch, TestNamespace, apply_cluster,
+    install_crds, ringshift_api, scale, wait_balanced,
 };
 use serde_json::json;
 
@@ -54,6 +55,10 @@ async fn scale_out_and_in_under_load_loses_nothing() {
     )
     .await
     .expect("load");
+    let owners = SplitBrainWatch::start(&ns.client, &ns.name, name)
+        .await
+        .expect("split-brain watch");
+    let started = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut epochs = vec![start_epoch];
@@ -72,6 +77,28 @@ async fn scale_out_and_in_under_load_loses_nothing() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = load.finish().await;
+    let evidence = owners.finish().await;
+    let overlaps = evidence.overlaps();
+    record(&ScenarioLine::new(
+        "scale out and in",
+        "scale 3->5->2 (no faults)",
+        &report,
+        overlaps.len(),
+        started.elapsed().as_secs(),
+    ));
+    assert!(
+        evidence.windows() > 0,
+        "the nodes reported no accepted writes"
+    );
+    assert!(
+        overlaps.is_empty(),
+        "two owners accepted writes: {:?}",
+        overlaps
+            .iter()
+            .take(5)
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+    );
 
     let migrations = ringshift_api(&ns.client, &ns.name, "ShardMigration")
         .list(&ListParams::default())
@@ -173,6 +200,10 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     )
     .await
     .expect("load");
+    let owners = SplitBrainWatch::start(&ns.client, &ns.name, name)
+        .await
+        .expect("split-brain watch");
+    let started = std::time::Instant::now();
 
     let mut kills = 0;
     for replicas in [4, 2] {
@@ -214,6 +245,28 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
         }
     }
     let report = load.finish().await;
+    let evidence = owners.finish().await;
+    let overlaps = evidence.overlaps();
+    record(&ScenarioLine::new(
+        "operator killed repeatedly",
+        &format!("scale 2->4->2; SIGKILL operator {kills} times at uneven moments"),
+        &report,
+        overlaps.len(),
+        started.elapsed().as_secs(),
+    ));
+    assert!(
+        evidence.windows() > 0,
+        "the nodes reported no accepted writes"
+    );
+    assert!(
+        overlaps.is_empty(),
+        "two owners accepted writes: {:?}",
+        overlaps
+            .iter()
+            .take(5)
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+    );
     assert!(kills >= 2, "the operator was killed {kills} times");
     assert!(
         report.stats.writes_acked > 200,
