@@ -144,8 +144,25 @@ pub async fn drive(
                         Ok(Err(e)) if e.reason() == Some(ErrorReason::NotFound) => {}
                         _ => return Ok(Duration::from_secs(2)),
                     }
-                    // The target keeps what it copied in ranges it does not own; a later copy
-                    // clears them first, and they are never served (ownership is checked).
+                    // Remove the partial copy (it is never served, but it takes room). The
+                    // node refuses if it owns the ranges or another pull fills them; owning
+                    // them means there is nothing of ours to remove.
+                    let body = DropRequest {
+                        caller: who,
+                        ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
+                        ownership_ended_epoch: 0,
+                    };
+                    match tokio::time::timeout(CALL_TIMEOUT, target.drop_ranges(&body)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) if e.reason() == Some(ErrorReason::Owned) => {}
+                        Ok(Err(e)) => {
+                            let why =
+                                format!("removing the target's partial copy: {}", describe(&e));
+                            note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
+                            return Ok(Duration::from_secs(2));
+                        }
+                        Err(_) => return Ok(Duration::from_secs(2)),
+                    }
                 }
                 let next = MoveState {
                     phase: Phase::Cancelled,
