@@ -15,6 +15,9 @@ pub const MAX_VNODES: i32 = 1024;
 pub const MAX_REPLICAS: i32 = 1000;
 /// Largest member weight.
 pub const MAX_WEIGHT: i32 = 100_000;
+/// Longest cluster name: Kubernetes labels each StatefulSet pod with `<name>-<revision hash>`
+/// (at most 63 characters), so StatefulSet names stay within 52.
+pub const MAX_NAME: usize = 52;
 
 /// One reason the operator cannot act on a spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +72,95 @@ pub struct Existing<'a> {
     pub storage: Option<&'a StorageSpec>,
     /// Vnodes of the ring in the ShardPlacement, when it exists.
     pub vnodes: Option<u16>,
+    /// The data-port password Secret the spec names, as found (None: not looked up).
+    pub password_secret: Option<SecretLookup>,
+}
+
+/// Whether `name` (a valid object name) can be a label value, as the cluster label of its
+/// pods and volumes must be.
+pub fn fits_label_value(name: &str) -> bool {
+    name.len() <= 63
+}
+
+/// A Secret the spec refers to, as the controller found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretLookup {
+    /// No Secret of that name in the cluster's namespace.
+    Missing,
+    /// The Secret exists with these keys.
+    Keys(Vec<String>),
+}
+
+/// The value of a Kubernetes quantity (`1Gi`, `500m`, `2`, `1e3`) in base units, `None` when it
+/// is not one.
+pub fn quantity_value(q: &str) -> Option<f64> {
+    let bytes = q.as_bytes();
+    let mut i = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
+    let digits_start = i;
+    while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+        i += 1;
+    }
+    let number = &q[..i];
+    let mantissa = &q[digits_start..i];
+    if mantissa.is_empty() || mantissa == "." || mantissa.matches('.').count() > 1 {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let scale = match &q[i..] {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exp if exp.starts_with(['e', 'E']) => {
+            let e: i32 = exp[1..].parse().ok()?;
+            10f64.powi(e)
+        }
+        _ => return None,
+    };
+    Some(value * scale).filter(|v| v.is_finite())
+}
+
+fn check_resources(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) {
+    let Some(r) = &spec.resources else { return };
+    let mut bad = Vec::new();
+    for (kind, map) in [("requests", &r.requests), ("limits", &r.limits)] {
+        for (name, q) in map {
+            match quantity_value(&q.0) {
+                Some(v) if v >= 0.0 => {}
+                _ => bad.push(format!(
+                    "spec.resources.{kind}.{name}: {:?} is not a non-negative quantity (e.g. \
+                     500m, 1Gi)",
+                    q.0
+                )),
+            }
+        }
+    }
+    for (name, req) in &r.requests {
+        let limit = r.limits.get(name).and_then(|l| quantity_value(&l.0));
+        if let (Some(req_v), Some(lim_v)) = (quantity_value(&req.0), limit)
+            && req_v > lim_v
+        {
+            bad.push(format!(
+                "spec.resources: the {name} request {} is above its limit {}",
+                req.0, r.limits[name].0
+            ));
+        }
+    }
+    if !bad.is_empty() {
+        errors.push(Invalid::new("InvalidResources", bad.join("; ")));
+    }
 }
 
 fn duration(field: &str, value: &str, errors: &mut Vec<Invalid>) -> Duration {
@@ -160,6 +252,50 @@ pub fn validate(
                 spec.storage.storage_class_name
             ),
         ));
+    }
+
+    if cluster.len() > MAX_NAME || !cluster.starts_with(|c: char| c.is_ascii_lowercase()) {
+        errors.push(Invalid::new(
+            "InvalidName",
+            format!(
+                "the name {cluster:?} cannot name a StatefulSet and its Services: use at most \
+                 {MAX_NAME} characters starting with a letter (recreate the ShardCluster)"
+            ),
+        ));
+    }
+    if !quantity_value(&spec.storage.size.0).is_some_and(|v| v > 0.0) {
+        errors.push(Invalid::new(
+            "InvalidStorageSize",
+            format!(
+                "spec.storage.size {:?} is not a positive quantity (e.g. 1Gi)",
+                spec.storage.size.0
+            ),
+        ));
+    }
+    check_resources(spec, &mut errors);
+    if let Some(r) = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.password_secret_ref.as_ref())
+    {
+        let missing = match &existing.password_secret {
+            Some(SecretLookup::Missing) => Some(format!(
+                "spec.auth.passwordSecretRef: Secret {:?} does not exist in this namespace; \
+                 create it with the password under key {:?}",
+                r.name, r.key
+            )),
+            Some(SecretLookup::Keys(keys)) if !keys.contains(&r.key) => Some(format!(
+                "spec.auth.passwordSecretRef: Secret {:?} has no key {:?} (it has {keys:?})",
+                r.name, r.key
+            )),
+            _ if r.key.is_empty() => {
+                Some("spec.auth.passwordSecretRef.key must not be empty".to_string())
+            }
+            _ => None,
+        };
+        if let Some(m) = missing {
+            errors.push(Invalid::new("PasswordSecretMissing", m));
+        }
     }
 
     let policy = &spec.migration;
@@ -363,6 +499,80 @@ mod tests {
     }
 
     #[test]
+    fn quantities_parse_like_kubernetes() {
+        assert_eq!(quantity_value("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity_value("500m"), Some(0.5));
+        assert_eq!(quantity_value("2"), Some(2.0));
+        assert_eq!(quantity_value("1e3"), Some(1000.0));
+        assert_eq!(quantity_value("1.5G"), Some(1.5e9));
+        assert_eq!(quantity_value("-1Gi"), Some(-1024.0 * 1024.0 * 1024.0));
+        for bad in [
+            "", "lots", "1GB", "Gi", ".", "1..2", "1 Gi", "0x10", "1e", "1e999999",
+        ] {
+            assert_eq!(quantity_value(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_sizes_resources_and_secrets_are_checked() {
+        let long = "a".repeat(MAX_NAME + 1);
+        assert_eq!(
+            reasons(validate(&long, &spec(json!({})), &Existing::default())),
+            vec!["InvalidName"]
+        );
+        assert_eq!(
+            reasons(validate("9lives", &spec(json!({})), &Existing::default())),
+            vec!["InvalidName"]
+        );
+        for size in ["lots", "0", "-1Gi"] {
+            let s = spec(json!({"storage": {"size": size}}));
+            assert_eq!(
+                reasons(validate("demo", &s, &Existing::default())),
+                vec!["InvalidStorageSize"],
+                "{size}"
+            );
+        }
+        let s = spec(json!({"resources": {"requests": {"cpu": "lots"}}}));
+        assert_eq!(
+            reasons(validate("demo", &s, &Existing::default())),
+            vec!["InvalidResources"]
+        );
+        let s = spec(
+            json!({"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}),
+        );
+        let e = validate("demo", &s, &Existing::default()).unwrap_err();
+        assert!(e[0].message.contains("above its limit"), "{}", e[0].message);
+        let s = spec(json!({"resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "1"}}}));
+        assert!(validate("demo", &s, &Existing::default()).is_ok());
+
+        let s = spec(json!({"auth": {"passwordSecretRef": {"name": "pw"}}}));
+        let with = |l: SecretLookup| Existing {
+            password_secret: Some(l),
+            ..Default::default()
+        };
+        assert_eq!(
+            reasons(validate("demo", &s, &with(SecretLookup::Missing))),
+            vec!["PasswordSecretMissing"]
+        );
+        assert_eq!(
+            reasons(validate(
+                "demo",
+                &s,
+                &with(SecretLookup::Keys(vec!["pass".into()]))
+            )),
+            vec!["PasswordSecretMissing"]
+        );
+        assert!(
+            validate(
+                "demo",
+                &s,
+                &with(SecretLookup::Keys(vec!["password".into()]))
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn storage_and_vnodes_cannot_change_after_creation() {
         let live = StorageSpec {
             size: Quantity("1Gi".into()),
@@ -375,6 +585,7 @@ mod tests {
             &Existing {
                 storage: Some(&live),
                 vnodes: Some(64),
+                ..Default::default()
             },
         ));
         assert_eq!(r, vec!["VnodesImmutable", "StorageImmutable"]);
@@ -385,7 +596,8 @@ mod tests {
                 &same,
                 &Existing {
                     storage: Some(&live),
-                    vnodes: Some(64)
+                    vnodes: Some(64),
+                    ..Default::default()
                 }
             )
             .is_ok()

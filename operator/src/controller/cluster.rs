@@ -30,7 +30,7 @@ use crate::desired::names::{self, CLUSTER_LABEL, FIELD_MANAGER};
 use crate::desired::{pdb, ring, secret, services, statefulset};
 use crate::observed::{PodFacts, next_pod_to_roll, pod_facts};
 use crate::status::{self, Inputs, busy_members};
-use crate::validate::{Existing, Invalid, validate};
+use crate::validate::{Existing, Invalid, SecretLookup, fits_label_value, validate};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "shardcluster";
@@ -174,10 +174,17 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         .get_opt(&name)
         .await
         .during(|| format!("reading ShardPlacement {ns}/{name}"))?;
-    let pods = api::<Pod>(ctx, &ns)
-        .list(&ListParams::default().labels(&names::selector_string(&name)))
-        .await
-        .during(|| format!("listing pods of {ns}/{name}"))?;
+    // A name that cannot be a label value has no pods (validation refuses it below); listing
+    // by it would fail on every reconcile instead of reporting the reason.
+    let pods = if fits_label_value(&name) {
+        api::<Pod>(ctx, &ns)
+            .list(&ListParams::default().labels(&names::selector_string(&name)))
+            .await
+            .during(|| format!("listing pods of {ns}/{name}"))?
+            .items
+    } else {
+        Vec::new()
+    };
     let migrations: Vec<ShardMigration> = api::<DeserializeGuard<ShardMigration>>(ctx, &ns)
         .list(&ListParams::default())
         .await
@@ -187,7 +194,7 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         .filter_map(|m| m.0.ok())
         .filter(|m| m.spec.cluster == name)
         .collect();
-    let mut pod_facts: Vec<PodFacts> = pods.items.iter().map(pod_facts).collect();
+    let mut pod_facts: Vec<PodFacts> = pods.iter().map(pod_facts).collect();
     pod_facts.sort_by_key(|p| names::ordinal(&name, &p.name).unwrap_or(i32::MAX));
 
     let live_storage = sts.as_ref().and_then(statefulset::live_storage);
@@ -202,9 +209,19 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         placement_error.get_or_insert(e.to_string());
         None
     });
+    let password_secret = match cluster
+        .spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.password_secret_ref.as_ref())
+    {
+        Some(r) => Some(lookup_secret(ctx, &ns, &r.name).await?),
+        None => None,
+    };
     let existing = Existing {
         storage: live_storage.as_ref(),
         vnodes: current_ring.as_ref().map(|r| r.vnodes),
+        password_secret,
     };
     let pod_names: Vec<String> = pod_facts.iter().map(|p| p.name.clone()).collect();
     let acks = placement
@@ -338,6 +355,9 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     Ok(if placement_error.is_some() {
         // Written by the driver: look again later even without an event.
         Action::requeue(BUSY_RESYNC)
+    } else if invalid.iter().any(|i| i.reason == "PasswordSecretMissing") {
+        // A Secret the user creates later wakes nothing here (its Secrets are not watched).
+        Action::requeue(BUSY_RESYNC)
     } else if !invalid.is_empty() || outcome.apply_error.is_some() {
         // Nothing to do until the spec changes; owned objects' events still wake us.
         Action::await_change()
@@ -424,6 +444,24 @@ async fn apply_owned(
         .during(|| format!("applying PodDisruptionBudget {ns}/{pdb_name}"))?;
     }
     Ok(())
+}
+
+/// Whether the Secret `name` exists and which keys it has (never its values).
+async fn lookup_secret(ctx: &Context, ns: &str, name: &str) -> Result<SecretLookup, Error> {
+    let secret = api::<Secret>(ctx, ns)
+        .get_opt(name)
+        .await
+        .during(|| format!("reading Secret {ns}/{name}"))?;
+    Ok(match secret {
+        None => SecretLookup::Missing,
+        Some(s) => SecretLookup::Keys(
+            s.data
+                .unwrap_or_default()
+                .into_keys()
+                .chain(s.string_data.unwrap_or_default().into_keys())
+                .collect(),
+        ),
+    })
 }
 
 /// Creates the admin-token Secret once; an existing one is never rewritten.

@@ -13,6 +13,7 @@ use super::cluster::publish;
 use super::{Context, Error, KubeContext};
 use crate::crd::{DeletePolicy, ShardCluster};
 use crate::desired::names::{self, VOLUME_FINALIZER};
+use crate::validate::fits_label_value;
 
 /// Finalizers the cluster should carry for its policy, if they differ from the current ones.
 pub fn wanted_finalizers(current: &[String], policy: DeletePolicy) -> Option<Vec<String>> {
@@ -70,7 +71,8 @@ pub async fn finalize(cluster: &ShardCluster, ctx: &Context, ns: &str) -> Result
         return Ok(Action::await_change());
     }
     let name = cluster.name_any();
-    if cluster.spec.delete_policy == DeletePolicy::Delete {
+    // A name that cannot be a label value never got a StatefulSet or volumes.
+    if cluster.spec.delete_policy == DeletePolicy::Delete && fits_label_value(&name) {
         let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
         match sts_api
             .delete(&names::statefulset(&name), &DeleteParams::background())

@@ -1,0 +1,370 @@
+//! Invalid ShardClusters: every field with a bad value. Those the CRD schema can refuse are
+//! refused by the API server with a message naming the field; the others reach the operator,
+//! which reports a clear reason (Degraded=True, state Invalid, a Warning Event), creates
+//! nothing, and does not hot-loop on them, while a valid cluster in the same namespace keeps
+//! being served: it is scaled during the test and reconciles.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::api::{ListParams, PostParams};
+use ringshift_e2e::support::{
+    self, OperatorProcess, TestNamespace, apply_cluster, condition, from_json, kubectl,
+    ringshift_api, wait_balanced, wait_until,
+};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Bad values the schema refuses: (what, spec or full object patch, field named in the error).
+fn schema_refused() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "negative replicas",
+            json!({"replicas": -1}),
+            "spec.replicas",
+        ),
+        (
+            "too many replicas",
+            json!({"replicas": 1001}),
+            "spec.replicas",
+        ),
+        (
+            "replicas not a number",
+            json!({"replicas": "three"}),
+            "spec.replicas",
+        ),
+        ("zero vnodes", json!({"vnodes": 0}), "spec.vnodes"),
+        ("too many vnodes", json!({"vnodes": 5000}), "spec.vnodes"),
+        (
+            "zero replication factor",
+            json!({"replicationFactor": 0}),
+            "spec.replicationFactor",
+        ),
+        ("empty image", json!({"image": ""}), "spec.image"),
+        (
+            "unknown pull policy",
+            json!({"imagePullPolicy": "Sometimes"}),
+            "spec.imagePullPolicy",
+        ),
+        (
+            "unknown delete policy",
+            json!({"deletePolicy": "Shred"}),
+            "spec.deletePolicy",
+        ),
+        (
+            "unknown approval mode",
+            json!({"migration": {"approval": "Maybe"}}),
+            "spec.migration.approval",
+        ),
+        (
+            "bad duration",
+            json!({"migration": {"writePauseBudget": "soon"}}),
+            "spec.migration.writePauseBudget",
+        ),
+        (
+            "negative duration",
+            json!({"migration": {"sourceRetention": "-5m"}}),
+            "spec.migration.sourceRetention",
+        ),
+        (
+            "duration without unit",
+            json!({"migration": {"changeLogRetention": "10"}}),
+            "spec.migration.changeLogRetention",
+        ),
+        (
+            "negative lag threshold",
+            json!({"migration": {"lagThresholdRecords": "-1"}}),
+            "spec.migration.lagThresholdRecords",
+        ),
+        (
+            "bandwidth not a number",
+            json!({"migration": {"bandwidthBytesPerSecond": "fast"}}),
+            "spec.migration.bandwidthBytesPerSecond",
+        ),
+        (
+            "u64 too long",
+            json!({"migration": {"lagThresholdRecords": "123456789012345678901"}}),
+            "spec.migration.lagThresholdRecords",
+        ),
+        (
+            "zero concurrent moves",
+            json!({"migration": {"maxConcurrentMoves": 0}}),
+            "spec.migration.maxConcurrentMoves",
+        ),
+        (
+            "negative history",
+            json!({"migration": {"historyLimit": -1}}),
+            "spec.migration.historyLimit",
+        ),
+        (
+            "negative weight",
+            json!({"members": [{"name": "x-0", "weight": -5}]}),
+            "spec.members.weight",
+        ),
+        (
+            "weight too large",
+            json!({"members": [{"name": "x-0", "weight": 200000}]}),
+            "spec.members.weight",
+        ),
+        (
+            "member without name",
+            json!({"members": [{"weight": 5}]}),
+            "spec.members",
+        ),
+        (
+            "empty secret name",
+            json!({"auth": {"passwordSecretRef": {"name": ""}}}),
+            "spec.auth.passwordSecretRef.name",
+        ),
+    ]
+}
+
+/// Values the schema accepts but the operator must refuse: (name, spec, reason).
+fn operator_refused() -> Vec<(String, Value, &'static str)> {
+    // Longer than a label value (63), and longer than a StatefulSet name may be (52).
+    let long = format!("long-{}", "n".repeat(60));
+    let longish = format!("longish-{}", "n".repeat(48));
+    vec![
+        (
+            "rf".into(),
+            json!({"replicas": 1, "replicationFactor": 3}),
+            "ReplicationFactorUnsupported",
+        ),
+        (
+            "unknown-member".into(),
+            json!({"replicas": 1, "members": [{"name": "other-0", "weight": 5}]}),
+            "UnknownMember",
+        ),
+        (
+            "all-drained".into(),
+            json!({"replicas": 1, "members": [{"name": "all-drained-0", "drain": true}]}),
+            "ZeroTotalWeight",
+        ),
+        (
+            "zero-budget".into(),
+            json!({"replicas": 1, "migration": {"writePauseBudget": "0s"}}),
+            "InvalidDuration",
+        ),
+        (
+            "zero-bandwidth".into(),
+            json!({"replicas": 1, "migration": {"bandwidthBytesPerSecond": "0"}}),
+            "InvalidNumber",
+        ),
+        (
+            "u64-overflow".into(),
+            json!({"replicas": 1, "migration": {"lagThresholdRecords": "99999999999999999999"}}),
+            "InvalidNumber",
+        ),
+        (
+            "bad-size".into(),
+            json!({"replicas": 1, "storage": {"size": "lots"}}),
+            "InvalidStorageSize",
+        ),
+        (
+            "zero-size".into(),
+            json!({"replicas": 1, "storage": {"size": "0"}}),
+            "InvalidStorageSize",
+        ),
+        (
+            "bad-cpu".into(),
+            json!({"replicas": 1, "resources": {"requests": {"cpu": "lots"}}}),
+            "InvalidResources",
+        ),
+        (
+            "request-over-limit".into(),
+            json!({"replicas": 1, "resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}),
+            "InvalidResources",
+        ),
+        (
+            "no-secret".into(),
+            json!({"replicas": 1, "auth": {"passwordSecretRef": {"name": "absent"}}}),
+            "PasswordSecretMissing",
+        ),
+        (
+            "wrong-key".into(),
+            json!({"replicas": 1, "auth": {"passwordSecretRef": {"name": "pw", "key": "password"}}}),
+            "PasswordSecretMissing",
+        ),
+        (long, json!({"replicas": 1, "deletePolicy": "Delete"}), "InvalidName"),
+        (longish, json!({"replicas": 1, "deletePolicy": "Delete"}), "InvalidName"),
+        ("9lives".into(), json!({"replicas": 1}), "InvalidName"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_shardclusters_are_refused_clearly_while_a_valid_one_is_served() {
+    let Some(env) = support::env_or_skip("invalid resources").await else {
+        return;
+    };
+    support::install_crds().unwrap();
+    let ns = TestNamespace::create(&env, "invalid").await.unwrap();
+    let op = OperatorProcess::start(&ns.name, "op-inv", Duration::from_secs(6)).unwrap();
+    let clusters = ringshift_api(&env.client, &ns.name, "ShardCluster");
+
+    // The valid cluster first, so its reconciles run alongside the invalid ones.
+    apply_cluster(
+        &env.client,
+        &ns.name,
+        "good",
+        json!({"replicas": 1, "vnodes": 16}),
+    )
+    .await
+    .unwrap();
+
+    // Refused by the API server, each with the field in the message.
+    for (what, spec, field) in schema_refused() {
+        let obj = from_json(json!({
+            "apiVersion": "ringshift.dev/v1alpha1", "kind": "ShardCluster",
+            "metadata": {"name": "refused"}, "spec": spec,
+        }));
+        let err = clusters
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err(&format!("{what}: the API server accepted it"));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("422") || msg.contains("Invalid"),
+            "{what}: {msg}"
+        );
+        assert!(
+            msg.contains(field),
+            "{what}: the error does not name {field}: {msg}"
+        );
+    }
+    for (what, name) in [
+        ("name too long for the API server", "n".repeat(254)),
+        ("name with invalid characters", "Bad_Name".to_string()),
+    ] {
+        let obj = from_json(json!({
+            "apiVersion": "ringshift.dev/v1alpha1", "kind": "ShardCluster",
+            "metadata": {"name": name}, "spec": {},
+        }));
+        let err = clusters
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err(what);
+        assert!(err.to_string().contains("metadata.name"), "{what}: {err}");
+    }
+
+    // Accepted by the schema, refused by the operator.
+    let pw: Secret = from_json(json!({"metadata": {"name": "pw"}, "stringData": {"pass": "x"}}));
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &pw)
+        .await
+        .unwrap();
+    let cases = operator_refused();
+    for (name, spec, _) in &cases {
+        apply_cluster(&env.client, &ns.name, name, spec.clone())
+            .await
+            .unwrap();
+    }
+
+    // Scale the valid cluster while the operator deals with the invalid ones.
+    wait_balanced(&env.client, &ns.name, "good", TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail(30)));
+    kubectl(&["scale", "-n", &ns.name, "shardcluster/good", "--replicas=2"])
+        .await
+        .unwrap();
+
+    let mut versions = BTreeMap::new();
+    for (name, _, reason) in &cases {
+        let (status, got, message) =
+            wait_until(&format!("{name}: Degraded {reason}"), TIMEOUT, || async {
+                let obj = clusters.get(name).await.map_err(|e| e.to_string())?;
+                match condition(&obj, "Degraded") {
+                    Some(c) if c.1 == *reason => Ok(c),
+                    other => Err(format!("{other:?}")),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail(30)));
+        assert_eq!(status, "True", "{name}");
+        assert!(
+            message.len() > 20,
+            "{name}: message too short to act on: {message}"
+        );
+        assert_eq!(got, *reason);
+        let obj = clusters.get(name).await.unwrap();
+        assert_eq!(obj.data["status"]["state"], "Invalid", "{name}");
+        let (ready, _, ready_msg) = condition(&obj, "Ready").unwrap_or_default();
+        assert_eq!(ready, "False", "{name}: Ready {ready_msg}");
+        versions.insert(name.clone(), obj.metadata.resource_version.clone());
+        assert!(
+            ns.api::<StatefulSet>()
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: a StatefulSet was created for an invalid spec"
+        );
+    }
+
+    // A Warning Event per refused cluster, with the reason.
+    let events = ns
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    for (name, _, reason) in &cases {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some("Warning")),
+            "{name}: no Warning Event {reason}"
+        );
+    }
+
+    // The valid cluster reconciled the scale-out.
+    wait_balanced(&env.client, &ns.name, "good", TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail(30)));
+    support::wait_pods_ready(&ns.api::<Pod>(), "ringshift.dev/cluster=good", 2, TIMEOUT)
+        .await
+        .unwrap();
+    let good = clusters.get("good").await.unwrap();
+    assert_eq!(good.data["status"]["readyReplicas"], 2);
+
+    // No hot loop: the refused clusters' status is not rewritten while nothing changes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (name, rv) in &versions {
+        let now = clusters.get(name).await.unwrap().metadata.resource_version;
+        assert_eq!(&now, rv, "{name}: status rewritten with nothing changed");
+    }
+    let log = std::fs::read_to_string(&op.log).unwrap();
+    assert!(
+        !log.contains("panicked"),
+        "operator panicked:\n{}",
+        op.log_tail(40)
+    );
+    let reconciles = log.matches("reconciling object").count();
+    eprintln!(
+        "operator log: {reconciles} reconcile lines for {} clusters",
+        cases.len() + 1
+    );
+
+    // Refused clusters can be deleted (their finalizer does not get stuck on them).
+    for (name, _, _) in &cases {
+        clusters.delete(name, &Default::default()).await.unwrap();
+    }
+    for (name, _, _) in &cases {
+        wait_until(&format!("{name} deleted"), TIMEOUT, || async {
+            match clusters.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(o)) => Err(format!("finalizers {:?}", o.metadata.finalizers)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail(30)));
+    }
+
+    drop(op);
+    ns.cleanup().await;
+}
