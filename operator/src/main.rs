@@ -121,6 +121,10 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
+    if let Err(e) = ringshift_operator::driver::failpoints::init() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let renew_deadline = args.renew_deadline.unwrap_or(args.lease_duration * 2 / 3);
     if renew_deadline >= args.lease_duration || args.retry_period >= renew_deadline {
         eprintln!(

@@ -25,6 +25,7 @@ mod kubectl;
 mod load;
 mod namespace;
 mod operator;
+pub mod ownership;
 pub mod phases;
 mod pods;
 pub mod report;
@@ -44,6 +45,7 @@ pub use operator::{
     OperatorProcess, apply_cluster, bin_dir, condition, follow_pods, install_crds, ringshift_api,
     wait_balanced, wait_ready,
 };
+pub use ownership::{OwnershipMonitor, OwnershipReport};
 pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,
     wait_pods_ready,

@@ -85,6 +85,26 @@ impl OperatorProcess {
         lease: Duration,
         kubeconfig: &str,
     ) -> Result<OperatorProcess, SupportError> {
+        Self::start_with(namespace, identity, lease, kubeconfig, &[])
+    }
+
+    /// Like [`OperatorProcess::start`], with extra environment (e.g. `RINGSHIFT_FAILPOINTS`).
+    pub fn start_with_env(
+        namespace: &str,
+        identity: &str,
+        lease: Duration,
+        env: &[(&str, &str)],
+    ) -> Result<OperatorProcess, SupportError> {
+        Self::start_with(namespace, identity, lease, &kubeconfig_path(), env)
+    }
+
+    fn start_with(
+        namespace: &str,
+        identity: &str,
+        lease: Duration,
+        kubeconfig: &str,
+        env: &[(&str, &str)],
+    ) -> Result<OperatorProcess, SupportError> {
         let log =
             std::env::temp_dir().join(format!("ringshift-operator-{namespace}-{identity}.log"));
         let file = std::fs::File::create(&log)
@@ -102,6 +122,7 @@ impl OperatorProcess {
             .args(["--retry-period", "1s"])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,ringshift_operator=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -135,6 +156,30 @@ impl OperatorProcess {
     /// Whether the process has exited (reaps it if so).
     pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGTERM, then waits for it to exit (a graceful stop releases the lease at once); SIGKILL
+    /// after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        let _ = self.signal(nix::sys::signal::Signal::SIGTERM);
+        if self.wait_exit(grace).await.is_none() {
+            self.kill();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit code (None while it
+    /// runs, or when a signal ended it).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until this process leads (its log says so), e.g. after a restart once the dead

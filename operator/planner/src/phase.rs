@@ -149,6 +149,10 @@ pub struct Observed {
     pub all_acked_commit: bool,
     /// The source member is gone (no pod, owns nothing): there is no copy left to drop.
     pub source_gone: bool,
+    /// The target still runs this move's pull. After the commit it has nothing left to apply,
+    /// and a pull that lingers (tailing a source that is gone, or a log with no more records
+    /// for its ranges) would block later drops of those ranges on the target.
+    pub target_pulling: bool,
 }
 
 /// One thing for the driver to do.
@@ -168,6 +172,8 @@ pub enum Step {
     RecordAbort { attempt: u32 },
     /// Lift the source's fence of `attempt` (only after the abort is recorded).
     Unfence { attempt: u32 },
+    /// Stop the target's pull after the commit (it keeps everything it applied). Idempotent.
+    EndPull,
     /// Push the committed placement to every node and collect acknowledgements.
     PushPlacement,
     /// Ask the source to drop its copy of the moved ranges.
@@ -393,6 +399,9 @@ pub fn after_abort(state: &MoveState, now_ms: u64, reason: &str) -> MoveState {
 
 fn cleanup(state: &MoveState, obs: &Observed) -> Step {
     let now = obs.now_ms;
+    if obs.target_pulling {
+        return Step::EndPull;
+    }
     if obs.source_gone && obs.all_acked_commit {
         // Scale-in removed the source after its ranges moved: its volume keeps a stale copy that
         // is never served (it owns nothing) and that a future copy to it clears first.

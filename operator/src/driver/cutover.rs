@@ -14,6 +14,7 @@ use ringshift_ring::Placement;
 
 use super::convert::{applied_through, cutover_of, ranges_of, uid_of};
 use super::env::Env;
+use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{Written, placement_of, set_placement, set_record, update};
 use super::{Error, record_acks};
@@ -101,7 +102,7 @@ pub async fn run(
                 reason: "the transfer is no longer part of the change in flight".into(),
             });
         }
-        Ok(_) => {}
+        Ok(_) => failpoints::hit("cutover.recorded"),
         Err(Error::Conflict(m)) => return Ok(Outcome::NotStarted { reason: m }),
         Err(e) => return Err(e),
     }
@@ -119,7 +120,10 @@ pub async fn run(
     )
     .await
     {
-        Ok(Ok(f)) => f.fence_offset,
+        Ok(Ok(f)) => {
+            failpoints::hit("cutover.fenced");
+            f.fence_offset
+        }
         Ok(Err(e)) => {
             return abort(
                 &api,
@@ -162,6 +166,7 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    failpoints::hit("cutover.drained");
 
     // 4. Commit: re-read the placement, check our record still stands, flip the owner.
     let mut lost = false;
@@ -186,7 +191,10 @@ pub async fn run(
     })
     .await;
     let next = match (written, committed) {
-        (Ok(Written::Done), Some(next)) => next,
+        (Ok(Written::Done), Some(next)) => {
+            failpoints::hit("cutover.committed");
+            next
+        }
         (Ok(_), _) | (Err(Error::Conflict(_)), _) => {
             let reason = if lost {
                 "the cutover record changed under this leader".to_string()
@@ -205,7 +213,11 @@ pub async fn run(
     // 5. Tell the target first (that ends the pause), then everyone else.
     let body = nodes.install(&next, env, env.incarnations());
     let pause = match nodes.push_one(&mig.spec.target, &body).await {
-        Ok(_) => Some(fenced_at.elapsed()),
+        Ok(_) => {
+            let pause = fenced_at.elapsed();
+            failpoints::hit("cutover.target-serving");
+            Some(pause)
+        }
         Err(e) => {
             tracing::warn!(migration = %mig.name_any(), error = %e, "committed, but the target did not take the placement yet");
             None
@@ -218,6 +230,7 @@ pub async fn run(
         .cloned()
         .collect();
     let mut answers = nodes.push_many(&others, &body).await;
+    failpoints::hit("cutover.pushed");
     if pause.is_some() {
         answers.insert(
             mig.spec.target.clone(),
@@ -228,8 +241,9 @@ pub async fn run(
             }),
         );
     }
-    if let Err(e) = record_acks(&api, &name, &answers).await {
-        tracing::debug!(error = %e, "acks not recorded yet");
+    match record_acks(&api, &name, &answers).await {
+        Ok(()) => failpoints::hit("cutover.acked"),
+        Err(e) => tracing::debug!(error = %e, "acks not recorded yet"),
     }
     Ok(Outcome::Committed {
         epoch: next.epoch(),
@@ -265,7 +279,9 @@ async fn abort(
             "the move was committed meanwhile; rolling forward".into(),
         ));
     }
+    failpoints::hit("abort.recorded");
     unfence(source, who).await?;
+    failpoints::hit("abort.unfenced");
     Ok(Outcome::Aborted { reason })
 }
 

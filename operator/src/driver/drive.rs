@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use ringshift_node_api::{Caller, DropRequest, ErrorReason, StartPull};
+use ringshift_node_api::{Caller, DropRequest, ErrorReason, PullPhase, StartPull};
 use ringshift_planner::phase::{Observed, after_abort, after_drop, next_step};
 use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
@@ -16,6 +16,7 @@ use super::convert::{
 };
 use super::cutover::{self, Outcome};
 use super::env::Env;
+use super::failpoints;
 use super::metrics::PhaseTimeLabels;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{set_record, update};
@@ -127,7 +128,7 @@ pub async fn drive(
                     verify: true,
                 };
                 match tokio::time::timeout(CALL_TIMEOUT, target.start_pull(&body)).await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => failpoints::hit("pull.started"),
                     Ok(Err(e)) => {
                         let why = format!("starting the pull on the target: {}", describe(&e));
                         note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
@@ -190,6 +191,7 @@ pub async fn drive(
                     Ok(true)
                 })
                 .await?;
+                failpoints::hit("abort.recorded");
                 // The record changed: re-read everything next round.
                 return Ok(Duration::from_millis(50));
             }
@@ -198,8 +200,26 @@ pub async fn drive(
                     return Ok(Duration::from_secs(2));
                 };
                 cutover::unfence(&source, &d.caller(env, attempt)).await?;
+                failpoints::hit("abort.unfenced");
                 let next = after_abort(&d.state, now_ms(), "an interrupted cutover was aborted");
                 persist(dctx, env, &mut d, next, &obs).await?;
+            }
+            Step::EndPull => {
+                let Some(target) = nodes.client(&d.obj.spec.target) else {
+                    return Ok(Duration::from_secs(2));
+                };
+                let who = d.caller(env, d.state.attempt);
+                match tokio::time::timeout(CALL_TIMEOUT, target.cancel_pull(&who)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) if e.reason() == Some(ErrorReason::NotFound) => {}
+                    Ok(Err(e)) => {
+                        let why = format!("ending the target's pull: {}", describe(&e));
+                        note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
+                        return Ok(Duration::from_secs(2));
+                    }
+                    Err(_) => return Ok(Duration::from_secs(2)),
+                }
+                // Observe again: the next step sees the pull ended.
             }
             Step::PushPlacement => {
                 if let Some(p) = &env.placement {
@@ -216,8 +236,10 @@ pub async fn drive(
                     ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
                     ownership_ended_epoch: d.state.committed_epoch.unwrap_or(0),
                 };
+                failpoints::hit("drop.before");
                 match tokio::time::timeout(CALL_TIMEOUT, source.drop_ranges(&body)).await {
                     Ok(Ok(_)) => {
+                        failpoints::hit("drop.done");
                         let next = after_drop(&d.state, now_ms());
                         persist(dctx, env, &mut d, next, &obs).await?;
                         return Ok(Duration::from_secs(10));
@@ -255,7 +277,10 @@ async fn observe(
         .as_ref()
         .map(|s| s.cutovers.as_slice())
         .unwrap_or_default();
-    let wants_pull = matches!(d.state.phase, Phase::Copying | Phase::CatchingUp);
+    let wants_pull = matches!(
+        d.state.phase,
+        Phase::Copying | Phase::CatchingUp | Phase::Cleanup
+    );
     let mut pull = None;
     if wants_pull
         && let Some(target) = nodes.client(&d.obj.spec.target)
@@ -263,6 +288,13 @@ async fn observe(
     {
         pull = Some(s);
     }
+    let target_pulling = d.state.phase == Phase::Cleanup
+        && pull.as_ref().is_some_and(|s| {
+            !matches!(
+                s.phase,
+                PullPhase::Completed | PullPhase::Cancelled | PullPhase::Failed
+            )
+        });
     let view = pull
         .as_ref()
         .filter(|s| s.phase != ringshift_node_api::PullPhase::Cancelled)
@@ -289,6 +321,7 @@ async fn observe(
                     .as_ref()
                     .and_then(|p| p.members().ok())
                     .is_some_and(|ms| !ms.contains(&d.obj.spec.source)),
+            target_pulling,
         },
         pull,
     }
@@ -350,6 +383,11 @@ async fn persist(
     status.observed_generation = d.obj.metadata.generation;
     d.obj.status = Some(status);
     write(env, d).await?;
+    if before != next.phase
+        && let Some(point) = failpoints::after_persist(next.phase)
+    {
+        failpoints::hit(point);
+    }
     if before != next.phase {
         let spent = now_ms().saturating_sub(d.state.since_ms) as f64 / 1000.0;
         if d.state.since_ms > 0 {

@@ -11,9 +11,12 @@ pub mod convert;
 mod cutover;
 mod drive;
 mod env;
+pub mod failpoints;
 pub mod metrics;
 mod nodes;
 mod placement_io;
+#[cfg(test)]
+mod stale_leader_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -235,7 +238,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
         let p = Placement::new(env.cluster_uid(), env.desired.clone())?;
-        update(&api, &name, |st| {
+        let written = update(&api, &name, |st| {
             if st.placement.is_some() {
                 return Ok(false);
             }
@@ -243,6 +246,9 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
             Ok(true)
         })
         .await?;
+        if matches!(written, Written::Done) {
+            failpoints::hit("placement.initial");
+        }
         tracing::info!(cluster = %env.name, epoch = p.epoch(), "initial placement committed");
         return Ok(Action::requeue(Duration::from_millis(50)));
     };
@@ -290,6 +296,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
         })
         .await?;
         if matches!(written, Written::Done) {
+            failpoints::hit("replan.written");
             tracing::info!(cluster = %env.name, epoch = next.epoch(), transfers = the_plan.transfers.len(), "re-planned for a new desired ring");
             let _ = dctx
                 .base
@@ -317,6 +324,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     }
     if !the_plan.create.is_empty() {
         create_moves(&env, &placement, &the_plan.create).await?;
+        failpoints::hit("moves.created");
         return Ok(Action::requeue(Duration::from_millis(50)));
     }
 
@@ -357,6 +365,9 @@ pub(crate) async fn sync_nodes(
     }
     let body = nodes.install(p, env, env.incarnations());
     let answers = nodes.push_many(&behind, &body).await;
+    if answers.values().any(Result::is_ok) {
+        failpoints::hit("sync.pushed");
+    }
     for (m, a) in &answers {
         if matches!(a, Ok(a) if a.epoch == p.epoch()) {
             pushed.record(&uid, m, addrs);

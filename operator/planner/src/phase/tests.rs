@@ -14,6 +14,7 @@ fn obs() -> Observed {
         pull: None,
         all_acked_commit: false,
         source_gone: false,
+        target_pulling: false,
     }
 }
 
@@ -389,4 +390,39 @@ fn cleanup_of_a_removed_source_completes_without_a_drop() {
         ..obs()
     };
     assert_eq!(next_step(&s, &unacked), Step::PushPlacement);
+}
+
+#[test]
+fn cleanup_ends_the_targets_pull_first() {
+    let s = MoveState {
+        committed_epoch: Some(7),
+        committed_at_ms: Some(900_000),
+        ..state(Phase::Cleanup)
+    };
+    for o in [
+        obs(),
+        Observed {
+            all_acked_commit: true,
+            ..obs()
+        },
+        Observed {
+            all_acked_commit: true,
+            source_gone: true,
+            ..obs()
+        },
+    ] {
+        let pulling = Observed {
+            target_pulling: true,
+            ..o.clone()
+        };
+        assert_eq!(next_step(&s, &pulling), Step::EndPull, "{o:?}");
+        assert_ne!(next_step(&s, &o), Step::EndPull, "{o:?}");
+    }
+    // Before the commit a running pull is the copy itself: never ended by this.
+    let copying = Observed {
+        target_pulling: true,
+        pull: Some(pull(false, u64::MAX, 0)),
+        ..obs()
+    };
+    assert_ne!(next_step(&state(Phase::Copying), &copying), Step::EndPull);
 }

@@ -1,0 +1,275 @@
+//! Named crash points at the driver's step boundaries, for crash-safety tests.
+//!
+//! Inert unless the process starts with `RINGSHIFT_FAILPOINTS` set: a comma-separated list of
+//! `name` (crash at the first hit) or `name:N` (crash at the N-th hit). A hit logs the name and
+//! ends the process at once with status 137, as SIGKILL would: no graceful shutdown, no lease
+//! release, no further API or node call. The crash-safety test (`e2e/tests/failpoints.rs`) arms
+//! each of [`ALL`] in turn and checks that the next leader resumes with nothing lost and never
+//! two owners.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The environment variable that arms failpoints.
+pub const ENV: &str = "RINGSHIFT_FAILPOINTS";
+
+/// Exit status of a process that hit a failpoint (128 + SIGKILL, like a killed process).
+pub const EXIT_STATUS: i32 = 137;
+
+/// Every failpoint, with where it sits. Names are stable: tests and runbooks use them.
+pub const ALL: &[(&str, &str)] = &[
+    (
+        "placement.initial",
+        "after the first placement is written, before any node is told",
+    ),
+    (
+        "sync.pushed",
+        "after a committed placement reached lagging nodes, before their acks are recorded",
+    ),
+    (
+        "replan.written",
+        "after a re-plan (new target ring) is written, before its ShardMigrations exist",
+    ),
+    (
+        "moves.created",
+        "after the ShardMigrations of a plan are created, before any is driven",
+    ),
+    (
+        "persisted.Copying",
+        "after status says Copying, before the target is asked to pull",
+    ),
+    (
+        "pull.started",
+        "after the target accepted the pull, before the next observation",
+    ),
+    (
+        "persisted.CatchingUp",
+        "after status says CatchingUp (copy done, or a cutover was aborted)",
+    ),
+    (
+        "persisted.CuttingOver",
+        "after status says CuttingOver, before the cutover record is written",
+    ),
+    (
+        "cutover.recorded",
+        "after the Committing record is written, before the source is fenced",
+    ),
+    (
+        "cutover.fenced",
+        "after the source is fenced, before waiting for the target to apply up to the fence",
+    ),
+    (
+        "cutover.drained",
+        "after the target applied up to the fence, before the commit write",
+    ),
+    (
+        "cutover.committed",
+        "after the commit write, before any node is told",
+    ),
+    (
+        "cutover.target-serving",
+        "after the target took the new placement, before the other nodes are told",
+    ),
+    (
+        "cutover.pushed",
+        "after every node was told, before their acks are recorded",
+    ),
+    (
+        "cutover.acked",
+        "after the acks are recorded, before status says Cleanup",
+    ),
+    (
+        "abort.recorded",
+        "after an abort is recorded in ShardPlacement status, before the source is unfenced",
+    ),
+    (
+        "abort.unfenced",
+        "after the source is unfenced, before status says CatchingUp again",
+    ),
+    (
+        "persisted.Cleanup",
+        "after status says Cleanup (committed), before acks and the drop",
+    ),
+    (
+        "drop.before",
+        "in Cleanup, just before the source is asked to drop its copy",
+    ),
+    (
+        "drop.done",
+        "after the source dropped its copy, before status says Completed",
+    ),
+    ("persisted.Completed", "after status says Completed"),
+    ("persisted.Cancelled", "after status says Cancelled"),
+];
+
+/// A failpoint specification that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error(
+        "{ENV}: unknown failpoint {0:?} (known: see `ringshift_operator::driver::failpoints::ALL`)"
+    )]
+    Unknown(String),
+    #[error("{ENV}: {0:?}: the hit count must be a whole number of at least 1")]
+    Count(String),
+}
+
+/// Parses a specification into `name -> hit number that crashes`.
+pub fn parse(spec: &str) -> Result<BTreeMap<&'static str, u32>, SpecError> {
+    let mut out = BTreeMap::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, count) = match item.rsplit_once(':') {
+            Some((n, c)) => {
+                let c: u32 = c
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|c| *c >= 1)
+                    .ok_or_else(|| SpecError::Count(item.to_string()))?;
+                (n.trim(), c)
+            }
+            None => (item, 1),
+        };
+        let known = ALL
+            .iter()
+            .map(|(n, _)| *n)
+            .find(|n| *n == name)
+            .ok_or_else(|| SpecError::Unknown(name.to_string()))?;
+        out.insert(known, count);
+    }
+    Ok(out)
+}
+
+/// Armed failpoints of this process, with their hit counters.
+#[derive(Debug, Default)]
+pub struct Armed {
+    points: BTreeMap<&'static str, (u32, AtomicU32)>,
+}
+
+impl Armed {
+    pub fn new(spec: BTreeMap<&'static str, u32>) -> Armed {
+        Armed {
+            points: spec
+                .into_iter()
+                .map(|(n, c)| (n, (c, AtomicU32::new(0))))
+                .collect(),
+        }
+    }
+
+    /// Counts a hit of `name`; true when this hit is the one that crashes.
+    pub fn fires(&self, name: &str) -> bool {
+        match self.points.get(name) {
+            Some((at, hits)) => hits.fetch_add(1, Ordering::SeqCst) + 1 == *at,
+            None => false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+static ARMED: OnceLock<Armed> = OnceLock::new();
+
+/// Reads [`ENV`] once. The operator calls this at start so a typo stops it with a clear error
+/// instead of testing nothing.
+pub fn init() -> Result<(), SpecError> {
+    let spec = std::env::var(ENV).unwrap_or_default();
+    let armed = Armed::new(parse(&spec)?);
+    if !armed.is_empty() {
+        tracing::warn!(failpoints = %spec, "failpoints armed: this process will crash on purpose");
+    }
+    let _ = ARMED.set(armed);
+    Ok(())
+}
+
+/// Marks the step boundary `name`; ends the process when it is armed and this is its hit.
+pub fn hit(name: &'static str) {
+    debug_assert!(
+        ALL.iter().any(|(n, _)| *n == name),
+        "unlisted failpoint {name}"
+    );
+    let Some(armed) = ARMED.get() else {
+        return;
+    };
+    if armed.fires(name) {
+        tracing::error!(
+            failpoint = name,
+            "failpoint hit: exiting with status {EXIT_STATUS}"
+        );
+        eprintln!("ringshift failpoint {name} hit: exiting with status {EXIT_STATUS}");
+        std::process::exit(EXIT_STATUS);
+    }
+}
+
+/// The failpoint after a status persist into `phase`, if that phase has one.
+pub fn after_persist(phase: ringshift_planner::Phase) -> Option<&'static str> {
+    use ringshift_planner::Phase;
+    match phase {
+        Phase::Copying => Some("persisted.Copying"),
+        Phase::CatchingUp => Some("persisted.CatchingUp"),
+        Phase::CuttingOver => Some("persisted.CuttingOver"),
+        Phase::Cleanup => Some("persisted.Cleanup"),
+        Phase::Completed => Some("persisted.Completed"),
+        Phase::Cancelled => Some("persisted.Cancelled"),
+        Phase::Pending | Phase::Failed => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringshift_planner::Phase;
+
+    #[test]
+    fn names_are_unique_and_have_no_separators() {
+        let mut names: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        assert!(names.iter().all(|n| !n.contains(',') && !n.contains(':')));
+    }
+
+    #[test]
+    fn parses_names_and_counts() {
+        let p = parse(" cutover.fenced, drop.before:3 ,").unwrap();
+        assert_eq!(p.get("cutover.fenced"), Some(&1));
+        assert_eq!(p.get("drop.before"), Some(&3));
+        assert!(parse("").unwrap().is_empty());
+        assert_eq!(
+            parse("cutover.fence"),
+            Err(SpecError::Unknown("cutover.fence".into()))
+        );
+        assert!(matches!(parse("drop.before:0"), Err(SpecError::Count(_))));
+        assert!(matches!(parse("drop.before:x"), Err(SpecError::Count(_))));
+    }
+
+    #[test]
+    fn fires_exactly_on_the_armed_hit() {
+        let armed = Armed::new(parse("pull.started:3").unwrap());
+        assert!(!armed.fires("pull.started"));
+        assert!(!armed.fires("cutover.fenced"));
+        assert!(!armed.fires("pull.started"));
+        assert!(armed.fires("pull.started"));
+        assert!(!armed.fires("pull.started"), "only once");
+        assert!(!Armed::default().fires("pull.started"));
+    }
+
+    #[test]
+    fn every_persisted_phase_failpoint_is_listed() {
+        for phase in [
+            Phase::Pending,
+            Phase::Copying,
+            Phase::CatchingUp,
+            Phase::CuttingOver,
+            Phase::Cleanup,
+            Phase::Completed,
+            Phase::Cancelled,
+            Phase::Failed,
+        ] {
+            if let Some(n) = after_persist(phase) {
+                assert!(ALL.iter().any(|(m, _)| *m == n), "{n}");
+            }
+        }
+    }
+}

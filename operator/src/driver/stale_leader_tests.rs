@@ -1,0 +1,196 @@
+//! A stale leader's delayed ShardPlacement write fails its precondition (rule 4).
+//!
+//! A small in-process stand-in for the API server keeps one ShardPlacement with a
+//! resourceVersion and applies optimistic concurrency to status writes the way the real one
+//! does (a write carrying an older resourceVersion gets 409 Conflict). The old leader reads,
+//! its write is held in flight, the new leader commits, and then the old write arrives.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response, StatusCode};
+use kube::api::{Api, ObjectMeta};
+use kube::client::Body;
+use tokio::sync::{Notify, oneshot};
+
+use super::placement_io::{Written, set_record, update};
+use super::{Error, convert::cutover_of};
+use crate::crd::{CutoverState, ShardPlacement, ShardPlacementSpec};
+
+const NAME: &str = "demo";
+
+#[derive(Default)]
+struct Store {
+    version: u64,
+    object: Option<ShardPlacement>,
+    /// The next status write waits for this before it is looked at (a delayed request).
+    hold: Option<oneshot::Receiver<()>>,
+}
+
+struct FakeApi {
+    store: Mutex<Store>,
+    /// Signalled when a held write has arrived.
+    held: Notify,
+}
+
+fn json(code: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::from(Vec::new())))
+}
+
+fn conflict() -> Response<Body> {
+    json(
+        StatusCode::CONFLICT,
+        &serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "reason": "Conflict", "code": 409,
+            "message": "the object has been modified; please apply your changes to the latest version and try again",
+        }),
+    )
+}
+
+impl FakeApi {
+    fn new() -> Arc<FakeApi> {
+        let object = ShardPlacement {
+            metadata: ObjectMeta {
+                name: Some(NAME.into()),
+                namespace: Some("ns".into()),
+                resource_version: Some("1".into()),
+                ..Default::default()
+            },
+            spec: ShardPlacementSpec {
+                cluster: NAME.into(),
+                cluster_uid: "uid".into(),
+                ring: serde_json::json!({}),
+            },
+            status: None,
+        };
+        Arc::new(FakeApi {
+            store: Mutex::new(Store {
+                version: 1,
+                object: Some(object),
+                hold: None,
+            }),
+            held: Notify::new(),
+        })
+    }
+
+    fn current(&self) -> ShardPlacement {
+        let s = self.store.lock().unwrap();
+        s.object.clone().unwrap()
+    }
+
+    async fn serve(self: Arc<Self>, req: Request<Body>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        assert!(
+            path.ends_with(&format!("/shardplacements/{NAME}"))
+                || path.ends_with(&format!("/shardplacements/{NAME}/status")),
+            "unexpected request {} {path}",
+            parts.method
+        );
+        match parts.method {
+            Method::GET => json(StatusCode::OK, &self.current()),
+            Method::PUT => {
+                let bytes = body.collect_bytes().await.unwrap();
+                let sent: ShardPlacement = serde_json::from_slice(&bytes).unwrap();
+                let hold = self.store.lock().unwrap().hold.take();
+                if let Some(rx) = hold {
+                    self.held.notify_one();
+                    let _ = rx.await;
+                }
+                let mut s = self.store.lock().unwrap();
+                if sent.metadata.resource_version != Some(s.version.to_string()) {
+                    return conflict();
+                }
+                s.version += 1;
+                let mut obj = s.object.clone().unwrap();
+                obj.status = sent.status;
+                obj.metadata.resource_version = Some(s.version.to_string());
+                s.object = Some(obj.clone());
+                json(StatusCode::OK, &obj)
+            }
+            m => panic!("unexpected method {m}"),
+        }
+    }
+}
+
+fn api_of(fake: &Arc<FakeApi>) -> Api<ShardPlacement> {
+    let fake = fake.clone();
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let fake = fake.clone();
+        async move { Ok::<_, std::convert::Infallible>(fake.serve(req).await) }
+    });
+    Api::namespaced(kube::Client::new(svc, "ns"), "ns")
+}
+
+#[tokio::test]
+async fn a_stale_leaders_delayed_abort_fails_after_the_new_leader_committed() {
+    let fake = FakeApi::new();
+    let (release, held) = oneshot::channel();
+    fake.store.lock().unwrap().hold = Some(held);
+
+    // The old leader decides to abort attempt 1 and writes it; the request is delayed.
+    let old = api_of(&fake);
+    let stale = tokio::spawn(async move {
+        update(&old, NAME, |st| {
+            set_record(st, "m1", 1, CutoverState::Aborted);
+            Ok(true)
+        })
+        .await
+    });
+    fake.held.notified().await;
+
+    // Meanwhile the new leader re-reads and commits attempt 1.
+    let new = api_of(&fake);
+    let done = update(&new, NAME, |st| {
+        set_record(st, "m1", 1, CutoverState::Committed);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert!(matches!(done, Written::Done));
+
+    // The old leader's write arrives with the resourceVersion it read: refused.
+    release.send(()).unwrap();
+    let result = stale.await.unwrap();
+    assert!(
+        matches!(result, Err(Error::Conflict(_))),
+        "the stale write must fail its precondition, got {:?}",
+        result.err()
+    );
+    let st = fake.current().status.unwrap();
+    assert_eq!(
+        cutover_of(&st.cutovers, "m1", 1),
+        Some(ringshift_planner::CutoverState::Committed),
+        "the commit stands"
+    );
+}
+
+#[tokio::test]
+async fn every_status_write_carries_the_resource_version_it_read() {
+    let fake = FakeApi::new();
+    let api = api_of(&fake);
+    for attempt in 1..=3 {
+        update(&api, NAME, |st| {
+            set_record(st, "m1", attempt, CutoverState::Committing);
+            Ok(true)
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        fake.current().metadata.resource_version.as_deref(),
+        Some("4")
+    );
+    // An edit that changes nothing writes nothing.
+    let r = update(&api, NAME, |_| Ok(false)).await.unwrap();
+    assert!(matches!(r, Written::Unchanged));
+    assert_eq!(
+        fake.current().metadata.resource_version.as_deref(),
+        Some("4")
+    );
+}
