@@ -40,14 +40,22 @@ const TAG_CLEAR: u8 = 3;
 
 /// Encodes a put record without building a [`LogRecord`] (writer hot path).
 pub fn encode_put(ts_ms: u64, skey: &[u8], value: &[u8], expires_at: Option<u64>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + 1 + 4 + skey.len() + 8 + value.len());
+    let mut out = Vec::with_capacity(put_len(skey, value));
+    put_into(&mut out, ts_ms, skey, value, expires_at);
+    out
+}
+
+fn put_len(skey: &[u8], value: &[u8]) -> usize {
+    8 + 1 + 4 + skey.len() + 8 + value.len()
+}
+
+fn put_into(out: &mut Vec<u8>, ts_ms: u64, skey: &[u8], value: &[u8], expires_at: Option<u64>) {
     out.extend_from_slice(&ts_ms.to_be_bytes());
     out.push(TAG_PUT);
     out.extend_from_slice(&(skey.len() as u32).to_be_bytes());
     out.extend_from_slice(skey);
     out.extend_from_slice(&expires_at.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(value);
-    out
 }
 
 /// Encodes a delete record.
@@ -148,6 +156,22 @@ impl EntryBuilder {
         self.bytes
             .extend_from_slice(&(raw.len() as u32).to_be_bytes());
         self.bytes.extend_from_slice(raw);
+    }
+
+    /// Appends a put record, encoded in place (the writer's hot path).
+    pub fn push_put(
+        &mut self,
+        seq: u64,
+        ts_ms: u64,
+        skey: &[u8],
+        value: &[u8],
+        expires_at: Option<u64>,
+    ) {
+        self.first_seq.get_or_insert(seq);
+        self.bytes.extend_from_slice(&seq.to_be_bytes());
+        self.bytes
+            .extend_from_slice(&(put_len(skey, value) as u32).to_be_bytes());
+        put_into(&mut self.bytes, ts_ms, skey, value, expires_at);
     }
 }
 
@@ -331,7 +355,13 @@ mod tests {
                 .map(|(i, op)| (first + i as u64, LogRecord { ts_ms: 5 + i as u64, op }))
                 .collect();
             for (seq, r) in &recs {
-                b.push(*seq, &r.encode());
+                match &r.op {
+                    // Puts are encoded in place by the writer: same bytes as `encode`.
+                    LogOp::Put { skey, value, expires_at } => {
+                        b.push_put(*seq, r.ts_ms, skey, value, *expires_at)
+                    }
+                    _ => b.push(*seq, &r.encode()),
+                }
             }
             prop_assert_eq!(b.first_seq, Some(first));
             prop_assert_eq!(decode_entry(&b.bytes).unwrap(), recs.clone());

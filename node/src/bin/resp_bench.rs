@@ -3,9 +3,15 @@
 //! ratios. Usage (release build recommended):
 //!
 //!     cargo build --release -p ringshift-node
-//!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N] [--only ringshift|redis]
+//!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N] [--rounds R]
+//!         [--only ringshift|redis] [--baseline-bin path/to/older/ringshift-node]
+//!         [--serve-secs S]   (start the servers and keep them up for S seconds, for profiling)
 //!
-//! Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools). Uses 127.0.1.20-22.
+//! All servers run at once and take turns on each test (median of R rounds), so load from other
+//! jobs on a shared machine hits them alike. `--baseline-bin` adds a second ringshift node built
+//! from another version, for before/after numbers measured in the same run.
+//!
+//! Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools). Uses 127.0.1.20-23.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,98 +119,150 @@ fn node(bin: &Path, dir: &Path, ip: &str) -> Result<Proc, String> {
     Ok(Proc(child))
 }
 
-/// requests/s of SET and GET at pipeline depth `p`.
-fn bench(ip: &str, p: u64, n: u64) -> Result<BTreeMap<String, f64>, String> {
+/// requests/s of one redis-benchmark test at pipeline depth `p`.
+fn bench(ip: &str, test: &str, p: u64, n: u64) -> Result<f64, String> {
     let out = Command::new("redis-benchmark")
         .args([
-            "-h", ip, "-p", "6379", "-c", CLIENTS, "-r", KEYSPACE, "-t", "set,get", "--csv",
+            "-h", ip, "-p", "6379", "-c", CLIENTS, "-r", KEYSPACE, "-t", test, "--csv",
         ])
         .args(["-n", &n.to_string(), "-P", &p.to_string()])
         .output()
         .map_err(|e| format!("redis-benchmark: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut rps = BTreeMap::new();
     for line in text.lines() {
         let cols: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
-        if let [test, value, ..] = cols.as_slice()
+        if let [_, value, ..] = cols.as_slice()
             && let Ok(v) = value.parse::<f64>()
         {
-            rps.insert(test.to_string(), v);
+            return Ok(v);
         }
     }
-    if rps.is_empty() {
-        return Err(format!(
-            "no results from redis-benchmark against {ip}: {text}"
-        ));
+    Err(format!(
+        "no {test} result from redis-benchmark against {ip}: {text}"
+    ))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
-    Ok(rps)
+}
+
+fn opt(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn run() -> Result<(), String> {
     let n1 = arg("--requests", 200_000);
     let n16 = arg("--pipelined-requests", 1_000_000);
+    let rounds = arg("--rounds", 3).max(1);
     let bin = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .with_file_name("ringshift-node");
+    let baseline = opt("--baseline-bin").map(PathBuf::from);
+    let only = opt("--only");
     let root = PathBuf::from(format!("/tmp/ringshift-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let targets = [
+    let mut targets = vec![
         ("redis everysec", "127.0.1.20"),
         ("redis always", "127.0.1.21"),
         ("ringshift durable", "127.0.1.22"),
     ];
-    // results[(test, pipeline)][target] = rps
-    let mut results: BTreeMap<(String, u64), BTreeMap<&str, f64>> = BTreeMap::new();
-    let args: Vec<String> = std::env::args().collect();
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    for (name, ip) in targets {
-        if only.as_deref().is_some_and(|o| !name.contains(o)) {
-            continue;
-        }
+    if baseline.is_some() {
+        targets.push(("ringshift baseline", "127.0.1.23"));
+    }
+    targets.retain(|(name, _)| only.as_deref().is_none_or(|o| name.contains(o)));
+    // Every server runs for the whole benchmark and the targets take turns on each test, so a
+    // burst of load from other jobs on the machine hits all of them alike.
+    let mut procs = Vec::new();
+    for (name, ip) in &targets {
         let dir = root.join(name.replace(' ', "-"));
-        let _proc = match name {
+        procs.push(match *name {
             "redis everysec" => redis_server(&dir, ip, "everysec")?,
             "redis always" => redis_server(&dir, ip, "always")?,
+            "ringshift baseline" => node(baseline.as_deref().unwrap_or(&bin), &dir, ip)?,
             _ => node(&bin, &dir, ip)?,
-        };
-        for (p, n) in [(1, n1), (16, n16)] {
-            eprintln!("{name}: -P {p}, {n} requests per test");
-            for (test, rps) in bench(ip, p, n)? {
-                results.entry((test, p)).or_default().insert(name, rps);
+        });
+    }
+    if let Some(secs) = opt("--serve-secs").and_then(|s| s.parse::<u64>().ok()) {
+        // For profiling: keep the servers up without running the benchmark.
+        for (name, ip) in &targets {
+            eprintln!("{name}: {ip}:6379");
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+        drop(procs);
+        let _ = std::fs::remove_dir_all(&root);
+        return Ok(());
+    }
+    // results[(test, pipeline)][target] = rps per round
+    let mut results: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    for (p, n) in [(1, n1), (16, n16)] {
+        for test in ["set", "get"] {
+            for round in 0..rounds {
+                for (name, ip) in &targets {
+                    eprintln!("{test} -P {p} round {}: {name}", round + 1);
+                    let rps = bench(ip, test, p, n)?;
+                    results
+                        .entry((test.to_uppercase(), p))
+                        .or_default()
+                        .entry(*name)
+                        .or_default()
+                        .push(rps);
+                }
             }
         }
     }
+    drop(procs);
     let _ = std::fs::remove_dir_all(&root);
-    println!(
+    let with_baseline = baseline.is_some();
+    print!(
         "| test | pipeline | redis everysec | redis always | ringshift durable | vs everysec | vs always |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "{}",
+        if with_baseline {
+            " ringshift baseline | vs baseline |"
+        } else {
+            ""
+        }
+    );
+    print!("|---|---|---|---|---|---|---|");
+    println!("{}", if with_baseline { "---|---|" } else { "" });
     for ((test, p), row) in &results {
-        let get = |k: &str| row.get(k).copied().unwrap_or(0.0);
-        let (es, al, rs) = (
+        let get = |k: &str| row.get(k).cloned().map(median).unwrap_or(0.0);
+        let (es, al, rs, bl) = (
             get("redis everysec"),
             get("redis always"),
             get("ringshift durable"),
+            get("ringshift baseline"),
         );
         let ratio = |a: f64, b: f64| {
-            if b > 0.0 {
+            if b > 0.0 && a > 0.0 {
                 format!("{:.2}x", a / b)
             } else {
                 "-".into()
             }
         };
-        println!(
+        print!(
             "| {test} | -P {p} | {es:.0} | {al:.0} | {rs:.0} | {} | {} |",
             ratio(rs, es),
             ratio(rs, al)
         );
+        if with_baseline {
+            print!(" {bl:.0} | {} |", ratio(rs, bl));
+        }
+        println!();
     }
     println!(
-        "\n{CLIENTS} clients, random keys (-r {KEYSPACE}), requests/s; ringshift fsyncs every group commit before acknowledging."
+        "\n{CLIENTS} clients, random keys (-r {KEYSPACE}), requests/s, median of {rounds} rounds \
+         (targets take turns); ringshift fsyncs every group commit before acknowledging."
     );
     Ok(())
 }

@@ -242,11 +242,14 @@ pub async fn run_group(
                 }
                 Keyed::Write(w) => match node.engine.run(Op::Data(w.clone())).await {
                     Ok(Outcome::Data(r)) => return encode_data(r),
-                    Ok(Outcome::NotServed(Route::Fenced {
-                        epoch,
-                        migration_uid,
-                    })) => Some(fenced_error(epoch, &migration_uid)),
-                    Ok(Outcome::NotServed(_)) => {
+                    Ok(Outcome::NotServed(
+                        Route::Fenced {
+                            epoch,
+                            migration_uid,
+                        },
+                        _,
+                    )) => Some(fenced_error(epoch, &migration_uid)),
+                    Ok(Outcome::NotServed(..)) => {
                         // Routing changed under us; nothing was applied: route again.
                         tokio::task::yield_now().await;
                         continue;

@@ -113,16 +113,18 @@ async fn keyed_command(
         exec::local_read(node, r, out);
         return;
     }
-    if let Keyed::Write(w) = &keyed
-        && route == Route::Local
+    if route == Route::Local
+        && let Keyed::Write(w) = keyed
     {
-        let rx = node.engine.submit(Op::Data(w.clone()));
+        let rx = node.engine.submit(Op::Data(w));
         let node = node.clone();
         pending.push(Box::pin(async move {
             match rx.await {
                 Ok(Outcome::Data(r)) => exec::encode_data(r),
                 // Not applied (fence or placement changed meanwhile): take the slow path.
-                Ok(Outcome::NotServed(_)) => exec::run_group(&node, args, keyed, false).await,
+                Ok(Outcome::NotServed(_, w)) => {
+                    exec::run_group(&node, args, Keyed::Write(w), false).await
+                }
                 Ok(Outcome::Failed(msg)) => {
                     let mut o = Vec::new();
                     reply::error(&mut o, &format!("ERR storage failure: {msg}"));

@@ -54,6 +54,18 @@ pub enum DataCmd {
 }
 
 impl DataCmd {
+    /// Calls `f` on each key while it returns true; true if it did for every key. (No
+    /// allocation: the writer calls this for every command.)
+    pub fn all_keys(&self, mut f: impl FnMut(&[u8]) -> bool) -> bool {
+        match self {
+            DataCmd::Set { key, .. }
+            | DataCmd::IncrBy { key, .. }
+            | DataCmd::Expire { key, .. } => f(key),
+            DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
+            DataCmd::MSet { pairs } => pairs.iter().all(|(k, _)| f(k)),
+        }
+    }
+
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
             DataCmd::Set { key, .. }
@@ -118,8 +130,8 @@ pub enum Op {
 
 pub enum Outcome {
     Data(DataReply),
-    /// Not applied: the route says why.
-    NotServed(Route),
+    /// Not applied: the route says why; the command comes back for a retry elsewhere.
+    NotServed(Route, DataCmd),
     Fenced {
         offset: u64,
     },

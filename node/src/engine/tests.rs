@@ -65,7 +65,7 @@ async fn fenced_writes_are_not_applied_and_never_get_an_offset_above_the_fence()
     // Without a placement nothing is served.
     assert!(matches!(
         e.run(set("k", "1")).await.unwrap(),
-        Outcome::NotServed(Route::NoPlacement)
+        Outcome::NotServed(Route::NoPlacement, _)
     ));
     let installed = owns_everything();
     assert!(matches!(
@@ -102,7 +102,7 @@ async fn fenced_writes_are_not_applied_and_never_get_an_offset_above_the_fence()
     ));
     assert!(matches!(
         after.await.unwrap(),
-        Outcome::NotServed(Route::Fenced { .. })
+        Outcome::NotServed(Route::Fenced { .. }, _)
     ));
     assert_eq!(e.head(), 50);
     assert_eq!(e.get(b"k0").unwrap().unwrap().value, b"v");
@@ -222,5 +222,63 @@ async fn incr_and_conditional_sets_see_earlier_writes_of_the_same_batch() {
         ]
     );
     assert_eq!(e.get(b"n").unwrap().unwrap().value, b"6");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Batches overlap in the pipeline (one commits while the next is evaluated): every INCR must
+/// still see every earlier one, and a fence taken meanwhile covers exactly the earlier records.
+#[tokio::test(flavor = "multi_thread")]
+async fn evaluation_sees_the_batch_being_committed() {
+    let d = dir("pipeline");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(Op::Install {
+        installed: owns_everything(),
+        raw: b"{}".to_vec(),
+        degraded: None,
+    })
+    .await
+    .unwrap();
+    let head0 = e.head();
+    let mut rxs = Vec::new();
+    for round in 0..40 {
+        for _ in 0..50 {
+            rxs.push(e.submit(Op::Data(DataCmd::IncrBy {
+                key: b"n".to_vec(),
+                delta: 1,
+            })));
+        }
+        if round % 8 == 0 {
+            // Let a batch reach the committer so the next ones are evaluated during its fsync.
+            tokio::task::yield_now().await;
+            std::thread::sleep(std::time::Duration::from_micros(300));
+        }
+    }
+    let fence = e.submit(Op::Fence {
+        migration_uid: "m".into(),
+        attempt: 1,
+        ranges: vec![HashRange {
+            start: 0,
+            end: u64::MAX,
+        }],
+    });
+    let after = e.submit(Op::Data(DataCmd::IncrBy {
+        key: b"n".to_vec(),
+        delta: 1,
+    }));
+    for (i, rx) in rxs.into_iter().enumerate() {
+        match rx.await.unwrap() {
+            Outcome::Data(DataReply::Int(n)) => assert_eq!(n, i as i64 + 1),
+            _ => panic!("INCR {i} not applied"),
+        }
+    }
+    match fence.await.unwrap() {
+        Outcome::Fenced { offset } => assert_eq!(offset, head0 + 2000),
+        _ => panic!("fence refused"),
+    }
+    assert!(matches!(
+        after.await.unwrap(),
+        Outcome::NotServed(Route::Fenced { .. }, _)
+    ));
+    assert_eq!(e.get(b"n").unwrap().unwrap().value, b"2000");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -1,13 +1,17 @@
-//! The single writer: takes every queued operation, evaluates them in order against the data
-//! (plus this batch's own earlier writes), checks ownership and fences in the same critical
-//! section that assigns log sequences, commits data + log + metadata in one fjall batch with
-//! fsync (group commit), and only then answers. The next batch queues up during the fsync.
+//! The writer: two threads in a pipeline. The evaluator takes every queued operation and
+//! evaluates it in order against the data (plus the open batch's own earlier writes and the
+//! batch being committed), checks ownership and fences in the same critical section that assigns
+//! log sequences, and gathers the results in an open batch. The committer writes a sealed batch
+//! (data + log + metadata) as one fjall batch with fsync (group commit), updates the read cache
+//! and only then answers. While it commits, the evaluator fills the next batch, which is sealed
+//! as soon as the committer is free: evaluation and the fsync overlap, and each batch is as large
+//! as the load makes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use fjall::{OwnedWriteBatch, PersistMode};
+use fjall::PersistMode;
 use tokio::sync::{mpsc, oneshot};
 
 use super::open::{
@@ -26,7 +30,8 @@ pub struct Request {
     pub reply: oneshot::Sender<Outcome>,
 }
 
-const MAX_BATCH: usize = 4096;
+type Overlay = HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
+type MetaMap = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 pub fn spawn(
     engine: Arc<Engine>,
@@ -34,6 +39,19 @@ pub fn spawn(
     routing: Routing,
     head: u64,
 ) {
+    // Capacity 1: at most one sealed batch waits while another commits (in practice the
+    // evaluator seals only when the committer is idle).
+    let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<Sealed>(1);
+    // The committer says when a batch is committed (false: the commit failed).
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+    let committer_engine = engine.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ringshift-commit".into())
+        .spawn(move || commit_loop(committer_engine, commit_rx, done_tx));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the committer thread");
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("ringshift-writer".into())
         .spawn(move || {
@@ -47,16 +65,36 @@ pub fn spawn(
                 routing,
                 seq: head,
                 accepted,
+                in_flight: None,
+                stopped: None,
             };
+            let mut open: Option<Batch> = None;
+            // Parks only when idle; while the committer is busy it waits for the committer
+            // (one wake-up per batch) instead of waking for every request.
             while let Some(first) = rx.blocking_recv() {
-                let mut reqs = vec![first];
-                while reqs.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(r) => reqs.push(r),
-                        Err(_) => break,
+                w.handle(first, &mut open);
+                loop {
+                    while let Ok(req) = rx.try_recv() {
+                        w.handle(req, &mut open);
+                    }
+                    if w.in_flight.is_none() {
+                        break;
+                    }
+                    match done_rx.recv() {
+                        Ok(ok) => w.committed(ok),
+                        Err(_) => {
+                            tracing::error!("the committer stopped");
+                            return;
+                        }
                     }
                 }
-                w.process(reqs);
+                if let Some(b) = open.take() {
+                    let sealed = w.seal(b);
+                    if commit_tx.send(sealed).is_err() {
+                        tracing::error!("the committer stopped");
+                        return;
+                    }
+                }
             }
         });
     if let Err(e) = spawned {
@@ -66,17 +104,22 @@ pub fn spawn(
 
 struct Writer {
     engine: Arc<Engine>,
-    /// Working copy: changes made by this batch are visible to its later operations.
+    /// Working copy: changes made by a batch are visible to its later operations.
     routing: Routing,
     seq: u64,
     /// Where writes accepted as owner are recorded (the installed epoch's windows).
     accepted: Option<Arc<EpochWindows>>,
+    /// Data and metadata of the batch being committed (not yet readable from fjall).
+    in_flight: Option<(Arc<Overlay>, Arc<MetaMap>)>,
+    /// Set after a failed commit: later batches were evaluated on top of it, so the writer
+    /// refuses everything until the node restarts (fjall refuses writes after a journal
+    /// failure anyway).
+    stopped: Option<String>,
 }
 
-/// State of one batch being built.
+/// State of the open batch being built.
 struct Batch {
-    batch: OwnedWriteBatch,
-    overlay: HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    overlay: Overlay,
     log_bytes: u64,
     now: u64,
     routing_changed: bool,
@@ -87,8 +130,25 @@ struct Batch {
     /// Final metadata writes (None = delete) and expiry-index writes (false = delete) of the
     /// batch. fjall gives every item of a batch the same sequence number, so a key must appear
     /// once per batch: the overlay, these maps and the single log entry guarantee it.
-    meta: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    meta: MetaMap,
     index: HashMap<Vec<u8>, bool>,
+    start_seq: u64,
+    answers: Vec<(oneshot::Sender<Outcome>, Pending)>,
+}
+
+/// A batch handed to the committer.
+struct Sealed {
+    overlay: Arc<Overlay>,
+    meta: Arc<MetaMap>,
+    index: HashMap<Vec<u8>, bool>,
+    /// First sequence and bytes of the batch's log entry.
+    entry: Option<(u64, Vec<u8>)>,
+    /// Log head after this batch, if it changed.
+    head: Option<u64>,
+    log_bytes: u64,
+    cleared: bool,
+    routing: Option<Arc<Routing>>,
+    answers: Vec<(oneshot::Sender<Outcome>, Pending)>,
 }
 
 enum Pending {
@@ -96,89 +156,80 @@ enum Pending {
     Snapshot,
 }
 
-impl Writer {
-    fn process(&mut self, reqs: Vec<Request>) {
-        let e = self.engine.clone();
-        // fdatasync: the journal's data and size reach the disk, which is what recovery needs.
-        let mode = e.config.durable.then_some(PersistMode::SyncData);
-        let mut b = Batch {
-            batch: e.db.batch().durability(mode),
-            overlay: HashMap::with_capacity_and_hasher(reqs.len(), Default::default()),
-            log_bytes: 0,
-            now: keys::now_ms(),
-            routing_changed: false,
-            cleared: false,
-            entry: Default::default(),
-            meta: HashMap::new(),
-            index: HashMap::new(),
-        };
-        let start_seq = self.seq;
-        let saved_routing = self.routing.clone();
-        let saved_accepted = self.accepted.clone();
-        let mut answers = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            let pending = match self.apply(req.op, &mut b) {
-                Ok(p) => p,
-                Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
-            };
-            answers.push((req.reply, pending));
+fn commit_loop(
+    e: Arc<Engine>,
+    rx: std::sync::mpsc::Receiver<Sealed>,
+    done: std::sync::mpsc::Sender<bool>,
+) {
+    // fdatasync: the journal's data and size reach the disk, which is what recovery needs.
+    let mode = e.config.durable.then_some(PersistMode::SyncData);
+    let mut failed: Option<String> = None;
+    while let Ok(s) = rx.recv() {
+        if let Some(msg) = &failed {
+            for (reply, _) in s.answers {
+                let _ = reply.send(Outcome::Failed(msg.clone()));
+            }
+            continue;
         }
+        let mut batch = e.db.batch().durability(mode);
         // Sorted inserts keep the memtable's skiplist walks cache-friendly.
-        let mut data: Vec<(&Vec<u8>, &Option<Stored>)> = b.overlay.iter().collect();
+        let mut data: Vec<(&Vec<u8>, &Option<Stored>)> = s.overlay.iter().collect();
         data.sort_unstable_by(|x, y| x.0.cmp(y.0));
         for (skey, value) in data {
             match value {
-                Some(s) => b.batch.insert(&e.data, skey.as_slice(), s.encode()),
-                None => b.batch.remove(&e.data, skey.as_slice()),
+                Some(v) => batch.insert(&e.data, skey.as_slice(), v.encode()),
+                None => batch.remove(&e.data, skey.as_slice()),
             }
         }
-        for (k, v) in std::mem::take(&mut b.meta) {
+        for (k, v) in s.meta.iter() {
             match v {
-                Some(v) => b.batch.insert(&e.meta, k, v),
-                None => b.batch.remove(&e.meta, k),
+                Some(v) => batch.insert(&e.meta, k.as_slice(), v.as_slice()),
+                None => batch.remove(&e.meta, k.as_slice()),
             }
         }
-        for (k, live) in std::mem::take(&mut b.index) {
+        for (k, live) in s.index {
             if live {
-                b.batch.insert(&e.expiry, k, Vec::new());
+                batch.insert(&e.expiry, k, Vec::new());
             } else {
-                b.batch.remove(&e.expiry, k);
+                batch.remove(&e.expiry, k);
             }
         }
-        if let Some(first) = b.entry.first_seq {
-            let bytes = std::mem::take(&mut b.entry.bytes);
-            b.log_bytes += bytes.len() as u64 + 8;
-            b.batch.insert(&e.log, first.to_be_bytes().to_vec(), bytes);
+        if let Some((first, bytes)) = s.entry {
+            batch.insert(&e.log, first.to_be_bytes().to_vec(), bytes);
         }
-        if self.seq != start_seq {
-            b.batch
-                .insert(&e.meta, META_HEAD, self.seq.to_be_bytes().to_vec());
+        if let Some(head) = s.head {
+            batch.insert(&e.meta, META_HEAD, head.to_be_bytes().to_vec());
         }
-        if let Err(err) = b.batch.commit() {
-            // Nothing of this batch is acknowledged; roll back our view of it.
-            tracing::error!(error = %err, "group commit failed");
-            self.seq = start_seq;
-            self.routing = saved_routing;
-            self.accepted = saved_accepted;
-            for (reply, _) in answers {
-                let _ = reply.send(Outcome::Failed(format!("storage failure: {err}")));
+        if let Err(err) = batch.commit() {
+            // Nothing of this batch is acknowledged, nor of any later one.
+            tracing::error!(error = %err, "group commit failed; the writer stops");
+            let msg = format!("storage failure: {err}");
+            for (reply, _) in s.answers {
+                let _ = reply.send(Outcome::Failed(msg.clone()));
             }
-            return;
+            failed = Some(msg);
+            let _ = done.send(false);
+            continue;
         }
-        if b.cleared {
+        // The data is readable from fjall now: the evaluator may drop its copy and seal the
+        // next batch while this one's answers go out.
+        let _ = done.send(true);
+        if s.cleared {
             e.cache.clear();
         }
-        for (skey, value) in b.overlay {
-            e.cache.put(skey, value);
+        for (skey, value) in s.overlay.iter() {
+            e.cache.put(skey.clone(), value.clone());
         }
-        e.log_bytes.fetch_add(b.log_bytes, Ordering::AcqRel);
-        e.durable_head.store(self.seq, Ordering::Release);
-        e.head_tx.send_replace(self.seq);
-        if b.routing_changed {
-            e.publish_routing(Arc::new(self.routing.clone()));
+        e.log_bytes.fetch_add(s.log_bytes, Ordering::AcqRel);
+        if let Some(head) = s.head {
+            e.durable_head.store(head, Ordering::Release);
+            e.head_tx.send_replace(head);
+        }
+        if let Some(r) = s.routing {
+            e.publish_routing(r);
         }
         let mut snapshot = None;
-        for (reply, pending) in answers {
+        for (reply, pending) in s.answers {
             let outcome = match pending {
                 Pending::Now(o) => o,
                 Pending::Snapshot => Outcome::Snapshot(
@@ -186,7 +237,7 @@ impl Writer {
                         .get_or_insert_with(|| {
                             Arc::new(SnapshotSession {
                                 snapshot: e.db.snapshot(),
-                                offset: self.seq,
+                                offset: e.head(),
                             })
                         })
                         .clone(),
@@ -195,20 +246,84 @@ impl Writer {
             let _ = reply.send(outcome);
         }
     }
+}
+
+impl Writer {
+    fn committed(&mut self, ok: bool) {
+        self.in_flight = None;
+        if !ok {
+            self.stopped = Some("storage failure earlier: restart the node".into());
+        }
+    }
+
+    fn handle(&mut self, req: Request, open: &mut Option<Batch>) {
+        if let Some(msg) = &self.stopped {
+            let _ = req.reply.send(Outcome::Failed(msg.clone()));
+            return;
+        }
+        let b = open.get_or_insert_with(|| Batch {
+            overlay: HashMap::with_capacity_and_hasher(64, Default::default()),
+            log_bytes: 0,
+            now: 0,
+            routing_changed: false,
+            cleared: false,
+            entry: Default::default(),
+            meta: HashMap::new(),
+            index: HashMap::new(),
+            start_seq: self.seq,
+            answers: Vec::with_capacity(64),
+        });
+        // A batch may stay open while the previous one commits: keep its clock current.
+        b.now = b.now.max(keys::now_ms());
+        let pending = match self.apply(req.op, b) {
+            Ok(p) => p,
+            Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
+        };
+        b.answers.push((req.reply, pending));
+    }
+
+    fn seal(&mut self, mut b: Batch) -> Sealed {
+        let entry = b.entry.first_seq.map(|first| {
+            let bytes = std::mem::take(&mut b.entry.bytes);
+            b.log_bytes += bytes.len() as u64 + 8;
+            (first, bytes)
+        });
+        let overlay = Arc::new(b.overlay);
+        let meta = Arc::new(b.meta);
+        self.in_flight = Some((overlay.clone(), meta.clone()));
+        Sealed {
+            overlay,
+            meta,
+            index: b.index,
+            entry,
+            head: (self.seq != b.start_seq).then_some(self.seq),
+            log_bytes: b.log_bytes,
+            cleared: b.cleared,
+            routing: b.routing_changed.then(|| Arc::new(self.routing.clone())),
+            answers: b.answers,
+        }
+    }
 
     fn apply(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
         Ok(Pending::Now(match op {
             Op::Data(cmd) => {
-                for key in cmd.keys() {
+                let mut refused = None;
+                cmd.all_keys(|key| {
                     let route = self.routing.route(keys::key_hash(key));
-                    if route != Route::Local {
-                        return Ok(Pending::Now(Outcome::NotServed(route)));
+                    let local = route == Route::Local;
+                    if !local {
+                        refused = Some(route);
                     }
+                    local
+                });
+                if let Some(route) = refused {
+                    return Ok(Pending::Now(Outcome::NotServed(route, cmd)));
                 }
                 if let Some(w) = &self.accepted {
-                    for key in cmd.keys() {
+                    cmd.all_keys(|key| {
                         w.record(keys::key_hash(key), b.now);
-                    }
+                        true
+                    });
                 }
                 Outcome::Data(self.data(cmd, b)?)
             }
@@ -235,7 +350,7 @@ impl Writer {
                         ))));
                     }
                 }
-                if let Some(seen) = self.attempt_seen(&migration_uid)?
+                if let Some(seen) = self.attempt_seen(&migration_uid, b)?
                     && seen > attempt
                 {
                     return Ok(Pending::Now(Outcome::Refused(format!(
@@ -381,17 +496,27 @@ impl Writer {
         }
     }
 
-    fn attempt_seen(&self, migration_uid: &str) -> Result<Option<u64>, fjall::Error> {
-        Ok(self
-            .engine
+    fn attempt_seen(&self, migration_uid: &str, b: &Batch) -> Result<Option<u64>, fjall::Error> {
+        let key = attempt_key(migration_uid);
+        let raw = match b
             .meta
-            .get(attempt_key(migration_uid))?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+            .get(&key)
+            .or_else(|| self.in_flight.as_ref().and_then(|(_, m)| m.get(&key)))
+        {
+            Some(v) => v.clone(),
+            None => self.engine.meta.get(&key)?.map(|v| v.to_vec()),
+        };
+        Ok(raw.and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes)))
     }
 
-    /// The key's current state including this batch's earlier writes (expired = absent).
+    /// The key's current state including this batch's and the committing batch's writes
+    /// (expired = absent).
     fn current(&self, skey: &[u8], b: &Batch) -> Result<Option<Stored>, fjall::Error> {
-        let stored = match b.overlay.get(skey) {
+        let stored = match b
+            .overlay
+            .get(skey)
+            .or_else(|| self.in_flight.as_ref().and_then(|(o, _)| o.get(skey)))
+        {
             Some(v) => v.clone(),
             None => self
                 .engine
@@ -404,18 +529,19 @@ impl Writer {
 
     /// Writes a key's post-image to data and log.
     fn write(&mut self, skey: Vec<u8>, value: Option<Stored>, b: &mut Batch) {
-        let raw = match &value {
+        match &value {
             Some(s) => {
                 if let Some(at) = s.expires_at {
                     let mut ik = at.to_be_bytes().to_vec();
                     ik.extend_from_slice(&skey);
                     b.index.insert(ik, true);
                 }
-                crate::changelog::encode_put(b.now, &skey, &s.value, s.expires_at)
+                self.seq += 1;
+                b.entry
+                    .push_put(self.seq, b.now, &skey, &s.value, s.expires_at);
             }
-            None => crate::changelog::encode_del(b.now, &skey),
-        };
-        self.append_raw(raw, b);
+            None => self.append_raw(crate::changelog::encode_del(b.now, &skey), b),
+        }
         b.overlay.insert(skey, value);
     }
 
@@ -449,10 +575,13 @@ impl Writer {
                     let k = item.key()?;
                     b.overlay.insert(k.to_vec(), None);
                 }
-                // Keys written earlier in this same batch are not in the data keyspace yet.
+                // Keys written earlier in this batch or the committing one are not in the data
+                // keyspace yet.
+                let committing = self.in_flight.as_ref().map(|(o, _)| o.keys());
                 let pending: Vec<Vec<u8>> = b
                     .overlay
                     .keys()
+                    .chain(committing.into_iter().flatten())
                     .filter(|k| {
                         keys::split_storage_key(k)
                             .is_some_and(|(h, _)| range.start <= h && h <= range.end)
