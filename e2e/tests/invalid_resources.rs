@@ -188,8 +188,16 @@ fn operator_refused() -> Vec<(String, Value, &'static str)> {
             json!({"replicas": 1, "auth": {"passwordSecretRef": {"name": "pw", "key": "password"}}}),
             "PasswordSecretMissing",
         ),
-        (long, json!({"replicas": 1, "deletePolicy": "Delete"}), "InvalidName"),
-        (longish, json!({"replicas": 1, "deletePolicy": "Delete"}), "InvalidName"),
+        (
+            long,
+            json!({"replicas": 1, "deletePolicy": "Delete"}),
+            "InvalidName",
+        ),
+        (
+            longish,
+            json!({"replicas": 1, "deletePolicy": "Delete"}),
+            "InvalidName",
+        ),
         ("9lives".into(), json!({"replicas": 1}), "InvalidName"),
     ]
 }

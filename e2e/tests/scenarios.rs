@@ -10,9 +10,7 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use ringshift_e2e::support::phases::{
-    MoveSeen, aborted_cutovers, wait_cutover_started, wait_move_phase,
-};
+use ringshift_e2e::support::phases::{MoveSeen, wait_cutover_started, wait_move_phase};
 use ringshift_e2e::support::report::{ScenarioLine, record};
 use ringshift_e2e::support::{
     self, CheckedLoad, LoadShape, OperatorProcess, SplitBrainWatch, TestEnv, TestNamespace,
@@ -39,12 +37,24 @@ struct Fixture {
 impl Fixture {
     /// A 3-member cluster Balanced, preloaded, with the checked load running.
     async fn start(test: &str, prefix: &str) -> Option<Fixture> {
+        Fixture::start_with(test, prefix, "").await
+    }
+
+    /// Like [`Fixture::start`], the first operator armed with `failpoints`
+    /// (`RINGSHIFT_FAILPOINTS`, e.g. a pause at a step that gives a fault its moment).
+    async fn start_with(test: &str, prefix: &str, failpoints: &str) -> Option<Fixture> {
         let env = support::env_or_skip(test).await?;
         install_crds().expect("CRDs");
         let ns = TestNamespace::create(&env, prefix)
             .await
             .expect("namespace");
-        let op = OperatorProcess::start(&ns.name, "op-0", LEASE).expect("operator");
+        let op = OperatorProcess::start_with_env(
+            &ns.name,
+            "op-0",
+            LEASE,
+            &[("RINGSHIFT_FAILPOINTS", failpoints)],
+        )
+        .expect("operator");
         apply_cluster(
             &ns.client,
             &ns.name,
@@ -248,12 +258,19 @@ async fn target_node_killed_mid_catch_up() {
     .await;
 }
 
-/// The source is SIGKILLed the moment a cutover starts (fence being taken or just taken): the
-/// fence survives the restart, the cutover either commits or aborts, nothing is lost.
+/// The source is SIGKILLed right after it took a cutover's fence (the operator is held for a
+/// moment after the fence): the fence survives the restart, the cutover either commits (the
+/// target had applied up to the fence) or aborts and retries; nothing is lost.
 #[tokio::test]
 #[ignore = "long: reliability tier"]
-async fn source_node_killed_at_fence() {
-    let Some(f) = Fixture::start("source_node_killed_at_fence", "rel-fencekill").await else {
+async fn source_node_killed_after_fence() {
+    let Some(f) = Fixture::start_with(
+        "source_node_killed_after_fence",
+        "rel-fencekill",
+        "cutover.fenced:pause=1500",
+    )
+    .await
+    else {
         return;
     };
     f.scale(4).await;
@@ -261,14 +278,34 @@ async fn source_node_killed_at_fence() {
         Ok(m) => m,
         Err(e) => panic!("{e}\noperator log:\n{}", f.op.log_tail(40)),
     };
+    // The fence is taken a few milliseconds after the record; the operator then holds 1.5 s.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        f.op.log_tail(200).contains("failpoint hit: pausing"),
+        "the operator did not reach the fence:\n{}",
+        f.op.log_tail(40)
+    );
     f.signal_pod(&m.source, Signal::SIGKILL);
-    f.settle("3 -> 4 after the source was killed at its fence")
+    f.settle("3 -> 4 after the source was killed holding its fence")
         .await;
+    let attempts = move_attempt(&f, &m.name).await;
     f.finish(
-        "source node killed at fence",
-        &format!("scale 3->4; SIGKILL {} when its cutover started", m.source),
+        "source node killed after fence",
+        &format!(
+            "scale 3->4; SIGKILL {} right after it fenced its ranges; the move took {attempts} cutover attempt(s)",
+            m.source
+        ),
     )
     .await;
+}
+
+/// The cutover attempt number a move ended with (1 = no abort).
+async fn move_attempt(f: &Fixture, name: &str) -> i64 {
+    ringshift_e2e::support::ringshift_api(&f.ns.client, &f.ns.name, "ShardMigration")
+        .get(name)
+        .await
+        .map(|m| m.data["status"]["attempt"].as_i64().unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// kube-apiserver goes away for a few seconds mid-copy (watches break, status writes fail) and
@@ -292,13 +329,19 @@ async fn apiserver_restarted_mid_migration() {
     .await;
 }
 
-/// The target of a cutover stops answering (SIGSTOP) for three write-pause budgets: the cutover
-/// cannot see the target catch up to the fence, aborts, unfences the source, and retries once
-/// the target is back.
+/// The target of a cutover stops answering (SIGSTOP) for three write-pause budgets, from just
+/// before the source is fenced (the operator is held a moment after recording the cutover): the
+/// cutover cannot see the target apply up to the fence within the budget, records the abort,
+/// unfences the source and retries once the target is back.
 #[tokio::test]
 #[ignore = "long: reliability tier"]
 async fn node_stopped_past_write_pause_budget() {
-    let Some(f) = Fixture::start("node_stopped_past_write_pause_budget", "rel-sigstop").await
+    let Some(f) = Fixture::start_with(
+        "node_stopped_past_write_pause_budget",
+        "rel-sigstop",
+        "cutover.recorded:pause=800",
+    )
+    .await
     else {
         return;
     };
@@ -312,13 +355,16 @@ async fn node_stopped_past_write_pause_budget() {
     f.signal_pod(&m.target, Signal::SIGCONT);
     f.settle("3 -> 4 after the target was stopped during a cutover")
         .await;
-    let aborts = aborted_cutovers(&f.ns.client, &f.ns.name, CLUSTER)
-        .await
-        .unwrap_or(0);
+    let attempts = move_attempt(&f, &m.name).await;
+    assert!(
+        attempts >= 2,
+        "the cutover with a stopped target should have aborted and retried (attempt {attempts})\n{}",
+        f.op.log_tail(60)
+    );
     f.finish(
         "node stopped past the write-pause budget",
         &format!(
-            "scale 3->4; SIGSTOP {} for 3 s (budget 1 s) at cutover; {aborts} aborted cutover(s) recorded",
+            "scale 3->4; SIGSTOP {} for 3 s (budget 1 s) as its cutover began: aborted, committed at attempt {attempts}",
             m.target
         ),
     )

@@ -114,22 +114,3 @@ pub async fn wait_cutover_started(
         .map(move_seen)
         .ok_or_else(|| SupportError::Other(format!("ShardMigration {uid} not found")))
 }
-
-/// Aborted cutover records in the cluster's ShardPlacement status.
-pub async fn aborted_cutovers(
-    client: &Client,
-    namespace: &str,
-    cluster: &str,
-) -> Result<usize, SupportError> {
-    let p = ringshift_api(client, namespace, "ShardPlacement")
-        .get(cluster)
-        .await
-        .map_err(|source| SupportError::Api {
-            what: format!("reading ShardPlacement {cluster}"),
-            source,
-        })?;
-    Ok(p.data["status"]["cutovers"]
-        .as_array()
-        .map(|a| a.iter().filter(|c| c["state"] == "Aborted").count())
-        .unwrap_or(0))
-}

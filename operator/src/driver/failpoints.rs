@@ -1,7 +1,9 @@
 //! Named crash points at the driver's step boundaries, for crash-safety tests.
 //!
 //! Inert unless the process starts with `RINGSHIFT_FAILPOINTS` set: a comma-separated list of
-//! `name` (crash at the first hit) or `name:N` (crash at the N-th hit). A hit logs the name and
+//! `name` (crash at the first hit), `name:N` (crash at the N-th hit) or `name:pause=MS` (at the
+//! first hit, hold the driver there for MS milliseconds and go on: a window in which a test can
+//! inject a fault at an exact step). A crash logs the name and
 //! ends the process at once with status 137, as SIGKILL would: no graceful shutdown, no lease
 //! release, no further API or node call. The crash-safety test (`e2e/tests/failpoints.rs`) arms
 //! each of [`ALL`] in turn and checks that the next leader resumes with nothing lost and never
@@ -112,13 +114,33 @@ pub enum SpecError {
     Unknown(String),
     #[error("{ENV}: {0:?}: the hit count must be a whole number of at least 1")]
     Count(String),
+    #[error("{ENV}: {0:?}: a pause is `pause=MS` with MS a whole number of milliseconds")]
+    Pause(String),
 }
 
-/// Parses a specification into `name -> hit number that crashes`.
-pub fn parse(spec: &str) -> Result<BTreeMap<&'static str, u32>, SpecError> {
+/// What an armed failpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Exit at the N-th hit.
+    Crash(u32),
+    /// Hold the driver this long at the first hit, then go on.
+    Pause(std::time::Duration),
+}
+
+/// Parses a specification into `name -> action`.
+pub fn parse(spec: &str) -> Result<BTreeMap<&'static str, Action>, SpecError> {
     let mut out = BTreeMap::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, count) = match item.rsplit_once(':') {
+        let (name, action) = match item.rsplit_once(':') {
+            Some((n, a)) if a.trim().starts_with("pause=") => {
+                let ms: u64 = a.trim()["pause=".len()..]
+                    .parse()
+                    .map_err(|_| SpecError::Pause(item.to_string()))?;
+                (
+                    n.trim(),
+                    Action::Pause(std::time::Duration::from_millis(ms)),
+                )
+            }
             Some((n, c)) => {
                 let c: u32 = c
                     .trim()
@@ -126,16 +148,16 @@ pub fn parse(spec: &str) -> Result<BTreeMap<&'static str, u32>, SpecError> {
                     .ok()
                     .filter(|c| *c >= 1)
                     .ok_or_else(|| SpecError::Count(item.to_string()))?;
-                (n.trim(), c)
+                (n.trim(), Action::Crash(c))
             }
-            None => (item, 1),
+            None => (item, Action::Crash(1)),
         };
         let known = ALL
             .iter()
             .map(|(n, _)| *n)
             .find(|n| *n == name)
             .ok_or_else(|| SpecError::Unknown(name.to_string()))?;
-        out.insert(known, count);
+        out.insert(known, action);
     }
     Ok(out)
 }
@@ -143,25 +165,28 @@ pub fn parse(spec: &str) -> Result<BTreeMap<&'static str, u32>, SpecError> {
 /// Armed failpoints of this process, with their hit counters.
 #[derive(Debug, Default)]
 pub struct Armed {
-    points: BTreeMap<&'static str, (u32, AtomicU32)>,
+    points: BTreeMap<&'static str, (Action, AtomicU32)>,
 }
 
 impl Armed {
-    pub fn new(spec: BTreeMap<&'static str, u32>) -> Armed {
+    pub fn new(spec: BTreeMap<&'static str, Action>) -> Armed {
         Armed {
             points: spec
                 .into_iter()
-                .map(|(n, c)| (n, (c, AtomicU32::new(0))))
+                .map(|(n, a)| (n, (a, AtomicU32::new(0))))
                 .collect(),
         }
     }
 
-    /// Counts a hit of `name`; true when this hit is the one that crashes.
-    pub fn fires(&self, name: &str) -> bool {
-        match self.points.get(name) {
-            Some((at, hits)) => hits.fetch_add(1, Ordering::SeqCst) + 1 == *at,
-            None => false,
-        }
+    /// Counts a hit of `name`; the action when this hit is the one it applies to.
+    pub fn fires(&self, name: &str) -> Option<Action> {
+        let (action, hits) = self.points.get(name)?;
+        let hit = hits.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = match action {
+            Action::Crash(n) => *n,
+            Action::Pause(_) => 1,
+        };
+        (hit == at).then_some(*action)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -192,14 +217,25 @@ pub fn hit(name: &'static str) {
     let Some(armed) = ARMED.get() else {
         return;
     };
-    if armed.fires(name) {
-        tracing::error!(
+    let Some(action) = armed.fires(name) else {
+        return;
+    };
+    if let Action::Pause(d) = action {
+        tracing::warn!(
             failpoint = name,
-            "failpoint hit: exiting with status {EXIT_STATUS}"
+            pause_ms = d.as_millis() as u64,
+            "failpoint hit: pausing"
         );
-        eprintln!("ringshift failpoint {name} hit: exiting with status {EXIT_STATUS}");
-        std::process::exit(EXIT_STATUS);
+        // The driver is async; block only this worker, as a slow step would.
+        tokio::task::block_in_place(|| std::thread::sleep(d));
+        return;
     }
+    tracing::error!(
+        failpoint = name,
+        "failpoint hit: exiting with status {EXIT_STATUS}"
+    );
+    eprintln!("ringshift failpoint {name} hit: exiting with status {EXIT_STATUS}");
+    std::process::exit(EXIT_STATUS);
 }
 
 /// The failpoint after a status persist into `phase`, if that phase has one.
@@ -233,8 +269,17 @@ mod tests {
     #[test]
     fn parses_names_and_counts() {
         let p = parse(" cutover.fenced, drop.before:3 ,").unwrap();
-        assert_eq!(p.get("cutover.fenced"), Some(&1));
-        assert_eq!(p.get("drop.before"), Some(&3));
+        assert_eq!(p.get("cutover.fenced"), Some(&Action::Crash(1)));
+        assert_eq!(p.get("drop.before"), Some(&Action::Crash(3)));
+        let p = parse("cutover.recorded:pause=800").unwrap();
+        assert_eq!(
+            p.get("cutover.recorded"),
+            Some(&Action::Pause(std::time::Duration::from_millis(800)))
+        );
+        assert!(matches!(
+            parse("cutover.recorded:pause=soon"),
+            Err(SpecError::Pause(_))
+        ));
         assert!(parse("").unwrap().is_empty());
         assert_eq!(
             parse("cutover.fence"),
@@ -246,13 +291,18 @@ mod tests {
 
     #[test]
     fn fires_exactly_on_the_armed_hit() {
-        let armed = Armed::new(parse("pull.started:3").unwrap());
-        assert!(!armed.fires("pull.started"));
-        assert!(!armed.fires("cutover.fenced"));
-        assert!(!armed.fires("pull.started"));
-        assert!(armed.fires("pull.started"));
-        assert!(!armed.fires("pull.started"), "only once");
-        assert!(!Armed::default().fires("pull.started"));
+        let armed = Armed::new(parse("pull.started:3,drop.before:pause=5").unwrap());
+        assert!(armed.fires("pull.started").is_none());
+        assert!(armed.fires("cutover.fenced").is_none());
+        assert!(armed.fires("pull.started").is_none());
+        assert_eq!(armed.fires("pull.started"), Some(Action::Crash(3)));
+        assert!(armed.fires("pull.started").is_none(), "only once");
+        assert!(Armed::default().fires("pull.started").is_none());
+        assert!(matches!(armed.fires("drop.before"), Some(Action::Pause(_))));
+        assert!(
+            armed.fires("drop.before").is_none(),
+            "a pause holds only the first hit"
+        );
     }
 
     #[test]
