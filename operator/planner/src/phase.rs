@@ -92,6 +92,8 @@ pub struct PullView {
     pub apply_rate: u64,
     /// The pull failed; `recopy` says the source's log no longer covers the offset.
     pub failed: Option<PullFailure>,
+    /// The target's last error, e.g. why it started its copy over.
+    pub error: Option<String>,
 }
 
 /// A failed pull.
@@ -313,6 +315,19 @@ fn copy_or_catch_up(state: &MoveState, obs: &Observed, cancel: Option<&str>) -> 
             } else {
                 format!("retrying: {}", f.reason)
             }),
+            ..enter(state, Phase::Copying, now)
+        });
+    }
+    if state.phase == Phase::CatchingUp && !pull.copied {
+        // The target started its copy over on its own (the source's log no longer covered the
+        // offset it tails from, or the source lost its snapshot): say so, with an Event.
+        return Step::Persist(MoveState {
+            reason: Some(format!(
+                "re-copying: {}",
+                pull.error
+                    .as_deref()
+                    .unwrap_or("the target started its copy over")
+            )),
             ..enter(state, Phase::Copying, now)
         });
     }

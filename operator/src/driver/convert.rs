@@ -163,6 +163,7 @@ pub fn pull_view(status: &PullStatus, apply_rate: u64) -> PullView {
         },
         apply_rate,
         failed,
+        error: status.error.clone(),
     }
 }
 

@@ -35,6 +35,7 @@ fn pull(copied: bool, lag: u64, rate: u64) -> PullView {
         lag,
         apply_rate: rate,
         failed: None,
+        error: None,
     }
 }
 
@@ -425,4 +426,41 @@ fn cleanup_ends_the_targets_pull_first() {
         ..obs()
     };
     assert_ne!(next_step(&state(Phase::Copying), &copying), Step::EndPull);
+}
+
+#[test]
+fn a_copy_the_target_restarted_on_its_own_shows_as_copying_again_with_the_reason() {
+    let restarted = PullView {
+        error: Some("offset 42 is below the source's log retention; re-copy".into()),
+        ..pull(false, 0, 0)
+    };
+    let next = persisted(next_step(
+        &state(Phase::CatchingUp),
+        &Observed {
+            pull: Some(restarted),
+            ..obs()
+        },
+    ));
+    assert_eq!(next.phase, Phase::Copying);
+    assert!(
+        next.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("re-copying: offset 42")),
+        "{:?}",
+        next.reason
+    );
+    assert_eq!(
+        next.attempt,
+        state(Phase::CatchingUp).attempt,
+        "same attempt"
+    );
+    // Once copied again it catches up as before.
+    let again = persisted(next_step(
+        &next,
+        &Observed {
+            pull: Some(pull(true, 0, 0)),
+            ..obs()
+        },
+    ));
+    assert_eq!(again.phase, Phase::CatchingUp);
 }
