@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::command::{self, ConnState, Flow, PendingReply};
+use crate::command::{self, ConnState, Flow, Pipeline};
 use crate::node::Node;
 use crate::resp::{parse, reply};
 
@@ -40,7 +40,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(16 * 1024);
-    let mut pending: Vec<PendingReply> = Vec::new();
+    let mut pending = Pipeline::default();
     let mut parser = parse::RequestParser::default();
     loop {
         let n = stream.read(&mut chunk).await?;

@@ -20,6 +20,16 @@ use parse::Keyed;
 /// A reply that will be ready once a write is durable (pipelined writes share a group commit).
 pub type PendingReply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 
+/// A connection's pipelined writes awaiting their replies, and the gate that keeps them in
+/// order: once the writer refuses one of them (a fence or a placement change came between the
+/// route check and the write), it refuses every later one of this connection too, so none is
+/// applied before the refused one has been retried and answered.
+#[derive(Default)]
+pub struct Pipeline {
+    replies: Vec<PendingReply>,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+}
+
 pub struct ConnState {
     pub id: u64,
     pub authed: bool,
@@ -35,11 +45,19 @@ fn error(out: &mut Vec<u8>, msg: &str) {
     reply::error(out, msg);
 }
 
-/// Appends the replies of every pending write, in order.
-pub async fn flush(pending: &mut Vec<PendingReply>, out: &mut Vec<u8>) {
-    for p in pending.drain(..) {
+/// Appends the replies of every pending write, in order (a refused one is retried on the slow
+/// path before the next one is looked at). Nothing of this connection is queued afterwards, so
+/// the gate opens again.
+pub async fn flush(pending: &mut Pipeline, out: &mut Vec<u8>) {
+    if pending.replies.is_empty() {
+        return;
+    }
+    for p in pending.replies.drain(..) {
         out.extend_from_slice(&p.await);
     }
+    pending
+        .gate
+        .store(false, std::sync::atomic::Ordering::Release);
 }
 
 /// Handles one request. Local writes are submitted at once and their replies queued in
@@ -48,7 +66,7 @@ pub async fn handle(
     node: &Arc<Node>,
     conn: &mut ConnState,
     args: Vec<Vec<u8>>,
-    pending: &mut Vec<PendingReply>,
+    pending: &mut Pipeline,
     out: &mut Vec<u8>,
 ) -> Flow {
     let Some(first) = args.first() else {
@@ -102,7 +120,7 @@ async fn keyed_command(
     name: &str,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
-    pending: &mut Vec<PendingReply>,
+    pending: &mut Pipeline,
     out: &mut Vec<u8>,
 ) {
     let route = exec::route_keys(node, &keyed.keys());
@@ -116,9 +134,11 @@ async fn keyed_command(
     if route == Route::Local
         && let Keyed::Write(w) = keyed
     {
-        let rx = node.engine.submit(Op::Data(w));
+        let rx = node
+            .engine
+            .submit_ordered(Op::Data(w), pending.gate.clone());
         let node = node.clone();
-        pending.push(Box::pin(async move {
+        pending.replies.push(Box::pin(async move {
             match rx.await {
                 Ok(Outcome::Data(r)) => exec::encode_data(r),
                 // Not applied (fence or placement changed meanwhile): take the slow path.

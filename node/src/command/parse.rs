@@ -1,6 +1,6 @@
 //! Parses keyed commands into what they do, with Redis' syntax errors, before any routing.
 
-use crate::engine::ops::{DataCmd, SetCond, SetExpiry};
+use crate::engine::ops::{DataCmd, ExpireCond, SetCond, SetExpiry};
 use crate::engine::writer_parse_int as parse_int;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,13 +83,8 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
             Keyed::Write(DataCmd::IncrBy { key: a(1), delta })
         }
         "expire" | "pexpire" => {
-            if args.len() > 3 {
-                // NX/XX/GT/LT are not supported; refuse rather than ignore them.
-                return Err(format!(
-                    "ERR Unsupported option {}",
-                    String::from_utf8_lossy(&args[3])
-                ));
-            }
+            // Options are checked before the time, as Redis does.
+            let cond = parse_expire_options(&args[3..])?;
             let n = parse_int(&args[2]).ok_or(NOT_INT)?;
             let ms = if name == "expire" {
                 n.checked_mul(1000)
@@ -102,11 +97,13 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
             Keyed::Write(DataCmd::Expire {
                 key: a(1),
                 at: Some(at.max(0) as u64),
+                cond,
             })
         }
         "persist" => Keyed::Write(DataCmd::Expire {
             key: a(1),
             at: None,
+            cond: ExpireCond::default(),
         }),
         "mset" => {
             if args.len() % 2 != 1 {
@@ -120,6 +117,32 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
         }
         _ => return Ok(None),
     }))
+}
+
+/// EXPIRE/PEXPIRE options with Redis 7's errors.
+fn parse_expire_options(opts: &[Vec<u8>]) -> Result<ExpireCond, String> {
+    let mut c = ExpireCond::default();
+    for o in opts {
+        match o.to_ascii_lowercase().as_slice() {
+            b"nx" => c.nx = true,
+            b"xx" => c.xx = true,
+            b"gt" => c.gt = true,
+            b"lt" => c.lt = true,
+            _ => {
+                return Err(format!(
+                    "ERR Unsupported option {}",
+                    String::from_utf8_lossy(o)
+                ));
+            }
+        }
+    }
+    if c.nx && (c.xx || c.gt || c.lt) {
+        return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+    }
+    if c.gt && c.lt {
+        return Err("ERR GT and LT options at the same time are not compatible".into());
+    }
+    Ok(c)
 }
 
 fn parse_set(args: &[Vec<u8>], now_ms: u64) -> Result<DataCmd, String> {
@@ -214,6 +237,55 @@ mod tests {
             parse_keyed("set", &args("SET k v EX 1 PX 1"), 0).unwrap_err(),
             SYNTAX
         );
+    }
+
+    #[test]
+    fn expire_options() {
+        let cond = |s: &str| match parse_keyed("expire", &args(s), 0) {
+            Ok(Some(Keyed::Write(DataCmd::Expire { cond, .. }))) => Ok(cond),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(cond("EXPIRE k 10").unwrap(), ExpireCond::default());
+        let xx_gt = cond("EXPIRE k 10 xx GT").unwrap();
+        assert!(xx_gt.xx && xx_gt.gt && !xx_gt.nx && !xx_gt.lt);
+        assert!(
+            cond("EXPIRE k 10 NX XX")
+                .unwrap_err()
+                .starts_with("ERR NX and XX")
+        );
+        assert!(
+            cond("EXPIRE k 10 GT LT")
+                .unwrap_err()
+                .starts_with("ERR GT and LT")
+        );
+        assert_eq!(
+            cond("EXPIRE k 10 FOO").unwrap_err(),
+            "ERR Unsupported option FOO"
+        );
+        // Options are checked before the time.
+        assert_eq!(
+            cond("EXPIRE k x FOO").unwrap_err(),
+            "ERR Unsupported option FOO"
+        );
+    }
+
+    #[test]
+    fn expire_conditions_follow_redis() {
+        let c = |nx, xx, gt, lt| ExpireCond { nx, xx, gt, lt };
+        let none = None;
+        let at100 = Some(100);
+        assert!(c(true, false, false, false).allows(none, 50));
+        assert!(!c(true, false, false, false).allows(at100, 50));
+        assert!(!c(false, true, false, false).allows(none, 50));
+        assert!(c(false, true, false, false).allows(at100, 50));
+        // No expiry counts as infinite.
+        assert!(!c(false, false, true, false).allows(none, 50));
+        assert!(c(false, false, false, true).allows(none, 50));
+        assert!(c(false, false, true, false).allows(at100, 101));
+        assert!(!c(false, false, true, false).allows(at100, 100));
+        assert!(c(false, false, false, true).allows(at100, 99));
+        assert!(!c(false, false, false, true).allows(at100, 100));
     }
 
     #[test]

@@ -114,7 +114,28 @@ impl Engine {
         let (reply, rx) = oneshot::channel();
         // A send error means the writer is gone; the dropped `reply` makes `rx` fail, which the
         // caller reports.
-        let _ = self.tx.send(writer::Request { op, reply });
+        let _ = self.tx.send(writer::Request {
+            op,
+            reply,
+            gate: None,
+        });
+        rx
+    }
+
+    /// Like `submit`, for one connection's pipelined writes: once the writer refuses one of
+    /// them as not served here, it sets `gate` and refuses (does not apply) every later one
+    /// carrying it until the connection clears it, so they are applied in order on retry.
+    pub fn submit_ordered(
+        &self,
+        op: Op,
+        gate: Arc<std::sync::atomic::AtomicBool>,
+    ) -> oneshot::Receiver<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(writer::Request {
+            op,
+            reply,
+            gate: Some(gate),
+        });
         rx
     }
 

@@ -19,6 +19,30 @@ pub enum SetExpiry {
     Keep,
 }
 
+/// EXPIRE's NX/XX/GT/LT options (Redis 7): when to set the new expiry. A key without an expiry
+/// counts as expiring never (GT never applies to it, LT always does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpireCond {
+    /// Only if the key has no expiry.
+    pub nx: bool,
+    /// Only if the key has an expiry.
+    pub xx: bool,
+    /// Only if the new expiry is later than the current one.
+    pub gt: bool,
+    /// Only if the new expiry is earlier than the current one.
+    pub lt: bool,
+}
+
+impl ExpireCond {
+    /// Whether a new expiry `at` may replace `current` (None = no expiry).
+    pub fn allows(&self, current: Option<u64>, at: u64) -> bool {
+        !(self.nx && current.is_some()
+            || self.xx && current.is_none()
+            || self.gt && current.is_none_or(|c| at <= c)
+            || self.lt && current.is_some_and(|c| at >= c))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetCond {
     Always,
@@ -47,6 +71,7 @@ pub enum DataCmd {
     Expire {
         key: Vec<u8>,
         at: Option<u64>,
+        cond: ExpireCond,
     },
     MSet {
         pairs: Vec<(Vec<u8>, Vec<u8>)>,

@@ -282,3 +282,46 @@ async fn evaluation_sees_the_batch_being_committed() {
     assert_eq!(e.get(b"n").unwrap().unwrap().value, b"2000");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A connection's pipelined writes: once one is refused (its range got fenced after the
+/// connection routed it), the later ones are refused too instead of being applied first.
+#[tokio::test]
+async fn a_refused_write_holds_back_the_connection_s_later_writes() {
+    let d = dir("ordered");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(Op::Install {
+        installed: owns_everything(),
+        raw: b"{}".to_vec(),
+        degraded: None,
+    })
+    .await
+    .unwrap();
+    let h = keys::key_hash(b"a");
+    let fence = e.submit(Op::Fence {
+        migration_uid: "m".into(),
+        attempt: 1,
+        ranges: vec![HashRange { start: h, end: h }],
+    });
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a = e.submit_ordered(set("a", "1"), gate.clone());
+    let b = e.submit_ordered(set("b", "1"), gate.clone());
+    // Another connection's write is not held back.
+    let other = e.submit(set("c", "1"));
+    assert!(matches!(fence.await.unwrap(), Outcome::Fenced { .. }));
+    assert!(matches!(
+        a.await.unwrap(),
+        Outcome::NotServed(Route::Fenced { .. }, _)
+    ));
+    assert!(matches!(
+        b.await.unwrap(),
+        Outcome::NotServed(Route::Local, _)
+    ));
+    assert!(matches!(other.await.unwrap(), Outcome::Data(DataReply::Ok)));
+    assert!(e.get(b"b").unwrap().is_none());
+    assert!(e.get(b"c").unwrap().is_some());
+    // Once the connection has answered everything it reopens the gate.
+    gate.store(false, std::sync::atomic::Ordering::Release);
+    let b = e.submit_ordered(set("b", "2"), gate.clone());
+    assert!(matches!(b.await.unwrap(), Outcome::Data(DataReply::Ok)));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fjall::PersistMode;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +28,8 @@ use crate::routing::{Fence, Route, Routing};
 pub struct Request {
     pub op: Op,
     pub reply: oneshot::Sender<Outcome>,
+    /// Order gate of the connection that sent it (see `Engine::submit_ordered`).
+    pub gate: Option<Arc<AtomicBool>>,
 }
 
 type Overlay = HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
@@ -275,9 +277,26 @@ impl Writer {
         });
         // A batch may stay open while the previous one commits: keep its clock current.
         b.now = b.now.max(keys::now_ms());
-        let pending = match self.apply(req.op, b) {
-            Ok(p) => p,
-            Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
+        let pending = match (req.op, &req.gate) {
+            // An earlier write of this connection was refused: refuse this one too, unapplied.
+            (Op::Data(cmd), Some(gate)) if gate.load(Ordering::Acquire) => {
+                let mut route = Route::Local;
+                cmd.all_keys(|k| {
+                    route = self.routing.route(keys::key_hash(k));
+                    false
+                });
+                Pending::Now(Outcome::NotServed(route, cmd))
+            }
+            (op, gate) => {
+                let p = match self.apply(op, b) {
+                    Ok(p) => p,
+                    Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
+                };
+                if let (Pending::Now(Outcome::NotServed(..)), Some(gate)) = (&p, gate) {
+                    gate.store(true, Ordering::Release);
+                }
+                p
+            }
         };
         b.answers.push((req.reply, pending));
     }
@@ -675,10 +694,13 @@ impl Writer {
                     }
                 }
             }
-            DataCmd::Expire { key, at } => {
+            DataCmd::Expire { key, at, cond } => {
                 let skey = keys::storage_key(&key);
                 match self.current(&skey, b)? {
                     None => DataReply::Int(0),
+                    Some(s) if at.is_some_and(|at| !cond.allows(s.expires_at, at)) => {
+                        DataReply::Int(0)
+                    }
                     Some(s) => match at {
                         None if s.expires_at.is_none() => DataReply::Int(0),
                         Some(at) if at <= b.now => {
