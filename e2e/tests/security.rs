@@ -593,6 +593,8 @@ async fn operator_with_chart_rbac_per_cluster_tokens_auth_and_no_leaks() {
         &addr0,
         &[
             &["GET", "k"],
+            // A forwarded command is no way around AUTH either.
+            &["RSFWD", "uid", "99", "alpha-1", "SET", "k", "v"],
             &["AUTH", "wrong"],
             &["GET", "k"],
             &["AUTH", &password],
@@ -601,10 +603,11 @@ async fn operator_with_chart_rbac_per_cluster_tokens_auth_and_no_leaks() {
     )
     .await;
     assert_eq!(got[0], "-NOAUTH Authentication required.");
-    assert!(got[1].starts_with("-WRONGPASS"), "{}", got[1]);
-    assert_eq!(got[2], "-NOAUTH Authentication required.");
-    assert_eq!(got[3], "+OK");
-    assert_eq!(got[4], "+PONG");
+    assert_eq!(got[1], "-NOAUTH Authentication required.");
+    assert!(got[2].starts_with("-WRONGPASS"), "{}", got[2]);
+    assert_eq!(got[3], "-NOAUTH Authentication required.");
+    assert_eq!(got[4], "+OK");
+    assert_eq!(got[5], "+PONG");
     assert_eq!(
         resp(&format!("{beta_ip}:6379"), &[&["PING"]]).await,
         ["+PONG"]
@@ -654,6 +657,14 @@ async fn operator_with_chart_rbac_per_cluster_tokens_auth_and_no_leaks() {
     );
     for c in pod_spec["containers"].as_array().unwrap() {
         assert_container_locked_down(c);
+    }
+    for v in pod_spec["volumes"].as_array().unwrap() {
+        if let Some(secret) = v.get("secret") {
+            assert_eq!(
+                secret["defaultMode"], 0o400,
+                "Secret volume readable by owner only: {v}"
+            );
+        }
     }
 
     // No token or password anywhere they should not be. Moves make the nodes call each other
