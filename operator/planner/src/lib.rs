@@ -8,6 +8,7 @@ pub mod eta;
 pub mod membership;
 pub mod moves;
 pub mod phase;
+pub mod room;
 
 pub use approval::plan_hash;
 pub use moves::{MoveSpec, MoveView, Plan, Policy, plan};

@@ -155,6 +155,10 @@ pub struct Observed {
     /// and a pull that lingers (tailing a source that is gone, or a log with no more records
     /// for its ranges) would block later drops of those ranges on the target.
     pub target_pulling: bool,
+    /// Whether the target has room for the move's estimated bytes (checked before Copying).
+    pub room: crate::room::RoomCheck,
+    /// The target's name, for reasons.
+    pub target: String,
 }
 
 /// One thing for the driver to do.
@@ -245,6 +249,9 @@ pub fn next_step(state: &MoveState, obs: &Observed) -> Step {
             }
             if !obs.source_ready {
                 return wait("source pod is not ready", 2000);
+            }
+            if let Some(why) = obs.room.reason(&obs.target) {
+                return wait(why, 10_000);
             }
             let attempt = state.attempt.max(1);
             Step::Persist(MoveState {

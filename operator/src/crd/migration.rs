@@ -175,6 +175,11 @@ pub struct MigrationProgress {
     #[serde(default)]
     #[schemars(range(min = 0, max = 100))]
     pub percent: i32,
+    /// Bytes the copy is estimated to carry (the source's stored bytes times the share of its
+    /// ranges that move; decimal u64), measured before Copying for the room check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "u64_string_schema")]
+    pub estimated_bytes: Option<String>,
 }
 
 fn zero() -> String {

@@ -7,7 +7,9 @@ use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use ringshift_node_api::{Caller, DropRequest, ErrorReason, PullPhase, StartPull};
+use ringshift_planner::eta::{catch_up_eta_seconds, eta_seconds, format_eta, percent};
 use ringshift_planner::phase::{Observed, after_abort, after_drop, next_step};
+use ringshift_planner::room::{RoomCheck, RoomPolicy, check_room};
 use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
 use super::convert::{
@@ -21,6 +23,9 @@ use super::metrics::PhaseTimeLabels;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{set_record, update};
 use super::{DriverCtx, Error, sync_nodes};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::conditions::{DesiredCondition, Status, find, set_condition};
 use crate::crd::{CutoverState, MigrationProgress, ShardMigration, ShardPlacement};
 
 /// Annotation that cancels a move before its commit.
@@ -261,6 +266,68 @@ pub async fn drive(
 struct Observation {
     observed: Observed,
     pull: Option<ringshift_node_api::PullStatus>,
+    /// Bytes the move is estimated to carry (measured before Copying).
+    estimate: Option<u64>,
+    /// Time left in Copying or CatchingUp, e.g. `42s`.
+    eta: Option<String>,
+}
+
+/// Type of the ShardMigration condition that reports the pre-flight room check.
+pub const ROOM_CONDITION: &str = "TargetHasRoom";
+
+/// The room check of a move that is about to copy (only asked when it may start).
+async fn check_target_room(nodes: &Nodes, mig: &ShardMigration) -> (Option<u64>, RoomCheck) {
+    let (Some(source), Some(target)) = (
+        nodes.client(&mig.spec.source),
+        nodes.client(&mig.spec.target),
+    ) else {
+        return (None, RoomCheck::Unknown);
+    };
+    let Ok(ranges) = ranges_of(&mig.spec.ranges) else {
+        return (None, RoomCheck::Unknown);
+    };
+    let moving: Vec<_> = ranges.iter().copied().collect();
+    let (estimate, room) = futures::join!(
+        super::room::estimate_of(&source, &moving),
+        super::room::room_of(&target)
+    );
+    (estimate, check_room(estimate, room, &RoomPolicy::default()))
+}
+
+/// ETA of a move in Copying (from the copy rate and the estimate) or CatchingUp (from the rate
+/// at which the lag shrinks), measured across rounds.
+fn eta_of(
+    dctx: &DriverCtx,
+    d: &Driven,
+    pull: &ringshift_node_api::PullStatus,
+    lag_threshold: u64,
+    now: u64,
+) -> Option<u64> {
+    let uid = uid_of(&d.obj);
+    match d.state.phase {
+        Phase::Copying => {
+            let rate = dctx.meter(&uid, "bytes", pull.bytes_copied, now)?;
+            let estimate = estimate_in_status(&d.obj)?;
+            (rate >= 1.0).then(|| eta_seconds(pull.bytes_copied, estimate, rate as u64))?
+        }
+        Phase::CatchingUp => {
+            let lag = pull.lag?;
+            let rate = dctx.meter(&uid, "lag", lag, now).unwrap_or(0.0);
+            catch_up_eta_seconds(lag, lag_threshold, -rate)
+        }
+        _ => None,
+    }
+}
+
+fn estimate_in_status(m: &ShardMigration) -> Option<u64> {
+    m.status
+        .as_ref()?
+        .progress
+        .as_ref()?
+        .estimated_bytes
+        .as_deref()?
+        .parse()
+        .ok()
 }
 
 async fn observe(
@@ -299,12 +366,26 @@ async fn observe(
         .as_ref()
         .filter(|s| s.phase != ringshift_node_api::PullPhase::Cancelled)
         .map(|s| pull_view(s, dctx.apply_rate(&uid, s)));
+    let now = now_ms();
+    let (estimate, room) = if d.state.phase == Phase::Pending
+        && plan.may_start.contains(&d.obj.name_any())
+        && env.ready(&d.obj.spec.source)
+        && env.ready(&d.obj.spec.target)
+    {
+        check_target_room(nodes, &d.obj).await
+    } else {
+        (None, RoomCheck::Unknown)
+    };
+    let eta = pull
+        .as_ref()
+        .and_then(|p| eta_of(dctx, d, p, env.limits.phase.lag_threshold, now))
+        .map(format_eta);
     let committed_epoch = d.state.committed_epoch.unwrap_or(u64::MAX);
     let all_acked_commit =
         !env.members.is_empty() && env.members.keys().all(|m| env.acked(m) >= committed_epoch);
     Observation {
         observed: Observed {
-            now_ms: now_ms(),
+            now_ms: now,
             policy: env.limits.phase.clone(),
             cancel_requested: cancel_requested(&d.obj),
             paused: env.limits.paused,
@@ -322,28 +403,97 @@ async fn observe(
                     .and_then(|p| p.members().ok())
                     .is_some_and(|ms| !ms.contains(&d.obj.spec.source)),
             target_pulling,
+            room,
+            target: d.obj.spec.target.clone(),
         },
         pull,
+        estimate,
+        eta,
     }
 }
 
-fn progress_of(s: &ringshift_node_api::PullStatus, copied: bool) -> MigrationProgress {
+fn progress_of(
+    s: &ringshift_node_api::PullStatus,
+    copied: bool,
+    estimate: Option<u64>,
+) -> MigrationProgress {
+    let done = match (copied, estimate) {
+        (true, _) => 100,
+        // Never 100 before the copy says so: the estimate is only an estimate.
+        (false, Some(e)) => i32::from(percent(s.bytes_copied, e)).min(99),
+        (false, None) => 0,
+    };
     MigrationProgress {
         keys: s.keys_copied.to_string(),
         bytes: s.bytes_copied.to_string(),
-        percent: if copied { 100 } else { 0 },
+        percent: done,
+        estimated_bytes: estimate.map(|e| e.to_string()),
     }
 }
 
 /// Fills the status fields that come from observation (not from the phase machine).
 fn fill_observed(status: &mut crate::crd::ShardMigrationStatus, obs: &Observation) {
+    let estimate = obs.estimate.or_else(|| {
+        status
+            .progress
+            .as_ref()
+            .and_then(|p| p.estimated_bytes.as_deref())
+            .and_then(|e| e.parse().ok())
+    });
     if let Some(s) = &obs.pull {
         let copied = obs.observed.pull.as_ref().is_some_and(|v| v.copied);
-        status.progress = Some(progress_of(s, copied));
+        status.progress = Some(progress_of(s, copied, estimate));
         status.lag = s.lag.map(|l| l.to_string());
         if let Some(o) = &s.snapshot_offset {
             status.snapshot_offset = Some(offset_text(o));
         }
+    } else if let Some(e) = obs.estimate {
+        let p = status.progress.get_or_insert_with(|| MigrationProgress {
+            keys: "0".into(),
+            bytes: "0".into(),
+            percent: 0,
+            estimated_bytes: None,
+        });
+        p.estimated_bytes = Some(e.to_string());
+    }
+    status.eta = obs.eta.clone();
+    let room = match &obs.observed.room {
+        RoomCheck::Fits => Some((
+            Status::True,
+            "Fits",
+            "the target has room for the estimated bytes".to_string(),
+        )),
+        check @ RoomCheck::TooSmall { .. } => Some((
+            Status::False,
+            "InsufficientSpace",
+            check.reason(&obs.observed.target).unwrap_or_default(),
+        )),
+        RoomCheck::Unknown => None,
+    };
+    if let Some((st, reason, message)) = room {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        set_condition(
+            &mut status.conditions,
+            &DesiredCondition::new(ROOM_CONDITION, st, reason, message),
+            status.observed_generation,
+            &now,
+        );
+    }
+}
+
+/// The message of the room condition when it just turned False (a Warning Event is due).
+fn room_turned_false(
+    before: &crate::crd::ShardMigrationStatus,
+    after: &crate::crd::ShardMigrationStatus,
+) -> Option<String> {
+    let is_false = |s: &crate::crd::ShardMigrationStatus| {
+        find(&s.conditions, ROOM_CONDITION)
+            .filter(|c| c.status == "False")
+            .map(|c| c.message.clone())
+    };
+    match (is_false(before), is_false(after)) {
+        (None, Some(m)) => Some(m),
+        _ => None,
     }
 }
 
@@ -439,7 +589,7 @@ async fn persist(
 
 /// Updates progress and the waiting reason when they changed (no phase change).
 async fn note_progress(
-    _dctx: &DriverCtx,
+    dctx: &DriverCtx,
     env: &Env,
     d: &mut Driven,
     obs: &Observation,
@@ -454,8 +604,27 @@ async fn note_progress(
     if status == before {
         return Ok(());
     }
+    let full = room_turned_false(&before, &status);
     d.obj.status = Some(status);
-    write(env, d).await
+    write(env, d).await?;
+    if let Some(note) = full {
+        tracing::warn!(cluster = %env.name, migration = %d.obj.name_any(), target = %d.obj.spec.target, %note, "move waits for room on its target");
+        let _ = dctx
+            .base
+            .recorder
+            .publish(
+                &Event {
+                    type_: EventType::Warning,
+                    reason: "InsufficientSpace".into(),
+                    note: Some(note),
+                    action: "Migrate".into(),
+                    secondary: None,
+                },
+                &d.obj.object_ref(&()),
+            )
+            .await;
+    }
+    Ok(())
 }
 
 async fn after_cutover(

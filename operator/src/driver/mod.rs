@@ -15,6 +15,7 @@ pub mod failpoints;
 pub mod metrics;
 mod nodes;
 mod placement_io;
+mod room;
 #[cfg(test)]
 mod stale_leader_tests;
 
@@ -105,6 +106,8 @@ pub struct DriverCtx {
     pub http: reqwest::Client,
     rates: drive::RateMeter,
     pushed: nodes::PushedEndpoints,
+    /// Copy and catch-up progress meters for the ETA, by (migration UID, what).
+    meters: std::sync::Mutex<BTreeMap<(String, &'static str), ringshift_planner::eta::RateMeter>>,
 }
 
 impl DriverCtx {
@@ -118,7 +121,16 @@ impl DriverCtx {
             http,
             rates: drive::RateMeter::new(),
             pushed: nodes::PushedEndpoints::default(),
+            meters: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Feeds `value` to the meter `what` of migration `uid`; its smoothed rate per second.
+    fn meter(&self, uid: &str, what: &'static str, value: u64, now_ms: u64) -> Option<f64> {
+        let mut m = self.meters.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((uid.to_string(), what))
+            .or_default()
+            .observe(value, now_ms)
     }
 
     fn apply_rate(&self, uid: &str, s: &ringshift_node_api::PullStatus) -> u64 {

@@ -15,6 +15,8 @@ fn obs() -> Observed {
         all_acked_commit: false,
         source_gone: false,
         target_pulling: false,
+        room: crate::room::RoomCheck::Unknown,
+        target: "demo-2".into(),
     }
 }
 
@@ -463,4 +465,30 @@ fn a_copy_the_target_restarted_on_its_own_shows_as_copying_again_with_the_reason
         },
     ));
     assert_eq!(again.phase, Phase::CatchingUp);
+}
+
+#[test]
+fn a_target_without_room_waits_before_copying() {
+    use crate::room::RoomCheck;
+    let s = MoveState::default();
+    let full = Observed {
+        room: RoomCheck::TooSmall {
+            need_bytes: 3 << 30,
+            free_bytes: 1 << 30,
+        },
+        ..obs()
+    };
+    match next_step(&s, &full) {
+        Step::Wait { reason, .. } => {
+            assert!(
+                reason.contains("demo-2") && reason.contains("1.0 GiB"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    for room in [RoomCheck::Fits, RoomCheck::Unknown] {
+        let o = Observed { room, ..obs() };
+        assert_eq!(persisted(next_step(&s, &o)).phase, Phase::Copying);
+    }
 }
