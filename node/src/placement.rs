@@ -66,6 +66,49 @@ pub fn plan_install(
     incarnation: &str,
     body: &PlacementInstall,
 ) -> Result<(Installed, Option<String>), Refusal> {
+    // Cheap refusals first: resolving a large placement takes seconds.
+    let (uid, epoch) = (body.placement.cluster_uid(), body.placement.epoch());
+    if let Some(expected) = configured_uid
+        && expected != uid
+    {
+        return Err(refuse(
+            ErrorReason::OtherCluster,
+            format!(
+                "placement of cluster {uid} refused: this node was started for cluster {expected}"
+            ),
+        ));
+    }
+    if let Some(cur) = &routing.placement {
+        if cur.cluster_uid != uid {
+            return Err(refuse(
+                ErrorReason::OtherCluster,
+                format!(
+                    "placement of cluster {uid} refused: this node belongs to cluster {}",
+                    cur.cluster_uid
+                ),
+            ));
+        }
+        if epoch < cur.epoch {
+            return Err(refuse(
+                ErrorReason::StaleEpoch,
+                format!(
+                    "placement epoch {epoch} is lower than the installed epoch {}",
+                    cur.epoch
+                ),
+            ));
+        }
+        if epoch == cur.epoch
+            && serde_json::to_string(&body.placement).ok().as_ref() != Some(&cur.placement_json)
+        {
+            return Err(refuse(
+                ErrorReason::Conflict,
+                format!(
+                    "a different placement is already installed at epoch {}",
+                    cur.epoch
+                ),
+            ));
+        }
+    }
     if let Some(expected) = body.owners_digest {
         let mine = body.placement.current().map(|c| c.digest()).map_err(|e| {
             refuse(
@@ -88,46 +131,6 @@ pub fn plan_install(
         }
     }
     let installed = to_installed(body).map_err(|m| refuse(ErrorReason::BadRequest, m))?;
-    if let Some(uid) = configured_uid
-        && uid != installed.cluster_uid
-    {
-        return Err(refuse(
-            ErrorReason::OtherCluster,
-            format!(
-                "placement of cluster {} refused: this node was started for cluster {uid}",
-                installed.cluster_uid
-            ),
-        ));
-    }
-    if let Some(cur) = &routing.placement {
-        if cur.cluster_uid != installed.cluster_uid {
-            return Err(refuse(
-                ErrorReason::OtherCluster,
-                format!(
-                    "placement of cluster {} refused: this node belongs to cluster {}",
-                    installed.cluster_uid, cur.cluster_uid
-                ),
-            ));
-        }
-        if installed.epoch < cur.epoch {
-            return Err(refuse(
-                ErrorReason::StaleEpoch,
-                format!(
-                    "placement epoch {} is lower than the installed epoch {}",
-                    installed.epoch, cur.epoch
-                ),
-            ));
-        }
-        if installed.epoch == cur.epoch && installed.placement_json != cur.placement_json {
-            return Err(refuse(
-                ErrorReason::Conflict,
-                format!(
-                    "a different placement is already installed at epoch {}",
-                    cur.epoch
-                ),
-            ));
-        }
-    }
     let owns = !installed.owners.ranges_of(&routing.me).is_empty();
     let degraded = match body.incarnations.get(&routing.me) {
         Some(seen) if seen != incarnation && owns => Some(format!(
@@ -146,12 +149,17 @@ pub async fn install(
     body: &PlacementInstall,
 ) -> Result<Option<String>, Refusal> {
     let routing = node.engine.routing();
-    let (installed, degraded) = plan_install(
-        &routing,
-        node.cfg.cluster_uid.as_deref(),
-        &node.engine.incarnation,
-        body,
-    )?;
+    let (uid, incarnation, copy) = (
+        node.cfg.cluster_uid.clone(),
+        node.engine.incarnation.clone(),
+        body.clone(),
+    );
+    // Off the async workers: a large ring takes seconds to resolve.
+    let (installed, degraded) = tokio::task::spawn_blocking(move || {
+        plan_install(&routing, uid.as_deref(), &incarnation, &copy)
+    })
+    .await
+    .map_err(|e| refuse(ErrorReason::Internal, e.to_string()))??;
     let raw = serde_json::to_vec(body).map_err(|e| refuse(ErrorReason::Internal, e.to_string()))?;
     let epoch = installed.epoch;
     let outcome = node

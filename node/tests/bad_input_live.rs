@@ -277,6 +277,29 @@ async fn admin_port_refuses_bad_bodies_clearly_and_keeps_serving() {
         .unwrap();
     let dir = corpus("admin");
     let index = std::fs::read_to_string(dir.join("cases.tsv")).unwrap();
+    // Semantically wrong placements are refused with a reason, not installed (checked first,
+    // while no placement is installed, so the epoch checks do not answer before them).
+    for (file, want) in [
+        ("placement.ok.vnodes-zero.json", "vnodes"),
+        ("placement.ok.unknown-algorithm.json", "algorithm"),
+    ] {
+        let body = std::fs::read(dir.join(file)).unwrap();
+        let (status, answer) = http(
+            &client,
+            "PUT",
+            &format!("{base}/v1/placement"),
+            Some(TOKEN),
+            body,
+        )
+        .await;
+        let err: ApiError = serde_json::from_slice(&answer).unwrap();
+        assert!(
+            (400..500).contains(&status) && err.error.contains(want),
+            "{file}: {status} {}",
+            err.error
+        );
+    }
+
     let mut bodies = Vec::new();
     for line in index
         .lines()
@@ -316,28 +339,6 @@ async fn admin_port_refuses_bad_bodies_clearly_and_keeps_serving() {
             }
         }
         bodies.push(body);
-    }
-
-    // Semantically wrong placements are refused with a reason, not installed.
-    for (file, want) in [
-        ("placement.ok.vnodes-zero.json", "vnodes"),
-        ("placement.ok.unknown-algorithm.json", "algorithm"),
-    ] {
-        let body = std::fs::read(dir.join(file)).unwrap();
-        let (status, answer) = http(
-            &client,
-            "PUT",
-            &format!("{base}/v1/placement"),
-            Some(TOKEN),
-            body,
-        )
-        .await;
-        let err: ApiError = serde_json::from_slice(&answer).unwrap();
-        assert!(
-            (400..500).contains(&status) && err.error.contains(want),
-            "{file}: {status} {}",
-            err.error
-        );
     }
 
     // Generated: corpus bodies with random byte edits, to random endpoints.
