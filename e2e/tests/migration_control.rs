@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use ringshift_e2e::support::phases::wait_move_phase;
 use ringshift_e2e::support::{
-    self, CheckedLoad, LoadShape, OperatorProcess, TestNamespace, apply_cluster, condition,
-    install_crds, pod_ip, preload, ringshift_api, scale, wait_balanced, wait_ready, wait_until,
+    self, CheckedLoad, LoadShape, OperatorProcess, TestNamespace, condition, create_cluster,
+    install_crds, pod_ip, preload, ringshift_api, scale, wait_balanced, wait_until,
 };
 use ringshift_node_api::client::AdminClient;
 use ringshift_node_api::{ChecksumRequest, HashRange};
@@ -60,28 +60,20 @@ async fn pause_cancel_and_history_limit() {
         .await
         .expect("namespace");
     let op = OperatorProcess::start(&ns.name, "op-0", Duration::from_secs(6)).expect("operator");
-    apply_cluster(
-        &ns.client,
-        &ns.name,
-        NAME,
-        json!({
-            "replicas": 3,
-            "vnodes": 16,
-            "migration": {
-                "sourceRetention": "1s",
-                "writePauseBudget": "1s",
-                "maxConcurrentMoves": 1,
-                "bandwidthBytesPerSecond": "262144",
-                "historyLimit": 2,
-                "paused": true,
-            },
-        }),
-    )
-    .await
-    .expect("ShardCluster");
-    let settled = wait_ready(&ns.client, &ns.name, NAME, TIMEOUT).await;
-    if let Err(e) = settled.and(wait_balanced(&ns.client, &ns.name, NAME, TIMEOUT).await) {
-        panic!("{e}\noperator log:\n{}", op.log_tail(40));
+    let spec = json!({
+        "replicas": 3,
+        "vnodes": 16,
+        "migration": {
+            "sourceRetention": "1s",
+            "writePauseBudget": "1s",
+            "maxConcurrentMoves": 1,
+            "bandwidthBytesPerSecond": "262144",
+            "historyLimit": 2,
+            "paused": true,
+        },
+    });
+    if let Err(e) = create_cluster(&ns.client, &ns.name, NAME, spec, &op, TIMEOUT).await {
+        panic!("{e}");
     }
     preload(&ns, NAME, "bulk", 20_000, 200)
         .await

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use ringshift_e2e::support::phases::{MoveSeen, wait_cutover_started, wait_move_phase};
-use ringshift_e2e::support::report::{ScenarioLine, record};
+use ringshift_e2e::support::report::conclude;
 use ringshift_e2e::support::{
     self, CheckedLoad, LoadShape, OperatorProcess, SplitBrainWatch, TestEnv, TestNamespace,
-    apply_cluster, faults, install_crds, preload, scale, wait_balanced, wait_ready,
+    create_cluster, faults, install_crds, preload, scale, wait_balanced,
 };
 use serde_json::json;
 
@@ -55,30 +55,19 @@ impl Fixture {
             &[("RINGSHIFT_FAILPOINTS", failpoints)],
         )
         .expect("operator");
-        apply_cluster(
-            &ns.client,
-            &ns.name,
-            CLUSTER,
-            json!({
-                "replicas": 3,
-                "vnodes": 16,
-                "migration": {
-                    "sourceRetention": "1s",
-                    "writePauseBudget": "1s",
-                    "maxConcurrentMoves": 1,
-                    // A move of the preloaded data takes seconds, long enough to be hit.
-                    "bandwidthBytesPerSecond": "1048576",
-                },
-            }),
-        )
-        .await
-        .expect("ShardCluster");
-        let ready = wait_ready(&ns.client, &ns.name, CLUSTER, SETTLE).await;
-        if let Err(e) = ready.and(wait_balanced(&ns.client, &ns.name, CLUSTER, SETTLE).await) {
-            panic!(
-                "the initial cluster: {e}\noperator log:\n{}",
-                op.log_tail(60)
-            );
+        let spec = json!({
+            "replicas": 3,
+            "vnodes": 16,
+            "migration": {
+                "sourceRetention": "1s",
+                "writePauseBudget": "1s",
+                "maxConcurrentMoves": 1,
+                // A move of the preloaded data takes seconds, long enough to be hit.
+                "bandwidthBytesPerSecond": "1048576",
+            },
+        });
+        if let Err(e) = create_cluster(&ns.client, &ns.name, CLUSTER, spec, &op, SETTLE).await {
+            panic!("the initial cluster: {e}");
         }
         preload(&ns, CLUSTER, "bulk", 20_000, 200)
             .await
@@ -133,6 +122,14 @@ impl Fixture {
         }
     }
 
+    /// The move whose cutover just started (recorded as Committing, about to fence).
+    async fn wait_cutover(&self) -> MoveSeen {
+        match wait_cutover_started(&self.ns.client, &self.ns.name, CLUSTER, SEE_PHASE).await {
+            Ok(m) => m,
+            Err(e) => panic!("{e}\noperator log:\n{}", self.op.log_tail(40)),
+        }
+    }
+
     fn signal_pod(&self, pod: &str, sig: Signal) {
         if let Err(e) = faults::signal_pod(&self.env, &self.ns.name, pod, "node", sig) {
             panic!("{e}");
@@ -157,40 +154,8 @@ impl Fixture {
             started,
             ..
         } = self;
-        let report = load.finish().await;
-        let evidence = owners.finish().await;
-        let overlaps = evidence.overlaps();
-        let line = ScenarioLine::new(
-            scenario,
-            faults,
-            &report,
-            overlaps.len(),
-            started.elapsed().as_secs(),
-        );
-        record(&line);
-        assert!(
-            evidence.windows() > 0,
-            "the nodes reported no accepted writes"
-        );
-        let shown: Vec<String> = overlaps.iter().take(5).map(|o| o.to_string()).collect();
-        assert!(
-            overlaps.is_empty(),
-            "{scenario}: two owners accepted writes: {shown:#?}"
-        );
-        assert!(
-            report.stats.writes_acked > 200,
-            "load ran: {:?}",
-            report.stats
-        );
-        assert_eq!(report.keys_unverifiable, 0, "{report:?}");
-        assert!(
-            report.is_clean(),
-            "{scenario}: {} lost, {} stale: {:?}\noperator log:\n{}",
-            report.lost_writes,
-            report.stale_reads,
-            report.violations,
-            op.log_tail(40)
-        );
+        let done = conclude(scenario, faults, load, owners, started).await;
+        done.assert_clean(scenario, &format!("operator log:\n{}", op.log_tail(40)));
         drop(op);
         ns.cleanup().await;
     }
@@ -274,10 +239,7 @@ async fn source_node_killed_after_fence() {
         return;
     };
     f.scale(4).await;
-    let m = match wait_cutover_started(&f.ns.client, &f.ns.name, CLUSTER, SEE_PHASE).await {
-        Ok(m) => m,
-        Err(e) => panic!("{e}\noperator log:\n{}", f.op.log_tail(40)),
-    };
+    let m = f.wait_cutover().await;
     // The fence is taken a few milliseconds after the record; the operator then holds 1.5 s.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
@@ -346,10 +308,7 @@ async fn node_stopped_past_write_pause_budget() {
         return;
     };
     f.scale(4).await;
-    let m = match wait_cutover_started(&f.ns.client, &f.ns.name, CLUSTER, SEE_PHASE).await {
-        Ok(m) => m,
-        Err(e) => panic!("{e}\noperator log:\n{}", f.op.log_tail(40)),
-    };
+    let m = f.wait_cutover().await;
     f.signal_pod(&m.target, Signal::SIGSTOP);
     tokio::time::sleep(Duration::from_secs(3)).await;
     f.signal_pod(&m.target, Signal::SIGCONT);

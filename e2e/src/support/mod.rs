@@ -42,8 +42,8 @@ pub use kubectl::{kubectl, repo_root};
 pub use load::{CheckedLoad, LoadShape, preload, scale};
 pub use namespace::TestNamespace;
 pub use operator::{
-    OperatorProcess, apply_cluster, bin_dir, condition, follow_pods, install_crds, ringshift_api,
-    wait_balanced, wait_ready,
+    OperatorProcess, apply_cluster, bin_dir, condition, create_cluster, follow_pods, install_crds,
+    ringshift_api, wait_balanced, wait_ready,
 };
 pub use ownership::{OwnershipMonitor, OwnershipReport};
 pub use pods::{

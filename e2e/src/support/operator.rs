@@ -355,3 +355,24 @@ pub async fn wait_ready(
     .await?;
     Ok(())
 }
+
+/// Applies a ShardCluster and waits until it is Ready and Balanced; on failure the error carries
+/// the tail of `op`'s log.
+pub async fn create_cluster(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    spec: Value,
+    op: &OperatorProcess,
+    timeout: Duration,
+) -> Result<u64, SupportError> {
+    let with_log =
+        |e: SupportError| SupportError::Other(format!("{e}\noperator log:\n{}", op.log_tail(40)));
+    apply_cluster(client, namespace, name, spec).await?;
+    wait_ready(client, namespace, name, timeout)
+        .await
+        .map_err(with_log)?;
+    wait_balanced(client, namespace, name, timeout)
+        .await
+        .map_err(with_log)
+}

@@ -131,3 +131,71 @@ mod tests {
         assert!(t.contains("| 2 |") && t.ends_with("| FAIL |\n"), "{t}");
     }
 }
+
+/// Ends a checked run: stops the load (every key read back) and the split-brain watch, records
+/// the scenario line and returns it with the load's report and any overlaps, for the caller
+/// to assert on.
+pub async fn conclude(
+    scenario: &str,
+    faults: &str,
+    load: super::CheckedLoad,
+    owners: super::SplitBrainWatch,
+    started: std::time::Instant,
+) -> Concluded {
+    let report = load.finish().await;
+    let evidence = owners.finish().await;
+    let overlaps: Vec<String> = evidence.overlaps().iter().map(|o| o.to_string()).collect();
+    let line = ScenarioLine::new(
+        scenario,
+        faults,
+        &report,
+        overlaps.len(),
+        started.elapsed().as_secs(),
+    );
+    record(&line);
+    Concluded {
+        report,
+        windows: evidence.windows(),
+        overlaps,
+    }
+}
+
+/// What [`conclude`] found.
+#[derive(Debug)]
+pub struct Concluded {
+    pub report: Report,
+    /// Accepted-write windows the nodes reported (0 means no evidence was gathered).
+    pub windows: usize,
+    /// Overlapping windows the epochs do not explain, described.
+    pub overlaps: Vec<String>,
+}
+
+impl Concluded {
+    /// Panics with the details unless nothing was lost, nothing read stale and no two owners
+    /// accepted writes at once; `context` is appended (e.g. the operator's log tail).
+    pub fn assert_clean(&self, scenario: &str, context: &str) {
+        let r = &self.report;
+        assert!(
+            r.stats.writes_acked > 200,
+            "{scenario}: load ran: {:?}",
+            r.stats
+        );
+        assert_eq!(r.keys_unverifiable, 0, "{scenario}: {r:?}");
+        assert!(
+            r.is_clean(),
+            "{scenario}: {} lost, {} stale: {:?}\n{context}",
+            r.lost_writes,
+            r.stale_reads,
+            r.violations
+        );
+        assert!(
+            self.windows > 0,
+            "{scenario}: the nodes reported no accepted writes"
+        );
+        assert!(
+            self.overlaps.is_empty(),
+            "{scenario}: two owners accepted writes: {:#?}",
+            &self.overlaps[..self.overlaps.len().min(5)]
+        );
+    }
+}
