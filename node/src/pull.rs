@@ -387,6 +387,17 @@ impl Puller {
         }
     }
 
+    async fn clear_in_chunks(&mut self, rs: &[HashRange]) -> Result<(), Stop> {
+        if *self.cancelled.borrow() {
+            return Err(Stop::Cancelled);
+        }
+        match self.node.engine.clear_in_chunks(rs).await {
+            Ok(()) => Ok(()),
+            Err(crate::engine::ClearError::Owned(m)) => Err(Stop::Owned(m)),
+            Err(crate::engine::ClearError::Failed(m)) => Err(Stop::Retry(m)),
+        }
+    }
+
     /// Clear the ranges, then open the source snapshot; both recorded before copying.
     async fn begin(&mut self) -> Result<(), Stop> {
         self.rec.status.keys_copied = 0;
@@ -404,6 +415,8 @@ impl Puller {
                 "this node owns the ranges; refusing to clear them".into(),
             ));
         }
+        self.clear_in_chunks(&self.rec.status.ranges.clone())
+            .await?;
         self.write(Op::Clear {
             ranges: self.rec.status.ranges.clone(),
             meta,
@@ -618,6 +631,17 @@ impl Puller {
                 incarnation: applied.incarnation,
                 sequence: batch.watermark,
             });
+            // A pulled range clear removes the bulk of its keys in bounded batches first.
+            let clears: Vec<HashRange> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    LogOp::ClearRange { range } => Some(*range),
+                    _ => None,
+                })
+                .collect();
+            if !clears.is_empty() {
+                self.clear_in_chunks(&clears).await?;
+            }
             let meta = vec![record_meta(&self.rec)];
             self.write(Op::Apply {
                 ops,

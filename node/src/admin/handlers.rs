@@ -230,6 +230,13 @@ pub async fn drop_ranges(
             "a pull into these ranges is running; cancel it first",
         ));
     }
+    match node.engine.clear_in_chunks(&rs).await {
+        Ok(()) => {}
+        Err(crate::engine::ClearError::Owned(m)) => return Err(api_err(ErrorReason::Owned, m)),
+        Err(crate::engine::ClearError::Failed(m)) => {
+            return Err(api_err(ErrorReason::Internal, m));
+        }
+    }
     let outcome = node
         .engine
         .run(Op::Clear {

@@ -52,7 +52,7 @@ pub fn connection_command(
         "info" => reply::bulk(out, info(node, conn).as_bytes()),
         "dbsize" => {
             let owned = node.engine.routing().owned_ranges();
-            match node.engine.count(&owned) {
+            match node.engine.dbsize(&owned) {
                 Ok(n) => reply::int(out, n as i64),
                 Err(e) => reply::error(out, &format!("ERR storage failure: {e}")),
             }

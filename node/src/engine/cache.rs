@@ -65,6 +65,12 @@ impl ReadCache {
         }
     }
 
+    /// Whether the key is stored (expired or not), if the cache knows.
+    pub fn stored(&self, skey: &[u8]) -> Option<bool> {
+        let shard = self.shards[Self::shard_of(skey)].lock().ok()?;
+        shard.map.get(skey).map(Option::is_some)
+    }
+
     /// Fills after a miss, unless a write reached the shard since the ticket was taken.
     pub fn fill(&self, ticket: Ticket, skey: &[u8], value: Option<Stored>) {
         if self.shard_budget == 0 {

@@ -3,6 +3,7 @@
 //! log records; reads go straight to the data keyspace.
 
 pub mod cache;
+pub mod counts;
 mod maintenance;
 mod open;
 pub mod ops;
@@ -57,6 +58,17 @@ pub enum EngineError {
     Ahead { after: u64, head: u64 },
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ClearError {
+    #[error("{0}")]
+    Owned(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Keys removed per batch by `Engine::clear_in_chunks`.
+pub const CLEAR_CHUNK: usize = 10_000;
+
 /// A (key, value) pair as stored.
 pub type KvPair = (Vec<u8>, Vec<u8>);
 
@@ -101,6 +113,8 @@ pub struct Engine {
     pub(crate) pins: Mutex<HashMap<String, (u64, u64)>>,
     pub snapshots: Mutex<HashMap<String, SourceSession>>,
     pub(crate) cache: cache::ReadCache,
+    /// Stored keys per hash bucket (DBSIZE without a full scan).
+    pub(crate) counts: counts::KeyCounts,
     /// Windows of writes accepted as owner, per (owned range, epoch): split-brain evidence.
     pub accepted: crate::accepted::AcceptedWrites,
     /// The data directory (its filesystem's free space is exported as a metric).
@@ -137,6 +151,30 @@ impl Engine {
             gate: Some(gate),
         });
         rx
+    }
+
+    /// Removes every key of `ranges` in bounded batches (`CLEAR_CHUNK` keys each) without
+    /// logging them, so that the logged clear that follows (`Op::Clear`, or a pulled range
+    /// clear in `Op::Apply`) finds at most a chunk left and its batch stays small. Only for
+    /// ranges this node does not serve (refused otherwise); if interrupted, the caller's logged
+    /// clear has not happened and is simply run again.
+    pub async fn clear_in_chunks(&self, ranges: &[HashRange]) -> Result<(), ClearError> {
+        loop {
+            match self
+                .run(Op::ClearChunk {
+                    ranges: ranges.to_vec(),
+                    max: CLEAR_CHUNK,
+                })
+                .await
+                .map_err(|e| ClearError::Failed(e.to_string()))?
+            {
+                Outcome::Cleared { done: true } => return Ok(()),
+                Outcome::Cleared { done: false } => {}
+                Outcome::Refused(m) => return Err(ClearError::Owned(m)),
+                Outcome::Failed(m) => return Err(ClearError::Failed(m)),
+                _ => return Err(ClearError::Failed("unexpected writer answer".into())),
+            }
+        }
     }
 
     /// Submits and waits.
@@ -252,6 +290,24 @@ impl Engine {
             }
         }
         Ok(n)
+    }
+
+    /// Stored keys of `ranges` (including expired ones not yet collected, as Redis counts):
+    /// bucket counters plus scans of the buckets the ranges' ends cut.
+    pub fn dbsize(&self, ranges: &[HashRange]) -> Result<u64, EngineError> {
+        self.counts.count(ranges, |part| {
+            let (lo, hi) = keys::range_bounds(part);
+            let iter = match hi {
+                Some(hi) => self.data.range(lo..hi),
+                None => self.data.range(lo..),
+            };
+            let mut n = 0;
+            for item in iter {
+                item.key()?;
+                n += 1;
+            }
+            Ok(n)
+        })
     }
 
     pub fn approximate_keys(&self) -> u64 {

@@ -126,6 +126,15 @@ pub fn open(
         routing.fences.push(fence);
     }
 
+    // Stored keys per bucket: one pass over the keys (values are not read).
+    let counts = super::counts::KeyCounts::new();
+    for item in data.iter() {
+        let k = item.key()?;
+        if let Some((hash, _)) = crate::keys::split_storage_key(&k) {
+            counts.add(super::counts::bucket(hash), 1);
+        }
+    }
+
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = Arc::new(Engine {
         db,
@@ -145,6 +154,7 @@ pub fn open(
         snapshots: Mutex::new(HashMap::new()),
         cache: super::cache::ReadCache::new(config.cache_bytes),
         accepted: Default::default(),
+        counts,
         dir: dir.to_path_buf(),
         config,
     });

@@ -146,6 +146,12 @@ pub enum Op {
         ranges: Vec<HashRange>,
         meta: Vec<MetaPut>,
     },
+    /// Remove up to `max` keys of the ranges, unlogged (see `Engine::clear_in_chunks`).
+    /// Refused once this node owns any of the ranges.
+    ClearChunk {
+        ranges: Vec<HashRange>,
+        max: usize,
+    },
     /// A consistent snapshot of everything up to the returned offset.
     Snapshot,
     Meta(Vec<MetaPut>),
@@ -162,6 +168,10 @@ pub enum Outcome {
     },
     Refused(String),
     Done,
+    /// A clear chunk ran; `done`: the ranges held no more keys.
+    Cleared {
+        done: bool,
+    },
     Snapshot(Arc<SnapshotSession>),
     Failed(String),
 }

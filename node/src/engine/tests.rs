@@ -325,3 +325,196 @@ async fn a_refused_write_holds_back_the_connection_s_later_writes() {
     assert!(matches!(b.await.unwrap(), Outcome::Data(DataReply::Ok)));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+fn owned_by(member: &str, epoch: u64) -> Arc<Installed> {
+    Arc::new(Installed {
+        cluster_uid: "c".into(),
+        epoch,
+        owners: OwnerTable::new(vec![(HashRange::FULL, Arc::from(member))]),
+        members: HashMap::new(),
+        write_pause_budget_ms: 100,
+        placement_json: format!("{epoch}"),
+    })
+}
+
+/// A large range clear runs in bounded, unlogged batches; the logged clear after it is one
+/// record, and a node refuses to clear ranges it owns.
+#[tokio::test]
+async fn large_clears_run_in_bounded_chunks() {
+    let d = dir("chunks");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    let install = |p| Op::Install {
+        installed: p,
+        raw: b"{}".to_vec(),
+        degraded: None,
+    };
+    e.run(install(owned_by("a", 1))).await.unwrap();
+    for chunk in 0..5 {
+        let pairs = (0..5000)
+            .map(|i| (format!("k{chunk}-{i}").into_bytes(), b"v".to_vec()))
+            .collect();
+        e.run(Op::Data(DataCmd::MSet { pairs })).await.unwrap();
+    }
+    let full = [HashRange::FULL];
+    assert_eq!(e.count(&full).unwrap(), 25_000);
+    assert!(matches!(
+        e.clear_in_chunks(&full).await,
+        Err(ClearError::Owned(_))
+    ));
+    e.run(install(owned_by("b", 2))).await.unwrap();
+    let head = e.head();
+    let one = e
+        .run(Op::ClearChunk {
+            ranges: full.to_vec(),
+            max: CLEAR_CHUNK,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(one, Outcome::Cleared { done: false }));
+    assert_eq!(e.count(&full).unwrap(), 25_000 - CLEAR_CHUNK as u64);
+    e.clear_in_chunks(&full).await.unwrap();
+    assert_eq!(e.count(&full).unwrap(), 0);
+    assert_eq!(e.head(), head, "chunks are not logged");
+    let logged = e
+        .run(Op::Clear {
+            ranges: full.to_vec(),
+            meta: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(logged, Outcome::Done));
+    assert_eq!(e.head(), head + 1, "one range-clear record");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// DBSIZE's counters follow every kind of write: sets, overwrites, deletes, pulled records,
+/// chunked and logged range clears.
+#[tokio::test]
+async fn key_counts_follow_writes_deletes_and_clears() {
+    let d = dir("counts");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    let install = |p| Op::Install {
+        installed: p,
+        raw: b"{}".to_vec(),
+        degraded: None,
+    };
+    e.run(install(owned_by("a", 1))).await.unwrap();
+    let full = [HashRange::FULL];
+    let half = [HashRange {
+        start: 1 << 63,
+        end: u64::MAX,
+    }];
+    let check = |e: &Engine| {
+        assert_eq!(e.dbsize(&full).unwrap(), e.count(&full).unwrap());
+        assert_eq!(e.dbsize(&half).unwrap(), e.count(&half).unwrap());
+    };
+    let pairs = (0..3000)
+        .map(|i| (format!("k{i}").into_bytes(), b"v".to_vec()))
+        .collect();
+    e.run(Op::Data(DataCmd::MSet { pairs })).await.unwrap();
+    check(&e);
+    assert_eq!(e.dbsize(&full).unwrap(), 3000);
+    // Overwrites (in one batch with their first write too) and deletes.
+    let rxs: Vec<_> = (0..500)
+        .map(|i| e.submit(set(&format!("k{i}"), "w")))
+        .chain((0..200).map(|i| e.submit(set(&format!("new{i}"), "w"))))
+        .chain((0..100).map(|i| e.submit(set(&format!("new{i}"), "x"))))
+        .collect();
+    for rx in rxs {
+        rx.await.unwrap();
+    }
+    let dels = (2500..3200).map(|i| format!("k{i}").into_bytes()).collect();
+    e.run(Op::Data(DataCmd::Del { keys: dels })).await.unwrap();
+    check(&e);
+    assert_eq!(e.dbsize(&full).unwrap(), 2500 + 200);
+    // Pulled records and clears of a range this node does not own.
+    e.run(install(Arc::new(Installed {
+        owners: OwnerTable::new(vec![
+            (
+                HashRange {
+                    start: 0,
+                    end: (1 << 63) - 1,
+                },
+                Arc::from("a"),
+            ),
+            (half[0], Arc::from("b")),
+        ]),
+        epoch: 2,
+        ..(*owned_by("a", 2)).clone()
+    })))
+    .await
+    .unwrap();
+    let pulled: Vec<LogOp> = (0..50)
+        .map(|i| LogOp::Put {
+            skey: keys::storage_key(format!("p{i}").as_bytes()),
+            value: b"v".to_vec(),
+            expires_at: None,
+        })
+        .filter(|op| match op {
+            LogOp::Put { skey, .. } => keys::split_storage_key(skey).unwrap().0 >= 1 << 63,
+            _ => false,
+        })
+        .collect();
+    e.run(Op::Apply {
+        ops: pulled,
+        meta: vec![],
+        guard: half.to_vec(),
+    })
+    .await
+    .unwrap();
+    check(&e);
+    e.run(Op::ClearChunk {
+        ranges: half.to_vec(),
+        max: 100,
+    })
+    .await
+    .unwrap();
+    check(&e);
+    e.run(Op::Clear {
+        ranges: half.to_vec(),
+        meta: vec![],
+    })
+    .await
+    .unwrap();
+    check(&e);
+    assert_eq!(e.dbsize(&half).unwrap(), 0);
+    assert!(e.dbsize(&full).unwrap() > 1000);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Active expiry deletes an expired key through the writer: a logged delete, one key fewer.
+#[tokio::test]
+async fn active_expiry_deletes_and_logs_expired_keys() {
+    let d = dir("expiry");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(Op::Install {
+        installed: owned_by("a", 1),
+        raw: b"{}".to_vec(),
+        degraded: None,
+    })
+    .await
+    .unwrap();
+    let at = keys::now_ms() + 30;
+    e.run(Op::Data(DataCmd::Set {
+        key: b"t".to_vec(),
+        value: b"v".to_vec(),
+        expiry: SetExpiry::At(at),
+        cond: SetCond::Always,
+        get: false,
+    }))
+    .await
+    .unwrap();
+    let full = [HashRange::FULL];
+    assert_eq!(e.dbsize(&full).unwrap(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    let head = e.head();
+    let skey = keys::storage_key(b"t");
+    let mut index_key = at.to_be_bytes().to_vec();
+    index_key.extend_from_slice(&skey);
+    e.run(Op::Expired(vec![(index_key, skey, at)]))
+        .await
+        .unwrap();
+    assert_eq!(e.head(), head + 1, "the expiry is logged");
+    assert_eq!(e.dbsize(&full).unwrap(), 0);
+    let _ = std::fs::remove_dir_all(&d);
+}

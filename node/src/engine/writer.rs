@@ -134,6 +134,8 @@ struct Batch {
     /// once per batch: the overlay, these maps and the single log entry guarantee it.
     meta: MetaMap,
     index: HashMap<Vec<u8>, bool>,
+    /// Stored-key count changes: (bucket, delta).
+    counts: Vec<(u32, i64)>,
     start_seq: u64,
     answers: Vec<(oneshot::Sender<Outcome>, Pending)>,
 }
@@ -149,6 +151,7 @@ struct Sealed {
     head: Option<u64>,
     log_bytes: u64,
     cleared: bool,
+    counts: Vec<(u32, i64)>,
     routing: Option<Arc<Routing>>,
     answers: Vec<(oneshot::Sender<Outcome>, Pending)>,
 }
@@ -213,15 +216,18 @@ fn commit_loop(
             let _ = done.send(false);
             continue;
         }
-        // The data is readable from fjall now: the evaluator may drop its copy and seal the
-        // next batch while this one's answers go out.
-        let _ = done.send(true);
         if s.cleared {
             e.cache.clear();
         }
         for (skey, value) in s.overlay.iter() {
             e.cache.put(skey.clone(), value.clone());
         }
+        for (bucket, delta) in &s.counts {
+            e.counts.add(*bucket, *delta);
+        }
+        // Data and cache are current now: the evaluator may drop its copy (it reads both) and
+        // seal the next batch while this one's answers go out.
+        let _ = done.send(true);
         e.log_bytes.fetch_add(s.log_bytes, Ordering::AcqRel);
         if let Some(head) = s.head {
             e.durable_head.store(head, Ordering::Release);
@@ -272,6 +278,7 @@ impl Writer {
             entry: Default::default(),
             meta: HashMap::new(),
             index: HashMap::new(),
+            counts: Vec::new(),
             start_seq: self.seq,
             answers: Vec::with_capacity(64),
         });
@@ -318,6 +325,7 @@ impl Writer {
             head: (self.seq != b.start_seq).then_some(self.seq),
             log_bytes: b.log_bytes,
             cleared: b.cleared,
+            counts: b.counts,
             routing: b.routing_changed.then(|| Arc::new(self.routing.clone())),
             answers: b.answers,
         }
@@ -482,6 +490,35 @@ impl Writer {
                 self.meta(meta, b);
                 Outcome::Done
             }
+            Op::ClearChunk { ranges: rs, max } => {
+                if ranges::any_overlap(&rs, &self.routing.owned_ranges()) {
+                    return Ok(Pending::Now(Outcome::Refused(
+                        "refusing to clear ranges this node owns".into(),
+                    )));
+                }
+                let mut removed = 0;
+                'ranges: for r in rs {
+                    let (lo, hi) = keys::range_bounds(r);
+                    let iter = match hi {
+                        Some(hi) => self.engine.data.range(lo..hi),
+                        None => self.engine.data.range(lo..),
+                    };
+                    for item in iter {
+                        if removed >= max {
+                            break 'ranges;
+                        }
+                        let k = item.key()?;
+                        // (A key already removed by a write not committed yet is skipped.)
+                        if self.remove_unlogged(&k, b)? {
+                            removed += 1;
+                        }
+                    }
+                }
+                b.cleared = true;
+                Outcome::Cleared {
+                    done: removed < max,
+                }
+            }
             Op::Snapshot => return Ok(Pending::Snapshot),
             Op::Meta(meta) => {
                 self.meta(meta, b);
@@ -490,11 +527,13 @@ impl Writer {
             Op::Expired(candidates) => {
                 for (index_key, skey, at) in candidates {
                     b.index.insert(index_key, false);
-                    if let Some(cur) = self.current(&skey, b)?
+                    // The stored state, expired or not (`current` hides expired keys, which
+                    // are exactly the ones to delete here).
+                    if let Some(cur) = self.stored_value(&skey, b)?
                         && cur.expires_at == Some(at)
                         && at <= b.now
                     {
-                        self.write(skey, None, b);
+                        self.write(skey, None, b)?;
                     }
                 }
                 Outcome::Done
@@ -531,23 +570,72 @@ impl Writer {
     /// The key's current state including this batch's and the committing batch's writes
     /// (expired = absent).
     fn current(&self, skey: &[u8], b: &Batch) -> Result<Option<Stored>, fjall::Error> {
-        let stored = match b
+        Ok(self.stored_value(skey, b)?.filter(|s| !s.is_expired(b.now)))
+    }
+
+    /// The key's stored state, expired or not.
+    fn stored_value(&self, skey: &[u8], b: &Batch) -> Result<Option<Stored>, fjall::Error> {
+        Ok(
+            match b
+                .overlay
+                .get(skey)
+                .or_else(|| self.in_flight.as_ref().and_then(|(o, _)| o.get(skey)))
+            {
+                Some(v) => v.clone(),
+                None => self
+                    .engine
+                    .data
+                    .get(skey)?
+                    .and_then(|raw| Stored::decode(&raw)),
+            },
+        )
+    }
+
+    /// Whether a key is stored (expired or not), counting this batch's and the committing
+    /// batch's writes. The read cache answers most of these without touching fjall.
+    fn stored(&self, skey: &[u8], b: &Batch) -> Result<bool, fjall::Error> {
+        if let Some(v) = b
             .overlay
             .get(skey)
             .or_else(|| self.in_flight.as_ref().and_then(|(o, _)| o.get(skey)))
         {
-            Some(v) => v.clone(),
-            None => self
-                .engine
-                .data
-                .get(skey)?
-                .and_then(|raw| Stored::decode(&raw)),
-        };
-        Ok(stored.filter(|s| !s.is_expired(b.now)))
+            return Ok(v.is_some());
+        }
+        if let Some(known) = self.engine.cache.stored(skey) {
+            return Ok(known);
+        }
+        self.engine.data.contains_key(skey)
+    }
+
+    /// Removes a stored key without a log record of its own (range clears log one record for
+    /// the range); false if it was not stored.
+    fn remove_unlogged(&mut self, skey: &[u8], b: &mut Batch) -> Result<bool, fjall::Error> {
+        if !self.stored(skey, b)? {
+            return Ok(false);
+        }
+        Self::count(skey, -1, b);
+        b.overlay.insert(skey.to_vec(), None);
+        Ok(true)
+    }
+
+    /// Records that a stored key appears (+1) or goes (-1).
+    fn count(skey: &[u8], delta: i64, b: &mut Batch) {
+        if let Some((hash, _)) = keys::split_storage_key(skey) {
+            b.counts.push((super::counts::bucket(hash), delta));
+        }
     }
 
     /// Writes a key's post-image to data and log.
-    fn write(&mut self, skey: Vec<u8>, value: Option<Stored>, b: &mut Batch) {
+    fn write(
+        &mut self,
+        skey: Vec<u8>,
+        value: Option<Stored>,
+        b: &mut Batch,
+    ) -> Result<(), fjall::Error> {
+        let delta = i64::from(value.is_some()) - i64::from(self.stored(&skey, b)?);
+        if delta != 0 {
+            Self::count(&skey, delta, b);
+        }
         match &value {
             Some(s) => {
                 if let Some(at) = s.expires_at {
@@ -562,6 +650,7 @@ impl Writer {
             None => self.append_raw(crate::changelog::encode_del(b.now, &skey), b),
         }
         b.overlay.insert(skey, value);
+        Ok(())
     }
 
     fn append(&mut self, op: LogOp, b: &mut Batch) {
@@ -581,8 +670,8 @@ impl Writer {
                 skey,
                 value,
                 expires_at,
-            } => self.write(skey, Some(Stored { value, expires_at }), b),
-            LogOp::Del { skey } => self.write(skey, None, b),
+            } => self.write(skey, Some(Stored { value, expires_at }), b)?,
+            LogOp::Del { skey } => self.write(skey, None, b)?,
             LogOp::ClearRange { range } => {
                 b.cleared = true;
                 let (lo, hi) = keys::range_bounds(range);
@@ -592,7 +681,7 @@ impl Writer {
                 };
                 for item in iter {
                     let k = item.key()?;
-                    b.overlay.insert(k.to_vec(), None);
+                    self.remove_unlogged(&k, b)?;
                 }
                 // Keys written earlier in this batch or the committing one are not in the data
                 // keyspace yet.
@@ -608,7 +697,7 @@ impl Writer {
                     .cloned()
                     .collect();
                 for k in pending {
-                    b.overlay.insert(k, None);
+                    self.remove_unlogged(&k, b)?;
                 }
                 self.append(LogOp::ClearRange { range }, b);
             }
@@ -649,9 +738,9 @@ impl Writer {
                         SetExpiry::Keep => old.as_ref().and_then(|s| s.expires_at),
                     };
                     if expires_at.is_some_and(|at| at <= b.now) {
-                        self.write(skey, None, b);
+                        self.write(skey, None, b)?;
                     } else {
-                        self.write(skey, Some(Stored { value, expires_at }), b);
+                        self.write(skey, Some(Stored { value, expires_at }), b)?;
                     }
                 }
                 match (get, proceed) {
@@ -665,7 +754,7 @@ impl Writer {
                 for key in ks {
                     let skey = keys::storage_key(&key);
                     if self.current(&skey, b)?.is_some() {
-                        self.write(skey, None, b);
+                        self.write(skey, None, b)?;
                         n += 1;
                     }
                 }
@@ -689,7 +778,7 @@ impl Writer {
                     None => DataReply::Err("ERR increment or decrement would overflow".into()),
                     Some(v) => {
                         let value = v.to_string().into_bytes();
-                        self.write(skey, Some(Stored { value, expires_at }), b);
+                        self.write(skey, Some(Stored { value, expires_at }), b)?;
                         DataReply::Int(v)
                     }
                 }
@@ -704,7 +793,7 @@ impl Writer {
                     Some(s) => match at {
                         None if s.expires_at.is_none() => DataReply::Int(0),
                         Some(at) if at <= b.now => {
-                            self.write(skey, None, b);
+                            self.write(skey, None, b)?;
                             DataReply::Int(1)
                         }
                         at => {
@@ -716,7 +805,7 @@ impl Writer {
                                     expires_at: at,
                                 }),
                                 b,
-                            );
+                            )?;
                             DataReply::Int(1)
                         }
                     },
@@ -732,7 +821,7 @@ impl Writer {
                             expires_at: None,
                         }),
                         b,
-                    );
+                    )?;
                 }
                 DataReply::Ok
             }
