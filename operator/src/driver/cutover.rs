@@ -16,7 +16,9 @@ use super::convert::{applied_through, cutover_of, ranges_of, uid_of};
 use super::env::Env;
 use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
-use super::placement_io::{Written, placement_of, set_placement, set_record, update};
+use super::placement_io::{
+    Written, placement_of, set_placement, set_record, update, update_known, update_returning,
+};
 use super::{Error, record_acks};
 use crate::crd::{CutoverState, ShardMigration, ShardPlacement};
 use ringshift_planner::moves::ring_id;
@@ -30,11 +32,38 @@ pub enum Outcome {
         epoch: u64,
         pause: Option<Duration>,
         fence: Offset,
+        stages: Stages,
     },
     /// The abort is recorded and the source unfenced; catch up and try again.
     Aborted { reason: String },
     /// Nothing was fenced: the transfer is no longer planned or the record could not be taken.
     NotStarted { reason: String },
+}
+
+/// Where a committed cutover's write pause went (the pause is their sum).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stages {
+    /// The fence call on the source.
+    pub fence: Duration,
+    /// Waiting until the target applied up to the fence offset.
+    pub drain: Duration,
+    /// Re-reading ShardPlacement and writing the commit (the API server's round trips).
+    pub commit: Duration,
+    /// Installing the new placement on the target.
+    pub push: Duration,
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fence {} ms, drain {} ms, commit {} ms, push {} ms",
+            self.fence.as_millis(),
+            self.drain.as_millis(),
+            self.commit.as_millis(),
+            self.push.as_millis()
+        )
+    }
 }
 
 fn caller(env: &Env, mig: &ShardMigration, epoch: u64, attempt: u32) -> Caller {
@@ -82,7 +111,7 @@ pub async fn run(
     // 1. Record the attempt as Committing: from here on, only a recorded abort lifts the fence.
     let mut planned = true;
     let mut epoch = 0;
-    let written = update(&api, &name, |st| {
+    let written = update_returning(&api, &name, |st| {
         let Some(p) = placement_of(st)? else {
             planned = false;
             return Ok(false);
@@ -96,20 +125,24 @@ pub async fn run(
         Ok(true)
     })
     .await;
-    match written {
+    let recorded = match written {
         Ok(_) if !planned => {
             return Ok(Outcome::NotStarted {
                 reason: "the transfer is no longer part of the change in flight".into(),
             });
         }
-        Ok(_) => failpoints::hit("cutover.recorded"),
+        Ok((_, obj)) => {
+            failpoints::hit("cutover.recorded");
+            obj
+        }
         Err(Error::Conflict(m)) => return Ok(Outcome::NotStarted { reason: m }),
         Err(e) => return Err(e),
-    }
+    };
     let who = caller(env, mig, epoch, attempt);
     let budget = env.limits.write_pause_budget;
 
     // 2. Fence the source. An error here is ambiguous (the fence may be in place): abort.
+    let mut stages = Stages::default();
     let fenced_at = Instant::now();
     let fence = match tokio::time::timeout(
         CALL_TIMEOUT,
@@ -121,6 +154,7 @@ pub async fn run(
     .await
     {
         Ok(Ok(f)) => {
+            stages.fence = fenced_at.elapsed();
             failpoints::hit("cutover.fenced");
             f.fence_offset
         }
@@ -166,12 +200,17 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    stages.drain = fenced_at.elapsed().saturating_sub(stages.fence);
+    let commit_at = Instant::now();
     failpoints::hit("cutover.drained");
 
-    // 4. Commit: re-read the placement, check our record still stands, flip the owner.
+    // 4. Commit: check our record still stands and flip the owner, on the object our record
+    // write returned (its resourceVersion is the precondition; re-read when it moved on).
     let mut lost = false;
     let mut committed: Option<Placement> = None;
-    let written = update(&api, &name, |st| {
+    let written = update_known(&api, &name, recorded, |st| {
+        lost = false;
+        committed = None;
         let Some(p) = placement_of(st)? else {
             lost = true;
             return Ok(false);
@@ -210,11 +249,15 @@ pub async fn run(
         }
     };
 
+    stages.commit = commit_at.elapsed();
+
     // 5. Tell the target first (that ends the pause), then everyone else.
     let body = nodes.install(&next, env, env.incarnations());
+    let push_at = Instant::now();
     let pause = match nodes.push_one(&mig.spec.target, &body).await {
         Ok(_) => {
             let pause = fenced_at.elapsed();
+            stages.push = push_at.elapsed();
             failpoints::hit("cutover.target-serving");
             Some(pause)
         }
@@ -249,6 +292,7 @@ pub async fn run(
         epoch: next.epoch(),
         pause,
         fence,
+        stages,
     })
 }
 

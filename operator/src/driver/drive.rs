@@ -640,6 +640,7 @@ async fn after_cutover(
             epoch,
             pause,
             fence,
+            stages,
         } => {
             m.cutovers
                 .get_or_create(&super::metrics::OutcomeLabels {
@@ -648,6 +649,28 @@ async fn after_cutover(
                 .inc();
             if let Some(p) = pause {
                 m.cutover_pause.observe(p.as_secs_f64());
+                for (stage, t) in [
+                    ("fence", stages.fence),
+                    ("drain", stages.drain),
+                    ("commit", stages.commit),
+                    ("push", stages.push),
+                ] {
+                    m.cutover_stage
+                        .get_or_create(&super::metrics::StageLabels {
+                            stage: stage.into(),
+                        })
+                        .observe(t.as_secs_f64());
+                }
+                // One line per cutover; ringshift-cutover-bench reads these.
+                tracing::info!(
+                    cluster = %env.name, migration = %d.obj.name_any(), epoch,
+                    pause_ms = p.as_secs_f64() * 1000.0,
+                    fence_ms = stages.fence.as_secs_f64() * 1000.0,
+                    drain_ms = stages.drain.as_secs_f64() * 1000.0,
+                    commit_ms = stages.commit.as_secs_f64() * 1000.0,
+                    push_ms = stages.push.as_secs_f64() * 1000.0,
+                    "cutover committed"
+                );
             }
             let mut status = d.obj.status.clone().unwrap_or_default();
             status.fence_offset = Some(offset_text(&fence));
@@ -657,10 +680,13 @@ async fn after_cutover(
                 committed_epoch: Some(epoch),
                 committed_at_ms: Some(now_ms()),
                 failures: 0,
-                reason: Some(format!(
-                    "committed at epoch {epoch}; write pause {}",
-                    pause.map_or("unknown".to_string(), |p| format!("{} ms", p.as_millis()))
-                )),
+                reason: Some(match pause {
+                    Some(p) => format!(
+                        "committed at epoch {epoch}; write pause {} ms ({stages})",
+                        p.as_millis()
+                    ),
+                    None => format!("committed at epoch {epoch}; write pause unknown"),
+                }),
                 phase: Phase::Cleanup,
                 since_ms: now_ms(),
                 ..d.state.clone()

@@ -28,6 +28,12 @@ pub struct PhaseTimeLabels {
     pub phase: String,
 }
 
+/// Labels of a cutover stage.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
+}
+
 /// Labels of a cutover outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -45,6 +51,8 @@ pub struct MigrationMetrics {
     pub lag: Family<ClusterLabels, Gauge>,
     /// Measured client write pause of each committed cutover (fence to target serving).
     pub cutover_pause: Histogram,
+    /// Where each committed cutover's pause went: fence, drain, commit, push.
+    pub cutover_stage: Family<StageLabels, Histogram>,
     /// Cutovers by outcome (committed, aborted).
     pub cutovers: Family<OutcomeLabels, Counter>,
     /// Time spent in each phase, observed when a move leaves it.
@@ -64,6 +72,9 @@ impl MigrationMetrics {
             bytes_copied: Family::default(),
             lag: Family::default(),
             cutover_pause: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            cutover_stage: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+            }),
             cutovers: Family::default(),
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.01, 2.0, 16))
@@ -87,6 +98,11 @@ impl MigrationMetrics {
             "cutover_pause_seconds",
             "Client write pause of committed cutovers (fence to target serving)",
             self.cutover_pause.clone(),
+        );
+        registry.register(
+            "cutover_stage_seconds",
+            "Parts of committed cutovers' pauses: fence, drain (target applies up to the fence), commit (API server write), push (target installs the placement)",
+            self.cutover_stage.clone(),
         );
         registry.register("cutovers", "Cutovers by outcome", self.cutovers.clone());
         registry.register(

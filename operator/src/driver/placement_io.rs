@@ -55,17 +55,69 @@ pub async fn update<F>(api: &Api<ShardPlacement>, name: &str, edit: F) -> Result
 where
     F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
-    let mut obj = api
-        .get(name)
+    let obj = read(api, name).await?;
+    write_edit(api, name, obj, edit).await.map(|(w, _)| w)
+}
+
+/// Like [`update`], but returns the object as written (for a following [`update_known`]).
+pub async fn update_returning<F>(
+    api: &Api<ShardPlacement>,
+    name: &str,
+    edit: F,
+) -> Result<(Written, ShardPlacement), Error>
+where
+    F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
+{
+    let obj = read(api, name).await?;
+    write_edit(api, name, obj, edit).await
+}
+
+/// Like [`update`], but first tries the edit on `known`, an object this leader got back from
+/// the API server moments ago, so that the common case costs one round trip instead of two
+/// (the cutover's commit is inside the clients' write pause). The write still carries
+/// `known`'s resourceVersion, so it lands only if nothing changed since; otherwise the object is
+/// read afresh and `edit` runs again on what is there now (it must decide from its argument
+/// alone, and reset whatever it records, since it may run twice).
+pub async fn update_known<F>(
+    api: &Api<ShardPlacement>,
+    name: &str,
+    known: ShardPlacement,
+    mut edit: F,
+) -> Result<Written, Error>
+where
+    F: FnMut(&mut ShardPlacementStatus) -> Result<bool, Error>,
+{
+    match write_edit(api, name, known, &mut edit).await {
+        Err(Error::Conflict(_)) => {
+            let fresh = read(api, name).await?;
+            write_edit(api, name, fresh, edit).await.map(|(w, _)| w)
+        }
+        other => other.map(|(w, _)| w),
+    }
+}
+
+async fn read(api: &Api<ShardPlacement>, name: &str) -> Result<ShardPlacement, Error> {
+    api.get(name)
         .await
-        .map_err(|e| Error::kube(format!("re-reading ShardPlacement {name}"), e))?;
+        .map_err(|e| Error::kube(format!("re-reading ShardPlacement {name}"), e))
+}
+
+async fn write_edit<F>(
+    api: &Api<ShardPlacement>,
+    name: &str,
+    mut obj: ShardPlacement,
+    edit: F,
+) -> Result<(Written, ShardPlacement), Error>
+where
+    F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
+{
     let mut status = obj.status.clone().unwrap_or_default();
     if !edit(&mut status)? {
-        return Ok(Written::Unchanged);
+        return Ok((Written::Unchanged, obj));
     }
     obj.status = Some(status);
     match api.replace_status(name, &PostParams::default(), &obj).await {
-        Ok(_) => Ok(Written::Done),
+        Ok(o) => Ok((Written::Done, o)),
         Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
             "ShardPlacement {name} changed since it was read"
         ))),

@@ -12,7 +12,7 @@ use kube::api::{Api, ObjectMeta};
 use kube::client::Body;
 use tokio::sync::{Notify, oneshot};
 
-use super::placement_io::{Written, set_record, update};
+use super::placement_io::{Written, set_record, update, update_known, update_returning};
 use super::{Error, convert::cutover_of};
 use crate::crd::{CutoverState, ShardPlacement, ShardPlacementSpec};
 
@@ -28,6 +28,8 @@ struct Store {
 
 struct FakeApi {
     store: Mutex<Store>,
+    /// GET requests served.
+    reads: std::sync::atomic::AtomicUsize,
     /// Signalled when a held write has arrived.
     held: Notify,
 }
@@ -75,6 +77,7 @@ impl FakeApi {
                 hold: None,
             }),
             held: Notify::new(),
+            reads: Default::default(),
         })
     }
 
@@ -93,7 +96,10 @@ impl FakeApi {
             parts.method
         );
         match parts.method {
-            Method::GET => json(StatusCode::OK, &self.current()),
+            Method::GET => {
+                self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                json(StatusCode::OK, &self.current())
+            }
             Method::PUT => {
                 let bytes = body.collect_bytes().await.unwrap();
                 let sent: ShardPlacement = serde_json::from_slice(&bytes).unwrap();
@@ -192,5 +198,82 @@ async fn every_status_write_carries_the_resource_version_it_read() {
     assert_eq!(
         fake.current().metadata.resource_version.as_deref(),
         Some("4")
+    );
+}
+
+fn reads(fake: &FakeApi) -> usize {
+    fake.reads.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_commit_on_the_object_just_written_needs_no_second_read() {
+    let fake = FakeApi::new();
+    let api = api_of(&fake);
+    let (_, recorded) = update_returning(&api, NAME, |st| {
+        set_record(st, "m1", 1, CutoverState::Committing);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert_eq!(reads(&fake), 1);
+    let w = update_known(&api, NAME, recorded, |st| {
+        assert_eq!(
+            cutover_of(&st.cutovers, "m1", 1),
+            Some(ringshift_planner::CutoverState::Committing)
+        );
+        set_record(st, "m1", 1, CutoverState::Committed);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert!(matches!(w, Written::Done));
+    assert_eq!(reads(&fake), 1, "the commit reused the written object");
+    assert_eq!(
+        fake.current().metadata.resource_version.as_deref(),
+        Some("3")
+    );
+}
+
+#[tokio::test]
+async fn a_commit_on_an_object_that_moved_on_decides_again_on_a_fresh_read() {
+    let fake = FakeApi::new();
+    let api = api_of(&fake);
+    let (_, recorded) = update_returning(&api, NAME, |st| {
+        set_record(st, "m1", 1, CutoverState::Committing);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    // Someone (a newer leader) aborts attempt 1 meanwhile.
+    update(&api, NAME, |st| {
+        set_record(st, "m1", 1, CutoverState::Aborted);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let w = update_known(&api, NAME, recorded, |st| {
+        let state = cutover_of(&st.cutovers, "m1", 1);
+        seen.push(state);
+        if state != Some(ringshift_planner::CutoverState::Committing) {
+            return Ok(false);
+        }
+        set_record(st, "m1", 1, CutoverState::Committed);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    assert!(matches!(w, Written::Unchanged), "no commit over an abort");
+    assert_eq!(
+        seen,
+        vec![
+            Some(ringshift_planner::CutoverState::Committing),
+            Some(ringshift_planner::CutoverState::Aborted)
+        ],
+        "the stale copy was refused, the fresh one decided"
+    );
+    assert_eq!(
+        cutover_of(&fake.current().status.unwrap().cutovers, "m1", 1),
+        Some(ringshift_planner::CutoverState::Aborted)
     );
 }
