@@ -149,6 +149,11 @@ fn operator_refused() -> Vec<(String, Value, &'static str)> {
             "InvalidDuration",
         ),
         (
+            "huge-budget".into(),
+            json!({"replicas": 1, "migration": {"writePauseBudget": "1000000h"}}),
+            "InvalidDuration",
+        ),
+        (
             "zero-bandwidth".into(),
             json!({"replicas": 1, "migration": {"bandwidthBytesPerSecond": "0"}}),
             "InvalidNumber",

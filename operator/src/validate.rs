@@ -15,6 +15,9 @@ pub const MAX_VNODES: i32 = 1024;
 pub const MAX_REPLICAS: i32 = 1000;
 /// Largest member weight.
 pub const MAX_WEIGHT: i32 = 100_000;
+/// Longest write-pause budget: the budget bounds how long clients' commands hang during a
+/// cutover; beyond a minute a client is better served by an error and a retry.
+pub const MAX_WRITE_PAUSE: Duration = Duration::from_secs(60);
 /// Longest cluster name: Kubernetes labels each StatefulSet pod with `<name>-<revision hash>`
 /// (at most 63 characters), so StatefulSet names stay within 52.
 pub const MAX_NAME: usize = 52;
@@ -306,6 +309,17 @@ pub fn validate(
             "spec.migration.writePauseBudget must be above zero: a cutover needs a pause",
         ));
     }
+    if write_pause_budget > MAX_WRITE_PAUSE {
+        errors.push(Invalid::new(
+            "InvalidDuration",
+            format!(
+                "spec.migration.writePauseBudget {} is above the maximum of {}s: clients' \
+                 commands would hang that long during a cutover",
+                policy.write_pause_budget,
+                MAX_WRITE_PAUSE.as_secs()
+            ),
+        ));
+    }
     let source_retention = duration("sourceRetention", &policy.source_retention, &mut errors);
     let change_log_retention = duration(
         "changeLogRetention",
@@ -475,6 +489,20 @@ mod tests {
             "InvalidNumber",
         ] {
             assert!(r.contains(&want), "{want} missing from {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_pause_budget_above_a_minute_is_refused() {
+        for (budget, ok) in [
+            ("60s", true),
+            ("1m", true),
+            ("61s", false),
+            ("1000000h", false),
+        ] {
+            let s = spec(json!({"migration": {"writePauseBudget": budget}}));
+            let r = validate("demo", &s, &Existing::default());
+            assert_eq!(r.is_ok(), ok, "{budget}: {r:?}");
         }
     }
 
