@@ -79,7 +79,7 @@ fn auth(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) 
             return;
         }
     };
-    if user == b"default" && given.as_slice() == pw.as_bytes() {
+    if user == b"default" && same_secret(given, pw.as_bytes()) {
         conn.authed = true;
         reply::simple(out, "OK");
     } else {
@@ -88,6 +88,17 @@ fn auth(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) 
             "WRONGPASS invalid username-password pair or user is disabled.",
         );
     }
+}
+
+/// Compares a password in time that does not depend on where it differs (as Redis does), so
+/// response timing does not reveal a prefix.
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    given.len() == secret.len()
+        && given
+            .iter()
+            .zip(secret)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn hello(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
@@ -332,5 +343,19 @@ fn scan(node: &Node, args: &[Vec<u8>], out: &mut Vec<u8>) {
     reply::array_len(out, found.len());
     for k in found {
         reply::bulk(out, &k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cres", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3crett", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
     }
 }
