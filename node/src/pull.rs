@@ -14,13 +14,14 @@ use tokio::sync::watch;
 use crate::admin::{ApiErr, ApiResult, api_err};
 use crate::changelog::LogOp;
 use crate::engine::{Engine, Op, Outcome};
-use crate::keys::Stored;
 use crate::node::Node;
 use crate::ranges::{self, HashRange};
 use crate::wire;
 
 const META_PULL_PREFIX: &[u8] = b"pull/";
-const CHUNK_ENTRIES: usize = 2000;
+const CHUNK_ENTRIES: usize = 32_768;
+/// Bytes ingested per unit of a copy (one set of tables; the cursor is persisted after each).
+const UNIT_BYTES: u64 = 16 << 20;
 const TAIL_MAX: usize = 2000;
 const TAIL_WAIT_MS: u64 = 300;
 
@@ -448,41 +449,91 @@ impl Puller {
         if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy("the source's snapshot changed".into()));
         }
+        let ranges = self.rec.status.ranges.clone();
+        // A unit ingested before a crash but not recorded lies past the persisted cursor:
+        // remove it, so the copy resumes on exactly what the cursor says.
+        let cursor = match self.rec.cursor.as_deref() {
+            Some(h) => Some(
+                crate::admin::hex_decode(h)
+                    .ok_or_else(|| Stop::Fail("corrupt pull cursor".into()))?,
+            ),
+            None => None,
+        };
+        match self
+            .node
+            .engine
+            .clear_after_in_chunks(&ranges, cursor.as_deref())
+            .await
+        {
+            Ok(()) => {}
+            Err(crate::engine::ClearError::Owned(m)) => return Err(Stop::Owned(m)),
+            Err(crate::engine::ClearError::Failed(m)) => return Err(Stop::Retry(m)),
+        }
+        // The next chunk is fetched while this one is ingested.
+        let limit = self.rec.request.bytes_per_sec.filter(|l| *l > 0);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let fetcher = tokio::spawn(fetch_chunks(
+            self.client.clone(),
+            self.uid().to_string(),
+            self.rec.cursor.clone(),
+            limit,
+            self.cancelled.clone(),
+            tx,
+        ));
+        let _stop_fetcher = AbortOnDrop(fetcher);
+        // A unit's tables are registered and its cursor persisted (and progress published) at
+        // once: every 16 MiB, or every chunk (a quarter second's worth) of a throttled copy.
+        let unit_bytes = limit.map_or(UNIT_BYTES, |l| (l / 4).max(4096));
         loop {
-            // A throttled copy asks for chunks of about a quarter second's worth.
-            let max_bytes = self
-                .rec
-                .request
-                .bytes_per_sec
-                .filter(|l| *l > 0)
-                .map_or(4 * 1024 * 1024, |l| (l / 4).max(4096));
-            let path = format!(
-                "/v1/snapshots/{}/chunk?after={}&max={CHUNK_ENTRIES}&maxBytes={max_bytes}",
-                self.uid(),
-                self.rec.cursor.as_deref().unwrap_or("")
-            );
-            let started = Instant::now();
-            let raw = self.client.get_raw(&path).await?;
-            let chunk = wire::decode_chunk(&raw).map_err(|e| Stop::Retry(e.to_string()))?;
-            let mut ops = Vec::with_capacity(chunk.entries.len());
-            let mut bytes = 0u64;
-            for (skey, value) in &chunk.entries {
-                let Some(stored) = Stored::decode(value) else {
-                    return Err(Stop::Fail("the source sent a malformed value".into()));
-                };
-                bytes += (skey.len() + value.len()) as u64;
-                ops.push(LogOp::Put {
-                    skey: skey.clone(),
-                    value: stored.value,
-                    expires_at: stored.expires_at,
-                });
+            if *self.cancelled.borrow() {
+                return Err(Stop::Cancelled);
             }
-            if let Some((last, _)) = chunk.entries.last() {
+            if ranges::any_overlap(&ranges, &self.node.engine.routing().owned_ranges()) {
+                return Err(Stop::Owned("this node owns the pulled ranges now".into()));
+            }
+            let engine = self.node.engine.clone();
+            let (unit, back, done, failed) = tokio::task::spawn_blocking(move || {
+                let mut done = false;
+                let mut failed = None;
+                let unit = crate::engine::ingest::ingest(
+                    &engine,
+                    || {
+                        if done || failed.is_some() {
+                            return None;
+                        }
+                        match rx.blocking_recv() {
+                            Some(Ok(chunk)) => {
+                                let chunk: wire::Chunk = chunk;
+                                done = chunk.done;
+                                Some(chunk.entries)
+                            }
+                            Some(Err(e)) => {
+                                failed = Some(e);
+                                None
+                            }
+                            None => {
+                                failed = Some(Stop::Retry("the chunk fetcher stopped".into()));
+                                None
+                            }
+                        }
+                    },
+                    unit_bytes,
+                );
+                (unit, rx, done, failed)
+            })
+            .await
+            .map_err(|e| Stop::Retry(format!("ingestion task failed: {e}")))?;
+            rx = back;
+            let unit = unit.map_err(|e| match e {
+                crate::engine::EngineError::Corrupt { .. } => Stop::Fail(e.to_string()),
+                e => Stop::Retry(e.to_string()),
+            })?;
+            if let Some(last) = &unit.last_key {
                 self.rec.cursor = Some(crate::admin::hex_encode(last));
             }
-            self.rec.status.keys_copied += ops.len() as u64;
-            self.rec.status.bytes_copied += bytes;
-            if chunk.done {
+            self.rec.status.keys_copied += unit.keys;
+            self.rec.status.bytes_copied += unit.bytes;
+            if done {
                 self.rec.status.phase = if self.rec.request.verify {
                     PullPhase::Verifying
                 } else {
@@ -491,10 +542,11 @@ impl Puller {
                 self.rec.status.applied_offset = self.rec.status.snapshot_offset.clone();
             }
             let meta = vec![record_meta(&self.rec)];
-            self.write(Op::Apply {
-                ops,
+            self.write(Op::Ingested {
                 meta,
-                guard: self.rec.status.ranges.clone(),
+                index: unit.index,
+                counts: unit.counts,
+                guard: ranges.clone(),
             })
             .await?;
             self.node
@@ -503,12 +555,14 @@ impl Puller {
                 .get_or_create(&crate::metrics::MigrationLabel {
                     migration: self.uid().to_string(),
                 })
-                .inc_by(bytes);
+                .inc_by(unit.bytes);
             self.publish();
-            if chunk.done {
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if done {
                 return Ok(());
             }
-            self.throttle(bytes, started).await?;
         }
     }
 
@@ -652,5 +706,71 @@ impl Puller {
         }
         self.publish();
         self.throttle(bytes, started).await
+    }
+}
+
+/// Aborts a task when dropped (the copy's chunk fetcher ends with the copy).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fetches snapshot chunks after `after` in order, ahead of the ingestion, honouring the copy's
+/// bytes/s limit and cancellation.
+async fn fetch_chunks(
+    client: AdminClient,
+    uid: String,
+    mut after: Option<String>,
+    limit: Option<u64>,
+    mut cancelled: watch::Receiver<bool>,
+    tx: tokio::sync::mpsc::Sender<Result<wire::Chunk, Stop>>,
+) {
+    // A throttled copy asks for chunks of about a quarter second's worth.
+    let max_bytes = limit.map_or(4 * 1024 * 1024, |l| (l / 4).max(4096));
+    loop {
+        if *cancelled.borrow() {
+            let _ = tx.send(Err(Stop::Cancelled)).await;
+            return;
+        }
+        let started = Instant::now();
+        let path = format!(
+            "/v1/snapshots/{uid}/chunk?after={}&max={CHUNK_ENTRIES}&maxBytes={max_bytes}",
+            after.as_deref().unwrap_or("")
+        );
+        let chunk = match client.get_raw(&path).await {
+            Ok(raw) => wire::decode_chunk(&raw).map_err(|e| Stop::Retry(e.to_string())),
+            Err(e) => Err(Stop::from(e)),
+        };
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let bytes: usize = chunk.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if let Some((last, _)) = chunk.entries.last() {
+            after = Some(crate::admin::hex_encode(last));
+        }
+        let done = chunk.done;
+        if tx.send(Ok(chunk)).await.is_err() || done {
+            return;
+        }
+        if let Some(limit) = limit {
+            let due = Duration::from_secs_f64(bytes as f64 / limit as f64);
+            let spent = started.elapsed();
+            if due > spent
+                && tokio::time::timeout(due - spent, cancelled.changed())
+                    .await
+                    .is_ok()
+                && *cancelled.borrow()
+            {
+                let _ = tx.send(Err(Stop::Cancelled)).await;
+                return;
+            }
+        }
     }
 }

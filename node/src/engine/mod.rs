@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod counts;
+pub mod ingest;
 mod maintenance;
 mod open;
 pub mod ops;
@@ -159,10 +160,21 @@ impl Engine {
     /// ranges this node does not serve (refused otherwise); if interrupted, the caller's logged
     /// clear has not happened and is simply run again.
     pub async fn clear_in_chunks(&self, ranges: &[HashRange]) -> Result<(), ClearError> {
+        self.clear_after_in_chunks(ranges, None).await
+    }
+
+    /// `clear_in_chunks` of the storage keys above `after` only (a resumed copy removes what
+    /// was ingested past its persisted cursor).
+    pub async fn clear_after_in_chunks(
+        &self,
+        ranges: &[HashRange],
+        after: Option<&[u8]>,
+    ) -> Result<(), ClearError> {
         loop {
             match self
                 .run(Op::ClearChunk {
                     ranges: ranges.to_vec(),
+                    after: after.map(<[u8]>::to_vec),
                     max: CLEAR_CHUNK,
                 })
                 .await

@@ -146,11 +146,21 @@ pub enum Op {
         ranges: Vec<HashRange>,
         meta: Vec<MetaPut>,
     },
-    /// Remove up to `max` keys of the ranges, unlogged (see `Engine::clear_in_chunks`).
-    /// Refused once this node owns any of the ranges.
+    /// Remove up to `max` keys of the ranges (only storage keys above `after`, if given),
+    /// unlogged (see `Engine::clear_in_chunks`). Refused once this node owns any of the ranges.
     ClearChunk {
         ranges: Vec<HashRange>,
+        after: Option<Vec<u8>>,
         max: usize,
+    },
+    /// Record what a bulk ingestion unit wrote into `guard` (see `engine::ingest`): the pull's
+    /// cursor (in `meta`), expiry index entries and key counts. Refused once this node owns any
+    /// of `guard`.
+    Ingested {
+        meta: Vec<MetaPut>,
+        index: Vec<Vec<u8>>,
+        counts: Vec<(u32, i64)>,
+        guard: Vec<HashRange>,
     },
     /// A consistent snapshot of everything up to the returned offset.
     Snapshot,

@@ -490,7 +490,32 @@ impl Writer {
                 self.meta(meta, b);
                 Outcome::Done
             }
-            Op::ClearChunk { ranges: rs, max } => {
+            Op::Ingested {
+                meta,
+                index,
+                counts,
+                guard,
+            } => {
+                if ranges::any_overlap(&guard, &self.routing.owned_ranges()) {
+                    return Ok(Pending::Now(Outcome::Refused(
+                        "this node owns the pulled ranges now".into(),
+                    )));
+                }
+                for k in index {
+                    b.index.insert(k, true);
+                }
+                b.counts.extend(counts);
+                self.meta(meta, b);
+                // The read cache may remember ingested keys as absent (range clears write
+                // through); the ingested tables are newer than anything it holds.
+                b.cleared = true;
+                Outcome::Done
+            }
+            Op::ClearChunk {
+                ranges: rs,
+                after,
+                max,
+            } => {
                 if ranges::any_overlap(&rs, &self.routing.owned_ranges()) {
                     return Ok(Pending::Now(Outcome::Refused(
                         "refusing to clear ranges this node owns".into(),
@@ -498,12 +523,17 @@ impl Writer {
                 }
                 let mut removed = 0;
                 'ranges: for r in rs {
+                    use std::ops::Bound;
                     let (lo, hi) = keys::range_bounds(r);
-                    let iter = match hi {
-                        Some(hi) => self.engine.data.range(lo..hi),
-                        None => self.engine.data.range(lo..),
+                    let lower = match &after {
+                        Some(a) if *a >= lo => Bound::Excluded(a.clone()),
+                        _ => Bound::Included(lo),
                     };
-                    for item in iter {
+                    let upper = match hi {
+                        Some(hi) => Bound::Excluded(hi),
+                        None => Bound::Unbounded,
+                    };
+                    for item in self.engine.data.range::<Vec<u8>, _>((lower, upper)) {
                         if removed >= max {
                             break 'ranges;
                         }

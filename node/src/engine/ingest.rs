@@ -1,0 +1,80 @@
+//! Bulk ingestion of a pulled snapshot: the snapshot arrives in storage-key order, so its
+//! entries go through fjall's ingestion path (table files written directly and registered
+//! atomically, with a sequence number above everything already stored) instead of the journal
+//! and memtable. The caller then commits what the unit ingested (the pull cursor, expiry index
+//! entries, key counts) through the writer as `Op::Ingested`, so the persisted cursor never runs
+//! ahead of the data; data ahead of the cursor after a crash is removed before the copy resumes.
+
+use super::{Engine, EngineError};
+use crate::keys;
+
+/// What one ingestion unit wrote.
+#[derive(Debug, Default)]
+pub struct IngestUnit {
+    /// Storage key of the last entry (the pull's next cursor).
+    pub last_key: Option<Vec<u8>>,
+    pub keys: u64,
+    /// Bytes of storage keys and stored values.
+    pub bytes: u64,
+    /// Expiry index keys of entries that expire.
+    pub index: Vec<Vec<u8>>,
+    /// Stored-key count changes (bucket, delta): every entry is new (the ranges were cleared
+    /// before the copy, and a resumed copy removes what lies past its cursor first).
+    pub counts: Vec<(u32, i64)>,
+}
+
+/// Ingests chunks of entries (storage key, stored value as the source keeps it: expiry +
+/// bytes), in storage-key order, from `next` until it returns None or the unit holds
+/// `max_bytes`; then writes and registers the unit's tables (durably). (fjall's ingestion type
+/// is not exported, hence one function around its whole life.)
+pub fn ingest(
+    engine: &Engine,
+    mut next: impl FnMut() -> Option<Vec<super::KvPair>>,
+    max_bytes: u64,
+) -> Result<IngestUnit, EngineError> {
+    let corrupt = |detail: &str| EngineError::Corrupt {
+        what: "pulled entry",
+        detail: detail.to_string(),
+    };
+    let mut ingestion = engine.data.start_ingestion()?;
+    let mut unit = IngestUnit::default();
+    while unit.bytes < max_bytes {
+        let Some(chunk) = next() else {
+            break;
+        };
+        for (skey, stored) in chunk {
+            let Some((hash, _)) = keys::split_storage_key(&skey) else {
+                return Err(corrupt("storage key shorter than its hash"));
+            };
+            let Some((expiry, _)) = stored.split_first_chunk::<8>() else {
+                return Err(corrupt("stored value shorter than its expiry"));
+            };
+            let at = u64::from_be_bytes(*expiry);
+            // fjall asserts the order; refuse out-of-order input here rather than panic there.
+            if unit
+                .last_key
+                .as_deref()
+                .is_some_and(|last| skey.as_slice() <= last)
+            {
+                return Err(corrupt("entries out of storage-key order"));
+            }
+            if at != 0 {
+                let mut ik = at.to_be_bytes().to_vec();
+                ik.extend_from_slice(&skey);
+                unit.index.push(ik);
+            }
+            // Sorted input: consecutive keys share a bucket, so count runs.
+            let b = super::counts::bucket(hash);
+            match unit.counts.last_mut() {
+                Some((last, n)) if *last == b => *n += 1,
+                _ => unit.counts.push((b, 1)),
+            }
+            unit.keys += 1;
+            unit.bytes += (skey.len() + stored.len()) as u64;
+            ingestion.write(skey.as_slice(), stored)?;
+            unit.last_key = Some(skey);
+        }
+    }
+    ingestion.finish()?;
+    Ok(unit)
+}
