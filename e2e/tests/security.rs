@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::api::PostParams;
 use ringshift_e2e::support::{
     self, OperatorProcess, TestNamespace, apply_cluster, from_json, kubectl, pod_ip, pod_log,
-    repo_root, wait_balanced,
+    repo_root, ringshift_api, wait_balanced,
 };
 use serde_json::{Value, json};
 
@@ -409,16 +409,9 @@ async fn resp(addr: &str, commands: &[&[&str]]) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn operator_with_chart_rbac_per_cluster_tokens_auth_and_no_leaks() {
-    let Some(env) = support::env_or_skip("security").await else {
-        return;
-    };
-    support::install_crds().unwrap();
-    let ns = TestNamespace::create(&env, "sec").await.unwrap();
-    let other = TestNamespace::create(&env, "sec-other").await.unwrap();
-
-    // The chart's RBAC for one namespace, applied as rendered.
+/// Applies the chart's service account and RBAC for `ns` (watchNamespace = release namespace),
+/// exactly as `helm template` renders them.
+async fn apply_chart_rbac(ns: &TestNamespace) {
     let rendered = render(&ns.name, &["--set", &format!("watchNamespace={}", ns.name)]);
     let items: Vec<Value> = rendered
         .into_iter()
@@ -436,6 +429,28 @@ async fn operator_with_chart_rbac_per_cluster_tokens_auth_and_no_leaks() {
     kubectl(&["apply", "-n", &ns.name, "-f", &list.to_string_lossy()])
         .await
         .unwrap();
+}
+
+/// Fails if any of `secrets` appears in any of `places` (what, text).
+fn assert_nothing_leaks(places: &[(String, String)], secrets: &[&str]) {
+    for (where_, text) in places {
+        for s in secrets {
+            assert!(!text.contains(s), "a token or password appears in {where_}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_with_chart_rbac_per_cluster_tokens_auth_and_no_leaks() {
+    let Some(env) = support::env_or_skip("security").await else {
+        return;
+    };
+    support::install_crds().unwrap();
+    let ns = TestNamespace::create(&env, "sec").await.unwrap();
+    let other = TestNamespace::create(&env, "sec-other").await.unwrap();
+
+    // The chart's RBAC for one namespace, applied as rendered.
+    apply_chart_rbac(&ns).await;
     let subject = format!("system:serviceaccount:{}:ringshift", ns.name);
 
     // Requests outside the RBAC are denied (and what it needs is allowed).
@@ -710,13 +725,187 @@ async fn operator_with_chart_rbac_per_cluster_tokens_auth_and_no_leaks() {
         events.contains("ShardCluster"),
         "Events of the clusters were recorded"
     );
-    for (where_, text) in &places {
-        for s in secrets_to_hide {
-            assert!(!text.contains(s), "a token or password appears in {where_}");
-        }
-    }
+    assert_nothing_leaks(&places, &secrets_to_hide);
     drop(op);
     other.cleanup().await;
+    ns.cleanup().await;
+}
+
+/// The long variant: with the operator on the chart's RBAC, a cluster with AUTH is scaled out
+/// and in (copies, catch-ups, cutovers, drops), its operator is killed and replaced, a node pod
+/// is deleted, and the cluster is deleted with deletePolicy Delete (the finalizer's deletes are
+/// allowed too). No write is lost, and no token or password shows up in any log, Event or
+/// status, including those of the error paths.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long: reliability tier"]
+async fn tokens_stay_secret_through_scaling_failover_and_deletion() {
+    let Some(env) = support::env_or_skip("security long").await else {
+        return;
+    };
+    support::install_crds().unwrap();
+    let ns = TestNamespace::create(&env, "sec-long").await.unwrap();
+    apply_chart_rbac(&ns).await;
+    let kubeconfig = service_account_kubeconfig(&ns, "ringshift").await;
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    let lease = Duration::from_secs(4);
+    let mut first =
+        OperatorProcess::start_with_kubeconfig(&ns.name, "op-a", lease, &kubeconfig).unwrap();
+
+    let password = format!("pw-{:016x}", rand_u64());
+    let secret: Secret = from_json(json!({
+        "metadata": {"name": "gamma-auth"},
+        "stringData": {"password": password},
+    }));
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let spec = |replicas: i32| {
+        json!({"replicas": replicas, "vnodes": 16, "deletePolicy": "Delete",
+               "auth": {"passwordSecretRef": {"name": "gamma-auth"}},
+               "migration": {"sourceRetention": "1s", "writePauseBudget": "2s"}})
+    };
+    apply_cluster(&env.client, &ns.name, "gamma", spec(3))
+        .await
+        .unwrap();
+    let balanced = |op: &OperatorProcess| {
+        let (client, ns, tail) = (env.client.clone(), ns.name.clone(), op.log_tail(30));
+        async move {
+            wait_balanced(&client, &ns, "gamma", Duration::from_secs(240))
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{tail}"));
+        }
+    };
+    balanced(&first).await;
+    let token = secret_value(
+        &ns.api::<Secret>().get("gamma-admin-token").await.unwrap(),
+        "token",
+    );
+
+    let pods = ns.api::<Pod>();
+    let addr = |p: &Pod| format!("redis://:{password}@{}:6379/", pod_ip(p).unwrap());
+    let ready = support::wait_pods_ready(&pods, "ringshift.dev/cluster=gamma", 3, TIMEOUT)
+        .await
+        .unwrap();
+    let mut c = redis::Client::open(addr(&ready[0]))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for i in 0..500 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+
+    kubectl(&[
+        "scale",
+        "-n",
+        &ns.name,
+        "shardcluster/gamma",
+        "--replicas=5",
+    ])
+    .await
+    .unwrap();
+    balanced(&first).await;
+    // Failover: the leader dies, a new operator takes over and shrinks the cluster.
+    let first_log = std::fs::read_to_string(&first.log).unwrap_or_default();
+    first.kill();
+    let second =
+        OperatorProcess::start_with_kubeconfig(&ns.name, "op-b", lease, &kubeconfig).unwrap();
+    assert!(
+        second.wait_leading(Duration::from_secs(30)).await,
+        "{}",
+        second.log_tail(20)
+    );
+    kubectl(&[
+        "scale",
+        "-n",
+        &ns.name,
+        "shardcluster/gamma",
+        "--replicas=2",
+    ])
+    .await
+    .unwrap();
+    balanced(&second).await;
+    let ready = support::wait_pods_ready(&pods, "ringshift.dev/cluster=gamma", 2, TIMEOUT)
+        .await
+        .unwrap();
+    // A node pod replaced: it gets its placement (with the token) again.
+    pods.delete("gamma-1", &Default::default()).await.unwrap();
+    let uid = ready[1].metadata.uid.clone().unwrap_or_default();
+    support::wait_pod_uid_changed(&pods, "gamma-1", &uid, TIMEOUT)
+        .await
+        .unwrap();
+    balanced(&second).await;
+    let ready = support::wait_pods_ready(&pods, "ringshift.dev/cluster=gamma", 2, TIMEOUT)
+        .await
+        .unwrap();
+    let mut c = redis::Client::open(addr(&ready[1]))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for i in 0..500 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(v, i, "k{i} after scaling and failover");
+    }
+
+    let mut places: Vec<(String, String)> = vec![("first operator log".into(), first_log)];
+    for what in [
+        "events",
+        "shardclusters,shardplacements,shardmigrations",
+        "statefulsets,pods",
+    ] {
+        let text = kubectl(&["get", what, "-n", &ns.name, "-o", "json"])
+            .await
+            .unwrap();
+        places.push((what.to_string(), text));
+    }
+    // Deletion with deletePolicy Delete runs the finalizer under the same RBAC.
+    ringshift_api(&env.client, &ns.name, "ShardCluster")
+        .delete("gamma", &Default::default())
+        .await
+        .unwrap();
+    support::wait_until("gamma and its volumes deleted", TIMEOUT, || async {
+        let c = ringshift_api(&env.client, &ns.name, "ShardCluster")
+            .get_opt("gamma")
+            .await
+            .map_err(|e| e.to_string())?;
+        let pvcs = kubectl(&["get", "pvc", "-n", &ns.name, "-o", "name"])
+            .await
+            .map_err(|e| e.to_string())?;
+        if c.is_none() && pvcs.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("cluster there: {}, pvcs: {pvcs}", c.is_some()))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", second.log_tail(30)));
+
+    places.push((
+        "second operator log".into(),
+        std::fs::read_to_string(&second.log).unwrap(),
+    ));
+    places.push((
+        "events after deletion".into(),
+        kubectl(&["get", "events", "-n", &ns.name, "-o", "json"])
+            .await
+            .unwrap(),
+    ));
+    for pod in (0..5).map(|i| format!("gamma-{i}")) {
+        places.push((format!("{pod} log"), pod_log(&env, &ns.name, &pod, "node")));
+    }
+    assert_nothing_leaks(&places, &[token.as_str(), password.as_str()]);
+    drop(second);
     ns.cleanup().await;
 }
 
