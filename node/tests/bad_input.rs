@@ -298,6 +298,34 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// What a pull reads from a source node (snapshot chunks, change-log tails): arbitrary or
+    /// damaged bytes are decoded or refused, never a panic; valid chunks round-trip.
+    #[test]
+    fn peer_bodies_decode_or_fail_cleanly(
+        entries in proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..24), proptest::collection::vec(any::<u8>(), 0..24)),
+            0..6,
+        ),
+        done in any::<bool>(),
+        ops in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 0..6),
+        raw in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        use ringshift_node::wire;
+        let chunk = wire::Chunk { entries, done };
+        let encoded = wire::encode_chunk(&chunk);
+        prop_assert_eq!(wire::decode_chunk(&encoded).unwrap(), chunk);
+        let damaged = mutate(&encoded, &ops);
+        let _ = wire::decode_chunk(&damaged);
+        let _ = wire::decode_tail(&damaged);
+        let _ = wire::decode_chunk(&raw);
+        let _ = wire::decode_tail(&raw);
+        let _ = ringshift_node::changelog::decode_entry(&raw);
+    }
+}
+
 #[test]
 fn deeply_nested_replies_from_a_peer_are_refused_not_a_stack_overflow() {
     let mut reply = b"*1\r\n".repeat(1_000_000);

@@ -369,6 +369,122 @@ async fn admin_port_refuses_bad_bodies_clearly_and_keeps_serving() {
         );
     }
 
+    // Query strings of the node-to-node GET endpoints: refused or answered, never a 5xx, and
+    // a long poll stays bounded whatever waitMs asks for.
+    let (_, status_body) = http(
+        &client,
+        "GET",
+        &format!("{base}/v1/status"),
+        Some(TOKEN),
+        vec![],
+    )
+    .await;
+    let st: serde_json::Value = serde_json::from_slice(&status_body).unwrap();
+    let incarnation = st["incarnation"].as_str().unwrap().to_string();
+    let head = st["logHead"]["sequence"].as_str().unwrap().to_string();
+    for (query, want) in [
+        ("/v1/log".to_string(), Some(400)),
+        ("/v1/log?incarnation=x".to_string(), Some(400)),
+        (
+            "/v1/log?incarnation=x&after=abc&ranges=0-9".to_string(),
+            Some(400),
+        ),
+        (
+            "/v1/log?incarnation=x&after=-1&ranges=0-9".to_string(),
+            Some(400),
+        ),
+        (
+            "/v1/log?incarnation=x&after=18446744073709551616&ranges=0-9".to_string(),
+            Some(400),
+        ),
+        (
+            "/v1/log?incarnation=x&after=0&ranges=9-5".to_string(),
+            Some(400),
+        ),
+        (
+            "/v1/log?incarnation=x&after=0&ranges=0-18446744073709551616".to_string(),
+            Some(400),
+        ),
+        (
+            "/v1/log?incarnation=x&after=0&ranges=a-b,c".to_string(),
+            Some(400),
+        ),
+        (
+            "/v1/log?incarnation=other&after=0&ranges=0-9".to_string(),
+            Some(410),
+        ),
+        (
+            format!("/v1/log?incarnation={incarnation}&after=0&ranges=0-9&max=-5"),
+            None,
+        ),
+        (
+            format!("/v1/log?incarnation={incarnation}&after=99999999&ranges=0-9"),
+            None,
+        ),
+        ("/v1/snapshots/m1/chunk?after=zz".to_string(), Some(400)),
+        ("/v1/snapshots/m1/chunk?after=abc".to_string(), Some(400)),
+        (
+            "/v1/snapshots/no-such/chunk?max=0&maxBytes=-1".to_string(),
+            Some(410),
+        ),
+        ("/v1/snapshots/%FF%00/chunk".to_string(), None),
+        ("/v1/pulls/%FF%00".to_string(), None),
+    ] {
+        let (status, answer) = http(
+            &client,
+            "GET",
+            &format!("{base}{query}"),
+            Some(TOKEN),
+            vec![],
+        )
+        .await;
+        assert!(
+            status < 500,
+            "{query}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+        if let Some(w) = want {
+            assert_eq!(status, w, "{query}: {}", String::from_utf8_lossy(&answer));
+        }
+    }
+    let started = Instant::now();
+    let (status, _) = http(
+        &client,
+        "GET",
+        &format!(
+            "{base}/v1/log?incarnation={incarnation}&after={head}&ranges=0-9&waitMs=99999999999"
+        ),
+        Some(TOKEN),
+        vec![],
+    )
+    .await;
+    assert!(status < 500);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "long poll took {:?}",
+        started.elapsed()
+    );
+    for _ in 0..cases() / 4 {
+        let junk: String = (0..rng.below(64))
+            .map(|_| char::from(b"=&%-,0123456789abcxyz"[rng.below(21)]))
+            .collect();
+        for path in ["/v1/log?", "/v1/snapshots/m1/chunk?"] {
+            let (status, answer) = http(
+                &client,
+                "GET",
+                &format!("{base}{path}{junk}"),
+                Some(TOKEN),
+                vec![],
+            )
+            .await;
+            assert!(
+                status < 500,
+                "{path}{junk}: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+
     // Oversized bodies are refused before they are buffered whole.
     let (status, _) = http(
         &client,
