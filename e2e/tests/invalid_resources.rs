@@ -279,6 +279,41 @@ async fn invalid_shardclusters_are_refused_clearly_while_a_valid_one_is_served()
     wait_balanced(&env.client, &ns.name, "good", TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail(30)));
+    // Stray objects the operator did not write: a copy of good's placement under another name
+    // (with good's UID and another ring), a placement with a garbage ring for no cluster, and a
+    // migration of no cluster. None may be driven, and good must keep being served.
+    let good_uid = clusters.get("good").await.unwrap().metadata.uid.unwrap();
+    let placements = ringshift_api(&env.client, &ns.name, "ShardPlacement");
+    for (name, spec) in [
+        (
+            "good-copy",
+            json!({"cluster": "good", "clusterUid": good_uid,
+            "ring": {"algorithm": 1, "vnodes": 16, "ops": [{"op": "join", "member": "good-0", "weight": 1}]}}),
+        ),
+        (
+            "ghost",
+            json!({"cluster": "ghost", "clusterUid": "none", "ring": {"garbage": [1, 2]}}),
+        ),
+    ] {
+        let obj = from_json(
+            json!({"apiVersion": "ringshift.dev/v1alpha1", "kind": "ShardPlacement",
+            "metadata": {"name": name}, "spec": spec}),
+        );
+        placements
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+    let stray_move = from_json(
+        json!({"apiVersion": "ringshift.dev/v1alpha1", "kind": "ShardMigration",
+        "metadata": {"name": "ghost-move"},
+        "spec": {"cluster": "ghost", "epoch": "1", "source": "ghost-0", "target": "ghost-1", "targetRing": "x"}}),
+    );
+    ringshift_api(&env.client, &ns.name, "ShardMigration")
+        .create(&PostParams::default(), &stray_move)
+        .await
+        .unwrap();
+
     kubectl(&["scale", "-n", &ns.name, "shardcluster/good", "--replicas=2"])
         .await
         .unwrap();
@@ -343,6 +378,22 @@ async fn invalid_shardclusters_are_refused_clearly_while_a_valid_one_is_served()
         .unwrap();
     let good = clusters.get("good").await.unwrap();
     assert_eq!(good.data["status"]["readyReplicas"], 2);
+    for name in ["good-copy", "ghost"] {
+        let p = placements.get(name).await.unwrap();
+        assert!(
+            p.data["status"].is_null() || p.data["status"]["epoch"].is_null(),
+            "the stray ShardPlacement {name} was driven: {}",
+            p.data["status"]
+        );
+    }
+    let log = std::fs::read_to_string(&op.log).unwrap();
+    let copy = format!("ringshift.dev/good-copy.{}", ns.name);
+    assert!(
+        !log.lines().any(|l| l.contains(&copy)
+            && (l.contains("placement committed") || l.contains("placement push"))),
+        "the copy of good's placement was driven:\n{}",
+        op.log_tail(30)
+    );
 
     // No hot loop: while nothing changes, the refused clusters are neither reconciled again
     // (not even failing and retrying, which leaves the status alone) nor is their status

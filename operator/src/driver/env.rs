@@ -84,6 +84,19 @@ impl Env {
         if cluster.meta().deletion_timestamp.is_some() {
             return Ok(None);
         }
+        // Only the cluster's own placement (its name and UID) is driven: a copy or a stray
+        // object naming the cluster must never push placements to its nodes.
+        if placement_obj.name_any() != name
+            || cluster.uid().as_deref() != Some(placement_obj.spec.cluster_uid.as_str())
+        {
+            tracing::warn!(
+                namespace = %ns,
+                placement = %placement_obj.name_any(),
+                cluster = %name,
+                "ignoring a ShardPlacement that is not this cluster's own (name or clusterUid differ)"
+            );
+            return Ok(None);
+        }
         let Ok(valid) = validate(&name, &cluster.spec, &Existing::default()) else {
             return Ok(None);
         };
