@@ -128,19 +128,23 @@ fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// Sends `frames` (each answered by one `+OK` line) and reads the answers, `depth` in flight.
+/// Sends `frames` (each answered by one `+OK` line) and reads the answers, `depth` in flight
+/// (frames sent together go out in one write).
 fn send_all(stream: &mut TcpStream, frames: &[Vec<u8>], depth: usize) -> Result<(), String> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending_ok = 0usize;
     let mut next = 0;
     let mut carry = 0usize;
+    let mut out = Vec::new();
     while next < frames.len() || pending_ok > 0 {
+        out.clear();
         while next < frames.len() && pending_ok < depth {
-            stream
-                .write_all(&frames[next])
-                .map_err(|e| format!("write: {e}"))?;
+            out.extend_from_slice(&frames[next]);
             next += 1;
             pending_ok += 1;
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).map_err(|e| format!("write: {e}"))?;
         }
         let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
         if n == 0 {
@@ -290,11 +294,11 @@ fn caller(epoch: u64, uid: &str) -> Caller {
     }
 }
 
-/// Writes random keys of `0..keyspace` to the source at about `rate` SETs per second (4
+/// Writes random keys of `0..keyspace` to the source at about `rate` SETs per second (8
 /// connections, paced every 10 ms) until `stop`; counts what was acknowledged.
 fn write_load(rate: u64, keyspace: u64, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
-    let per_conn = rate / 4;
-    let handles: Vec<_> = (0..4u64)
+    let per_conn = rate / 8;
+    let handles: Vec<_> = (0..8u64)
         .map(|c| {
             let (stop, done) = (stop.clone(), done.clone());
             std::thread::spawn(move || {
@@ -322,7 +326,7 @@ fn write_load(rate: u64, keyspace: u64, stop: Arc<AtomicBool>, done: Arc<AtomicU
                             f
                         })
                         .collect();
-                    if send_all(&mut s, &frames, 64).is_err() {
+                    if send_all(&mut s, &frames, 256).is_err() {
                         return;
                     }
                     sent += n;

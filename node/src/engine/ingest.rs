@@ -71,6 +71,7 @@ pub fn ingest(
             }
             unit.keys += 1;
             unit.bytes += (skey.len() + stored.len()) as u64;
+            engine.presence.insert(&skey);
             ingestion.write(skey.as_slice(), stored)?;
             unit.last_key = Some(skey);
         }

@@ -8,6 +8,7 @@ pub mod ingest;
 mod maintenance;
 mod open;
 pub mod ops;
+pub mod presence;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -116,6 +117,8 @@ pub struct Engine {
     pub(crate) cache: cache::ReadCache,
     /// Stored keys per hash bucket (DBSIZE without a full scan).
     pub(crate) counts: counts::KeyCounts,
+    /// Every key stored since open (a Bloom filter): new keys need no read to be counted.
+    pub(crate) presence: presence::KeyFilter,
     /// Windows of writes accepted as owner, per (owned range, epoch): split-brain evidence.
     pub accepted: crate::accepted::AcceptedWrites,
     /// The data directory (its filesystem's free space is exported as a metric).

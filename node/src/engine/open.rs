@@ -128,8 +128,10 @@ pub fn open(
 
     // Stored keys per bucket: one pass over the keys (values are not read).
     let counts = super::counts::KeyCounts::new();
+    let presence = super::presence::KeyFilter::with_capacity(data.approximate_len() as u64 * 2);
     for item in data.iter() {
         let k = item.key()?;
+        presence.insert(&k);
         if let Some((hash, _)) = crate::keys::split_storage_key(&k) {
             counts.add(super::counts::bucket(hash), 1);
         }
@@ -155,6 +157,7 @@ pub fn open(
         cache: super::cache::ReadCache::new(config.cache_bytes),
         accepted: Default::default(),
         counts,
+        presence,
         dir: dir.to_path_buf(),
         config,
     });

@@ -622,7 +622,8 @@ impl Writer {
     }
 
     /// Whether a key is stored (expired or not), counting this batch's and the committing
-    /// batch's writes. The read cache answers most of these without touching fjall.
+    /// batch's writes. The presence filter (new keys) and the read cache answer most of these
+    /// without touching fjall.
     fn stored(&self, skey: &[u8], b: &Batch) -> Result<bool, fjall::Error> {
         if let Some(v) = b
             .overlay
@@ -630,6 +631,9 @@ impl Writer {
             .or_else(|| self.in_flight.as_ref().and_then(|(o, _)| o.get(skey)))
         {
             return Ok(v.is_some());
+        }
+        if !self.engine.presence.may_contain(skey) {
+            return Ok(false);
         }
         if let Some(known) = self.engine.cache.stored(skey) {
             return Ok(known);
@@ -665,6 +669,9 @@ impl Writer {
         let delta = i64::from(value.is_some()) - i64::from(self.stored(&skey, b)?);
         if delta != 0 {
             Self::count(&skey, delta, b);
+        }
+        if value.is_some() {
+            self.engine.presence.insert(&skey);
         }
         match &value {
             Some(s) => {
