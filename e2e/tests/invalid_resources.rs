@@ -445,3 +445,141 @@ async fn invalid_shardclusters_are_refused_clearly_while_a_valid_one_is_served()
     drop(op);
     ns.cleanup().await;
 }
+
+/// A ShardMigration's spec is editable by anyone who may edit the resource. Narrowing its
+/// ranges to one hash the source owns (so the fence succeeds) once made the move copy that
+/// hash and then commit the whole transfer: the rest of the transfer's keys were lost. The
+/// cutover must refuse to commit ranges the move does not cover or did not copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_migration_cannot_commit_ranges_it_did_not_copy() {
+    let Some(env) = support::env_or_skip("edited migration").await else {
+        return;
+    };
+    support::install_crds().unwrap();
+    let ns = TestNamespace::create(&env, "edited-move").await.unwrap();
+    let op = OperatorProcess::start(&ns.name, "op-edit", Duration::from_secs(6)).unwrap();
+    let spec = |replicas: i32, paused: bool| {
+        json!({"replicas": replicas, "vnodes": 16,
+               "migration": {"sourceRetention": "1s", "paused": paused}})
+    };
+    apply_cluster(&env.client, &ns.name, "ed", spec(2, false))
+        .await
+        .unwrap();
+    wait_balanced(&env.client, &ns.name, "ed", TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail(30)));
+    let pods = ns.api::<Pod>();
+    let ready = support::wait_pods_ready(&pods, "ringshift.dev/cluster=ed", 2, TIMEOUT)
+        .await
+        .unwrap();
+    let url = format!("redis://{}:6379/", support::pod_ip(&ready[0]).unwrap());
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Balanced is recorded before every node has the placement: wait until it serves.
+    wait_until("ed-0 serves writes", TIMEOUT, || {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("SET")
+                .arg("probe")
+                .arg(1)
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+    .unwrap();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("key{i}"))
+            .arg(i)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+
+    // Plan the scale-out while paused, then narrow every planned move to one hash it owns.
+    apply_cluster(&env.client, &ns.name, "ed", spec(2, true))
+        .await
+        .unwrap();
+    apply_cluster(&env.client, &ns.name, "ed", spec(3, true))
+        .await
+        .unwrap();
+    let migrations = ringshift_api(&env.client, &ns.name, "ShardMigration");
+    let planned = wait_until("two moves planned", TIMEOUT, || async {
+        let list = migrations
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        if list.items.len() == 2 {
+            Ok(list.items)
+        } else {
+            Err(format!("{} moves", list.items.len()))
+        }
+    })
+    .await
+    .unwrap();
+    for m in &planned {
+        let first = m.data["spec"]["ranges"][0]["start"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let name = m.metadata.name.clone().unwrap();
+        let patch = json!({"spec": {"ranges": [{"start": first, "end": first}]}}).to_string();
+        kubectl(&[
+            "patch",
+            "shardmigration",
+            &name,
+            "-n",
+            &ns.name,
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ])
+        .await
+        .unwrap();
+    }
+    apply_cluster(&env.client, &ns.name, "ed", spec(3, false))
+        .await
+        .unwrap();
+
+    // The moves run up to the cutover but never commit.
+    let read_all = |url: String| async move {
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut missing = Vec::new();
+        for i in 0..300 {
+            let v: Option<i64> = redis::cmd("GET")
+                .arg(format!("key{i}"))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            if v != Some(i) {
+                missing.push(i);
+            }
+        }
+        missing
+    };
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let list = migrations.list(&ListParams::default()).await.unwrap().items;
+    for m in &list {
+        assert_ne!(
+            m.data["status"]["phase"],
+            "Completed",
+            "{} committed ranges it did not copy\n{}",
+            m.metadata.name.clone().unwrap_or_default(),
+            op.log_tail(20)
+        );
+    }
+    assert_eq!(read_all(url.clone()).await, Vec::<i64>::new(), "keys lost");
+
+    drop(op);
+    ns.cleanup().await;
+}

@@ -139,6 +139,17 @@ pub fn applied_through(status: &PullStatus, fence: &Offset) -> bool {
         .is_some_and(|a| a.incarnation == fence.incarnation && a.sequence >= fence.sequence)
 }
 
+/// Whether two range sets cover exactly the same hashes.
+pub fn same_ranges(a: &RangeSet, b: &RangeSet) -> bool {
+    a.difference(b).is_empty() && b.difference(a).is_empty()
+}
+
+/// Whether the target's pull copies exactly `ranges` (it was started from the move's ranges;
+/// a commit must hand over only what was copied).
+pub fn pull_covers(status: &PullStatus, ranges: &RangeSet) -> bool {
+    RangeSet::new(status.ranges.iter().copied()).is_ok_and(|s| same_ranges(&s, ranges))
+}
+
 /// The planner's view of the target's pull; `apply_rate` is measured by the caller.
 pub fn pull_view(status: &PullStatus, apply_rate: u64) -> PullView {
     let copied = matches!(status.phase, PullPhase::CatchingUp | PullPhase::Completed);
@@ -273,6 +284,16 @@ mod tests {
         assert_eq!(v.lag, u64::MAX, "unknown lag never allows a cutover");
         let v = pull_view(&pull(PullPhase::Failed, None, None), 0);
         assert_eq!(v.failed.unwrap().reason, "boom");
+    }
+
+    #[test]
+    fn same_ranges_compares_coverage() {
+        let r = |a, b| HashRange::new(a, b).unwrap();
+        let one = RangeSet::new([r(0, 9), r(10, 19)]).unwrap();
+        let other = RangeSet::new([r(0, 19)]).unwrap();
+        assert!(same_ranges(&one, &other));
+        assert!(!same_ranges(&one, &RangeSet::new([r(0, 18)]).unwrap()));
+        assert!(!same_ranges(&one, &RangeSet::new([r(0, 0)]).unwrap()));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use kube::api::Api;
 use ringshift_node_api::{Caller, FenceRequest, Offset, UnfenceRequest};
 use ringshift_ring::Placement;
 
-use super::convert::{applied_through, cutover_of, ranges_of, uid_of};
+use super::convert::{applied_through, cutover_of, pull_covers, ranges_of, same_ranges, uid_of};
 use super::env::Env;
 use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
@@ -83,9 +83,12 @@ fn still_planned(p: &Placement, mig: &ShardMigration) -> Result<bool, Error> {
     if ring_id(target) != mig.spec.target_ring {
         return Ok(false);
     }
-    Ok(p.pending_transfers()?
-        .iter()
-        .any(|t| t.source == mig.spec.source && t.target == mig.spec.target))
+    // The move's ranges must be its transfer's: spec.ranges can be edited, and committing a
+    // transfer whose ranges were not all copied would lose their data.
+    let mine = ranges_of(&mig.spec.ranges)?;
+    Ok(p.pending_transfers()?.iter().any(|t| {
+        t.source == mig.spec.source && t.target == mig.spec.target && same_ranges(&t.ranges, &mine)
+    }))
 }
 
 /// Runs the cutover of `mig` for `attempt`.
@@ -98,7 +101,8 @@ pub async fn run(
     let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
     let name = env.placement_obj.name_any();
     let uid = uid_of(mig);
-    let ranges: Vec<_> = ranges_of(&mig.spec.ranges)?.iter().copied().collect();
+    let moving = ranges_of(&mig.spec.ranges)?;
+    let ranges: Vec<_> = moving.iter().copied().collect();
     let (Some(source), Some(target)) = (
         nodes.client(&mig.spec.source),
         nodes.client(&mig.spec.target),
@@ -128,7 +132,9 @@ pub async fn run(
     let recorded = match written {
         Ok(_) if !planned => {
             return Ok(Outcome::NotStarted {
-                reason: "the transfer is no longer part of the change in flight".into(),
+                reason: "the transfer is no longer part of the change in flight, or the \
+                         move's ranges differ from it (spec.ranges edited?)"
+                    .into(),
             });
         }
         Ok((_, obj)) => {
@@ -189,6 +195,12 @@ pub async fn run(
         if let Ok(Ok(s)) = tokio::time::timeout(budget, target.pull(&uid)).await
             && applied_through(&s, &fence)
         {
+            if !pull_covers(&s, &moving) {
+                let reason = "the target's copy covers other ranges than the move (its \
+                              spec.ranges changed after the copy started); not committing"
+                    .to_string();
+                return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+            }
             break;
         }
         if fenced_at.elapsed() >= budget {
