@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::admin::{ApiErr, ApiResult, api_err};
 use crate::changelog::LogOp;
+use crate::engine::ingest::WireChunk;
 use crate::engine::{Engine, Op, Outcome};
 use crate::node::Node;
 use crate::ranges::{self, HashRange};
@@ -21,8 +22,8 @@ use crate::wire;
 const META_PULL_PREFIX: &[u8] = b"pull/";
 const CHUNK_ENTRIES: usize = 32_768;
 /// Bytes ingested per unit of a copy (one set of tables; the cursor is persisted after each).
-const UNIT_BYTES: u64 = 16 << 20;
-const TAIL_MAX: usize = 2000;
+pub const UNIT_BYTES: u64 = 64 << 20;
+const TAIL_MAX: usize = 8192;
 const TAIL_WAIT_MS: u64 = 300;
 
 /// What a target persists about a pull (in the same batch as the data it copies).
@@ -482,7 +483,7 @@ impl Puller {
         ));
         let _stop_fetcher = AbortOnDrop(fetcher);
         // A unit's tables are registered and its cursor persisted (and progress published) at
-        // once: every 16 MiB, or every chunk (a quarter second's worth) of a throttled copy.
+        // once: every 64 MiB, or every chunk (a quarter second's worth) of a throttled copy.
         let unit_bytes = limit.map_or(UNIT_BYTES, |l| (l / 4).max(4096));
         loop {
             if *self.cancelled.borrow() {
@@ -502,10 +503,9 @@ impl Puller {
                             return None;
                         }
                         match rx.blocking_recv() {
-                            Some(Ok(chunk)) => {
-                                let chunk: wire::Chunk = chunk;
-                                done = chunk.done;
-                                Some(chunk.entries)
+                            Some(Ok((chunk, last))) => {
+                                done = last;
+                                Some(chunk)
                             }
                             Some(Err(e)) => {
                                 failed = Some(e);
@@ -726,7 +726,7 @@ async fn fetch_chunks(
     mut after: Option<String>,
     limit: Option<u64>,
     mut cancelled: watch::Receiver<bool>,
-    tx: tokio::sync::mpsc::Sender<Result<wire::Chunk, Stop>>,
+    tx: tokio::sync::mpsc::Sender<Result<(WireChunk, bool), Stop>>,
 ) {
     // A throttled copy asks for chunks of about a quarter second's worth.
     let max_bytes = limit.map_or(4 * 1024 * 1024, |l| (l / 4).max(4096));
@@ -740,23 +740,33 @@ async fn fetch_chunks(
             "/v1/snapshots/{uid}/chunk?after={}&max={CHUNK_ENTRIES}&maxBytes={max_bytes}",
             after.as_deref().unwrap_or("")
         );
-        let chunk = match client.get_raw(&path).await {
-            Ok(raw) => wire::decode_chunk(&raw).map_err(|e| Stop::Retry(e.to_string())),
-            Err(e) => Err(Stop::from(e)),
-        };
-        let chunk = match chunk {
-            Ok(c) => c,
+        let raw = match client.get_raw(&path).await {
+            Ok(raw) => raw,
             Err(e) => {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(Err(Stop::from(e))).await;
                 return;
             }
         };
-        let bytes: usize = chunk.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if let Some((last, _)) = chunk.entries.last() {
-            after = Some(crate::admin::hex_encode(last));
-        }
-        let done = chunk.done;
-        if tx.send(Ok(chunk)).await.is_err() || done {
+        // Read in place: the entries are copied once, into the ingestion.
+        let (done, bytes) = match wire::chunk_entries(&raw) {
+            Ok((done, entries)) => {
+                if let Some((last, _)) = entries.last() {
+                    after = Some(crate::admin::hex_encode(last));
+                }
+                (
+                    done,
+                    entries
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>(),
+                )
+            }
+            Err(e) => {
+                let _ = tx.send(Err(Stop::Retry(e.to_string()))).await;
+                return;
+            }
+        };
+        if tx.send(Ok((WireChunk(raw), done))).await.is_err() || done {
             return;
         }
         if let Some(limit) = limit {

@@ -41,6 +41,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends one chunk entry (as `encode_chunk` lays them out).
+pub fn put_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    put_bytes(out, key);
+    put_bytes(out, value);
+}
+
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
@@ -77,6 +83,27 @@ pub fn decode_chunk(raw: &[u8]) -> Result<Chunk, WireError> {
         entries.push((k, v));
     }
     Ok(Chunk { entries, done })
+}
+
+/// An entry (storage key, stored value) borrowed from a received chunk.
+pub type EntryRef<'a> = (&'a [u8], &'a [u8]);
+
+/// A chunk decoded in place: whether the snapshot is exhausted and the entries as slices of
+/// `raw` (no copy per entry: a copy goes straight from here into the ingestion).
+pub fn chunk_entries(raw: &[u8]) -> Result<(bool, Vec<EntryRef<'_>>), WireError> {
+    let mut r = Reader {
+        buf: raw,
+        what: "snapshot chunk",
+    };
+    let done = r.take(1)?[0] != 0;
+    let n = r.u32()?;
+    let mut entries = Vec::with_capacity(n.min(65536) as usize);
+    for _ in 0..n {
+        let k = r.bytes()?;
+        let v = r.bytes()?;
+        entries.push((k, v));
+    }
+    Ok((done, entries))
 }
 
 /// A tail answer plus the source's durable head.

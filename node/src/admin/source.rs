@@ -126,8 +126,8 @@ pub async fn chunk(
         })?;
     session.touch();
     let engine = node.engine.clone();
-    let (entries, done) = tokio::task::spawn_blocking(move || {
-        Engine::read_chunk(
+    let body = tokio::task::spawn_blocking(move || {
+        Engine::read_chunk_wire(
             &session.session.snapshot,
             engine.data_keyspace(),
             &session.ranges,
@@ -139,7 +139,7 @@ pub async fn chunk(
     .await
     .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
     .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
-    Ok(wire::encode_chunk(&wire::Chunk { entries, done }))
+    Ok(body)
 }
 
 pub async fn log(

@@ -237,7 +237,7 @@ fn tcp_rate(bytes: u64) -> Result<f64, String> {
 }
 
 /// Keys and values per second of the engine's bulk ingestion of the same keys (sorted, in
-/// the pull's 16 MiB units, durable), into a fresh data directory.
+/// the pull's units, durable), into a fresh data directory.
 fn ingest_rate(dir: &Path, n: u64) -> Result<f64, String> {
     let mut entries: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
         .map(|i| {
@@ -276,7 +276,7 @@ fn ingest_rate(dir: &Path, n: u64) -> Result<f64, String> {
                 last = c.is_none();
                 c
             },
-            16 << 20,
+            ringshift_node::pull::UNIT_BYTES,
         )
         .map_err(|e| e.to_string())?;
         more = !last && unit.keys > 0;

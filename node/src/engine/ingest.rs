@@ -23,13 +23,41 @@ pub struct IngestUnit {
     pub counts: Vec<(u32, i64)>,
 }
 
-/// Ingests chunks of entries (storage key, stored value as the source keeps it: expiry +
-/// bytes), in storage-key order, from `next` until it returns None or the unit holds
-/// `max_bytes`; then writes and registers the unit's tables (durably). (fjall's ingestion type
-/// is not exported, hence one function around its whole life.)
-pub fn ingest(
+/// Called for each entry of a chunk.
+pub type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), EngineError> + 'a;
+
+/// A chunk of entries to ingest: (storage key, stored value as the source keeps it: expiry +
+/// bytes), in storage-key order.
+pub trait Entries {
+    fn each(&self, f: &mut EntryFn<'_>) -> Result<(), EngineError>;
+}
+
+impl Entries for Vec<super::KvPair> {
+    fn each(&self, f: &mut EntryFn<'_>) -> Result<(), EngineError> {
+        self.iter().try_for_each(|(k, v)| f(k, v))
+    }
+}
+
+/// A snapshot chunk as received (`wire::encode_chunk`), read in place.
+pub struct WireChunk(pub Vec<u8>);
+
+impl Entries for WireChunk {
+    fn each(&self, f: &mut EntryFn<'_>) -> Result<(), EngineError> {
+        let (_, entries) =
+            crate::wire::chunk_entries(&self.0).map_err(|e| EngineError::Corrupt {
+                what: "snapshot chunk",
+                detail: e.to_string(),
+            })?;
+        entries.into_iter().try_for_each(|(k, v)| f(k, v))
+    }
+}
+
+/// Ingests chunks from `next` until it returns None or the unit holds `max_bytes`; then
+/// writes and registers the unit's tables (durably). (fjall's ingestion type is not exported,
+/// hence one function around its whole life.)
+pub fn ingest<C: Entries>(
     engine: &Engine,
-    mut next: impl FnMut() -> Option<Vec<super::KvPair>>,
+    mut next: impl FnMut() -> Option<C>,
     max_bytes: u64,
 ) -> Result<IngestUnit, EngineError> {
     let corrupt = |detail: &str| EngineError::Corrupt {
@@ -38,12 +66,13 @@ pub fn ingest(
     };
     let mut ingestion = engine.data.start_ingestion()?;
     let mut unit = IngestUnit::default();
+    let mut last: Vec<u8> = Vec::new();
     while unit.bytes < max_bytes {
         let Some(chunk) = next() else {
             break;
         };
-        for (skey, stored) in chunk {
-            let Some((hash, _)) = keys::split_storage_key(&skey) else {
+        chunk.each(&mut |skey, stored| {
+            let Some((hash, _)) = keys::split_storage_key(skey) else {
                 return Err(corrupt("storage key shorter than its hash"));
             };
             let Some((expiry, _)) = stored.split_first_chunk::<8>() else {
@@ -51,31 +80,32 @@ pub fn ingest(
             };
             let at = u64::from_be_bytes(*expiry);
             // fjall asserts the order; refuse out-of-order input here rather than panic there.
-            if unit
-                .last_key
-                .as_deref()
-                .is_some_and(|last| skey.as_slice() <= last)
-            {
+            if unit.keys > 0 && skey <= last.as_slice() {
                 return Err(corrupt("entries out of storage-key order"));
             }
             if at != 0 {
                 let mut ik = at.to_be_bytes().to_vec();
-                ik.extend_from_slice(&skey);
+                ik.extend_from_slice(skey);
                 unit.index.push(ik);
             }
             // Sorted input: consecutive keys share a bucket, so count runs.
             let b = super::counts::bucket(hash);
             match unit.counts.last_mut() {
-                Some((last, n)) if *last == b => *n += 1,
+                Some((prev, n)) if *prev == b => *n += 1,
                 _ => unit.counts.push((b, 1)),
             }
             unit.keys += 1;
             unit.bytes += (skey.len() + stored.len()) as u64;
-            engine.presence.insert(&skey);
-            ingestion.write(skey.as_slice(), stored)?;
-            unit.last_key = Some(skey);
-        }
+            engine.presence.insert(skey);
+            ingestion.write(skey, stored)?;
+            last.clear();
+            last.extend_from_slice(skey);
+            Ok(())
+        })?;
     }
     ingestion.finish()?;
+    if unit.keys > 0 {
+        unit.last_key = Some(last);
+    }
     Ok(unit)
 }

@@ -435,6 +435,46 @@ impl Engine {
         max_bytes: usize,
     ) -> Result<(Vec<KvPair>, bool), EngineError> {
         let mut out = Vec::new();
+        let done = Self::each_in_chunk(snap, data, ranges, after, max, max_bytes, |k, v| {
+            out.push((k.to_vec(), v.to_vec()))
+        })?;
+        Ok((out, done))
+    }
+
+    /// `read_chunk` encoded straight into the wire format (`wire::encode_chunk`), without an
+    /// intermediate copy of each entry (the source side of a copy).
+    pub fn read_chunk_wire(
+        snap: &fjall::Snapshot,
+        data: &Keyspace,
+        ranges: &[HashRange],
+        after: Option<&[u8]>,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, EngineError> {
+        let mut out = Vec::with_capacity(max_bytes.min(8 << 20) + 64);
+        out.extend_from_slice(&[0; 5]);
+        let mut n: u32 = 0;
+        let done = Self::each_in_chunk(snap, data, ranges, after, max, max_bytes, |k, v| {
+            crate::wire::put_entry(&mut out, k, v);
+            n += 1;
+        })?;
+        out[0] = u8::from(done);
+        out[1..5].copy_from_slice(&n.to_be_bytes());
+        Ok(out)
+    }
+
+    /// Calls `f` on every stored entry of `ranges` in `snap` after storage key `after`, up to
+    /// `max` entries or `max_bytes`; true when the ranges are exhausted.
+    fn each_in_chunk(
+        snap: &fjall::Snapshot,
+        data: &Keyspace,
+        ranges: &[HashRange],
+        after: Option<&[u8]>,
+        max: usize,
+        max_bytes: usize,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<bool, EngineError> {
+        let mut count = 0;
         let mut bytes = 0;
         for r in ranges {
             use std::ops::Bound;
@@ -455,14 +495,15 @@ impl Engine {
             };
             for item in snap.range(data, (lower, upper)) {
                 let (k, v) = item.into_inner()?;
-                if out.len() >= max || bytes >= max_bytes {
-                    return Ok((out, false));
+                if count >= max || bytes >= max_bytes {
+                    return Ok(false);
                 }
                 bytes += k.len() + v.len();
-                out.push((k.to_vec(), v.to_vec()));
+                count += 1;
+                f(&k, &v);
             }
         }
-        Ok((out, true))
+        Ok(true)
     }
 
     /// Order-independent digest over (key, value, expiry) of every entry in `ranges`.

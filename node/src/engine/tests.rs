@@ -587,3 +587,49 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
     ));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The source's chunk encoder writes exactly what `wire::encode_chunk` would, page by page.
+#[tokio::test]
+async fn wire_chunks_match_the_reference_encoding() {
+    let d = dir("wire-chunks");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(Op::Install {
+        installed: owned_by("a", 1),
+        raw: b"{}".to_vec(),
+        degraded: None,
+    })
+    .await
+    .unwrap();
+    let pairs = (0..700)
+        .map(|i| (format!("k{i}").into_bytes(), vec![b'v'; i % 50]))
+        .collect();
+    e.run(Op::Data(DataCmd::MSet { pairs })).await.unwrap();
+    let Outcome::Snapshot(s) = e.run(Op::Snapshot).await.unwrap() else {
+        panic!("no snapshot")
+    };
+    let ranges = [HashRange {
+        start: 1 << 62,
+        end: u64::MAX - 5,
+    }];
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let (entries, done) =
+            Engine::read_chunk(&s.snapshot, &e.data, &ranges, after.as_deref(), 100, 4000).unwrap();
+        let wire =
+            Engine::read_chunk_wire(&s.snapshot, &e.data, &ranges, after.as_deref(), 100, 4000)
+                .unwrap();
+        let reference = crate::wire::encode_chunk(&crate::wire::Chunk {
+            entries: entries.clone(),
+            done,
+        });
+        assert_eq!(wire, reference);
+        let (d2, borrowed) = crate::wire::chunk_entries(&wire).unwrap();
+        assert_eq!(d2, done);
+        assert_eq!(borrowed.len(), entries.len());
+        if done {
+            break;
+        }
+        after = entries.last().map(|(k, _)| k.clone());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
