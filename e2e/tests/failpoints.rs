@@ -164,12 +164,24 @@ async fn run_cases(test: &str, cases: &[Case]) {
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
     let mut summary = Vec::new();
+    let mut members = 2;
     for (i, c) in cases
         .iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.armed[0]))
         .enumerate()
     {
         let label = c.armed.join(" then ");
+        if c.replicas == members {
+            // Only when cases were filtered out: move the other way first, without a crash,
+            // so that this case's scale really moves ranges.
+            let other = if members == 2 { 3 } else { 2 };
+            scale(&ns, CLUSTER, other).await.expect("scale");
+            wait_balanced(&ns.client, &ns.name, CLUSTER, STEP_TIMEOUT)
+                .await
+                .expect("Balanced");
+            wait_moves_completed(&ns).await.expect("moves");
+        }
+        members = c.replicas;
         let started = std::time::Instant::now();
         // A graceful stop releases the lease, so the armed successor leads at once.
         op.stop(Duration::from_secs(10)).await;

@@ -18,8 +18,8 @@ use clap::Parser;
 use kube::api::ListParams;
 use ringshift_e2e::load::{Addrs, LoadConfig, Stats, StopFlag, drive, finish};
 use ringshift_e2e::support::{
-    self, OperatorProcess, TestNamespace, apply_cluster, follow_pods, install_crds, preload,
-    ringshift_api, scale, wait_balanced, wait_ready, wait_until,
+    self, OperatorProcess, TestNamespace, apply_cluster, follow_pods, install_crds, ringshift_api,
+    scale, wait_balanced, wait_ready, wait_until,
 };
 use serde_json::json;
 
@@ -184,7 +184,11 @@ async fn new_cluster(
         &ns.name,
         "bench-op",
         Duration::from_secs(15),
-        &[("RUST_LOG", "info,kube=warn")],
+        &[(
+            "RUST_LOG",
+            &std::env::var("RINGSHIFT_BENCH_OPERATOR_LOG")
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )],
     )
     .unwrap_or_else(|e| fail("operator", e));
     apply_cluster(
@@ -297,29 +301,122 @@ async fn pause_mode(env: &support::TestEnv, args: &Args) {
     ns.cleanup().await;
 }
 
+/// Writes `keys` keys of `value` bytes (`r:{i}`) through every Ready pod, `tasks` pipelines at
+/// a time (each pod forwards what it does not own).
+async fn parallel_preload(
+    ns: &TestNamespace,
+    cluster: &str,
+    keys: usize,
+    value: usize,
+    tasks: usize,
+) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("ringshift.dev/cluster={cluster}")))
+        .await
+        .unwrap_or_else(|e| fail("pods", e));
+    let ips: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| support::pod_ready(p))
+        .filter_map(support::pod_ip)
+        .collect();
+    if ips.is_empty() {
+        fail("preload", "no Ready pod");
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let batch = 1000;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let ip = ips[t % ips.len()].clone();
+        let next = next.clone();
+        handles.push(tokio::spawn(async move {
+            let client = redis::Client::open(format!("redis://{ip}:6379/"))
+                .unwrap_or_else(|e| fail("redis client", e));
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(60)));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .unwrap_or_else(|e| fail("connecting", e));
+            let v = "v".repeat(value);
+            loop {
+                let start = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                if start >= keys {
+                    return;
+                }
+                let mut pipe = redis::pipe();
+                for i in start..(start + batch).min(keys) {
+                    pipe.cmd("SET").arg(format!("r:{i}")).arg(&v).ignore();
+                }
+                let mut tries = 0;
+                while let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                    tries += 1;
+                    if tries >= 30 {
+                        fail("preload", e);
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
 async fn rebalance_mode(env: &support::TestEnv, args: &Args) {
     let name = "rebal";
     let (ns, op) = new_cluster(env, "bench-rebal", name, 3, &args.write_pause_budget).await;
     let value = 1024;
     let keys = (args.rebalance_mib * 1024 * 1024 / value as u64) as usize;
     let t0 = Instant::now();
-    preload(&ns, name, "r", keys, value)
-        .await
-        .unwrap_or_else(|e| fail("preload", e));
+    parallel_preload(&ns, name, keys, value, 12).await;
     let load_secs = t0.elapsed().as_secs_f64();
+    let migrations = ringshift_api(&ns.client, &ns.name, "ShardMigration");
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(ns.client.clone(), &ns.name);
     let started = Instant::now();
     scale(&ns, name, 4)
         .await
         .unwrap_or_else(|e| fail("scale", e));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    if let Err(e) = wait_committed(&ns).await {
-        fail("moves", e);
+    // Timeline: the new pod Ready, the first copy, the last commit.
+    let (mut pod_ready, mut first_copy, mut all_committed) = (None, None, None);
+    while all_committed.is_none() {
+        if started.elapsed() > TIMEOUT {
+            fail(
+                "rebalance",
+                format!("not done in {TIMEOUT:?}\n{}", op.log_tail(30)),
+            );
+        }
+        let now = started.elapsed().as_secs_f64();
+        if pod_ready.is_none()
+            && let Ok(p) = pods.get_opt(&format!("{name}-3")).await
+            && p.as_ref().is_some_and(support::pod_ready)
+        {
+            pod_ready = Some(now);
+        }
+        if let Ok(list) = migrations.list(&ListParams::default()).await {
+            let phases: Vec<&str> = list
+                .items
+                .iter()
+                .map(|m| m.data["status"]["phase"].as_str().unwrap_or("Pending"))
+                .collect();
+            if first_copy.is_none() && phases.iter().any(|p| *p != "Pending") {
+                first_copy = Some(now);
+            }
+            if !phases.is_empty() && phases.iter().all(|p| matches!(*p, "Cleanup" | "Completed")) {
+                all_committed = Some(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if let Err(e) = wait_balanced(&ns.client, &ns.name, name, TIMEOUT).await {
         fail("Balanced", format!("{e}\n{}", op.log_tail(30)));
     }
-    let secs = started.elapsed().as_secs_f64();
-    let list = ringshift_api(&ns.client, &ns.name, "ShardMigration")
+    let balanced = started.elapsed().as_secs_f64();
+    let list = migrations
         .list(&ListParams::default())
         .await
         .unwrap_or_else(|e| fail("migrations", e));
@@ -329,19 +426,25 @@ async fn rebalance_mode(env: &support::TestEnv, args: &Args) {
         .filter_map(|m| m.data["status"]["progress"]["bytes"].as_str())
         .filter_map(|b| b.parse::<u64>().ok())
         .sum();
+    let first = first_copy.unwrap_or(0.0);
+    let done = all_committed.unwrap_or(balanced);
+    let mib = moved as f64 / 1048576.0;
     println!(
         "\nrebalance 3 -> 4 members with {} MiB stored ({keys} keys of {value} B, written in {load_secs:.1} s), {}",
         args.rebalance_mib,
         build_kind()
     );
-    println!("| stored | moved (bytes copied) | moves | scale to Balanced | copy rate |");
-    println!("|---:|---:|---:|---:|---:|");
     println!(
-        "| {} MiB | {:.1} MiB | {} | {secs:.1} s | {:.1} MiB/s |",
+        "| stored | moved | moves | new pod Ready | moving (first copy -> last commit) | scale -> Balanced | copy rate while moving |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} MiB | {mib:.1} MiB | {} | {:.1} s | {:.1} s | {balanced:.1} s | {:.1} MiB/s |",
         args.rebalance_mib,
-        moved as f64 / 1048576.0,
         list.items.len(),
-        moved as f64 / 1048576.0 / secs
+        pod_ready.unwrap_or(f64::NAN),
+        done - first,
+        mib / (done - first).max(0.001)
     );
     drop(op);
     ns.cleanup().await;

@@ -31,6 +31,9 @@ use crate::crd::{CutoverState, MigrationProgress, ShardMigration, ShardPlacement
 /// Annotation that cancels a move before its commit.
 pub const CANCEL_ANNOTATION: &str = "ringshift.dev/cancel";
 
+/// How long a source may take to drop a moved copy (it deletes every key of the ranges).
+const DROP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Steps one move may take in one round before yielding to the others.
 const MAX_STEPS: usize = 8;
 
@@ -241,20 +244,50 @@ pub async fn drive(
                     ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
                     ownership_ended_epoch: d.state.committed_epoch.unwrap_or(0),
                 };
-                failpoints::hit("drop.before");
-                match tokio::time::timeout(CALL_TIMEOUT, source.drop_ranges(&body)).await {
-                    Ok(Ok(_)) => {
+                // A large drop takes seconds: it runs on its own so that this round goes on
+                // driving the other moves; later rounds collect its answer (idempotent, so a new
+                // leader simply asks again).
+                let uid = uid_of(&d.obj);
+                let answer = {
+                    let mut drops = dctx.drops.lock().unwrap_or_else(|p| p.into_inner());
+                    match drops.get(&uid) {
+                        Some(task) if task.is_finished() => drops.remove(&uid),
+                        Some(_) => return Ok(Duration::from_millis(500)),
+                        None => {
+                            failpoints::hit("drop.before");
+                            let task = tokio::spawn(async move {
+                                match tokio::time::timeout(DROP_TIMEOUT, source.drop_ranges(&body))
+                                    .await
+                                {
+                                    Ok(Ok(_)) => Ok(()),
+                                    Ok(Err(e)) => Err(describe(&e)),
+                                    Err(_) => Err(format!(
+                                        "no answer within {} s",
+                                        DROP_TIMEOUT.as_secs()
+                                    )),
+                                }
+                            });
+                            drops.insert(uid.clone(), task);
+                            return Ok(Duration::from_millis(500));
+                        }
+                    }
+                };
+                let result = match answer {
+                    Some(task) => task.await.unwrap_or_else(|e| Err(e.to_string())),
+                    None => return Ok(Duration::from_millis(500)),
+                };
+                match result {
+                    Ok(()) => {
                         failpoints::hit("drop.done");
                         let next = after_drop(&d.state, now_ms());
                         persist(dctx, env, &mut d, next, &obs).await?;
                         return Ok(Duration::from_secs(10));
                     }
-                    Ok(Err(e)) => {
-                        let why = format!("dropping the source copy: {}", describe(&e));
+                    Err(e) => {
+                        let why = format!("dropping the source copy: {e}");
                         note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
                         return Ok(Duration::from_secs(5));
                     }
-                    Err(_) => return Ok(Duration::from_secs(5)),
                 }
             }
         }

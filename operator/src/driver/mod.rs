@@ -106,6 +106,8 @@ pub struct DriverCtx {
     pub http: reqwest::Client,
     rates: drive::RateMeter,
     pushed: nodes::PushedEndpoints,
+    /// Source drops in flight, by migration UID (see `Step::DropSource` in drive.rs).
+    drops: std::sync::Mutex<BTreeMap<String, tokio::task::JoinHandle<Result<(), String>>>>,
     /// Copy and catch-up progress meters for the ETA, by (migration UID, what).
     meters: std::sync::Mutex<BTreeMap<(String, &'static str), ringshift_planner::eta::RateMeter>>,
 }
@@ -122,6 +124,7 @@ impl DriverCtx {
             rates: drive::RateMeter::new(),
             pushed: nodes::PushedEndpoints::default(),
             meters: std::sync::Mutex::new(BTreeMap::new()),
+            drops: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
