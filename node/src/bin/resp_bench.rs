@@ -142,6 +142,21 @@ fn bench(ip: &str, test: &str, p: u64, n: u64) -> Result<f64, String> {
     ))
 }
 
+/// User + system CPU seconds a process has used so far (0 if unreadable).
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -201,20 +216,29 @@ fn run() -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&root);
         return Ok(());
     }
-    // results[(test, pipeline)][target] = rps per round
+    // results[(test, pipeline)][target] = rps per round; cpu: server CPU µs per request.
     let mut results: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    let mut cpu: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     for (p, n) in [(1, n1), (16, n16)] {
         for test in ["set", "get"] {
             for round in 0..rounds {
-                for (name, ip) in &targets {
+                for ((name, ip), proc) in targets.iter().zip(&procs) {
                     eprintln!("{test} -P {p} round {}: {name}", round + 1);
+                    let before = cpu_secs(proc.0.id());
                     let rps = bench(ip, test, p, n)?;
+                    let used = cpu_secs(proc.0.id()) - before;
+                    let key = (test.to_uppercase(), p);
                     results
-                        .entry((test.to_uppercase(), p))
+                        .entry(key.clone())
                         .or_default()
                         .entry(*name)
                         .or_default()
                         .push(rps);
+                    cpu.entry(key)
+                        .or_default()
+                        .entry(*name)
+                        .or_default()
+                        .push(used * 1e6 / n as f64);
                 }
             }
         }
@@ -257,6 +281,32 @@ fn run() -> Result<(), String> {
         );
         if with_baseline {
             print!(" {bl:.0} | {} |", ratio(rs, bl));
+        }
+        println!();
+    }
+    // CPU time per request is much less sensitive than throughput to other jobs on the machine.
+    println!(
+        "\n| server CPU µs per request | pipeline | redis everysec | redis always | ringshift durable |{}",
+        if with_baseline {
+            " ringshift baseline |"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "|---|---|---|---|---|{}",
+        if with_baseline { "---|" } else { "" }
+    );
+    for ((test, p), row) in &cpu {
+        let get = |k: &str| row.get(k).cloned().map(median).unwrap_or(0.0);
+        print!(
+            "| {test} | -P {p} | {:.2} | {:.2} | {:.2} |",
+            get("redis everysec"),
+            get("redis always"),
+            get("ringshift durable")
+        );
+        if with_baseline {
+            print!(" {:.2} |", get("ringshift baseline"));
         }
         println!();
     }

@@ -52,8 +52,16 @@ impl KeyFilter {
 
     pub fn insert(&self, skey: &[u8]) {
         let (block, probes) = self.positions(skey);
+        // One read-modify-write per word that gains bits, none for bits already set.
+        let mut masks = [0u64; WORDS_PER_BLOCK];
         for (w, mask) in probes {
-            self.words[block + w].fetch_or(mask, Ordering::Relaxed);
+            masks[w] |= mask;
+        }
+        for (w, mask) in masks.into_iter().enumerate() {
+            let word = &self.words[block + w];
+            if mask != 0 && word.load(Ordering::Relaxed) & mask != mask {
+                word.fetch_or(mask, Ordering::Relaxed);
+            }
         }
     }
 
