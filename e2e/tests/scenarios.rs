@@ -292,7 +292,8 @@ async fn apiserver_restarted_mid_migration() {
 }
 
 /// The target of a cutover stops answering (SIGSTOP) for three write-pause budgets, from just
-/// before the source is fenced (the operator is held a moment after recording the cutover): the
+/// before the source is fenced (the operator is held 2 s after recording each cutover, so the
+/// test's watch is in time even on a loaded machine): the
 /// cutover cannot see the target apply up to the fence within the budget, records the abort,
 /// unfences the source and retries once the target is back.
 #[tokio::test]
@@ -301,7 +302,7 @@ async fn node_stopped_past_write_pause_budget() {
     let Some(f) = Fixture::start_with(
         "node_stopped_past_write_pause_budget",
         "rel-sigstop",
-        "cutover.recorded:pause=800",
+        "cutover.recorded:pause=2000",
     )
     .await
     else {

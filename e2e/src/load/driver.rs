@@ -116,12 +116,26 @@ struct Client {
     timeout: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum OpError {
-    /// The server answered with an error: the command may or may not have been applied.
+    /// The server answered with an error: the command may or may not have been applied, and
+    /// that was settled when the answer was sent.
     Ambiguous(String),
-    /// No answer (timeout, connection lost): the request may still take effect later.
+    /// No answer (timeout, connection lost), or an answer saying the outcome is still open: the
+    /// request may take effect at any later moment.
     NoAnswer(String),
+}
+
+/// Classifies an error reply. A coordinator whose forward to the owner failed after sending
+/// says the command "may or may not have been applied": the forwarded request can still be
+/// sitting in the owner's socket (a stopped or slow owner) and land later, even after a newer
+/// write was acknowledged, so it is as open as an unanswered one.
+fn classify_error_reply(text: String) -> OpError {
+    if text.contains("may or may not have been applied") {
+        OpError::NoAnswer(text)
+    } else {
+        OpError::Ambiguous(text)
+    }
 }
 
 impl Client {
@@ -162,7 +176,7 @@ impl Client {
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
                     Err(OpError::NoAnswer(e.to_string()))
                 } else {
-                    Err(OpError::Ambiguous(e.to_string()))
+                    Err(classify_error_reply(e.to_string()))
                 }
             }
             Err(_) => {
@@ -393,4 +407,19 @@ pub async fn finish(cfg: &LoadConfig, stats: &Stats, outcomes: Outcomes) -> Repo
 /// Parses the version stored in a value, for tools that inspect keys directly.
 pub fn version_of(value: &str) -> Option<u64> {
     decode_version(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_whose_outcome_is_still_open_counts_as_unanswered() {
+        let open = classify_error_reply(
+            "ERR forwarding failed, the command may or may not have been applied: timed out".into(),
+        );
+        assert!(matches!(open, OpError::NoAnswer(_)));
+        let settled = classify_error_reply("TRYAGAIN range is moving".into());
+        assert!(matches!(settled, OpError::Ambiguous(_)));
+    }
 }

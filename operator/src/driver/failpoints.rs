@@ -1,9 +1,9 @@
 //! Named crash points at the driver's step boundaries, for crash-safety tests.
 //!
 //! Inert unless the process starts with `RINGSHIFT_FAILPOINTS` set: a comma-separated list of
-//! `name` (crash at the first hit), `name:N` (crash at the N-th hit) or `name:pause=MS` (at the
-//! first hit, hold the driver there for MS milliseconds and go on: a window in which a test can
-//! inject a fault at an exact step). A crash logs the name and
+//! `name` (crash at the first hit), `name:N` (crash at the N-th hit) or `name:pause=MS` (at every
+//! hit, hold the driver there for MS milliseconds and go on: a window in which a test can
+//! inject a fault at an exact step, even when it sees the step late). A crash logs the name and
 //! ends the process at once with status 137, as SIGKILL would: no graceful shutdown, no lease
 //! release, no further API or node call. The crash-safety test (`e2e/tests/failpoints.rs`) arms
 //! each of [`ALL`] in turn and checks that the next leader resumes with nothing lost and never
@@ -123,7 +123,7 @@ pub enum SpecError {
 pub enum Action {
     /// Exit at the N-th hit.
     Crash(u32),
-    /// Hold the driver this long at the first hit, then go on.
+    /// Hold the driver this long at every hit, then go on.
     Pause(std::time::Duration),
 }
 
@@ -182,11 +182,10 @@ impl Armed {
     pub fn fires(&self, name: &str) -> Option<Action> {
         let (action, hits) = self.points.get(name)?;
         let hit = hits.fetch_add(1, Ordering::SeqCst) + 1;
-        let at = match action {
-            Action::Crash(n) => *n,
-            Action::Pause(_) => 1,
-        };
-        (hit == at).then_some(*action)
+        match action {
+            Action::Crash(n) => (hit == *n).then_some(*action),
+            Action::Pause(_) => Some(*action),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -300,8 +299,8 @@ mod tests {
         assert!(Armed::default().fires("pull.started").is_none());
         assert!(matches!(armed.fires("drop.before"), Some(Action::Pause(_))));
         assert!(
-            armed.fires("drop.before").is_none(),
-            "a pause holds only the first hit"
+            matches!(armed.fires("drop.before"), Some(Action::Pause(_))),
+            "a pause holds every hit"
         );
     }
 
