@@ -7,7 +7,7 @@ REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
 CACHE="${RINGSHIFT_CACHE:-$HOME/.cache/ringshift}"
 K8S_BIN="$CACHE/k8s-v$K8S_VERSION"
 # Several clusters can run side by side on one machine (e.g. one per checkout): cluster N (0-9,
-# RINGSHIFT_CLUSTER, default 0) gets its own ports, pod addresses 127.(16N)-127.(16N+15).x.y and
+# RINGSHIFT_CLUSTER, default 0) gets its own ports, pod addresses 127.(16N+8)-127.(16N+15).x.y and
 # state dir. Cluster 0 uses the standard ports (apiserver 6443, etcd 2379/2380).
 CLUSTER_INDEX="${RINGSHIFT_CLUSTER:-0}"
 [[ $CLUSTER_INDEX =~ ^[0-9]$ ]] || { echo "[cluster] RINGSHIFT_CLUSTER must be 0-9" >&2; exit 1; }

@@ -1,15 +1,18 @@
 //! Loopback addresses for pods: every pod instance gets its own 127.x.y.z.
 //!
 //! Cluster N of the machine (`--ip-block N`, 0-9) owns 127.(16N).0.0 - 127.(16N+15).255.255, so
-//! clusters side by side never share an address. Addresses are handed out round-robin from
-//! 127.(16N).0.10 upward so that a recreated pod usually gets a different address (as on a real
-//! cluster) and a dying process's sockets never collide with a new pod's.
+//! clusters side by side never share an address. Pods get the upper half, handed out
+//! round-robin from 127.(16N+8).0.10 upward so that a recreated pod usually gets a different
+//! address (as on a real cluster) and a dying process's sockets never collide with a new pod's.
+//! The lower half is left to processes started outside the kubelet (the node's integration
+//! tests and benchmarks bind 127.0.x.y), which once took a pod's address mid-test.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// First index handed out: .0.10 (lower ones are left for the control plane and tools).
-const FIRST: u32 = 10;
+/// First index handed out: 127.(16N+8).0.10 (the lower half of the block is left for the
+/// control plane, tests and tools).
+const FIRST: u32 = (8 << 16) + 10;
 /// Size of a block's index space: 16 second-level octets.
 const LAST: u32 = (16 << 16) - 1;
 pub const MAX_BLOCK: u8 = 9;
@@ -76,20 +79,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn starts_at_ten_and_is_distinct() {
+    fn starts_at_ten_of_the_upper_half_and_is_distinct() {
         let mut pool = IpPool::new(0);
-        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 10)));
-        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 11)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 8, 0, 10)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 8, 0, 11)));
     }
 
     #[test]
     fn blocks_do_not_overlap() {
         assert_eq!(
             IpPool::new(2).allocate(None),
-            Some(Ipv4Addr::new(127, 32, 0, 10))
+            Some(Ipv4Addr::new(127, 40, 0, 10))
         );
         assert_eq!(address(0, LAST - 1), Some(Ipv4Addr::new(127, 15, 255, 254)));
-        assert_eq!(address(1, FIRST), Some(Ipv4Addr::new(127, 16, 0, 10)));
+        assert_eq!(address(1, FIRST), Some(Ipv4Addr::new(127, 24, 0, 10)));
+        // The lower half (tests and benchmarks on the host) is never handed out.
+        assert_eq!(address(0, (1 << 16) + 30), None);
         assert_eq!(address(10, FIRST), None);
     }
 
@@ -104,28 +109,33 @@ mod tests {
     #[test]
     fn preferred_address_kept_when_free_and_in_the_block() {
         let mut pool = IpPool::new(1);
-        let want = Ipv4Addr::new(127, 16, 0, 42);
+        let want = Ipv4Addr::new(127, 24, 0, 42);
         assert_eq!(pool.allocate(Some(want)), Some(want));
         // Taken now, so the next request for it gets another address.
         assert_ne!(pool.allocate(Some(want)), Some(want));
         // Addresses of other blocks or outside loopback are not honoured.
-        for other in [Ipv4Addr::new(127, 0, 0, 42), Ipv4Addr::new(10, 16, 0, 42)] {
+        for other in [
+            Ipv4Addr::new(127, 0, 0, 42),
+            Ipv4Addr::new(127, 16, 0, 42),
+            Ipv4Addr::new(10, 24, 0, 42),
+        ] {
             assert_ne!(pool.allocate(Some(other)), Some(other));
         }
     }
 
     #[test]
     fn skips_network_and_broadcast_like_octets() {
-        assert_eq!(address(0, 255), None);
-        assert_eq!(address(0, 256), None);
-        assert_eq!(address(0, 257), Some(Ipv4Addr::new(127, 0, 1, 1)));
+        let base = 8 << 16;
+        assert_eq!(address(0, base + 255), None);
+        assert_eq!(address(0, base + 256), None);
+        assert_eq!(address(0, base + 257), Some(Ipv4Addr::new(127, 8, 1, 1)));
         let mut pool = IpPool {
             block: 0,
             in_use: BTreeSet::new(),
-            cursor: 254,
+            cursor: base + 254,
         };
-        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 254)));
-        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 1, 1)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 8, 0, 254)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 8, 1, 1)));
     }
 
     #[test]
@@ -136,6 +146,6 @@ mod tests {
             cursor: LAST - 1,
         };
         assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 15, 255, 254)));
-        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 0, 0, 10)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 8, 0, 10)));
     }
 }
