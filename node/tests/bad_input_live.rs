@@ -19,7 +19,9 @@ use ringshift_node_api::{ApiError, ErrorReason};
 
 const MAX_FRAME: usize = 1 << 20;
 /// Longest a connection may stay unanswered after the client stopped sending.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+// Generous: a debug build on a loaded 2-core machine resolves a 1000-member placement slowly;
+// the property is a bounded answer, not a fast one.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 fn cases() -> usize {
     std::env::var("RINGSHIFT_FUZZ_CASES")
@@ -485,16 +487,18 @@ async fn admin_port_refuses_bad_bodies_clearly_and_keeps_serving() {
         }
     }
 
-    // Oversized bodies are refused before they are buffered whole.
+    // Oversized bodies are refused (the limit is 2 MiB). One MiB over the limit, so that the
+    // rest of the body sits in the socket buffers when the node answers 413 and closes; with
+    // a much larger body the client could still be writing and see a broken pipe instead.
     let (status, _) = http(
         &client,
         "PUT",
         &format!("{base}/v1/placement"),
         Some(TOKEN),
-        vec![b' '; 8 << 20],
+        vec![b' '; 3 << 20],
     )
     .await;
-    assert_eq!(status, 413, "an 8 MiB body");
+    assert_eq!(status, 413, "a 3 MiB body");
 
     // Raw garbage on the HTTP port, and a request line far too long.
     let admin = node.admin_addr();
