@@ -15,18 +15,22 @@ pub struct RoomPolicy {
     /// Extra space per copied byte, in percent, for the engine's temporary space (an LSM
     /// writes a byte more than once before compaction settles).
     pub overhead_percent: u64,
-    /// Keep at least this share of the filesystem free after the copy, in percent...
+    /// Keep this share of the filesystem free after the copy, in percent...
     pub reserve_percent: u64,
-    /// ...and at least this many bytes.
+    /// ...but at least this many bytes (small volumes)...
     pub reserve_min_bytes: u64,
+    /// ...and at most this many (on a large volume a share would hold back gigabytes the copy
+    /// could safely use).
+    pub reserve_max_bytes: u64,
 }
 
 impl Default for RoomPolicy {
     fn default() -> Self {
         RoomPolicy {
             overhead_percent: 20,
-            reserve_percent: 10,
+            reserve_percent: 5,
             reserve_min_bytes: 64 << 20,
+            reserve_max_bytes: 2 << 30,
         }
     }
 }
@@ -64,6 +68,7 @@ impl RoomCheck {
 pub fn bytes_needed(estimated_bytes: u64, total_bytes: u64, policy: &RoomPolicy) -> u64 {
     let overhead = u128::from(estimated_bytes) * u128::from(policy.overhead_percent) / 100;
     let reserve = (u128::from(total_bytes) * u128::from(policy.reserve_percent) / 100)
+        .min(u128::from(policy.reserve_max_bytes))
         .max(u128::from(policy.reserve_min_bytes));
     let need = u128::from(estimated_bytes) + overhead + reserve;
     u64::try_from(need).unwrap_or(u64::MAX)
@@ -125,22 +130,24 @@ mod tests {
     #[test]
     fn a_copy_that_fits_with_its_reserve_starts() {
         let p = RoomPolicy::default();
-        // 1 GiB + 20% overhead + 10% of 20 GiB reserve = 3.2 GiB
+        // 1 GiB + 20% overhead + 5% of 20 GiB reserve = 2.2 GiB
         assert_eq!(
-            check_room(Some(GIB), room(4 * GIB, 20 * GIB), &p),
+            check_room(Some(GIB), room(3 * GIB, 20 * GIB), &p),
             RoomCheck::Fits
         );
         assert!(matches!(
-            check_room(Some(GIB), room(3 * GIB, 20 * GIB), &p),
+            check_room(Some(GIB), room(2 * GIB, 20 * GIB), &p),
             RoomCheck::TooSmall { need_bytes, free_bytes }
-                if need_bytes > 3 * GIB && free_bytes == 3 * GIB
+                if need_bytes > 2 * GIB && free_bytes == 2 * GIB
         ));
+        // A large volume keeps at most 2 GiB back: 1.2 GiB + 2 GiB.
+        assert_eq!(bytes_needed(GIB, 250 * GIB, &p), GIB + GIB / 5 + 2 * GIB);
     }
 
     #[test]
     fn small_volumes_keep_the_minimum_reserve() {
         let p = RoomPolicy::default();
-        // 100 MiB volume: 10% would be 10 MiB, but 64 MiB is kept.
+        // 100 MiB volume: 5% would be 5 MiB, but 64 MiB is kept.
         assert_eq!(
             bytes_needed(10 << 20, 100 << 20, &p),
             (12 << 20) + (64 << 20)
