@@ -1,7 +1,8 @@
 //! End-to-end: the user's controls over moves (issue #6 item 4) under a checked load.
 //! `spec.migration.paused` starts no phase; the `ringshift.dev/cancel` annotation cancels a move
 //! before its commit and removes the target's partial copy; the operator then re-plans the
-//! transfer; finished ShardMigrations beyond `historyLimit` are garbage collected.
+//! transfer; finished ShardMigrations beyond `historyLimit` are garbage collected; a move
+//! deleted mid-copy is planned again and its orphaned pull ended.
 
 use std::time::Duration;
 
@@ -220,6 +221,23 @@ async fn pause_cancel_and_history_limit() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", op.log_tail(40)));
+
+    // A ShardMigration deleted mid-copy: the transfer is planned again, and the deleted move's
+    // pull on the target (which nobody would end) is cancelled so the new one can start.
+    scale(&ns, NAME, 4).await.expect("scale out again");
+    let m = wait_move_phase(&ns.client, &ns.name, NAME, "Copying", TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", op.log_tail(40)));
+    moves
+        .delete(&m.name, &Default::default())
+        .await
+        .expect("delete the move");
+    if let Err(e) = wait_balanced(&ns.client, &ns.name, NAME, TIMEOUT).await {
+        panic!(
+            "after deleting a move mid-copy: {e}\noperator log:\n{}",
+            op.log_tail(60)
+        );
+    }
     drop(op);
     ns.cleanup().await;
 }

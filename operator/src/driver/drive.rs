@@ -96,6 +96,55 @@ impl Driven {
     }
 }
 
+/// Cancels the target's active pulls that overlap `ranges` and belong to no unfinished
+/// ShardMigration of this cluster; returns how many it cancelled.
+async fn cancel_abandoned_pulls(
+    env: &Env,
+    target: &ringshift_node_api::client::AdminClient,
+    ranges: &[ringshift_node_api::HashRange],
+) -> usize {
+    let live: std::collections::BTreeSet<String> = env
+        .migrations
+        .iter()
+        .filter(|m| {
+            !matches!(
+                m.status.as_ref().map(|s| s.phase),
+                Some(
+                    crate::crd::MigrationPhase::Completed
+                        | crate::crd::MigrationPhase::Cancelled
+                        | crate::crd::MigrationPhase::Failed
+                )
+            )
+        })
+        .map(uid_of)
+        .collect();
+    let Ok(Ok(pulls)) = tokio::time::timeout(CALL_TIMEOUT, target.pulls()).await else {
+        return 0;
+    };
+    let mut ended = 0;
+    for p in pulls.iter().filter(|p| {
+        !matches!(
+            p.phase,
+            PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
+        ) && !live.contains(&p.migration_uid)
+            && p.ranges
+                .iter()
+                .any(|a| ranges.iter().any(|b| a.start <= b.end && b.start <= a.end))
+    }) {
+        let who = Caller {
+            cluster_uid: env.cluster_uid(),
+            epoch: env.placement.as_ref().map(|p| p.epoch()).unwrap_or(0),
+            migration_uid: p.migration_uid.clone(),
+            attempt: p.attempt,
+        };
+        if let Ok(Ok(_)) = tokio::time::timeout(CALL_TIMEOUT, target.cancel_pull(&who)).await {
+            tracing::warn!(cluster = %env.name, migration_uid = %p.migration_uid, "cancelled a pull whose move no longer exists");
+            ended += 1;
+        }
+    }
+    ended
+}
+
 /// Drives `mig` until it has to wait; returns when to look again.
 pub async fn drive(
     dctx: &DriverCtx,
@@ -137,6 +186,25 @@ pub async fn drive(
                 };
                 match tokio::time::timeout(CALL_TIMEOUT, target.start_pull(&body)).await {
                     Ok(Ok(_)) => failpoints::hit("pull.started"),
+                    Ok(Err(e)) if e.reason() == Some(ErrorReason::Conflict) => {
+                        // Another pull fills these ranges. If it belongs to no live move (its
+                        // ShardMigration was deleted or has finished), nobody will ever end
+                        // it: cancel it, and our pull (which clears the ranges) goes next.
+                        let ended = cancel_abandoned_pulls(env, &target, &body.ranges).await;
+                        let why = format!(
+                            "starting the pull on the target: {}{}",
+                            describe(&e),
+                            if ended > 0 {
+                                format!(
+                                    " (cancelled {ended} pull(s) of moves that no longer exist)"
+                                )
+                            } else {
+                                String::new()
+                            }
+                        );
+                        note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
+                        return Ok(Duration::from_millis(if ended > 0 { 200 } else { 2000 }));
+                    }
                     Ok(Err(e)) => {
                         let why = format!("starting the pull on the target: {}", describe(&e));
                         note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
