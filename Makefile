@@ -105,7 +105,7 @@ bench:
 	$(CARGO) bench --workspace --benches
 
 crds:
-	$(CARGO) run -q -p ringshift-operator -- crd --out-dir crds
+	$(CARGO) run -q -p ringshift-operator --bin ringshift-operator -- crd --out-dir crds
 
 cluster-up:
 	$(CLUSTER)/up

@@ -177,7 +177,7 @@ pub struct MigrationPolicy {
     #[serde(default = "default_lag_threshold")]
     #[schemars(schema_with = "u64_string_schema")]
     pub lag_threshold_records: String,
-    /// Longest time clients' commands on a moving range may be held during cutover.
+    /// Longest time clients' commands on a moving range may be held during cutover (at most 60s).
     #[serde(default = "default_write_pause_budget")]
     #[schemars(schema_with = "duration_schema")]
     pub write_pause_budget: String,
