@@ -65,7 +65,10 @@ pub async fn wait_move_phase(
 }
 
 /// The first cutover of `cluster` seen recorded as Committing in ShardPlacement status (the
-/// operator records it right before it fences the source); returns that migration.
+/// operator records it right before it fences the source); returns that migration. Polled every
+/// 50 ms rather than watched: a watch of the placement missed a 2 s Committing window once
+/// while another scenario ran beside it. Callers hold the operator at the record with a
+/// failpoint pause, so the state lasts long enough to be seen.
 pub async fn wait_cutover_started(
     client: &Client,
     namespace: &str,
@@ -73,33 +76,26 @@ pub async fn wait_cutover_started(
     timeout: Duration,
 ) -> Result<MoveSeen, SupportError> {
     let placements = ringshift_api(client, namespace, "ShardPlacement");
-    let config = watcher::Config::default().fields(&format!("metadata.name={cluster}"));
-    let stream = watcher(placements, config).touched_objects();
-    let uid = tokio::time::timeout(timeout, async {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            let Ok(p) = ev else { continue };
-            let committing = p.data["status"]["cutovers"]
+    let deadline = tokio::time::Instant::now() + timeout;
+    let uid = loop {
+        if let Ok(p) = placements.get(cluster).await
+            && let Some(uid) = p.data["status"]["cutovers"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|c| c["state"] == "Committing")
-                .and_then(|c| c["migrationUid"].as_str().map(String::from));
-            if committing.is_some() {
-                return committing;
-            }
+                .and_then(|c| c["migrationUid"].as_str().map(String::from))
+        {
+            break uid;
         }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .ok_or_else(|| {
-        SupportError::Other(format!(
-            "no cutover of {cluster} started within {}s",
-            timeout.as_secs()
-        ))
-    })?;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SupportError::Other(format!(
+                "no cutover of {cluster} started within {}s",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let moves = ringshift_api(client, namespace, "ShardMigration")
         .list(&Default::default())
         .await
