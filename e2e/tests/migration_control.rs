@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use ringshift_e2e::support::phases::wait_move_phase;
 use ringshift_e2e::support::{
-    self, CheckedLoad, LoadShape, OperatorProcess, TestNamespace, condition, create_cluster,
-    install_crds, pod_ip, preload, ringshift_api, scale, wait_balanced, wait_until,
+    self, CheckedLoad, LoadShape, OperatorProcess, TestNamespace, admin_token, condition,
+    create_cluster, install_crds, pod_ip, preload, ringshift_api, scale, wait_balanced, wait_until,
 };
 use ringshift_node_api::client::AdminClient;
 use ringshift_node_api::{ChecksumRequest, HashRange};
@@ -29,17 +28,9 @@ fn phases_of(list: &kube::api::ObjectList<kube::api::DynamicObject>) -> Vec<Stri
 
 /// Keys the node at `ip` holds in `ranges` (its local data, owned or not).
 async fn keys_held(ns: &TestNamespace, ip: &str, ranges: &[HashRange]) -> u64 {
-    let secret: Secret = Api::namespaced(ns.client.clone(), &ns.name)
-        .get(&format!("{NAME}-admin-token"))
+    let token = admin_token(&ns.client, &ns.name, NAME)
         .await
-        .expect("admin token Secret");
-    let token = secret
-        .data
-        .and_then(|d| {
-            d.get("token")
-                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-        })
-        .expect("token key");
+        .expect("admin token");
     let admin = AdminClient::new(reqwest::Client::new(), &format!("{ip}:8080"), &token);
     admin
         .checksum(&ChecksumRequest {

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use ringshift_e2e::support::{
-    self, OperatorProcess, SplitBrainWatch, TestNamespace, create_cluster, install_crds, pod_ip,
+    self, OperatorProcess, SplitBrainWatch, TestNamespace, admin_token, create_cluster,
+    install_crds, pod_ip,
 };
 use ringshift_node_api::PlacementInstall;
 use ringshift_node_api::client::AdminClient;
@@ -18,17 +19,9 @@ use serde_json::json;
 const NAME: &str = "sb";
 
 async fn admin(ns: &TestNamespace, pod: &str) -> (AdminClient, String) {
-    let secret: Secret = Api::namespaced(ns.client.clone(), &ns.name)
-        .get(&format!("{NAME}-admin-token"))
+    let token = admin_token(&ns.client, &ns.name, NAME)
         .await
-        .expect("admin token Secret");
-    let token = secret
-        .data
-        .and_then(|d| {
-            d.get("token")
-                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-        })
-        .expect("token key");
+        .expect("admin token");
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
     let ip = pod_ip(&pods.get(pod).await.expect("pod")).expect("pod ip");
     (

@@ -50,7 +50,7 @@ pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,
     wait_pods_ready,
 };
-pub use split_brain::SplitBrainWatch;
+pub use split_brain::{SplitBrainWatch, admin_token};
 pub use wait::{WaitError, wait_until};
 
 /// A connection to the cluster under test.

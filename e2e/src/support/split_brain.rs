@@ -10,13 +10,35 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use ringshift_node_api::client::AdminClient;
 
+use super::ownership::ADMIN_PORT;
 use super::{SupportError, pod_ip};
 use crate::load::StopFlag;
 use crate::load::split_brain::Evidence;
 
-/// Admin port of the node pods and the key of the admin token in its Secret.
-const ADMIN_PORT: u16 = 8080;
+/// The key of the admin token in the cluster's `<cluster>-admin-token` Secret.
 const TOKEN_KEY: &str = "token";
+
+/// The admin token of `cluster`'s nodes, from the Secret the operator created.
+pub async fn admin_token(
+    client: &Client,
+    namespace: &str,
+    cluster: &str,
+) -> Result<String, SupportError> {
+    let secret_name = format!("{cluster}-admin-token");
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(&secret_name)
+        .await
+        .map_err(|source| SupportError::Api {
+            what: format!("reading Secret {secret_name}"),
+            source,
+        })?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(TOKEN_KEY))
+        .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
+        .ok_or_else(|| SupportError::Other(format!("{secret_name} has no {TOKEN_KEY}")))
+}
 
 pub struct SplitBrainWatch {
     evidence: Arc<Mutex<Evidence>>,
@@ -66,20 +88,7 @@ impl SplitBrainWatch {
         namespace: &str,
         cluster: &str,
     ) -> Result<SplitBrainWatch, SupportError> {
-        let secret_name = format!("{cluster}-admin-token");
-        let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-            .get(&secret_name)
-            .await
-            .map_err(|source| SupportError::Api {
-                what: format!("reading Secret {secret_name}"),
-                source,
-            })?;
-        let token = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(TOKEN_KEY))
-            .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
-            .ok_or_else(|| SupportError::Other(format!("{secret_name} has no {TOKEN_KEY}")))?;
+        let token = admin_token(client, namespace, cluster).await?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
