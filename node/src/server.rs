@@ -63,7 +63,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
                 }
                 Ok(None) => {
                     if buf.len() - consumed > max_frame + 1024 {
-                        command::flush(&mut pending, &mut out).await;
+                        command::flush(&node, &mut pending, &mut out).await;
                         reply::error(
                             &mut out,
                             &format!(
@@ -76,7 +76,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
                 }
                 Err(e) => {
                     node.metrics.error("protocol");
-                    command::flush(&mut pending, &mut out).await;
+                    command::flush(&node, &mut pending, &mut out).await;
                     reply::error(&mut out, &e.to_string());
                     close = true;
                     break;
@@ -84,7 +84,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
             }
         }
         buf.drain(..consumed);
-        command::flush(&mut pending, &mut out).await;
+        command::flush(&node, &mut pending, &mut out).await;
         if !out.is_empty() {
             stream.write_all(&out).await?;
             out.clear();

@@ -94,7 +94,13 @@ fn node(bin: &Path, dir: &Path, ip: &str) -> Result<Proc, String> {
         .arg(dir.join("token"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            if std::env::var_os("RINGSHIFT_BENCH_NODE_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            },
+        )
         .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     wait_port(&format!("{ip}:6379"))?;

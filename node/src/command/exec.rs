@@ -65,14 +65,18 @@ fn err(msg: &str) -> Vec<u8> {
 
 pub fn encode_data(r: DataReply) -> Vec<u8> {
     let mut out = Vec::new();
-    match r {
-        DataReply::Ok => reply::simple(&mut out, "OK"),
-        DataReply::Nil => reply::nil(&mut out),
-        DataReply::Bulk(b) => reply::bulk(&mut out, &b),
-        DataReply::Int(n) => reply::int(&mut out, n),
-        DataReply::Err(e) => reply::error(&mut out, &e),
-    }
+    encode_data_into(&mut out, r);
     out
+}
+
+pub fn encode_data_into(out: &mut Vec<u8>, r: DataReply) {
+    match r {
+        DataReply::Ok => reply::simple(out, "OK"),
+        DataReply::Nil => reply::nil(out),
+        DataReply::Bulk(b) => reply::bulk(out, &b),
+        DataReply::Int(n) => reply::int(out, n),
+        DataReply::Err(e) => reply::error(out, &e),
+    }
 }
 
 /// Combined route of a set of keys: Local only if all are local; otherwise the first non-local.

@@ -5,11 +5,9 @@ mod info;
 pub mod parse;
 pub mod table;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::engine::{Op, Outcome};
+use crate::engine::{DataCmd, Outcome};
 use crate::keys;
 use crate::node::Node;
 use crate::resp::reply;
@@ -17,17 +15,14 @@ use crate::routing::Route;
 
 use parse::Keyed;
 
-/// A reply that will be ready once a write is durable (pipelined writes share a group commit).
-pub type PendingReply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
-
-/// A connection's pipelined writes awaiting their replies, and the gate that keeps them in
-/// order: once the writer refuses one of them (a fence or a placement change came between the
-/// route check and the write), it refuses every later one of this connection too, so none is
-/// applied before the refused one has been retried and answered.
+/// A connection's pipelined local writes, not yet submitted. They go to the writer together
+/// when the connection next needs their replies (a read, a non-write command, or the end of
+/// what the client has sent so far): one hand-off and one wake-up for the lot.
 #[derive(Default)]
 pub struct Pipeline {
-    replies: Vec<PendingReply>,
-    gate: Arc<std::sync::atomic::AtomicBool>,
+    cmds: Vec<DataCmd>,
+    /// Each write's request, for the slow path if the writer refuses it.
+    args: Vec<Vec<Vec<u8>>>,
 }
 
 pub struct ConnState {
@@ -45,19 +40,28 @@ fn error(out: &mut Vec<u8>, msg: &str) {
     reply::error(out, msg);
 }
 
-/// Appends the replies of every pending write, in order (a refused one is retried on the slow
-/// path before the next one is looked at). Nothing of this connection is queued afterwards, so
-/// the gate opens again.
-pub async fn flush(pending: &mut Pipeline, out: &mut Vec<u8>) {
-    if pending.replies.is_empty() {
+/// Submits the pending writes and appends their replies, in order. A write the writer
+/// refused (a fence or a placement change came between the route check and the write) is
+/// retried on the slow path before the next reply is appended; the writer applied none of the
+/// ones after it, so they are retried in order too.
+pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) {
+    if pending.cmds.is_empty() {
         return;
     }
-    for p in pending.replies.drain(..) {
-        out.extend_from_slice(&p.await);
+    let cmds = std::mem::take(&mut pending.cmds);
+    let args = std::mem::take(&mut pending.args);
+    let outcomes = node.engine.submit_pipeline(cmds).await.unwrap_or_default();
+    let mut outcomes = outcomes.into_iter();
+    for args in args {
+        match outcomes.next() {
+            Some(Outcome::Data(r)) => exec::encode_data_into(out, r),
+            Some(Outcome::NotServed(_, w)) => {
+                out.extend_from_slice(&exec::run_group(node, args, Keyed::Write(w), false).await)
+            }
+            Some(Outcome::Failed(msg)) => reply::error(out, &format!("ERR storage failure: {msg}")),
+            _ => reply::error(out, "ERR storage writer unavailable"),
+        }
     }
-    pending
-        .gate
-        .store(false, std::sync::atomic::Ordering::Release);
 }
 
 /// Handles one request. Local writes are submitted at once and their replies queued in
@@ -73,7 +77,7 @@ pub async fn handle(
         return Flow::Continue;
     };
     let Some(index) = table::index(first) else {
-        flush(pending, out).await;
+        flush(node, pending, out).await;
         node.metrics.error("unknown_command");
         error(out, &table::unknown_command_error(&args));
         return Flow::Continue;
@@ -81,26 +85,26 @@ pub async fn handle(
     let spec = &table::COMMANDS[index];
     let name = spec.name;
     if !table::arity_ok(spec.arity, args.len()) {
-        flush(pending, out).await;
+        flush(node, pending, out).await;
         node.metrics.error("arity");
         error(out, &table::arity_error(name));
         return Flow::Continue;
     }
     let needs_auth = node.cfg.password.is_some() && !conn.authed;
     if needs_auth && !matches!(name, "auth" | "hello" | "quit") {
-        flush(pending, out).await;
+        flush(node, pending, out).await;
         error(out, "NOAUTH Authentication required.");
         return Flow::Continue;
     }
     node.metrics.op_index(index);
     if name == "rsfwd" {
-        flush(pending, out).await;
+        flush(node, pending, out).await;
         out.extend_from_slice(&forwarded(node, args).await);
         return Flow::Continue;
     }
     match parse::parse_keyed(name, &args, keys::now_ms()) {
         Err(msg) => {
-            flush(pending, out).await;
+            flush(node, pending, out).await;
             error(out, &msg);
             Flow::Continue
         }
@@ -109,7 +113,7 @@ pub async fn handle(
             Flow::Continue
         }
         Ok(None) => {
-            flush(pending, out).await;
+            flush(node, pending, out).await;
             info::connection_command(node, conn, name, &args, out)
         }
     }
@@ -127,39 +131,18 @@ async fn keyed_command(
     if route == Route::Local
         && let Keyed::Read(r) = &keyed
     {
-        flush(pending, out).await;
+        flush(node, pending, out).await;
         exec::local_read(node, r, out);
         return;
     }
     if route == Route::Local
         && let Keyed::Write(w) = keyed
     {
-        let rx = node
-            .engine
-            .submit_ordered(Op::Data(w), pending.gate.clone());
-        let node = node.clone();
-        pending.replies.push(Box::pin(async move {
-            match rx.await {
-                Ok(Outcome::Data(r)) => exec::encode_data(r),
-                // Not applied (fence or placement changed meanwhile): take the slow path.
-                Ok(Outcome::NotServed(_, w)) => {
-                    exec::run_group(&node, args, Keyed::Write(w), false).await
-                }
-                Ok(Outcome::Failed(msg)) => {
-                    let mut o = Vec::new();
-                    reply::error(&mut o, &format!("ERR storage failure: {msg}"));
-                    o
-                }
-                _ => {
-                    let mut o = Vec::new();
-                    reply::error(&mut o, "ERR storage writer unavailable");
-                    o
-                }
-            }
-        }));
+        pending.cmds.push(w);
+        pending.args.push(args);
         return;
     }
-    flush(pending, out).await;
+    flush(node, pending, out).await;
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false).await);
 }
 

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fjall::{Database, Keyspace, Readable};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::changelog::{self, TailBatch};
 use crate::keys::{self, Stored};
@@ -110,7 +110,8 @@ pub struct Engine {
     head_tx: watch::Sender<u64>,
     routing: RwLock<Arc<Routing>>,
     routing_tx: watch::Sender<u64>,
-    tx: mpsc::UnboundedSender<writer::Request>,
+    /// Set once the committer runs.
+    writer: std::sync::OnceLock<writer::Handle>,
     /// Reader pins: reader -> (sequence it has applied, unix ms of its last read).
     pub(crate) pins: Mutex<HashMap<String, (u64, u64)>>,
     pub snapshots: Mutex<HashMap<String, SourceSession>>,
@@ -130,30 +131,21 @@ impl Engine {
     /// Sends an operation to the writer; the answer arrives once it is durable.
     pub fn submit(&self, op: Op) -> oneshot::Receiver<Outcome> {
         let (reply, rx) = oneshot::channel();
-        // A send error means the writer is gone; the dropped `reply` makes `rx` fail, which the
-        // caller reports.
-        let _ = self.tx.send(writer::Request {
-            op,
-            reply,
-            gate: None,
-        });
+        // Without a writer the dropped `reply` makes `rx` fail, which the caller reports.
+        if let Some(w) = self.writer.get() {
+            w.submit(writer::Request::One { op, reply });
+        }
         rx
     }
 
-    /// Like `submit`, for one connection's pipelined writes: once the writer refuses one of
-    /// them as not served here, it sets `gate` and refuses (does not apply) every later one
-    /// carrying it until the connection clears it, so they are applied in order on retry.
-    pub fn submit_ordered(
-        &self,
-        op: Op,
-        gate: Arc<std::sync::atomic::AtomicBool>,
-    ) -> oneshot::Receiver<Outcome> {
+    /// One connection's pipelined writes, answered together once durable, in order. Once the
+    /// writer refuses one as not served here, it refuses (does not apply) every later one, so
+    /// the connection can retry them in order.
+    pub fn submit_pipeline(&self, cmds: Vec<DataCmd>) -> oneshot::Receiver<Vec<Outcome>> {
         let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(writer::Request {
-            op,
-            reply,
-            gate: Some(gate),
-        });
+        if let Some(w) = self.writer.get() {
+            w.submit(writer::Request::Pipeline { cmds, reply });
+        }
         rx
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use fjall::{Database, KeyspaceCreateOptions};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::{Engine, EngineError, writer};
 use crate::routing::{Fence, Routing};
@@ -49,7 +49,14 @@ pub fn open(
         path: dir.display().to_string(),
         source,
     })?;
-    let db = Database::builder(dir.join("fjall")).open()?;
+    // One background worker: with two, fjall's worker 0 hands every compaction request to
+    // worker 1 by re-queueing it, and spins doing so while worker 1 compacts. The journal is
+    // not compressed: each group commit's log entry is large, and compressing it would cost
+    // the committer CPU before the batch is acknowledged.
+    let db = Database::builder(dir.join("fjall"))
+        .worker_threads(1)
+        .journal_compression(fjall::CompressionType::None)
+        .open()?;
     let memtable = config.memtable_bytes;
     let data = db.keyspace("data", || {
         KeyspaceCreateOptions::default().max_memtable_size(memtable)
@@ -137,7 +144,6 @@ pub fn open(
         }
     }
 
-    let (tx, rx) = mpsc::unbounded_channel();
     let engine = Arc::new(Engine {
         db,
         data,
@@ -151,7 +157,7 @@ pub fn open(
         head_tx: watch::channel(head).0,
         routing: RwLock::new(Arc::new(routing.clone())),
         routing_tx: watch::channel(0).0,
-        tx,
+        writer: Default::default(),
         pins: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(HashMap::new()),
         cache: super::cache::ReadCache::new(config.cache_bytes),
@@ -161,7 +167,10 @@ pub fn open(
         dir: dir.to_path_buf(),
         config,
     });
-    writer::spawn(engine.clone(), rx, routing, head);
+    writer::spawn(engine.clone(), routing, head).map_err(|source| EngineError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     Ok((engine, fresh))
 }
 

@@ -302,27 +302,27 @@ async fn a_refused_write_holds_back_the_connection_s_later_writes() {
         attempt: 1,
         ranges: vec![HashRange { start: h, end: h }],
     });
-    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let a = e.submit_ordered(set("a", "1"), gate.clone());
-    let b = e.submit_ordered(set("b", "1"), gate.clone());
+    let cmd = |k: &str, v: &str| match set(k, v) {
+        Op::Data(c) => c,
+        _ => unreachable!("set() builds a data command"),
+    };
+    let pipeline = e.submit_pipeline(vec![cmd("a", "1"), cmd("b", "1")]);
     // Another connection's write is not held back.
     let other = e.submit(set("c", "1"));
     assert!(matches!(fence.await.unwrap(), Outcome::Fenced { .. }));
+    let outcomes = pipeline.await.unwrap();
+    assert_eq!(outcomes.len(), 2);
     assert!(matches!(
-        a.await.unwrap(),
+        outcomes[0],
         Outcome::NotServed(Route::Fenced { .. }, _)
     ));
-    assert!(matches!(
-        b.await.unwrap(),
-        Outcome::NotServed(Route::Local, _)
-    ));
+    assert!(matches!(outcomes[1], Outcome::NotServed(Route::Local, _)));
     assert!(matches!(other.await.unwrap(), Outcome::Data(DataReply::Ok)));
     assert!(e.get(b"b").unwrap().is_none());
     assert!(e.get(b"c").unwrap().is_some());
-    // Once the connection has answered everything it reopens the gate.
-    gate.store(false, std::sync::atomic::Ordering::Release);
-    let b = e.submit_ordered(set("b", "2"), gate.clone());
-    assert!(matches!(b.await.unwrap(), Outcome::Data(DataReply::Ok)));
+    // The connection's next pipeline starts afresh.
+    let next = e.submit_pipeline(vec![cmd("b", "2")]).await.unwrap();
+    assert!(matches!(next[..], [Outcome::Data(DataReply::Ok)]));
     let _ = std::fs::remove_dir_all(&d);
 }
 

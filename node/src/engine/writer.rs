@@ -1,18 +1,20 @@
-//! The writer: two threads in a pipeline. The evaluator takes every queued operation and
-//! evaluates it in order against the data (plus the open batch's own earlier writes and the
-//! batch being committed), checks ownership and fences in the same critical section that assigns
-//! log sequences, and gathers the results in an open batch. The committer writes a sealed batch
-//! (data + log + metadata) as one fjall batch with fsync (group commit), updates the read cache
-//! and only then answers. While it commits, the evaluator fills the next batch, which is sealed
-//! as soon as the committer is free: evaluation and the fsync overlap, and each batch is as large
-//! as the load makes it.
+//! The writer: ownership and fence checks, log sequences and group commit.
+//!
+//! Evaluation happens on the submitting thread, under one lock: each operation is evaluated
+//! in order against the data (plus the open batch's own earlier writes and the batches being
+//! committed), ownership and fences are checked in the same critical section that assigns log
+//! sequences, and the results gather in an open batch. The committer thread writes a sealed
+//! batch (data + log + metadata) as one fjall batch with fsync (group commit). When it is done
+//! it seals the open batch itself, so the next commit starts without a thread hand-off, and
+//! only then does the committed batch's post-commit work (read cache, counters, log head,
+//! answers). Evaluation overlaps the fsync, and each batch is as large as the load makes it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use fjall::PersistMode;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::open::{
     META_ATTEMPT_PREFIX, META_DEGRADED, META_FENCE_PREFIX, META_HEAD, META_PLACEMENT,
@@ -25,83 +27,119 @@ use crate::keys::{self, Stored};
 use crate::ranges;
 use crate::routing::{Fence, Route, Routing};
 
-pub struct Request {
-    pub op: Op,
-    pub reply: oneshot::Sender<Outcome>,
-    /// Order gate of the connection that sent it (see `Engine::submit_ordered`).
-    pub gate: Option<Arc<AtomicBool>>,
+pub enum Request {
+    One {
+        op: Op,
+        reply: oneshot::Sender<Outcome>,
+    },
+    /// One connection's pipelined writes, evaluated in order and answered together (one
+    /// hand-off and one wake-up for the lot). Once one is refused as not served here, every
+    /// later one is refused too, unapplied, so the connection can retry them in order.
+    Pipeline {
+        cmds: Vec<DataCmd>,
+        reply: oneshot::Sender<Vec<Outcome>>,
+    },
+}
+
+/// Where a request's outcome goes once its batch is durable.
+enum Answer {
+    One(oneshot::Sender<Outcome>, Pending),
+    Pipeline(oneshot::Sender<Vec<Outcome>>, Vec<Outcome>),
+}
+
+impl Answer {
+    /// Answers after a failed commit: nothing that was applied is acknowledged (a refused
+    /// write stays refused: it was not applied either way).
+    fn fail(self, msg: &str) {
+        match self {
+            Answer::One(reply, _) => {
+                let _ = reply.send(Outcome::Failed(msg.to_string()));
+            }
+            Answer::Pipeline(reply, outcomes) => {
+                let failed = outcomes
+                    .into_iter()
+                    .map(|o| match o {
+                        o @ Outcome::NotServed(..) => o,
+                        _ => Outcome::Failed(msg.to_string()),
+                    })
+                    .collect();
+                let _ = reply.send(failed);
+            }
+        }
+    }
 }
 
 type Overlay = HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
 type MetaMap = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
-pub fn spawn(
-    engine: Arc<Engine>,
-    mut rx: mpsc::UnboundedReceiver<Request>,
-    routing: Routing,
-    head: u64,
-) {
-    // Capacity 1: at most one sealed batch waits while another commits (in practice the
-    // evaluator seals only when the committer is idle).
-    let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<Sealed>(1);
-    // The committer says when a batch is committed (false: the commit failed).
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
-    let committer_engine = engine.clone();
-    let spawned = std::thread::Builder::new()
+/// The writer's shared state; the engine holds it once the committer runs.
+pub struct Handle {
+    state: Mutex<State>,
+    /// Wakes the committer when it is idle (a busy committer takes the next batch itself).
+    commit_tx: std::sync::mpsc::Sender<Sealed>,
+}
+
+struct State {
+    w: Writer,
+    open: Option<Batch>,
+    /// A batch is with the committer: the open one waits for it.
+    committing: bool,
+}
+
+impl Handle {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while evaluating cannot leave a half-built batch behind that matters more
+        // than stopping writes would: keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Evaluates a request now; its answer comes once its batch is durable.
+    pub fn submit(&self, req: Request) {
+        let mut st = self.lock();
+        let State {
+            w,
+            open,
+            committing,
+        } = &mut *st;
+        w.handle(req, open);
+        if !*committing && let Some(b) = open.take() {
+            *committing = true;
+            // If the committer is gone the batch's answers are dropped: callers see an error.
+            let _ = self.commit_tx.send(w.seal(b));
+        }
+    }
+}
+
+pub fn spawn(engine: Arc<Engine>, routing: Routing, head: u64) -> Result<(), std::io::Error> {
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<Sealed>();
+    let accepted = routing.placement.as_ref().map(|p| {
+        engine
+            .accepted
+            .begin_epoch(p.epoch, p.owners.ranges_of(&routing.me))
+    });
+    let w = Writer {
+        engine: engine.clone(),
+        routing,
+        seq: head,
+        accepted,
+        in_flight: VecDeque::new(),
+        stopped: None,
+    };
+    let handle = Handle {
+        state: Mutex::new(State {
+            w,
+            open: None,
+            committing: false,
+        }),
+        commit_tx,
+    };
+    if engine.writer.set(handle).is_err() {
+        return Err(std::io::Error::other("the writer is already running"));
+    }
+    std::thread::Builder::new()
         .name("ringshift-commit".into())
-        .spawn(move || commit_loop(committer_engine, commit_rx, done_tx));
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the committer thread");
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("ringshift-writer".into())
-        .spawn(move || {
-            let accepted = routing.placement.as_ref().map(|p| {
-                engine
-                    .accepted
-                    .begin_epoch(p.epoch, p.owners.ranges_of(&routing.me))
-            });
-            let mut w = Writer {
-                engine,
-                routing,
-                seq: head,
-                accepted,
-                in_flight: None,
-                stopped: None,
-            };
-            let mut open: Option<Batch> = None;
-            // Parks only when idle; while the committer is busy it waits for the committer
-            // (one wake-up per batch) instead of waking for every request.
-            while let Some(first) = rx.blocking_recv() {
-                w.handle(first, &mut open);
-                loop {
-                    while let Ok(req) = rx.try_recv() {
-                        w.handle(req, &mut open);
-                    }
-                    if w.in_flight.is_none() {
-                        break;
-                    }
-                    match done_rx.recv() {
-                        Ok(ok) => w.committed(ok),
-                        Err(_) => {
-                            tracing::error!("the committer stopped");
-                            return;
-                        }
-                    }
-                }
-                if let Some(b) = open.take() {
-                    let sealed = w.seal(b);
-                    if commit_tx.send(sealed).is_err() {
-                        tracing::error!("the committer stopped");
-                        return;
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the writer thread");
-    }
+        .spawn(move || commit_loop(engine, commit_rx))?;
+    Ok(())
 }
 
 struct Writer {
@@ -111,8 +149,9 @@ struct Writer {
     seq: u64,
     /// Where writes accepted as owner are recorded (the installed epoch's windows).
     accepted: Option<Arc<EpochWindows>>,
-    /// Data and metadata of the batch being committed (not yet readable from fjall).
-    in_flight: Option<(Arc<Overlay>, Arc<MetaMap>)>,
+    /// Data and metadata of the sealed batches, oldest first, until their commit is readable
+    /// from fjall and the read cache (at most two: one committing, one finishing).
+    in_flight: VecDeque<(Arc<Overlay>, Arc<MetaMap>)>,
     /// Set after a failed commit: later batches were evaluated on top of it, so the writer
     /// refuses everything until the node restarts (fjall refuses writes after a journal
     /// failure anyway).
@@ -137,7 +176,7 @@ struct Batch {
     /// Stored-key count changes: (bucket, delta).
     counts: Vec<(u32, i64)>,
     start_seq: u64,
-    answers: Vec<(oneshot::Sender<Outcome>, Pending)>,
+    answers: Vec<Answer>,
 }
 
 /// A batch handed to the committer.
@@ -153,7 +192,7 @@ struct Sealed {
     cleared: bool,
     counts: Vec<(u32, i64)>,
     routing: Option<Arc<Routing>>,
-    answers: Vec<(oneshot::Sender<Outcome>, Pending)>,
+    answers: Vec<Answer>,
 }
 
 enum Pending {
@@ -161,112 +200,197 @@ enum Pending {
     Snapshot,
 }
 
-fn commit_loop(
-    e: Arc<Engine>,
-    rx: std::sync::mpsc::Receiver<Sealed>,
-    done: std::sync::mpsc::Sender<bool>,
-) {
+/// A batch back from the committer: durable (or failed, then answered already), with the
+/// post-commit work still to do.
+struct Committed {
+    failed: bool,
+    overlay: Arc<Overlay>,
+    head: Option<u64>,
+    log_bytes: u64,
+    cleared: bool,
+    counts: Vec<(u32, i64)>,
+    routing: Option<Arc<Routing>>,
+    answers: Vec<Answer>,
+}
+
+fn commit_loop(e: Arc<Engine>, rx: std::sync::mpsc::Receiver<Sealed>) {
+    let Some(h) = e.writer.get() else { return };
     // fdatasync: the journal's data and size reach the disk, which is what recovery needs.
     let mode = e.config.durable.then_some(PersistMode::SyncData);
     let mut failed: Option<String> = None;
-    while let Ok(s) = rx.recv() {
-        if let Some(msg) = &failed {
-            for (reply, _) in s.answers {
-                let _ = reply.send(Outcome::Failed(msg.clone()));
+    let mut head = e.head();
+    let mut next: Option<Sealed> = None;
+    loop {
+        let s = match next.take() {
+            Some(s) => s,
+            None => match rx.recv() {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+        };
+        let c = commit(&e, s, mode, &mut failed, &mut head);
+        {
+            let mut st = h.lock();
+            if c.failed {
+                st.w.stopped = Some("storage failure earlier: restart the node".into());
             }
-            continue;
-        }
-        let mut batch = e.db.batch().durability(mode);
-        // Sorted inserts keep the memtable's skiplist walks cache-friendly.
-        let mut data: Vec<(&Vec<u8>, &Option<Stored>)> = s.overlay.iter().collect();
-        data.sort_unstable_by(|x, y| x.0.cmp(y.0));
-        for (skey, value) in data {
-            match value {
-                Some(v) => batch.insert(&e.data, skey.as_slice(), v.encode()),
-                None => batch.remove(&e.data, skey.as_slice()),
-            }
-        }
-        for (k, v) in s.meta.iter() {
-            match v {
-                Some(v) => batch.insert(&e.meta, k.as_slice(), v.as_slice()),
-                None => batch.remove(&e.meta, k.as_slice()),
-            }
-        }
-        for (k, live) in s.index {
-            if live {
-                batch.insert(&e.expiry, k, Vec::new());
-            } else {
-                batch.remove(&e.expiry, k);
-            }
-        }
-        if let Some((first, bytes)) = s.entry {
-            batch.insert(&e.log, first.to_be_bytes().to_vec(), bytes);
-        }
-        if let Some(head) = s.head {
-            batch.insert(&e.meta, META_HEAD, head.to_be_bytes().to_vec());
-        }
-        if let Err(err) = batch.commit() {
-            // Nothing of this batch is acknowledged, nor of any later one.
-            tracing::error!(error = %err, "group commit failed; the writer stops");
-            let msg = format!("storage failure: {err}");
-            for (reply, _) in s.answers {
-                let _ = reply.send(Outcome::Failed(msg.clone()));
-            }
-            failed = Some(msg);
-            let _ = done.send(false);
-            continue;
-        }
-        if s.cleared {
-            e.cache.clear();
-        }
-        for (skey, value) in s.overlay.iter() {
-            e.cache.put(skey.clone(), value.clone());
-        }
-        for (bucket, delta) in &s.counts {
-            e.counts.add(*bucket, *delta);
-        }
-        // Data and cache are current now: the evaluator may drop its copy (it reads both) and
-        // seal the next batch while this one's answers go out.
-        let _ = done.send(true);
-        e.log_bytes.fetch_add(s.log_bytes, Ordering::AcqRel);
-        if let Some(head) = s.head {
-            e.durable_head.store(head, Ordering::Release);
-            e.head_tx.send_replace(head);
-        }
-        if let Some(r) = s.routing {
-            e.publish_routing(r);
-        }
-        let mut snapshot = None;
-        for (reply, pending) in s.answers {
-            let outcome = match pending {
-                Pending::Now(o) => o,
-                Pending::Snapshot => Outcome::Snapshot(
-                    snapshot
-                        .get_or_insert_with(|| {
-                            Arc::new(SnapshotSession {
-                                snapshot: e.db.snapshot(),
-                                offset: e.head(),
-                            })
-                        })
-                        .clone(),
-                ),
+            // Take the next batch now: its commit follows this one's post-commit work
+            // without waking anyone.
+            let State {
+                w,
+                open,
+                committing,
+            } = &mut *st;
+            *committing = match open.take() {
+                Some(b) => {
+                    next = Some(w.seal(b));
+                    true
+                }
+                None => false,
             };
-            let _ = reply.send(outcome);
+        }
+        finish(&e, c);
+        // The batch is in fjall and the cache now: evaluation no longer needs its copy.
+        h.lock().w.in_flight.pop_front();
+    }
+}
+
+/// Commits one sealed batch (or fails its answers after an earlier failure).
+fn commit(
+    e: &Engine,
+    s: Sealed,
+    mode: Option<PersistMode>,
+    failed: &mut Option<String>,
+    head: &mut u64,
+) -> Committed {
+    let mut back = Committed {
+        failed: true,
+        overlay: s.overlay,
+        head: s.head,
+        log_bytes: s.log_bytes,
+        cleared: s.cleared,
+        counts: s.counts,
+        routing: s.routing,
+        answers: s.answers,
+    };
+    if let Some(msg) = failed {
+        for a in std::mem::take(&mut back.answers) {
+            a.fail(msg);
+        }
+        return back;
+    }
+    let mut batch = e.db.batch().durability(mode);
+    // Sorted inserts keep the memtable's skiplist walks cache-friendly.
+    let mut data: Vec<(&Vec<u8>, &Option<Stored>)> = back.overlay.iter().collect();
+    data.sort_unstable_by(|x, y| x.0.cmp(y.0));
+    for (skey, value) in data {
+        match value {
+            Some(v) => batch.insert(&e.data, skey.as_slice(), v.encode()),
+            None => batch.remove(&e.data, skey.as_slice()),
+        }
+    }
+    for (k, v) in s.meta.iter() {
+        match v {
+            Some(v) => batch.insert(&e.meta, k.as_slice(), v.as_slice()),
+            None => batch.remove(&e.meta, k.as_slice()),
+        }
+    }
+    for (k, live) in s.index {
+        if live {
+            batch.insert(&e.expiry, k, Vec::new());
+        } else {
+            batch.remove(&e.expiry, k);
+        }
+    }
+    if let Some((first, bytes)) = s.entry {
+        batch.insert(&e.log, first.to_be_bytes().to_vec(), bytes);
+    }
+    if let Some(h) = s.head {
+        batch.insert(&e.meta, META_HEAD, h.to_be_bytes().to_vec());
+    }
+    if let Err(err) = batch.commit() {
+        // Nothing of this batch is acknowledged, nor of any later one.
+        tracing::error!(error = %err, "group commit failed; the writer stops");
+        let msg = format!("storage failure: {err}");
+        for a in std::mem::take(&mut back.answers) {
+            a.fail(&msg);
+        }
+        *failed = Some(msg);
+        return back;
+    }
+    back.failed = false;
+    *head = s.head.unwrap_or(*head);
+    // A snapshot is the data at exactly this batch's log head: take it before the next
+    // batch is committed.
+    let mut snapshot = None;
+    for a in back.answers.iter_mut() {
+        if let Answer::One(_, p @ Pending::Snapshot) = a {
+            let session = snapshot
+                .get_or_insert_with(|| {
+                    Arc::new(SnapshotSession {
+                        snapshot: e.db.snapshot(),
+                        offset: *head,
+                    })
+                })
+                .clone();
+            *p = Pending::Now(Outcome::Snapshot(session));
+        }
+    }
+    back
+}
+
+/// Post-commit work of a durable batch, in order: the read cache (before any answer, so a
+/// client that saw its write acknowledged reads it), counters, the durable log head, routing,
+/// and then the answers.
+fn finish(e: &Engine, c: Committed) {
+    if c.failed {
+        return;
+    }
+    if c.cleared {
+        e.cache.clear();
+    }
+    // (Copied: evaluation reads the in-flight overlay until the cache has its entries.)
+    for (skey, value) in c.overlay.iter() {
+        e.cache.put(skey.clone(), value.clone());
+    }
+    for (bucket, delta) in &c.counts {
+        e.counts.add(*bucket, *delta);
+    }
+    e.log_bytes.fetch_add(c.log_bytes, Ordering::AcqRel);
+    if let Some(head) = c.head {
+        e.durable_head.store(head, Ordering::Release);
+        e.head_tx.send_replace(head);
+    }
+    if let Some(r) = c.routing {
+        e.publish_routing(r);
+    }
+    for answer in c.answers {
+        match answer {
+            Answer::One(reply, Pending::Now(o)) => {
+                let _ = reply.send(o);
+            }
+            // (`commit` resolves snapshots; not reached.)
+            Answer::One(reply, Pending::Snapshot) => {
+                let _ = reply.send(Outcome::Failed("snapshot was not taken".into()));
+            }
+            Answer::Pipeline(reply, outcomes) => {
+                let _ = reply.send(outcomes);
+            }
         }
     }
 }
 
 impl Writer {
-    fn committed(&mut self, ok: bool) {
-        self.in_flight = None;
-        if !ok {
-            self.stopped = Some("storage failure earlier: restart the node".into());
-        }
-    }
-
     fn handle(&mut self, req: Request, open: &mut Option<Batch>) {
         if let Some(msg) = &self.stopped {
-            let _ = req.reply.send(Outcome::Failed(msg.clone()));
+            match req {
+                Request::One { reply, .. } => {
+                    let _ = reply.send(Outcome::Failed(msg.clone()));
+                }
+                Request::Pipeline { cmds, reply } => {
+                    let _ = reply.send(cmds.iter().map(|_| Outcome::Failed(msg.clone())).collect());
+                }
+            }
             return;
         }
         let b = open.get_or_insert_with(|| Batch {
@@ -284,28 +408,39 @@ impl Writer {
         });
         // A batch may stay open while the previous one commits: keep its clock current.
         b.now = b.now.max(keys::now_ms());
-        let pending = match (req.op, &req.gate) {
-            // An earlier write of this connection was refused: refuse this one too, unapplied.
-            (Op::Data(cmd), Some(gate)) if gate.load(Ordering::Acquire) => {
-                let mut route = Route::Local;
-                cmd.all_keys(|k| {
-                    route = self.routing.route(keys::key_hash(k));
-                    false
-                });
-                Pending::Now(Outcome::NotServed(route, cmd))
-            }
-            (op, gate) => {
+        let answer = match req {
+            Request::One { op, reply } => {
                 let p = match self.apply(op, b) {
                     Ok(p) => p,
                     Err(err) => Pending::Now(Outcome::Failed(err.to_string())),
                 };
-                if let (Pending::Now(Outcome::NotServed(..)), Some(gate)) = (&p, gate) {
-                    gate.store(true, Ordering::Release);
-                }
-                p
+                Answer::One(reply, p)
+            }
+            Request::Pipeline { cmds, reply } => {
+                let mut refused = false;
+                let outcomes = cmds
+                    .into_iter()
+                    .map(|cmd| {
+                        if refused {
+                            // Not applied: an earlier write of this pipeline was refused.
+                            let mut route = Route::Local;
+                            cmd.all_keys(|k| {
+                                route = self.routing.route(keys::key_hash(k));
+                                false
+                            });
+                            return Outcome::NotServed(route, cmd);
+                        }
+                        let o = self
+                            .apply_data(cmd, b)
+                            .unwrap_or_else(|err| Outcome::Failed(err.to_string()));
+                        refused = matches!(o, Outcome::NotServed(..));
+                        o
+                    })
+                    .collect();
+                Answer::Pipeline(reply, outcomes)
             }
         };
-        b.answers.push((req.reply, pending));
+        b.answers.push(answer);
     }
 
     fn seal(&mut self, mut b: Batch) -> Sealed {
@@ -316,7 +451,7 @@ impl Writer {
         });
         let overlay = Arc::new(b.overlay);
         let meta = Arc::new(b.meta);
-        self.in_flight = Some((overlay.clone(), meta.clone()));
+        self.in_flight.push_back((overlay.clone(), meta.clone()));
         Sealed {
             overlay,
             meta,
@@ -333,27 +468,7 @@ impl Writer {
 
     fn apply(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
         Ok(Pending::Now(match op {
-            Op::Data(cmd) => {
-                let mut refused = None;
-                cmd.all_keys(|key| {
-                    let route = self.routing.route(keys::key_hash(key));
-                    let local = route == Route::Local;
-                    if !local {
-                        refused = Some(route);
-                    }
-                    local
-                });
-                if let Some(route) = refused {
-                    return Ok(Pending::Now(Outcome::NotServed(route, cmd)));
-                }
-                if let Some(w) = &self.accepted {
-                    cmd.all_keys(|key| {
-                        w.record(keys::key_hash(key), b.now);
-                        true
-                    });
-                }
-                Outcome::Data(self.data(cmd, b)?)
-            }
+            Op::Data(cmd) => return self.apply_data(cmd, b).map(Pending::Now),
             Op::Fence {
                 migration_uid,
                 attempt,
@@ -571,6 +686,29 @@ impl Writer {
         }))
     }
 
+    /// A data command: applied if this node serves all its keys, else refused unapplied.
+    fn apply_data(&mut self, cmd: DataCmd, b: &mut Batch) -> Result<Outcome, fjall::Error> {
+        let mut refused = None;
+        cmd.all_keys(|key| {
+            let route = self.routing.route(keys::key_hash(key));
+            let local = route == Route::Local;
+            if !local {
+                refused = Some(route);
+            }
+            local
+        });
+        if let Some(route) = refused {
+            return Ok(Outcome::NotServed(route, cmd));
+        }
+        if let Some(w) = &self.accepted {
+            cmd.all_keys(|key| {
+                w.record(keys::key_hash(key), b.now);
+                true
+            });
+        }
+        Ok(Outcome::Data(self.data(cmd, b)?))
+    }
+
     fn meta(&self, meta: Vec<MetaPut>, b: &mut Batch) {
         for (k, v) in meta {
             match v {
@@ -589,7 +727,7 @@ impl Writer {
         let raw = match b
             .meta
             .get(&key)
-            .or_else(|| self.in_flight.as_ref().and_then(|(_, m)| m.get(&key)))
+            .or_else(|| self.in_flight.iter().rev().find_map(|(_, m)| m.get(&key)))
         {
             Some(v) => v.clone(),
             None => self.engine.meta.get(&key)?.map(|v| v.to_vec()),
@@ -609,7 +747,7 @@ impl Writer {
             match b
                 .overlay
                 .get(skey)
-                .or_else(|| self.in_flight.as_ref().and_then(|(o, _)| o.get(skey)))
+                .or_else(|| self.in_flight.iter().rev().find_map(|(o, _)| o.get(skey)))
             {
                 Some(v) => v.clone(),
                 None => self
@@ -628,7 +766,7 @@ impl Writer {
         if let Some(v) = b
             .overlay
             .get(skey)
-            .or_else(|| self.in_flight.as_ref().and_then(|(o, _)| o.get(skey)))
+            .or_else(|| self.in_flight.iter().rev().find_map(|(o, _)| o.get(skey)))
         {
             return Ok(v.is_some());
         }
@@ -722,11 +860,11 @@ impl Writer {
                 }
                 // Keys written earlier in this batch or the committing one are not in the data
                 // keyspace yet.
-                let committing = self.in_flight.as_ref().map(|(o, _)| o.keys());
+                let committing = self.in_flight.iter().flat_map(|(o, _)| o.keys());
                 let pending: Vec<Vec<u8>> = b
                     .overlay
                     .keys()
-                    .chain(committing.into_iter().flatten())
+                    .chain(committing)
                     .filter(|k| {
                         keys::split_storage_key(k)
                             .is_some_and(|(h, _)| range.start <= h && h <= range.end)
