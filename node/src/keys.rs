@@ -9,6 +9,49 @@ pub fn key_hash(key: &[u8]) -> u64 {
     ringshift_ring::key_hash(key)
 }
 
+/// Hashes storage keys for in-memory maps (read cache, batch overlay): one-shot XXH3 over the
+/// whole key with a per-process random seed. (The streaming `Xxh3Default` hasher copies its
+/// state on every hash and cost a quarter of a GET; the ring-hash prefix alone would put
+/// every key of one hash tag in one bucket.)
+#[derive(Clone, Copy)]
+pub struct KeyHashBuilder {
+    seed: u64,
+}
+
+impl Default for KeyHashBuilder {
+    fn default() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+        });
+        KeyHashBuilder { seed }
+    }
+}
+
+impl std::hash::BuildHasher for KeyHashBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.seed)
+    }
+}
+
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Storage key for a user key.
 pub fn storage_key(key: &[u8]) -> Vec<u8> {
     storage_key_with_hash(key_hash(key), key)
@@ -78,6 +121,18 @@ pub fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn map_hashes_spread_keys_of_one_hash_tag() {
+        use std::hash::BuildHasher;
+        let b = super::KeyHashBuilder::default();
+        // Same ring hash (one tag), different keys: the map hash must still tell them apart.
+        let hashes: std::collections::HashSet<u64> = (0..10_000)
+            .map(|i| b.hash_one(super::storage_key(format!("{{user}}:{i}").as_bytes())))
+            .collect();
+        assert_eq!(hashes.len(), 10_000);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -14,7 +14,7 @@ const ENTRY_OVERHEAD: usize = 64;
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    map: HashMap<Vec<u8>, Option<Stored>, crate::keys::KeyHashBuilder>,
     version: u64,
     bytes: usize,
 }

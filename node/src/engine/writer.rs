@@ -69,7 +69,7 @@ impl Answer {
     }
 }
 
-type Overlay = HashMap<Vec<u8>, Option<Stored>, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
+type Overlay = HashMap<Vec<u8>, Option<Stored>, crate::keys::KeyHashBuilder>;
 type MetaMap = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The writer's shared state; the engine holds it once the committer runs.
