@@ -272,8 +272,11 @@ fn endpoints(kind: &str) -> &'static [(&'static str, &'static str)] {
 async fn admin_port_refuses_bad_bodies_clearly_and_keeps_serving() {
     let mut node = NodeProc::start("badadmin", "a", "127.0.9.2");
     let base = format!("http://{}", node.admin_addr());
+    // A fresh connection per request: the server may close a connection after refusing a
+    // malformed body, and a pooled client could send the next request on it as it closes.
     let client = reqwest::Client::builder()
         .no_proxy()
+        .pool_max_idle_per_host(0)
         .timeout(ANSWER_WITHIN)
         .build()
         .unwrap();

@@ -113,6 +113,38 @@ impl ReadCache {
         }
     }
 
+    /// `put` from borrowed state: an entry already cached is overwritten in place, reusing its
+    /// value's buffer (no allocation for the common overwrite).
+    pub fn put_copy(&self, skey: &[u8], value: Option<&Stored>) {
+        let i = Self::shard_of(skey);
+        let Ok(mut shard) = self.shards[i].lock() else {
+            return;
+        };
+        shard.version += 1;
+        if self.shard_budget == 0 {
+            return;
+        }
+        let new_len = value.map_or(0, |s| s.value.len());
+        if let Some(slot) = shard.map.get_mut(skey) {
+            let old_len = slot.as_ref().map_or(0, |s| s.value.len());
+            match (slot.as_mut(), value) {
+                (Some(cur), Some(v)) => {
+                    cur.value.clear();
+                    cur.value.extend_from_slice(&v.value);
+                    cur.expires_at = v.expires_at;
+                }
+                (_, v) => *slot = v.cloned(),
+            }
+            shard.bytes = shard.bytes.saturating_sub(old_len) + new_len;
+            if shard.bytes > self.shard_budget {
+                shard.map.clear();
+                shard.bytes = 0;
+            }
+            return;
+        }
+        self.insert(&mut shard, skey.to_vec(), value.cloned());
+    }
+
     /// Forgets everything (after range clears).
     pub fn clear(&self) {
         for s in &self.shards {
@@ -146,6 +178,23 @@ mod tests {
         c.put(key.clone(), stored("new"));
         c.fill(ticket, &key, stored("old"));
         assert_eq!(c.get(&key).ok(), Some(stored("new")));
+    }
+
+    #[test]
+    fn an_overwrite_in_place_is_seen_and_drops_older_fills() {
+        let c = ReadCache::new(1 << 20);
+        let key = b"12345678k".to_vec();
+        c.put_copy(&key, stored("first-long-value").as_ref());
+        let Err(ticket) = c.get(b"12345678other") else {
+            panic!("hit for a key never cached")
+        };
+        c.put_copy(&key, stored("2nd").as_ref());
+        assert_eq!(c.get(&key).ok(), Some(stored("2nd")));
+        // The shard's version moved: a fill from before the overwrite is dropped.
+        c.fill(ticket, b"12345678other", stored("old"));
+        assert!(c.get(b"12345678other").is_err());
+        c.put_copy(&key, None);
+        assert_eq!(c.get(&key).ok(), Some(None));
     }
 
     #[test]

@@ -351,7 +351,7 @@ fn finish(e: &Engine, c: Committed) {
     }
     // (Copied: evaluation reads the in-flight overlay until the cache has its entries.)
     for (skey, value) in c.overlay.iter() {
-        e.cache.put(skey.clone(), value.clone());
+        e.cache.put_copy(skey, value.as_ref());
     }
     for (bucket, delta) in &c.counts {
         e.counts.add(*bucket, *delta);
@@ -770,11 +770,12 @@ impl Writer {
         {
             return Ok(v.is_some());
         }
-        if !self.engine.presence.may_contain(skey) {
-            return Ok(false);
-        }
+        // Updates (the common case) are answered by the cache, new keys by the filter.
         if let Some(known) = self.engine.cache.stored(skey) {
             return Ok(known);
+        }
+        if !self.engine.presence.may_contain(skey) {
+            return Ok(false);
         }
         self.engine.data.contains_key(skey)
     }
@@ -804,11 +805,13 @@ impl Writer {
         value: Option<Stored>,
         b: &mut Batch,
     ) -> Result<(), fjall::Error> {
-        let delta = i64::from(value.is_some()) - i64::from(self.stored(&skey, b)?);
+        let was = self.stored(&skey, b)?;
+        let delta = i64::from(value.is_some()) - i64::from(was);
         if delta != 0 {
             Self::count(&skey, delta, b);
         }
-        if value.is_some() {
+        // (A stored key is in the presence filter already.)
+        if value.is_some() && !was {
             self.engine.presence.insert(&skey);
         }
         match &value {
