@@ -69,7 +69,7 @@ pub enum ClearError {
 }
 
 /// Keys removed per batch by `Engine::clear_in_chunks`.
-pub const CLEAR_CHUNK: usize = 10_000;
+pub const CLEAR_CHUNK: usize = 5_000;
 
 /// A (key, value) pair as stored.
 pub type KvPair = (Vec<u8>, Vec<u8>);
@@ -132,8 +132,27 @@ impl Engine {
     pub fn submit(&self, op: Op) -> oneshot::Receiver<Outcome> {
         let (reply, rx) = oneshot::channel();
         // Without a writer the dropped `reply` makes `rx` fail, which the caller reports.
-        if let Some(w) = self.writer.get() {
-            w.submit(writer::Request::One { op, reply });
+        let Some(w) = self.writer.get() else {
+            return rx;
+        };
+        // Writes are evaluated on the calling thread. Bulk operations (pulled batches, range
+        // clears, expiry sweeps) can take milliseconds: on the server's runtime, tell it this
+        // worker blocks so its other connections move to another thread meanwhile.
+        let bulk = matches!(
+            op,
+            Op::Apply { .. }
+                | Op::Clear { .. }
+                | Op::ClearChunk { .. }
+                | Op::Expired(_)
+                | Op::Ingested { .. }
+        );
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let req = writer::Request::One { op, reply };
+        if bulk && multi_thread {
+            tokio::task::block_in_place(|| w.submit(req));
+        } else {
+            w.submit(req);
         }
         rx
     }
