@@ -1,20 +1,45 @@
 //! Read cache in front of the data keyspace: a sharded hash map of recent values (and of
 //! misses), written through by the writer after each commit. A reader fills it after a miss
 //! only if no write touched the shard meanwhile (shard version check), so a fill can never
-//! overwrite a newer value with an older one.
+//! overwrite a newer value with an older one. Keys and values are kept inline when short
+//! (`SmallBytes`), so a lookup touches one map slot.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::small::SmallBytes;
 use crate::keys::Stored;
 
 const SHARDS: usize = 64;
 /// Rough per-entry overhead (map slot, allocations) counted against the budget.
-const ENTRY_OVERHEAD: usize = 64;
+const ENTRY_OVERHEAD: usize = 96;
+
+/// A cached value (expired or not); the map holds `None` for a known miss.
+#[derive(Clone)]
+struct Cached {
+    value: SmallBytes,
+    expires_at: Option<u64>,
+}
+
+impl Cached {
+    fn new(s: &Stored) -> Cached {
+        Cached {
+            value: SmallBytes::new(&s.value),
+            expires_at: s.expires_at,
+        }
+    }
+
+    fn stored(&self) -> Stored {
+        Stored {
+            value: self.value.as_slice().to_vec(),
+            expires_at: self.expires_at,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Vec<u8>, Option<Stored>, crate::keys::KeyHashBuilder>,
+    map: HashMap<SmallBytes, Option<Cached>, crate::keys::KeyHashBuilder>,
     version: u64,
     bytes: usize,
 }
@@ -30,8 +55,8 @@ pub struct Ticket {
     version: u64,
 }
 
-fn size(k: &[u8], v: &Option<Stored>) -> usize {
-    k.len() + v.as_ref().map_or(0, |s| s.value.len()) + ENTRY_OVERHEAD
+fn value_len(v: Option<&Stored>) -> usize {
+    v.map_or(0, |s| s.value.len())
 }
 
 impl ReadCache {
@@ -57,7 +82,7 @@ impl ReadCache {
             });
         };
         match shard.map.get(skey) {
-            Some(v) => Ok(v.clone()),
+            Some(v) => Ok(v.as_ref().map(Cached::stored)),
             None => Err(Ticket {
                 shard: i,
                 version: shard.version,
@@ -72,50 +97,19 @@ impl ReadCache {
     }
 
     /// Fills after a miss, unless a write reached the shard since the ticket was taken.
-    pub fn fill(&self, ticket: Ticket, skey: &[u8], value: Option<Stored>) {
+    pub fn fill(&self, ticket: Ticket, skey: &[u8], value: Option<&Stored>) {
         if self.shard_budget == 0 {
             return;
         }
         if let Ok(mut shard) = self.shards[ticket.shard].lock()
             && shard.version == ticket.version
         {
-            self.insert(&mut shard, skey.to_vec(), value);
+            self.upsert(&mut shard, skey, value);
         }
-    }
-
-    fn insert(&self, shard: &mut Shard, skey: Vec<u8>, value: Option<Stored>) {
-        let add = size(&skey, &value);
-        if shard.bytes + add > self.shard_budget {
-            shard.map.clear();
-            shard.bytes = 0;
-        }
-        if add > self.shard_budget {
-            return;
-        }
-        let key_len = skey.len();
-        if let Some(old) = shard.map.insert(skey, value) {
-            shard.bytes = shard.bytes.saturating_sub(
-                key_len + old.as_ref().map_or(0, |s| s.value.len()) + ENTRY_OVERHEAD,
-            );
-        }
-        shard.bytes += add;
     }
 
     /// Write-through of committed state (the writer calls this before acknowledging).
-    pub fn put(&self, skey: Vec<u8>, value: Option<Stored>) {
-        let i = Self::shard_of(&skey);
-        if let Ok(mut shard) = self.shards[i].lock() {
-            shard.version += 1;
-            if self.shard_budget == 0 {
-                return;
-            }
-            self.insert(&mut shard, skey, value);
-        }
-    }
-
-    /// `put` from borrowed state: an entry already cached is overwritten in place, reusing its
-    /// value's buffer (no allocation for the common overwrite).
-    pub fn put_copy(&self, skey: &[u8], value: Option<&Stored>) {
+    pub fn put(&self, skey: &[u8], value: Option<&Stored>) {
         let i = Self::shard_of(skey);
         let Ok(mut shard) = self.shards[i].lock() else {
             return;
@@ -124,25 +118,41 @@ impl ReadCache {
         if self.shard_budget == 0 {
             return;
         }
-        let new_len = value.map_or(0, |s| s.value.len());
+        self.upsert(&mut shard, skey, value);
+    }
+
+    /// Inserts or overwrites (in place: no allocation for short values); a shard over its
+    /// budget starts over.
+    fn upsert(&self, shard: &mut Shard, skey: &[u8], value: Option<&Stored>) {
+        let add = skey.len() + value_len(value) + ENTRY_OVERHEAD;
+        if add > self.shard_budget {
+            shard.map.remove(skey);
+            return;
+        }
         if let Some(slot) = shard.map.get_mut(skey) {
-            let old_len = slot.as_ref().map_or(0, |s| s.value.len());
+            let old_len = slot.as_ref().map_or(0, |c| c.value.as_slice().len());
             match (slot.as_mut(), value) {
                 (Some(cur), Some(v)) => {
-                    cur.value.clear();
-                    cur.value.extend_from_slice(&v.value);
+                    cur.value.set(&v.value);
                     cur.expires_at = v.expires_at;
                 }
-                (_, v) => *slot = v.cloned(),
+                (_, v) => *slot = v.map(Cached::new),
             }
-            shard.bytes = shard.bytes.saturating_sub(old_len) + new_len;
-            if shard.bytes > self.shard_budget {
+            shard.bytes = shard.bytes.saturating_sub(old_len) + value_len(value);
+        } else {
+            if shard.bytes + add > self.shard_budget {
                 shard.map.clear();
                 shard.bytes = 0;
             }
-            return;
+            shard
+                .map
+                .insert(SmallBytes::new(skey), value.map(Cached::new));
+            shard.bytes += add;
         }
-        self.insert(&mut shard, skey.to_vec(), value.cloned());
+        if shard.bytes > self.shard_budget {
+            shard.map.clear();
+            shard.bytes = 0;
+        }
     }
 
     /// Forgets everything (after range clears).
@@ -175,8 +185,8 @@ mod tests {
         let Err(ticket) = c.get(&key) else {
             panic!("hit on empty cache")
         };
-        c.put(key.clone(), stored("new"));
-        c.fill(ticket, &key, stored("old"));
+        c.put(&key, stored("new").as_ref());
+        c.fill(ticket, &key, stored("old").as_ref());
         assert_eq!(c.get(&key).ok(), Some(stored("new")));
     }
 
@@ -184,31 +194,34 @@ mod tests {
     fn an_overwrite_in_place_is_seen_and_drops_older_fills() {
         let c = ReadCache::new(1 << 20);
         let key = b"12345678k".to_vec();
-        c.put_copy(&key, stored("first-long-value").as_ref());
+        c.put(&key, stored("first-long-value").as_ref());
         let Err(ticket) = c.get(b"12345678other") else {
             panic!("hit for a key never cached")
         };
-        c.put_copy(&key, stored("2nd").as_ref());
+        c.put(&key, stored("2nd").as_ref());
         assert_eq!(c.get(&key).ok(), Some(stored("2nd")));
         // The shard's version moved: a fill from before the overwrite is dropped.
-        c.fill(ticket, b"12345678other", stored("old"));
+        c.fill(ticket, b"12345678other", stored("old").as_ref());
         assert!(c.get(b"12345678other").is_err());
-        c.put_copy(&key, None);
+        c.put(&key, None);
         assert_eq!(c.get(&key).ok(), Some(None));
     }
 
     #[test]
     fn misses_are_cached_and_budget_is_kept() {
-        let c = ReadCache::new(SHARDS * 200);
+        let c = ReadCache::new(SHARDS * 300);
         let key = b"12345678k".to_vec();
         let Err(t) = c.get(&key) else { panic!() };
         c.fill(t, &key, None);
         assert_eq!(c.get(&key).ok(), Some(None));
         for i in 0..100 {
-            c.put(format!("1234567{}", i).into_bytes(), stored("xxxxxxxxxx"));
+            c.put(
+                format!("1234567{}", i).as_bytes(),
+                stored("xxxxxxxxxx").as_ref(),
+            );
         }
         for s in &c.shards {
-            assert!(s.lock().unwrap().bytes <= 200);
+            assert!(s.lock().unwrap().bytes <= 300);
         }
     }
 }

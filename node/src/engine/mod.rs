@@ -9,6 +9,7 @@ mod maintenance;
 mod open;
 pub mod ops;
 pub mod presence;
+mod small;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -248,7 +249,7 @@ impl Engine {
             Ok(hit) => hit,
             Err(ticket) => {
                 let stored = self.data.get(&skey)?.and_then(|r| Stored::decode(&r));
-                self.cache.fill(ticket, &skey, stored.clone());
+                self.cache.fill(ticket, &skey, stored.as_ref());
                 stored
             }
         };

@@ -351,7 +351,7 @@ fn finish(e: &Engine, c: Committed) {
     }
     // (Copied: evaluation reads the in-flight overlay until the cache has its entries.)
     for (skey, value) in c.overlay.iter() {
-        e.cache.put_copy(skey, value.as_ref());
+        e.cache.put(skey, value.as_ref());
     }
     for (bucket, delta) in &c.counts {
         e.counts.add(*bucket, *delta);
