@@ -5,7 +5,8 @@
 //!     cargo build --release -p ringshift-node
 //!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N] [--rounds R]
 //!         [--only ringshift|redis] [--baseline-bin path/to/older/ringshift-node]
-//!         [--serve-secs S]   (start the servers and keep them up for S seconds, for profiling)
+//!         [--serve-secs S]   (start the servers and keep them up for S seconds, for profiling;
+//!                             RINGSHIFT_BENCH_NODE_STDERR=1 passes the nodes' stderr through)
 //!
 //! All servers run at once and take turns on each test (median of R rounds), so load from other
 //! jobs on a shared machine hits them alike. `--baseline-bin` adds a second ringshift node built
