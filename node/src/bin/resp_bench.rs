@@ -56,6 +56,20 @@ fn wait_port(addr: &str) -> Result<(), String> {
     Err(format!("{addr} did not come up"))
 }
 
+/// Waits for the child's port, then checks the child still runs: a leftover server on the same
+/// address would otherwise answer in its place and be measured instead.
+fn wait_child_port(child: &mut Child, addr: &str) -> Result<(), String> {
+    wait_port(addr)?;
+    std::thread::sleep(Duration::from_millis(200));
+    match child.try_wait() {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => Err(format!(
+            "the server for {addr} exited ({status}); is another process listening there?"
+        )),
+        Err(e) => Err(format!("the server for {addr}: {e}")),
+    }
+}
+
 fn redis_server(dir: &Path, ip: &str, fsync: &str) -> Result<Proc, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let child = Command::new("redis-server")
@@ -75,8 +89,9 @@ fn redis_server(dir: &Path, ip: &str, fsync: &str) -> Result<Proc, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("redis-server: {e}"))?;
-    wait_port(&format!("{ip}:6379"))?;
-    Ok(Proc(child))
+    let mut child = Proc(child);
+    wait_child_port(&mut child.0, &format!("{ip}:6379"))?;
+    Ok(child)
 }
 
 fn node(bin: &Path, dir: &Path, ip: &str) -> Result<Proc, String> {
@@ -104,7 +119,8 @@ fn node(bin: &Path, dir: &Path, ip: &str) -> Result<Proc, String> {
         )
         .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
-    wait_port(&format!("{ip}:6379"))?;
+    let mut child = Proc(child);
+    wait_child_port(&mut child.0, &format!("{ip}:6379"))?;
     wait_port(&format!("{ip}:8080"))?;
     let spec = RingSpec::with_members(16, &[Member::new("bench", 1)]).map_err(|e| e.to_string())?;
     let body = PlacementInstall {
@@ -123,7 +139,7 @@ fn node(bin: &Path, dir: &Path, ip: &str) -> Result<Proc, String> {
         AdminClient::new(reqwest::Client::new(), &format!("{ip}:8080"), TOKEN).put_placement(&body),
     )
     .map_err(|e| e.to_string())?;
-    Ok(Proc(child))
+    Ok(child)
 }
 
 /// requests/s of one redis-benchmark test at pipeline depth `p`.
