@@ -181,18 +181,12 @@ struct Batch {
 
 /// A batch handed to the committer.
 struct Sealed {
-    overlay: Arc<Overlay>,
     meta: Arc<MetaMap>,
     index: HashMap<Vec<u8>, bool>,
     /// First sequence and bytes of the batch's log entry.
     entry: Option<(u64, Vec<u8>)>,
-    /// Log head after this batch, if it changed.
-    head: Option<u64>,
-    log_bytes: u64,
-    cleared: bool,
-    counts: Vec<(u32, i64)>,
-    routing: Option<Arc<Routing>>,
-    answers: Vec<Answer>,
+    /// The batch's data and what to do once it is durable.
+    after: Committed,
 }
 
 enum Pending {
@@ -205,6 +199,7 @@ enum Pending {
 struct Committed {
     failed: bool,
     overlay: Arc<Overlay>,
+    /// Log head after this batch, if it changed.
     head: Option<u64>,
     log_bytes: u64,
     cleared: bool,
@@ -263,16 +258,7 @@ fn commit(
     failed: &mut Option<String>,
     head: &mut u64,
 ) -> Committed {
-    let mut back = Committed {
-        failed: true,
-        overlay: s.overlay,
-        head: s.head,
-        log_bytes: s.log_bytes,
-        cleared: s.cleared,
-        counts: s.counts,
-        routing: s.routing,
-        answers: s.answers,
-    };
+    let mut back = s.after;
     if let Some(msg) = failed {
         for a in std::mem::take(&mut back.answers) {
             a.fail(msg);
@@ -305,7 +291,7 @@ fn commit(
     if let Some((first, bytes)) = s.entry {
         batch.insert(&e.log, first.to_be_bytes().to_vec(), bytes);
     }
-    if let Some(h) = s.head {
+    if let Some(h) = back.head {
         batch.insert(&e.meta, META_HEAD, h.to_be_bytes().to_vec());
     }
     if let Err(err) = batch.commit() {
@@ -319,7 +305,7 @@ fn commit(
         return back;
     }
     back.failed = false;
-    *head = s.head.unwrap_or(*head);
+    *head = back.head.unwrap_or(*head);
     // A snapshot is the data at exactly this batch's log head: take it before the next
     // batch is committed.
     let mut snapshot = None;
@@ -453,16 +439,20 @@ impl Writer {
         let meta = Arc::new(b.meta);
         self.in_flight.push_back((overlay.clone(), meta.clone()));
         Sealed {
-            overlay,
             meta,
             index: b.index,
             entry,
-            head: (self.seq != b.start_seq).then_some(self.seq),
-            log_bytes: b.log_bytes,
-            cleared: b.cleared,
-            counts: b.counts,
-            routing: b.routing_changed.then(|| Arc::new(self.routing.clone())),
-            answers: b.answers,
+            after: Committed {
+                // Until the commit succeeds.
+                failed: true,
+                overlay,
+                head: (self.seq != b.start_seq).then_some(self.seq),
+                log_bytes: b.log_bytes,
+                cleared: b.cleared,
+                counts: b.counts,
+                routing: b.routing_changed.then(|| Arc::new(self.routing.clone())),
+                answers: b.answers,
+            },
         }
     }
 
