@@ -23,8 +23,19 @@ const SEE_PHASE: Duration = Duration::from_secs(120);
 const LEASE: Duration = Duration::from_secs(4);
 const CLUSTER: &str = "rel";
 
+/// The control plane is shared by this binary's tests, which run in parallel: the one that
+/// restarts kube-apiserver runs alone (its restart once hid another test's whole cutover from
+/// that test's status polling, so the fault could not be aimed).
+static CONTROL_PLANE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+enum PlaneUse {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
+}
+
 /// One scenario's cluster, operator and load.
 struct Fixture {
+    _plane: PlaneUse,
     env: TestEnv,
     ns: TestNamespace,
     op: OperatorProcess,
@@ -43,6 +54,22 @@ impl Fixture {
     /// Like [`Fixture::start`], the first operator armed with `failpoints`
     /// (`RINGSHIFT_FAILPOINTS`, e.g. a pause at a step that gives a fault its moment).
     async fn start_with(test: &str, prefix: &str, failpoints: &str) -> Option<Fixture> {
+        let plane = PlaneUse::Shared(CONTROL_PLANE.read().await);
+        Fixture::start_using(plane, test, prefix, failpoints).await
+    }
+
+    /// Like [`Fixture::start`], with no other scenario running meanwhile.
+    async fn start_alone(test: &str, prefix: &str) -> Option<Fixture> {
+        let plane = PlaneUse::Exclusive(CONTROL_PLANE.write().await);
+        Fixture::start_using(plane, test, prefix, "").await
+    }
+
+    async fn start_using(
+        plane: PlaneUse,
+        test: &str,
+        prefix: &str,
+        failpoints: &str,
+    ) -> Option<Fixture> {
         let env = support::env_or_skip(test).await?;
         install_crds().expect("CRDs");
         let ns = TestNamespace::create(&env, prefix)
@@ -88,6 +115,7 @@ impl Fixture {
             .await
             .expect("split-brain watch");
         let f = Fixture {
+            _plane: plane,
             env,
             ns,
             op,
@@ -275,7 +303,8 @@ async fn move_attempt(f: &Fixture, name: &str) -> i64 {
 #[tokio::test]
 #[ignore = "long: reliability tier"]
 async fn apiserver_restarted_mid_migration() {
-    let Some(f) = Fixture::start("apiserver_restarted_mid_migration", "rel-apiserver").await else {
+    let Some(f) = Fixture::start_alone("apiserver_restarted_mid_migration", "rel-apiserver").await
+    else {
         return;
     };
     f.scale(4).await;

@@ -66,9 +66,9 @@ pub async fn wait_move_phase(
 
 /// The first cutover of `cluster` seen recorded as Committing in ShardPlacement status (the
 /// operator records it right before it fences the source); returns that migration. Polled every
-/// 50 ms rather than watched: a watch of the placement missed a 2 s Committing window once
-/// while another scenario ran beside it. Callers hold the operator at the record with a
-/// failpoint pause, so the state lasts long enough to be seen.
+/// 50 ms. Callers hold the operator at the record with a failpoint pause, so the state lasts
+/// long enough to be seen, and must not restart kube-apiserver meanwhile: a restart beside a
+/// scenario hid its whole cutover from both a watch and this poll.
 pub async fn wait_cutover_started(
     client: &Client,
     namespace: &str,

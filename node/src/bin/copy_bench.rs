@@ -30,34 +30,18 @@ use ringshift_node_api::{
 };
 use ringshift_ring::{Member, RingSpec};
 
+mod common;
+use common::{TOKEN, arg, start_node};
+
 // The node's allocator, so the local ingestion is measured as the node would run it.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const TOKEN: &str = "bench-token";
 const SOURCE_IP: &str = "127.0.1.30";
 const TARGET_IP: &str = "127.0.1.31";
 const TCP_IP: &str = "127.0.1.32";
 const VALUE_BYTES: usize = 100;
 const KEY_VALUE_BYTES: u64 = 16 + VALUE_BYTES as u64;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn key(i: u64) -> String {
     format!("key:{i:012}")
@@ -67,43 +51,6 @@ fn value(i: u64) -> Vec<u8> {
     let mut v = format!("{i:020}").into_bytes();
     v.resize(VALUE_BYTES, b'v');
     v
-}
-
-fn wait_port(addr: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("{addr} did not come up"))
-}
-
-fn start_node(bin: &Path, dir: &Path, name: &str, ip: &str) -> Result<Proc, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("token"), TOKEN).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args([
-            "--listen",
-            &format!("{ip}:6379"),
-            "--admin-listen",
-            &format!("{ip}:8080"),
-            "--member-name",
-            name,
-            "--admin-token-file",
-        ])
-        .arg(dir.join("token"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    wait_port(&format!("{ip}:6379"))?;
-    wait_port(&format!("{ip}:8080"))?;
-    Ok(Proc(child))
 }
 
 fn endpoint(name: &str, ip: &str) -> MemberEndpoint {

@@ -23,52 +23,11 @@ use ringshift_node_api::client::AdminClient;
 use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall};
 use ringshift_ring::{Member, RingSpec};
 
+mod common;
+use common::{Proc, TOKEN, arg, start_node, wait_child_port};
+
 const CLIENTS: &str = "50";
 const KEYSPACE: &str = "1000000";
-const TOKEN: &str = "bench-token";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn wait_port(addr: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("{addr} did not come up"))
-}
-
-/// Waits for the child's port, then checks the child still runs: a leftover server on the same
-/// address would otherwise answer in its place and be measured instead.
-fn wait_child_port(child: &mut Child, addr: &str) -> Result<(), String> {
-    wait_port(addr)?;
-    std::thread::sleep(Duration::from_millis(200));
-    match child.try_wait() {
-        Ok(None) => Ok(()),
-        Ok(Some(status)) => Err(format!(
-            "the server for {addr} exited ({status}); is another process listening there?"
-        )),
-        Err(e) => Err(format!("the server for {addr}: {e}")),
-    }
-}
 
 fn redis_server(dir: &Path, ip: &str, fsync: &str) -> Result<Proc, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -90,38 +49,12 @@ fn redis_server(dir: &Path, ip: &str, fsync: &str) -> Result<Proc, String> {
         .spawn()
         .map_err(|e| format!("redis-server: {e}"))?;
     let mut child = Proc(child);
-    wait_child_port(&mut child.0, &format!("{ip}:6379"))?;
+    wait_child_port(&mut child, &format!("{ip}:6379"))?;
     Ok(child)
 }
 
 fn node(bin: &Path, dir: &Path, ip: &str) -> Result<Proc, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("token"), TOKEN).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args([
-            "--listen",
-            &format!("{ip}:6379"),
-            "--admin-listen",
-            &format!("{ip}:8080"),
-        ])
-        .args(["--member-name", "bench", "--admin-token-file"])
-        .arg(dir.join("token"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(
-            if std::env::var_os("RINGSHIFT_BENCH_NODE_STDERR").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            },
-        )
-        .spawn()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    let mut child = Proc(child);
-    wait_child_port(&mut child.0, &format!("{ip}:6379"))?;
-    wait_port(&format!("{ip}:8080"))?;
+    let child = start_node(bin, dir, "bench", ip)?;
     let spec = RingSpec::with_members(16, &[Member::new("bench", 1)]).map_err(|e| e.to_string())?;
     let body = PlacementInstall {
         placement: Placement::new("bench", spec).map_err(|e| e.to_string())?,
