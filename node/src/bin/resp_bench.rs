@@ -16,8 +16,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
 use ringshift_node_api::client::AdminClient;
 use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall};
