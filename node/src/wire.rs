@@ -70,18 +70,11 @@ pub fn encode_chunk(c: &Chunk) -> Vec<u8> {
 }
 
 pub fn decode_chunk(raw: &[u8]) -> Result<Chunk, WireError> {
-    let mut r = Reader {
-        buf: raw,
-        what: "snapshot chunk",
-    };
-    let done = r.take(1)?[0] != 0;
-    let n = r.u32()?;
-    let mut entries = Vec::with_capacity(n.min(65536) as usize);
-    for _ in 0..n {
-        let k = r.bytes()?.to_vec();
-        let v = r.bytes()?.to_vec();
-        entries.push((k, v));
-    }
+    let (done, entries) = chunk_entries(raw)?;
+    let entries = entries
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
     Ok(Chunk { entries, done })
 }
 

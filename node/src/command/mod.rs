@@ -64,8 +64,8 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
     }
 }
 
-/// Handles one request. Local writes are submitted at once and their replies queued in
-/// `pending`; anything else first waits for those, so replies keep the request order.
+/// Handles one request. Local writes are queued in `pending` (submitted together by the next
+/// `flush`); anything else first flushes them, so replies keep the request order.
 pub async fn handle(
     node: &Arc<Node>,
     conn: &mut ConnState,

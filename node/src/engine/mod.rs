@@ -136,17 +136,10 @@ impl Engine {
         let Some(w) = self.writer.get() else {
             return rx;
         };
-        // Writes are evaluated on the calling thread. Bulk operations (pulled batches, range
-        // clears, expiry sweeps) can take milliseconds: on the server's runtime, tell it this
-        // worker blocks so its other connections move to another thread meanwhile.
-        let bulk = matches!(
-            op,
-            Op::Apply { .. }
-                | Op::Clear { .. }
-                | Op::ClearChunk { .. }
-                | Op::Expired(_)
-                | Op::Ingested { .. }
-        );
+        // Writes are evaluated on the calling thread. A bulk operation can take milliseconds:
+        // on the server's runtime, tell it this worker blocks so its other connections move to
+        // another thread meanwhile.
+        let bulk = op.is_bulk();
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let req = writer::Request::One { op, reply };

@@ -169,6 +169,21 @@ pub enum Op {
     Expired(Vec<(Vec<u8>, Vec<u8>, u64)>),
 }
 
+impl Op {
+    /// Pulled batches, range clears, expiry sweeps and ingestion commits: operations whose
+    /// evaluation may take milliseconds.
+    pub fn is_bulk(&self) -> bool {
+        matches!(
+            self,
+            Op::Apply { .. }
+                | Op::Clear { .. }
+                | Op::ClearChunk { .. }
+                | Op::Expired(_)
+                | Op::Ingested { .. }
+        )
+    }
+}
+
 pub enum Outcome {
     Data(DataReply),
     /// Not applied: the route says why; the command comes back for a retry elsewhere.

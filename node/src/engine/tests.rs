@@ -67,15 +67,8 @@ async fn fenced_writes_are_not_applied_and_never_get_an_offset_above_the_fence()
         e.run(set("k", "1")).await.unwrap(),
         Outcome::NotServed(Route::NoPlacement, _)
     ));
-    let installed = owns_everything();
     assert!(matches!(
-        e.run(Op::Install {
-            installed,
-            raw: b"{}".to_vec(),
-            degraded: None
-        })
-        .await
-        .unwrap(),
+        e.run(install(owns_everything())).await.unwrap(),
         Outcome::Done
     ));
     // Concurrent submissions share group commits and get consecutive sequences.
@@ -179,13 +172,7 @@ async fn fenced_writes_are_not_applied_and_never_get_an_offset_above_the_fence()
 async fn incr_and_conditional_sets_see_earlier_writes_of_the_same_batch() {
     let d = dir("batch");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    e.run(Op::Install {
-        installed: owns_everything(),
-        raw: b"{}".to_vec(),
-        degraded: None,
-    })
-    .await
-    .unwrap();
+    e.run(install(owns_everything())).await.unwrap();
     let incr = |n| {
         Op::Data(DataCmd::IncrBy {
             key: b"n".to_vec(),
@@ -231,13 +218,7 @@ async fn incr_and_conditional_sets_see_earlier_writes_of_the_same_batch() {
 async fn evaluation_sees_the_batch_being_committed() {
     let d = dir("pipeline");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    e.run(Op::Install {
-        installed: owns_everything(),
-        raw: b"{}".to_vec(),
-        degraded: None,
-    })
-    .await
-    .unwrap();
+    e.run(install(owns_everything())).await.unwrap();
     let head0 = e.head();
     let mut rxs = Vec::new();
     for round in 0..40 {
@@ -289,13 +270,7 @@ async fn evaluation_sees_the_batch_being_committed() {
 async fn a_refused_write_holds_back_the_connection_s_later_writes() {
     let d = dir("ordered");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    e.run(Op::Install {
-        installed: owns_everything(),
-        raw: b"{}".to_vec(),
-        degraded: None,
-    })
-    .await
-    .unwrap();
+    e.run(install(owns_everything())).await.unwrap();
     let h = keys::key_hash(b"a");
     let fence = e.submit(Op::Fence {
         migration_uid: "m".into(),
@@ -326,6 +301,15 @@ async fn a_refused_write_holds_back_the_connection_s_later_writes() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// Installs a placement (the raw JSON is not read back by these tests).
+fn install(installed: Arc<Installed>) -> Op {
+    Op::Install {
+        installed,
+        raw: b"{}".to_vec(),
+        degraded: None,
+    }
+}
+
 fn owned_by(member: &str, epoch: u64) -> Arc<Installed> {
     Arc::new(Installed {
         cluster_uid: "c".into(),
@@ -343,11 +327,6 @@ fn owned_by(member: &str, epoch: u64) -> Arc<Installed> {
 async fn large_clears_run_in_bounded_chunks() {
     let d = dir("chunks");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    let install = |p| Op::Install {
-        installed: p,
-        raw: b"{}".to_vec(),
-        degraded: None,
-    };
     e.run(install(owned_by("a", 1))).await.unwrap();
     for chunk in 0..5 {
         let pairs = (0..5000)
@@ -394,11 +373,6 @@ async fn large_clears_run_in_bounded_chunks() {
 async fn key_counts_follow_writes_deletes_and_clears() {
     let d = dir("counts");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    let install = |p| Op::Install {
-        installed: p,
-        raw: b"{}".to_vec(),
-        degraded: None,
-    };
     e.run(install(owned_by("a", 1))).await.unwrap();
     let full = [HashRange::FULL];
     let half = [HashRange {
@@ -489,13 +463,7 @@ async fn key_counts_follow_writes_deletes_and_clears() {
 async fn active_expiry_deletes_and_logs_expired_keys() {
     let d = dir("expiry");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    e.run(Op::Install {
-        installed: owned_by("a", 1),
-        raw: b"{}".to_vec(),
-        degraded: None,
-    })
-    .await
-    .unwrap();
+    e.run(install(owned_by("a", 1))).await.unwrap();
     let at = keys::now_ms() + 30;
     e.run(Op::Data(DataCmd::Set {
         key: b"t".to_vec(),
@@ -528,13 +496,7 @@ async fn active_expiry_deletes_and_logs_expired_keys() {
 async fn bulk_ingestion_of_a_pulled_snapshot() {
     let d = dir("ingest");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    e.run(Op::Install {
-        installed: owned_by("b", 1),
-        raw: b"{}".to_vec(),
-        degraded: None,
-    })
-    .await
-    .unwrap();
+    e.run(install(owned_by("b", 1))).await.unwrap();
     let mut entries: Vec<KvPair> = (0..5000)
         .map(|i| {
             let skey = keys::storage_key(format!("k{i}").as_bytes());
@@ -593,13 +555,7 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
 async fn wire_chunks_match_the_reference_encoding() {
     let d = dir("wire-chunks");
     let (e, _) = open(&d, config(), no_placement).unwrap();
-    e.run(Op::Install {
-        installed: owned_by("a", 1),
-        raw: b"{}".to_vec(),
-        degraded: None,
-    })
-    .await
-    .unwrap();
+    e.run(install(owned_by("a", 1))).await.unwrap();
     let pairs = (0..700)
         .map(|i| (format!("k{i}").into_bytes(), vec![b'v'; i % 50]))
         .collect();

@@ -88,9 +88,18 @@ struct State {
 
 impl Handle {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while evaluating cannot leave a half-built batch behind that matters more
-        // than stopping writes would: keep serving.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| {
+            // A panic mid-evaluation may have left the open batch half-applied: drop it
+            // unanswered (its callers get an error) and stop writes, as the dead writer
+            // thread of old did.
+            let mut st = poisoned.into_inner();
+            if st.w.stopped.is_none() {
+                tracing::error!("a write panicked during evaluation; the writer stops");
+                st.w.stopped = Some("the writer failed earlier: restart the node".into());
+                st.open = None;
+            }
+            st
+        })
     }
 
     /// Evaluates a request now; its answer comes once its batch is durable.
