@@ -22,15 +22,29 @@ for p in golang-go rsync jq make golang-github-modern-go-reflect2-dev golang-git
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 SRC_LIST=/etc/apt/sources.list.d/ringshift-deb-src.sources
+# A deb-src entry for the same Debian mirror this machine already uses for bookworm's binary
+# packages (read from its own apt configuration, never written here by name).
+debian_uri() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] || continue
+    awk 'BEGIN{RS=""; FS="\n"}
+      { types=""; uri=""; suites="";
+        for (i=1;i<=NF;i++) {
+          if ($i ~ /^Types:/) types=$i; if ($i ~ /^URIs:/) uri=$i; if ($i ~ /^Suites:/) suites=$i }
+        if (types ~ /(^|[ :])deb( |$)/ && suites ~ /[ :]bookworm( |$)/) {
+          sub(/^URIs:[ ]*/, "", uri); split(uri, u, " "); print u[1]; exit } }' "$f"
+  done | head -n1
+  if [[ -f /etc/apt/sources.list ]]; then
+    awk '$1=="deb" && $0 ~ / bookworm / { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list
+  fi
+}
 if [[ ! -f $SRC_LIST ]]; then
-  log "adding deb-src entry for bookworm"
-  $SUDO tee "$SRC_LIST" >/dev/null <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+  uri=$(debian_uri | head -n1)
+  [[ -n $uri ]] || { log "no Debian bookworm 'deb' entry found in /etc/apt to derive a deb-src entry from"; exit 1; }
+  log "adding a deb-src entry for bookworm beside the machine's own ($uri)"
+  printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" |
+    $SUDO tee "$SRC_LIST" >/dev/null
   $SUDO apt-get update -qq
 fi
 if ((${#need_pkgs[@]})); then
@@ -62,8 +76,12 @@ done
 
 mkdir -p "$SRC/.go/src/k8s.io"
 ln -sfn "$SRC" "$SRC/.go/src/k8s.io/kubernetes"
-log "building (about 6 minutes on 2 cores)"
-(cd "$SRC" && GOPATH="$SRC/.go" CGO_ENABLED=0 \
+# Kubernetes 1.20 builds with Debian's Go 1.19; a newer Go first on PATH (/usr/local/go) does not
+# build it, so Debian's comes first for this build only.
+GO119=/usr/lib/go-1.19/bin
+[[ -x $GO119/go ]] || { log "Debian's Go 1.19 is missing at $GO119 (apt-get install golang-go)"; exit 1; }
+log "building with $("$GO119/go" version) (about 6 minutes on 2 cores)"
+(cd "$SRC" && PATH="$GO119:$PATH" GOPATH="$SRC/.go" CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS= \
    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$WORK/build.log" 2>&1) || {
   tail -40 "$WORK/build.log" >&2; exit 1; }
 mkdir -p "$OUT.tmp"
