@@ -42,7 +42,7 @@ debian_uri() {
 if [[ ! -f $SRC_LIST ]]; then
   uri=$(debian_uri | head -n1)
   [[ -n $uri ]] || { log "no Debian bookworm 'deb' entry found in /etc/apt to derive a deb-src entry from"; exit 1; }
-  log "adding a deb-src entry for bookworm beside the machine's own ($uri)"
+  log "adding a deb-src entry for bookworm from the machine's own Debian entry"
   printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" |
     $SUDO tee "$SRC_LIST" >/dev/null
   $SUDO apt-get update -qq

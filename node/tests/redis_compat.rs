@@ -75,9 +75,11 @@ fn run(addr: &str) -> Vec<Result<Value, String>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn expire_options_behave_like_redis_server() {
     let dir = temp_dir("redis-compat-server");
+    let server_ip = ip("127.0.1.44");
+    let server_addr = format!("{server_ip}:6379");
     let server = Redis(
         Command::new("redis-server")
-            .args(["--bind", "127.0.1.44", "--port", "6379", "--save", ""])
+            .args(["--bind", &server_ip, "--port", "6379", "--save", ""])
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -88,7 +90,7 @@ async fn expire_options_behave_like_redis_server() {
     let node = NodeProc::start("redis-compat", "a", "127.0.1.45");
     install(&placement(&["a"]), &[&node]).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect("127.0.1.44:6379").is_err() {
+    while std::net::TcpStream::connect(&server_addr).is_err() {
         assert!(
             std::time::Instant::now() < deadline,
             "redis-server did not start"
@@ -96,7 +98,7 @@ async fn expire_options_behave_like_redis_server() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
-    let want = run("127.0.1.44:6379");
+    let want = run(&server_addr);
     let got = run(&node.data_addr());
     drop(server);
     for ((line, w), g) in script().iter().zip(&want).zip(&got) {

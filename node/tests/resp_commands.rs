@@ -223,7 +223,7 @@ async fn commands_behave_like_redis() {
     // redis-cli without a command runs its interactive start-up (COMMAND DOCS for hints) and
     // then reads commands from stdin.
     let out = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.1.1", "-p", "6379"])
+        .args(["-h", &node.ip, "-p", "6379"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

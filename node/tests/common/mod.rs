@@ -22,6 +22,21 @@ pub struct NodeProc {
     pub extra: Vec<String>,
 }
 
+/// `ip` moved into this checkout's test block: RINGSHIFT_TEST_NET=K (0-7) turns 127.0.x.y into
+/// 127.K.x.y, so test runs of several checkouts on one machine never bind the same addresses.
+/// (127.8-15 hold the local cluster's pods.)
+pub fn ip(ip: &str) -> String {
+    let net = std::env::var("RINGSHIFT_TEST_NET")
+        .ok()
+        .and_then(|v| v.parse::<u8>().ok())
+        .filter(|k| *k < 8)
+        .unwrap_or(0);
+    match ip.strip_prefix("127.0.") {
+        Some(rest) => format!("127.{net}.{rest}"),
+        None => ip.to_string(),
+    }
+}
+
 /// A fresh temporary directory under the target dir (removed at the start of each use).
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -40,7 +55,7 @@ impl NodeProc {
         std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
         let mut n = NodeProc {
             name: name.to_string(),
-            ip: ip.to_string(),
+            ip: self::ip(ip),
             dir,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
