@@ -14,6 +14,20 @@ use super::super::shim::LaunchPlan;
 use super::super::volumes;
 use super::{CONFIG_RETRY, IMAGE_RETRY, Worker, write_private};
 
+/// See [`Worker::harness_env`].
+pub const HARNESS_ENV_CONFIGMAP: &str = "ringshift-e2e-env";
+
+/// `NAME=value` lines; blank lines, `#` comments and lines without `=` are skipped.
+pub fn parse_env_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
+}
+
 impl Worker {
     /// Resolves the binary, environment and mounts, writes the launch plan and spawns the shim.
     pub(super) async fn launch(
@@ -31,6 +45,7 @@ impl Worker {
             api_port: self.ctx.api_port,
         };
         let mut env = build_env(c, &facts, &sources).map_err(|e| config_err(e.to_string()))?;
+        env.extend(self.harness_env(c).await.map_err(config_err)?);
         for (k, v) in [
             ("HOSTNAME", self.name.as_str()),
             (
@@ -97,6 +112,28 @@ impl Worker {
         Ok((proc, plan))
     }
 
+    /// Harness-only fault injection: the `ringshift-e2e-env` ConfigMap of the pod's namespace, key =
+    /// container name, value = `NAME=value` lines, is added to that container's environment
+    /// (e.g. node failpoints for one test's namespace). A real kubelet has no such thing; nothing
+    /// but the e2e tests creates that ConfigMap.
+    async fn harness_env(&self, c: &Container) -> Result<Vec<(String, String)>, String> {
+        let capi: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let Some(m) = capi
+            .get_opt(HARNESS_ENV_CONFIGMAP)
+            .await
+            .map_err(|e| format!("reading configmap {HARNESS_ENV_CONFIGMAP:?}: {e}"))?
+        else {
+            return Ok(vec![]);
+        };
+        let text = m
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&c.name))
+            .cloned()
+            .unwrap_or_default();
+        Ok(parse_env_lines(&text))
+    }
+
     /// The Secrets and ConfigMaps the container's env refers to.
     async fn fetch_sources(&self, c: &Container) -> Result<Sources, String> {
         let mut secrets: Vec<String> = vec![];
@@ -137,5 +174,19 @@ impl Worker {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_env_lines;
+
+    #[test]
+    fn env_lines_skip_comments_blanks_and_lines_without_a_name() {
+        let got = parse_env_lines("# faults\nA=1\n\n =x\nnoequals\nB=c=d\n");
+        assert_eq!(
+            got,
+            vec![("A".into(), "1".into()), ("B".into(), "c=d".into())]
+        );
     }
 }
