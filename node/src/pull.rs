@@ -40,39 +40,108 @@ struct PullRecord {
 struct Running {
     status: Arc<Mutex<PullStatus>>,
     cancel: watch::Sender<bool>,
+    /// Closed when the puller task has ended (no write of it can land afterwards).
+    finished: watch::Receiver<()>,
+}
+
+impl Running {
+    /// Whether this pull may still write into its ranges: its task runs or its phase says it
+    /// will (a registered pull not spawned yet).
+    fn active(&self) -> bool {
+        let running = self.finished.has_changed().is_ok();
+        running
+            || self
+                .status
+                .lock()
+                .map(|s| !terminal(s.phase))
+                .unwrap_or(true)
+    }
+
+    fn ranges(&self) -> Vec<HashRange> {
+        self.status
+            .lock()
+            .map(|s| s.ranges.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn terminal(phase: PullPhase) -> bool {
+    matches!(
+        phase,
+        PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
+    )
+}
+
+/// Pulls and drops of this node, under one lock: a drop and a pull of overlapping ranges
+/// exclude each other, and each checks and registers itself in one critical section.
+#[derive(Default)]
+struct Claims {
+    running: HashMap<String, Running>,
+    /// Drops in progress: (id, ranges).
+    drops: Vec<(u64, Vec<HashRange>)>,
+    next_drop: u64,
 }
 
 #[derive(Default)]
 pub struct Pulls {
-    running: Mutex<HashMap<String, Running>>,
+    claims: Mutex<Claims>,
+}
+
+/// A drop's claim on its ranges; released when dropped.
+pub struct DropClaim<'a> {
+    pulls: &'a Pulls,
+    id: u64,
+}
+
+impl Drop for DropClaim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.pulls.claims.lock() {
+            c.drops.retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 impl Pulls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Claims> {
+        // Every critical section leaves the claims consistent: a panic elsewhere must not
+        // stop pulls and drops.
+        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn list(&self) -> Vec<PullStatus> {
-        self.running
-            .lock()
-            .map(|m| {
-                m.values()
-                    .filter_map(|r| r.status.lock().ok().map(|s| s.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.lock()
+            .running
+            .values()
+            .filter_map(|r| r.status.lock().ok().map(|s| s.clone()))
+            .collect()
     }
 
     pub fn get(&self, uid: &str) -> Option<PullStatus> {
-        let m = self.running.lock().ok()?;
-        let s = m.get(uid)?.status.lock().ok()?.clone();
+        let c = self.lock();
+        let s = c.running.get(uid)?.status.lock().ok()?.clone();
         Some(s)
     }
 
-    /// True if a pull that is not cancelled or failed writes into any of `rs`.
-    pub fn overlaps_active(&self, rs: &[HashRange]) -> bool {
-        self.list().iter().any(|s| {
-            !matches!(
-                s.phase,
-                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-            ) && ranges::any_overlap(&s.ranges, rs)
-        })
+    /// Claims `rs` for a drop, unless a pull that may still write into them, or another drop,
+    /// overlaps them (checked and registered atomically).
+    pub fn claim_drop(&self, rs: &[HashRange]) -> Result<DropClaim<'_>, String> {
+        let mut c = self.lock();
+        if let Some((uid, _)) = c
+            .running
+            .iter()
+            .find(|(_, r)| r.active() && ranges::any_overlap(&r.ranges(), rs))
+        {
+            return Err(format!(
+                "the pull of migration {uid} writes into these ranges; cancel it first"
+            ));
+        }
+        if c.drops.iter().any(|(_, d)| ranges::any_overlap(d, rs)) {
+            return Err("a drop of these ranges is already in progress".into());
+        }
+        c.next_drop += 1;
+        let id = c.next_drop;
+        c.drops.push((id, rs.to_vec()));
+        Ok(DropClaim { pulls: self, id })
     }
 }
 
@@ -87,42 +156,10 @@ fn record_meta(rec: &PullRecord) -> (Vec<u8>, Option<Vec<u8>>) {
     )
 }
 
-/// Starts a pull (or returns the running one for the same attempt).
+/// Starts a pull (or returns the running one for the same attempt). Refused while a drop of an
+/// overlapping range runs, or another migration's pull writes into one.
 pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
     let uid = req.caller.migration_uid.clone();
-    if let Some(cur) = node.pulls.get(&uid) {
-        if cur.attempt == req.caller.attempt
-            && !matches!(
-                cur.phase,
-                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-            )
-        {
-            return Ok(cur);
-        }
-        if cur.attempt > req.caller.attempt {
-            return Err(api_err(
-                ErrorReason::StaleAttempt,
-                format!("pull of migration {uid} runs attempt {}", cur.attempt),
-            ));
-        }
-        stop(node, &uid);
-    }
-    if let Some(other) = node.pulls.list().into_iter().find(|s| {
-        s.migration_uid != uid
-            && !matches!(
-                s.phase,
-                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-            )
-            && ranges::any_overlap(&s.ranges, &req.ranges)
-    }) {
-        return Err(api_err(
-            ErrorReason::Conflict,
-            format!(
-                "migration {} is already pulling into these ranges",
-                other.migration_uid
-            ),
-        ));
-    }
     let status = PullStatus {
         migration_uid: uid.clone(),
         attempt: req.caller.attempt,
@@ -138,14 +175,65 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
         verified: None,
         error: None,
     };
+    let (shared, cancelled, done) = {
+        let mut c = node.pulls.lock();
+        if let Some(cur) = c.running.get(&uid) {
+            let cur_status = cur.status.lock().map(|s| s.clone()).map_err(internal)?;
+            if cur_status.attempt == req.caller.attempt && !terminal(cur_status.phase) {
+                return Ok(cur_status);
+            }
+            if cur_status.attempt > req.caller.attempt {
+                return Err(api_err(
+                    ErrorReason::StaleAttempt,
+                    format!(
+                        "pull of migration {uid} runs attempt {}",
+                        cur_status.attempt
+                    ),
+                ));
+            }
+            let _ = cur.cancel.send(true);
+        }
+        if c.drops
+            .iter()
+            .any(|(_, d)| ranges::any_overlap(d, &req.ranges))
+        {
+            return Err(api_err(
+                ErrorReason::Conflict,
+                "a drop of these ranges is in progress on this node; retry when it is done",
+            ));
+        }
+        if let Some((other, _)) = c.running.iter().find(|(other, r)| {
+            **other != uid && r.active() && ranges::any_overlap(&r.ranges(), &req.ranges)
+        }) {
+            return Err(api_err(
+                ErrorReason::Conflict,
+                format!("migration {other} is already pulling into these ranges"),
+            ));
+        }
+        // Registered before anything is awaited: a drop arriving meanwhile sees this pull.
+        register(&mut c, &status)
+    };
     let rec = PullRecord {
         request: req,
         status: status.clone(),
         cursor: None,
     };
-    persist(&node.engine, &rec).await.map_err(internal)?;
-    spawn(node.clone(), rec);
+    if let Err(e) = persist(&node.engine, &rec).await {
+        fail_registered(node, &uid, &e);
+        return Err(internal(e));
+    }
+    launch(node.clone(), rec, shared, cancelled, done);
     Ok(status)
+}
+
+/// A registered pull that could not be persisted: it never ran.
+fn fail_registered(node: &Node, uid: &str, why: &str) {
+    if let Some(r) = node.pulls.lock().running.get(uid)
+        && let Ok(mut s) = r.status.lock()
+    {
+        s.phase = PullPhase::Failed;
+        s.error = Some(why.to_string());
+    }
 }
 
 /// Stops a pull and records it as cancelled. Data already copied stays (a later copy clears it;
@@ -188,16 +276,13 @@ pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> 
 }
 
 fn stop(node: &Node, uid: &str) {
-    if let Ok(m) = node.pulls.running.lock()
-        && let Some(r) = m.get(uid)
-    {
+    if let Some(r) = node.pulls.lock().running.get(uid) {
         let _ = r.cancel.send(true);
     }
 }
 
 fn set_status(node: &Node, status: &PullStatus) {
-    if let Ok(m) = node.pulls.running.lock()
-        && let Some(r) = m.get(&status.migration_uid)
+    if let Some(r) = node.pulls.lock().running.get(&status.migration_uid)
         && let Ok(mut s) = r.status.lock()
     {
         *s = status.clone();
@@ -237,25 +322,48 @@ pub fn resume_all(node: &Arc<Node>) {
     }
 }
 
-fn spawn(node: Arc<Node>, rec: PullRecord) {
+/// The puller's handles: shared status, cancel signal, and the sender whose drop says the task
+/// ended.
+type Registered = (
+    Arc<Mutex<PullStatus>>,
+    watch::Receiver<bool>,
+    watch::Sender<()>,
+);
+
+/// Registers a pull (replacing an older entry of the migration) under the claims lock.
+fn register(c: &mut Claims, status: &PullStatus) -> Registered {
     let (cancel, cancelled) = watch::channel(false);
-    let status = Arc::new(Mutex::new(rec.status.clone()));
-    if let Ok(mut m) = node.pulls.running.lock() {
-        m.insert(
-            rec.status.migration_uid.clone(),
-            Running {
-                status: status.clone(),
-                cancel,
-            },
-        );
-    }
-    if matches!(
-        rec.status.phase,
-        PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-    ) {
+    let (done, finished) = watch::channel(());
+    let shared = Arc::new(Mutex::new(status.clone()));
+    c.running.insert(
+        status.migration_uid.clone(),
+        Running {
+            status: shared.clone(),
+            cancel,
+            finished,
+        },
+    );
+    (shared, cancelled, done)
+}
+
+fn spawn(node: Arc<Node>, rec: PullRecord) {
+    let (shared, cancelled, done) = register(&mut node.pulls.lock(), &rec.status);
+    launch(node, rec, shared, cancelled, done);
+}
+
+/// Runs a registered pull's task (none for a finished one); `done` drops when it ends.
+fn launch(
+    node: Arc<Node>,
+    rec: PullRecord,
+    status: Arc<Mutex<PullStatus>>,
+    cancelled: watch::Receiver<bool>,
+    done: watch::Sender<()>,
+) {
+    if terminal(rec.status.phase) {
         return;
     }
     tokio::spawn(async move {
+        let _done = done;
         let mut p = Puller {
             client: node.admin_client(&rec.request.source.admin_addr),
             node,
@@ -463,7 +571,7 @@ impl Puller {
         match self
             .node
             .engine
-            .clear_after_in_chunks(&ranges, cursor.as_deref())
+            .clear_after_in_chunks(&ranges, cursor.as_deref(), None)
             .await
         {
             Ok(()) => {}

@@ -12,12 +12,12 @@
 //! | `GET /v1/status` | | [`NodeStatus`] |
 //! | `GET /v1/placement` | | [`PlacementInstall`] (404 if none) |
 //! | `PUT /v1/placement` | [`PlacementInstall`] | [`PlacementAccepted`]; 409 lower epoch / other cluster |
-//! | `POST /v1/pulls` | [`StartPull`] | [`PullStatus`] (idempotent per migration + attempt) |
+//! | `POST /v1/pulls` | [`StartPull`] | [`PullStatus`] (idempotent per migration + attempt); 409 `Conflict` while a drop of the ranges runs |
 //! | `GET /v1/pulls`, `GET /v1/pulls/{migrationUid}` | | `[PullStatus]`, [`PullStatus`] |
 //! | `DELETE /v1/pulls/{migrationUid}` | [`Caller`] | [`PullStatus`] (cancelled) |
 //! | `POST /v1/fence` | [`FenceRequest`] | [`FenceResponse`] (same attempt: same offset) |
 //! | `POST /v1/unfence` | [`UnfenceRequest`] | [`Done`] (same attempt only) |
-//! | `POST /v1/drop` | [`DropRequest`] | [`Done`]; 409 if the node owns a range |
+//! | `POST /v1/drop` | [`DropRequest`] | [`Done`]; 409 if the node owns a range, is below the epoch, or a pull of the ranges runs |
 //! | `POST /v1/checksum` | [`ChecksumRequest`] | [`ChecksumResponse`] |
 //! | `GET /v1/debug/accepted-writes` | | [`AcceptedWrites`] (split-brain evidence) |
 //!
@@ -236,7 +236,10 @@ pub struct UnfenceRequest {
 pub struct DropRequest {
     pub caller: Caller,
     pub ranges: Vec<HashRange>,
-    /// Epoch at which this node stopped owning the ranges; the node must have installed it.
+    /// The operator's current committed epoch (not the older epoch at which ownership ended):
+    /// a node whose installed epoch is lower refuses the drop (`StaleEpoch`), so a drop retried
+    /// after the ranges came back waits for the placement that gives them back (then `Owned`).
+    /// 0 is refused (`BadRequest`).
     #[serde(with = "u64s")]
     pub ownership_ended_epoch: u64,
 }

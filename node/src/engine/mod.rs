@@ -168,17 +168,21 @@ impl Engine {
     /// ranges this node does not serve (refused otherwise); if interrupted, the caller's logged
     /// clear has not happened and is simply run again.
     pub async fn clear_in_chunks(&self, ranges: &[HashRange]) -> Result<(), ClearError> {
-        self.clear_after_in_chunks(ranges, None).await
+        self.clear_after_in_chunks(ranges, None, None).await
     }
 
     /// `clear_in_chunks` of the storage keys above `after` only (a resumed copy removes what
-    /// was ingested past its persisted cursor).
+    /// was ingested past its persisted cursor); `failpoint` (a delay) runs before each chunk.
     pub async fn clear_after_in_chunks(
         &self,
         ranges: &[HashRange],
         after: Option<&[u8]>,
+        failpoint: Option<&'static str>,
     ) -> Result<(), ClearError> {
         loop {
+            if let Some(name) = failpoint {
+                crate::failpoints::sleep(name).await;
+            }
             match self
                 .run(Op::ClearChunk {
                     ranges: ranges.to_vec(),

@@ -538,7 +538,9 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
     let mut rest = entries[1000..2000].chunks(1000).map(<[KvPair]>::to_vec);
     ingest::ingest(&e, || rest.next(), u64::MAX).unwrap();
     assert_eq!(e.count(&full).unwrap(), 2000);
-    e.clear_after_in_chunks(&full, Some(&cursor)).await.unwrap();
+    e.clear_after_in_chunks(&full, Some(&cursor), None)
+        .await
+        .unwrap();
     // (After a real crash the counters are rebuilt from the data when the node opens.)
     assert_eq!(e.count(&full).unwrap(), 1000);
     // Out of order: refused.

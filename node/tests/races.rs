@@ -1,0 +1,192 @@
+//! Races between moves on one node (issue 13): drops against pulls, failed applies during
+//! catch-up, cancelled copies, re-copies, orphan fences and pulls across other commits. Node
+//! failpoints (`--failpoints`, see node/README.md) make each interleaving happen on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringshift_node_api::client::ClientError;
+use ringshift_node_api::*;
+
+async fn wait_pull(node: &NodeProc, uid: &str, done: impl Fn(&PullStatus) -> bool) -> PullStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = node.admin().pull(uid).await.unwrap();
+        if done(&s) {
+            return s;
+        }
+        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
+        assert!(Instant::now() < deadline, "pull stuck: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn checksum(node: &NodeProc, ranges: &[HashRange]) -> (u64, u64) {
+    let s = node
+        .admin()
+        .checksum(&ChecksumRequest {
+            ranges: ranges.to_vec(),
+            snapshot_of: None,
+        })
+        .await
+        .unwrap();
+    (s.digest, s.keys)
+}
+
+fn reason(r: Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorReason> {
+    match r {
+        Ok(v) => panic!("expected a refusal, got {v:?}"),
+        Err(e) => e.reason(),
+    }
+}
+
+/// Waits until the node's log shows `n` hits of a failpoint.
+async fn wait_hits(node: &NodeProc, name: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let needle = format!("failpoint=\"{name}\"");
+    while node
+        .log()
+        .lines()
+        .filter(|l| l.contains("failpoint hit") && l.contains(&needle))
+        .count()
+        < n
+    {
+        assert!(
+            Instant::now() < deadline,
+            "failpoint {name} not hit {n} times"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn set_all(node: &NodeProc, prefix: &str, n: usize, value: &str) {
+    let mut c = node.redis();
+    for i in 0..n {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}:{i}"))
+            .arg(value)
+            .query(&mut c)
+            .unwrap();
+    }
+}
+
+/// Finding 1: M1 moved R from a to c and a is dropping R (slowly) when M2 starts pulling R back
+/// into a. The drop and the pull exclude each other, so the pulled copy survives; and once a
+/// owns R again, no retried drop passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drop_in_progress_never_wipes_a_pull_of_the_same_range() {
+    let a = NodeProc::start_with(
+        "race-drop",
+        "a",
+        "127.0.3.1",
+        &["--failpoints", "slow-drop-chunk=1500ms"],
+    );
+    let c = NodeProc::start("race-drop", "c", "127.0.3.2");
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a, &c]).await;
+    set_all(&a, "key", 400, "old");
+    // M1 committed: c owns R (c holds newer values of R's keys; a's copy is stale).
+    let p2 = p1.set_target(evolve(&p1, &["a", "c"])).unwrap();
+    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
+        .ranges
+        .iter()
+        .copied()
+        .collect();
+    let p3 = commit_all(&p2);
+    install(&p3, &[&a, &c]).await;
+    set_all(&c, "key", 400, "new");
+    let on_c = checksum(&c, &r).await;
+    assert!(on_c.1 > 0);
+
+    // a drops R (each clear chunk and the final clear wait 1.5 s) ...
+    let drop_req = DropRequest {
+        caller: caller(p3.epoch(), "m1", 1),
+        ranges: r.clone(),
+        ownership_ended_epoch: p3.epoch(),
+    };
+    let dropping = {
+        let (admin, req) = (a.admin(), drop_req.clone());
+        tokio::spawn(async move { admin.drop_ranges(&req).await })
+    };
+    wait_hits(&a, "slow-drop-chunk", 1).await;
+    // ... while M2 pulls R back into a: refused until the drop is over, then it copies.
+    let start = StartPull {
+        caller: caller(p3.epoch(), "m2", 1),
+        source: c.endpoint(),
+        ranges: r.clone(),
+        bytes_per_sec: None,
+        verify: true,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match a.admin().start_pull(&start).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e.reason(), Some(ErrorReason::Conflict), "{e}");
+                assert!(Instant::now() < deadline, "pull never accepted");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    wait_pull(&a, "m2", |s| s.phase == PullPhase::CatchingUp).await;
+    dropping.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        checksum(&a, &r).await,
+        on_c,
+        "the drop wiped the pulled copy"
+    );
+
+    // While a's pull runs, a drop of R is refused.
+    assert_eq!(
+        reason(a.admin().drop_ranges(&drop_req).await),
+        Some(ErrorReason::Conflict)
+    );
+    // M2 commits; the push to a is late: a drop carrying the committed epoch waits for it ...
+    let p4 = p3.set_target(evolve(&p3, &["a"])).unwrap();
+    let p5 = commit_all(&p4);
+    install(&p5, &[&c]).await;
+    let retried = DropRequest {
+        caller: caller(p5.epoch(), "m1", 1),
+        ranges: r.clone(),
+        ownership_ended_epoch: p5.epoch(),
+    };
+    assert_eq!(
+        reason(a.admin().drop_ranges(&retried).await),
+        Some(ErrorReason::StaleEpoch)
+    );
+    // ... and once a has it, a owns R: refused.
+    install(&p5, &[&a]).await;
+    assert_eq!(
+        reason(a.admin().drop_ranges(&retried).await),
+        Some(ErrorReason::Owned)
+    );
+    assert_eq!(checksum(&a, &r).await, on_c);
+}
+
+/// Finding 1: a drop must carry the operator's committed epoch; 0 passes every epoch check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drop_without_a_committed_epoch_is_refused() {
+    let a = NodeProc::start("race-drop0", "a", "127.0.3.3");
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a]).await;
+    set_all(&a, "key", 50, "v");
+    let p2 = commit_all(&p1.set_target(evolve(&p1, &["b"])).unwrap());
+    install(&p2, &[&a]).await;
+    let all = vec![HashRange {
+        start: 0,
+        end: u64::MAX,
+    }];
+    let req = DropRequest {
+        caller: caller(p2.epoch(), "m1", 1),
+        ranges: all.clone(),
+        ownership_ended_epoch: 0,
+    };
+    assert_eq!(
+        reason(a.admin().drop_ranges(&req).await),
+        Some(ErrorReason::BadRequest)
+    );
+    assert_eq!(checksum(&a, &all).await.1, 50);
+}
