@@ -789,10 +789,15 @@ impl Puller {
         self.rec.status.lag = Some(head.saturating_sub(batch.watermark));
         self.rec.status.bytes_copied += bytes;
         if advanced || !ops.is_empty() {
-            self.rec.status.applied_offset = Some(Offset {
-                incarnation: applied.incarnation,
+            // The new offset is persisted in the batch that applies the records, and taken as
+            // ours only once that batch is durable: a failed write is retried from `applied`.
+            let next = Some(Offset {
+                incarnation: applied.incarnation.clone(),
                 sequence: batch.watermark,
             });
+            let prev = std::mem::replace(&mut self.rec.status.applied_offset, next.clone());
+            let meta = vec![record_meta(&self.rec)];
+            self.rec.status.applied_offset = prev;
             // A pulled range clear removes the bulk of its keys in bounded batches first.
             let clears: Vec<HashRange> = ops
                 .iter()
@@ -804,13 +809,13 @@ impl Puller {
             if !clears.is_empty() {
                 self.clear_in_chunks(&clears).await?;
             }
-            let meta = vec![record_meta(&self.rec)];
             self.write(Op::Apply {
                 ops,
                 meta,
                 guard: self.rec.status.ranges.clone(),
             })
             .await?;
+            self.rec.status.applied_offset = next;
         }
         self.publish();
         self.throttle(bytes, started).await

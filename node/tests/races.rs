@@ -190,3 +190,64 @@ async fn a_drop_without_a_committed_epoch_is_refused() {
     );
     assert_eq!(checksum(&a, &all).await.1, 50);
 }
+
+/// Finding 3: one pulled batch fails in the writer during catch-up (failpoint `fail-apply`);
+/// the pull retries it from the same offset, so every record arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_apply_during_catch_up_loses_no_record() {
+    let a = NodeProc::start("race-apply", "a", "127.0.3.4");
+    let b = NodeProc::start_with(
+        "race-apply",
+        "b",
+        "127.0.3.5",
+        &["--failpoints", "fail-apply=1"],
+    );
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a, &b]).await;
+    set_all(&a, "key", 100, "before");
+    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    install(&p2, &[&a, &b]).await;
+    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
+        .ranges
+        .iter()
+        .copied()
+        .collect();
+    let mig = caller(p2.epoch(), "m1", 1);
+    b.admin()
+        .start_pull(&StartPull {
+            caller: mig.clone(),
+            source: a.endpoint(),
+            ranges: r.clone(),
+            bytes_per_sec: None,
+            verify: true,
+        })
+        .await
+        .unwrap();
+    wait_pull(&b, "m1", |s| s.phase == PullPhase::CatchingUp).await;
+    // One pipeline: its records reach the tail together, as one pulled batch.
+    let mut pipe = redis::pipe();
+    for i in 0..300 {
+        pipe.cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg("after")
+            .ignore();
+    }
+    let _: () = pipe.query(&mut a.redis()).unwrap();
+    wait_hits(&b, "fail-apply", 1).await;
+    let f = a
+        .admin()
+        .fence(&FenceRequest {
+            caller: mig.clone(),
+            ranges: r.clone(),
+        })
+        .await
+        .unwrap()
+        .fence_offset;
+    wait_pull(&b, "m1", |s| {
+        s.applied_offset
+            .as_ref()
+            .is_some_and(|o| o.sequence >= f.sequence)
+    })
+    .await;
+    assert_eq!(checksum(&b, &r).await, checksum(&a, &r).await);
+}
