@@ -175,43 +175,64 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
         verified: None,
         error: None,
     };
-    let (shared, cancelled, done) = {
-        let mut c = node.pulls.lock();
-        if let Some(cur) = c.running.get(&uid) {
-            let cur_status = cur.status.lock().map(|s| s.clone()).map_err(internal)?;
-            if cur_status.attempt == req.caller.attempt && !terminal(cur_status.phase) {
-                return Ok(cur_status);
+    let (shared, cancelled, done) = loop {
+        // Either registered, or an older task of this migration to wait for first.
+        let older = {
+            let mut c = node.pulls.lock();
+            let mut older = None;
+            if let Some(cur) = c.running.get(&uid) {
+                let cur_status = cur.status.lock().map(|s| s.clone()).map_err(internal)?;
+                if cur_status.attempt == req.caller.attempt && !terminal(cur_status.phase) {
+                    return Ok(cur_status);
+                }
+                if cur_status.attempt > req.caller.attempt {
+                    return Err(api_err(
+                        ErrorReason::StaleAttempt,
+                        format!(
+                            "pull of migration {uid} runs attempt {}",
+                            cur_status.attempt
+                        ),
+                    ));
+                }
+                // An older attempt (or a cancelled one) whose task still runs: stop it and
+                // wait until nothing of it can land, then look again.
+                if cur.finished.has_changed().is_ok() {
+                    let _ = cur.cancel.send(true);
+                    older = Some(cur.finished.clone());
+                }
             }
-            if cur_status.attempt > req.caller.attempt {
-                return Err(api_err(
-                    ErrorReason::StaleAttempt,
-                    format!(
-                        "pull of migration {uid} runs attempt {}",
-                        cur_status.attempt
-                    ),
-                ));
+            match older {
+                Some(finished) => Err(finished),
+                None => {
+                    if c.drops
+                        .iter()
+                        .any(|(_, d)| ranges::any_overlap(d, &req.ranges))
+                    {
+                        return Err(api_err(
+                            ErrorReason::Conflict,
+                            "a drop of these ranges is in progress on this node; retry when it is done",
+                        ));
+                    }
+                    if let Some((other, _)) = c.running.iter().find(|(other, r)| {
+                        **other != uid
+                            && r.active()
+                            && ranges::any_overlap(&r.ranges(), &req.ranges)
+                    }) {
+                        return Err(api_err(
+                            ErrorReason::Conflict,
+                            format!("migration {other} is already pulling into these ranges"),
+                        ));
+                    }
+                    // Registered before anything is awaited: a drop arriving meanwhile sees
+                    // this pull.
+                    Ok(register(&mut c, &status))
+                }
             }
-            let _ = cur.cancel.send(true);
+        };
+        match older {
+            Ok(registered) => break registered,
+            Err(finished) => wait_ended(finished).await,
         }
-        if c.drops
-            .iter()
-            .any(|(_, d)| ranges::any_overlap(d, &req.ranges))
-        {
-            return Err(api_err(
-                ErrorReason::Conflict,
-                "a drop of these ranges is in progress on this node; retry when it is done",
-            ));
-        }
-        if let Some((other, _)) = c.running.iter().find(|(other, r)| {
-            **other != uid && r.active() && ranges::any_overlap(&r.ranges(), &req.ranges)
-        }) {
-            return Err(api_err(
-                ErrorReason::Conflict,
-                format!("migration {other} is already pulling into these ranges"),
-            ));
-        }
-        // Registered before anything is awaited: a drop arriving meanwhile sees this pull.
-        register(&mut c, &status)
     };
     let rec = PullRecord {
         request: req,
@@ -240,19 +261,26 @@ fn fail_registered(node: &Node, uid: &str, why: &str) {
 /// a drop removes it).
 pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> {
     let uid = &caller.migration_uid;
-    let Some(cur) = node.pulls.get(uid) else {
-        return Err(api_err(
-            ErrorReason::NotFound,
-            format!("no pull for migration {uid}"),
-        ));
+    let finished = {
+        let c = node.pulls.lock();
+        let Some(cur) = c.running.get(uid) else {
+            return Err(api_err(
+                ErrorReason::NotFound,
+                format!("no pull for migration {uid}"),
+            ));
+        };
+        let attempt = cur.status.lock().map(|s| s.attempt).map_err(internal)?;
+        if attempt > caller.attempt {
+            return Err(api_err(
+                ErrorReason::StaleAttempt,
+                format!("pull of migration {uid} runs attempt {attempt}"),
+            ));
+        }
+        let _ = cur.cancel.send(true);
+        cur.finished.clone()
     };
-    if cur.attempt > caller.attempt {
-        return Err(api_err(
-            ErrorReason::StaleAttempt,
-            format!("pull of migration {uid} runs attempt {}", cur.attempt),
-        ));
-    }
-    stop(node, uid);
+    // Cancelled means nothing of this pull lands afterwards: wait for its task to end.
+    wait_ended(finished).await;
     let raw = node.engine.meta_get(&pull_key(uid)).map_err(internal)?;
     let mut rec: PullRecord = match raw.and_then(|r| serde_json::from_slice(&r).ok()) {
         Some(r) => r,
@@ -275,10 +303,21 @@ pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> 
     Ok(rec.status)
 }
 
-fn stop(node: &Node, uid: &str) {
-    if let Some(r) = node.pulls.lock().running.get(uid) {
-        let _ = r.cancel.send(true);
+/// Returns once the pull is cancelled (or its registration is gone).
+async fn until_cancelled(mut c: watch::Receiver<bool>) {
+    loop {
+        if *c.borrow_and_update() {
+            return;
+        }
+        if c.changed().await.is_err() {
+            return;
+        }
     }
+}
+
+/// Returns once a puller task has ended (its `done` sender dropped).
+async fn wait_ended(mut finished: watch::Receiver<()>) {
+    while finished.changed().await.is_ok() {}
 }
 
 fn set_status(node: &Node, status: &PullStatus) {
@@ -477,6 +516,18 @@ impl Puller {
         }
     }
 
+    /// A call to the source that a cancel interrupts (a stopped source must not hold a cancel
+    /// up for the HTTP timeout).
+    async fn source<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, Stop> {
+        tokio::select! {
+            r = call => Ok(r?),
+            _ = until_cancelled(self.cancelled.clone()) => Err(Stop::Cancelled),
+        }
+    }
+
     async fn save(&mut self) {
         if let Err(e) = persist(&self.node.engine, &self.rec).await {
             tracing::error!(migration = %self.uid(), error = %e, "cannot persist pull state");
@@ -533,11 +584,10 @@ impl Puller {
         })
         .await?;
         let opened = self
-            .client
-            .open_snapshot(&OpenSnapshot {
+            .source(self.client.open_snapshot(&OpenSnapshot {
                 caller: self.rec.request.caller.clone(),
                 ranges: self.rec.status.ranges.clone(),
-            })
+            }))
             .await?;
         tracing::info!(migration = %self.uid(), offset = opened.offset.sequence, "copying snapshot");
         self.rec.status.snapshot_offset = Some(opened.offset);
@@ -549,11 +599,10 @@ impl Puller {
     async fn copy(&mut self) -> Result<(), Stop> {
         // Re-opening is idempotent at the source; a different offset means the session was lost.
         let opened = self
-            .client
-            .open_snapshot(&OpenSnapshot {
+            .source(self.client.open_snapshot(&OpenSnapshot {
                 caller: self.rec.request.caller.clone(),
                 ranges: self.rec.status.ranges.clone(),
-            })
+            }))
             .await?;
         if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy("the source's snapshot changed".into()));
@@ -601,9 +650,15 @@ impl Puller {
                 return Err(Stop::Owned("this node owns the pulled ranges now".into()));
             }
             let engine = self.node.engine.clone();
+            let (cancelled, guard_ranges) = (self.cancelled.clone(), ranges.clone());
             let (unit, back, done, failed) = tokio::task::spawn_blocking(move || {
                 let mut done = false;
                 let mut failed = None;
+                let is_cancelled = || *cancelled.borrow();
+                let guard = crate::engine::ingest::Guard {
+                    ranges: &guard_ranges,
+                    cancelled: &is_cancelled,
+                };
                 let unit = crate::engine::ingest::ingest(
                     &engine,
                     || {
@@ -626,6 +681,7 @@ impl Puller {
                         }
                     },
                     unit_bytes,
+                    &guard,
                 );
                 (unit, rx, done, failed)
             })
@@ -634,6 +690,10 @@ impl Puller {
             rx = back;
             let unit = unit.map_err(|e| match e {
                 crate::engine::EngineError::Corrupt { .. } => Stop::Fail(e.to_string()),
+                crate::engine::EngineError::Discarded(_) if *self.cancelled.borrow() => {
+                    Stop::Cancelled
+                }
+                crate::engine::EngineError::Discarded(m) => Stop::Owned(m),
                 e => Stop::Retry(e.to_string()),
             })?;
             if let Some(last) = &unit.last_key {
@@ -695,11 +755,10 @@ impl Puller {
         // The snapshot session lives in the source's memory: after a source restart it is gone
         // and re-opening yields a new offset, so the copy cannot be verified and starts over.
         let opened = self
-            .client
-            .open_snapshot(&OpenSnapshot {
+            .source(self.client.open_snapshot(&OpenSnapshot {
                 caller: self.rec.request.caller.clone(),
                 ranges: self.rec.status.ranges.clone(),
-            })
+            }))
             .await?;
         if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy(
@@ -708,11 +767,10 @@ impl Puller {
         }
         let ranges = self.rec.status.ranges.clone();
         let theirs = self
-            .client
-            .checksum(&ChecksumRequest {
+            .source(self.client.checksum(&ChecksumRequest {
                 ranges: ranges.clone(),
                 snapshot_of: Some(self.uid().to_string()),
-            })
+            }))
             .await?;
         let session = match self.node.engine.run(Op::Snapshot).await {
             Ok(Outcome::Snapshot(s)) => s,
@@ -853,7 +911,14 @@ async fn fetch_chunks(
             "/v1/snapshots/{uid}/chunk?after={}&max={CHUNK_ENTRIES}&maxBytes={max_bytes}",
             after.as_deref().unwrap_or("")
         );
-        let raw = match client.get_raw(&path).await {
+        let fetched = tokio::select! {
+            r = client.get_raw(&path) => r,
+            _ = until_cancelled(cancelled.clone()) => {
+                let _ = tx.send(Err(Stop::Cancelled)).await;
+                return;
+            }
+        };
+        let raw = match fetched {
             Ok(raw) => raw,
             Err(e) => {
                 let _ = tx.send(Err(Stop::from(e))).await;

@@ -251,3 +251,98 @@ async fn a_failed_apply_during_catch_up_loses_no_record() {
     .await;
     assert_eq!(checksum(&b, &r).await, checksum(&a, &r).await);
 }
+
+/// Starts a pull of the ranges a pending a -> b transfer moves and waits until its (paused)
+/// ingestion has written its tables. Returns the ranges and the placement.
+async fn pull_until_ingestion_paused(
+    a: &NodeProc,
+    b: &NodeProc,
+) -> (Vec<HashRange>, ringshift_ring::Placement) {
+    let p1 = placement(&["a"]);
+    install(&p1, &[a, b]).await;
+    set_all(a, "key", 300, "old");
+    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    install(&p2, &[a, b]).await;
+    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
+        .ranges
+        .iter()
+        .copied()
+        .collect();
+    b.admin()
+        .start_pull(&StartPull {
+            caller: caller(p2.epoch(), "m1", 1),
+            source: a.endpoint(),
+            ranges: r.clone(),
+            bytes_per_sec: None,
+            verify: true,
+        })
+        .await
+        .unwrap();
+    wait_hits(b, "pause-ingest-finish", 1).await;
+    (r, p2)
+}
+
+/// b now owns the moved ranges and takes new writes of every key; they must stay.
+async fn newer_writes_stay(
+    a: &NodeProc,
+    b: &NodeProc,
+    r: &[HashRange],
+    p2: &ringshift_ring::Placement,
+) {
+    let p3 = commit_all(p2);
+    install(&p3, &[a, b]).await;
+    set_all(b, "key", 300, "new");
+    let fresh = checksum(b, r).await;
+    assert!(fresh.1 > 0);
+    // Past the ingestion's pause (3 s): a late registration of the copy would show now.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        checksum(b, r).await,
+        fresh,
+        "the old copy landed over newer writes"
+    );
+    let mut cb = b.redis();
+    for i in 0..300 {
+        let v: String = redis::cmd("GET")
+            .arg(format!("key:{i}"))
+            .query(&mut cb)
+            .unwrap();
+        assert_eq!(v, "new", "key:{i}");
+    }
+}
+
+/// Finding 4: a pull is cancelled while its copy's ingestion is under way (paused before it
+/// registers its tables). Cancel waits for the puller, and the copy never lands afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_copy_never_lands_afterwards() {
+    let a = NodeProc::start("race-cancel", "a", "127.0.3.6");
+    let b = NodeProc::start_with(
+        "race-cancel",
+        "b",
+        "127.0.3.7",
+        &["--failpoints", "pause-ingest-finish=3s"],
+    );
+    let (r, p2) = pull_until_ingestion_paused(&a, &b).await;
+    let s = b
+        .admin()
+        .cancel_pull(&caller(p2.epoch(), "m1", 1))
+        .await
+        .unwrap();
+    assert_eq!(s.phase, PullPhase::Cancelled);
+    newer_writes_stay(&a, &b, &r, &p2).await;
+}
+
+/// Finding 4: the move commits (the target owns the ranges) while the copy's ingestion is
+/// under way: the ingestion must not register its tables over the owner's writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_never_lands_in_ranges_the_node_owns() {
+    let a = NodeProc::start("race-owned", "a", "127.0.3.8");
+    let b = NodeProc::start_with(
+        "race-owned",
+        "b",
+        "127.0.3.9",
+        &["--failpoints", "pause-ingest-finish=3s"],
+    );
+    let (r, p2) = pull_until_ingestion_paused(&a, &b).await;
+    newer_writes_stay(&a, &b, &r, &p2).await;
+}

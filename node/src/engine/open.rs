@@ -157,6 +157,7 @@ pub fn open(
         head_tx: watch::channel(head).0,
         routing: RwLock::new(Arc::new(routing.clone())),
         routing_tx: watch::channel(0).0,
+        ingest_gate: RwLock::new(routing.owned_ranges()),
         writer: Default::default(),
         pins: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(HashMap::new()),

@@ -686,6 +686,12 @@ impl Writer {
                     b.meta.insert(fence_key(&f.migration_uid).to_vec(), None);
                 }
                 self.routing.fences = keep;
+                // Waits for an ingestion registering its tables; later ones see the new ranges.
+                *self
+                    .engine
+                    .ingest_gate
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = owned.clone();
                 b.meta.insert(META_PLACEMENT.to_vec(), Some(raw));
                 b.meta.insert(
                     META_DEGRADED.to_vec(),
