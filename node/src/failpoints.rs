@@ -16,12 +16,15 @@ pub const SLOW_DROP_CHUNK: &str = "slow-drop-chunk";
 pub const FAIL_APPLY: &str = "fail-apply";
 /// A pull's ingestion unit waits this long after writing its tables, before registering them.
 pub const PAUSE_INGEST_FINISH: &str = "pause-ingest-finish";
+/// A pull's clear of its ranges (before a copy) waits this long before each of its chunks.
+pub const SLOW_PULL_CLEAR: &str = "slow-pull-clear";
 
 /// Every failpoint and whether its value is a duration (else a count).
 const KNOWN: &[(&str, Kind)] = &[
     (SLOW_DROP_CHUNK, Kind::Delay),
     (FAIL_APPLY, Kind::Count),
     (PAUSE_INGEST_FINISH, Kind::Delay),
+    (SLOW_PULL_CLEAR, Kind::Delay),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,7 +35,9 @@ enum Kind {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FailpointError {
-    #[error("unknown failpoint {0:?} (known: slow-drop-chunk, fail-apply, pause-ingest-finish)")]
+    #[error(
+        "unknown failpoint {0:?} (known: slow-drop-chunk, fail-apply, pause-ingest-finish, slow-pull-clear)"
+    )]
     Unknown(String),
     #[error("failpoint {name}: bad value {value:?} ({expected})")]
     BadValue {

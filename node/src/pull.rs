@@ -492,8 +492,18 @@ impl Puller {
                 }
                 Err(Stop::Recopy(why)) => {
                     tracing::warn!(migration = %self.uid(), reason = %why, "pull restarts its copy");
-                    self.rec.status.phase = PullPhase::Starting;
-                    self.rec.status.error = Some(why);
+                    // The abandoned copy's offsets and verification say nothing about the
+                    // next one (begin() clears the ranges): never report them with it.
+                    let s = &mut self.rec.status;
+                    s.phase = PullPhase::Starting;
+                    s.error = Some(why);
+                    s.applied_offset = None;
+                    s.snapshot_offset = None;
+                    s.verified = None;
+                    s.source_head = None;
+                    s.lag = None;
+                    s.keys_copied = 0;
+                    s.bytes_copied = 0;
                     self.rec.cursor = None;
                     self.save().await;
                 }
@@ -576,8 +586,20 @@ impl Puller {
                 "this node owns the ranges; refusing to clear them".into(),
             ));
         }
-        self.clear_in_chunks(&self.rec.status.ranges.clone())
-            .await?;
+        if *self.cancelled.borrow() {
+            return Err(Stop::Cancelled);
+        }
+        let slow = Some(crate::failpoints::SLOW_PULL_CLEAR);
+        match self
+            .node
+            .engine
+            .clear_after_in_chunks(&self.rec.status.ranges, None, slow)
+            .await
+        {
+            Ok(()) => {}
+            Err(crate::engine::ClearError::Owned(m)) => return Err(Stop::Owned(m)),
+            Err(crate::engine::ClearError::Failed(m)) => return Err(Stop::Retry(m)),
+        }
         self.write(Op::Clear {
             ranges: self.rec.status.ranges.clone(),
             meta,

@@ -346,3 +346,52 @@ async fn a_copy_never_lands_in_ranges_the_node_owns() {
     let (r, p2) = pull_until_ingestion_paused(&a, &b).await;
     newer_writes_stay(&a, &b, &r, &p2).await;
 }
+
+/// Finding 5: a re-copy (here: the source came back with a new incarnation) starts over from
+/// phase Starting; the offsets and verification of the abandoned copy must not be reported
+/// with it (a cutover would take the old applied offset for the new copy's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recopy_forgets_the_old_copy_s_offsets() {
+    let mut a = NodeProc::start("race-recopy", "a", "127.0.3.10");
+    let b = NodeProc::start_with(
+        "race-recopy",
+        "b",
+        "127.0.3.11",
+        &["--failpoints", "slow-pull-clear=3s"],
+    );
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a, &b]).await;
+    set_all(&a, "key", 100, "v");
+    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    install(&p2, &[&a, &b]).await;
+    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
+        .ranges
+        .iter()
+        .copied()
+        .collect();
+    b.admin()
+        .start_pull(&StartPull {
+            caller: caller(p2.epoch(), "m1", 1),
+            source: a.endpoint(),
+            ranges: r.clone(),
+            bytes_per_sec: None,
+            verify: true,
+        })
+        .await
+        .unwrap();
+    let s = wait_pull(&b, "m1", |s| s.phase == PullPhase::CatchingUp).await;
+    assert!(s.applied_offset.is_some() && s.verified == Some(true));
+    // The source loses its data directory: its log answers "re-copy".
+    a.kill9();
+    std::fs::remove_dir_all(a.dir.join("data")).unwrap();
+    a.spawn();
+    install(&p2, &[&a]).await;
+    wait_hits(&b, "slow-pull-clear", 2).await;
+    let s = b.admin().pull("m1").await.unwrap();
+    assert_eq!(s.phase, PullPhase::Starting, "{s:?}");
+    assert_eq!(
+        (&s.applied_offset, &s.snapshot_offset, s.verified),
+        (&None, &None, None),
+        "{s:?}"
+    );
+}

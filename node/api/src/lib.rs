@@ -185,16 +185,24 @@ pub enum PullPhase {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A cutover may start only from a pull with `phase` CatchingUp, `attempt` equal to the move's
+/// copy attempt and `verified` Some(true); then `applied_offset >= F` means the target holds
+/// every record of the ranges up to the fence offset F.
 pub struct PullStatus {
     pub migration_uid: String,
+    /// The copy attempt this pull runs (the `caller.attempt` of the StartPull that began it).
     #[serde(with = "u64s")]
     pub attempt: u64,
     pub source: MemberEndpoint,
     pub ranges: Vec<HashRange>,
     pub phase: PullPhase,
+    /// Source offset of the snapshot being copied; None until it is open and after a re-copy
+    /// starts over.
     #[serde(default)]
     pub snapshot_offset: Option<Offset>,
     /// Source offset applied on this node (copy + catch-up); filtered records count as applied.
+    /// Advanced only once the records up to it are durable here; None until the copy is done
+    /// and again when a re-copy starts over (phase Starting).
     #[serde(default)]
     pub applied_offset: Option<Offset>,
     #[serde(default, with = "u64s::option")]
@@ -205,6 +213,8 @@ pub struct PullStatus {
     pub keys_copied: u64,
     #[serde(with = "u64s")]
     pub bytes_copied: u64,
+    /// Checksums of source snapshot and target matched (Some(true)) for the current copy; None
+    /// until verified and again after a re-copy starts over.
     #[serde(default)]
     pub verified: Option<bool>,
     #[serde(default)]
