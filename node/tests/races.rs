@@ -395,3 +395,46 @@ async fn a_recopy_forgets_the_old_copy_s_offsets() {
         "{s:?}"
     );
 }
+
+/// Orphan fence: the new leader aborted attempt 1 (unfence: nothing to lift yet), then the old
+/// leader's delayed fence of attempt 1 arrives. It must be refused, also after a restart, or the
+/// range could stay fenced forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fence_of_a_released_attempt_is_refused() {
+    let mut a = NodeProc::start("race-orphan", "a", "127.0.3.12");
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a]).await;
+    let all = vec![HashRange {
+        start: 0,
+        end: u64::MAX,
+    }];
+    let mig = caller(p1.epoch(), "m1", 1);
+    a.admin()
+        .unfence(&UnfenceRequest {
+            caller: mig.clone(),
+        })
+        .await
+        .unwrap();
+    let fence = FenceRequest {
+        caller: mig.clone(),
+        ranges: all.clone(),
+    };
+    assert_eq!(
+        reason(a.admin().fence(&fence).await),
+        Some(ErrorReason::StaleAttempt)
+    );
+    a.restart();
+    assert_eq!(
+        reason(a.admin().fence(&fence).await),
+        Some(ErrorReason::StaleAttempt)
+    );
+    assert!(a.admin().status().await.unwrap().fences.is_empty());
+    // A later attempt fences as usual.
+    a.admin()
+        .fence(&FenceRequest {
+            caller: caller(p1.epoch(), "m1", 2),
+            ranges: all,
+        })
+        .await
+        .unwrap();
+}

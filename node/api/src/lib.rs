@@ -16,7 +16,7 @@
 //! | `GET /v1/pulls`, `GET /v1/pulls/{migrationUid}` | | `[PullStatus]`, [`PullStatus`] |
 //! | `DELETE /v1/pulls/{migrationUid}` | [`Caller`] | [`PullStatus`] (cancelled) |
 //! | `POST /v1/fence` | [`FenceRequest`] | [`FenceResponse`] (same attempt: same offset) |
-//! | `POST /v1/unfence` | [`UnfenceRequest`] | [`Done`] (same attempt only) |
+//! | `POST /v1/unfence` | [`UnfenceRequest`] | [`Done`] (same attempt only); releases attempts <= this one: a later fence of them is 409 `StaleAttempt` |
 //! | `POST /v1/drop` | [`DropRequest`] | [`Done`]; 409 if the node owns a range, is below the epoch, or a pull of the ranges runs |
 //! | `POST /v1/checksum` | [`ChecksumRequest`] | [`ChecksumResponse`] |
 //! | `GET /v1/debug/accepted-writes` | | [`AcceptedWrites`] (split-brain evidence) |

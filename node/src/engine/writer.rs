@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::open::{
     META_ATTEMPT_PREFIX, META_DEGRADED, META_FENCE_PREFIX, META_HEAD, META_PLACEMENT,
+    META_RELEASED_PREFIX,
 };
 use super::ops::{DataCmd, DataReply, MetaPut, Op, Outcome, SetCond, SetExpiry};
 use super::{Engine, SnapshotSession};
@@ -617,6 +618,15 @@ impl Writer {
                         "stale attempt {attempt}: migration {migration_uid} already saw attempt {seen}"
                     ))));
                 }
+                // A delayed fence of an attempt that was already released (aborted) would
+                // never be lifted.
+                if let Some(released) = self.meta_u64(&released_key(&migration_uid), b)?
+                    && released >= attempt
+                {
+                    return Ok(Pending::Now(Outcome::Refused(format!(
+                        "stale attempt {attempt}: migration {migration_uid} was unfenced up to attempt {released}"
+                    ))));
+                }
                 let fence = Fence {
                     migration_uid: migration_uid.clone(),
                     attempt,
@@ -639,24 +649,15 @@ impl Writer {
             Op::Unfence {
                 migration_uid,
                 attempt,
-            } => match self
-                .routing
-                .fences
-                .iter()
-                .position(|f| f.migration_uid == migration_uid)
-            {
-                None => Outcome::Done,
-                Some(i) if self.routing.fences[i].attempt != attempt => Outcome::Refused(format!(
-                    "fence of migration {migration_uid} belongs to attempt {}, not {attempt}",
-                    self.routing.fences[i].attempt
-                )),
-                Some(i) => {
-                    self.routing.fences.remove(i);
-                    b.meta.insert(fence_key(&migration_uid).to_vec(), None);
-                    b.routing_changed = true;
-                    Outcome::Done
+            } => {
+                // Recorded even when there is no fence to lift: a fence of this attempt that
+                // arrives later is refused.
+                let key = released_key(&migration_uid);
+                if self.meta_u64(&key, b)?.is_none_or(|r| r < attempt) {
+                    b.set_meta(key, Some(attempt.to_be_bytes().to_vec()));
                 }
-            },
+                self.unfence(migration_uid, attempt, b)
+            }
             Op::Install {
                 installed,
                 raw,
@@ -851,15 +852,42 @@ impl Writer {
         }
     }
 
+    /// Lifts the migration's fence if it belongs to `attempt`.
+    fn unfence(&mut self, migration_uid: String, attempt: u64, b: &mut Batch) -> Outcome {
+        match self
+            .routing
+            .fences
+            .iter()
+            .position(|f| f.migration_uid == migration_uid)
+        {
+            None => Outcome::Done,
+            Some(i) if self.routing.fences[i].attempt != attempt => Outcome::Refused(format!(
+                "fence of migration {migration_uid} belongs to attempt {}, not {attempt}",
+                self.routing.fences[i].attempt
+            )),
+            Some(i) => {
+                self.routing.fences.remove(i);
+                b.meta.insert(fence_key(&migration_uid).to_vec(), None);
+                b.routing_changed = true;
+                Outcome::Done
+            }
+        }
+    }
+
     fn attempt_seen(&self, migration_uid: &str, b: &Batch) -> Result<Option<u64>, fjall::Error> {
-        let key = attempt_key(migration_uid);
+        self.meta_u64(&attempt_key(migration_uid), b)
+    }
+
+    /// A u64 metadata value as of this batch (its own writes, the batches being committed,
+    /// then the keyspace).
+    fn meta_u64(&self, key: &[u8], b: &Batch) -> Result<Option<u64>, fjall::Error> {
         let raw = match b
             .meta
-            .get(&key)
-            .or_else(|| self.in_flight.iter().rev().find_map(|(_, m)| m.get(&key)))
+            .get(key)
+            .or_else(|| self.in_flight.iter().rev().find_map(|(_, m)| m.get(key)))
         {
             Some(v) => v.clone(),
-            None => self.engine.meta.get(&key)?.map(|v| v.to_vec()),
+            None => self.engine.meta.get(key)?.map(|v| v.to_vec()),
         };
         Ok(raw.and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes)))
     }
@@ -1154,6 +1182,10 @@ pub fn fence_key(migration_uid: &str) -> Vec<u8> {
 
 pub fn attempt_key(migration_uid: &str) -> Vec<u8> {
     [META_ATTEMPT_PREFIX, migration_uid.as_bytes()].concat()
+}
+
+pub fn released_key(migration_uid: &str) -> Vec<u8> {
+    [META_RELEASED_PREFIX, migration_uid.as_bytes()].concat()
 }
 
 #[cfg(test)]
