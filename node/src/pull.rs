@@ -295,12 +295,20 @@ pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> 
     persist(&node.engine, &rec).await.map_err(internal)?;
     set_status(node, &rec.status);
     let client = node.admin_client(&rec.request.source.admin_addr);
-    let caller = rec.request.caller.clone();
+    let caller = current_caller(node, &rec.request.caller);
     tokio::spawn(async move {
         let _ = client.delete_snapshot(&caller).await;
     });
     tracing::info!(migration = %uid, "pull cancelled");
     Ok(rec.status)
+}
+
+/// `started` (the StartPull's caller) at this node's current epoch, if that is newer.
+fn current_caller(node: &Node, started: &Caller) -> Caller {
+    Caller {
+        epoch: started.epoch.max(node.engine.routing().epoch()),
+        ..started.clone()
+    }
 }
 
 /// Returns once the pull is cancelled (or its registration is gone).
@@ -526,16 +534,31 @@ impl Puller {
         }
     }
 
+    /// Who this pull is when it calls the source: its migration and attempt, at this node's
+    /// current epoch (another move's commit must not leave it refused as stale).
+    fn caller(&self) -> Caller {
+        current_caller(&self.node, &self.rec.request.caller)
+    }
+
     /// A call to the source that a cancel interrupts (a stopped source must not hold a cancel
     /// up for the HTTP timeout).
     async fn source<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, ClientError>>,
     ) -> Result<T, Stop> {
-        tokio::select! {
-            r = call => Ok(r?),
-            _ = until_cancelled(self.cancelled.clone()) => Err(Stop::Cancelled),
+        let r = tokio::select! {
+            r = call => r,
+            _ = until_cancelled(self.cancelled.clone()) => return Err(Stop::Cancelled),
+        };
+        if let Err(e) = &r
+            && e.reason() == Some(ErrorReason::StaleEpoch)
+        {
+            // The source knows a newer placement: learn it, so the retry carries its epoch.
+            self.node
+                .refresh_placement_from(&self.rec.request.source.admin_addr)
+                .await;
         }
+        Ok(r?)
     }
 
     async fn save(&mut self) {
@@ -607,7 +630,7 @@ impl Puller {
         .await?;
         let opened = self
             .source(self.client.open_snapshot(&OpenSnapshot {
-                caller: self.rec.request.caller.clone(),
+                caller: self.caller(),
                 ranges: self.rec.status.ranges.clone(),
             }))
             .await?;
@@ -622,7 +645,7 @@ impl Puller {
         // Re-opening is idempotent at the source; a different offset means the session was lost.
         let opened = self
             .source(self.client.open_snapshot(&OpenSnapshot {
-                caller: self.rec.request.caller.clone(),
+                caller: self.caller(),
                 ranges: self.rec.status.ranges.clone(),
             }))
             .await?;
@@ -778,7 +801,7 @@ impl Puller {
         // and re-opening yields a new offset, so the copy cannot be verified and starts over.
         let opened = self
             .source(self.client.open_snapshot(&OpenSnapshot {
-                caller: self.rec.request.caller.clone(),
+                caller: self.caller(),
                 ranges: self.rec.status.ranges.clone(),
             }))
             .await?;
@@ -818,7 +841,7 @@ impl Puller {
         self.rec.status.verified = Some(true);
         self.rec.status.phase = PullPhase::CatchingUp;
         self.save().await;
-        let _ = self.client.delete_snapshot(&self.rec.request.caller).await;
+        let _ = self.client.delete_snapshot(&self.caller()).await;
         tracing::info!(migration = %self.uid(), keys, "copy verified; catching up");
         Ok(())
     }

@@ -438,3 +438,42 @@ async fn a_fence_of_a_released_attempt_is_refused() {
         .await
         .unwrap();
 }
+
+/// Stuck pull: another move commits (a newer epoch on both nodes) while this pull has not
+/// opened its snapshot yet. The pull must still complete: it speaks to the source at the
+/// target's current epoch, not at the epoch it was started with.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_completes_across_another_commit() {
+    let a = NodeProc::start("race-epoch", "a", "127.0.3.13");
+    let b = NodeProc::start_with(
+        "race-epoch",
+        "b",
+        "127.0.3.14",
+        &["--failpoints", "slow-pull-clear=1500ms"],
+    );
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a, &b]).await;
+    set_all(&a, "key", 100, "v");
+    // Two moves: a -> b (this pull) and a -> c (commits elsewhere meanwhile).
+    let p2 = p1.set_target(evolve(&p1, &["a", "b", "c"])).unwrap();
+    install(&p2, &[&a, &b]).await;
+    let transfers = p2.pending_transfers().unwrap();
+    let to_b = transfers.iter().find(|t| t.target == "b").unwrap();
+    let r: Vec<HashRange> = to_b.ranges.iter().copied().collect();
+    b.admin()
+        .start_pull(&StartPull {
+            caller: caller(p2.epoch(), "m1", 1),
+            source: a.endpoint(),
+            ranges: r.clone(),
+            bytes_per_sec: None,
+            verify: true,
+        })
+        .await
+        .unwrap();
+    wait_hits(&b, "slow-pull-clear", 1).await;
+    let p3 = p2.commit("a", "c").unwrap();
+    install(&p3, &[&a, &b]).await;
+    let s = wait_pull(&b, "m1", |s| s.phase == PullPhase::CatchingUp).await;
+    assert_eq!(s.verified, Some(true));
+    assert_eq!(checksum(&b, &r).await, checksum(&a, &r).await);
+}
