@@ -890,17 +890,16 @@ impl Puller {
         let advanced = batch.watermark != applied.sequence;
         self.rec.status.source_head = Some(head);
         self.rec.status.lag = Some(head.saturating_sub(batch.watermark));
-        self.rec.status.bytes_copied += bytes;
         if advanced || !ops.is_empty() {
             // The new offset is persisted in the batch that applies the records, and taken as
             // ours only once that batch is durable: a failed write is retried from `applied`.
-            let next = Some(Offset {
+            let mut next = self.rec.clone();
+            next.status.applied_offset = Some(Offset {
                 incarnation: applied.incarnation.clone(),
                 sequence: batch.watermark,
             });
-            let prev = std::mem::replace(&mut self.rec.status.applied_offset, next.clone());
-            let meta = vec![record_meta(&self.rec)];
-            self.rec.status.applied_offset = prev;
+            next.status.bytes_copied += bytes;
+            let meta = vec![record_meta(&next)];
             // A pulled range clear removes the bulk of its keys in bounded batches first.
             let clears: Vec<HashRange> = ops
                 .iter()
@@ -918,7 +917,7 @@ impl Puller {
                 guard: self.rec.status.ranges.clone(),
             })
             .await?;
-            self.rec.status.applied_offset = next;
+            self.rec = next;
         }
         self.publish();
         self.throttle(bytes, started).await
