@@ -58,6 +58,10 @@ pub struct Cli {
     /// Memtable size of the data keyspace in bytes.
     #[arg(long, env = "RINGSHIFT_MEMTABLE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub memtable_bytes: u64,
+    /// Fault injection for tests (`name=value,...`; see node/README.md, "Failpoints"). Off
+    /// unless given.
+    #[arg(long, env = "RINGSHIFT_NODE_FAILPOINTS")]
+    pub failpoints: Option<String>,
 }
 
 /// Reads a secret file, trimming a trailing newline.

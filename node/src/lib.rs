@@ -8,6 +8,7 @@ pub mod command;
 pub mod config;
 pub mod disk;
 pub mod engine;
+pub mod failpoints;
 pub mod glob;
 pub mod keys;
 pub mod metrics;

@@ -26,6 +26,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(spec) = cli.failpoints.as_deref()
+        && let Err(e) = ringshift_node::failpoints::arm(spec)
+    {
+        tracing::error!(error = %e, "bad --failpoints");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

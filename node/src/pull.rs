@@ -40,39 +40,108 @@ struct PullRecord {
 struct Running {
     status: Arc<Mutex<PullStatus>>,
     cancel: watch::Sender<bool>,
+    /// Closed when the puller task has ended (no write of it can land afterwards).
+    finished: watch::Receiver<()>,
+}
+
+impl Running {
+    /// Whether this pull may still write into its ranges: its task runs or its phase says it
+    /// will (a registered pull not spawned yet).
+    fn active(&self) -> bool {
+        let running = self.finished.has_changed().is_ok();
+        running
+            || self
+                .status
+                .lock()
+                .map(|s| !terminal(s.phase))
+                .unwrap_or(true)
+    }
+
+    fn ranges(&self) -> Vec<HashRange> {
+        self.status
+            .lock()
+            .map(|s| s.ranges.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn terminal(phase: PullPhase) -> bool {
+    matches!(
+        phase,
+        PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
+    )
+}
+
+/// Pulls and drops of this node, under one lock: a drop and a pull of overlapping ranges
+/// exclude each other, and each checks and registers itself in one critical section.
+#[derive(Default)]
+struct Claims {
+    running: HashMap<String, Running>,
+    /// Drops in progress: (id, ranges).
+    drops: Vec<(u64, Vec<HashRange>)>,
+    next_drop: u64,
 }
 
 #[derive(Default)]
 pub struct Pulls {
-    running: Mutex<HashMap<String, Running>>,
+    claims: Mutex<Claims>,
+}
+
+/// A drop's claim on its ranges; released when dropped.
+pub struct DropClaim<'a> {
+    pulls: &'a Pulls,
+    id: u64,
+}
+
+impl Drop for DropClaim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.pulls.claims.lock() {
+            c.drops.retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 impl Pulls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Claims> {
+        // Every critical section leaves the claims consistent: a panic elsewhere must not
+        // stop pulls and drops.
+        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn list(&self) -> Vec<PullStatus> {
-        self.running
-            .lock()
-            .map(|m| {
-                m.values()
-                    .filter_map(|r| r.status.lock().ok().map(|s| s.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.lock()
+            .running
+            .values()
+            .filter_map(|r| r.status.lock().ok().map(|s| s.clone()))
+            .collect()
     }
 
     pub fn get(&self, uid: &str) -> Option<PullStatus> {
-        let m = self.running.lock().ok()?;
-        let s = m.get(uid)?.status.lock().ok()?.clone();
+        let c = self.lock();
+        let s = c.running.get(uid)?.status.lock().ok()?.clone();
         Some(s)
     }
 
-    /// True if a pull that is not cancelled or failed writes into any of `rs`.
-    pub fn overlaps_active(&self, rs: &[HashRange]) -> bool {
-        self.list().iter().any(|s| {
-            !matches!(
-                s.phase,
-                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-            ) && ranges::any_overlap(&s.ranges, rs)
-        })
+    /// Claims `rs` for a drop, unless a pull that may still write into them, or another drop,
+    /// overlaps them (checked and registered atomically).
+    pub fn claim_drop(&self, rs: &[HashRange]) -> Result<DropClaim<'_>, String> {
+        let mut c = self.lock();
+        if let Some((uid, _)) = c
+            .running
+            .iter()
+            .find(|(_, r)| r.active() && ranges::any_overlap(&r.ranges(), rs))
+        {
+            return Err(format!(
+                "the pull of migration {uid} writes into these ranges; cancel it first"
+            ));
+        }
+        if c.drops.iter().any(|(_, d)| ranges::any_overlap(d, rs)) {
+            return Err("a drop of these ranges is already in progress".into());
+        }
+        c.next_drop += 1;
+        let id = c.next_drop;
+        c.drops.push((id, rs.to_vec()));
+        Ok(DropClaim { pulls: self, id })
     }
 }
 
@@ -87,42 +156,10 @@ fn record_meta(rec: &PullRecord) -> (Vec<u8>, Option<Vec<u8>>) {
     )
 }
 
-/// Starts a pull (or returns the running one for the same attempt).
+/// Starts a pull (or returns the running one for the same attempt). Refused while a drop of an
+/// overlapping range runs, or another migration's pull writes into one.
 pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
     let uid = req.caller.migration_uid.clone();
-    if let Some(cur) = node.pulls.get(&uid) {
-        if cur.attempt == req.caller.attempt
-            && !matches!(
-                cur.phase,
-                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-            )
-        {
-            return Ok(cur);
-        }
-        if cur.attempt > req.caller.attempt {
-            return Err(api_err(
-                ErrorReason::StaleAttempt,
-                format!("pull of migration {uid} runs attempt {}", cur.attempt),
-            ));
-        }
-        stop(node, &uid);
-    }
-    if let Some(other) = node.pulls.list().into_iter().find(|s| {
-        s.migration_uid != uid
-            && !matches!(
-                s.phase,
-                PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-            )
-            && ranges::any_overlap(&s.ranges, &req.ranges)
-    }) {
-        return Err(api_err(
-            ErrorReason::Conflict,
-            format!(
-                "migration {} is already pulling into these ranges",
-                other.migration_uid
-            ),
-        ));
-    }
     let status = PullStatus {
         migration_uid: uid.clone(),
         attempt: req.caller.attempt,
@@ -138,33 +175,112 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
         verified: None,
         error: None,
     };
+    let (shared, cancelled, done) = loop {
+        // Either registered, or an older task of this migration to wait for first.
+        let older = {
+            let mut c = node.pulls.lock();
+            let mut older = None;
+            if let Some(cur) = c.running.get(&uid) {
+                let cur_status = cur.status.lock().map(|s| s.clone()).map_err(internal)?;
+                if cur_status.attempt == req.caller.attempt && !terminal(cur_status.phase) {
+                    return Ok(cur_status);
+                }
+                if cur_status.attempt > req.caller.attempt {
+                    return Err(api_err(
+                        ErrorReason::StaleAttempt,
+                        format!(
+                            "pull of migration {uid} runs attempt {}",
+                            cur_status.attempt
+                        ),
+                    ));
+                }
+                // An older attempt (or a cancelled one) whose task still runs: stop it and
+                // wait until nothing of it can land, then look again.
+                if cur.finished.has_changed().is_ok() {
+                    let _ = cur.cancel.send(true);
+                    older = Some(cur.finished.clone());
+                }
+            }
+            match older {
+                Some(finished) => Err(finished),
+                None => {
+                    if c.drops
+                        .iter()
+                        .any(|(_, d)| ranges::any_overlap(d, &req.ranges))
+                    {
+                        return Err(api_err(
+                            ErrorReason::Conflict,
+                            "a drop of these ranges is in progress on this node; retry when it is done",
+                        ));
+                    }
+                    if let Some((other, _)) = c.running.iter().find(|(other, r)| {
+                        **other != uid
+                            && r.active()
+                            && ranges::any_overlap(&r.ranges(), &req.ranges)
+                    }) {
+                        return Err(api_err(
+                            ErrorReason::Conflict,
+                            format!("migration {other} is already pulling into these ranges"),
+                        ));
+                    }
+                    // Registered before anything is awaited: a drop arriving meanwhile sees
+                    // this pull.
+                    Ok(register(&mut c, &status))
+                }
+            }
+        };
+        match older {
+            Ok(registered) => break registered,
+            Err(finished) => wait_ended(finished).await,
+        }
+    };
     let rec = PullRecord {
         request: req,
         status: status.clone(),
         cursor: None,
     };
-    persist(&node.engine, &rec).await.map_err(internal)?;
-    spawn(node.clone(), rec);
+    if let Err(e) = persist(&node.engine, &rec).await {
+        fail_registered(node, &uid, &e);
+        return Err(internal(e));
+    }
+    launch(node.clone(), rec, shared, cancelled, done);
     Ok(status)
+}
+
+/// A registered pull that could not be persisted: it never ran.
+fn fail_registered(node: &Node, uid: &str, why: &str) {
+    if let Some(r) = node.pulls.lock().running.get(uid)
+        && let Ok(mut s) = r.status.lock()
+    {
+        s.phase = PullPhase::Failed;
+        s.error = Some(why.to_string());
+    }
 }
 
 /// Stops a pull and records it as cancelled. Data already copied stays (a later copy clears it;
 /// a drop removes it).
 pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> {
     let uid = &caller.migration_uid;
-    let Some(cur) = node.pulls.get(uid) else {
-        return Err(api_err(
-            ErrorReason::NotFound,
-            format!("no pull for migration {uid}"),
-        ));
+    let finished = {
+        let c = node.pulls.lock();
+        let Some(cur) = c.running.get(uid) else {
+            return Err(api_err(
+                ErrorReason::NotFound,
+                format!("no pull for migration {uid}"),
+            ));
+        };
+        let attempt = cur.status.lock().map(|s| s.attempt).map_err(internal)?;
+        if attempt > caller.attempt {
+            return Err(api_err(
+                ErrorReason::StaleAttempt,
+                format!("pull of migration {uid} runs attempt {attempt}"),
+            ));
+        }
+        let _ = cur.cancel.send(true);
+        cur.finished.clone()
     };
-    if cur.attempt > caller.attempt {
-        return Err(api_err(
-            ErrorReason::StaleAttempt,
-            format!("pull of migration {uid} runs attempt {}", cur.attempt),
-        ));
-    }
-    stop(node, uid);
+    // Cancelled means nothing of this pull lands afterwards: wait for its task to end.
+    wait_ended(finished).await;
     let raw = node.engine.meta_get(&pull_key(uid)).map_err(internal)?;
     let mut rec: PullRecord = match raw.and_then(|r| serde_json::from_slice(&r).ok()) {
         Some(r) => r,
@@ -179,7 +295,7 @@ pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> 
     persist(&node.engine, &rec).await.map_err(internal)?;
     set_status(node, &rec.status);
     let client = node.admin_client(&rec.request.source.admin_addr);
-    let caller = rec.request.caller.clone();
+    let caller = current_caller(node, &rec.request.caller);
     tokio::spawn(async move {
         let _ = client.delete_snapshot(&caller).await;
     });
@@ -187,17 +303,33 @@ pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> 
     Ok(rec.status)
 }
 
-fn stop(node: &Node, uid: &str) {
-    if let Ok(m) = node.pulls.running.lock()
-        && let Some(r) = m.get(uid)
-    {
-        let _ = r.cancel.send(true);
+/// `started` (the StartPull's caller) at this node's current epoch, if that is newer.
+fn current_caller(node: &Node, started: &Caller) -> Caller {
+    Caller {
+        epoch: started.epoch.max(node.engine.routing().epoch()),
+        ..started.clone()
     }
 }
 
+/// Returns once the pull is cancelled (or its registration is gone).
+async fn until_cancelled(mut c: watch::Receiver<bool>) {
+    loop {
+        if *c.borrow_and_update() {
+            return;
+        }
+        if c.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Returns once a puller task has ended (its `done` sender dropped).
+async fn wait_ended(mut finished: watch::Receiver<()>) {
+    while finished.changed().await.is_ok() {}
+}
+
 fn set_status(node: &Node, status: &PullStatus) {
-    if let Ok(m) = node.pulls.running.lock()
-        && let Some(r) = m.get(&status.migration_uid)
+    if let Some(r) = node.pulls.lock().running.get(&status.migration_uid)
         && let Ok(mut s) = r.status.lock()
     {
         *s = status.clone();
@@ -237,25 +369,48 @@ pub fn resume_all(node: &Arc<Node>) {
     }
 }
 
-fn spawn(node: Arc<Node>, rec: PullRecord) {
+/// The puller's handles: shared status, cancel signal, and the sender whose drop says the task
+/// ended.
+type Registered = (
+    Arc<Mutex<PullStatus>>,
+    watch::Receiver<bool>,
+    watch::Sender<()>,
+);
+
+/// Registers a pull (replacing an older entry of the migration) under the claims lock.
+fn register(c: &mut Claims, status: &PullStatus) -> Registered {
     let (cancel, cancelled) = watch::channel(false);
-    let status = Arc::new(Mutex::new(rec.status.clone()));
-    if let Ok(mut m) = node.pulls.running.lock() {
-        m.insert(
-            rec.status.migration_uid.clone(),
-            Running {
-                status: status.clone(),
-                cancel,
-            },
-        );
-    }
-    if matches!(
-        rec.status.phase,
-        PullPhase::Cancelled | PullPhase::Failed | PullPhase::Completed
-    ) {
+    let (done, finished) = watch::channel(());
+    let shared = Arc::new(Mutex::new(status.clone()));
+    c.running.insert(
+        status.migration_uid.clone(),
+        Running {
+            status: shared.clone(),
+            cancel,
+            finished,
+        },
+    );
+    (shared, cancelled, done)
+}
+
+fn spawn(node: Arc<Node>, rec: PullRecord) {
+    let (shared, cancelled, done) = register(&mut node.pulls.lock(), &rec.status);
+    launch(node, rec, shared, cancelled, done);
+}
+
+/// Runs a registered pull's task (none for a finished one); `done` drops when it ends.
+fn launch(
+    node: Arc<Node>,
+    rec: PullRecord,
+    status: Arc<Mutex<PullStatus>>,
+    cancelled: watch::Receiver<bool>,
+    done: watch::Sender<()>,
+) {
+    if terminal(rec.status.phase) {
         return;
     }
     tokio::spawn(async move {
+        let _done = done;
         let mut p = Puller {
             client: node.admin_client(&rec.request.source.admin_addr),
             node,
@@ -345,8 +500,18 @@ impl Puller {
                 }
                 Err(Stop::Recopy(why)) => {
                     tracing::warn!(migration = %self.uid(), reason = %why, "pull restarts its copy");
-                    self.rec.status.phase = PullPhase::Starting;
-                    self.rec.status.error = Some(why);
+                    // The abandoned copy's offsets and verification say nothing about the
+                    // next one (begin() clears the ranges): never report them with it.
+                    let s = &mut self.rec.status;
+                    s.phase = PullPhase::Starting;
+                    s.error = Some(why);
+                    s.applied_offset = None;
+                    s.snapshot_offset = None;
+                    s.verified = None;
+                    s.source_head = None;
+                    s.lag = None;
+                    s.keys_copied = 0;
+                    s.bytes_copied = 0;
                     self.rec.cursor = None;
                     self.save().await;
                 }
@@ -367,6 +532,33 @@ impl Puller {
                 }
             }
         }
+    }
+
+    /// Who this pull is when it calls the source: its migration and attempt, at this node's
+    /// current epoch (another move's commit must not leave it refused as stale).
+    fn caller(&self) -> Caller {
+        current_caller(&self.node, &self.rec.request.caller)
+    }
+
+    /// A call to the source that a cancel interrupts (a stopped source must not hold a cancel
+    /// up for the HTTP timeout).
+    async fn source<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, Stop> {
+        let r = tokio::select! {
+            r = call => r,
+            _ = until_cancelled(self.cancelled.clone()) => return Err(Stop::Cancelled),
+        };
+        if let Err(e) = &r
+            && e.reason() == Some(ErrorReason::StaleEpoch)
+        {
+            // The source knows a newer placement: learn it, so the retry carries its epoch.
+            self.node
+                .refresh_placement_from(&self.rec.request.source.admin_addr)
+                .await;
+        }
+        Ok(r?)
     }
 
     async fn save(&mut self) {
@@ -417,19 +609,30 @@ impl Puller {
                 "this node owns the ranges; refusing to clear them".into(),
             ));
         }
-        self.clear_in_chunks(&self.rec.status.ranges.clone())
-            .await?;
+        if *self.cancelled.borrow() {
+            return Err(Stop::Cancelled);
+        }
+        let slow = Some(crate::failpoints::SLOW_PULL_CLEAR);
+        match self
+            .node
+            .engine
+            .clear_after_in_chunks(&self.rec.status.ranges, None, slow)
+            .await
+        {
+            Ok(()) => {}
+            Err(crate::engine::ClearError::Owned(m)) => return Err(Stop::Owned(m)),
+            Err(crate::engine::ClearError::Failed(m)) => return Err(Stop::Retry(m)),
+        }
         self.write(Op::Clear {
             ranges: self.rec.status.ranges.clone(),
             meta,
         })
         .await?;
         let opened = self
-            .client
-            .open_snapshot(&OpenSnapshot {
-                caller: self.rec.request.caller.clone(),
+            .source(self.client.open_snapshot(&OpenSnapshot {
+                caller: self.caller(),
                 ranges: self.rec.status.ranges.clone(),
-            })
+            }))
             .await?;
         tracing::info!(migration = %self.uid(), offset = opened.offset.sequence, "copying snapshot");
         self.rec.status.snapshot_offset = Some(opened.offset);
@@ -441,11 +644,10 @@ impl Puller {
     async fn copy(&mut self) -> Result<(), Stop> {
         // Re-opening is idempotent at the source; a different offset means the session was lost.
         let opened = self
-            .client
-            .open_snapshot(&OpenSnapshot {
-                caller: self.rec.request.caller.clone(),
+            .source(self.client.open_snapshot(&OpenSnapshot {
+                caller: self.caller(),
                 ranges: self.rec.status.ranges.clone(),
-            })
+            }))
             .await?;
         if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy("the source's snapshot changed".into()));
@@ -463,7 +665,7 @@ impl Puller {
         match self
             .node
             .engine
-            .clear_after_in_chunks(&ranges, cursor.as_deref())
+            .clear_after_in_chunks(&ranges, cursor.as_deref(), None)
             .await
         {
             Ok(()) => {}
@@ -493,9 +695,15 @@ impl Puller {
                 return Err(Stop::Owned("this node owns the pulled ranges now".into()));
             }
             let engine = self.node.engine.clone();
+            let (cancelled, guard_ranges) = (self.cancelled.clone(), ranges.clone());
             let (unit, back, done, failed) = tokio::task::spawn_blocking(move || {
                 let mut done = false;
                 let mut failed = None;
+                let is_cancelled = || *cancelled.borrow();
+                let guard = crate::engine::ingest::Guard {
+                    ranges: &guard_ranges,
+                    cancelled: &is_cancelled,
+                };
                 let unit = crate::engine::ingest::ingest(
                     &engine,
                     || {
@@ -518,6 +726,7 @@ impl Puller {
                         }
                     },
                     unit_bytes,
+                    &guard,
                 );
                 (unit, rx, done, failed)
             })
@@ -526,6 +735,10 @@ impl Puller {
             rx = back;
             let unit = unit.map_err(|e| match e {
                 crate::engine::EngineError::Corrupt { .. } => Stop::Fail(e.to_string()),
+                crate::engine::EngineError::Discarded(_) if *self.cancelled.borrow() => {
+                    Stop::Cancelled
+                }
+                crate::engine::EngineError::Discarded(m) => Stop::Owned(m),
                 e => Stop::Retry(e.to_string()),
             })?;
             if let Some(last) = &unit.last_key {
@@ -587,11 +800,10 @@ impl Puller {
         // The snapshot session lives in the source's memory: after a source restart it is gone
         // and re-opening yields a new offset, so the copy cannot be verified and starts over.
         let opened = self
-            .client
-            .open_snapshot(&OpenSnapshot {
-                caller: self.rec.request.caller.clone(),
+            .source(self.client.open_snapshot(&OpenSnapshot {
+                caller: self.caller(),
                 ranges: self.rec.status.ranges.clone(),
-            })
+            }))
             .await?;
         if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy(
@@ -600,11 +812,10 @@ impl Puller {
         }
         let ranges = self.rec.status.ranges.clone();
         let theirs = self
-            .client
-            .checksum(&ChecksumRequest {
+            .source(self.client.checksum(&ChecksumRequest {
                 ranges: ranges.clone(),
                 snapshot_of: Some(self.uid().to_string()),
-            })
+            }))
             .await?;
         let session = match self.node.engine.run(Op::Snapshot).await {
             Ok(Outcome::Snapshot(s)) => s,
@@ -630,7 +841,7 @@ impl Puller {
         self.rec.status.verified = Some(true);
         self.rec.status.phase = PullPhase::CatchingUp;
         self.save().await;
-        let _ = self.client.delete_snapshot(&self.rec.request.caller).await;
+        let _ = self.client.delete_snapshot(&self.caller()).await;
         tracing::info!(migration = %self.uid(), keys, "copy verified; catching up");
         Ok(())
     }
@@ -679,12 +890,16 @@ impl Puller {
         let advanced = batch.watermark != applied.sequence;
         self.rec.status.source_head = Some(head);
         self.rec.status.lag = Some(head.saturating_sub(batch.watermark));
-        self.rec.status.bytes_copied += bytes;
         if advanced || !ops.is_empty() {
-            self.rec.status.applied_offset = Some(Offset {
-                incarnation: applied.incarnation,
+            // The new offset is persisted in the batch that applies the records, and taken as
+            // ours only once that batch is durable: a failed write is retried from `applied`.
+            let mut next = self.rec.clone();
+            next.status.applied_offset = Some(Offset {
+                incarnation: applied.incarnation.clone(),
                 sequence: batch.watermark,
             });
+            next.status.bytes_copied += bytes;
+            let meta = vec![record_meta(&next)];
             // A pulled range clear removes the bulk of its keys in bounded batches first.
             let clears: Vec<HashRange> = ops
                 .iter()
@@ -696,13 +911,13 @@ impl Puller {
             if !clears.is_empty() {
                 self.clear_in_chunks(&clears).await?;
             }
-            let meta = vec![record_meta(&self.rec)];
             self.write(Op::Apply {
                 ops,
                 meta,
                 guard: self.rec.status.ranges.clone(),
             })
             .await?;
+            self.rec = next;
         }
         self.publish();
         self.throttle(bytes, started).await
@@ -740,7 +955,14 @@ async fn fetch_chunks(
             "/v1/snapshots/{uid}/chunk?after={}&max={CHUNK_ENTRIES}&maxBytes={max_bytes}",
             after.as_deref().unwrap_or("")
         );
-        let raw = match client.get_raw(&path).await {
+        let fetched = tokio::select! {
+            r = client.get_raw(&path) => r,
+            _ = until_cancelled(cancelled.clone()) => {
+                let _ = tx.send(Err(Stop::Cancelled)).await;
+                return;
+            }
+        };
+        let raw = match fetched {
             Ok(raw) => raw,
             Err(e) => {
                 let _ = tx.send(Err(Stop::from(e))).await;

@@ -12,12 +12,12 @@
 //! | `GET /v1/status` | | [`NodeStatus`] |
 //! | `GET /v1/placement` | | [`PlacementInstall`] (404 if none) |
 //! | `PUT /v1/placement` | [`PlacementInstall`] | [`PlacementAccepted`]; 409 lower epoch / other cluster |
-//! | `POST /v1/pulls` | [`StartPull`] | [`PullStatus`] (idempotent per migration + attempt) |
+//! | `POST /v1/pulls` | [`StartPull`] | [`PullStatus`] (idempotent per migration + attempt); 409 `Conflict` while a drop of the ranges runs |
 //! | `GET /v1/pulls`, `GET /v1/pulls/{migrationUid}` | | `[PullStatus]`, [`PullStatus`] |
 //! | `DELETE /v1/pulls/{migrationUid}` | [`Caller`] | [`PullStatus`] (cancelled) |
 //! | `POST /v1/fence` | [`FenceRequest`] | [`FenceResponse`] (same attempt: same offset) |
-//! | `POST /v1/unfence` | [`UnfenceRequest`] | [`Done`] (same attempt only) |
-//! | `POST /v1/drop` | [`DropRequest`] | [`Done`]; 409 if the node owns a range |
+//! | `POST /v1/unfence` | [`UnfenceRequest`] | [`Done`] (same attempt only); releases attempts <= this one: a later fence of them is 409 `StaleAttempt` |
+//! | `POST /v1/drop` | [`DropRequest`] | [`Done`]; 409 if the node owns a range, is below the epoch, or a pull of the ranges runs |
 //! | `POST /v1/checksum` | [`ChecksumRequest`] | [`ChecksumResponse`] |
 //! | `GET /v1/debug/accepted-writes` | | [`AcceptedWrites`] (split-brain evidence) |
 //!
@@ -185,16 +185,24 @@ pub enum PullPhase {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A cutover may start only from a pull with `phase` CatchingUp, `attempt` equal to the move's
+/// copy attempt and `verified` Some(true); then `applied_offset >= F` means the target holds
+/// every record of the ranges up to the fence offset F.
 pub struct PullStatus {
     pub migration_uid: String,
+    /// The copy attempt this pull runs (the `caller.attempt` of the StartPull that began it).
     #[serde(with = "u64s")]
     pub attempt: u64,
     pub source: MemberEndpoint,
     pub ranges: Vec<HashRange>,
     pub phase: PullPhase,
+    /// Source offset of the snapshot being copied; None until it is open and after a re-copy
+    /// starts over.
     #[serde(default)]
     pub snapshot_offset: Option<Offset>,
     /// Source offset applied on this node (copy + catch-up); filtered records count as applied.
+    /// Advanced only once the records up to it are durable here; None until the copy is done
+    /// and again when a re-copy starts over (phase Starting).
     #[serde(default)]
     pub applied_offset: Option<Offset>,
     #[serde(default, with = "u64s::option")]
@@ -205,6 +213,8 @@ pub struct PullStatus {
     pub keys_copied: u64,
     #[serde(with = "u64s")]
     pub bytes_copied: u64,
+    /// Checksums of source snapshot and target matched (Some(true)) for the current copy; None
+    /// until verified and again after a re-copy starts over.
     #[serde(default)]
     pub verified: Option<bool>,
     #[serde(default)]
@@ -236,7 +246,10 @@ pub struct UnfenceRequest {
 pub struct DropRequest {
     pub caller: Caller,
     pub ranges: Vec<HashRange>,
-    /// Epoch at which this node stopped owning the ranges; the node must have installed it.
+    /// The operator's current committed epoch (not the older epoch at which ownership ended):
+    /// a node whose installed epoch is lower refuses the drop (`StaleEpoch`), so a drop retried
+    /// after the ranges came back waits for the placement that gives them back (then `Owned`).
+    /// 0 is refused (`BadRequest`).
     #[serde(with = "u64s")]
     pub ownership_ended_epoch: u64,
 }

@@ -206,13 +206,21 @@ pub async fn drop_ranges(
     authorize(&node, &headers)?;
     let req: DropRequest = parse_body(&body)?;
     let rs = validate_ranges(&req.ranges)?;
+    // Epoch 0 would pass every installed-epoch check: a drop must say which committed epoch it
+    // acts on.
+    if req.ownership_ended_epoch == 0 {
+        return Err(api_err(
+            ErrorReason::BadRequest,
+            "ownershipEndedEpoch must be the operator's current committed epoch, not 0",
+        ));
+    }
     check_caller(&node, &req.caller).await?;
     let routing = node.engine.routing();
     if routing.epoch() < req.ownership_ended_epoch {
         return Err(api_err(
             ErrorReason::StaleEpoch,
             format!(
-                "this node is at epoch {}, below the epoch {} at which ownership ended; install it first",
+                "this node is at epoch {}, below the committed epoch {} of the drop; install it first",
                 routing.epoch(),
                 req.ownership_ended_epoch
             ),
@@ -224,19 +232,21 @@ pub async fn drop_ranges(
             "refusing to drop ranges this node owns",
         ));
     }
-    if node.pulls.overlaps_active(&rs) {
-        return Err(api_err(
-            ErrorReason::Conflict,
-            "a pull into these ranges is running; cancel it first",
-        ));
-    }
-    match node.engine.clear_in_chunks(&rs).await {
+    // Held until the drop ends: no pull of these ranges starts meanwhile (and none runs).
+    let _claim = node
+        .pulls
+        .claim_drop(&rs)
+        .map_err(|m| api_err(ErrorReason::Conflict, m))?;
+    let slow = Some(crate::failpoints::SLOW_DROP_CHUNK);
+    match node.engine.clear_after_in_chunks(&rs, None, slow).await {
         Ok(()) => {}
         Err(crate::engine::ClearError::Owned(m)) => return Err(api_err(ErrorReason::Owned, m)),
         Err(crate::engine::ClearError::Failed(m)) => {
             return Err(api_err(ErrorReason::Internal, m));
         }
     }
+    crate::failpoints::sleep(crate::failpoints::SLOW_DROP_CHUNK).await;
+    // The writer re-checks ownership when it evaluates the clear.
     let outcome = node
         .engine
         .run(Op::Clear {
@@ -250,6 +260,7 @@ pub async fn drop_ranges(
             tracing::info!(migration = %req.caller.migration_uid, epoch = req.ownership_ended_epoch, "dropped ranges");
             Ok(Json(Done { ok: true }))
         }
+        Outcome::Refused(m) => Err(api_err(ErrorReason::Owned, m)),
         Outcome::Failed(m) => Err(api_err(ErrorReason::Internal, m)),
         _ => Err(api_err(ErrorReason::Internal, "unexpected writer answer")),
     }

@@ -224,6 +224,7 @@ fn ingest_rate(dir: &Path, n: u64) -> Result<f64, String> {
                 c
             },
             ringshift_node::pull::UNIT_BYTES,
+            &ingest::UNGUARDED,
         )
         .map_err(|e| e.to_string())?;
         more = !last && unit.keys > 0;

@@ -7,6 +7,26 @@
 
 use super::{Engine, EngineError};
 use crate::keys;
+use crate::ranges::{self, HashRange};
+
+/// What must still hold when a unit's tables are registered (checked under the engine's ingest
+/// gate, which a placement install takes exclusively): otherwise the unit is discarded.
+pub struct Guard<'a> {
+    /// The pulled ranges: the node must not own any of them.
+    pub ranges: &'a [HashRange],
+    /// True once the pull was cancelled.
+    pub cancelled: &'a dyn Fn() -> bool,
+}
+
+fn never() -> bool {
+    false
+}
+
+/// No checks (benchmarks and tests of the ingestion itself).
+pub const UNGUARDED: Guard<'static> = Guard {
+    ranges: &[],
+    cancelled: &never,
+};
 
 /// What one ingestion unit wrote.
 #[derive(Debug, Default)]
@@ -59,6 +79,7 @@ pub fn ingest<C: Entries>(
     engine: &Engine,
     mut next: impl FnMut() -> Option<C>,
     max_bytes: u64,
+    guard: &Guard<'_>,
 ) -> Result<IngestUnit, EngineError> {
     let corrupt = |detail: &str| EngineError::Corrupt {
         what: "pulled entry",
@@ -103,7 +124,27 @@ pub fn ingest<C: Entries>(
             Ok(())
         })?;
     }
+    if let Some(d) = crate::failpoints::delay(crate::failpoints::PAUSE_INGEST_FINISH) {
+        std::thread::sleep(d);
+    }
+    // Registered tables sit above every sequence stored: they must never land after the pull
+    // was cancelled or once this node owns the ranges (and serves newer writes there). An
+    // install waits for a registration in progress; one that happened before is seen here.
+    // (A discarded unit's table files stay unregistered; fjall removes them when it reopens.)
+    let gate = engine
+        .ingest_gate
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if (guard.cancelled)() {
+        return Err(EngineError::Discarded("the pull was cancelled".into()));
+    }
+    if ranges::any_overlap(guard.ranges, &gate) {
+        return Err(EngineError::Discarded(
+            "this node owns the pulled ranges now".into(),
+        ));
+    }
     ingestion.finish()?;
+    drop(gate);
     if unit.keys > 0 {
         unit.last_key = Some(last);
     }

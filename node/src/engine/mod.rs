@@ -59,6 +59,8 @@ pub enum EngineError {
     WrongIncarnation { asked: String, mine: String },
     #[error("offset {after} is ahead of this node's log head {head}")]
     Ahead { after: u64, head: u64 },
+    #[error("ingested unit discarded: {0}")]
+    Discarded(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,10 @@ pub struct Engine {
     head_tx: watch::Sender<u64>,
     routing: RwLock<Arc<Routing>>,
     routing_tx: watch::Sender<u64>,
+    /// Ranges this node owns as the writer last evaluated an install. A bulk ingestion checks
+    /// them (and its cancellation) and registers its tables under the read lock; an install
+    /// takes the write lock, so no copy lands in ranges after the node took them over.
+    pub(crate) ingest_gate: RwLock<Vec<HashRange>>,
     /// Set once the committer runs.
     writer: std::sync::OnceLock<writer::Handle>,
     /// Reader pins: reader -> (sequence it has applied, unix ms of its last read).
@@ -168,17 +174,21 @@ impl Engine {
     /// ranges this node does not serve (refused otherwise); if interrupted, the caller's logged
     /// clear has not happened and is simply run again.
     pub async fn clear_in_chunks(&self, ranges: &[HashRange]) -> Result<(), ClearError> {
-        self.clear_after_in_chunks(ranges, None).await
+        self.clear_after_in_chunks(ranges, None, None).await
     }
 
     /// `clear_in_chunks` of the storage keys above `after` only (a resumed copy removes what
-    /// was ingested past its persisted cursor).
+    /// was ingested past its persisted cursor); `failpoint` (a delay) runs before each chunk.
     pub async fn clear_after_in_chunks(
         &self,
         ranges: &[HashRange],
         after: Option<&[u8]>,
+        failpoint: Option<&'static str>,
     ) -> Result<(), ClearError> {
         loop {
+            if let Some(name) = failpoint {
+                crate::failpoints::sleep(name).await;
+            }
             match self
                 .run(Op::ClearChunk {
                     ranges: ranges.to_vec(),

@@ -17,6 +17,8 @@ pub const META_PLACEMENT: &[u8] = b"placement";
 pub const META_DEGRADED: &[u8] = b"degraded";
 pub const META_FENCE_PREFIX: &[u8] = b"fence/";
 pub const META_ATTEMPT_PREFIX: &[u8] = b"attempt/";
+/// Highest attempt of a migration that an unfence released: fences of it or older are refused.
+pub const META_RELEASED_PREFIX: &[u8] = b"released/";
 /// Present while a `--durability none` run is open: found at start, the last run crashed
 /// without fsync, so acknowledged writes and offsets may be lost; a new incarnation keeps
 /// offsets from being handed out twice.
@@ -157,6 +159,7 @@ pub fn open(
         head_tx: watch::channel(head).0,
         routing: RwLock::new(Arc::new(routing.clone())),
         routing_tx: watch::channel(0).0,
+        ingest_gate: RwLock::new(routing.owned_ranges()),
         writer: Default::default(),
         pins: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(HashMap::new()),

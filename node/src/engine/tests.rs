@@ -512,7 +512,7 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
         .collect();
     entries.sort();
     let mut chunks = entries.chunks(1000).map(<[KvPair]>::to_vec);
-    let unit = ingest::ingest(&e, || chunks.next(), 3000).unwrap();
+    let unit = ingest::ingest(&e, || chunks.next(), 3000, &ingest::UNGUARDED).unwrap();
     // The unit stops once it holds 3000 bytes: after the first chunk.
     assert_eq!(unit.keys, 1000);
     let expiring = entries[..1000]
@@ -536,15 +536,17 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
     assert_eq!(e.get(user).unwrap().unwrap().value, b"value");
     // The next unit was ingested but a crash lost its record: the resume removes it.
     let mut rest = entries[1000..2000].chunks(1000).map(<[KvPair]>::to_vec);
-    ingest::ingest(&e, || rest.next(), u64::MAX).unwrap();
+    ingest::ingest(&e, || rest.next(), u64::MAX, &ingest::UNGUARDED).unwrap();
     assert_eq!(e.count(&full).unwrap(), 2000);
-    e.clear_after_in_chunks(&full, Some(&cursor)).await.unwrap();
+    e.clear_after_in_chunks(&full, Some(&cursor), None)
+        .await
+        .unwrap();
     // (After a real crash the counters are rebuilt from the data when the node opens.)
     assert_eq!(e.count(&full).unwrap(), 1000);
     // Out of order: refused.
     let mut bad = vec![vec![entries[3000].clone(), entries[2999].clone()]].into_iter();
     assert!(matches!(
-        ingest::ingest(&e, || bad.next(), u64::MAX),
+        ingest::ingest(&e, || bad.next(), u64::MAX, &ingest::UNGUARDED),
         Err(EngineError::Corrupt { .. })
     ));
     let _ = std::fs::remove_dir_all(&d);

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::open::{
     META_ATTEMPT_PREFIX, META_DEGRADED, META_FENCE_PREFIX, META_HEAD, META_PLACEMENT,
+    META_RELEASED_PREFIX,
 };
 use super::ops::{DataCmd, DataReply, MetaPut, Op, Outcome, SetCond, SetExpiry};
 use super::{Engine, SnapshotSession};
@@ -186,6 +187,91 @@ struct Batch {
     counts: Vec<(u32, i64)>,
     start_seq: u64,
     answers: Vec<Answer>,
+    /// While an operation that writes several records is evaluated: how to take it back if it
+    /// fails part-way (every operation is all or nothing).
+    undo: Option<Undo>,
+}
+
+/// A key of the batch and its value before an operation changed it (None = not in the batch).
+type Prior<V> = (Vec<u8>, Option<V>);
+
+/// Prior values of what an operation changed in the open batch (None = absent before), and
+/// where its log records and count changes began.
+struct Undo {
+    data: Vec<Prior<Option<Stored>>>,
+    index: Vec<Prior<bool>>,
+    meta: Vec<Prior<Option<Vec<u8>>>>,
+    seq: u64,
+    entry_len: usize,
+    entry_first: Option<u64>,
+    counts: usize,
+    cleared: bool,
+}
+
+impl Batch {
+    fn set_data(&mut self, skey: Vec<u8>, value: Option<Stored>) {
+        if let Some(u) = &mut self.undo {
+            u.data
+                .push((skey.clone(), self.overlay.get(&skey).cloned()));
+        }
+        self.overlay.insert(skey, value);
+    }
+
+    fn set_index(&mut self, key: Vec<u8>, live: bool) {
+        if let Some(u) = &mut self.undo {
+            u.index.push((key.clone(), self.index.get(&key).copied()));
+        }
+        self.index.insert(key, live);
+    }
+
+    fn set_meta(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if let Some(u) = &mut self.undo {
+            u.meta.push((key.clone(), self.meta.get(&key).cloned()));
+        }
+        self.meta.insert(key, value);
+    }
+
+    /// Starts recording how to take back the next operation.
+    fn begin_undo(&mut self, seq: u64) {
+        self.undo = Some(Undo {
+            data: Vec::new(),
+            index: Vec::new(),
+            meta: Vec::new(),
+            seq,
+            entry_len: self.entry.bytes.len(),
+            entry_first: self.entry.first_seq,
+            counts: self.counts.len(),
+            cleared: self.cleared,
+        });
+    }
+
+    /// Takes back everything since `begin_undo`; returns the sequence to go back to.
+    fn roll_back(&mut self) -> Option<u64> {
+        let u = self.undo.take()?;
+        for (k, prev) in u.data.into_iter().rev() {
+            match prev {
+                Some(v) => self.overlay.insert(k, v),
+                None => self.overlay.remove(&k),
+            };
+        }
+        for (k, prev) in u.index.into_iter().rev() {
+            match prev {
+                Some(v) => self.index.insert(k, v),
+                None => self.index.remove(&k),
+            };
+        }
+        for (k, prev) in u.meta.into_iter().rev() {
+            match prev {
+                Some(v) => self.meta.insert(k, v),
+                None => self.meta.remove(&k),
+            };
+        }
+        self.entry.bytes.truncate(u.entry_len);
+        self.entry.first_seq = u.entry_first;
+        self.counts.truncate(u.counts);
+        self.cleared = u.cleared;
+        Some(u.seq)
+    }
 }
 
 /// A batch handed to the committer.
@@ -400,6 +486,7 @@ impl Writer {
             counts: Vec::new(),
             start_seq: self.seq,
             answers: Vec::with_capacity(64),
+            undo: None,
         });
         // A batch may stay open while the previous one commits: keep its clock current.
         b.now = b.now.max(keys::now_ms());
@@ -465,7 +552,40 @@ impl Writer {
         }
     }
 
+    /// Evaluates one operation, all or nothing: one that writes several records and fails
+    /// part-way (a storage read error) leaves nothing of itself in the batch.
     fn apply(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
+        if let Op::Data(cmd) = op {
+            return self.apply_data(cmd, b).map(Pending::Now);
+        }
+        let several = op.is_bulk();
+        self.atomically(several, b, |w, b| w.apply_op(op, b))
+    }
+
+    /// Runs `f` on the batch; if `several` (it may write several records) and it fails, its
+    /// changes are taken back.
+    fn atomically<T>(
+        &mut self,
+        several: bool,
+        b: &mut Batch,
+        f: impl FnOnce(&mut Self, &mut Batch) -> Result<T, fjall::Error>,
+    ) -> Result<T, fjall::Error> {
+        if !several {
+            return f(self, b);
+        }
+        b.begin_undo(self.seq);
+        let r = f(self, b);
+        if r.is_err() {
+            if let Some(seq) = b.roll_back() {
+                self.seq = seq;
+            }
+        } else {
+            b.undo = None;
+        }
+        r
+    }
+
+    fn apply_op(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
         Ok(Pending::Now(match op {
             Op::Data(cmd) => return self.apply_data(cmd, b).map(Pending::Now),
             Op::Fence {
@@ -498,6 +618,15 @@ impl Writer {
                         "stale attempt {attempt}: migration {migration_uid} already saw attempt {seen}"
                     ))));
                 }
+                // A delayed fence of an attempt that was already released (aborted) would
+                // never be lifted.
+                if let Some(released) = self.meta_u64(&released_key(&migration_uid), b)?
+                    && released >= attempt
+                {
+                    return Ok(Pending::Now(Outcome::Refused(format!(
+                        "stale attempt {attempt}: migration {migration_uid} was unfenced up to attempt {released}"
+                    ))));
+                }
                 let fence = Fence {
                     migration_uid: migration_uid.clone(),
                     attempt,
@@ -520,24 +649,15 @@ impl Writer {
             Op::Unfence {
                 migration_uid,
                 attempt,
-            } => match self
-                .routing
-                .fences
-                .iter()
-                .position(|f| f.migration_uid == migration_uid)
-            {
-                None => Outcome::Done,
-                Some(i) if self.routing.fences[i].attempt != attempt => Outcome::Refused(format!(
-                    "fence of migration {migration_uid} belongs to attempt {}, not {attempt}",
-                    self.routing.fences[i].attempt
-                )),
-                Some(i) => {
-                    self.routing.fences.remove(i);
-                    b.meta.insert(fence_key(&migration_uid).to_vec(), None);
-                    b.routing_changed = true;
-                    Outcome::Done
+            } => {
+                // Recorded even when there is no fence to lift: a fence of this attempt that
+                // arrives later is refused.
+                let key = released_key(&migration_uid);
+                if self.meta_u64(&key, b)?.is_none_or(|r| r < attempt) {
+                    b.set_meta(key, Some(attempt.to_be_bytes().to_vec()));
                 }
-            },
+                self.unfence(migration_uid, attempt, b)
+            }
             Op::Install {
                 installed,
                 raw,
@@ -567,6 +687,12 @@ impl Writer {
                     b.meta.insert(fence_key(&f.migration_uid).to_vec(), None);
                 }
                 self.routing.fences = keep;
+                // Waits for an ingestion registering its tables; later ones see the new ranges.
+                *self
+                    .engine
+                    .ingest_gate
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = owned.clone();
                 b.meta.insert(META_PLACEMENT.to_vec(), Some(raw));
                 b.meta.insert(
                     META_DEGRADED.to_vec(),
@@ -586,8 +712,11 @@ impl Writer {
                         "this node owns the pulled ranges now".into(),
                     )));
                 }
-                for op in ops {
+                for (i, op) in ops.into_iter().enumerate() {
                     self.apply_log_op(op, b)?;
+                    if i == 0 && crate::failpoints::fail(crate::failpoints::FAIL_APPLY) {
+                        return Err(std::io::Error::other("failpoint fail-apply").into());
+                    }
                 }
                 self.meta(meta, b);
                 Outcome::Done
@@ -670,7 +799,7 @@ impl Writer {
             }
             Op::Expired(candidates) => {
                 for (index_key, skey, at) in candidates {
-                    b.index.insert(index_key, false);
+                    b.set_index(index_key, false);
                     // The stored state, expired or not (`current` hides expired keys, which
                     // are exactly the ones to delete here).
                     if let Some(cur) = self.stored_value(&skey, b)?
@@ -705,31 +834,60 @@ impl Writer {
                 true
             });
         }
-        Ok(Outcome::Data(self.data(cmd, b)?))
+        // Single-key commands read before they write anything; multi-key ones may fail after
+        // their first key.
+        let several = match &cmd {
+            DataCmd::Del { keys } => keys.len() > 1,
+            DataCmd::MSet { pairs } => pairs.len() > 1,
+            _ => false,
+        };
+        Ok(Outcome::Data(
+            self.atomically(several, b, |w, b| w.data(cmd, b))?,
+        ))
     }
 
     fn meta(&self, meta: Vec<MetaPut>, b: &mut Batch) {
         for (k, v) in meta {
-            match v {
-                Some(v) => {
-                    b.meta.insert(k, Some(v));
-                }
-                None => {
-                    b.meta.insert(k, None);
-                }
+            b.set_meta(k, v);
+        }
+    }
+
+    /// Lifts the migration's fence if it belongs to `attempt`.
+    fn unfence(&mut self, migration_uid: String, attempt: u64, b: &mut Batch) -> Outcome {
+        match self
+            .routing
+            .fences
+            .iter()
+            .position(|f| f.migration_uid == migration_uid)
+        {
+            None => Outcome::Done,
+            Some(i) if self.routing.fences[i].attempt != attempt => Outcome::Refused(format!(
+                "fence of migration {migration_uid} belongs to attempt {}, not {attempt}",
+                self.routing.fences[i].attempt
+            )),
+            Some(i) => {
+                self.routing.fences.remove(i);
+                b.meta.insert(fence_key(&migration_uid).to_vec(), None);
+                b.routing_changed = true;
+                Outcome::Done
             }
         }
     }
 
     fn attempt_seen(&self, migration_uid: &str, b: &Batch) -> Result<Option<u64>, fjall::Error> {
-        let key = attempt_key(migration_uid);
+        self.meta_u64(&attempt_key(migration_uid), b)
+    }
+
+    /// A u64 metadata value as of this batch (its own writes, the batches being committed,
+    /// then the keyspace).
+    fn meta_u64(&self, key: &[u8], b: &Batch) -> Result<Option<u64>, fjall::Error> {
         let raw = match b
             .meta
-            .get(&key)
-            .or_else(|| self.in_flight.iter().rev().find_map(|(_, m)| m.get(&key)))
+            .get(key)
+            .or_else(|| self.in_flight.iter().rev().find_map(|(_, m)| m.get(key)))
         {
             Some(v) => v.clone(),
-            None => self.engine.meta.get(&key)?.map(|v| v.to_vec()),
+            None => self.engine.meta.get(key)?.map(|v| v.to_vec()),
         };
         Ok(raw.and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes)))
     }
@@ -786,7 +944,7 @@ impl Writer {
             return Ok(false);
         }
         Self::count(skey, -1, b);
-        b.overlay.insert(skey.to_vec(), None);
+        b.set_data(skey.to_vec(), None);
         Ok(true)
     }
 
@@ -818,7 +976,7 @@ impl Writer {
                 if let Some(at) = s.expires_at {
                     let mut ik = at.to_be_bytes().to_vec();
                     ik.extend_from_slice(&skey);
-                    b.index.insert(ik, true);
+                    b.set_index(ik, true);
                 }
                 self.seq += 1;
                 b.entry
@@ -826,7 +984,7 @@ impl Writer {
             }
             None => self.append_raw(crate::changelog::encode_del(b.now, &skey), b),
         }
-        b.overlay.insert(skey, value);
+        b.set_data(skey, value);
         Ok(())
     }
 
@@ -1024,6 +1182,10 @@ pub fn fence_key(migration_uid: &str) -> Vec<u8> {
 
 pub fn attempt_key(migration_uid: &str) -> Vec<u8> {
     [META_ATTEMPT_PREFIX, migration_uid.as_bytes()].concat()
+}
+
+pub fn released_key(migration_uid: &str) -> Vec<u8> {
+    [META_RELEASED_PREFIX, migration_uid.as_bytes()].concat()
 }
 
 #[cfg(test)]
