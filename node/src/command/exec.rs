@@ -389,7 +389,7 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                         expires_at: Some(at),
                         ..
                     }) => {
-                        let left = at.saturating_sub(keys::now_ms()) as i64;
+                        let left = at.saturating_sub(node.engine.now_ms()) as i64;
                         if *millis { left } else { (left + 500) / 1000 }
                     }
                 };
