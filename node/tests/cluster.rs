@@ -163,3 +163,51 @@ async fn any_node_serves_any_key_through_its_owner() {
     let owner_node = if owner == "b" { &b } else { &c };
     assert_eq!(redis_cli(&owner_node.data_addr(), &["GET", &key]), "v");
 }
+
+/// Keys of `count` owned by `member` under `p`.
+fn keys_owned_by(p: &ringshift_node_api::Placement, member: &str, count: usize) -> Vec<String> {
+    (0..100_000)
+        .map(|i| format!("split:{i}"))
+        .filter(|k| p.owner(ringshift_ring::key_hash(k.as_bytes())).unwrap() == member)
+        .take(count)
+        .collect()
+}
+
+/// A DEL split across owners where one owner fails after another applied its part: the
+/// answer is an error that says the DEL was applied in part (how many keys, on whom, and
+/// which owner failed), not a plain error a client would take as "nothing happened".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_del_split_across_owners_says_when_it_was_applied_in_part() {
+    let a = NodeProc::start("del-partial", "a", "127.0.1.60");
+    let mut b = NodeProc::start("del-partial", "b", "127.0.1.61");
+    let p = placement(&["a", "b"]);
+    install(&p, &[&a, &b]).await;
+    let on_a = keys_owned_by(&p, "a", 3);
+    let on_b = keys_owned_by(&p, "b", 2);
+    let mut all: Vec<&str> = Vec::new();
+    for (x, y) in on_a
+        .iter()
+        .zip(on_b.iter().chain(std::iter::repeat(&on_b[0])))
+    {
+        all.push(x);
+        all.push(y);
+    }
+    all.truncate(5);
+    for k in &all {
+        assert_eq!(redis_cli(&a.data_addr(), &["SET", k, "v"]), "OK");
+    }
+    b.kill9();
+    let mut args = vec!["DEL"];
+    args.extend(all.iter().copied());
+    let out = redis_cli(&a.data_addr(), &args);
+    assert!(out.starts_with("ERR DEL partially applied"), "{out}");
+    assert!(out.contains("3 keys deleted on a"), "{out}");
+    assert!(out.contains("owner b failed"), "{out}");
+    assert!(out.contains("not applied there"), "{out}");
+    let mut exists = vec!["EXISTS"];
+    exists.extend(on_a.iter().map(String::as_str));
+    assert_eq!(redis_cli(&a.data_addr(), &exists), "0");
+    // Nothing applied anywhere: the owner's own error, unchanged.
+    let out = redis_cli(&a.data_addr(), &["DEL", &on_b[0], &on_b[1]]);
+    assert!(out.starts_with("CLUSTERDOWN"), "{out}");
+}

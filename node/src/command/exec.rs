@@ -170,28 +170,53 @@ async fn split(
     });
     let results = futures_join(parts.collect()).await;
     let is_mget = matches!(keyed, Keyed::Read(ReadCmd::MGet(_)));
+    let is_del = matches!(keyed, Keyed::Write(_));
     let mut items: Vec<Vec<u8>> = vec![Vec::new(); keys.len()];
     let mut total = 0i64;
-    for ((_, idx), raw) in groups.iter().zip(results) {
+    // Owners whose part succeeded, and the failed parts: (owner, raw error reply).
+    let mut answered: Vec<String> = Vec::new();
+    let mut failed: Vec<(String, Vec<u8>)> = Vec::new();
+    for ((owner, idx), raw) in groups.iter().zip(results) {
+        let owner = owner.as_deref().unwrap_or("(no owner)").to_string();
         if raw.first() == Some(&b'-') {
-            return raw;
+            failed.push((owner, raw));
+            continue;
         }
-        if is_mget {
-            let Some(parts) = reply::array_items(&raw) else {
-                return err("ERR unexpected reply from an owner");
-            };
-            if parts.len() != idx.len() {
-                return err("ERR unexpected reply from an owner");
-            }
-            for (&i, p) in idx.iter().zip(parts) {
-                items[i] = p.to_vec();
+        let ok = if is_mget {
+            match reply::array_items(&raw) {
+                Some(parts) if parts.len() == idx.len() => {
+                    for (&i, p) in idx.iter().zip(parts) {
+                        items[i] = p.to_vec();
+                    }
+                    true
+                }
+                _ => false,
             }
         } else {
             match reply::as_int(&raw) {
-                Some(n) => total += n,
-                None => return err("ERR unexpected reply from an owner"),
+                Some(n) => {
+                    total += n;
+                    true
+                }
+                None => false,
             }
+        };
+        if ok {
+            answered.push(owner);
+        } else {
+            failed.push((owner, err("ERR unexpected reply from the owner")));
         }
+    }
+    if let Some((_, first)) = failed.first() {
+        // A read has no effect to report; a DEL that nobody applied (every failure said so)
+        // gets the owner's own not-applied error. Otherwise the client must learn that some
+        // keys may be gone already.
+        let nothing_applied = answered.is_empty() && failed.iter().all(|(_, r)| not_applied(r));
+        if !is_del || nothing_applied {
+            return first.clone();
+        }
+        node.metrics.error("split_partial");
+        return err(&partial_del_error(total, &answered, &failed));
     }
     let mut out = Vec::new();
     if is_mget {
@@ -203,6 +228,37 @@ async fn split(
         reply::int(&mut out, total);
     }
     out
+}
+
+/// Whether an owner's error reply says the command was certainly not applied there.
+fn not_applied(raw: &[u8]) -> bool {
+    classify(raw).is_some() || raw.starts_with(b"-CLUSTERDOWN") || raw.starts_with(b"-DEGRADED")
+}
+
+/// The answer to a DEL split across owners when some part failed: the parts that applied, and
+/// for each failed part whether it was applied there (no, or unknown).
+fn partial_del_error(deleted: i64, answered: &[String], failed: &[(String, Vec<u8>)]) -> String {
+    let mut msg = if answered.is_empty() {
+        "ERR DEL partially applied: no owner confirmed its part".to_string()
+    } else {
+        format!(
+            "ERR DEL partially applied: {deleted} keys deleted on {}",
+            answered.join(", ")
+        )
+    };
+    for (owner, raw) in failed {
+        let text = String::from_utf8_lossy(raw.strip_prefix(b"-").unwrap_or(raw));
+        let what = if not_applied(raw) {
+            "not applied there"
+        } else {
+            "may or may not have been applied there"
+        };
+        msg.push_str(&format!(
+            "; owner {owner} failed ({what}): {}",
+            text.trim_end()
+        ));
+    }
+    msg
 }
 
 async fn futures_join(
@@ -428,5 +484,29 @@ mod tests {
         );
         assert_eq!(classify(b"-ERR boom\r\n"), None);
         assert_eq!(classify(b"+OK\r\n"), None);
+    }
+
+    #[test]
+    fn a_partial_del_names_what_applied_and_what_is_unknown() {
+        let failed =
+            vec![
+            ("b".to_string(), b"-CLUSTERDOWN owner unreachable\r\n".to_vec()),
+            (
+                "c".to_string(),
+                b"-ERR forwarding failed, the command may or may not have been applied: reset\r\n"
+                    .to_vec(),
+            ),
+        ];
+        assert_eq!(
+            partial_del_error(2, &["a".into()], &failed),
+            "ERR DEL partially applied: 2 keys deleted on a; \
+             owner b failed (not applied there): CLUSTERDOWN owner unreachable; \
+             owner c failed (may or may not have been applied there): ERR forwarding failed, \
+             the command may or may not have been applied: reset"
+        );
+        assert!(
+            partial_del_error(0, &[], &failed[1..])
+                .starts_with("ERR DEL partially applied: no owner")
+        );
     }
 }
