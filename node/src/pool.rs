@@ -9,7 +9,8 @@ use tokio::net::TcpStream;
 
 use crate::resp::reply;
 
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for its reply once connected (a forwarded command's deadline).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_IDLE_PER_PEER: usize = 64;
 
 #[derive(Debug, thiserror::Error)]

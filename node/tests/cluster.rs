@@ -211,3 +211,65 @@ async fn a_del_split_across_owners_says_when_it_was_applied_in_part() {
     let out = redis_cli(&a.data_addr(), &["DEL", &on_b[0], &on_b[1]]);
     assert!(out.starts_with("CLUSTERDOWN"), "{out}");
 }
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `RSFWD2` carries the coordinator's deadline (absolute unix ms). A forwarded write that
+/// arrives after it, or that waits (a fenced range) past it, is refused as not applied and
+/// never lands afterwards; the old `RSFWD` form is still served during a rolling upgrade.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_write_past_its_deadline_is_refused_and_not_applied() {
+    let a = NodeProc::start("fwd-deadline", "a", "127.0.1.62");
+    let p = placement(&["a"]);
+    install(&p, &[&a]).await;
+    let addr = a.data_addr();
+    let past = (unix_ms() - 1000).to_string();
+    let out = redis_cli(&addr, &["RSFWD2", UID, "1", "x", &past, "SET", "late", "v"]);
+    assert!(out.starts_with("DEADLINE"), "{out}");
+    assert_eq!(redis_cli(&addr, &["EXISTS", "late"]), "0");
+
+    // Held by a fence past its deadline: refused, and not applied once the fence lifts.
+    let mig = caller(p.epoch(), "deadline-fence", 1);
+    let owned = a.admin().status().await.unwrap().owned_ranges;
+    a.admin()
+        .fence(&ringshift_node_api::FenceRequest {
+            caller: mig.clone(),
+            ranges: owned,
+        })
+        .await
+        .unwrap();
+    let soon = (unix_ms() + 300).to_string();
+    let held_addr = addr.clone();
+    let waiter = std::thread::spawn(move || {
+        redis_cli(
+            &held_addr,
+            &["RSFWD2", UID, "1", "x", &soon, "SET", "held", "v"],
+        )
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    a.admin()
+        .unfence(&ringshift_node_api::UnfenceRequest { caller: mig })
+        .await
+        .unwrap();
+    let out = waiter.join().unwrap();
+    assert!(out.starts_with("DEADLINE"), "{out}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(redis_cli(&addr, &["EXISTS", "held"]), "0");
+
+    // In time: applied. The old form still works.
+    let later = (unix_ms() + 5000).to_string();
+    assert_eq!(
+        redis_cli(&addr, &["RSFWD2", UID, "1", "x", &later, "SET", "ok", "v"]),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli(&addr, &["RSFWD", UID, "1", "x", "SET", "old", "v"]),
+        "OK"
+    );
+    assert_eq!(redis_cli(&addr, &["GET", "ok"]), "v");
+}

@@ -20,8 +20,12 @@ const DEFAULT_BUDGET_MS: u64 = 2000;
 #[derive(Debug, PartialEq, Eq)]
 enum NotApplied {
     Fenced,
-    Moved { epoch: u64 },
+    Moved {
+        epoch: u64,
+    },
     StaleEpoch,
+    /// A forwarded command reached the owner (or its evaluation) after its deadline.
+    Deadline,
 }
 
 fn classify(raw: &[u8]) -> Option<NotApplied> {
@@ -31,6 +35,7 @@ fn classify(raw: &[u8]) -> Option<NotApplied> {
     match words.next()? {
         "TRYAGAIN" => Some(NotApplied::Fenced),
         "STALEEPOCH" => Some(NotApplied::StaleEpoch),
+        "DEADLINE" => Some(NotApplied::Deadline),
         "RINGMOVED" => Some(NotApplied::Moved {
             epoch: words.next()?.parse().ok()?,
         }),
@@ -51,6 +56,13 @@ pub fn route_error(route: &Route) -> Option<String> {
 
 pub fn moved_error(epoch: u64, owner: &str, addr: Option<&str>) -> String {
     format!("RINGMOVED {epoch} {owner} {}", addr.unwrap_or("unknown"))
+}
+
+/// A forwarded command refused because its coordinator's deadline passed: not applied.
+pub fn deadline_error(deadline_ms: u64, now_ms: u64) -> String {
+    format!(
+        "DEADLINE forwarded command not applied: its deadline {deadline_ms} passed (this node's clock {now_ms})"
+    )
 }
 
 pub fn fenced_error(epoch: u64, migration: &str) -> String {
@@ -106,13 +118,15 @@ fn owners_of(node: &Node, keys: &[&[u8]]) -> Vec<Option<Arc<str>>> {
         .collect()
 }
 
-/// Runs a keyed command, splitting MGET/EXISTS/DEL across owners.
+/// Runs a keyed command, splitting MGET/EXISTS/DEL across owners. A forwarded command may
+/// carry its coordinator's deadline (unix ms; see `run_group`).
 pub async fn execute(
     node: &Arc<Node>,
     name: &str,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
     forwarded: bool,
+    deadline_ms: Option<u64>,
 ) -> Vec<u8> {
     let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
@@ -125,7 +139,7 @@ pub async fn execute(
         v.len()
     };
     if distinct <= 1 || forwarded {
-        return run_group(node, args, keyed, forwarded).await;
+        return run_group(node, args, keyed, forwarded, deadline_ms).await;
     }
     match &keyed {
         Keyed::Write(crate::engine::DataCmd::MSet { .. }) => {
@@ -136,7 +150,7 @@ pub async fn execute(
         | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
             split(node, name, &keys, &owners, &keyed).await
         }
-        _ => run_group(node, args, keyed, forwarded).await,
+        _ => run_group(node, args, keyed, forwarded, deadline_ms).await,
     }
 }
 
@@ -166,7 +180,7 @@ async fn split(
             Keyed::Write(_) => Keyed::Write(crate::engine::DataCmd::Del { keys: sub_keys }),
         };
         let node = node.clone();
-        async move { run_group(&node, args, sub, false).await }
+        async move { run_group(&node, args, sub, false, None).await }
     });
     let results = futures_join(parts.collect()).await;
     let is_mget = matches!(keyed, Keyed::Read(ReadCmd::MGet(_)));
@@ -275,12 +289,15 @@ async fn futures_join(
     out
 }
 
-/// Runs a command whose keys all belong to one owner.
+/// Runs a command whose keys all belong to one owner. With `deadline_ms` (a forwarded
+/// command's coordinator deadline), nothing is applied at or after it: the coordinator has
+/// answered its client by then, so a late write would land unseen.
 pub async fn run_group(
     node: &Arc<Node>,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
     forwarded: bool,
+    deadline_ms: Option<u64>,
 ) -> Vec<u8> {
     let budget = node
         .engine
@@ -288,9 +305,22 @@ pub async fn run_group(
         .placement
         .as_ref()
         .map_or(DEFAULT_BUDGET_MS, |p| p.write_pause_budget_ms);
-    let deadline = Instant::now() + Duration::from_millis(budget);
+    let mut budget = Duration::from_millis(budget);
+    if let Some(d) = deadline_ms {
+        budget = budget.min(Duration::from_millis(
+            d.saturating_sub(node.engine.now_ms()),
+        ));
+    }
+    let deadline = Instant::now() + budget;
     let mut changes = node.engine.routing_changes();
     loop {
+        if let Some(d) = deadline_ms {
+            let now = node.engine.now_ms();
+            if now >= d {
+                node.metrics.error("forward_deadline");
+                return err(&deadline_error(d, now));
+            }
+        }
         let keys = keyed.keys();
         let route = route_keys(node, &keys);
         let waited = match route {
@@ -300,24 +330,42 @@ pub async fn run_group(
                     local_read(node, r, &mut out);
                     return out;
                 }
-                Keyed::Write(w) => match node.engine.run(Op::Data(w.clone())).await {
-                    Ok(Outcome::Data(r)) => return encode_data(r),
-                    Ok(Outcome::NotServed(
-                        Route::Fenced {
-                            epoch,
-                            migration_uid,
+                Keyed::Write(w) => {
+                    let op = match deadline_ms {
+                        Some(deadline_ms) => Op::DataBefore {
+                            cmd: w.clone(),
+                            deadline_ms,
                         },
-                        _,
-                    )) => Some(fenced_error(epoch, &migration_uid)),
-                    Ok(Outcome::NotServed(..)) => {
-                        // Routing changed under us; nothing was applied: route again.
-                        tokio::task::yield_now().await;
-                        continue;
+                        None => Op::Data(w.clone()),
+                    };
+                    match node.engine.run(op).await {
+                        Ok(Outcome::Data(r)) => return encode_data(r),
+                        Ok(Outcome::DeadlinePassed {
+                            deadline_ms,
+                            now_ms,
+                        }) => {
+                            node.metrics.error("forward_deadline");
+                            return err(&deadline_error(deadline_ms, now_ms));
+                        }
+                        Ok(Outcome::NotServed(
+                            Route::Fenced {
+                                epoch,
+                                migration_uid,
+                            },
+                            _,
+                        )) => Some(fenced_error(epoch, &migration_uid)),
+                        Ok(Outcome::NotServed(..)) => {
+                            // Routing changed under us; nothing was applied: route again.
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                        Ok(Outcome::Failed(msg)) => {
+                            return err(&format!("ERR storage failure: {msg}"));
+                        }
+                        Ok(_) => return err("ERR unexpected writer answer"),
+                        Err(e) => return err(&format!("ERR {e}")),
                     }
-                    Ok(Outcome::Failed(msg)) => return err(&format!("ERR storage failure: {msg}")),
-                    Ok(_) => return err("ERR unexpected writer answer"),
-                    Err(e) => return err(&format!("ERR {e}")),
-                },
+                }
             },
             Route::Fenced {
                 epoch,
@@ -365,17 +413,33 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
         return Forwarded::Retry("CLUSTERDOWN no placement installed on this node".into());
     };
     let epoch_s = epoch.to_string();
+    // The owner applies nothing at or after this moment: by then this call has timed out
+    // (its reply timeout starts after the connect) and the client got "may or may not".
+    let deadline_s =
+        (node.engine.now_ms() + crate::pool::IO_TIMEOUT.as_millis() as u64).to_string();
     let mut frame_args: Vec<&[u8]> = vec![
-        b"RSFWD",
+        b"RSFWD2",
         p.cluster_uid.as_bytes(),
         epoch_s.as_bytes(),
         node.cfg.member.as_bytes(),
+        deadline_s.as_bytes(),
     ];
     frame_args.extend(args.iter().map(Vec::as_slice));
     let mut frame = Vec::new();
     reply::command(&mut frame, &frame_args);
     node.metrics.forwarded.inc();
-    match node.pool.call(addr, &frame).await {
+    let mut answer = node.pool.call(addr, &frame).await;
+    if answer.as_ref().is_ok_and(|raw| is_unknown_rsfwd2(raw)) {
+        // An owner of the previous release (rolling upgrade): it refused the new form
+        // unapplied; send the old one, which carries no deadline.
+        let mut legacy: Vec<&[u8]> = vec![b"RSFWD"];
+        legacy.extend(frame_args[1..4].iter().copied());
+        legacy.extend(args.iter().map(Vec::as_slice));
+        frame.clear();
+        reply::command(&mut frame, &legacy);
+        answer = node.pool.call(addr, &frame).await;
+    }
+    match answer {
         Ok(raw) => match classify(&raw) {
             None => Forwarded::Done(raw),
             Some(kind) => {
@@ -403,6 +467,11 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
             )))
         }
     }
+}
+
+/// An owner that does not know `RSFWD2` yet answers it as an unknown command.
+fn is_unknown_rsfwd2(raw: &[u8]) -> bool {
+    raw.starts_with(b"-ERR unknown command 'RSFWD2'")
 }
 
 /// Answers a read of keys this node owns, appending the reply to `out`.
@@ -482,8 +551,23 @@ mod tests {
             classify(b"-RINGMOVED 7 b 127.0.0.1:6379\r\n"),
             Some(NotApplied::Moved { epoch: 7 })
         );
+        assert_eq!(
+            classify(format!("-{}\r\n", deadline_error(5, 6)).as_bytes()),
+            Some(NotApplied::Deadline)
+        );
         assert_eq!(classify(b"-ERR boom\r\n"), None);
         assert_eq!(classify(b"+OK\r\n"), None);
+    }
+
+    #[test]
+    fn an_owner_of_the_previous_release_is_recognised_by_its_unknown_command_error() {
+        let args: Vec<Vec<u8>> = ["RSFWD2", "uid", "1", "a", "99", "GET", "k"]
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let raw = format!("-{}\r\n", super::super::table::unknown_command_error(&args));
+        assert!(is_unknown_rsfwd2(raw.as_bytes()));
+        assert!(!is_unknown_rsfwd2(b"-ERR unknown command 'FOO'\r\n"));
     }
 
     #[test]

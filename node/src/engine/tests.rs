@@ -747,3 +747,36 @@ async fn a_key_expired_at_the_source_stays_expired_on_a_target_whose_clock_is_be
     let _ = std::fs::remove_dir_all(&ds);
     let _ = std::fs::remove_dir_all(&dt);
 }
+
+/// A forwarded write is checked against its coordinator's deadline when the writer evaluates
+/// it: one whose deadline passed while it queued is refused and leaves nothing in the log.
+#[tokio::test]
+async fn a_forwarded_write_evaluated_after_its_deadline_is_not_applied() {
+    let d = dir("deadline");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(install(owns_everything())).await.unwrap();
+    let Op::Data(cmd) = set("k", "late") else {
+        unreachable!()
+    };
+    let head = e.head();
+    let late = e
+        .run(Op::DataBefore {
+            cmd: cmd.clone(),
+            deadline_ms: e.now_ms() - 1,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(late, Outcome::DeadlinePassed { .. }));
+    assert_eq!(e.head(), head);
+    assert!(e.get(b"k").unwrap().is_none());
+    let in_time = e
+        .run(Op::DataBefore {
+            cmd,
+            deadline_ms: e.now_ms() + 10_000,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(in_time, Outcome::Data(DataReply::Ok)));
+    assert_eq!(e.head(), head + 1);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -468,6 +468,17 @@ impl Writer {
     fn apply(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
         Ok(Pending::Now(match op {
             Op::Data(cmd) => return self.apply_data(cmd, b).map(Pending::Now),
+            Op::DataBefore { cmd, deadline_ms } => {
+                // Checked here, in order with every other write: queueing cannot carry a
+                // write past its deadline into the log.
+                if b.now >= deadline_ms {
+                    return Ok(Pending::Now(Outcome::DeadlinePassed {
+                        deadline_ms,
+                        now_ms: b.now,
+                    }));
+                }
+                return self.apply_data(cmd, b).map(Pending::Now);
+            }
             Op::Fence {
                 migration_uid,
                 attempt,
