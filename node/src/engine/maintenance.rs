@@ -47,7 +47,7 @@ fn close_idle_snapshots(engine: &Engine) {
 }
 
 /// Index entries examined per tick at most.
-const SWEEP_PER_TICK: usize = 8 * SWEEP_BATCH;
+pub(crate) const SWEEP_PER_TICK: usize = 8 * SWEEP_BATCH;
 
 /// One pass of active expiry over index entries that are due, resuming after `cursor`. The
 /// writer deletes only keys this node serves (owned, unfenced) and keeps the entries of the

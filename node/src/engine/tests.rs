@@ -780,3 +780,71 @@ async fn a_forwarded_write_evaluated_after_its_deadline_is_not_applied() {
     assert_eq!(e.head(), head + 1);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The sweep resumes where it stopped: expired keys this node keeps for another owner (more
+/// than one tick examines) do not starve the keys it owns that expire after them.
+#[tokio::test]
+async fn the_sweep_resumes_past_keys_kept_for_another_owner() {
+    let d = dir("expiry-cursor");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(install(owned_by("a", 1))).await.unwrap();
+    let half = 1u64 << 63;
+    // (Far enough ahead that every key below is written before it expires.)
+    let at = e.now_ms() + 3000;
+    let mut kept = 0;
+    let mut rxs = Vec::new();
+    for i in 0.. {
+        let key = format!("other:{i}");
+        if keys::key_hash(key.as_bytes()) >= half {
+            rxs.push(e.submit(set_expiring(&key, at)));
+            kept += 1;
+            if kept > 2 * maintenance::SWEEP_PER_TICK {
+                break;
+            }
+        }
+    }
+    for rx in rxs {
+        rx.await.unwrap();
+    }
+    let mine = (0..)
+        .map(|i| format!("mine:{i}"))
+        .find(|k| keys::key_hash(k.as_bytes()) < half)
+        .unwrap();
+    e.run(set_expiring(&mine, at + 1)).await.unwrap();
+    // "a" keeps the lower half only.
+    e.run(install(Arc::new(Installed {
+        cluster_uid: "c".into(),
+        epoch: 2,
+        owners: OwnerTable::new(vec![
+            (
+                HashRange {
+                    start: 0,
+                    end: half - 1,
+                },
+                Arc::from("a"),
+            ),
+            (
+                HashRange {
+                    start: half,
+                    end: u64::MAX,
+                },
+                Arc::from("b"),
+            ),
+        ]),
+        members: HashMap::new(),
+        write_pause_budget_ms: 100,
+        placement_json: "2".into(),
+    })))
+    .await
+    .unwrap();
+    let wait = (at + 2).saturating_sub(e.now_ms());
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    let head = e.head();
+    let mut cursor = None;
+    for _ in 0..4 {
+        maintenance::sweep_expired(&e, &mut cursor).await.unwrap();
+    }
+    assert_eq!(e.head(), head + 1, "the owned key was not expired");
+    assert_eq!(index_entries(&e), kept);
+    let _ = std::fs::remove_dir_all(&d);
+}
