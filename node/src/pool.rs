@@ -9,7 +9,8 @@ use tokio::net::TcpStream;
 
 use crate::resp::reply;
 
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for its reply once connected (a forwarded command's deadline).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_IDLE_PER_PEER: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +61,17 @@ impl Pool {
 
     /// Sends one request frame and returns the raw reply.
     pub async fn call(&self, addr: &str, frame: &[u8]) -> Result<Vec<u8>, PeerError> {
-        let pooled = self
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get_mut(addr).and_then(Vec::pop));
+        let pooled = self.idle.lock().ok().and_then(|mut m| {
+            let idle = m.get_mut(addr)?;
+            // An idle connection the peer closed (it restarted or died) would fail after the
+            // command is sent, which reads as "maybe applied": skip it while nothing is sent.
+            while let Some(s) = idle.pop() {
+                if still_open(&s) {
+                    return Some(s);
+                }
+            }
+            None
+        });
         let mut stream = match pooled {
             Some(s) => s,
             None => self.connect(addr).await?,
@@ -83,6 +90,12 @@ impl Pool {
         }
         Ok(answer)
     }
+}
+
+/// An idle connection is usable if reading it would block: no end of stream, no stray bytes.
+fn still_open(s: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 async fn exchange(s: &mut TcpStream, frame: &[u8]) -> Result<Vec<u8>, String> {

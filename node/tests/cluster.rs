@@ -163,3 +163,113 @@ async fn any_node_serves_any_key_through_its_owner() {
     let owner_node = if owner == "b" { &b } else { &c };
     assert_eq!(redis_cli(&owner_node.data_addr(), &["GET", &key]), "v");
 }
+
+/// Keys of `count` owned by `member` under `p`.
+fn keys_owned_by(p: &ringshift_node_api::Placement, member: &str, count: usize) -> Vec<String> {
+    (0..100_000)
+        .map(|i| format!("split:{i}"))
+        .filter(|k| p.owner(ringshift_ring::key_hash(k.as_bytes())).unwrap() == member)
+        .take(count)
+        .collect()
+}
+
+/// A DEL split across owners where one owner fails after another applied its part: the
+/// answer is an error that says the DEL was applied in part (how many keys, on whom, and
+/// which owner failed), not a plain error a client would take as "nothing happened".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_del_split_across_owners_says_when_it_was_applied_in_part() {
+    let a = NodeProc::start("del-partial", "a", "127.0.1.60");
+    let mut b = NodeProc::start("del-partial", "b", "127.0.1.61");
+    let p = placement(&["a", "b"]);
+    install(&p, &[&a, &b]).await;
+    let on_a = keys_owned_by(&p, "a", 3);
+    let on_b = keys_owned_by(&p, "b", 2);
+    let mut all: Vec<&str> = Vec::new();
+    for (x, y) in on_a
+        .iter()
+        .zip(on_b.iter().chain(std::iter::repeat(&on_b[0])))
+    {
+        all.push(x);
+        all.push(y);
+    }
+    all.truncate(5);
+    for k in &all {
+        assert_eq!(redis_cli(&a.data_addr(), &["SET", k, "v"]), "OK");
+    }
+    b.kill9();
+    let mut args = vec!["DEL"];
+    args.extend(all.iter().copied());
+    let out = redis_cli(&a.data_addr(), &args);
+    assert!(out.starts_with("ERR DEL partially applied"), "{out}");
+    assert!(out.contains("3 keys deleted on a"), "{out}");
+    assert!(out.contains("owner b failed"), "{out}");
+    assert!(out.contains("not applied there"), "{out}");
+    let mut exists = vec!["EXISTS"];
+    exists.extend(on_a.iter().map(String::as_str));
+    assert_eq!(redis_cli(&a.data_addr(), &exists), "0");
+    // Nothing applied anywhere: the owner's own error, unchanged.
+    let out = redis_cli(&a.data_addr(), &["DEL", &on_b[0], &on_b[1]]);
+    assert!(out.starts_with("CLUSTERDOWN"), "{out}");
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `RSFWD2` carries the coordinator's deadline (absolute unix ms). A forwarded write that
+/// arrives after it, or that waits (a fenced range) past it, is refused as not applied and
+/// never lands afterwards; the old `RSFWD` form is still served during a rolling upgrade.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_write_past_its_deadline_is_refused_and_not_applied() {
+    let a = NodeProc::start("fwd-deadline", "a", "127.0.1.62");
+    let p = placement(&["a"]);
+    install(&p, &[&a]).await;
+    let addr = a.data_addr();
+    let past = (unix_ms() - 1000).to_string();
+    let out = redis_cli(&addr, &["RSFWD2", UID, "1", "x", &past, "SET", "late", "v"]);
+    assert!(out.starts_with("DEADLINE"), "{out}");
+    assert_eq!(redis_cli(&addr, &["EXISTS", "late"]), "0");
+
+    // Held by a fence past its deadline: refused, and not applied once the fence lifts.
+    let mig = caller(p.epoch(), "deadline-fence", 1);
+    let owned = a.admin().status().await.unwrap().owned_ranges;
+    a.admin()
+        .fence(&ringshift_node_api::FenceRequest {
+            caller: mig.clone(),
+            ranges: owned,
+        })
+        .await
+        .unwrap();
+    let soon = (unix_ms() + 300).to_string();
+    let held_addr = addr.clone();
+    let waiter = std::thread::spawn(move || {
+        redis_cli(
+            &held_addr,
+            &["RSFWD2", UID, "1", "x", &soon, "SET", "held", "v"],
+        )
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    a.admin()
+        .unfence(&ringshift_node_api::UnfenceRequest { caller: mig })
+        .await
+        .unwrap();
+    let out = waiter.join().unwrap();
+    assert!(out.starts_with("DEADLINE"), "{out}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(redis_cli(&addr, &["EXISTS", "held"]), "0");
+
+    // In time: applied. The old form still works.
+    let later = (unix_ms() + 5000).to_string();
+    assert_eq!(
+        redis_cli(&addr, &["RSFWD2", UID, "1", "x", &later, "SET", "ok", "v"]),
+        "OK"
+    );
+    assert_eq!(
+        redis_cli(&addr, &["RSFWD", UID, "1", "x", "SET", "old", "v"]),
+        "OK"
+    );
+    assert_eq!(redis_cli(&addr, &["GET", "ok"]), "v");
+}

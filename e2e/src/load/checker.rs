@@ -2,7 +2,11 @@
 //! acknowledged write or served a stale read. Each key has exactly one writer that issues
 //! versions 1, 2, 3, ... sequentially, so the history of a key is fully known here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Operations kept per key for explaining a violation (the oldest are dropped; the
+/// [`KeyHistory`] summary stays complete).
+pub const HISTORY_PER_KEY: usize = 64;
 
 /// What one key's single writer knows about its writes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,6 +37,93 @@ impl KeyHistory {
     }
 }
 
+/// How an operation ended, as its client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeClass {
+    /// The store answered with success (a write acknowledged, a read answered).
+    Acked,
+    /// The store answered an error that says the command was not applied (fenced, moved,
+    /// stale epoch, owner unreachable, deadline passed).
+    FailedNotApplied,
+    /// Any other error, or no answer: it may or may not have been applied, possibly later.
+    Indeterminate,
+}
+
+impl std::fmt::Display for OutcomeClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutcomeClass::Acked => "acked",
+            OutcomeClass::FailedNotApplied => "failed, not applied",
+            OutcomeClass::Indeterminate => "indeterminate",
+        })
+    }
+}
+
+/// What an operation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpKind {
+    /// SET of this version of the key's value.
+    Set { version: u64 },
+    /// GET, and the value it returned (None: nil, or no answer).
+    Get { found: Option<String> },
+}
+
+/// One operation on a key, as its client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpRecord {
+    pub op: OpKind,
+    pub class: OutcomeClass,
+    /// Unix ms when the request was sent and when its outcome was known.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// The node (`ip:port`) the client sent it to.
+    pub coordinator: String,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for OpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}-{} ",
+            time_of_day(self.start_ms),
+            time_of_day(self.end_ms)
+        )?;
+        match &self.op {
+            OpKind::Set { version } => write!(f, "SET v{version}")?,
+            OpKind::Get { found } => {
+                let shown = match found {
+                    None if self.class == OutcomeClass::Acked => "nil".to_string(),
+                    None => "?".to_string(),
+                    Some(v) => match decode_version(v) {
+                        Some(n) => format!("v{n}"),
+                        None => format!("{:?}", v.chars().take(32).collect::<String>()),
+                    },
+                };
+                write!(f, "GET -> {shown}")?
+            }
+        }
+        write!(f, " {} via {}", self.class, self.coordinator)?;
+        if let Some(e) = &self.error {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a unix ms time, to line up with node logs.
+fn time_of_day(unix_ms: u64) -> String {
+    let ms = unix_ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
 /// A violation the checker found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
@@ -46,6 +137,16 @@ pub enum Violation {
     Phantom { key: String, found: u64, sent: u64 },
     /// The value could not be parsed as one of ours.
     Garbled { key: String, value: String },
+}
+
+impl Violation {
+    pub fn key(&self) -> &str {
+        match self {
+            Violation::LostWrite { key, .. }
+            | Violation::Phantom { key, .. }
+            | Violation::Garbled { key, .. } => key,
+        }
+    }
 }
 
 impl std::fmt::Display for Violation {
@@ -84,6 +185,8 @@ pub fn decode_version(value: &str) -> Option<u64> {
 #[derive(Debug, Default)]
 pub struct Ledger {
     keys: BTreeMap<String, KeyHistory>,
+    /// The last operations on each key, oldest first, and how many older ones were dropped.
+    ops: BTreeMap<String, (VecDeque<OpRecord>, usize)>,
 }
 
 impl Ledger {
@@ -117,6 +220,36 @@ impl Ledger {
         if !h.pending.contains(&version) {
             h.pending.push(version);
         }
+    }
+
+    /// Adds an operation to the key's history (for [`Ledger::explain`]).
+    pub fn record(&mut self, key: &str, op: OpRecord) {
+        let (ops, dropped) = self.ops.entry(key.to_string()).or_default();
+        if ops.len() >= HISTORY_PER_KEY {
+            ops.pop_front();
+            *dropped += 1;
+        }
+        ops.push_back(op);
+    }
+
+    /// The key's history for a person: what its writer knows (highest sent, acknowledged,
+    /// maybe applied and pending versions), then each recorded operation, one per line.
+    pub fn explain(&self, key: &str) -> String {
+        let empty = KeyHistory::default();
+        let h = self.keys.get(key).unwrap_or(&empty);
+        let mut out = format!(
+            "history of {key} (highest sent v{}, acknowledged v{}, maybe applied {:?}, pending {:?}; times UTC):",
+            h.sent, h.acked, h.maybe, h.pending
+        );
+        if let Some((ops, dropped)) = self.ops.get(key) {
+            if *dropped > 0 {
+                out.push_str(&format!("\n  ({dropped} earlier operations not kept)"));
+            }
+            for op in ops {
+                out.push_str(&format!("\n  {op}"));
+            }
+        }
+        out
     }
 
     /// Checks a value read for `key` (or found at the end) against what clients were told.
@@ -253,6 +386,75 @@ mod tests {
             l.check("k", Some("hello")),
             Some(Violation::Garbled { .. })
         ));
+    }
+
+    /// A planted lost write explains itself: the key's history shows the acknowledged SET
+    /// (with its coordinator and times), the indeterminate one, and the stale read.
+    #[test]
+    fn a_violation_prints_the_key_s_history() {
+        let mut l = Ledger::default();
+        let at = |ms: u64| 1_700_000_000_000 + ms;
+        for (ms, coordinator) in [(0, "10.0.0.1:6379"), (10, "10.0.0.2:6379")] {
+            let v = l.next_version("k");
+            l.acked("k", v);
+            l.record(
+                "k",
+                OpRecord {
+                    op: OpKind::Set { version: v },
+                    class: OutcomeClass::Acked,
+                    start_ms: at(ms),
+                    end_ms: at(ms + 2),
+                    coordinator: coordinator.into(),
+                    error: None,
+                },
+            );
+        }
+        let v3 = l.next_version("k");
+        l.pending("k", v3);
+        l.record(
+            "k",
+            OpRecord {
+                op: OpKind::Set { version: v3 },
+                class: OutcomeClass::Indeterminate,
+                start_ms: at(20),
+                end_ms: at(5020),
+                coordinator: "10.0.0.2:6379".into(),
+                error: Some("timed out".into()),
+            },
+        );
+        let stale = encode_value(1, 0, 16);
+        l.record(
+            "k",
+            OpRecord {
+                op: OpKind::Get {
+                    found: Some(stale.clone()),
+                },
+                class: OutcomeClass::Acked,
+                start_ms: at(30),
+                end_ms: at(31),
+                coordinator: "10.0.0.3:6379".into(),
+                error: None,
+            },
+        );
+        let v = l.check("k", Some(&stale)).expect("a stale read");
+        assert_eq!(v.key(), "k");
+        let text = l.explain(v.key());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("acknowledged v2"), "{text}");
+        assert!(lines[0].contains("pending [3]"), "{text}");
+        assert!(
+            lines[2].ends_with("SET v2 acked via 10.0.0.2:6379"),
+            "{text}"
+        );
+        assert!(lines[2].contains("22:13:20.010-22:13:20.012"), "{text}");
+        assert!(
+            lines[3].contains("SET v3 indeterminate via 10.0.0.2:6379: timed out"),
+            "{text}"
+        );
+        assert!(
+            lines[4].ends_with("GET -> v1 acked via 10.0.0.3:6379"),
+            "{text}"
+        );
     }
 
     #[test]

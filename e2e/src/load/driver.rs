@@ -1,7 +1,9 @@
 //! The load driver: concurrent clients writing versioned values through any node and reading
 //! them back, checked by the [`Ledger`] as they go and once more at the end.
 
-use super::checker::{Ledger, Violation, decode_version, encode_value};
+use super::checker::{
+    Ledger, OpKind, OpRecord, OutcomeClass, Violation, decode_version, encode_value,
+};
 use super::stats::{Stats, StatsSnapshot};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,6 +116,9 @@ struct Client {
     next: usize,
     conn: Option<redis::aio::MultiplexedConnection>,
     timeout: Duration,
+    /// The node the current (or last attempted) connection goes to: the coordinator of the
+    /// client's operations.
+    addr: String,
 }
 
 #[derive(Debug, PartialEq)]
@@ -138,6 +143,44 @@ fn classify_error_reply(text: String) -> OpError {
     }
 }
 
+/// The outcome class of a failed operation, for its history: errors whose code says the
+/// command was not applied (node/README.md's table), or indeterminate. (The ledger still
+/// treats every failed write as possibly applied: this only labels the history.)
+fn failure_class(e: &OpError) -> OutcomeClass {
+    let OpError::Ambiguous(text) = e else {
+        return OutcomeClass::Indeterminate;
+    };
+    // The redis crate renders a server error as `<code or kind>: <detail>`, codes it does not
+    // know in quotes (`"RINGMOVED": ...`), known ones by kind (`TryAgain: ...`).
+    let code: String = text
+        .trim_start_matches('"')
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let not_applied = [
+        "tryagain",
+        "clusterdown",
+        "crossslot",
+        "ringmoved",
+        "staleepoch",
+        "deadline",
+        "degraded",
+        "noauth",
+    ];
+    if not_applied.contains(&code.as_str()) {
+        OutcomeClass::FailedNotApplied
+    } else {
+        OutcomeClass::Indeterminate
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Client {
     async fn connection(&mut self) -> Result<&mut redis::aio::MultiplexedConnection, OpError> {
         if self.conn.is_none() {
@@ -147,6 +190,7 @@ impl Client {
             }
             let addr = &addrs[self.next % addrs.len()];
             self.next = self.next.wrapping_add(1);
+            self.addr.clone_from(addr);
             let url = match &self.password {
                 Some(p) => format!("redis://:{p}@{addr}/"),
                 None => format!("redis://{addr}/"),
@@ -205,7 +249,8 @@ fn key_name(prefix: &str, worker: usize, i: usize) -> String {
 /// What one worker knew at the end of the load phase.
 pub struct WorkerOutcome {
     ledger: Ledger,
-    violations: Vec<Violation>,
+    /// Violations seen during the run, each with the key's history at that moment.
+    violations: Vec<(Violation, String)>,
 }
 
 /// The ledgers of a finished load phase, to be verified by [`finish`].
@@ -223,6 +268,7 @@ async fn worker(
         next: id,
         conn: None,
         timeout: cfg.op_timeout,
+        addr: String::new(),
     };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut ledger = Ledger::default();
@@ -246,15 +292,34 @@ async fn worker(
         );
         let is_read = (rng.next() % 100) < u64::from(cfg.read_percent);
         let started = Instant::now();
+        let start_ms = unix_ms();
         let ok = if is_read {
-            match client
+            let res = client
                 .run::<Option<String>>(redis::cmd("GET").arg(&key).clone())
-                .await
-            {
+                .await;
+            let (found, class, error) = match &res {
+                Ok(v) => (v.clone(), OutcomeClass::Acked, None),
+                Err(e @ (OpError::Ambiguous(t) | OpError::NoAnswer(t))) => {
+                    (None, failure_class(e), Some(t.clone()))
+                }
+            };
+            ledger.record(
+                &key,
+                OpRecord {
+                    op: OpKind::Get { found },
+                    class,
+                    start_ms,
+                    end_ms: unix_ms(),
+                    coordinator: client.addr.clone(),
+                    error,
+                },
+            );
+            match res {
                 Ok(v) => {
                     if let Some(viol) = ledger.check(&key, v.as_deref()) {
                         stats.violation();
-                        violations.push(viol);
+                        let history = ledger.explain(&key);
+                        violations.push((viol, history));
                     }
                     stats.read_ok();
                     true
@@ -267,10 +332,27 @@ async fn worker(
         } else {
             let version = ledger.next_version(&key);
             let value = encode_value(version, id, cfg.value_size);
-            match client
+            let res = client
                 .run::<()>(redis::cmd("SET").arg(&key).arg(&value).clone())
-                .await
-            {
+                .await;
+            let (class, error) = match &res {
+                Ok(()) => (OutcomeClass::Acked, None),
+                Err(e @ (OpError::Ambiguous(t) | OpError::NoAnswer(t))) => {
+                    (failure_class(e), Some(t.clone()))
+                }
+            };
+            ledger.record(
+                &key,
+                OpRecord {
+                    op: OpKind::Set { version },
+                    class,
+                    start_ms,
+                    end_ms: unix_ms(),
+                    coordinator: client.addr.clone(),
+                    error,
+                },
+            );
+            match res {
                 Ok(()) => {
                     ledger.acked(&key, version);
                     stats.write_acked();
@@ -301,20 +383,27 @@ async fn worker(
     WorkerOutcome { ledger, violations }
 }
 
-/// Reads every written key back (retrying transient errors) and checks it.
-async fn verify(cfg: &LoadConfig, outcomes: &[WorkerOutcome]) -> (usize, usize, Vec<Violation>) {
+/// Reads every written key back (retrying transient errors) and checks it. Each violation
+/// comes with the key's history and the final read that found it.
+async fn verify(
+    cfg: &LoadConfig,
+    outcomes: &[WorkerOutcome],
+) -> (usize, usize, Vec<(Violation, String)>) {
     let mut client = Client {
         addrs: cfg.addrs.clone(),
         password: cfg.password.clone(),
         next: 0,
         conn: None,
         timeout: cfg.op_timeout,
+        addr: String::new(),
     };
     let (mut verified, mut unverifiable, mut violations) = (0, 0, Vec::new());
     for out in outcomes {
         for key in out.ledger.keys() {
             let mut result = None;
+            let mut start_ms = unix_ms();
             for attempt in 0..20u32 {
+                start_ms = unix_ms();
                 match client
                     .run::<Option<String>>(redis::cmd("GET").arg(key).clone())
                     .await
@@ -332,7 +421,16 @@ async fn verify(cfg: &LoadConfig, outcomes: &[WorkerOutcome]) -> (usize, usize, 
                 Some(v) => {
                     verified += 1;
                     if let Some(viol) = out.ledger.check(key, v.as_deref()) {
-                        violations.push(viol);
+                        let read = OpRecord {
+                            op: OpKind::Get { found: v },
+                            class: OutcomeClass::Acked,
+                            start_ms,
+                            end_ms: unix_ms(),
+                            coordinator: client.addr.clone(),
+                            error: None,
+                        };
+                        let history = format!("{}\n  final check: {read}", out.ledger.explain(key));
+                        violations.push((viol, history));
                     }
                 }
                 None => unverifiable += 1,
@@ -383,22 +481,26 @@ pub async fn finish(cfg: &LoadConfig, stats: &Stats, outcomes: Outcomes) -> Repo
         violations: Vec::new(),
     };
     let during = outcomes.iter().flat_map(|o| o.violations.iter());
-    for v in during {
+    for (v, history) in during {
         match v {
             Violation::LostWrite { .. } => report.stale_reads += 1,
             _ => report.phantoms += 1,
         }
         if report.violations.len() < 20 {
-            report.violations.push(format!("during run: {v}"));
+            report
+                .violations
+                .push(format!("during run: {v}\n{history}"));
         }
     }
-    for v in &final_violations {
+    for (v, history) in &final_violations {
         match v {
             Violation::LostWrite { .. } => report.lost_writes += 1,
             _ => report.phantoms += 1,
         }
         if report.violations.len() < 40 {
-            report.violations.push(format!("at the end: {v}"));
+            report
+                .violations
+                .push(format!("at the end: {v}\n{history}"));
         }
     }
     report
@@ -421,5 +523,30 @@ mod tests {
         assert!(matches!(open, OpError::NoAnswer(_)));
         let settled = classify_error_reply("TRYAGAIN range is moving".into());
         assert!(matches!(settled, OpError::Ambiguous(_)));
+    }
+
+    #[test]
+    fn failures_are_labelled_not_applied_or_indeterminate() {
+        let class = |t: &str| failure_class(&OpError::Ambiguous(t.into()));
+        assert_eq!(
+            class("TryAgain: range fenced for a cutover"),
+            OutcomeClass::FailedNotApplied
+        );
+        assert_eq!(
+            class("\"DEADLINE\": forwarded command not applied"),
+            OutcomeClass::FailedNotApplied
+        );
+        assert_eq!(
+            class("ClusterDown: owner unreachable"),
+            OutcomeClass::FailedNotApplied
+        );
+        assert_eq!(
+            class("ResponseError: storage failure"),
+            OutcomeClass::Indeterminate
+        );
+        assert_eq!(
+            failure_class(&OpError::NoAnswer("timed out".into())),
+            OutcomeClass::Indeterminate
+        );
     }
 }

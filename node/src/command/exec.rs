@@ -20,8 +20,12 @@ const DEFAULT_BUDGET_MS: u64 = 2000;
 #[derive(Debug, PartialEq, Eq)]
 enum NotApplied {
     Fenced,
-    Moved { epoch: u64 },
+    Moved {
+        epoch: u64,
+    },
     StaleEpoch,
+    /// A forwarded command reached the owner (or its evaluation) after its deadline.
+    Deadline,
 }
 
 fn classify(raw: &[u8]) -> Option<NotApplied> {
@@ -31,6 +35,7 @@ fn classify(raw: &[u8]) -> Option<NotApplied> {
     match words.next()? {
         "TRYAGAIN" => Some(NotApplied::Fenced),
         "STALEEPOCH" => Some(NotApplied::StaleEpoch),
+        "DEADLINE" => Some(NotApplied::Deadline),
         "RINGMOVED" => Some(NotApplied::Moved {
             epoch: words.next()?.parse().ok()?,
         }),
@@ -51,6 +56,13 @@ pub fn route_error(route: &Route) -> Option<String> {
 
 pub fn moved_error(epoch: u64, owner: &str, addr: Option<&str>) -> String {
     format!("RINGMOVED {epoch} {owner} {}", addr.unwrap_or("unknown"))
+}
+
+/// A forwarded command refused because its coordinator's deadline passed: not applied.
+pub fn deadline_error(deadline_ms: u64, now_ms: u64) -> String {
+    format!(
+        "DEADLINE forwarded command not applied: its deadline {deadline_ms} passed (this node's clock {now_ms})"
+    )
 }
 
 pub fn fenced_error(epoch: u64, migration: &str) -> String {
@@ -106,13 +118,15 @@ fn owners_of(node: &Node, keys: &[&[u8]]) -> Vec<Option<Arc<str>>> {
         .collect()
 }
 
-/// Runs a keyed command, splitting MGET/EXISTS/DEL across owners.
+/// Runs a keyed command, splitting MGET/EXISTS/DEL across owners. A forwarded command may
+/// carry its coordinator's deadline (unix ms; see `run_group`).
 pub async fn execute(
     node: &Arc<Node>,
     name: &str,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
     forwarded: bool,
+    deadline_ms: Option<u64>,
 ) -> Vec<u8> {
     let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
@@ -125,7 +139,7 @@ pub async fn execute(
         v.len()
     };
     if distinct <= 1 || forwarded {
-        return run_group(node, args, keyed, forwarded).await;
+        return run_group(node, args, keyed, forwarded, deadline_ms).await;
     }
     match &keyed {
         Keyed::Write(crate::engine::DataCmd::MSet { .. }) => {
@@ -136,7 +150,7 @@ pub async fn execute(
         | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
             split(node, name, &keys, &owners, &keyed).await
         }
-        _ => run_group(node, args, keyed, forwarded).await,
+        _ => run_group(node, args, keyed, forwarded, deadline_ms).await,
     }
 }
 
@@ -166,32 +180,57 @@ async fn split(
             Keyed::Write(_) => Keyed::Write(crate::engine::DataCmd::Del { keys: sub_keys }),
         };
         let node = node.clone();
-        async move { run_group(&node, args, sub, false).await }
+        async move { run_group(&node, args, sub, false, None).await }
     });
     let results = futures_join(parts.collect()).await;
     let is_mget = matches!(keyed, Keyed::Read(ReadCmd::MGet(_)));
+    let is_del = matches!(keyed, Keyed::Write(_));
     let mut items: Vec<Vec<u8>> = vec![Vec::new(); keys.len()];
     let mut total = 0i64;
-    for ((_, idx), raw) in groups.iter().zip(results) {
+    // Owners whose part succeeded, and the failed parts: (owner, raw error reply).
+    let mut answered: Vec<String> = Vec::new();
+    let mut failed: Vec<(String, Vec<u8>)> = Vec::new();
+    for ((owner, idx), raw) in groups.iter().zip(results) {
+        let owner = owner.as_deref().unwrap_or("(no owner)").to_string();
         if raw.first() == Some(&b'-') {
-            return raw;
+            failed.push((owner, raw));
+            continue;
         }
-        if is_mget {
-            let Some(parts) = reply::array_items(&raw) else {
-                return err("ERR unexpected reply from an owner");
-            };
-            if parts.len() != idx.len() {
-                return err("ERR unexpected reply from an owner");
-            }
-            for (&i, p) in idx.iter().zip(parts) {
-                items[i] = p.to_vec();
+        let ok = if is_mget {
+            match reply::array_items(&raw) {
+                Some(parts) if parts.len() == idx.len() => {
+                    for (&i, p) in idx.iter().zip(parts) {
+                        items[i] = p.to_vec();
+                    }
+                    true
+                }
+                _ => false,
             }
         } else {
             match reply::as_int(&raw) {
-                Some(n) => total += n,
-                None => return err("ERR unexpected reply from an owner"),
+                Some(n) => {
+                    total += n;
+                    true
+                }
+                None => false,
             }
+        };
+        if ok {
+            answered.push(owner);
+        } else {
+            failed.push((owner, err("ERR unexpected reply from the owner")));
         }
+    }
+    if let Some((_, first)) = failed.first() {
+        // A read has no effect to report; a DEL that nobody applied (every failure said so)
+        // gets the owner's own not-applied error. Otherwise the client must learn that some
+        // keys may be gone already.
+        let nothing_applied = answered.is_empty() && failed.iter().all(|(_, r)| not_applied(r));
+        if !is_del || nothing_applied {
+            return first.clone();
+        }
+        node.metrics.error("split_partial");
+        return err(&partial_del_error(total, &answered, &failed));
     }
     let mut out = Vec::new();
     if is_mget {
@@ -203,6 +242,37 @@ async fn split(
         reply::int(&mut out, total);
     }
     out
+}
+
+/// Whether an owner's error reply says the command was certainly not applied there.
+fn not_applied(raw: &[u8]) -> bool {
+    classify(raw).is_some() || raw.starts_with(b"-CLUSTERDOWN") || raw.starts_with(b"-DEGRADED")
+}
+
+/// The answer to a DEL split across owners when some part failed: the parts that applied, and
+/// for each failed part whether it was applied there (no, or unknown).
+fn partial_del_error(deleted: i64, answered: &[String], failed: &[(String, Vec<u8>)]) -> String {
+    let mut msg = if answered.is_empty() {
+        "ERR DEL partially applied: no owner confirmed its part".to_string()
+    } else {
+        format!(
+            "ERR DEL partially applied: {deleted} keys deleted on {}",
+            answered.join(", ")
+        )
+    };
+    for (owner, raw) in failed {
+        let text = String::from_utf8_lossy(raw.strip_prefix(b"-").unwrap_or(raw));
+        let what = if not_applied(raw) {
+            "not applied there"
+        } else {
+            "may or may not have been applied there"
+        };
+        msg.push_str(&format!(
+            "; owner {owner} failed ({what}): {}",
+            text.trim_end()
+        ));
+    }
+    msg
 }
 
 async fn futures_join(
@@ -219,12 +289,15 @@ async fn futures_join(
     out
 }
 
-/// Runs a command whose keys all belong to one owner.
+/// Runs a command whose keys all belong to one owner. With `deadline_ms` (a forwarded
+/// command's coordinator deadline), nothing is applied at or after it: the coordinator has
+/// answered its client by then, so a late write would land unseen.
 pub async fn run_group(
     node: &Arc<Node>,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
     forwarded: bool,
+    deadline_ms: Option<u64>,
 ) -> Vec<u8> {
     let budget = node
         .engine
@@ -232,9 +305,22 @@ pub async fn run_group(
         .placement
         .as_ref()
         .map_or(DEFAULT_BUDGET_MS, |p| p.write_pause_budget_ms);
-    let deadline = Instant::now() + Duration::from_millis(budget);
+    let mut budget = Duration::from_millis(budget);
+    if let Some(d) = deadline_ms {
+        budget = budget.min(Duration::from_millis(
+            d.saturating_sub(node.engine.now_ms()),
+        ));
+    }
+    let deadline = Instant::now() + budget;
     let mut changes = node.engine.routing_changes();
     loop {
+        if let Some(d) = deadline_ms {
+            let now = node.engine.now_ms();
+            if now >= d {
+                node.metrics.error("forward_deadline");
+                return err(&deadline_error(d, now));
+            }
+        }
         let keys = keyed.keys();
         let route = route_keys(node, &keys);
         let waited = match route {
@@ -244,24 +330,42 @@ pub async fn run_group(
                     local_read(node, r, &mut out);
                     return out;
                 }
-                Keyed::Write(w) => match node.engine.run(Op::Data(w.clone())).await {
-                    Ok(Outcome::Data(r)) => return encode_data(r),
-                    Ok(Outcome::NotServed(
-                        Route::Fenced {
-                            epoch,
-                            migration_uid,
+                Keyed::Write(w) => {
+                    let op = match deadline_ms {
+                        Some(deadline_ms) => Op::DataBefore {
+                            cmd: w.clone(),
+                            deadline_ms,
                         },
-                        _,
-                    )) => Some(fenced_error(epoch, &migration_uid)),
-                    Ok(Outcome::NotServed(..)) => {
-                        // Routing changed under us; nothing was applied: route again.
-                        tokio::task::yield_now().await;
-                        continue;
+                        None => Op::Data(w.clone()),
+                    };
+                    match node.engine.run(op).await {
+                        Ok(Outcome::Data(r)) => return encode_data(r),
+                        Ok(Outcome::DeadlinePassed {
+                            deadline_ms,
+                            now_ms,
+                        }) => {
+                            node.metrics.error("forward_deadline");
+                            return err(&deadline_error(deadline_ms, now_ms));
+                        }
+                        Ok(Outcome::NotServed(
+                            Route::Fenced {
+                                epoch,
+                                migration_uid,
+                            },
+                            _,
+                        )) => Some(fenced_error(epoch, &migration_uid)),
+                        Ok(Outcome::NotServed(..)) => {
+                            // Routing changed under us; nothing was applied: route again.
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                        Ok(Outcome::Failed(msg)) => {
+                            return err(&format!("ERR storage failure: {msg}"));
+                        }
+                        Ok(_) => return err("ERR unexpected writer answer"),
+                        Err(e) => return err(&format!("ERR {e}")),
                     }
-                    Ok(Outcome::Failed(msg)) => return err(&format!("ERR storage failure: {msg}")),
-                    Ok(_) => return err("ERR unexpected writer answer"),
-                    Err(e) => return err(&format!("ERR {e}")),
-                },
+                }
             },
             Route::Fenced {
                 epoch,
@@ -309,17 +413,33 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
         return Forwarded::Retry("CLUSTERDOWN no placement installed on this node".into());
     };
     let epoch_s = epoch.to_string();
+    // The owner applies nothing at or after this moment: by then this call has timed out
+    // (its reply timeout starts after the connect) and the client got "may or may not".
+    let deadline_s =
+        (node.engine.now_ms() + crate::pool::IO_TIMEOUT.as_millis() as u64).to_string();
     let mut frame_args: Vec<&[u8]> = vec![
-        b"RSFWD",
+        b"RSFWD2",
         p.cluster_uid.as_bytes(),
         epoch_s.as_bytes(),
         node.cfg.member.as_bytes(),
+        deadline_s.as_bytes(),
     ];
     frame_args.extend(args.iter().map(Vec::as_slice));
     let mut frame = Vec::new();
     reply::command(&mut frame, &frame_args);
     node.metrics.forwarded.inc();
-    match node.pool.call(addr, &frame).await {
+    let mut answer = node.pool.call(addr, &frame).await;
+    if answer.as_ref().is_ok_and(|raw| is_unknown_rsfwd2(raw)) {
+        // An owner of the previous release (rolling upgrade): it refused the new form
+        // unapplied; send the old one, which carries no deadline.
+        let mut legacy: Vec<&[u8]> = vec![b"RSFWD"];
+        legacy.extend(frame_args[1..4].iter().copied());
+        legacy.extend(args.iter().map(Vec::as_slice));
+        frame.clear();
+        reply::command(&mut frame, &legacy);
+        answer = node.pool.call(addr, &frame).await;
+    }
+    match answer {
         Ok(raw) => match classify(&raw) {
             None => Forwarded::Done(raw),
             Some(kind) => {
@@ -347,6 +467,11 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
             )))
         }
     }
+}
+
+/// An owner that does not know `RSFWD2` yet answers it as an unknown command.
+fn is_unknown_rsfwd2(raw: &[u8]) -> bool {
+    raw.starts_with(b"-ERR unknown command 'RSFWD2'")
 }
 
 /// Answers a read of keys this node owns, appending the reply to `out`.
@@ -389,7 +514,7 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                         expires_at: Some(at),
                         ..
                     }) => {
-                        let left = at.saturating_sub(keys::now_ms()) as i64;
+                        let left = at.saturating_sub(node.engine.now_ms()) as i64;
                         if *millis { left } else { (left + 500) / 1000 }
                     }
                 };
@@ -426,7 +551,46 @@ mod tests {
             classify(b"-RINGMOVED 7 b 127.0.0.1:6379\r\n"),
             Some(NotApplied::Moved { epoch: 7 })
         );
+        assert_eq!(
+            classify(format!("-{}\r\n", deadline_error(5, 6)).as_bytes()),
+            Some(NotApplied::Deadline)
+        );
         assert_eq!(classify(b"-ERR boom\r\n"), None);
         assert_eq!(classify(b"+OK\r\n"), None);
+    }
+
+    #[test]
+    fn an_owner_of_the_previous_release_is_recognised_by_its_unknown_command_error() {
+        let args: Vec<Vec<u8>> = ["RSFWD2", "uid", "1", "a", "99", "GET", "k"]
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let raw = format!("-{}\r\n", super::super::table::unknown_command_error(&args));
+        assert!(is_unknown_rsfwd2(raw.as_bytes()));
+        assert!(!is_unknown_rsfwd2(b"-ERR unknown command 'FOO'\r\n"));
+    }
+
+    #[test]
+    fn a_partial_del_names_what_applied_and_what_is_unknown() {
+        let failed =
+            vec![
+            ("b".to_string(), b"-CLUSTERDOWN owner unreachable\r\n".to_vec()),
+            (
+                "c".to_string(),
+                b"-ERR forwarding failed, the command may or may not have been applied: reset\r\n"
+                    .to_vec(),
+            ),
+        ];
+        assert_eq!(
+            partial_del_error(2, &["a".into()], &failed),
+            "ERR DEL partially applied: 2 keys deleted on a; \
+             owner b failed (not applied there): CLUSTERDOWN owner unreachable; \
+             owner c failed (may or may not have been applied there): ERR forwarding failed, \
+             the command may or may not have been applied: reset"
+        );
+        assert!(
+            partial_del_error(0, &[], &failed[1..])
+                .starts_with("ERR DEL partially applied: no owner")
+        );
     }
 }

@@ -55,9 +55,9 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
     for args in args {
         match outcomes.next() {
             Some(Outcome::Data(r)) => exec::encode_data_into(out, r),
-            Some(Outcome::NotServed(_, w)) => {
-                out.extend_from_slice(&exec::run_group(node, args, Keyed::Write(w), false).await)
-            }
+            Some(Outcome::NotServed(_, w)) => out.extend_from_slice(
+                &exec::run_group(node, args, Keyed::Write(w), false, None).await,
+            ),
             Some(Outcome::Failed(msg)) => reply::error(out, &format!("ERR storage failure: {msg}")),
             _ => reply::error(out, "ERR storage writer unavailable"),
         }
@@ -97,9 +97,9 @@ pub async fn handle(
         return Flow::Continue;
     }
     node.metrics.op_index(index);
-    if name == "rsfwd" {
+    if name == "rsfwd" || name == "rsfwd2" {
         flush(node, pending, out).await;
-        out.extend_from_slice(&forwarded(node, args).await);
+        out.extend_from_slice(&forwarded(node, args, name == "rsfwd2").await);
         return Flow::Continue;
     }
     match parse::parse_keyed(name, &args, keys::now_ms()) {
@@ -143,12 +143,15 @@ async fn keyed_command(
         return;
     }
     flush(node, pending, out).await;
-    out.extend_from_slice(&exec::execute(node, name, args, keyed, false).await);
+    out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
 }
 
-/// `RSFWD <cluster uid> <epoch> <sender> <command...>`: a command forwarded by a coordinator.
-/// Executed here or refused with a not-applied error; never forwarded again.
-async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>) -> Vec<u8> {
+/// `RSFWD2 <cluster uid> <epoch> <sender> <deadline ms> <command...>`: a command forwarded by
+/// a coordinator, to be applied before the deadline (unix ms, coordinator's clock) or not at
+/// all. Executed here or refused with a not-applied error; never forwarded again. The old
+/// form `RSFWD <cluster uid> <epoch> <sender> <command...>` (no deadline) is still served, for
+/// coordinators of the previous release during a rolling upgrade.
+async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>, v2: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let uid = String::from_utf8_lossy(&args[1]).to_string();
     let Some(epoch) = std::str::from_utf8(&args[2])
@@ -159,7 +162,21 @@ async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>) -> Vec<u8> {
         return out;
     };
     let sender = String::from_utf8_lossy(&args[3]).to_string();
-    let inner: Vec<Vec<u8>> = args[4..].to_vec();
+    let deadline_ms = if v2 {
+        match std::str::from_utf8(&args[4])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            Some(d) => Some(d),
+            None => {
+                error(&mut out, "ERR invalid deadline in forwarded command");
+                return out;
+            }
+        }
+    } else {
+        None
+    };
+    let inner: Vec<Vec<u8>> = args[if v2 { 5 } else { 4 }..].to_vec();
     let routing = node.engine.routing();
     let mine = routing.epoch();
     if let Some(p) = &routing.placement
@@ -200,7 +217,7 @@ async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>) -> Vec<u8> {
         }
     }
     match parse::parse_keyed(&name, &inner, keys::now_ms()) {
-        Ok(Some(keyed)) => exec::execute(node, &name, inner, keyed, true).await,
+        Ok(Some(keyed)) => exec::execute(node, &name, inner, keyed, true, deadline_ms).await,
         Ok(None) => {
             error(&mut out, "ERR only keyed commands can be forwarded");
             out

@@ -77,6 +77,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("strlen", 2, R, (1, 1, 1)),
     spec("type", 2, R, (1, 1, 1)),
     spec("rsfwd", -5, &["internal"], (0, 0, 0)),
+    spec("rsfwd2", -6, &["internal"], (0, 0, 0)),
 ];
 
 pub fn lookup(name_lower: &str) -> Option<&'static CommandSpec> {

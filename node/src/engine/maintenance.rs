@@ -16,10 +16,11 @@ const SNAPSHOT_IDLE_MS: u64 = 10 * 60 * 1000;
 pub fn spawn(engine: Arc<Engine>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut expiry_cursor = None;
         loop {
             tick.tick().await;
             close_idle_snapshots(&engine);
-            if let Err(err) = sweep_expired(&engine).await {
+            if let Err(err) = sweep_expired(&engine, &mut expiry_cursor).await {
                 tracing::warn!(error = %err, "active expiry sweep failed");
             }
             let e = engine.clone();
@@ -45,30 +46,49 @@ fn close_idle_snapshots(engine: &Engine) {
     }
 }
 
-async fn sweep_expired(engine: &Engine) -> Result<(), super::EngineError> {
+/// Index entries examined per tick at most.
+pub(crate) const SWEEP_PER_TICK: usize = 8 * SWEEP_BATCH;
+
+/// One pass of active expiry over index entries that are due, resuming after `cursor`. The
+/// writer deletes only keys this node serves (owned, unfenced) and keeps the entries of the
+/// others, so the sweep resumes where it stopped instead of re-reading those every tick ahead
+/// of the keys it can expire; at the end of the due entries it starts over.
+pub(crate) async fn sweep_expired(
+    engine: &Engine,
+    cursor: &mut Option<Vec<u8>>,
+) -> Result<(), super::EngineError> {
+    use std::ops::Bound;
+    let mut examined = 0;
     loop {
-        let now = keys::now_ms();
+        let now = engine.now_ms();
+        // Index keys are `expiry (8 bytes BE) ++ storage key`: the ones due sort below this.
+        let end = Bound::Excluded(now.saturating_add(1).to_be_bytes().to_vec());
+        let start = match cursor.take() {
+            Some(c) => Bound::Excluded(c),
+            None => Bound::Unbounded,
+        };
         let mut candidates = Vec::new();
-        for item in engine.expiry.range(..=now.to_be_bytes().to_vec()) {
+        for item in engine.expiry.range((start, end)) {
             let k = item.key()?;
             let Some((at, skey)) = k.split_at_checked(8) else {
                 continue;
             };
             let at = u64::from_be_bytes(at.try_into().unwrap_or([0xFF; 8]));
-            if at > now {
-                break;
-            }
             candidates.push((k.to_vec(), skey.to_vec(), at));
             if candidates.len() >= SWEEP_BATCH {
                 break;
             }
         }
         let full = candidates.len() >= SWEEP_BATCH;
+        if full {
+            *cursor = candidates.last().map(|(k, _, _)| k.clone());
+        }
         if candidates.is_empty() {
             return Ok(());
         }
+        examined += candidates.len();
         engine.run(Op::Expired(candidates)).await?;
-        if !full {
+        if !full || examined >= SWEEP_PER_TICK {
             return Ok(());
         }
     }

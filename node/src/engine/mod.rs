@@ -5,7 +5,7 @@
 pub mod cache;
 pub mod counts;
 pub mod ingest;
-mod maintenance;
+pub(crate) mod maintenance;
 mod open;
 pub mod ops;
 pub mod presence;
@@ -132,9 +132,17 @@ pub struct Engine {
     /// The data directory (its filesystem's free space is exported as a metric).
     pub dir: std::path::PathBuf,
     pub config: EngineConfig,
+    /// Added to the system clock for every expiry decision: always 0 in a node; tests set it
+    /// to play a member whose clock is off.
+    pub(crate) clock_skew_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Engine {
+    /// This node's clock for expiry (unix ms).
+    pub fn now_ms(&self) -> u64 {
+        keys::now_ms().saturating_add_signed(self.clock_skew_ms.load(Ordering::Relaxed))
+    }
+
     /// Sends an operation to the writer; the answer arrives once it is durable.
     pub fn submit(&self, op: Op) -> oneshot::Receiver<Outcome> {
         let (reply, rx) = oneshot::channel();
@@ -256,7 +264,7 @@ impl Engine {
                 stored
             }
         };
-        let now = keys::now_ms();
+        let now = self.now_ms();
         Ok(stored.filter(|s| !s.is_expired(now)))
     }
 
@@ -269,7 +277,7 @@ impl Engine {
         from_hash: u64,
         count: usize,
     ) -> Result<(Vec<Vec<u8>>, Option<u64>), EngineError> {
-        let now = keys::now_ms();
+        let now = self.now_ms();
         let mut out = Vec::new();
         let mut last_hash = None;
         for r in ranges {
@@ -304,7 +312,7 @@ impl Engine {
 
     /// Number of live keys in `ranges`.
     pub fn count(&self, ranges: &[HashRange]) -> Result<u64, EngineError> {
-        let now = keys::now_ms();
+        let now = self.now_ms();
         let mut n = 0;
         for r in ranges {
             let (lo, hi) = keys::range_bounds(*r);

@@ -169,6 +169,7 @@ pub fn open(
         presence,
         dir: dir.to_path_buf(),
         config,
+        clock_skew_ms: Default::default(),
     });
     writer::spawn(engine.clone(), routing, head).map_err(|source| EngineError::Io {
         path: dir.display().to_string(),

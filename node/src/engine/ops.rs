@@ -118,6 +118,12 @@ pub type MetaPut = (Vec<u8>, Option<Vec<u8>>);
 
 pub enum Op {
     Data(DataCmd),
+    /// A forwarded write with its coordinator's deadline (unix ms): evaluated at or after
+    /// the deadline, it is refused unapplied (the coordinator has given up on it by then).
+    DataBefore {
+        cmd: DataCmd,
+        deadline_ms: u64,
+    },
     Fence {
         migration_uid: String,
         attempt: u64,
@@ -192,6 +198,11 @@ pub enum Outcome {
         offset: u64,
     },
     Refused(String),
+    /// Not applied: a forwarded write reached evaluation at or after its deadline.
+    DeadlinePassed {
+        deadline_ms: u64,
+        now_ms: u64,
+    },
     Done,
     /// A clear chunk ran; `done`: the ranges held no more keys.
     Cleared {

@@ -591,3 +591,262 @@ async fn wire_chunks_match_the_reference_encoding() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+fn set_expiring(key: &str, at: u64) -> Op {
+    Op::Data(DataCmd::Set {
+        key: key.as_bytes().to_vec(),
+        value: b"v".to_vec(),
+        expiry: SetExpiry::At(at),
+        cond: SetCond::Always,
+        get: false,
+    })
+}
+
+fn index_entries(e: &Engine) -> usize {
+    e.expiry.iter().count()
+}
+
+/// Only the owner expires, never inside a fenced range: a key that expires while its range is
+/// fenced gets no log record above the fence offset (it is hidden from reads); the owner
+/// expires it once unfenced; a node that no longer owns the range leaves it (and its index
+/// entry) to the owner.
+#[tokio::test]
+async fn expiry_never_logs_inside_a_fence_and_only_on_the_owner() {
+    let d = dir("expiry-fenced");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(install(owned_by("a", 1))).await.unwrap();
+    let at = e.now_ms() + 50;
+    e.run(set_expiring("t", at)).await.unwrap();
+    let Outcome::Fenced { offset: f } = e
+        .run(Op::Fence {
+            migration_uid: "m".into(),
+            attempt: 1,
+            ranges: vec![HashRange::FULL],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("not fenced")
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    maintenance::sweep_expired(&e, &mut None).await.unwrap();
+    assert_eq!(e.head(), f, "an expiry was logged above the fence offset");
+    assert!(e.get(b"t").unwrap().is_none(), "an expired key is hidden");
+    // Unfenced: the owner expires it.
+    e.run(Op::Unfence {
+        migration_uid: "m".into(),
+        attempt: 1,
+    })
+    .await
+    .unwrap();
+    maintenance::sweep_expired(&e, &mut None).await.unwrap();
+    assert_eq!(e.head(), f + 1, "the owner logs the expiry");
+    assert_eq!(index_entries(&e), 0);
+
+    // Not the owner any more: no expiry write, and the index keeps the key for later.
+    let at = e.now_ms() + 30;
+    e.run(set_expiring("w", at)).await.unwrap();
+    e.run(install(owned_by("b", 2))).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    let head = e.head();
+    maintenance::sweep_expired(&e, &mut None).await.unwrap();
+    assert_eq!(
+        e.head(),
+        head,
+        "a node that does not own the key expired it"
+    );
+    assert_eq!(index_entries(&e), 1);
+    e.run(install(owned_by("a", 3))).await.unwrap();
+    maintenance::sweep_expired(&e, &mut None).await.unwrap();
+    assert_eq!(e.head(), head + 1);
+    assert_eq!(index_entries(&e), 0);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A key copied to a target whose clock is behind the source's: once the source's clock has
+/// passed its absolute expiry and the source is fenced, the target that takes the range over
+/// (catching up to the fence offset) does not serve it again.
+#[tokio::test]
+async fn a_key_expired_at_the_source_stays_expired_on_a_target_whose_clock_is_behind() {
+    let ds = dir("skew-src");
+    let dt = dir("skew-dst");
+    let (src, _) = open(&ds, config(), no_placement).unwrap();
+    let target_config = EngineConfig {
+        member: "b".into(),
+        ..config()
+    };
+    let (dst, _) = open(&dt, target_config, no_placement).unwrap();
+    dst.clock_skew_ms
+        .store(-60_000, std::sync::atomic::Ordering::Relaxed);
+    src.run(install(owned_by("a", 1))).await.unwrap();
+    dst.run(install(owned_by("a", 1))).await.unwrap();
+    src.run(set_expiring("t", src.now_ms() + 50)).await.unwrap();
+    src.run(set("k", "v")).await.unwrap();
+    // Copy: the snapshot's entries, expiry included, land on the target.
+    let Outcome::Snapshot(s) = src.run(Op::Snapshot).await.unwrap() else {
+        panic!("no snapshot")
+    };
+    let (entries, done) = Engine::read_chunk(
+        &s.snapshot,
+        &src.data,
+        &[HashRange::FULL],
+        None,
+        1000,
+        1 << 20,
+    )
+    .unwrap();
+    assert!(done);
+    let ops = entries
+        .into_iter()
+        .map(|(skey, raw)| {
+            let v = keys::Stored::decode(&raw).unwrap();
+            LogOp::Put {
+                skey,
+                value: v.value,
+                expires_at: v.expires_at,
+            }
+        })
+        .collect();
+    let guard = vec![HashRange::FULL];
+    dst.run(Op::Apply {
+        ops,
+        meta: vec![],
+        guard: guard.clone(),
+    })
+    .await
+    .unwrap();
+    // The source's clock passes the expiry (its reads hide the key), then the cutover fences.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(src.get(b"t").unwrap().is_none());
+    let Outcome::Fenced { offset: f } = src
+        .run(Op::Fence {
+            migration_uid: "m".into(),
+            attempt: 1,
+            ranges: guard.clone(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("not fenced")
+    };
+    // Catch-up to the fence offset, then the target owns the range.
+    let tail = src.tail(&src.incarnation, s.offset, &guard, 1000).unwrap();
+    assert_eq!(tail.watermark, f);
+    let ops = tail.records.into_iter().map(|(_, r)| r.op).collect();
+    dst.run(Op::Apply {
+        ops,
+        meta: vec![],
+        guard,
+    })
+    .await
+    .unwrap();
+    dst.run(install(owned_by("b", 2))).await.unwrap();
+    assert!(
+        dst.get(b"t").unwrap().is_none(),
+        "the new owner serves a key the old owner had expired"
+    );
+    assert_eq!(dst.get(b"k").unwrap().unwrap().value, b"v");
+    let _ = std::fs::remove_dir_all(&ds);
+    let _ = std::fs::remove_dir_all(&dt);
+}
+
+/// A forwarded write is checked against its coordinator's deadline when the writer evaluates
+/// it: one whose deadline passed while it queued is refused and leaves nothing in the log.
+#[tokio::test]
+async fn a_forwarded_write_evaluated_after_its_deadline_is_not_applied() {
+    let d = dir("deadline");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(install(owns_everything())).await.unwrap();
+    let Op::Data(cmd) = set("k", "late") else {
+        unreachable!()
+    };
+    let head = e.head();
+    let late = e
+        .run(Op::DataBefore {
+            cmd: cmd.clone(),
+            deadline_ms: e.now_ms() - 1,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(late, Outcome::DeadlinePassed { .. }));
+    assert_eq!(e.head(), head);
+    assert!(e.get(b"k").unwrap().is_none());
+    let in_time = e
+        .run(Op::DataBefore {
+            cmd,
+            deadline_ms: e.now_ms() + 10_000,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(in_time, Outcome::Data(DataReply::Ok)));
+    assert_eq!(e.head(), head + 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The sweep resumes where it stopped: expired keys this node keeps for another owner (more
+/// than one tick examines) do not starve the keys it owns that expire after them.
+#[tokio::test]
+async fn the_sweep_resumes_past_keys_kept_for_another_owner() {
+    let d = dir("expiry-cursor");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(install(owned_by("a", 1))).await.unwrap();
+    let half = 1u64 << 63;
+    // (Far enough ahead that every key below is written before it expires.)
+    let at = e.now_ms() + 3000;
+    let mut kept = 0;
+    let mut rxs = Vec::new();
+    for i in 0.. {
+        let key = format!("other:{i}");
+        if keys::key_hash(key.as_bytes()) >= half {
+            rxs.push(e.submit(set_expiring(&key, at)));
+            kept += 1;
+            if kept > 2 * maintenance::SWEEP_PER_TICK {
+                break;
+            }
+        }
+    }
+    for rx in rxs {
+        rx.await.unwrap();
+    }
+    let mine = (0..)
+        .map(|i| format!("mine:{i}"))
+        .find(|k| keys::key_hash(k.as_bytes()) < half)
+        .unwrap();
+    e.run(set_expiring(&mine, at + 1)).await.unwrap();
+    // "a" keeps the lower half only.
+    e.run(install(Arc::new(Installed {
+        cluster_uid: "c".into(),
+        epoch: 2,
+        owners: OwnerTable::new(vec![
+            (
+                HashRange {
+                    start: 0,
+                    end: half - 1,
+                },
+                Arc::from("a"),
+            ),
+            (
+                HashRange {
+                    start: half,
+                    end: u64::MAX,
+                },
+                Arc::from("b"),
+            ),
+        ]),
+        members: HashMap::new(),
+        write_pause_budget_ms: 100,
+        placement_json: "2".into(),
+    })))
+    .await
+    .unwrap();
+    let wait = (at + 2).saturating_sub(e.now_ms());
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    let head = e.head();
+    let mut cursor = None;
+    for _ in 0..4 {
+        maintenance::sweep_expired(&e, &mut cursor).await.unwrap();
+    }
+    assert_eq!(e.head(), head + 1, "the owned key was not expired");
+    assert_eq!(index_entries(&e), kept);
+    let _ = std::fs::remove_dir_all(&d);
+}

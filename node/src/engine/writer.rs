@@ -489,7 +489,7 @@ impl Writer {
             undo: None,
         });
         // A batch may stay open while the previous one commits: keep its clock current.
-        b.now = b.now.max(keys::now_ms());
+        b.now = b.now.max(self.engine.now_ms());
         let answer = match req {
             Request::One { op, reply } => {
                 let p = match self.apply(op, b) {
@@ -588,6 +588,17 @@ impl Writer {
     fn apply_op(&mut self, op: Op, b: &mut Batch) -> Result<Pending, fjall::Error> {
         Ok(Pending::Now(match op {
             Op::Data(cmd) => return self.apply_data(cmd, b).map(Pending::Now),
+            Op::DataBefore { cmd, deadline_ms } => {
+                // Checked here, in order with every other write: queueing cannot carry a
+                // write past its deadline into the log.
+                if b.now >= deadline_ms {
+                    return Ok(Pending::Now(Outcome::DeadlinePassed {
+                        deadline_ms,
+                        now_ms: b.now,
+                    }));
+                }
+                return self.apply_data(cmd, b).map(Pending::Now);
+            }
             Op::Fence {
                 migration_uid,
                 attempt,
@@ -627,6 +638,7 @@ impl Writer {
                         "stale attempt {attempt}: migration {migration_uid} was unfenced up to attempt {released}"
                     ))));
                 }
+                self.expire_due(&fence_ranges, b)?;
                 let fence = Fence {
                     migration_uid: migration_uid.clone(),
                     attempt,
@@ -799,15 +811,23 @@ impl Writer {
             }
             Op::Expired(candidates) => {
                 for (index_key, skey, at) in candidates {
-                    b.set_index(index_key, false);
                     // The stored state, expired or not (`current` hides expired keys, which
                     // are exactly the ones to delete here).
-                    if let Some(cur) = self.stored_value(&skey, b)?
-                        && cur.expires_at == Some(at)
-                        && at <= b.now
-                    {
-                        self.write(skey, None, b)?;
+                    let indexed = self
+                        .stored_value(&skey, b)?
+                        .is_some_and(|cur| cur.expires_at == Some(at));
+                    if !indexed {
+                        b.set_index(index_key, false);
+                        continue;
                     }
+                    // Only the owner expires, and never inside a fence (no record above F):
+                    // elsewhere the key stays, hidden by reads, and its index entry stays for
+                    // whoever owns it next.
+                    if at > b.now || !self.serves(&skey) {
+                        continue;
+                    }
+                    b.set_index(index_key, false);
+                    self.write(skey, None, b)?;
                 }
                 Outcome::Done
             }
@@ -844,6 +864,54 @@ impl Writer {
         Ok(Outcome::Data(
             self.atomically(several, b, |w, b| w.data(cmd, b))?,
         ))
+    }
+
+    /// Whether this node may write the key now as its owner (owned, unfenced, not degraded).
+    fn serves(&self, skey: &[u8]) -> bool {
+        keys::split_storage_key(skey).is_some_and(|(h, _)| self.routing.route(h) == Route::Local)
+    }
+
+    /// Logs the deletes of the keys of `rs` this node serves and its clock has expired. Run
+    /// by a fence before it takes its offset F: every key a read here could have hidden as
+    /// expired then has its delete at or below F, so a new owner whose clock runs behind ours
+    /// does not serve it again. (Keys that expire later, inside the fence, are left to the new
+    /// owner's clock: reads of a fenced range are held, so nobody saw them expire here.)
+    fn expire_due(&mut self, rs: &[ranges::HashRange], b: &mut Batch) -> Result<(), fjall::Error> {
+        let wanted = |skey: &[u8]| {
+            keys::split_storage_key(skey).is_some_and(|(h, _)| ranges::contains(rs, h))
+        };
+        let mut due: Vec<Vec<u8>> = Vec::new();
+        let below = b.now.saturating_add(1).to_be_bytes().to_vec();
+        for item in self.engine.expiry.range(..below) {
+            let k = item.key()?;
+            if let Some((_, skey)) = k.split_at_checked(8)
+                && wanted(skey)
+            {
+                due.push(skey.to_vec());
+            }
+        }
+        // Keys written by batches not committed yet are not in the index keyspace.
+        let uncommitted = self.in_flight.iter().flat_map(|(o, _)| o.iter());
+        for (skey, v) in b.overlay.iter().chain(uncommitted) {
+            if v.as_ref().is_some_and(|s| s.is_expired(b.now)) && wanted(skey) {
+                due.push(skey.clone());
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        for skey in due {
+            let Some(at) = self.stored_value(&skey, b)?.and_then(|s| s.expires_at) else {
+                continue;
+            };
+            if at > b.now || !self.serves(&skey) {
+                continue;
+            }
+            let mut index_key = at.to_be_bytes().to_vec();
+            index_key.extend_from_slice(&skey);
+            b.set_index(index_key, false);
+            self.write(skey, None, b)?;
+        }
+        Ok(())
     }
 
     fn meta(&self, meta: Vec<MetaPut>, b: &mut Batch) {
