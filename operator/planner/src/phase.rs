@@ -79,6 +79,26 @@ pub enum CutoverState {
     Aborted,
 }
 
+/// Whether a migration's cutover record `old` (attempt, state) may be replaced by `new` (rule 13:
+/// records only move forward). A Committed record is never replaced, a higher attempt's record
+/// is never replaced by a lower one's, and within one attempt only Committing may turn into a
+/// decision (Committed or Aborted). Writing the record that is already there is not a change.
+/// Without this a stale leader that re-read the object (so its precondition passes) could
+/// write its old attempt's abort over a newer attempt's commit.
+pub fn record_may_replace(old: Option<(u32, CutoverState)>, new: (u32, CutoverState)) -> bool {
+    let Some((attempt, state)) = old else {
+        return true;
+    };
+    if state == CutoverState::Committed {
+        return false;
+    }
+    match attempt.cmp(&new.0) {
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Equal => state == CutoverState::Committing,
+    }
+}
+
 /// The target node's view of the pull for this move.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PullView {

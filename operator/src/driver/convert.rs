@@ -183,11 +183,16 @@ pub fn cutover_of(records: &[CutoverRecord], uid: &str, attempt: u32) -> Option<
     records
         .iter()
         .find(|r| r.migration_uid == uid && r.attempt == i64::from(attempt))
-        .map(|r| match r.state {
-            crd::CutoverState::Committing => CutoverState::Committing,
-            crd::CutoverState::Committed => CutoverState::Committed,
-            crd::CutoverState::Aborted => CutoverState::Aborted,
-        })
+        .map(|r| planner_state(r.state))
+}
+
+/// A record's state as the planner's.
+pub fn planner_state(s: crd::CutoverState) -> CutoverState {
+    match s {
+        crd::CutoverState::Committing => CutoverState::Committing,
+        crd::CutoverState::Committed => CutoverState::Committed,
+        crd::CutoverState::Aborted => CutoverState::Aborted,
+    }
 }
 
 /// Whether any record says this migration committed (whatever the attempt).

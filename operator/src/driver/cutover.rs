@@ -17,7 +17,8 @@ use super::env::Env;
 use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{
-    Written, placement_of, set_placement, set_record, update, update_known, update_returning,
+    RecordEdit, Written, placement_of, set_placement, set_record, update, update_known,
+    update_returning,
 };
 use super::{Error, record_acks};
 use crate::crd::{CutoverState, ShardMigration, ShardPlacement};
@@ -125,15 +126,23 @@ pub async fn run(
             return Ok(false);
         }
         epoch = p.epoch();
-        set_record(st, &uid, attempt, CutoverState::Committing);
-        Ok(true)
+        match set_record(st, &uid, attempt, CutoverState::Committing) {
+            RecordEdit::Written => Ok(true),
+            RecordEdit::Unchanged => Ok(false),
+            // A newer attempt or a decision is on record: this attempt must not fence.
+            RecordEdit::Refused { .. } => {
+                planned = false;
+                Ok(false)
+            }
+        }
     })
     .await;
     let recorded = match written {
         Ok(_) if !planned => {
             return Ok(Outcome::NotStarted {
-                reason: "the transfer is no longer part of the change in flight, or the \
-                         move's ranges differ from it (spec.ranges edited?)"
+                reason: "the transfer is no longer part of the change in flight, the \
+                         move's ranges differ from it (spec.ranges edited?), or a newer \
+                         cutover record of the move stands"
                     .into(),
             });
         }
@@ -234,9 +243,12 @@ pub async fn run(
             lost = true;
             return Ok(false);
         }
+        if set_record(st, &uid, attempt, CutoverState::Committed) != RecordEdit::Written {
+            lost = true;
+            return Ok(false);
+        }
         let next = p.commit(&mig.spec.source, &mig.spec.target)?;
         set_placement(st, &next)?;
-        set_record(st, &uid, attempt, CutoverState::Committed);
         committed = Some(next);
         Ok(true)
     })
@@ -309,7 +321,7 @@ pub async fn run(
 }
 
 /// Records the abort, then (only then) lifts the source's fence.
-async fn abort(
+pub(super) async fn abort(
     api: &Api<ShardPlacement>,
     name: &str,
     uid: &str,
@@ -318,22 +330,26 @@ async fn abort(
     who: &Caller,
     reason: String,
 ) -> Result<Outcome, Error> {
-    let mut committed = false;
+    let mut refused = None;
     update(api, name, |st| {
-        if cutover_of(&st.cutovers, uid, attempt)
-            == Some(ringshift_planner::CutoverState::Committed)
-        {
-            committed = true;
-            return Ok(false);
+        refused = None;
+        match set_record(st, uid, attempt, CutoverState::Aborted) {
+            RecordEdit::Written => Ok(true),
+            RecordEdit::Unchanged => Ok(false),
+            RecordEdit::Refused { attempt, state } => {
+                refused = Some((attempt, state));
+                Ok(false)
+            }
         }
-        set_record(st, uid, attempt, CutoverState::Aborted);
-        Ok(true)
     })
     .await?;
-    if committed {
-        return Err(Error::Conflict(
-            "the move was committed meanwhile; rolling forward".into(),
-        ));
+    if let Some((newer, state)) = refused {
+        // A commit (of any attempt) rolls forward; a newer attempt's record means this attempt
+        // was aborted and released already. Either way this replica is behind: no unfence.
+        tracing::warn!(migration_uid = %uid, attempt, recorded_attempt = newer, recorded = ?state, "not recording the abort: a record that only moves forward stands");
+        return Err(Error::Conflict(format!(
+            "attempt {newer} of the move is recorded {state:?}; not aborting attempt {attempt}"
+        )));
     }
     failpoints::hit("abort.recorded");
     unfence(source, who).await?;

@@ -21,7 +21,7 @@ use super::env::Env;
 use super::failpoints;
 use super::metrics::PhaseTimeLabels;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
-use super::placement_io::{set_record, update};
+use super::placement_io::{RecordEdit, set_record, update};
 use super::{DriverCtx, Error, sync_nodes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -257,14 +257,10 @@ pub async fn drive(
             Step::RecordAbort { attempt } => {
                 let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
                 let uid = uid_of(&d.obj);
+                // Only forward: a commit or a newer attempt's record stands, and the next round
+                // reads it (and rolls forward, or finds this attempt stale).
                 update(&api, &env.placement_obj.name_any(), |st| {
-                    if cutover_of(&st.cutovers, &uid, attempt)
-                        == Some(ringshift_planner::CutoverState::Committed)
-                    {
-                        return Ok(false);
-                    }
-                    set_record(st, &uid, attempt, CutoverState::Aborted);
-                    Ok(true)
+                    Ok(set_record(st, &uid, attempt, CutoverState::Aborted) == RecordEdit::Written)
                 })
                 .await?;
                 failpoints::hit("abort.recorded");

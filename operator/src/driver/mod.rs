@@ -535,8 +535,10 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
     for r in &abort {
         let attempt = u32::try_from(r.attempt).unwrap_or(0);
         update(&api, &name, |st| {
-            set_record(st, &r.migration_uid, attempt, CutoverState::Aborted);
-            Ok(true)
+            Ok(
+                set_record(st, &r.migration_uid, attempt, CutoverState::Aborted)
+                    == placement_io::RecordEdit::Written,
+            )
         })
         .await?;
         // The deleted move's source is whichever node holds its fence: ask all (idempotent).

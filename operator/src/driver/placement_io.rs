@@ -5,7 +5,10 @@
 use kube::api::{Api, PostParams};
 use ringshift_ring::Placement;
 
+use ringshift_planner::phase::record_may_replace;
+
 use super::Error;
+use super::convert::planner_state;
 use crate::crd::{CutoverRecord, CutoverState, ShardPlacement, ShardPlacementStatus};
 
 /// Outcome of a guarded status write.
@@ -35,8 +38,44 @@ pub fn placement_of(status: &ShardPlacementStatus) -> Result<Option<Placement>, 
         .map_err(|e| Error::Document(format!("status.placement: {e}")))
 }
 
-/// Sets (or replaces) the cutover record of a migration.
-pub fn set_record(status: &mut ShardPlacementStatus, uid: &str, attempt: u32, state: CutoverState) {
+/// What [`set_record`] did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordEdit {
+    /// The record now says what was asked.
+    Written,
+    /// It already did.
+    Unchanged,
+    /// A record that only moves forward stands (rule 13): a commit, a newer attempt's record,
+    /// or this attempt's decision.
+    Refused { attempt: i64, state: CutoverState },
+}
+
+/// Sets the cutover record of a migration, only forward
+/// (`ringshift_planner::phase::record_may_replace`).
+pub fn set_record(
+    status: &mut ShardPlacementStatus,
+    uid: &str,
+    attempt: u32,
+    state: CutoverState,
+) -> RecordEdit {
+    let old = status.cutovers.iter().find(|r| r.migration_uid == uid);
+    if let Some(r) = old {
+        if r.attempt == i64::from(attempt) && r.state == state {
+            return RecordEdit::Unchanged;
+        }
+        // An attempt beyond u32 cannot come from this operator: treat it as newer than any.
+        let seen = u32::try_from(r.attempt).unwrap_or(u32::MAX);
+        if !record_may_replace(
+            Some((seen, planner_state(r.state))),
+            (attempt, planner_state(state)),
+        ) {
+            return RecordEdit::Refused {
+                attempt: r.attempt,
+                state: r.state,
+            };
+        }
+    }
     status.cutovers.retain(|r| r.migration_uid != uid);
     status.cutovers.push(CutoverRecord {
         migration_uid: uid.to_string(),
@@ -46,6 +85,7 @@ pub fn set_record(status: &mut ShardPlacementStatus, uid: &str, attempt: u32, st
     status
         .cutovers
         .sort_by(|a, b| a.migration_uid.cmp(&b.migration_uid));
+    RecordEdit::Written
 }
 
 /// Re-reads `name`, lets `edit` change its status (returning false when nothing changes), and
@@ -136,15 +176,40 @@ mod tests {
     #[test]
     fn records_are_one_per_migration() {
         let mut s = ShardPlacementStatus::default();
-        set_record(&mut s, "b", 1, CutoverState::Committing);
-        set_record(&mut s, "a", 1, CutoverState::Aborted);
-        set_record(&mut s, "b", 2, CutoverState::Committed);
+        let _ = set_record(&mut s, "b", 1, CutoverState::Committing);
+        let _ = set_record(&mut s, "a", 1, CutoverState::Aborted);
+        assert_eq!(
+            set_record(&mut s, "b", 2, CutoverState::Committed),
+            RecordEdit::Written
+        );
         assert_eq!(s.cutovers.len(), 2);
         assert_eq!(s.cutovers[0].migration_uid, "a");
         assert_eq!(
             (s.cutovers[1].attempt, s.cutovers[1].state),
             (2, CutoverState::Committed)
         );
+    }
+
+    #[test]
+    fn records_are_refused_unless_they_move_forward() {
+        let mut s = ShardPlacementStatus::default();
+        assert_eq!(
+            set_record(&mut s, "m", 2, CutoverState::Committed),
+            RecordEdit::Written
+        );
+        assert_eq!(
+            set_record(&mut s, "m", 1, CutoverState::Aborted),
+            RecordEdit::Refused {
+                attempt: 2,
+                state: CutoverState::Committed
+            }
+        );
+        assert_eq!(
+            set_record(&mut s, "m", 2, CutoverState::Committed),
+            RecordEdit::Unchanged
+        );
+        assert_eq!(s.cutovers[0].attempt, 2);
+        assert_eq!(s.cutovers[0].state, CutoverState::Committed);
     }
 
     #[test]

@@ -143,7 +143,7 @@ async fn a_stale_leaders_delayed_abort_fails_after_the_new_leader_committed() {
     let old = api_of(&fake);
     let stale = tokio::spawn(async move {
         update(&old, NAME, |st| {
-            set_record(st, "m1", 1, CutoverState::Aborted);
+            let _ = set_record(st, "m1", 1, CutoverState::Aborted);
             Ok(true)
         })
         .await
@@ -153,7 +153,7 @@ async fn a_stale_leaders_delayed_abort_fails_after_the_new_leader_committed() {
     // Meanwhile the new leader re-reads and commits attempt 1.
     let new = api_of(&fake);
     let done = update(&new, NAME, |st| {
-        set_record(st, "m1", 1, CutoverState::Committed);
+        let _ = set_record(st, "m1", 1, CutoverState::Committed);
         Ok(true)
     })
     .await
@@ -182,7 +182,7 @@ async fn every_status_write_carries_the_resource_version_it_read() {
     let api = api_of(&fake);
     for attempt in 1..=3 {
         update(&api, NAME, |st| {
-            set_record(st, "m1", attempt, CutoverState::Committing);
+            let _ = set_record(st, "m1", attempt, CutoverState::Committing);
             Ok(true)
         })
         .await
@@ -210,7 +210,7 @@ async fn a_commit_on_the_object_just_written_needs_no_second_read() {
     let fake = FakeApi::new();
     let api = api_of(&fake);
     let (_, recorded) = update_returning(&api, NAME, |st| {
-        set_record(st, "m1", 1, CutoverState::Committing);
+        let _ = set_record(st, "m1", 1, CutoverState::Committing);
         Ok(true)
     })
     .await
@@ -221,7 +221,7 @@ async fn a_commit_on_the_object_just_written_needs_no_second_read() {
             cutover_of(&st.cutovers, "m1", 1),
             Some(ringshift_planner::CutoverState::Committing)
         );
-        set_record(st, "m1", 1, CutoverState::Committed);
+        let _ = set_record(st, "m1", 1, CutoverState::Committed);
         Ok(true)
     })
     .await
@@ -239,14 +239,14 @@ async fn a_commit_on_an_object_that_moved_on_decides_again_on_a_fresh_read() {
     let fake = FakeApi::new();
     let api = api_of(&fake);
     let (_, recorded) = update_returning(&api, NAME, |st| {
-        set_record(st, "m1", 1, CutoverState::Committing);
+        let _ = set_record(st, "m1", 1, CutoverState::Committing);
         Ok(true)
     })
     .await
     .unwrap();
     // Someone (a newer leader) aborts attempt 1 meanwhile.
     update(&api, NAME, |st| {
-        set_record(st, "m1", 1, CutoverState::Aborted);
+        let _ = set_record(st, "m1", 1, CutoverState::Aborted);
         Ok(true)
     })
     .await
@@ -258,7 +258,7 @@ async fn a_commit_on_an_object_that_moved_on_decides_again_on_a_fresh_read() {
         if state != Some(ringshift_planner::CutoverState::Committing) {
             return Ok(false);
         }
-        set_record(st, "m1", 1, CutoverState::Committed);
+        let _ = set_record(st, "m1", 1, CutoverState::Committed);
         Ok(true)
     })
     .await
@@ -275,5 +275,43 @@ async fn a_commit_on_an_object_that_moved_on_decides_again_on_a_fresh_read() {
     assert_eq!(
         cutover_of(&fake.current().status.unwrap().cutovers, "m1", 1),
         Some(ringshift_planner::CutoverState::Aborted)
+    );
+}
+
+/// Finding 2 of issue 13: a stale leader at attempt 1 re-reads (so its precondition passes),
+/// finds attempt 2 Committed by the new leader, and must not record its own abort over it.
+#[tokio::test]
+async fn the_old_leader_aborts_attempt_1_after_the_new_leader_committed_attempt_2_the_record_stays_committed()
+ {
+    let fake = FakeApi::new();
+    let api = api_of(&fake);
+    // The new leader aborted attempt 1, retried, and committed attempt 2.
+    update(&api, NAME, |st| {
+        let _ = set_record(st, "m1", 2, CutoverState::Committed);
+        Ok(true)
+    })
+    .await
+    .unwrap();
+    // The old leader, still at attempt 1, gives up its cutover now. Its source is unreachable
+    // (port 9 on the loopback refuses at once): the record decides, not the node.
+    let source = ringshift_node_api::client::AdminClient::new(
+        reqwest::Client::new(),
+        "127.0.0.1:9",
+        "token",
+    );
+    let who = ringshift_node_api::Caller {
+        cluster_uid: "uid".into(),
+        epoch: 3,
+        migration_uid: "m1".into(),
+        attempt: 1,
+    };
+    let r = super::cutover::abort(&api, NAME, "m1", 1, &source, &who, "budget".into()).await;
+    assert!(r.is_err(), "a committed move rolls forward, got {r:?}");
+    let st = fake.current().status.unwrap();
+    assert_eq!(
+        cutover_of(&st.cutovers, "m1", 2),
+        Some(ringshift_planner::CutoverState::Committed),
+        "the newer attempt's commit stands: {:?}",
+        st.cutovers
     );
 }

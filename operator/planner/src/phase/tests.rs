@@ -492,3 +492,60 @@ fn a_target_without_room_waits_before_copying() {
         assert_eq!(persisted(next_step(&s, &o)).phase, Phase::Copying);
     }
 }
+
+#[test]
+fn cutover_records_only_move_forward() {
+    use CutoverState::{Aborted, Committed, Committing};
+    // Nothing there yet: anything goes.
+    assert!(record_may_replace(None, (1, Committing)));
+    // Within one attempt, Committing turns into a decision, never back.
+    assert!(record_may_replace(Some((1, Committing)), (1, Committed)));
+    assert!(record_may_replace(Some((1, Committing)), (1, Aborted)));
+    assert!(!record_may_replace(Some((1, Aborted)), (1, Committing)));
+    assert!(!record_may_replace(Some((1, Aborted)), (1, Committed)));
+    // A newer attempt replaces an aborted or half-done older one.
+    assert!(record_may_replace(Some((1, Aborted)), (2, Committing)));
+    // A stale leader's older attempt never replaces a newer one (finding 2 of issue 13)...
+    assert!(!record_may_replace(Some((2, Committing)), (1, Aborted)));
+    assert!(!record_may_replace(Some((2, Committed)), (1, Aborted)));
+    // ...and nothing replaces a commit, not even a newer attempt.
+    assert!(!record_may_replace(Some((1, Committed)), (2, Committing)));
+    assert!(!record_may_replace(Some((1, Committed)), (1, Aborted)));
+}
+
+fn record_state() -> impl proptest::strategy::Strategy<Value = CutoverState> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(CutoverState::Committing),
+        Just(CutoverState::Committed),
+        Just(CutoverState::Aborted)
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever sequence of writes (by any number of leaders, stale or not) is applied through
+    /// the rule, the record's attempt never goes down, a commit is never lost, and a decided
+    /// attempt is never decided differently.
+    #[test]
+    fn any_sequence_of_record_writes_only_moves_forward(
+        writes in proptest::collection::vec((0u32..5, record_state()), 0..40)
+    ) {
+        let mut rec: Option<(u32, CutoverState)> = None;
+        for w in writes {
+            let before = rec;
+            if record_may_replace(rec, w) {
+                rec = Some(w);
+            }
+            if let Some((a, s)) = before {
+                let (a2, s2) = rec.expect("a record is never removed by a write");
+                proptest::prop_assert!(a2 >= a);
+                if s == CutoverState::Committed {
+                    proptest::prop_assert_eq!((a2, s2), (a, s));
+                }
+                if a2 == a && s != CutoverState::Committing {
+                    proptest::prop_assert_eq!(s2, s);
+                }
+            }
+        }
+    }
+}
