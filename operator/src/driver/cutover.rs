@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
-use kube::api::Api;
 use ringshift_node_api::{Caller, FenceRequest, Offset, UnfenceRequest};
 use ringshift_ring::Placement;
 
@@ -17,11 +16,11 @@ use super::env::Env;
 use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{
-    RecordEdit, Written, placement_of, set_placement, set_record, update, update_known,
+    RecordEdit, Writer, Written, placement_of, set_placement, set_record, update, update_known,
     update_returning,
 };
 use super::{Error, record_acks};
-use crate::crd::{CutoverState, ShardMigration, ShardPlacement};
+use crate::crd::{CutoverState, ShardMigration};
 use ringshift_planner::moves::ring_id;
 
 /// How the cutover ended.
@@ -99,8 +98,7 @@ pub async fn run(
     mig: &ShardMigration,
     attempt: u32,
 ) -> Result<Outcome, Error> {
-    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
-    let name = env.placement_obj.name_any();
+    let w = env.writer();
     let uid = uid_of(mig);
     let moving = ranges_of(&mig.spec.ranges)?;
     let ranges: Vec<_> = moving.iter().copied().collect();
@@ -116,7 +114,7 @@ pub async fn run(
     // 1. Record the attempt as Committing: from here on, only a recorded abort lifts the fence.
     let mut planned = true;
     let mut epoch = 0;
-    let written = update_returning(&api, &name, |st| {
+    let written = update_returning(&w, |st| {
         let Some(p) = placement_of(st)? else {
             planned = false;
             return Ok(false);
@@ -175,8 +173,7 @@ pub async fn run(
         }
         Ok(Err(e)) => {
             return abort(
-                &api,
-                &name,
+                &w,
                 &uid,
                 attempt,
                 &source,
@@ -186,16 +183,7 @@ pub async fn run(
             .await;
         }
         Err(_) => {
-            return abort(
-                &api,
-                &name,
-                &uid,
-                attempt,
-                &source,
-                &who,
-                "fence timed out".into(),
-            )
-            .await;
+            return abort(&w, &uid, attempt, &source, &who, "fence timed out".into()).await;
         }
     };
 
@@ -208,7 +196,7 @@ pub async fn run(
                 let reason = "the target's copy covers other ranges than the move (its \
                               spec.ranges changed after the copy started); not committing"
                     .to_string();
-                return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+                return abort(&w, &uid, attempt, &source, &who, reason).await;
             }
             break;
         }
@@ -217,7 +205,7 @@ pub async fn run(
                 "the target did not apply up to the fence offset within the write-pause budget ({} ms)",
                 budget.as_millis()
             );
-            return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+            return abort(&w, &uid, attempt, &source, &who, reason).await;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -229,7 +217,7 @@ pub async fn run(
     // write returned (its resourceVersion is the precondition; re-read when it moved on).
     let mut lost = false;
     let mut committed: Option<Placement> = None;
-    let written = update_known(&api, &name, recorded, |st| {
+    let written = update_known(&w, recorded, |st| {
         lost = false;
         committed = None;
         let Some(p) = placement_of(st)? else {
@@ -264,7 +252,7 @@ pub async fn run(
             } else {
                 "the placement changed during the cutover".to_string()
             };
-            return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+            return abort(&w, &uid, attempt, &source, &who, reason).await;
         }
         (Err(e), _) => {
             // Unknown whether the write landed: leave the fence; the next round reads the
@@ -308,7 +296,7 @@ pub async fn run(
             }),
         );
     }
-    match record_acks(&api, &name, &answers).await {
+    match record_acks(&w, &answers).await {
         Ok(()) => failpoints::hit("cutover.acked"),
         Err(e) => tracing::debug!(error = %e, "acks not recorded yet"),
     }
@@ -322,8 +310,7 @@ pub async fn run(
 
 /// Records the abort, then (only then) lifts the source's fence.
 pub(super) async fn abort(
-    api: &Api<ShardPlacement>,
-    name: &str,
+    w: &Writer,
     uid: &str,
     attempt: u32,
     source: &ringshift_node_api::client::AdminClient,
@@ -331,7 +318,7 @@ pub(super) async fn abort(
     reason: String,
 ) -> Result<Outcome, Error> {
     let mut refused = None;
-    update(api, name, |st| {
+    update(w, |st| {
         refused = None;
         match set_record(st, uid, attempt, CutoverState::Aborted) {
             RecordEdit::Written => Ok(true),

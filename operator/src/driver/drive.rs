@@ -26,7 +26,7 @@ use super::{DriverCtx, Error, sync_nodes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{DesiredCondition, Status, find, set_condition};
-use crate::crd::{CutoverState, MigrationProgress, ShardMigration, ShardPlacement};
+use crate::crd::{CutoverState, MigrationProgress, ShardMigration};
 
 /// Annotation that cancels a move before its commit.
 pub const CANCEL_ANNOTATION: &str = "ringshift.dev/cancel";
@@ -255,11 +255,10 @@ pub async fn drive(
                 return after_cutover(dctx, env, &mut d, &obs, outcome).await;
             }
             Step::RecordAbort { attempt } => {
-                let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
                 let uid = uid_of(&d.obj);
                 // Only forward: a commit or a newer attempt's record stands, and the next round
                 // reads it (and rolls forward, or finds this attempt stale).
-                update(&api, &env.placement_obj.name_any(), |st| {
+                update(&env.writer(), |st| {
                     Ok(set_record(st, &uid, attempt, CutoverState::Aborted) == RecordEdit::Written)
                 })
                 .await?;

@@ -88,28 +88,51 @@ pub fn set_record(
     RecordEdit::Written
 }
 
-/// Re-reads `name`, lets `edit` change its status (returning false when nothing changes), and
-/// writes it back with the read resourceVersion as precondition. A concurrent write makes this
-/// fail with [`Error::Conflict`].
-pub async fn update<F>(api: &Api<ShardPlacement>, name: &str, edit: F) -> Result<Written, Error>
+/// Where, and as which leader, ShardPlacement status is written.
+#[derive(Clone)]
+pub struct Writer {
+    pub api: Api<ShardPlacement>,
+    pub name: String,
+    /// This replica's leader generation (None without leader election).
+    pub generation: Option<i64>,
+}
+
+/// Whether a replica of generation `mine` may edit a status whose stored generation is
+/// `stored`; `Ok(true)` when the write must also store `mine` (a new leader's first write).
+pub fn check_generation(stored: Option<i64>, mine: Option<i64>) -> Result<bool, Error> {
+    match (stored, mine) {
+        (_, None) => Ok(false),
+        (Some(s), Some(m)) if s > m => Err(Error::StaleLeader { mine: m, stored: s }),
+        (Some(s), Some(m)) => Ok(s < m),
+        (None, Some(_)) => Ok(true),
+    }
+}
+
+/// Re-reads the object, lets `edit` change its status (returning false when nothing changes),
+/// and writes it back with the read resourceVersion as precondition. A concurrent write makes
+/// this fail with [`Error::Conflict`]; a newer leader's generation on the object, with
+/// [`Error::StaleLeader`].
+pub async fn update<F>(w: &Writer, edit: F) -> Result<Written, Error>
 where
     F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
-    let obj = read(api, name).await?;
-    write_edit(api, name, obj, edit).await.map(|(w, _)| w)
+    let obj = read(w).await?;
+    write_edit(w, obj, edit).await.map(|(w, _)| w)
+}
+
+/// Stores this leader's generation unless the object has it already (a new leader does this
+/// before it acts, so that a replica that lost the lease can write nothing any more).
+pub async fn claim(w: &Writer) -> Result<Written, Error> {
+    update(w, |_| Ok(false)).await
 }
 
 /// Like [`update`], but returns the object as written (for a following [`update_known`]).
-pub async fn update_returning<F>(
-    api: &Api<ShardPlacement>,
-    name: &str,
-    edit: F,
-) -> Result<(Written, ShardPlacement), Error>
+pub async fn update_returning<F>(w: &Writer, edit: F) -> Result<(Written, ShardPlacement), Error>
 where
     F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
-    let obj = read(api, name).await?;
-    write_edit(api, name, obj, edit).await
+    let obj = read(w).await?;
+    write_edit(w, obj, edit).await
 }
 
 /// Like [`update`], but first tries the edit on `known`, an object this leader got back from
@@ -119,44 +142,54 @@ where
 /// read afresh and `edit` runs again on what is there now (it must decide from its argument
 /// alone, and reset whatever it records, since it may run twice).
 pub async fn update_known<F>(
-    api: &Api<ShardPlacement>,
-    name: &str,
+    w: &Writer,
     known: ShardPlacement,
     mut edit: F,
 ) -> Result<Written, Error>
 where
     F: FnMut(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
-    match write_edit(api, name, known, &mut edit).await {
+    match write_edit(w, known, &mut edit).await {
         Err(Error::Conflict(_)) => {
-            let fresh = read(api, name).await?;
-            write_edit(api, name, fresh, edit).await.map(|(w, _)| w)
+            let fresh = read(w).await?;
+            write_edit(w, fresh, edit).await.map(|(w, _)| w)
         }
         other => other.map(|(w, _)| w),
     }
 }
 
-async fn read(api: &Api<ShardPlacement>, name: &str) -> Result<ShardPlacement, Error> {
-    api.get(name)
+async fn read(w: &Writer) -> Result<ShardPlacement, Error> {
+    w.api
+        .get(&w.name)
         .await
-        .map_err(|e| Error::kube(format!("re-reading ShardPlacement {name}"), e))
+        .map_err(|e| Error::kube(format!("re-reading ShardPlacement {}", w.name), e))
 }
 
 async fn write_edit<F>(
-    api: &Api<ShardPlacement>,
-    name: &str,
+    w: &Writer,
     mut obj: ShardPlacement,
     edit: F,
 ) -> Result<(Written, ShardPlacement), Error>
 where
     F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
+    let name = &w.name;
     let mut status = obj.status.clone().unwrap_or_default();
-    if !edit(&mut status)? {
+    // Checked on the object the write's precondition is taken from: a newer leader's claim
+    // either is in it (refused here) or lands after the read (the precondition fails).
+    let claim = check_generation(status.leader_generation, w.generation)?;
+    if !edit(&mut status)? && !claim {
         return Ok((Written::Unchanged, obj));
     }
+    if claim {
+        status.leader_generation = w.generation;
+    }
     obj.status = Some(status);
-    match api.replace_status(name, &PostParams::default(), &obj).await {
+    match w
+        .api
+        .replace_status(name, &PostParams::default(), &obj)
+        .await
+    {
         Ok(o) => Ok((Written::Done, o)),
         Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
             "ShardPlacement {name} changed since it was read"
@@ -210,6 +243,19 @@ mod tests {
         );
         assert_eq!(s.cutovers[0].attempt, 2);
         assert_eq!(s.cutovers[0].state, CutoverState::Committed);
+    }
+
+    #[test]
+    fn generations_are_claimed_once_and_never_go_back() {
+        assert!(matches!(check_generation(None, None), Ok(false)));
+        assert!(matches!(check_generation(Some(4), None), Ok(false)));
+        assert!(matches!(check_generation(None, Some(0)), Ok(true)));
+        assert!(matches!(check_generation(Some(3), Some(4)), Ok(true)));
+        assert!(matches!(check_generation(Some(4), Some(4)), Ok(false)));
+        assert!(matches!(
+            check_generation(Some(5), Some(4)),
+            Err(Error::StaleLeader { mine: 4, stored: 5 })
+        ));
     }
 
     #[test]
