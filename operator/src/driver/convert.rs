@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use ringshift_node_api::{Offset, PullPhase, PullStatus};
+use ringshift_node_api::{Caller, DropRequest, Offset, PullPhase, PullStatus};
 use ringshift_planner::phase::{PullFailure, PullView};
 use ringshift_planner::{CutoverState, MoveState, Phase};
 use ringshift_ring::{HashRange, RangeSet};
@@ -137,6 +137,19 @@ pub fn applied_through(status: &PullStatus, fence: &Offset) -> bool {
         .applied_offset
         .as_ref()
         .is_some_and(|a| a.incarnation == fence.incarnation && a.sequence >= fence.sequence)
+}
+
+/// The drop of `ranges` (a cancelled move's partial copy on its target, or a committed move's
+/// copy on its source). It carries the operator's current committed epoch, the one in `who`
+/// (rule 14): a node that installed a lower epoch refuses it, and at that epoch the node checks
+/// that it does not own the ranges. None before any placement is committed (epoch 0): a drop
+/// never carries epoch 0.
+pub fn drop_request(who: &Caller, ranges: &RangeSet) -> Option<DropRequest> {
+    (who.epoch > 0).then(|| DropRequest {
+        caller: who.clone(),
+        ranges: ranges.iter().copied().collect(),
+        ownership_ended_epoch: who.epoch,
+    })
 }
 
 /// Whether two range sets cover exactly the same hashes.
@@ -327,6 +340,26 @@ mod tests {
             &pull(PullPhase::CatchingUp, None, None),
             &fence
         ));
+    }
+
+    #[test]
+    fn every_drop_carries_the_current_committed_epoch() {
+        let ranges = RangeSet::new([HashRange::new(10, 20).unwrap()]).unwrap();
+        let who = Caller {
+            cluster_uid: "c".into(),
+            epoch: 9,
+            migration_uid: "m".into(),
+            attempt: 2,
+        };
+        let body = drop_request(&who, &ranges).unwrap();
+        assert_eq!(
+            body.ownership_ended_epoch, 9,
+            "never 0, never an older epoch"
+        );
+        assert_eq!(body.caller, who);
+        assert_eq!(body.ranges, vec![HashRange::new(10, 20).unwrap()]);
+        let nothing_committed = Caller { epoch: 0, ..who };
+        assert!(drop_request(&nothing_committed, &ranges).is_none());
     }
 
     #[test]

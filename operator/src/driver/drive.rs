@@ -6,15 +6,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use ringshift_node_api::{Caller, DropRequest, ErrorReason, PullPhase, StartPull};
+use ringshift_node_api::{Caller, ErrorReason, PullPhase, StartPull};
 use ringshift_planner::eta::{catch_up_eta_seconds, eta_seconds, format_eta, percent};
 use ringshift_planner::phase::{Observed, after_abort, after_drop, next_step};
 use ringshift_planner::room::{RoomCheck, RoomPolicy, check_room};
 use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
 use super::convert::{
-    apply_state, committed_record, crd_phase, cutover_of, move_state, offset_text, pull_view,
-    ranges_of, uid_of,
+    apply_state, committed_record, crd_phase, cutover_of, drop_request, move_state, offset_text,
+    pull_view, ranges_of, uid_of,
 };
 use super::cutover::{self, Outcome};
 use super::env::Env;
@@ -224,10 +224,8 @@ pub async fn drive(
                     // Remove the partial copy (it is never served, but it takes room). The
                     // node refuses if it owns the ranges or another pull fills them; owning
                     // them means there is nothing of ours to remove.
-                    let body = DropRequest {
-                        caller: who,
-                        ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
-                        ownership_ended_epoch: 0,
+                    let Some(body) = drop_request(&who, &ranges_of(&d.obj.spec.ranges)?) else {
+                        return Ok(Duration::from_secs(2));
                     };
                     match tokio::time::timeout(CALL_TIMEOUT, target.drop_ranges(&body)).await {
                         Ok(Ok(_)) => {}
@@ -302,10 +300,9 @@ pub async fn drive(
                 let Some(source) = nodes.client(&d.obj.spec.source) else {
                     return Ok(Duration::from_secs(2));
                 };
-                let body = DropRequest {
-                    caller: d.caller(env, d.state.attempt),
-                    ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
-                    ownership_ended_epoch: d.state.committed_epoch.unwrap_or(0),
+                let who = d.caller(env, d.state.attempt);
+                let Some(body) = drop_request(&who, &ranges_of(&d.obj.spec.ranges)?) else {
+                    return Ok(Duration::from_secs(2));
                 };
                 // A large drop takes seconds: it runs on its own so that this round goes on
                 // driving the other moves; later rounds collect its answer (idempotent, so a new
