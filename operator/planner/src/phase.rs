@@ -175,6 +175,9 @@ pub struct Observed {
     /// and a pull that lingers (tailing a source that is gone, or a log with no more records
     /// for its ranges) would block later drops of those ranges on the target.
     pub target_pulling: bool,
+    /// What the planner lets this move's source drop now (`Plan::drops`): None while no drop
+    /// slot is free; empty when every range came back to the source or is owned by it again.
+    pub drop: Option<ringshift_ring::RangeSet>,
     /// Whether the target has room for the move's estimated bytes (checked before Copying).
     pub room: crate::room::RoomCheck,
     /// The target's name, for reasons.
@@ -202,8 +205,8 @@ pub enum Step {
     EndPull,
     /// Push the committed placement to every node and collect acknowledgements.
     PushPlacement,
-    /// Ask the source to drop its copy of the moved ranges.
-    DropSource,
+    /// Ask the source to drop its copy of these ranges (the move's, less any coming back).
+    DropSource { ranges: ringshift_ring::RangeSet },
     /// Nothing to do now; look again after `after_ms`.
     Wait { reason: String, after_ms: u64 },
 }
@@ -441,10 +444,15 @@ pub fn after_abort(state: &MoveState, now_ms: u64, reason: &str) -> MoveState {
 
 fn cleanup(state: &MoveState, obs: &Observed) -> Step {
     let now = obs.now_ms;
+    if !obs.all_acked_commit {
+        // Before the target's pull ends: while it runs no drop of those ranges passes on the
+        // target, and once the target runs the commit epoch it owns them (rule 14).
+        return Step::PushPlacement;
+    }
     if obs.target_pulling {
         return Step::EndPull;
     }
-    if obs.source_gone && obs.all_acked_commit {
+    if obs.source_gone {
         // Scale-in removed the source after its ranges moved: its volume keeps a stale copy that
         // is never served (it owns nothing) and that a future copy to it clears first.
         return Step::Persist(MoveState {
@@ -452,15 +460,25 @@ fn cleanup(state: &MoveState, obs: &Observed) -> Step {
             ..enter(state, Phase::Completed, now)
         });
     }
-    if !obs.all_acked_commit {
-        return Step::PushPlacement;
-    }
     let committed_at = state.committed_at_ms.unwrap_or(state.since_ms);
     let drop_at = committed_at.saturating_add(obs.policy.source_retention_ms);
     if now < drop_at {
         return wait("keeping the source copy for sourceRetention", drop_at - now);
     }
-    Step::DropSource
+    match &obs.drop {
+        None => wait(
+            "waiting for a drop slot (maxConcurrentMoves drops at a time)",
+            2000,
+        ),
+        Some(r) if r.is_empty() => Step::Persist(MoveState {
+            reason: Some(
+                "the moved ranges came back to the source (or it owns them again); nothing to drop"
+                    .into(),
+            ),
+            ..enter(state, Phase::Completed, now)
+        }),
+        Some(r) => Step::DropSource { ranges: r.clone() },
+    }
 }
 
 /// After the source dropped its copy.

@@ -296,12 +296,12 @@ pub async fn drive(
                 }
                 return Ok(Duration::from_millis(500));
             }
-            Step::DropSource => {
+            Step::DropSource { ranges } => {
                 let Some(source) = nodes.client(&d.obj.spec.source) else {
                     return Ok(Duration::from_secs(2));
                 };
                 let who = d.caller(env, d.state.attempt);
-                let Some(body) = drop_request(&who, &ranges_of(&d.obj.spec.ranges)?) else {
+                let Some(body) = drop_request(&who, &ranges) else {
                     return Ok(Duration::from_secs(2));
                 };
                 // A large drop takes seconds: it runs on its own so that this round goes on
@@ -496,6 +496,7 @@ async fn observe(
                     .and_then(|p| p.members().ok())
                     .is_some_and(|ms| !ms.contains(&d.obj.spec.source)),
             target_pulling,
+            drop: plan.drops.get(&d.obj.name_any()).cloned(),
             room,
             target: d.obj.spec.target.clone(),
         },

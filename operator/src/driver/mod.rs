@@ -378,13 +378,16 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     let views: Vec<MoveView> = env
         .migrations
         .iter()
-        .map(|m| MoveView {
-            name: m.name_any(),
-            source: m.spec.source.clone(),
-            target: m.spec.target.clone(),
-            phase: phase_of(m.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+        .map(|m| {
+            Ok(MoveView {
+                name: m.name_any(),
+                source: m.spec.source.clone(),
+                target: m.spec.target.clone(),
+                phase: phase_of(m.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                ranges: convert::ranges_of(&m.spec.ranges)?,
+            })
         })
-        .collect();
+        .collect::<Result<_, convert::ConvertError>>()?;
     let the_plan = plan(
         &env.name,
         &env.desired,

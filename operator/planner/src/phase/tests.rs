@@ -15,9 +15,14 @@ fn obs() -> Observed {
         all_acked_commit: false,
         source_gone: false,
         target_pulling: false,
+        drop: Some(moved()),
         room: crate::room::RoomCheck::Unknown,
         target: "demo-2".into(),
     }
+}
+
+fn moved() -> ringshift_ring::RangeSet {
+    ringshift_ring::RangeSet::single(ringshift_ring::HashRange::new(100, 199).unwrap())
 }
 
 fn state(phase: Phase) -> MoveState {
@@ -350,7 +355,7 @@ fn cleanup_pushes_until_acked_then_waits_retention_then_drops() {
         now_ms: 1_050_000,
         ..acked
     };
-    assert_eq!(next_step(&s, &later), Step::DropSource);
+    assert_eq!(next_step(&s, &later), Step::DropSource { ranges: moved() });
     assert_eq!(after_drop(&s, 1_050_001).phase, Phase::Completed);
 }
 
@@ -396,14 +401,13 @@ fn cleanup_of_a_removed_source_completes_without_a_drop() {
 }
 
 #[test]
-fn cleanup_ends_the_targets_pull_first() {
+fn cleanup_ends_the_targets_pull_once_every_node_runs_the_commit() {
     let s = MoveState {
         committed_epoch: Some(7),
         committed_at_ms: Some(900_000),
         ..state(Phase::Cleanup)
     };
     for o in [
-        obs(),
         Observed {
             all_acked_commit: true,
             ..obs()
@@ -421,6 +425,13 @@ fn cleanup_ends_the_targets_pull_first() {
         assert_eq!(next_step(&s, &pulling), Step::EndPull, "{o:?}");
         assert_ne!(next_step(&s, &o), Step::EndPull, "{o:?}");
     }
+    // Until the target runs the commit epoch its pull stays: it keeps old drops of the ranges
+    // off the target (finding 1 of issue 13, second window).
+    let unacked = Observed {
+        target_pulling: true,
+        ..obs()
+    };
+    assert_eq!(next_step(&s, &unacked), Step::PushPlacement);
     // Before the commit a running pull is the copy itself: never ended by this.
     let copying = Observed {
         target_pulling: true,
@@ -430,6 +441,35 @@ fn cleanup_ends_the_targets_pull_first() {
     assert_ne!(next_step(&state(Phase::Copying), &copying), Step::EndPull);
 }
 
+#[test]
+fn cleanup_drops_only_what_the_planner_grants() {
+    let s = MoveState {
+        committed_epoch: Some(7),
+        committed_at_ms: Some(900_000),
+        ..state(Phase::Cleanup)
+    };
+    // No drop slot: wait (a drop never runs beyond maxConcurrentMoves).
+    let no_slot = Observed {
+        all_acked_commit: true,
+        drop: None,
+        ..obs()
+    };
+    assert!(matches!(next_step(&s, &no_slot), Step::Wait { .. }));
+    // The ranges came back to the source (a re-plan): the drop is cancelled, the move ends.
+    let back = Observed {
+        drop: Some(ringshift_ring::RangeSet::empty()),
+        ..no_slot.clone()
+    };
+    let next = persisted(next_step(&s, &back));
+    assert_eq!(next.phase, Phase::Completed);
+    // Part of them came back: only the rest is dropped.
+    let part = ringshift_ring::RangeSet::single(ringshift_ring::HashRange::new(150, 199).unwrap());
+    let some = Observed {
+        drop: Some(part.clone()),
+        ..no_slot
+    };
+    assert_eq!(next_step(&s, &some), Step::DropSource { ranges: part });
+}
 #[test]
 fn a_copy_the_target_restarted_on_its_own_shows_as_copying_again_with_the_reason() {
     let restarted = PullView {
