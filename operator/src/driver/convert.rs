@@ -131,6 +131,35 @@ pub fn offset_text(o: &Offset) -> String {
     format!("{}:{}", o.incarnation, o.sequence)
 }
 
+/// Why the target's pull cannot carry this move's cutover at any offset (rule 16), if so: it
+/// must be catching up (a pull set back to Starting by a re-copy may still show its old applied
+/// offset while its ranges are cleared), for this move's copy attempt, and, with verification
+/// on, with checksums that matched (a mismatch never commits).
+pub fn cutover_blocker(status: &PullStatus, copy_attempt: u32, verify: bool) -> Option<String> {
+    if status.phase != PullPhase::CatchingUp {
+        return Some(format!(
+            "the target's pull is {:?}, not CatchingUp",
+            status.phase
+        ));
+    }
+    if status.attempt != u64::from(copy_attempt) {
+        return Some(format!(
+            "the target's pull is of copy attempt {}, not {copy_attempt}",
+            status.attempt
+        ));
+    }
+    match (status.verified, verify) {
+        (Some(false), _) => Some("the target's copy did not verify (checksums differ)".into()),
+        (None, true) => Some("the target's copy is not verified".into()),
+        _ => None,
+    }
+}
+
+/// Whether the target's pull lets the cutover commit at `fence` (rule 16).
+pub fn cutover_ready(status: &PullStatus, fence: &Offset, copy_attempt: u32, verify: bool) -> bool {
+    cutover_blocker(status, copy_attempt, verify).is_none() && applied_through(status, fence)
+}
+
 /// The target applied everything up to `fence` (same incarnation of the source).
 pub fn applied_through(status: &PullStatus, fence: &Offset) -> bool {
     status
@@ -360,6 +389,71 @@ mod tests {
         assert_eq!(body.ranges, vec![HashRange::new(10, 20).unwrap()]);
         let nothing_committed = Caller { epoch: 0, ..who };
         assert!(drop_request(&nothing_committed, &ranges).is_none());
+    }
+
+    /// Finding 5 of issue 13: applied >= F alone is not enough. A pull that a re-copy set back to
+    /// Starting (keeping its old applied offset while the range is cleared), one of an older copy
+    /// attempt, or one whose checksum did not verify must not let the cutover commit.
+    #[test]
+    fn the_cutover_needs_a_verified_catching_up_pull_of_this_copy_attempt() {
+        let fence = Offset {
+            incarnation: "i1".into(),
+            sequence: 10,
+        };
+        let ready = PullStatus {
+            verified: Some(true),
+            ..pull(PullPhase::CatchingUp, Some(("i1", 10)), Some(0))
+        };
+        assert!(cutover_ready(&ready, &fence, 2, true));
+        for phase in [
+            PullPhase::Starting,
+            PullPhase::Copying,
+            PullPhase::Verifying,
+            PullPhase::Completed,
+            PullPhase::Cancelled,
+            PullPhase::Failed,
+        ] {
+            let s = PullStatus {
+                phase,
+                ..ready.clone()
+            };
+            assert!(!cutover_ready(&s, &fence, 2, true), "{phase:?}");
+        }
+        assert!(
+            !cutover_ready(&ready, &fence, 3, true),
+            "another copy attempt"
+        );
+        for verified in [None, Some(false)] {
+            let s = PullStatus {
+                verified,
+                ..ready.clone()
+            };
+            assert!(!cutover_ready(&s, &fence, 2, true), "{verified:?}");
+        }
+        let unverified = PullStatus {
+            verified: None,
+            ..ready.clone()
+        };
+        assert!(
+            cutover_ready(&unverified, &fence, 2, false),
+            "verification off"
+        );
+        let mismatch = PullStatus {
+            verified: Some(false),
+            ..ready.clone()
+        };
+        assert!(
+            !cutover_ready(&mismatch, &fence, 2, false),
+            "a mismatch never commits"
+        );
+        let behind = PullStatus {
+            applied_offset: Some(Offset {
+                incarnation: "i1".into(),
+                sequence: 9,
+            }),
+            ..ready
+        };
+        assert!(!cutover_ready(&behind, &fence, 2, true));
     }
 
     #[test]

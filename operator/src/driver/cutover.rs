@@ -11,7 +11,10 @@ use kube::ResourceExt;
 use ringshift_node_api::{Caller, FenceRequest, Offset, UnfenceRequest};
 use ringshift_ring::Placement;
 
-use super::convert::{applied_through, cutover_of, pull_covers, ranges_of, same_ranges, uid_of};
+use super::convert::{
+    cutover_blocker, cutover_of, cutover_ready, pull_covers, ranges_of, same_ranges, uid_of,
+};
+use super::drive::VERIFY_COPIES;
 use super::env::Env;
 use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
@@ -91,12 +94,13 @@ fn still_planned(p: &Placement, mig: &ShardMigration) -> Result<bool, Error> {
     }))
 }
 
-/// Runs the cutover of `mig` for `attempt`.
+/// Runs the cutover of `mig` for `attempt`, on the target's copy of `copy_attempt`.
 pub async fn run(
     env: &Env,
     nodes: &Nodes,
     mig: &ShardMigration,
     attempt: u32,
+    copy_attempt: u32,
 ) -> Result<Outcome, Error> {
     let w = env.writer();
     let uid = uid_of(mig);
@@ -187,18 +191,22 @@ pub async fn run(
         }
     };
 
-    // 3. Wait until the target applied everything up to the fence offset, within the budget.
+    // 3. Wait until the target applied everything up to the fence offset, within the budget,
+    // on a verified pull of this copy that is catching up (rule 16; else abort at once).
     loop {
-        if let Ok(Ok(s)) = tokio::time::timeout(budget, target.pull(&uid)).await
-            && applied_through(&s, &fence)
-        {
-            if !pull_covers(&s, &moving) {
-                let reason = "the target's copy covers other ranges than the move (its \
-                              spec.ranges changed after the copy started); not committing"
-                    .to_string();
+        if let Ok(Ok(s)) = tokio::time::timeout(budget, target.pull(&uid)).await {
+            if let Some(reason) = cutover_blocker(&s, copy_attempt, VERIFY_COPIES) {
                 return abort(&w, &uid, attempt, &source, &who, reason).await;
             }
-            break;
+            if cutover_ready(&s, &fence, copy_attempt, VERIFY_COPIES) {
+                if !pull_covers(&s, &moving) {
+                    let reason = "the target's copy covers other ranges than the move (its \
+                                  spec.ranges changed after the copy started); not committing"
+                        .to_string();
+                    return abort(&w, &uid, attempt, &source, &who, reason).await;
+                }
+                break;
+            }
         }
         if fenced_at.elapsed() >= budget {
             let reason = format!(

@@ -34,6 +34,10 @@ pub const CANCEL_ANNOTATION: &str = "ringshift.dev/cancel";
 /// How long a source may take to drop a moved copy (it deletes every key of the ranges).
 const DROP_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Whether copies are verified (range checksums after the copy, before catch-up, rule 10); the
+/// cutover then requires a verified pull (rule 16).
+pub const VERIFY_COPIES: bool = true;
+
 /// Steps one move may take in one round before yielding to the others.
 const MAX_STEPS: usize = 8;
 
@@ -182,7 +186,7 @@ pub async fn drive(
                     source: source.clone(),
                     ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
                     bytes_per_sec: env.limits.bandwidth,
-                    verify: true,
+                    verify: VERIFY_COPIES,
                 };
                 match tokio::time::timeout(CALL_TIMEOUT, target.start_pull(&body)).await {
                     Ok(Ok(_)) => failpoints::hit("pull.started"),
@@ -249,7 +253,8 @@ pub async fn drive(
                 return Ok(Duration::from_millis(100));
             }
             Step::Cutover { attempt } => {
-                let outcome = cutover::run(env, nodes, &d.obj, attempt).await?;
+                let outcome =
+                    cutover::run(env, nodes, &d.obj, attempt, d.state.copy_attempt).await?;
                 return after_cutover(dctx, env, &mut d, &obs, outcome).await;
             }
             Step::RecordAbort { attempt } => {
