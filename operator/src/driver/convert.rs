@@ -1,6 +1,8 @@
 //! Conversions between the custom resources' shapes and the pure planner's and ring's types.
 //! Everything here is pure and unit-tested; the driver's I/O code only calls it.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use ringshift_node_api::{Caller, DropRequest, Offset, PullPhase, PullStatus};
@@ -244,6 +246,46 @@ pub fn committed_record(records: &[CutoverRecord], uid: &str) -> bool {
         .any(|r| r.migration_uid == uid && r.state == crd::CutoverState::Committed)
 }
 
+/// What to do with the cutover records of moves that no longer need them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// Half-done cutovers (Committing) of deleted moves: record the abort, then unfence.
+    pub abort: Vec<CutoverRecord>,
+    /// Aborted cutovers of deleted moves: unfence their attempt on every node (again: an earlier
+    /// unfence may not have arrived), and forget the record only once every node answered.
+    pub release: Vec<CutoverRecord>,
+    /// Records to forget now (their moves are past the cutover and took care of their fences).
+    pub forget: BTreeSet<String>,
+}
+
+/// Sorts the cutover records by what their moves (`phases`, by UID; a UID that is missing is
+/// a deleted move) still need.
+pub fn orphans(records: &[CutoverRecord], phases: &BTreeMap<String, MigrationPhase>) -> Orphans {
+    let mut out = Orphans::default();
+    for r in records {
+        match phases.get(&r.migration_uid) {
+            Some(phase) => {
+                if matches!(
+                    phase,
+                    MigrationPhase::Cleanup
+                        | MigrationPhase::Completed
+                        | MigrationPhase::Cancelled
+                        | MigrationPhase::Failed
+                ) && r.state != crd::CutoverState::Committing
+                {
+                    out.forget.insert(r.migration_uid.clone());
+                }
+            }
+            None if r.state == crd::CutoverState::Committing => out.abort.push(r.clone()),
+            None if r.state == crd::CutoverState::Aborted => out.release.push(r.clone()),
+            None => {
+                out.forget.insert(r.migration_uid.clone());
+            }
+        }
+    }
+    out
+}
+
 /// UID of a migration (empty when the object has none, which the API server never returns).
 pub fn uid_of(m: &ShardMigration) -> String {
     m.metadata.uid.clone().unwrap_or_default()
@@ -454,6 +496,36 @@ mod tests {
             ..ready
         };
         assert!(!cutover_ready(&behind, &fence, 2, true));
+    }
+
+    /// An aborted cutover of a deleted move may have left a fence (the unfence did not arrive,
+    /// or the old leader's fence arrives late): its attempt is released on every node again
+    /// before the record is forgotten, never forgotten on the cached word alone.
+    #[test]
+    fn an_aborted_record_of_a_deleted_move_is_released_before_it_is_forgotten() {
+        let rec = |uid: &str, attempt, state| CutoverRecord {
+            migration_uid: uid.into(),
+            attempt,
+            state,
+        };
+        let records = vec![
+            rec("gone-aborted", 3, crd::CutoverState::Aborted),
+            rec("gone-committing", 2, crd::CutoverState::Committing),
+            rec("gone-committed", 1, crd::CutoverState::Committed),
+            rec("done", 1, crd::CutoverState::Committed),
+            rec("cutting", 4, crd::CutoverState::Committing),
+        ];
+        let phases = BTreeMap::from([
+            ("done".to_string(), MigrationPhase::Completed),
+            ("cutting".to_string(), MigrationPhase::CuttingOver),
+        ]);
+        let o = orphans(&records, &phases);
+        assert_eq!(o.abort, vec![records[1].clone()]);
+        assert_eq!(o.release, vec![records[0].clone()]);
+        assert_eq!(
+            o.forget,
+            BTreeSet::from(["done".to_string(), "gone-committed".to_string()])
+        );
     }
 
     #[test]

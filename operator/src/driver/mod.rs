@@ -19,7 +19,7 @@ mod room;
 #[cfg(test)]
 mod stale_leader_tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -597,31 +597,21 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
     let Some(status) = &env.placement_obj.status else {
         return Ok(());
     };
-    let by_uid: BTreeMap<String, &ShardMigration> =
-        env.migrations.iter().map(|m| (uid_of(m), m)).collect();
-    let mut drop_uids = BTreeSet::new();
-    let mut abort = Vec::new();
-    for r in &status.cutovers {
-        match by_uid.get(&r.migration_uid) {
-            Some(m) => {
-                let phase = m.status.as_ref().map(|s| s.phase).unwrap_or_default();
-                if matches!(
-                    phase,
-                    MigrationPhase::Cleanup
-                        | MigrationPhase::Completed
-                        | MigrationPhase::Cancelled
-                        | MigrationPhase::Failed
-                ) && r.state != CutoverState::Committing
-                {
-                    drop_uids.insert(r.migration_uid.clone());
-                }
-            }
-            None if r.state == CutoverState::Committing => abort.push(r.clone()),
-            None => {
-                drop_uids.insert(r.migration_uid.clone());
-            }
-        }
-    }
+    let phases: BTreeMap<String, MigrationPhase> = env
+        .migrations
+        .iter()
+        .map(|m| {
+            (
+                uid_of(m),
+                m.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let convert::Orphans {
+        abort,
+        mut release,
+        forget: drop_uids,
+    } = convert::orphans(&status.cutovers, &phases);
     let w = env.writer();
     for r in &abort {
         let attempt = u32::try_from(r.attempt).unwrap_or(u32::MAX);
@@ -662,26 +652,62 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
             tracing::info!(cluster = %env.name, migration_uid = %r.migration_uid, attempt, "the orphaned cutover record moved on since it was cached; not aborting it");
             continue;
         }
-        // The deleted move's source is whichever node holds its fence: ask all (idempotent).
+        tracing::warn!(cluster = %env.name, migration_uid = %r.migration_uid, attempt, "aborted the cutover of a deleted migration");
+        release.push(crate::crd::CutoverRecord {
+            state: CutoverState::Aborted,
+            ..r.clone()
+        });
+    }
+    // Unfence every aborted attempt of a deleted move on every node, every round until each
+    // member answered: the node then also refuses a late fence of that attempt (an old leader's
+    // call still in flight), so no fence is ever left without an owner to lift it. The deleted
+    // move's source is whichever node holds its fence, hence all.
+    let mut released: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &release {
+        let attempt = u64::try_from(r.attempt).unwrap_or(u64::MAX);
         let who = ringshift_node_api::Caller {
             cluster_uid: env.cluster_uid(),
             epoch: env.placement.as_ref().map(|p| p.epoch()).unwrap_or(0),
             migration_uid: r.migration_uid.clone(),
-            attempt: u64::from(attempt),
+            attempt,
         };
-        for m in nodes.endpoints.keys() {
-            if let Some(c) = nodes.client(m) {
-                let _ = cutover::unfence(&c, &who).await;
-            }
+        let mut all = true;
+        for m in env.members.keys() {
+            let answered = match nodes.client(m) {
+                Some(c) => match tokio::time::timeout(
+                    nodes::CALL_TIMEOUT,
+                    c.unfence(&ringshift_node_api::UnfenceRequest {
+                        caller: who.clone(),
+                    }),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => true,
+                    // A newer attempt's fence stands there: this attempt is over on that node.
+                    Ok(Err(e)) => e.reason() == Some(ringshift_node_api::ErrorReason::StaleAttempt),
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            all &= answered;
         }
-        tracing::warn!(cluster = %env.name, migration_uid = %r.migration_uid, attempt, "aborted the cutover of a deleted migration");
+        if all {
+            released.insert(r.migration_uid.clone(), r.attempt);
+        } else {
+            tracing::info!(cluster = %env.name, migration_uid = %r.migration_uid, attempt = r.attempt, "not every member confirmed the unfence of a deleted migration's attempt yet; asking again next round");
+        }
     }
-    if !drop_uids.is_empty() {
+    if !drop_uids.is_empty() || !released.is_empty() {
         let r = update(&w, |st| {
             let before = st.cutovers.len();
-            // A half-done cutover is never forgotten here, whatever the cached copy said.
+            // A half-done cutover is never forgotten here, whatever the cached copy said, and a
+            // released attempt only while its record is still that attempt's abort.
             st.cutovers.retain(|c| {
-                !drop_uids.contains(&c.migration_uid) || c.state == CutoverState::Committing
+                let forget = drop_uids.contains(&c.migration_uid)
+                    && c.state != CutoverState::Committing
+                    || released.get(&c.migration_uid) == Some(&c.attempt)
+                        && c.state == CutoverState::Aborted;
+                !forget
             });
             Ok(st.cutovers.len() != before)
         })
@@ -694,7 +720,6 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
     }
     Ok(())
 }
-
 /// Deletes finished ShardMigrations beyond the cluster's history limit (oldest first).
 async fn collect_garbage(env: &Env) -> Result<(), Error> {
     let mut finished: Vec<&ShardMigration> = env
