@@ -247,7 +247,10 @@ pub async fn run(
     }
     let dctx = Arc::new(DriverCtx::new(ctx, leadership));
     let members = watcher::Config::default().labels("app.kubernetes.io/name=ringshift-node");
-    Controller::new(
+    // Drops run on tasks of their own: when the term ends they are aborted too, whether or not
+    // a round is running then (rounds stop by themselves, see `Leadership::run`).
+    let on_loss = abort_drops_when_the_term_ends(dctx.clone());
+    let controller = Controller::new(
         scoped::<Guarded>(&client, namespace),
         watcher::Config::default(),
     )
@@ -277,8 +280,18 @@ pub async fn run(
         if let Err(e) = res {
             tracing::debug!(error = %e, "driver event");
         }
-    })
-    .await;
+    });
+    tokio::select! {
+        () = controller => {}
+        () = on_loss => {}
+    }
+}
+
+/// Aborts the drops this replica started as soon as its term ends; never returns.
+async fn abort_drops_when_the_term_ends(dctx: Arc<DriverCtx>) {
+    dctx.leadership.ended().await;
+    dctx.abort_drops();
+    std::future::pending::<()>().await;
 }
 
 fn key(obj: &Guarded) -> String {

@@ -429,3 +429,41 @@ async fn leadership_loss_cancels_a_running_round() {
         );
     }
 }
+
+/// A source drop runs on a task of its own, outside any round: it is aborted when the term
+/// ends too, even while no round is running.
+#[tokio::test]
+async fn leadership_loss_aborts_the_drops_in_flight() {
+    use crate::leader::Role;
+    let fake = FakeApi::new();
+    let client = writer_at(&fake, None).api.into_client();
+    let base = Arc::new(crate::controller::Context::new(
+        client,
+        "test",
+        Arc::new(crate::metrics::Metrics::new()),
+        None,
+    ));
+    let (tx, rx) = tokio::sync::watch::channel(Role::Leading {
+        generation: Some(3),
+    });
+    let dctx = Arc::new(super::DriverCtx::new(base, super::Leadership::new(rx)));
+    let drop_task = tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        Ok::<(), String>(())
+    });
+    let handle = drop_task.abort_handle();
+    dctx.drops.lock().unwrap().insert("m1".into(), drop_task);
+    let watchdog = tokio::spawn(super::abort_drops_when_the_term_ends(dctx.clone()));
+    tokio::task::yield_now().await;
+    assert!(!handle.is_finished());
+    tx.send_replace(Role::Standby);
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while !handle.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the drop task was aborted");
+    assert!(dctx.drops.lock().unwrap().is_empty());
+    watchdog.abort();
+}
