@@ -343,10 +343,10 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     // A new leader stores its generation before it acts (rule 13): from then on a replica that
     // lost the lease can write nothing. The cached copy tells whether that is still to do.
     let stored = sp.status.as_ref().and_then(|s| s.leader_generation);
-    if placement_io::check_generation(stored, env.generation)? {
-        if matches!(placement_io::claim(&w).await?, Written::Done) {
-            tracing::info!(cluster = %env.name, generation = ?env.generation, "leader generation stored");
-        }
+    if placement_io::check_generation(stored, env.generation)?
+        && matches!(placement_io::claim(&w).await?, Written::Done)
+    {
+        tracing::info!(cluster = %env.name, generation = ?env.generation, "leader generation stored");
         return Ok(Action::requeue(Duration::from_millis(50)));
     }
 
