@@ -106,6 +106,9 @@ pub struct PullView {
     pub copy_attempt: u32,
     /// The snapshot is fully copied; the target is tailing the source's log.
     pub copied: bool,
+    /// The copy's checksums matched the source's snapshot (or verification is off): a cutover
+    /// starts only from a verified copy (rule 16).
+    pub verified: bool,
     /// Records of the moved ranges still to apply (source head minus applied, in records).
     pub lag: u64,
     /// Records applied per second recently (0 when unknown).
@@ -375,6 +378,10 @@ fn copy_or_catch_up(state: &MoveState, obs: &Observed, cancel: Option<&str>) -> 
     }
     if !obs.source_ready {
         return wait("source pod is not ready", 1000);
+    }
+    if !pull.verified {
+        // Fencing now would only pause clients for an abort: the cutover refuses such a copy.
+        return wait("the target's copy is not verified yet", 500);
     }
     if !drains_in_budget(pull, &obs.policy) {
         return wait(

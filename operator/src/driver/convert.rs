@@ -194,8 +194,9 @@ pub fn pull_covers(status: &PullStatus, ranges: &RangeSet) -> bool {
     RangeSet::new(status.ranges.iter().copied()).is_ok_and(|s| same_ranges(&s, ranges))
 }
 
-/// The planner's view of the target's pull; `apply_rate` is measured by the caller.
-pub fn pull_view(status: &PullStatus, apply_rate: u64) -> PullView {
+/// The planner's view of the target's pull; `apply_rate` is measured by the caller, `verify`
+/// says whether copies are verified.
+pub fn pull_view(status: &PullStatus, apply_rate: u64, verify: bool) -> PullView {
     let copied = matches!(status.phase, PullPhase::CatchingUp | PullPhase::Completed);
     let failed = match status.phase {
         PullPhase::Failed | PullPhase::Cancelled => Some(PullFailure {
@@ -210,6 +211,10 @@ pub fn pull_view(status: &PullStatus, apply_rate: u64) -> PullView {
     PullView {
         copy_attempt: u32::try_from(status.attempt).unwrap_or(u32::MAX),
         copied,
+        verified: match status.verified {
+            Some(v) => v,
+            None => !verify,
+        },
         // Unknown lag is treated as large: never cut over blind.
         lag: if copied {
             status.lag.unwrap_or(u64::MAX)
@@ -363,15 +368,22 @@ mod tests {
 
     #[test]
     fn pull_views() {
-        let v = pull_view(&pull(PullPhase::Copying, None, Some(3)), 10);
+        let v = pull_view(&pull(PullPhase::Copying, None, Some(3)), 10, true);
         assert!(!v.copied);
         assert_eq!(v.lag, u64::MAX);
         assert_eq!(v.copy_attempt, 2);
-        let v = pull_view(&pull(PullPhase::CatchingUp, None, Some(3)), 10);
+        let v = pull_view(&pull(PullPhase::CatchingUp, None, Some(3)), 10, true);
         assert!(v.copied && v.lag == 3 && v.failed.is_none());
-        let v = pull_view(&pull(PullPhase::CatchingUp, None, None), 10);
+        assert!(!v.verified, "not verified yet");
+        assert!(pull_view(&pull(PullPhase::CatchingUp, None, Some(3)), 10, false).verified);
+        let checked = PullStatus {
+            verified: Some(true),
+            ..pull(PullPhase::CatchingUp, None, Some(3))
+        };
+        assert!(pull_view(&checked, 10, true).verified);
+        let v = pull_view(&pull(PullPhase::CatchingUp, None, None), 10, true);
         assert_eq!(v.lag, u64::MAX, "unknown lag never allows a cutover");
-        let v = pull_view(&pull(PullPhase::Failed, None, None), 0);
+        let v = pull_view(&pull(PullPhase::Failed, None, None), 0, true);
         assert_eq!(v.failed.unwrap().reason, "boom");
     }
 

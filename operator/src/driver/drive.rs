@@ -463,7 +463,7 @@ async fn observe(
     let view = pull
         .as_ref()
         .filter(|s| s.phase != ringshift_node_api::PullPhase::Cancelled)
-        .map(|s| pull_view(s, dctx.apply_rate(&uid, s)));
+        .map(|s| pull_view(s, dctx.apply_rate(&uid, s), VERIFY_COPIES));
     let now = now_ms();
     let (estimate, room) = if d.state.phase == Phase::Pending
         && plan.may_start.contains(&d.obj.name_any())

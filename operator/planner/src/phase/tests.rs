@@ -39,6 +39,7 @@ fn pull(copied: bool, lag: u64, rate: u64) -> PullView {
     PullView {
         copy_attempt: 1,
         copied,
+        verified: copied,
         lag,
         apply_rate: rate,
         failed: None,
@@ -588,4 +589,29 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Rule 16: a catching-up copy whose checksums have not matched is never fenced for: the
+/// cutover would refuse it and clients would see a pause for nothing.
+#[test]
+fn no_cutover_from_an_unverified_copy() {
+    let unverified = Observed {
+        pull: Some(PullView {
+            verified: false,
+            ..pull(true, 0, 100)
+        }),
+        ..obs()
+    };
+    assert!(matches!(
+        next_step(&state(Phase::CatchingUp), &unverified),
+        Step::Wait { .. }
+    ));
+    let verified = Observed {
+        pull: Some(pull(true, 0, 100)),
+        ..obs()
+    };
+    assert_eq!(
+        persisted(next_step(&state(Phase::CatchingUp), &verified)).phase,
+        Phase::CuttingOver
+    );
 }
