@@ -79,6 +79,19 @@ pub struct Rules {
     /// placement and waits for every acknowledgement first, then ends the pull (so the
     /// target owns the ranges before they are unprotected), then drops.
     pub old_cleanup_order: bool,
+    /// Found by this model (finding 1's family). Old: a source serves its change log for
+    /// ranges it no longer owns, so the pull of a committed move that has not been ended yet
+    /// tails the clear logged by a later copy into the source (the move back) and applies it
+    /// to the new owner before that one installed the commit. New: the source refuses a tail
+    /// of ranges it does not own (the puller retries until Cleanup ends it; it must not end by
+    /// itself, or the target would neither own the ranges nor have a pull in them).
+    pub old_tail_unowned: bool,
+    /// Found by this model (finding 5's family). Old: a pull that must re-copy restarts on
+    /// its own and `begin()` clears the ranges first, also after the move committed (the
+    /// target has not installed the commit yet, so nothing refuses the clear). New: `begin()`
+    /// first opens the source's snapshot, which the source refuses for ranges it does not own
+    /// or has fenced, and clears only then.
+    pub old_begin_order: bool,
 }
 
 impl Rules {
@@ -90,6 +103,8 @@ impl Rules {
         old_tail: false,
         old_pull_restart: false,
         old_cleanup_order: false,
+        old_tail_unowned: false,
+        old_begin_order: false,
     };
     /// Today's main before issue 13.
     pub const OLD: Rules = Rules {
@@ -99,6 +114,8 @@ impl Rules {
         old_tail: true,
         old_pull_restart: true,
         old_cleanup_order: true,
+        old_tail_unowned: true,
+        old_begin_order: true,
     };
 }
 
@@ -251,8 +268,9 @@ pub struct Sp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PullPhase {
     Starting,
-    /// Internal to `begin()`: the ranges are cleared, the status still says Starting.
-    Cleared,
+    /// Half-way through `begin()` (ranges cleared, or under the new rule the source's
+    /// snapshot opened); the published status still says Starting.
+    Begun,
     Copying,
     Verifying,
     CatchingUp,
@@ -1298,6 +1316,7 @@ impl Ringshift {
 
     /// One step of the pull of move `m` (pull.rs `Puller::run`: begin, copy, verify, catch_up).
     fn pull_step(&self, s: &mut State, m: usize) -> bool {
+        let rules = self.rules();
         let (Some(mv), Some(mut p)) = (s.moves[m], s.pulls[m]) else {
             return false;
         };
@@ -1309,28 +1328,41 @@ impl Ringshift {
         }
         let owned = s.nodes[t].owns(t, r);
         match p.phase {
-            // `begin`: refuse owned ranges, clear them (a logged clear). The published status
-            // keeps Starting and the old applied offset until the snapshot is open.
+            // `begin`: refuse owned ranges, clear them (a logged clear) and open the source's
+            // snapshot. The published status keeps Starting (and, old rule, the old applied
+            // offset) until the snapshot is open. New rule: the snapshot first.
             PullPhase::Starting => {
                 if owned {
                     p.phase = PullPhase::Failed;
-                } else {
+                } else if rules.old_begin_order {
                     s.nodes[t].clear(r);
-                    p.phase = PullPhase::Cleared;
+                    p.phase = PullPhase::Begun;
+                } else {
+                    let so = &s.nodes[src];
+                    if !so.up || !so.owns(src, r) || so.fenced(r) {
+                        return false;
+                    }
+                    p.snap = Some((so.seq, so.data[r]));
+                    p.snap_lost = false;
+                    p.phase = PullPhase::Begun;
                 }
             }
-            PullPhase::Cleared => {
+            PullPhase::Begun => {
                 if owned {
                     p.phase = PullPhase::Failed;
                     s.pulls[m] = Some(p);
                     return true;
                 }
-                let so = &s.nodes[src];
-                if !so.up {
-                    return false;
+                if rules.old_begin_order {
+                    let so = &s.nodes[src];
+                    if !so.up {
+                        return false;
+                    }
+                    p.snap = Some((so.seq, so.data[r]));
+                    p.snap_lost = false;
+                } else {
+                    s.nodes[t].clear(r);
                 }
-                p.snap = Some((so.seq, so.data[r]));
-                p.snap_lost = false;
                 p.applied = None;
                 p.verified = false;
                 p.phase = PullPhase::Copying;
@@ -1365,7 +1397,15 @@ impl Ringshift {
             PullPhase::CatchingUp => {
                 let so = &s.nodes[src];
                 let applied = p.applied.unwrap_or(0);
-                if !so.up || so.seq == applied {
+                if !so.up {
+                    return false;
+                }
+                if !rules.old_tail_unowned && !so.owns(src, r) {
+                    // Refused: the puller retries (and keeps excluding drops) until it is
+                    // ended.
+                    return false;
+                }
+                if so.seq == applied {
                     return false;
                 }
                 let (head, changed, val) = (so.seq, so.last[r] > applied, so.data[r]);
