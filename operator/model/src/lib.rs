@@ -1960,12 +1960,15 @@ impl fmt::Display for Report {
 }
 
 /// Checks every reachable state of `cfg` (breadth first, so a counterexample is a shortest
-/// one); stops at the first violation.
+/// one); stops at the first violation. One checker thread: the search order, and so the
+/// counterexample found, is the same on every run.
 pub fn check(cfg: Config) -> Report {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(2);
+    check_with(cfg, 1)
+}
+
+/// [`check`] with `threads` checker threads (faster on a large configuration; which of
+/// several shortest counterexamples is found may then vary).
+pub fn check_with(cfg: Config, threads: usize) -> Report {
     let started = std::time::Instant::now();
     let model = Ringshift::new(cfg);
     let checker = model

@@ -40,3 +40,22 @@ fn finding_1_drop_wipes_a_range_copied_back() {
     assert!(trace.contains("M2(R0 C->A) pull on A"), "{trace}");
     assert!(trace.contains("A drop of R0 (M1(R0 A->C)) clears"), "{trace}");
 }
+
+/// Finding 2: records replace any attempt, aborts check only their own attempt, no leader
+/// generation: a stale leader's Aborted(1) replaces Committed(2); the move then looks
+/// re-planned away, and its cancel drops the new owner's copy with epoch 0 before the new
+/// owner installed the commit.
+#[test]
+fn finding_2_stale_leader_erases_a_commit() {
+    let (p, trace) = violation(
+        "finding 2 (old records)",
+        with(Rules {
+            old_records: true,
+            ..Rules::NEW
+        }),
+    );
+    assert_eq!(p, LOST_WRITE);
+    assert!(trace.contains("M1 cutover attempt 2: Commit"), "{trace}");
+    assert!(trace.contains("M1 cutover attempt 1: Abort"), "{trace}");
+    assert!(trace.contains("drop on C (epoch 0)"), "{trace}");
+}
