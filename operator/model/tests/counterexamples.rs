@@ -59,3 +59,25 @@ fn finding_2_stale_leader_erases_a_commit() {
     assert!(trace.contains("M1 cutover attempt 1: Abort"), "{trace}");
     assert!(trace.contains("drop on C (epoch 0)"), "{trace}");
 }
+
+/// Finding 5: the cutover takes any pull with applied >= F, and a Recopy keeps the old
+/// applied offset: the pull restarts its copy right after the cutover recorded Committing,
+/// the source is idle so F equals the old offset, the commit goes through, and the restarted
+/// copy's clear empties the new owner.
+#[test]
+fn finding_5_cutover_commits_a_restarting_copy() {
+    let (p, trace) = violation(
+        "finding 5 (old cutover)",
+        Config {
+            recopies: 1,
+            ..with(Rules {
+                old_cutover: true,
+                ..Rules::NEW
+            })
+        },
+    );
+    assert_eq!(p, LOST_WRITE);
+    let recopy = trace.find("restarts its copy (Recopy)").expect("a recopy");
+    let commit = trace.find("cutover attempt 1: Commit").expect("a commit");
+    assert!(recopy < commit, "the commit follows the recopy:\n{trace}");
+}
