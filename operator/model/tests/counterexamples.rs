@@ -38,7 +38,10 @@ fn finding_1_drop_wipes_a_range_copied_back() {
     );
     assert_eq!(p, LOST_WRITE);
     assert!(trace.contains("M2(R0 C->A) pull on A"), "{trace}");
-    assert!(trace.contains("A drop of R0 (M1(R0 A->C)) clears"), "{trace}");
+    assert!(
+        trace.contains("A drop of R0 (M1(R0 A->C)) clears"),
+        "{trace}"
+    );
 }
 
 /// Finding 2: records replace any attempt, aborts check only their own attempt, no leader
@@ -80,4 +83,106 @@ fn finding_5_cutover_commits_a_restarting_copy() {
     let recopy = trace.find("restarts its copy (Recopy)").expect("a recopy");
     let commit = trace.find("cutover attempt 1: Commit").expect("a commit");
     assert!(recopy < commit, "the commit follows the recopy:\n{trace}");
+}
+
+/// Finding 3: a catch-up step whose apply failed still publishes its offset.
+#[test]
+fn finding_3_tail_skips_a_failed_apply() {
+    let (p, trace) = violation(
+        "finding 3 (old tail)",
+        Config {
+            storage_errors: 1,
+            ..with(Rules {
+                old_tail: true,
+                ..Rules::NEW
+            })
+        },
+    );
+    assert_eq!(p, LOST_WRITE);
+    assert!(trace.contains("catch-up apply fails"), "{trace}");
+}
+
+/// Found by the model: a replica that lost the lease delivers a StartPull late; the pull was
+/// ended after the commit and the target has not installed it, so the pull starts afresh and
+/// its clear empties the new owner. Three fixes close it, each alone: this one, the new
+/// cleanup order (the target owns the ranges before its pull ends) and the new begin order
+/// (the fenced source refuses the snapshot before anything is cleared); all three are old
+/// here.
+#[test]
+fn model_found_stale_start_pull_restarts_an_ended_pull() {
+    let (p, trace) = violation(
+        "stale StartPull (old pull restart, cleanup order, begin order)",
+        with(Rules {
+            old_pull_restart: true,
+            old_cleanup_order: true,
+            old_begin_order: true,
+            ..Rules::NEW
+        }),
+    );
+    assert_eq!(p, LOST_WRITE);
+    let end = trace.find("M1 EndPull").expect("the pull is ended");
+    assert!(
+        trace[end..].contains("M1 StartPull copy attempt 1"),
+        "a StartPull lands after EndPull:\n{trace}"
+    );
+}
+
+/// Found by the model: Cleanup ends the target's pull before the target installed the
+/// commit; a drop decided earlier by a replica that lost the lease then clears the range
+/// on the member that is about to own it.
+#[test]
+fn model_found_pull_ended_before_the_target_owns() {
+    let (p, trace) = violation(
+        "cleanup order (old)",
+        with(Rules {
+            old_cleanup_order: true,
+            ..Rules::NEW
+        }),
+    );
+    assert_eq!(p, LOST_WRITE);
+    assert!(trace.contains("EndPull"), "{trace}");
+}
+
+/// Found by the model: the pull of a committed move, not ended yet, tails the clear that the
+/// move back logs on the old source and applies it to the new owner. It needs the move back
+/// to start while the first move is in Cleanup (finding 1's "Cleanup holds no move slot")
+/// and the move back to clear before the old target owns the range (the new begin order
+/// waits for the source's snapshot), so each of three fixes closes it; all three are old here.
+#[test]
+fn model_found_lingering_pull_applies_the_move_backs_clear() {
+    let (p, trace) = violation(
+        "tail of unowned ranges (old, with finding 1's and the begin order's old rules)",
+        with(Rules {
+            old_tail_unowned: true,
+            old_drop: true,
+            old_begin_order: true,
+            ..Rules::NEW
+        }),
+    );
+    assert_eq!(p, LOST_WRITE);
+    let begin = trace
+        .find("M2(R0 C->A) pull on A steps from Starting")
+        .expect("the move back begins");
+    assert!(
+        trace[begin..].contains("M1(R0 A->C) pull on C steps from CatchingUp"),
+        "M1's pull tails A after M2's begin:\n{trace}"
+    );
+}
+
+/// Found by the model: a pull that re-copies after the commit clears the new owner before it
+/// installed the commit (begin clears before it opens the source's snapshot).
+#[test]
+fn model_found_recopy_after_commit_clears_the_new_owner() {
+    let (p, trace) = violation(
+        "begin order (old)",
+        Config {
+            recopies: 1,
+            ..with(Rules {
+                old_begin_order: true,
+                ..Rules::NEW
+            })
+        },
+    );
+    assert_eq!(p, LOST_WRITE);
+    assert!(trace.contains("Recopy"), "{trace}");
 }
