@@ -92,6 +92,14 @@ pub struct Rules {
     /// first opens the source's snapshot, which the source refuses for ranges it does not own
     /// or has fenced, and clears only then.
     pub old_begin_order: bool,
+    /// Found by this model (rule 13's wording). Old: "records only move forward" read as
+    /// "never over a higher attempt or a Committed record" lets Committing(N) replace
+    /// Aborted(N): a replica that lost the lease aborts attempt N after its drain ran out,
+    /// the leader (deciding from the same state) records Committing(N) over it and fences,
+    /// the stale replica's unfence(N) lifts that fence (same migration and attempt), and the
+    /// leader commits while the source takes writes again. New: an Aborted attempt stays
+    /// Aborted.
+    pub old_record_revive: bool,
 }
 
 impl Rules {
@@ -105,6 +113,7 @@ impl Rules {
         old_cleanup_order: false,
         old_tail_unowned: false,
         old_begin_order: false,
+        old_record_revive: false,
     };
     /// Today's main before issue 13.
     pub const OLD: Rules = Rules {
@@ -116,6 +125,7 @@ impl Rules {
         old_cleanup_order: true,
         old_tail_unowned: true,
         old_begin_order: true,
+        old_record_revive: true,
     };
 }
 
@@ -148,8 +158,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The default configuration of `cargo test`: 3 members, 2 ranges (R0 on A, R1 on B),
-    /// scale out (R0 A->C) and back in (R0 C->A), two operator replicas.
+    /// The scenario without faults: 3 members, 2 ranges (R0 on A, R1 on B), scale out (R0
+    /// A->C) and back in (R0 C->A), two operator replicas with one leader change, one client
+    /// write. The counterexample tests start from it.
     pub fn small(rules: Rules) -> Config {
         Config {
             initial: vec![0, 1],
@@ -167,19 +178,30 @@ impl Config {
         }
     }
 
-    /// The configuration of `make reliability` (RINGSHIFT_MODEL_LARGE=1).
+    /// The exhaustive check of `cargo test`: [`Config::small`] plus one pull re-copy and one
+    /// storage error.
+    pub fn standard(rules: Rules) -> Config {
+        Config {
+            recopies: 1,
+            storage_errors: 1,
+            ..Config::small(rules)
+        }
+    }
+
+    /// The exhaustive check of `make reliability`: [`Config::standard`] plus a cutover whose
+    /// drain runs out of budget.
     pub fn large(rules: Rules) -> Config {
         Config {
-            initial: vec![0, 1, 1],
-            scaled_out: vec![2, 1, 2],
-            writes: vec![2, 1, 1],
-            leader_changes: 2,
+            drain_timeouts: 1,
+            ..Config::standard(rules)
+        }
+    }
+
+    /// Node faults on [`Config::small`]: a crash and a lost placement push.
+    pub fn node_faults(rules: Rules) -> Config {
+        Config {
             crashes: 1,
             push_losses: 1,
-            storage_errors: 1,
-            recopies: 1,
-            drain_timeouts: 1,
-            max_attempt: 3,
             ..Config::small(rules)
         }
     }
@@ -640,11 +662,17 @@ impl Ringshift {
     }
 
     /// placement_io.rs `set_record`. Old: replaces whatever record the migration has. New
-    /// (rule 13): never replaces a higher attempt or any Committed record.
+    /// (rule 13): never replaces a higher attempt or any Committed record, and an attempt
+    /// once Aborted stays Aborted (`Rules::old_record_revive`).
     fn set_record(&self, sp: &mut Sp, m: usize, attempt: u8, state: CutoverState) -> bool {
         if !self.rules().old_records
             && let Some(r) = sp.records[m]
-            && (r.state == CutoverState::Committed || r.attempt > attempt)
+            && (r.state == CutoverState::Committed
+                || r.attempt > attempt
+                || (!self.rules().old_record_revive
+                    && r.attempt == attempt
+                    && r.state == CutoverState::Aborted
+                    && state != CutoverState::Aborted))
         {
             return false;
         }
@@ -1969,14 +1997,22 @@ pub fn check(cfg: Config) -> Report {
 /// [`check`] with `threads` checker threads (faster on a large configuration; which of
 /// several shortest counterexamples is found may then vary).
 pub fn check_with(cfg: Config, threads: usize) -> Report {
+    check_capped(cfg, threads, None)
+}
+
+/// [`check_with`], stopping after about `cap` generated states (then the check is not
+/// exhaustive: for sizing configurations only).
+pub fn check_capped(cfg: Config, threads: usize, cap: Option<usize>) -> Report {
     let started = std::time::Instant::now();
     let model = Ringshift::new(cfg);
-    let checker = model
+    let mut builder = model
         .checker()
         .threads(threads)
-        .finish_when(stateright::HasDiscoveries::AnyFailures)
-        .spawn_bfs()
-        .join();
+        .finish_when(stateright::HasDiscoveries::AnyFailures);
+    if let Some(cap) = cap {
+        builder = builder.target_state_count(cap);
+    }
+    let checker = builder.spawn_bfs().join();
     let elapsed = started.elapsed();
     let model = checker.model();
     let violation = [LOST_WRITE, TWO_WRITERS, STALE_READ]

@@ -2,7 +2,7 @@
 //! checker finds a counterexample, which is printed (`cargo test -p ringshift-model --
 //! --nocapture`); under the new rules it finds none.
 
-use ringshift_model::{Config, LOST_WRITE, Rules, check};
+use ringshift_model::{Config, LOST_WRITE, Rules, check, check_with};
 
 /// Checks `cfg`, prints the report, and returns the violated property and its trace.
 fn violation(name: &str, cfg: Config) -> (&'static str, String) {
@@ -17,10 +17,29 @@ fn with(rules: Rules) -> Config {
     Config::small(rules)
 }
 
+/// Every reachable state of the standard configuration under the new rules.
 #[test]
 fn new_rules_hold() {
-    let report = check(Config::small(Rules::NEW));
-    println!("=== new rules: {report}");
+    let report = check_with(Config::standard(Rules::NEW), 2);
+    println!("=== new rules, standard configuration: {report}");
+    assert!(report.violation.is_none(), "{report}");
+}
+
+/// The large configuration (`make reliability`).
+#[test]
+#[ignore = "minutes; make reliability runs it"]
+fn new_rules_hold_large() {
+    let report = check_with(Config::large(Rules::NEW), 2);
+    println!("=== new rules, large configuration: {report}");
+    assert!(report.violation.is_none(), "{report}");
+}
+
+/// Node crashes and lost pushes (`make reliability`).
+#[test]
+#[ignore = "minutes; make reliability runs it"]
+fn new_rules_hold_node_faults() {
+    let report = check_with(Config::node_faults(Rules::NEW), 2);
+    println!("=== new rules, node faults: {report}");
     assert!(report.violation.is_none(), "{report}");
 }
 
@@ -185,4 +204,27 @@ fn model_found_recopy_after_commit_clears_the_new_owner() {
     );
     assert_eq!(p, LOST_WRITE);
     assert!(trace.contains("Recopy"), "{trace}");
+}
+
+/// Found by the model: with rule 13 read as "never over a higher attempt or Committed", a
+/// leader's Committing(1) replaces a stale replica's Aborted(1); the stale replica's
+/// unfence(1) lifts the leader's fence of the same attempt, the source takes a write, and
+/// the leader commits without it.
+#[test]
+fn model_found_aborted_attempt_revived() {
+    let (p, trace) = violation(
+        "aborted attempt revived (old)",
+        Config {
+            drain_timeouts: 1,
+            ..with(Rules {
+                old_record_revive: true,
+                ..Rules::NEW
+            })
+        },
+    );
+    assert!(
+        p == LOST_WRITE || p == ringshift_model::TWO_WRITERS,
+        "{p}\n{trace}"
+    );
+    assert!(trace.contains("drain runs past the budget"), "{trace}");
 }
