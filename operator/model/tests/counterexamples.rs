@@ -228,3 +228,12 @@ fn model_found_aborted_attempt_revived() {
     );
     assert!(trace.contains("drain runs past the budget"), "{trace}");
 }
+
+/// Three ranges, two moves each way (`make reliability`).
+#[test]
+#[ignore = "minutes; make reliability runs it"]
+fn new_rules_hold_three_ranges() {
+    let report = check_with(Config::three_ranges(Rules::NEW), 2);
+    println!("=== new rules, three ranges: {report}");
+    assert!(report.violation.is_none(), "{report}");
+}
