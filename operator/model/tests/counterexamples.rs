@@ -229,10 +229,15 @@ fn model_found_aborted_attempt_revived() {
     assert!(trace.contains("drain runs past the budget"), "{trace}");
 }
 
-/// Three ranges, two moves each way (`make reliability`).
+/// Three ranges, two moves each way: several GB of memory, so only with
+/// RINGSHIFT_MODEL_LARGE=1 (`RINGSHIFT_MODEL_LARGE=1 make reliability`).
 #[test]
-#[ignore = "minutes; make reliability runs it"]
+#[ignore = "minutes and GBs; needs RINGSHIFT_MODEL_LARGE=1"]
 fn new_rules_hold_three_ranges() {
+    if std::env::var("RINGSHIFT_MODEL_LARGE").ok().as_deref() != Some("1") {
+        println!("three-range configuration SKIPPED (set RINGSHIFT_MODEL_LARGE=1)");
+        return;
+    }
     let report = check_with(Config::three_ranges(Rules::NEW), 2);
     println!("=== new rules, three ranges: {report}");
     assert!(report.violation.is_none(), "{report}");
