@@ -605,10 +605,20 @@ impl Puller {
             &self.rec.status.ranges,
             &self.node.engine.routing().owned_ranges(),
         ) {
-            return Err(Stop::Fail(
-                "this node owns the ranges; refusing to clear them".into(),
+            // The move committed and this node was told: what it holds is the owner's data.
+            return Err(Stop::Owned(
+                "this node owns the ranges; nothing to copy, nothing to clear".into(),
             ));
         }
+        // The snapshot first: the source refuses it once the ranges are fenced or no longer its
+        // own, i.e. once the move may have committed. Only then may this node clear them; a
+        // re-copy after the commit must never clear the new owner before it learns it owns.
+        let opened = self
+            .source(self.client.open_snapshot(&OpenSnapshot {
+                caller: self.caller(),
+                ranges: self.rec.status.ranges.clone(),
+            }))
+            .await?;
         if *self.cancelled.borrow() {
             return Err(Stop::Cancelled);
         }
@@ -628,12 +638,6 @@ impl Puller {
             meta,
         })
         .await?;
-        let opened = self
-            .source(self.client.open_snapshot(&OpenSnapshot {
-                caller: self.caller(),
-                ranges: self.rec.status.ranges.clone(),
-            }))
-            .await?;
         tracing::info!(migration = %self.uid(), offset = opened.offset.sequence, "copying snapshot");
         self.rec.status.snapshot_offset = Some(opened.offset);
         self.rec.status.phase = PullPhase::Copying;

@@ -477,3 +477,90 @@ async fn a_pull_completes_across_another_commit() {
     assert_eq!(s.verified, Some(true));
     assert_eq!(checksum(&b, &r).await, checksum(&a, &r).await);
 }
+
+/// Found by the protocol model (operator/model): a pull that has to re-copy after its move
+/// committed, before the target installed the commit, must not clear the target, which is the
+/// owner now. The source refuses a snapshot of ranges it no longer owns (or has fenced), and a
+/// pull opens its snapshot before it clears anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recopy_after_the_commit_never_clears_the_new_owner() {
+    let mut a = NodeProc::start("race-recopy-commit", "a", "127.0.3.30");
+    let b = NodeProc::start("race-recopy-commit", "b", "127.0.3.31");
+    let p1 = placement(&["a"]);
+    install(&p1, &[&a, &b]).await;
+    set_all(&a, "key", 200, "v");
+    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    install(&p2, &[&a, &b]).await;
+    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
+        .ranges
+        .iter()
+        .copied()
+        .collect();
+    let mig = caller(p2.epoch(), "m1", 1);
+    b.admin()
+        .start_pull(&StartPull {
+            caller: mig.clone(),
+            source: a.endpoint(),
+            ranges: r.clone(),
+            bytes_per_sec: None,
+            verify: true,
+        })
+        .await
+        .unwrap();
+    wait_pull(&b, "m1", |s| s.phase == PullPhase::CatchingUp).await;
+    let f = a
+        .admin()
+        .fence(&FenceRequest {
+            caller: mig.clone(),
+            ranges: r.clone(),
+        })
+        .await
+        .unwrap()
+        .fence_offset;
+    wait_pull(&b, "m1", |s| {
+        s.applied_offset
+            .as_ref()
+            .is_some_and(|o| o.sequence >= f.sequence)
+    })
+    .await;
+    let moved = checksum(&a, &r).await;
+    assert!(moved.1 > 0, "the moved ranges hold keys");
+    // Committed: the source installs the new placement; the push to the target is delayed.
+    let p3 = commit_all(&p2);
+    install(&p3, &[&a]).await;
+    // The source loses its data directory and comes back with the committed placement: its
+    // log answers "re-copy" to the target's tail.
+    a.kill9();
+    std::fs::remove_dir_all(a.dir.join("data")).unwrap();
+    a.spawn();
+    install(&p3, &[&a]).await;
+    // Let the pull meet the re-copy answer and try to start over.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = b.admin().pull("m1").await.unwrap();
+        if s.phase != PullPhase::CatchingUp || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The delayed push arrives: the target owns the ranges with every key the source had.
+    install(&p3, &[&b]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = b.admin().pull("m1").await.unwrap();
+        if matches!(s.phase, PullPhase::Completed | PullPhase::Failed) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "pull did not end: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        checksum(&b, &r).await,
+        moved,
+        "the new owner lost keys to a re-copy after the commit (pull: {:?}, {:?})",
+        s.phase,
+        s.error
+    );
+    assert_eq!(s.phase, PullPhase::Completed, "{s:?}");
+}

@@ -14,6 +14,7 @@ use ringshift_node_api::*;
 use super::{ApiResult, api_err, authorize, check_caller, parse_body, validate_ranges};
 use crate::engine::{Engine, EngineError, Op, Outcome, SourceSession};
 use crate::node::Node;
+use crate::ranges;
 use crate::wire;
 
 const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
@@ -27,6 +28,35 @@ pub async fn open_snapshot(
     let req: OpenSnapshot = parse_body(&body)?;
     let rs = validate_ranges(&req.ranges)?;
     check_caller(&node, &req.caller).await?;
+    // A snapshot is a promise that this node's copy of the ranges is the live one: refused
+    // once they are fenced (a cutover is under way) or no longer owned (it committed), so a
+    // pull starting over then never clears its target, which may be the owner by now.
+    let routing = node.engine.routing();
+    let owned = routing.owned_ranges();
+    if let Some(r) = rs.iter().find(|r| !ranges::covered_by(r, &owned)) {
+        return Err(api_err(
+            ErrorReason::Conflict,
+            format!(
+                "range {}-{} is not owned by this node at epoch {}; no snapshot",
+                r.start,
+                r.end,
+                routing.epoch()
+            ),
+        ));
+    }
+    if let Some(f) = routing
+        .fences
+        .iter()
+        .find(|f| ranges::any_overlap(&f.ranges, &rs))
+    {
+        return Err(api_err(
+            ErrorReason::Conflict,
+            format!(
+                "the ranges are fenced for the cutover of migration {} (attempt {}); no snapshot",
+                f.migration_uid, f.attempt
+            ),
+        ));
+    }
     let uid = req.caller.migration_uid.clone();
     let existing = node
         .engine
