@@ -39,7 +39,7 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use kubectl::{kubectl, repo_root};
-pub use load::{CheckedLoad, LoadShape, preload, scale};
+pub use load::{CheckedLoad, LoadShape, preload, scale, verify_preload};
 pub use namespace::TestNamespace;
 pub use operator::{
     OperatorProcess, apply_cluster, bin_dir, condition, create_cluster, follow_pods, install_crds,
