@@ -3,8 +3,11 @@
 //! Only the leader runs controllers. Expiry is judged by the local clock from
 //! the moment this replica last saw the lease change (as client-go does), so
 //! clock skew between replicas does not matter. The lease is a liveness
-//! mechanism only: the safety of commits against a stale leader comes from
-//! resourceVersion preconditions and attempt checks, not from here.
+//! mechanism; the safety of commits against a stale leader comes from
+//! resourceVersion preconditions, attempt checks and the leader generation:
+//! the Lease's `leaseTransitions` as this replica wrote it, which grows on every
+//! change of holder. The driver stores it in ShardPlacement status before it acts
+//! and every status edit refuses a replica whose generation is lower (rule 13).
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,22 @@ pub struct LeaseConfig {
     pub renew_deadline: Duration,
     /// Time between attempts.
     pub retry_period: Duration,
+}
+
+/// This replica's part, as the elector publishes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not leading: run nothing.
+    Standby,
+    /// Leading. `generation` is the Lease's `leaseTransitions` when this replica took it (None
+    /// without leader election, where no other replica exists to fence off).
+    Leading { generation: Option<i64> },
+}
+
+impl Role {
+    pub fn is_leading(self) -> bool {
+        matches!(self, Role::Leading { .. })
+    }
 }
 
 /// What to do with the lease as last read.
@@ -91,7 +110,7 @@ fn fingerprint(spec: Option<&LeaseSpec>) -> String {
 pub async fn run(
     api: Api<Lease>,
     cfg: LeaseConfig,
-    tx: watch::Sender<bool>,
+    tx: watch::Sender<Role>,
     mut shutdown: watch::Receiver<bool>,
     connected: impl Fn() + Send,
 ) {
@@ -100,23 +119,29 @@ pub async fn run(
     loop {
         let now = Instant::now();
         match attempt(&api, &cfg, &mut seen, now).await {
-            Ok(leading) => {
+            Ok(generation) => {
                 connected();
-                if leading {
+                if generation.is_some() {
                     last_renewal = Some(now);
                 }
-                if *tx.borrow() != leading {
-                    tracing::info!(identity = %cfg.identity, leading, "leadership changed");
+                let role = match generation {
+                    Some(g) => Role::Leading {
+                        generation: Some(g),
+                    },
+                    None => Role::Standby,
+                };
+                if *tx.borrow() != role {
+                    tracing::info!(identity = %cfg.identity, leading = role.is_leading(), generation = ?generation, "leadership changed");
                 }
-                tx.send_replace(leading);
+                tx.send_replace(role);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "lease attempt failed");
                 let expired =
                     last_renewal.is_none_or(|t| now.duration_since(t) > cfg.renew_deadline);
-                if *tx.borrow() && expired {
+                if tx.borrow().is_leading() && expired {
                     tracing::warn!(identity = %cfg.identity, "could not renew the lease in time; stepping down");
-                    tx.send_replace(false);
+                    tx.send_replace(Role::Standby);
                 }
             }
         }
@@ -128,8 +153,8 @@ pub async fn run(
             break;
         }
     }
-    if *tx.borrow() {
-        tx.send_replace(false);
+    if tx.borrow().is_leading() {
+        tx.send_replace(Role::Standby);
         if let Err(e) = release(&api, &cfg).await {
             tracing::warn!(error = %e, "releasing the lease failed; it expires by itself");
         } else {
@@ -142,12 +167,13 @@ fn now_micro() -> MicroTime {
     MicroTime(Timestamp::now())
 }
 
+/// One look at the lease: `Some(leaseTransitions)` when this replica holds it now.
 async fn attempt(
     api: &Api<Lease>,
     cfg: &LeaseConfig,
     seen: &mut (String, Instant),
     now: Instant,
-) -> Result<bool, kube::Error> {
+) -> Result<Option<i64>, kube::Error> {
     let lease = api.get_opt(&cfg.name).await?;
     let spec = lease.as_ref().and_then(|l| l.spec.as_ref());
     let fp = fingerprint(spec);
@@ -159,7 +185,7 @@ async fn attempt(
         decide(spec, &cfg.identity, seen.1, now, cfg.lease_duration),
         lease,
     ) {
-        (Decision::Follow, _) => Ok(false),
+        (Decision::Follow, _) => Ok(None),
         (Decision::Acquire, None) => {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -177,12 +203,12 @@ async fn attempt(
                 }),
             };
             match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Ok(_) => Ok(Some(0)),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
                 Err(e) => Err(e),
             }
         }
-        (Decision::Renew, None) => Ok(false),
+        (Decision::Renew, None) => Ok(None),
         (decision, Some(mut lease)) => {
             let mut spec = lease.spec.take().unwrap_or_default();
             if decision == Decision::Acquire {
@@ -194,11 +220,13 @@ async fn attempt(
             }
             spec.lease_duration_seconds = Some(duration_secs);
             spec.renew_time = Some(now_micro());
+            let generation = i64::from(spec.lease_transitions.unwrap_or(0));
             lease.spec = Some(spec);
-            // The resourceVersion in `lease` makes this a compare-and-swap.
+            // The resourceVersion in `lease` makes this a compare-and-swap, so no two replicas
+            // ever hold the same generation.
             match api.replace(&cfg.name, &PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Ok(_) => Ok(Some(generation)),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
                 Err(e) => Err(e),
             }
         }

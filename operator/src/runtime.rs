@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::controller::{Context, cluster};
 use crate::desired::pdb::PdbVersion;
 use crate::http::{self, Health};
-use crate::leader::{self, LeaseConfig};
+use crate::leader::{self, LeaseConfig, Role};
 use crate::metrics::Metrics;
 
 /// Settings of a running operator.
@@ -85,8 +85,8 @@ async fn pdb_version(client: &Client) -> Result<Option<PdbVersion>, kube::Error>
     Ok(PdbVersion::choose(&versions))
 }
 
-async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) -> bool {
-    rx.wait_for(|v| *v == value).await.is_ok()
+async fn wait_until(rx: &mut watch::Receiver<Role>, f: impl FnMut(&Role) -> bool) -> bool {
+    rx.wait_for(f).await.is_ok()
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -125,7 +125,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         pdb,
     ));
 
-    let (leader_tx, mut leader_rx) = watch::channel(settings.lease.is_none());
+    let (leader_tx, mut leader_rx) = watch::channel(if settings.lease.is_none() {
+        Role::Leading { generation: None }
+    } else {
+        Role::Standby
+    });
     let elector = match settings.lease.clone() {
         Some(cfg) => {
             let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
@@ -149,10 +153,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     loop {
         // Stand by until elected (or until asked to stop).
         tokio::select! {
-            elected = wait_until(&mut leader_rx, true) => if !elected { break },
+            elected = wait_until(&mut leader_rx, |r| r.is_leading()) => if !elected { break },
             _ = &mut signal => break,
         }
-        tracing::info!(identity = %settings.identity, "leading: starting controllers");
+        let role = *leader_rx.borrow();
+        tracing::info!(identity = %settings.identity, ?role, "leading: starting controllers");
         metrics.leader.set(1);
         let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
         let ctl_stop = {
@@ -169,19 +174,27 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         };
         let controller = futures::future::join(
             cluster::run(ctx.clone(), settings.namespace.as_deref(), ctl_stop),
-            crate::driver::run(ctx.clone(), settings.namespace.as_deref(), driver_stop),
+            crate::driver::run(
+                ctx.clone(),
+                settings.namespace.as_deref(),
+                crate::driver::Leadership::new(leader_rx.clone()),
+                driver_stop,
+            ),
         );
         tokio::pin!(controller);
         let stopping = tokio::select! {
             _ = &mut controller => false,
-            lost = wait_until(&mut leader_rx, false) => {
+            // Any change (standby, or a new generation) ends this term; the driver's rounds
+            // in flight are already cancelled by then (they watch the same channel).
+            lost = wait_until(&mut leader_rx, |r| *r != role) => {
                 let _ = lost;
                 tracing::warn!(identity = %settings.identity, "lost leadership: stopping controllers");
                 false
             }
             _ = &mut signal => true,
         };
-        // Let reconciles in flight finish (bounded), then stand by again or exit.
+        // On leadership loss the driver's rounds in flight were cancelled already; on shutdown
+        // (still leading) reconciles in flight may finish (bounded). Then stand by or exit.
         ctl_stop_tx.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut controller).await;
         metrics.leader.set(0);

@@ -6,7 +6,7 @@
 
 use crate::approval::plan_hash;
 use crate::phase::Phase;
-use ringshift_ring::{Placement, RangeSet, RingSpec, Transfer};
+use ringshift_ring::{OwnerMap, Placement, RangeSet, RingSpec, Transfer};
 use std::collections::{BTreeMap, BTreeSet};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -47,6 +47,8 @@ pub struct MoveView {
     pub source: String,
     pub target: String,
     pub phase: Phase,
+    /// The hash ranges the move transfers (what its source drops in Cleanup).
+    pub ranges: RangeSet,
 }
 
 /// A ShardMigration to create.
@@ -76,6 +78,11 @@ pub struct Plan {
     pub create: Vec<MoveSpec>,
     /// Pending moves that may start now, within the concurrency limits.
     pub may_start: BTreeSet<String>,
+    /// Moves in Cleanup whose source may drop now, with the ranges it may drop: the move's,
+    /// less those coming back to the source in the change in flight (a re-plan cancels those
+    /// drops, rule 7) and less those the source owns now. Empty: nothing is left to drop. A move
+    /// in Cleanup that is missing waits for a drop slot.
+    pub drops: BTreeMap<String, RangeSet>,
 }
 
 /// Short stable id of a ring spec (16 hex digits of XXH3 over its canonical JSON-free form).
@@ -125,6 +132,9 @@ pub fn plan(
         None
     };
     let p = retarget.as_ref().unwrap_or(placement);
+    let resolved = p.resolve()?;
+    let pending: Vec<&Transfer> = resolved.pending(p).collect();
+    let drops = source_drops(moves, &pending, &resolved.current, policy);
     let Some(target) = p.target() else {
         return Ok(Plan {
             retarget,
@@ -133,11 +143,10 @@ pub fn plan(
             awaiting_approval: false,
             create: Vec::new(),
             may_start: BTreeSet::new(),
+            drops,
         });
     };
     let rid = ring_id(target);
-    let resolved = p.resolve()?;
-    let pending: Vec<&Transfer> = resolved.pending(p).collect();
     let hash = plan_hash(&resolved.transfers);
     let awaiting_approval =
         policy.manual_approval && policy.approved_plan.as_deref() != Some(hash.as_str());
@@ -197,7 +206,44 @@ pub fn plan(
         awaiting_approval,
         create,
         may_start,
+        drops,
     })
+}
+
+/// The source drops that may run now (see [`Plan::drops`]). Drops have their own slots, as many
+/// as moves (`max_concurrent_moves` in all, `max_moves_per_member` per source), so that they are
+/// bounded like moves without ever holding up a copy or a commit: Balanced does not wait for
+/// drops (rule 7).
+fn source_drops(
+    moves: &[MoveView],
+    pending: &[&Transfer],
+    current: &OwnerMap,
+    policy: &Policy,
+) -> BTreeMap<String, RangeSet> {
+    let mut drops = BTreeMap::new();
+    let mut total = 0u32;
+    let mut per_source: BTreeMap<&str, u32> = BTreeMap::new();
+    for m in moves.iter().filter(|m| m.phase == Phase::Cleanup) {
+        let coming_back = pending
+            .iter()
+            .filter(|t| t.target == m.source)
+            .fold(RangeSet::empty(), |acc, t| acc.union(&t.ranges));
+        let keep = coming_back.union(&current.ranges_of(&m.source));
+        let ranges = m.ranges.difference(&keep);
+        if ranges.is_empty() {
+            // Nothing left to drop: no slot needed.
+            drops.insert(m.name.clone(), ranges);
+            continue;
+        }
+        let n = per_source.get(m.source.as_str()).copied().unwrap_or(0);
+        if total >= policy.max_concurrent_moves || n >= policy.max_moves_per_member {
+            continue;
+        }
+        total += 1;
+        *per_source.entry(m.source.as_str()).or_default() += 1;
+        drops.insert(m.name.clone(), ranges);
+    }
+    drops
 }
 
 #[cfg(test)]

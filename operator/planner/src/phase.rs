@@ -79,6 +79,26 @@ pub enum CutoverState {
     Aborted,
 }
 
+/// Whether a migration's cutover record `old` (attempt, state) may be replaced by `new` (rule 13:
+/// records only move forward). A Committed record is never replaced, a higher attempt's record
+/// is never replaced by a lower one's, and within one attempt only Committing may turn into a
+/// decision (Committed or Aborted). Writing the record that is already there is not a change.
+/// Without this a stale leader that re-read the object (so its precondition passes) could
+/// write its old attempt's abort over a newer attempt's commit.
+pub fn record_may_replace(old: Option<(u32, CutoverState)>, new: (u32, CutoverState)) -> bool {
+    let Some((attempt, state)) = old else {
+        return true;
+    };
+    if state == CutoverState::Committed {
+        return false;
+    }
+    match attempt.cmp(&new.0) {
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Equal => state == CutoverState::Committing,
+    }
+}
+
 /// The target node's view of the pull for this move.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PullView {
@@ -86,6 +106,9 @@ pub struct PullView {
     pub copy_attempt: u32,
     /// The snapshot is fully copied; the target is tailing the source's log.
     pub copied: bool,
+    /// The copy's checksums matched the source's snapshot (or verification is off): a cutover
+    /// starts only from a verified copy (rule 16).
+    pub verified: bool,
     /// Records of the moved ranges still to apply (source head minus applied, in records).
     pub lag: u64,
     /// Records applied per second recently (0 when unknown).
@@ -155,6 +178,9 @@ pub struct Observed {
     /// and a pull that lingers (tailing a source that is gone, or a log with no more records
     /// for its ranges) would block later drops of those ranges on the target.
     pub target_pulling: bool,
+    /// What the planner lets this move's source drop now (`Plan::drops`): None while no drop
+    /// slot is free; empty when every range came back to the source or is owned by it again.
+    pub drop: Option<ringshift_ring::RangeSet>,
     /// Whether the target has room for the move's estimated bytes (checked before Copying).
     pub room: crate::room::RoomCheck,
     /// The target's name, for reasons.
@@ -182,8 +208,8 @@ pub enum Step {
     EndPull,
     /// Push the committed placement to every node and collect acknowledgements.
     PushPlacement,
-    /// Ask the source to drop its copy of the moved ranges.
-    DropSource,
+    /// Ask the source to drop its copy of these ranges (the move's, less any coming back).
+    DropSource { ranges: ringshift_ring::RangeSet },
     /// Nothing to do now; look again after `after_ms`.
     Wait { reason: String, after_ms: u64 },
 }
@@ -353,6 +379,10 @@ fn copy_or_catch_up(state: &MoveState, obs: &Observed, cancel: Option<&str>) -> 
     if !obs.source_ready {
         return wait("source pod is not ready", 1000);
     }
+    if !pull.verified {
+        // Fencing now would only pause clients for an abort: the cutover refuses such a copy.
+        return wait("the target's copy is not verified yet", 500);
+    }
     if !drains_in_budget(pull, &obs.policy) {
         return wait(
             format!(
@@ -421,10 +451,15 @@ pub fn after_abort(state: &MoveState, now_ms: u64, reason: &str) -> MoveState {
 
 fn cleanup(state: &MoveState, obs: &Observed) -> Step {
     let now = obs.now_ms;
+    if !obs.all_acked_commit {
+        // Before the target's pull ends: while it runs no drop of those ranges passes on the
+        // target, and once the target runs the commit epoch it owns them (rule 14).
+        return Step::PushPlacement;
+    }
     if obs.target_pulling {
         return Step::EndPull;
     }
-    if obs.source_gone && obs.all_acked_commit {
+    if obs.source_gone {
         // Scale-in removed the source after its ranges moved: its volume keeps a stale copy that
         // is never served (it owns nothing) and that a future copy to it clears first.
         return Step::Persist(MoveState {
@@ -432,15 +467,25 @@ fn cleanup(state: &MoveState, obs: &Observed) -> Step {
             ..enter(state, Phase::Completed, now)
         });
     }
-    if !obs.all_acked_commit {
-        return Step::PushPlacement;
-    }
     let committed_at = state.committed_at_ms.unwrap_or(state.since_ms);
     let drop_at = committed_at.saturating_add(obs.policy.source_retention_ms);
     if now < drop_at {
         return wait("keeping the source copy for sourceRetention", drop_at - now);
     }
-    Step::DropSource
+    match &obs.drop {
+        None => wait(
+            "waiting for a drop slot (maxConcurrentMoves drops at a time)",
+            2000,
+        ),
+        Some(r) if r.is_empty() => Step::Persist(MoveState {
+            reason: Some(
+                "the moved ranges came back to the source (or it owns them again); nothing to drop"
+                    .into(),
+            ),
+            ..enter(state, Phase::Completed, now)
+        }),
+        Some(r) => Step::DropSource { ranges: r.clone() },
+    }
 }
 
 /// After the source dropped its copy.

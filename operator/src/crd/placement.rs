@@ -69,6 +69,12 @@ pub struct ShardPlacementStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["migrationUid"]))]
     pub cutovers: Vec<CutoverRecord>,
+    /// Generation of the leader that wrote last (the leader Lease's `leaseTransitions` when it
+    /// took the lease). A new leader stores its own before it acts; a status edit by a replica
+    /// with a lower generation is refused (rule 13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub leader_generation: Option<i64>,
     /// Placement epochs acknowledged by each member.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["member"]))]

@@ -1,9 +1,11 @@
 //! Conversions between the custom resources' shapes and the pure planner's and ring's types.
 //! Everything here is pure and unit-tested; the driver's I/O code only calls it.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use ringshift_node_api::{Offset, PullPhase, PullStatus};
+use ringshift_node_api::{Caller, DropRequest, Offset, PullPhase, PullStatus};
 use ringshift_planner::phase::{PullFailure, PullView};
 use ringshift_planner::{CutoverState, MoveState, Phase};
 use ringshift_ring::{HashRange, RangeSet};
@@ -131,12 +133,54 @@ pub fn offset_text(o: &Offset) -> String {
     format!("{}:{}", o.incarnation, o.sequence)
 }
 
+/// Why the target's pull cannot carry this move's cutover at any offset (rule 16), if so: it
+/// must be catching up (a pull set back to Starting by a re-copy may still show its old applied
+/// offset while its ranges are cleared), for this move's copy attempt, and, with verification
+/// on, with checksums that matched (a mismatch never commits).
+pub fn cutover_blocker(status: &PullStatus, copy_attempt: u32, verify: bool) -> Option<String> {
+    if status.phase != PullPhase::CatchingUp {
+        return Some(format!(
+            "the target's pull is {:?}, not CatchingUp",
+            status.phase
+        ));
+    }
+    if status.attempt != u64::from(copy_attempt) {
+        return Some(format!(
+            "the target's pull is of copy attempt {}, not {copy_attempt}",
+            status.attempt
+        ));
+    }
+    match (status.verified, verify) {
+        (Some(false), _) => Some("the target's copy did not verify (checksums differ)".into()),
+        (None, true) => Some("the target's copy is not verified".into()),
+        _ => None,
+    }
+}
+
+/// Whether the target's pull lets the cutover commit at `fence` (rule 16).
+pub fn cutover_ready(status: &PullStatus, fence: &Offset, copy_attempt: u32, verify: bool) -> bool {
+    cutover_blocker(status, copy_attempt, verify).is_none() && applied_through(status, fence)
+}
+
 /// The target applied everything up to `fence` (same incarnation of the source).
 pub fn applied_through(status: &PullStatus, fence: &Offset) -> bool {
     status
         .applied_offset
         .as_ref()
         .is_some_and(|a| a.incarnation == fence.incarnation && a.sequence >= fence.sequence)
+}
+
+/// The drop of `ranges` (a cancelled move's partial copy on its target, or a committed move's
+/// copy on its source). It carries the operator's current committed epoch, the one in `who`
+/// (rule 14): a node that installed a lower epoch refuses it, and at that epoch the node checks
+/// that it does not own the ranges. None before any placement is committed (epoch 0): a drop
+/// never carries epoch 0.
+pub fn drop_request(who: &Caller, ranges: &RangeSet) -> Option<DropRequest> {
+    (who.epoch > 0).then(|| DropRequest {
+        caller: who.clone(),
+        ranges: ranges.iter().copied().collect(),
+        ownership_ended_epoch: who.epoch,
+    })
 }
 
 /// Whether two range sets cover exactly the same hashes.
@@ -150,8 +194,9 @@ pub fn pull_covers(status: &PullStatus, ranges: &RangeSet) -> bool {
     RangeSet::new(status.ranges.iter().copied()).is_ok_and(|s| same_ranges(&s, ranges))
 }
 
-/// The planner's view of the target's pull; `apply_rate` is measured by the caller.
-pub fn pull_view(status: &PullStatus, apply_rate: u64) -> PullView {
+/// The planner's view of the target's pull; `apply_rate` is measured by the caller, `verify`
+/// says whether copies are verified.
+pub fn pull_view(status: &PullStatus, apply_rate: u64, verify: bool) -> PullView {
     let copied = matches!(status.phase, PullPhase::CatchingUp | PullPhase::Completed);
     let failed = match status.phase {
         PullPhase::Failed | PullPhase::Cancelled => Some(PullFailure {
@@ -166,6 +211,10 @@ pub fn pull_view(status: &PullStatus, apply_rate: u64) -> PullView {
     PullView {
         copy_attempt: u32::try_from(status.attempt).unwrap_or(u32::MAX),
         copied,
+        verified: match status.verified {
+            Some(v) => v,
+            None => !verify,
+        },
         // Unknown lag is treated as large: never cut over blind.
         lag: if copied {
             status.lag.unwrap_or(u64::MAX)
@@ -183,11 +232,16 @@ pub fn cutover_of(records: &[CutoverRecord], uid: &str, attempt: u32) -> Option<
     records
         .iter()
         .find(|r| r.migration_uid == uid && r.attempt == i64::from(attempt))
-        .map(|r| match r.state {
-            crd::CutoverState::Committing => CutoverState::Committing,
-            crd::CutoverState::Committed => CutoverState::Committed,
-            crd::CutoverState::Aborted => CutoverState::Aborted,
-        })
+        .map(|r| planner_state(r.state))
+}
+
+/// A record's state as the planner's.
+pub fn planner_state(s: crd::CutoverState) -> CutoverState {
+    match s {
+        crd::CutoverState::Committing => CutoverState::Committing,
+        crd::CutoverState::Committed => CutoverState::Committed,
+        crd::CutoverState::Aborted => CutoverState::Aborted,
+    }
 }
 
 /// Whether any record says this migration committed (whatever the attempt).
@@ -195,6 +249,46 @@ pub fn committed_record(records: &[CutoverRecord], uid: &str) -> bool {
     records
         .iter()
         .any(|r| r.migration_uid == uid && r.state == crd::CutoverState::Committed)
+}
+
+/// What to do with the cutover records of moves that no longer need them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// Half-done cutovers (Committing) of deleted moves: record the abort, then unfence.
+    pub abort: Vec<CutoverRecord>,
+    /// Aborted cutovers of deleted moves: unfence their attempt on every node (again: an earlier
+    /// unfence may not have arrived), and forget the record only once every node answered.
+    pub release: Vec<CutoverRecord>,
+    /// Records to forget now (their moves are past the cutover and took care of their fences).
+    pub forget: BTreeSet<String>,
+}
+
+/// Sorts the cutover records by what their moves (`phases`, by UID; a UID that is missing is
+/// a deleted move) still need.
+pub fn orphans(records: &[CutoverRecord], phases: &BTreeMap<String, MigrationPhase>) -> Orphans {
+    let mut out = Orphans::default();
+    for r in records {
+        match phases.get(&r.migration_uid) {
+            Some(phase) => {
+                if matches!(
+                    phase,
+                    MigrationPhase::Cleanup
+                        | MigrationPhase::Completed
+                        | MigrationPhase::Cancelled
+                        | MigrationPhase::Failed
+                ) && r.state != crd::CutoverState::Committing
+                {
+                    out.forget.insert(r.migration_uid.clone());
+                }
+            }
+            None if r.state == crd::CutoverState::Committing => out.abort.push(r.clone()),
+            None if r.state == crd::CutoverState::Aborted => out.release.push(r.clone()),
+            None => {
+                out.forget.insert(r.migration_uid.clone());
+            }
+        }
+    }
+    out
 }
 
 /// UID of a migration (empty when the object has none, which the API server never returns).
@@ -274,15 +368,22 @@ mod tests {
 
     #[test]
     fn pull_views() {
-        let v = pull_view(&pull(PullPhase::Copying, None, Some(3)), 10);
+        let v = pull_view(&pull(PullPhase::Copying, None, Some(3)), 10, true);
         assert!(!v.copied);
         assert_eq!(v.lag, u64::MAX);
         assert_eq!(v.copy_attempt, 2);
-        let v = pull_view(&pull(PullPhase::CatchingUp, None, Some(3)), 10);
+        let v = pull_view(&pull(PullPhase::CatchingUp, None, Some(3)), 10, true);
         assert!(v.copied && v.lag == 3 && v.failed.is_none());
-        let v = pull_view(&pull(PullPhase::CatchingUp, None, None), 10);
+        assert!(!v.verified, "not verified yet");
+        assert!(pull_view(&pull(PullPhase::CatchingUp, None, Some(3)), 10, false).verified);
+        let checked = PullStatus {
+            verified: Some(true),
+            ..pull(PullPhase::CatchingUp, None, Some(3))
+        };
+        assert!(pull_view(&checked, 10, true).verified);
+        let v = pull_view(&pull(PullPhase::CatchingUp, None, None), 10, true);
         assert_eq!(v.lag, u64::MAX, "unknown lag never allows a cutover");
-        let v = pull_view(&pull(PullPhase::Failed, None, None), 0);
+        let v = pull_view(&pull(PullPhase::Failed, None, None), 0, true);
         assert_eq!(v.failed.unwrap().reason, "boom");
     }
 
@@ -322,6 +423,121 @@ mod tests {
             &pull(PullPhase::CatchingUp, None, None),
             &fence
         ));
+    }
+
+    #[test]
+    fn every_drop_carries_the_current_committed_epoch() {
+        let ranges = RangeSet::new([HashRange::new(10, 20).unwrap()]).unwrap();
+        let who = Caller {
+            cluster_uid: "c".into(),
+            epoch: 9,
+            migration_uid: "m".into(),
+            attempt: 2,
+        };
+        let body = drop_request(&who, &ranges).unwrap();
+        assert_eq!(
+            body.ownership_ended_epoch, 9,
+            "never 0, never an older epoch"
+        );
+        assert_eq!(body.caller, who);
+        assert_eq!(body.ranges, vec![HashRange::new(10, 20).unwrap()]);
+        let nothing_committed = Caller { epoch: 0, ..who };
+        assert!(drop_request(&nothing_committed, &ranges).is_none());
+    }
+
+    /// Finding 5 of issue 13: applied >= F alone is not enough. A pull that a re-copy set back to
+    /// Starting (keeping its old applied offset while the range is cleared), one of an older copy
+    /// attempt, or one whose checksum did not verify must not let the cutover commit.
+    #[test]
+    fn the_cutover_needs_a_verified_catching_up_pull_of_this_copy_attempt() {
+        let fence = Offset {
+            incarnation: "i1".into(),
+            sequence: 10,
+        };
+        let ready = PullStatus {
+            verified: Some(true),
+            ..pull(PullPhase::CatchingUp, Some(("i1", 10)), Some(0))
+        };
+        assert!(cutover_ready(&ready, &fence, 2, true));
+        for phase in [
+            PullPhase::Starting,
+            PullPhase::Copying,
+            PullPhase::Verifying,
+            PullPhase::Completed,
+            PullPhase::Cancelled,
+            PullPhase::Failed,
+        ] {
+            let s = PullStatus {
+                phase,
+                ..ready.clone()
+            };
+            assert!(!cutover_ready(&s, &fence, 2, true), "{phase:?}");
+        }
+        assert!(
+            !cutover_ready(&ready, &fence, 3, true),
+            "another copy attempt"
+        );
+        for verified in [None, Some(false)] {
+            let s = PullStatus {
+                verified,
+                ..ready.clone()
+            };
+            assert!(!cutover_ready(&s, &fence, 2, true), "{verified:?}");
+        }
+        let unverified = PullStatus {
+            verified: None,
+            ..ready.clone()
+        };
+        assert!(
+            cutover_ready(&unverified, &fence, 2, false),
+            "verification off"
+        );
+        let mismatch = PullStatus {
+            verified: Some(false),
+            ..ready.clone()
+        };
+        assert!(
+            !cutover_ready(&mismatch, &fence, 2, false),
+            "a mismatch never commits"
+        );
+        let behind = PullStatus {
+            applied_offset: Some(Offset {
+                incarnation: "i1".into(),
+                sequence: 9,
+            }),
+            ..ready
+        };
+        assert!(!cutover_ready(&behind, &fence, 2, true));
+    }
+
+    /// An aborted cutover of a deleted move may have left a fence (the unfence did not arrive,
+    /// or the old leader's fence arrives late): its attempt is released on every node again
+    /// before the record is forgotten, never forgotten on the cached word alone.
+    #[test]
+    fn an_aborted_record_of_a_deleted_move_is_released_before_it_is_forgotten() {
+        let rec = |uid: &str, attempt, state| CutoverRecord {
+            migration_uid: uid.into(),
+            attempt,
+            state,
+        };
+        let records = vec![
+            rec("gone-aborted", 3, crd::CutoverState::Aborted),
+            rec("gone-committing", 2, crd::CutoverState::Committing),
+            rec("gone-committed", 1, crd::CutoverState::Committed),
+            rec("done", 1, crd::CutoverState::Committed),
+            rec("cutting", 4, crd::CutoverState::Committing),
+        ];
+        let phases = BTreeMap::from([
+            ("done".to_string(), MigrationPhase::Completed),
+            ("cutting".to_string(), MigrationPhase::CuttingOver),
+        ]);
+        let o = orphans(&records, &phases);
+        assert_eq!(o.abort, vec![records[1].clone()]);
+        assert_eq!(o.release, vec![records[0].clone()]);
+        assert_eq!(
+            o.forget,
+            BTreeSet::from(["done".to_string(), "gone-committed".to_string()])
+        );
     }
 
     #[test]

@@ -8,19 +8,22 @@
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
-use kube::api::Api;
 use ringshift_node_api::{Caller, FenceRequest, Offset, UnfenceRequest};
 use ringshift_ring::Placement;
 
-use super::convert::{applied_through, cutover_of, pull_covers, ranges_of, same_ranges, uid_of};
+use super::convert::{
+    cutover_blocker, cutover_of, cutover_ready, pull_covers, ranges_of, same_ranges, uid_of,
+};
+use super::drive::VERIFY_COPIES;
 use super::env::Env;
 use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{
-    Written, placement_of, set_placement, set_record, update, update_known, update_returning,
+    RecordEdit, Writer, Written, placement_of, set_placement, set_record, update, update_known,
+    update_returning,
 };
 use super::{Error, record_acks};
-use crate::crd::{CutoverState, ShardMigration, ShardPlacement};
+use crate::crd::{CutoverState, ShardMigration};
 use ringshift_planner::moves::ring_id;
 
 /// How the cutover ended.
@@ -91,15 +94,15 @@ fn still_planned(p: &Placement, mig: &ShardMigration) -> Result<bool, Error> {
     }))
 }
 
-/// Runs the cutover of `mig` for `attempt`.
+/// Runs the cutover of `mig` for `attempt`, on the target's copy of `copy_attempt`.
 pub async fn run(
     env: &Env,
     nodes: &Nodes,
     mig: &ShardMigration,
     attempt: u32,
+    copy_attempt: u32,
 ) -> Result<Outcome, Error> {
-    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
-    let name = env.placement_obj.name_any();
+    let w = env.writer();
     let uid = uid_of(mig);
     let moving = ranges_of(&mig.spec.ranges)?;
     let ranges: Vec<_> = moving.iter().copied().collect();
@@ -115,7 +118,7 @@ pub async fn run(
     // 1. Record the attempt as Committing: from here on, only a recorded abort lifts the fence.
     let mut planned = true;
     let mut epoch = 0;
-    let written = update_returning(&api, &name, |st| {
+    let written = update_returning(&w, |st| {
         let Some(p) = placement_of(st)? else {
             planned = false;
             return Ok(false);
@@ -125,15 +128,23 @@ pub async fn run(
             return Ok(false);
         }
         epoch = p.epoch();
-        set_record(st, &uid, attempt, CutoverState::Committing);
-        Ok(true)
+        match set_record(st, &uid, attempt, CutoverState::Committing) {
+            RecordEdit::Written => Ok(true),
+            RecordEdit::Unchanged => Ok(false),
+            // A newer attempt or a decision is on record: this attempt must not fence.
+            RecordEdit::Refused { .. } => {
+                planned = false;
+                Ok(false)
+            }
+        }
     })
     .await;
     let recorded = match written {
         Ok(_) if !planned => {
             return Ok(Outcome::NotStarted {
-                reason: "the transfer is no longer part of the change in flight, or the \
-                         move's ranges differ from it (spec.ranges edited?)"
+                reason: "the transfer is no longer part of the change in flight, the \
+                         move's ranges differ from it (spec.ranges edited?), or a newer \
+                         cutover record of the move stands"
                     .into(),
             });
         }
@@ -166,8 +177,7 @@ pub async fn run(
         }
         Ok(Err(e)) => {
             return abort(
-                &api,
-                &name,
+                &w,
                 &uid,
                 attempt,
                 &source,
@@ -177,38 +187,33 @@ pub async fn run(
             .await;
         }
         Err(_) => {
-            return abort(
-                &api,
-                &name,
-                &uid,
-                attempt,
-                &source,
-                &who,
-                "fence timed out".into(),
-            )
-            .await;
+            return abort(&w, &uid, attempt, &source, &who, "fence timed out".into()).await;
         }
     };
 
-    // 3. Wait until the target applied everything up to the fence offset, within the budget.
+    // 3. Wait until the target applied everything up to the fence offset, within the budget,
+    // on a verified pull of this copy that is catching up (rule 16; else abort at once).
     loop {
-        if let Ok(Ok(s)) = tokio::time::timeout(budget, target.pull(&uid)).await
-            && applied_through(&s, &fence)
-        {
-            if !pull_covers(&s, &moving) {
-                let reason = "the target's copy covers other ranges than the move (its \
-                              spec.ranges changed after the copy started); not committing"
-                    .to_string();
-                return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+        if let Ok(Ok(s)) = tokio::time::timeout(budget, target.pull(&uid)).await {
+            if let Some(reason) = cutover_blocker(&s, copy_attempt, VERIFY_COPIES) {
+                return abort(&w, &uid, attempt, &source, &who, reason).await;
             }
-            break;
+            if cutover_ready(&s, &fence, copy_attempt, VERIFY_COPIES) {
+                if !pull_covers(&s, &moving) {
+                    let reason = "the target's copy covers other ranges than the move (its \
+                                  spec.ranges changed after the copy started); not committing"
+                        .to_string();
+                    return abort(&w, &uid, attempt, &source, &who, reason).await;
+                }
+                break;
+            }
         }
         if fenced_at.elapsed() >= budget {
             let reason = format!(
                 "the target did not apply up to the fence offset within the write-pause budget ({} ms)",
                 budget.as_millis()
             );
-            return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+            return abort(&w, &uid, attempt, &source, &who, reason).await;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -220,7 +225,7 @@ pub async fn run(
     // write returned (its resourceVersion is the precondition; re-read when it moved on).
     let mut lost = false;
     let mut committed: Option<Placement> = None;
-    let written = update_known(&api, &name, recorded, |st| {
+    let written = update_known(&w, recorded, |st| {
         lost = false;
         committed = None;
         let Some(p) = placement_of(st)? else {
@@ -234,9 +239,12 @@ pub async fn run(
             lost = true;
             return Ok(false);
         }
+        if set_record(st, &uid, attempt, CutoverState::Committed) != RecordEdit::Written {
+            lost = true;
+            return Ok(false);
+        }
         let next = p.commit(&mig.spec.source, &mig.spec.target)?;
         set_placement(st, &next)?;
-        set_record(st, &uid, attempt, CutoverState::Committed);
         committed = Some(next);
         Ok(true)
     })
@@ -252,7 +260,7 @@ pub async fn run(
             } else {
                 "the placement changed during the cutover".to_string()
             };
-            return abort(&api, &name, &uid, attempt, &source, &who, reason).await;
+            return abort(&w, &uid, attempt, &source, &who, reason).await;
         }
         (Err(e), _) => {
             // Unknown whether the write landed: leave the fence; the next round reads the
@@ -296,7 +304,7 @@ pub async fn run(
             }),
         );
     }
-    match record_acks(&api, &name, &answers).await {
+    match record_acks(&w, &answers).await {
         Ok(()) => failpoints::hit("cutover.acked"),
         Err(e) => tracing::debug!(error = %e, "acks not recorded yet"),
     }
@@ -309,31 +317,34 @@ pub async fn run(
 }
 
 /// Records the abort, then (only then) lifts the source's fence.
-async fn abort(
-    api: &Api<ShardPlacement>,
-    name: &str,
+pub(super) async fn abort(
+    w: &Writer,
     uid: &str,
     attempt: u32,
     source: &ringshift_node_api::client::AdminClient,
     who: &Caller,
     reason: String,
 ) -> Result<Outcome, Error> {
-    let mut committed = false;
-    update(api, name, |st| {
-        if cutover_of(&st.cutovers, uid, attempt)
-            == Some(ringshift_planner::CutoverState::Committed)
-        {
-            committed = true;
-            return Ok(false);
+    let mut refused = None;
+    update(w, |st| {
+        refused = None;
+        match set_record(st, uid, attempt, CutoverState::Aborted) {
+            RecordEdit::Written => Ok(true),
+            RecordEdit::Unchanged => Ok(false),
+            RecordEdit::Refused { attempt, state } => {
+                refused = Some((attempt, state));
+                Ok(false)
+            }
         }
-        set_record(st, uid, attempt, CutoverState::Aborted);
-        Ok(true)
     })
     .await?;
-    if committed {
-        return Err(Error::Conflict(
-            "the move was committed meanwhile; rolling forward".into(),
-        ));
+    if let Some((newer, state)) = refused {
+        // A commit (of any attempt) rolls forward; a newer attempt's record means this attempt
+        // was aborted and released already. Either way this replica is behind: no unfence.
+        tracing::warn!(migration_uid = %uid, attempt, recorded_attempt = newer, recorded = ?state, "not recording the abort: a record that only moves forward stands");
+        return Err(Error::Conflict(format!(
+            "attempt {newer} of the move is recorded {state:?}; not aborting attempt {attempt}"
+        )));
     }
     failpoints::hit("abort.recorded");
     unfence(source, who).await?;

@@ -6,33 +6,37 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use ringshift_node_api::{Caller, DropRequest, ErrorReason, PullPhase, StartPull};
+use ringshift_node_api::{Caller, ErrorReason, PullPhase, StartPull};
 use ringshift_planner::eta::{catch_up_eta_seconds, eta_seconds, format_eta, percent};
 use ringshift_planner::phase::{Observed, after_abort, after_drop, next_step};
 use ringshift_planner::room::{RoomCheck, RoomPolicy, check_room};
 use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
 use super::convert::{
-    apply_state, committed_record, crd_phase, cutover_of, move_state, offset_text, pull_view,
-    ranges_of, uid_of,
+    apply_state, committed_record, crd_phase, cutover_of, drop_request, move_state, offset_text,
+    pull_view, ranges_of, uid_of,
 };
 use super::cutover::{self, Outcome};
 use super::env::Env;
 use super::failpoints;
 use super::metrics::PhaseTimeLabels;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
-use super::placement_io::{set_record, update};
+use super::placement_io::{RecordEdit, set_record, update};
 use super::{DriverCtx, Error, sync_nodes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{DesiredCondition, Status, find, set_condition};
-use crate::crd::{CutoverState, MigrationProgress, ShardMigration, ShardPlacement};
+use crate::crd::{CutoverState, MigrationProgress, ShardMigration};
 
 /// Annotation that cancels a move before its commit.
 pub const CANCEL_ANNOTATION: &str = "ringshift.dev/cancel";
 
 /// How long a source may take to drop a moved copy (it deletes every key of the ranges).
 const DROP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether copies are verified (range checksums after the copy, before catch-up, rule 10); the
+/// cutover then requires a verified pull (rule 16).
+pub const VERIFY_COPIES: bool = true;
 
 /// Steps one move may take in one round before yielding to the others.
 const MAX_STEPS: usize = 8;
@@ -182,7 +186,7 @@ pub async fn drive(
                     source: source.clone(),
                     ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
                     bytes_per_sec: env.limits.bandwidth,
-                    verify: true,
+                    verify: VERIFY_COPIES,
                 };
                 match tokio::time::timeout(CALL_TIMEOUT, target.start_pull(&body)).await {
                     Ok(Ok(_)) => failpoints::hit("pull.started"),
@@ -224,10 +228,8 @@ pub async fn drive(
                     // Remove the partial copy (it is never served, but it takes room). The
                     // node refuses if it owns the ranges or another pull fills them; owning
                     // them means there is nothing of ours to remove.
-                    let body = DropRequest {
-                        caller: who,
-                        ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
-                        ownership_ended_epoch: 0,
+                    let Some(body) = drop_request(&who, &ranges_of(&d.obj.spec.ranges)?) else {
+                        return Ok(Duration::from_secs(2));
                     };
                     match tokio::time::timeout(CALL_TIMEOUT, target.drop_ranges(&body)).await {
                         Ok(Ok(_)) => {}
@@ -251,20 +253,16 @@ pub async fn drive(
                 return Ok(Duration::from_millis(100));
             }
             Step::Cutover { attempt } => {
-                let outcome = cutover::run(env, nodes, &d.obj, attempt).await?;
+                let outcome =
+                    cutover::run(env, nodes, &d.obj, attempt, d.state.copy_attempt).await?;
                 return after_cutover(dctx, env, &mut d, &obs, outcome).await;
             }
             Step::RecordAbort { attempt } => {
-                let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
                 let uid = uid_of(&d.obj);
-                update(&api, &env.placement_obj.name_any(), |st| {
-                    if cutover_of(&st.cutovers, &uid, attempt)
-                        == Some(ringshift_planner::CutoverState::Committed)
-                    {
-                        return Ok(false);
-                    }
-                    set_record(st, &uid, attempt, CutoverState::Aborted);
-                    Ok(true)
+                // Only forward: a commit or a newer attempt's record stands, and the next round
+                // reads it (and rolls forward, or finds this attempt stale).
+                update(&env.writer(), |st| {
+                    Ok(set_record(st, &uid, attempt, CutoverState::Aborted) == RecordEdit::Written)
                 })
                 .await?;
                 failpoints::hit("abort.recorded");
@@ -303,14 +301,13 @@ pub async fn drive(
                 }
                 return Ok(Duration::from_millis(500));
             }
-            Step::DropSource => {
+            Step::DropSource { ranges } => {
                 let Some(source) = nodes.client(&d.obj.spec.source) else {
                     return Ok(Duration::from_secs(2));
                 };
-                let body = DropRequest {
-                    caller: d.caller(env, d.state.attempt),
-                    ranges: ranges_of(&d.obj.spec.ranges)?.iter().copied().collect(),
-                    ownership_ended_epoch: d.state.committed_epoch.unwrap_or(0),
+                let who = d.caller(env, d.state.attempt);
+                let Some(body) = drop_request(&who, &ranges) else {
+                    return Ok(Duration::from_secs(2));
                 };
                 // A large drop takes seconds: it runs on its own so that this round goes on
                 // driving the other moves; later rounds collect its answer (idempotent, so a new
@@ -466,7 +463,7 @@ async fn observe(
     let view = pull
         .as_ref()
         .filter(|s| s.phase != ringshift_node_api::PullPhase::Cancelled)
-        .map(|s| pull_view(s, dctx.apply_rate(&uid, s)));
+        .map(|s| pull_view(s, dctx.apply_rate(&uid, s), VERIFY_COPIES));
     let now = now_ms();
     let (estimate, room) = if d.state.phase == Phase::Pending
         && plan.may_start.contains(&d.obj.name_any())
@@ -504,6 +501,7 @@ async fn observe(
                     .and_then(|p| p.members().ok())
                     .is_some_and(|ms| !ms.contains(&d.obj.spec.source)),
             target_pulling,
+            drop: plan.drops.get(&d.obj.name_any()).cloned(),
             room,
             target: d.obj.spec.target.clone(),
         },

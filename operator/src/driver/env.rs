@@ -12,6 +12,7 @@ use ringshift_planner::phase::PhasePolicy;
 use ringshift_ring::{Placement, RingSpec};
 
 use super::Error;
+use super::placement_io::Writer;
 use crate::crd::{ApprovalMode, ShardCluster, ShardMigration, ShardPlacement};
 use crate::desired::names::{self, ADMIN_PORT, ADMIN_TOKEN_KEY, DATA_PORT};
 use crate::observed::pod_facts;
@@ -59,6 +60,8 @@ pub struct Env {
     pub members: BTreeMap<String, Member>,
     pub token: Option<String>,
     pub limits: Limits,
+    /// This replica's leader generation, carried by every ShardPlacement status edit.
+    pub generation: Option<i64>,
 }
 
 impl Env {
@@ -188,7 +191,17 @@ impl Env {
             members,
             token,
             limits,
+            generation: None,
         }))
+    }
+
+    /// Writes of this cluster's ShardPlacement status, as this leader.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            api: Api::namespaced(self.client.clone(), &self.ns),
+            name: self.placement_obj.name_any(),
+            generation: self.generation,
+        }
     }
 
     /// UID of the cluster, which every node call and placement carries.

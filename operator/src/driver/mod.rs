@@ -19,7 +19,7 @@ mod room;
 #[cfg(test)]
 mod stale_leader_tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use ringshift_node_api::PlacementAccepted;
 use ringshift_planner::moves::MoveView;
 use ringshift_planner::{Phase, plan};
 use ringshift_ring::Placement;
+use tokio::sync::watch;
 
 use crate::controller::Context;
 use crate::crd::{
@@ -43,6 +44,7 @@ use crate::crd::{
     ShardPlacement,
 };
 use crate::desired::names::CLUSTER_LABEL;
+use crate::leader::Role;
 use convert::{crd_ranges, phase_of, uid_of};
 use env::Env;
 use metrics::{ClusterLabels, PhaseLabels};
@@ -80,6 +82,16 @@ pub enum Error {
     Node(String),
     #[error("object {0} has no namespace")]
     NoNamespace(String),
+    /// Another replica took the lease since this one did (rule 13): it writes nothing more.
+    #[error(
+        "ShardPlacement status carries leader generation {stored}, above this replica's {mine}: \
+         another replica leads (or the leader Lease was re-created: then remove \
+         status.leaderGeneration)"
+    )]
+    StaleLeader { mine: i64, stored: i64 },
+    /// This replica lost the lease while the round ran; the round was cancelled.
+    #[error("leadership lost; the round was cancelled")]
+    LeadershipLost,
 }
 
 impl Error {
@@ -96,6 +108,58 @@ impl Error {
             Error::Plan(_) => "PlanError",
             Error::Node(_) => "NodeError",
             Error::NoNamespace(_) => "NoNamespace",
+            Error::StaleLeader { .. } => "StaleLeader",
+            Error::LeadershipLost => "LeadershipLost",
+        }
+    }
+}
+
+/// This replica's term as leader, as the driver sees it: its generation, and a signal that
+/// fires when the term ends (lease lost, or taken again under a new generation).
+#[derive(Clone)]
+pub struct Leadership {
+    rx: watch::Receiver<Role>,
+    term: Role,
+}
+
+impl Leadership {
+    /// The term that `rx` shows now.
+    pub fn new(rx: watch::Receiver<Role>) -> Leadership {
+        let term = *rx.borrow();
+        Leadership { rx, term }
+    }
+
+    /// The generation every ShardPlacement status edit carries.
+    pub fn generation(&self) -> Option<i64> {
+        match self.term {
+            Role::Leading { generation } => generation,
+            Role::Standby => None,
+        }
+    }
+
+    /// Resolves when this term is over (at once if it already is, or was never leading).
+    pub async fn ended(&self) {
+        if !self.term.is_leading() {
+            return;
+        }
+        let mut rx = self.rx.clone();
+        let term = self.term;
+        // A closed channel means the elector is gone: nobody renews the lease any more.
+        let _ = rx.wait_for(|r| *r != term).await;
+    }
+
+    /// Runs `work` for as long as this term lasts. When the term ends first, `work` is dropped
+    /// at its next await point (an HTTP call in flight is abandoned; every node call is
+    /// idempotent and carries the attempt, every status write a precondition), so a replica that
+    /// lost the lease stops acting before another replica may take it.
+    pub async fn run<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::select! {
+            biased;
+            () = self.ended() => Err(Error::LeadershipLost),
+            r = work => r,
         }
     }
 }
@@ -103,6 +167,7 @@ impl Error {
 /// Shared by every round of the driver.
 pub struct DriverCtx {
     pub base: Arc<Context>,
+    pub leadership: Leadership,
     pub http: reqwest::Client,
     rates: drive::RateMeter,
     pushed: nodes::PushedEndpoints,
@@ -113,13 +178,14 @@ pub struct DriverCtx {
 }
 
 impl DriverCtx {
-    pub fn new(base: Arc<Context>) -> DriverCtx {
+    pub fn new(base: Arc<Context>, leadership: Leadership) -> DriverCtx {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         DriverCtx {
             base,
+            leadership,
             http,
             rates: drive::RateMeter::new(),
             pushed: nodes::PushedEndpoints::default(),
@@ -136,6 +202,14 @@ impl DriverCtx {
             .observe(value, now_ms)
     }
 
+    /// Aborts the source drops this replica started (its term ended; a new leader asks again).
+    fn abort_drops(&self) {
+        let mut drops = self.drops.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, task) in std::mem::take(&mut *drops) {
+            task.abort();
+        }
+    }
+
     fn apply_rate(&self, uid: &str, s: &ringshift_node_api::PullStatus) -> u64 {
         match &s.applied_offset {
             Some(o) => self.rates.rate(uid, o.sequence),
@@ -150,6 +224,7 @@ type Guarded = DeserializeGuard<ShardPlacement>;
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    leadership: Leadership,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -170,9 +245,12 @@ pub async fn run(
             None => r,
         }
     }
-    let dctx = Arc::new(DriverCtx::new(ctx));
+    let dctx = Arc::new(DriverCtx::new(ctx, leadership));
     let members = watcher::Config::default().labels("app.kubernetes.io/name=ringshift-node");
-    Controller::new(
+    // Drops run on tasks of their own: when the term ends they are aborted too, whether or not
+    // a round is running then (rounds stop by themselves, see `Leadership::run`).
+    let on_loss = abort_drops_when_the_term_ends(dctx.clone());
+    let controller = Controller::new(
         scoped::<Guarded>(&client, namespace),
         watcher::Config::default(),
     )
@@ -202,8 +280,18 @@ pub async fn run(
         if let Err(e) = res {
             tracing::debug!(error = %e, "driver event");
         }
-    })
-    .await;
+    });
+    tokio::select! {
+        () = controller => {}
+        () = on_loss => {}
+    }
+}
+
+/// Aborts the drops this replica started as soon as its term ends; never returns.
+async fn abort_drops_when_the_term_ends(dctx: Arc<DriverCtx>) {
+    dctx.leadership.ended().await;
+    dctx.abort_drops();
+    std::future::pending::<()>().await;
 }
 
 fn key(obj: &Guarded) -> String {
@@ -214,7 +302,13 @@ fn key(obj: &Guarded) -> String {
 pub async fn reconcile(obj: Arc<Guarded>, dctx: Arc<DriverCtx>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = match &obj.0 {
-        Ok(p) => round(p, &dctx).await,
+        Ok(p) => {
+            let r = dctx.leadership.run(round(p, &dctx)).await;
+            if matches!(r, Err(Error::LeadershipLost)) {
+                dctx.abort_drops();
+            }
+            r
+        }
         Err(e) => {
             tracing::warn!(placement = %key(&obj), error = %e, "ShardPlacement does not deserialize");
             Ok(Action::await_change())
@@ -241,11 +335,20 @@ pub fn error_policy(obj: Arc<Guarded>, error: &Error, dctx: Arc<DriverCtx>) -> A
 }
 
 async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
-    let Some(env) = Env::load(&dctx.base.client, sp).await? else {
+    let Some(mut env) = Env::load(&dctx.base.client, sp).await? else {
         return Ok(Action::await_change());
     };
-    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
-    let name = sp.name_any();
+    env.generation = dctx.leadership.generation();
+    let w = env.writer();
+    // A new leader stores its generation before it acts (rule 13): from then on a replica that
+    // lost the lease can write nothing. The cached copy tells whether that is still to do.
+    let stored = sp.status.as_ref().and_then(|s| s.leader_generation);
+    if placement_io::check_generation(stored, env.generation)?
+        && matches!(placement_io::claim(&w).await?, Written::Done)
+    {
+        tracing::info!(cluster = %env.name, generation = ?env.generation, "leader generation stored");
+        return Ok(Action::requeue(Duration::from_millis(50)));
+    }
 
     // The first placement is the desired ring itself: nothing to move yet.
     let Some(placement) = env.placement.clone() else {
@@ -253,7 +356,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
         let p = Placement::new(env.cluster_uid(), env.desired.clone())?;
-        let written = update(&api, &name, |st| {
+        let written = update(&w, |st| {
             if st.placement.is_some() {
                 return Ok(false);
             }
@@ -269,8 +372,9 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     };
     if placement.cluster_uid() != env.cluster_uid() {
         return Err(Error::Document(format!(
-            "ShardPlacement {}/{name} belongs to cluster UID {}, not {}",
+            "ShardPlacement {}/{} belongs to cluster UID {}, not {}",
             env.ns,
+            sp.name_any(),
             placement.cluster_uid(),
             env.cluster_uid()
         )));
@@ -287,13 +391,16 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     let views: Vec<MoveView> = env
         .migrations
         .iter()
-        .map(|m| MoveView {
-            name: m.name_any(),
-            source: m.spec.source.clone(),
-            target: m.spec.target.clone(),
-            phase: phase_of(m.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+        .map(|m| {
+            Ok(MoveView {
+                name: m.name_any(),
+                source: m.spec.source.clone(),
+                target: m.spec.target.clone(),
+                phase: phase_of(m.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                ranges: convert::ranges_of(&m.spec.ranges)?,
+            })
         })
-        .collect();
+        .collect::<Result<_, convert::ConvertError>>()?;
     let the_plan = plan(
         &env.name,
         &env.desired,
@@ -302,7 +409,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
         &env.limits.plan,
     )?;
     if let Some(next) = &the_plan.retarget {
-        let written = update(&api, &name, |st| {
+        let written = update(&w, |st| {
             if placement_of(st)?.as_ref() != Some(&placement) {
                 return Ok(false);
             }
@@ -397,14 +504,12 @@ pub(crate) async fn sync_nodes(
             }
         }
     }
-    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
-    record_acks(&api, &env.placement_obj.name_any(), &answers).await
+    record_acks(&env.writer(), &answers).await
 }
 
 /// Records the epochs (and incarnations) members acknowledged.
 pub(crate) async fn record_acks(
-    api: &Api<ShardPlacement>,
-    name: &str,
+    w: &placement_io::Writer,
     answers: &BTreeMap<String, Result<PlacementAccepted, String>>,
 ) -> Result<(), Error> {
     let accepted: Vec<(&String, &PlacementAccepted)> = answers
@@ -414,7 +519,7 @@ pub(crate) async fn record_acks(
     if accepted.is_empty() {
         return Ok(());
     }
-    let r = update(api, name, |st| {
+    let r = update(w, |st| {
         let mut changed = false;
         for (member, a) in &accepted {
             let inc = (!a.incarnation.is_empty()).then(|| a.incarnation.clone());
@@ -505,59 +610,118 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
     let Some(status) = &env.placement_obj.status else {
         return Ok(());
     };
-    let by_uid: BTreeMap<String, &ShardMigration> =
-        env.migrations.iter().map(|m| (uid_of(m), m)).collect();
-    let mut drop_uids = BTreeSet::new();
-    let mut abort = Vec::new();
-    for r in &status.cutovers {
-        match by_uid.get(&r.migration_uid) {
-            Some(m) => {
-                let phase = m.status.as_ref().map(|s| s.phase).unwrap_or_default();
-                if matches!(
-                    phase,
-                    MigrationPhase::Cleanup
-                        | MigrationPhase::Completed
-                        | MigrationPhase::Cancelled
-                        | MigrationPhase::Failed
-                ) && r.state != CutoverState::Committing
-                {
-                    drop_uids.insert(r.migration_uid.clone());
-                }
-            }
-            None if r.state == CutoverState::Committing => abort.push(r.clone()),
-            None => {
-                drop_uids.insert(r.migration_uid.clone());
-            }
-        }
-    }
-    let api: Api<ShardPlacement> = Api::namespaced(env.client.clone(), &env.ns);
-    let name = env.placement_obj.name_any();
+    let phases: BTreeMap<String, MigrationPhase> = env
+        .migrations
+        .iter()
+        .map(|m| {
+            (
+                uid_of(m),
+                m.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let convert::Orphans {
+        abort,
+        mut release,
+        forget: drop_uids,
+    } = convert::orphans(&status.cutovers, &phases);
+    let w = env.writer();
     for r in &abort {
-        let attempt = u32::try_from(r.attempt).unwrap_or(0);
-        update(&api, &name, |st| {
-            set_record(st, &r.migration_uid, attempt, CutoverState::Aborted);
-            Ok(true)
+        let attempt = u32::try_from(r.attempt).unwrap_or(u32::MAX);
+        // The cached record may be stale (a newer leader may have moved on): decide on the
+        // fresh read, only forward, and lift the fence only when the abort of exactly this
+        // attempt is on record.
+        let mut aborted = false;
+        update(&w, |st| {
+            aborted = false;
+            let fresh = st
+                .cutovers
+                .iter()
+                .find(|c| c.migration_uid == r.migration_uid)
+                .map(|c| (c.attempt, c.state));
+            match fresh {
+                Some((a, CutoverState::Committing)) if a == r.attempt => {
+                    match set_record(st, &r.migration_uid, attempt, CutoverState::Aborted) {
+                        placement_io::RecordEdit::Written => {
+                            aborted = true;
+                            Ok(true)
+                        }
+                        placement_io::RecordEdit::Unchanged => {
+                            aborted = true;
+                            Ok(false)
+                        }
+                        placement_io::RecordEdit::Refused { .. } => Ok(false),
+                    }
+                }
+                Some((a, CutoverState::Aborted)) if a == r.attempt => {
+                    aborted = true;
+                    Ok(false)
+                }
+                _ => Ok(false),
+            }
         })
         .await?;
-        // The deleted move's source is whichever node holds its fence: ask all (idempotent).
+        if !aborted {
+            tracing::info!(cluster = %env.name, migration_uid = %r.migration_uid, attempt, "the orphaned cutover record moved on since it was cached; not aborting it");
+            continue;
+        }
+        tracing::warn!(cluster = %env.name, migration_uid = %r.migration_uid, attempt, "aborted the cutover of a deleted migration");
+        release.push(crate::crd::CutoverRecord {
+            state: CutoverState::Aborted,
+            ..r.clone()
+        });
+    }
+    // Unfence every aborted attempt of a deleted move on every node, every round until each
+    // member answered: the node then also refuses a late fence of that attempt (an old leader's
+    // call still in flight), so no fence is ever left without an owner to lift it. The deleted
+    // move's source is whichever node holds its fence, hence all.
+    let mut released: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &release {
+        let attempt = u64::try_from(r.attempt).unwrap_or(u64::MAX);
         let who = ringshift_node_api::Caller {
             cluster_uid: env.cluster_uid(),
             epoch: env.placement.as_ref().map(|p| p.epoch()).unwrap_or(0),
             migration_uid: r.migration_uid.clone(),
-            attempt: u64::from(attempt),
+            attempt,
         };
-        for m in nodes.endpoints.keys() {
-            if let Some(c) = nodes.client(m) {
-                let _ = cutover::unfence(&c, &who).await;
-            }
+        let mut all = true;
+        for m in env.members.keys() {
+            let answered = match nodes.client(m) {
+                Some(c) => match tokio::time::timeout(
+                    nodes::CALL_TIMEOUT,
+                    c.unfence(&ringshift_node_api::UnfenceRequest {
+                        caller: who.clone(),
+                    }),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => true,
+                    // A newer attempt's fence stands there: this attempt is over on that node.
+                    Ok(Err(e)) => e.reason() == Some(ringshift_node_api::ErrorReason::StaleAttempt),
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            all &= answered;
         }
-        tracing::warn!(cluster = %env.name, migration_uid = %r.migration_uid, "aborted the cutover of a deleted migration");
+        if all {
+            released.insert(r.migration_uid.clone(), r.attempt);
+        } else {
+            tracing::info!(cluster = %env.name, migration_uid = %r.migration_uid, attempt = r.attempt, "not every member confirmed the unfence of a deleted migration's attempt yet; asking again next round");
+        }
     }
-    if !drop_uids.is_empty() {
-        let r = update(&api, &name, |st| {
+    if !drop_uids.is_empty() || !released.is_empty() {
+        let r = update(&w, |st| {
             let before = st.cutovers.len();
-            st.cutovers
-                .retain(|c| !drop_uids.contains(&c.migration_uid));
+            // A half-done cutover is never forgotten here, whatever the cached copy said, and a
+            // released attempt only while its record is still that attempt's abort.
+            st.cutovers.retain(|c| {
+                let forget = drop_uids.contains(&c.migration_uid)
+                    && c.state != CutoverState::Committing
+                    || released.get(&c.migration_uid) == Some(&c.attempt)
+                        && c.state == CutoverState::Aborted;
+                !forget
+            });
             Ok(st.cutovers.len() != before)
         })
         .await;
@@ -569,7 +733,6 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
     }
     Ok(())
 }
-
 /// Deletes finished ShardMigrations beyond the cluster's history limit (oldest first).
 async fn collect_garbage(env: &Env) -> Result<(), Error> {
     let mut finished: Vec<&ShardMigration> = env

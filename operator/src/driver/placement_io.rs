@@ -5,7 +5,10 @@
 use kube::api::{Api, PostParams};
 use ringshift_ring::Placement;
 
+use ringshift_planner::phase::record_may_replace;
+
 use super::Error;
+use super::convert::planner_state;
 use crate::crd::{CutoverRecord, CutoverState, ShardPlacement, ShardPlacementStatus};
 
 /// Outcome of a guarded status write.
@@ -35,8 +38,44 @@ pub fn placement_of(status: &ShardPlacementStatus) -> Result<Option<Placement>, 
         .map_err(|e| Error::Document(format!("status.placement: {e}")))
 }
 
-/// Sets (or replaces) the cutover record of a migration.
-pub fn set_record(status: &mut ShardPlacementStatus, uid: &str, attempt: u32, state: CutoverState) {
+/// What [`set_record`] did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordEdit {
+    /// The record now says what was asked.
+    Written,
+    /// It already did.
+    Unchanged,
+    /// A record that only moves forward stands (rule 13): a commit, a newer attempt's record,
+    /// or this attempt's decision.
+    Refused { attempt: i64, state: CutoverState },
+}
+
+/// Sets the cutover record of a migration, only forward
+/// (`ringshift_planner::phase::record_may_replace`).
+pub fn set_record(
+    status: &mut ShardPlacementStatus,
+    uid: &str,
+    attempt: u32,
+    state: CutoverState,
+) -> RecordEdit {
+    let old = status.cutovers.iter().find(|r| r.migration_uid == uid);
+    if let Some(r) = old {
+        if r.attempt == i64::from(attempt) && r.state == state {
+            return RecordEdit::Unchanged;
+        }
+        // An attempt beyond u32 cannot come from this operator: treat it as newer than any.
+        let seen = u32::try_from(r.attempt).unwrap_or(u32::MAX);
+        if !record_may_replace(
+            Some((seen, planner_state(r.state))),
+            (attempt, planner_state(state)),
+        ) {
+            return RecordEdit::Refused {
+                attempt: r.attempt,
+                state: r.state,
+            };
+        }
+    }
     status.cutovers.retain(|r| r.migration_uid != uid);
     status.cutovers.push(CutoverRecord {
         migration_uid: uid.to_string(),
@@ -46,30 +85,54 @@ pub fn set_record(status: &mut ShardPlacementStatus, uid: &str, attempt: u32, st
     status
         .cutovers
         .sort_by(|a, b| a.migration_uid.cmp(&b.migration_uid));
+    RecordEdit::Written
 }
 
-/// Re-reads `name`, lets `edit` change its status (returning false when nothing changes), and
-/// writes it back with the read resourceVersion as precondition. A concurrent write makes this
-/// fail with [`Error::Conflict`].
-pub async fn update<F>(api: &Api<ShardPlacement>, name: &str, edit: F) -> Result<Written, Error>
+/// Where, and as which leader, ShardPlacement status is written.
+#[derive(Clone)]
+pub struct Writer {
+    pub api: Api<ShardPlacement>,
+    pub name: String,
+    /// This replica's leader generation (None without leader election).
+    pub generation: Option<i64>,
+}
+
+/// Whether a replica of generation `mine` may edit a status whose stored generation is
+/// `stored`; `Ok(true)` when the write must also store `mine` (a new leader's first write).
+pub fn check_generation(stored: Option<i64>, mine: Option<i64>) -> Result<bool, Error> {
+    match (stored, mine) {
+        (_, None) => Ok(false),
+        (Some(s), Some(m)) if s > m => Err(Error::StaleLeader { mine: m, stored: s }),
+        (Some(s), Some(m)) => Ok(s < m),
+        (None, Some(_)) => Ok(true),
+    }
+}
+
+/// Re-reads the object, lets `edit` change its status (returning false when nothing changes),
+/// and writes it back with the read resourceVersion as precondition. A concurrent write makes
+/// this fail with [`Error::Conflict`]; a newer leader's generation on the object, with
+/// [`Error::StaleLeader`].
+pub async fn update<F>(w: &Writer, edit: F) -> Result<Written, Error>
 where
     F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
-    let obj = read(api, name).await?;
-    write_edit(api, name, obj, edit).await.map(|(w, _)| w)
+    let obj = read(w).await?;
+    write_edit(w, obj, edit).await.map(|(w, _)| w)
+}
+
+/// Stores this leader's generation unless the object has it already (a new leader does this
+/// before it acts, so that a replica that lost the lease can write nothing any more).
+pub async fn claim(w: &Writer) -> Result<Written, Error> {
+    update(w, |_| Ok(false)).await
 }
 
 /// Like [`update`], but returns the object as written (for a following [`update_known`]).
-pub async fn update_returning<F>(
-    api: &Api<ShardPlacement>,
-    name: &str,
-    edit: F,
-) -> Result<(Written, ShardPlacement), Error>
+pub async fn update_returning<F>(w: &Writer, edit: F) -> Result<(Written, ShardPlacement), Error>
 where
     F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
-    let obj = read(api, name).await?;
-    write_edit(api, name, obj, edit).await
+    let obj = read(w).await?;
+    write_edit(w, obj, edit).await
 }
 
 /// Like [`update`], but first tries the edit on `known`, an object this leader got back from
@@ -79,44 +142,54 @@ where
 /// read afresh and `edit` runs again on what is there now (it must decide from its argument
 /// alone, and reset whatever it records, since it may run twice).
 pub async fn update_known<F>(
-    api: &Api<ShardPlacement>,
-    name: &str,
+    w: &Writer,
     known: ShardPlacement,
     mut edit: F,
 ) -> Result<Written, Error>
 where
     F: FnMut(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
-    match write_edit(api, name, known, &mut edit).await {
+    match write_edit(w, known, &mut edit).await {
         Err(Error::Conflict(_)) => {
-            let fresh = read(api, name).await?;
-            write_edit(api, name, fresh, edit).await.map(|(w, _)| w)
+            let fresh = read(w).await?;
+            write_edit(w, fresh, edit).await.map(|(w, _)| w)
         }
         other => other.map(|(w, _)| w),
     }
 }
 
-async fn read(api: &Api<ShardPlacement>, name: &str) -> Result<ShardPlacement, Error> {
-    api.get(name)
+async fn read(w: &Writer) -> Result<ShardPlacement, Error> {
+    w.api
+        .get(&w.name)
         .await
-        .map_err(|e| Error::kube(format!("re-reading ShardPlacement {name}"), e))
+        .map_err(|e| Error::kube(format!("re-reading ShardPlacement {}", w.name), e))
 }
 
 async fn write_edit<F>(
-    api: &Api<ShardPlacement>,
-    name: &str,
+    w: &Writer,
     mut obj: ShardPlacement,
     edit: F,
 ) -> Result<(Written, ShardPlacement), Error>
 where
     F: FnOnce(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
+    let name = &w.name;
     let mut status = obj.status.clone().unwrap_or_default();
-    if !edit(&mut status)? {
+    // Checked on the object the write's precondition is taken from: a newer leader's claim
+    // either is in it (refused here) or lands after the read (the precondition fails).
+    let claim = check_generation(status.leader_generation, w.generation)?;
+    if !edit(&mut status)? && !claim {
         return Ok((Written::Unchanged, obj));
     }
+    if claim {
+        status.leader_generation = w.generation;
+    }
     obj.status = Some(status);
-    match api.replace_status(name, &PostParams::default(), &obj).await {
+    match w
+        .api
+        .replace_status(name, &PostParams::default(), &obj)
+        .await
+    {
         Ok(o) => Ok((Written::Done, o)),
         Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
             "ShardPlacement {name} changed since it was read"
@@ -136,15 +209,53 @@ mod tests {
     #[test]
     fn records_are_one_per_migration() {
         let mut s = ShardPlacementStatus::default();
-        set_record(&mut s, "b", 1, CutoverState::Committing);
-        set_record(&mut s, "a", 1, CutoverState::Aborted);
-        set_record(&mut s, "b", 2, CutoverState::Committed);
+        let _ = set_record(&mut s, "b", 1, CutoverState::Committing);
+        let _ = set_record(&mut s, "a", 1, CutoverState::Aborted);
+        assert_eq!(
+            set_record(&mut s, "b", 2, CutoverState::Committed),
+            RecordEdit::Written
+        );
         assert_eq!(s.cutovers.len(), 2);
         assert_eq!(s.cutovers[0].migration_uid, "a");
         assert_eq!(
             (s.cutovers[1].attempt, s.cutovers[1].state),
             (2, CutoverState::Committed)
         );
+    }
+
+    #[test]
+    fn records_are_refused_unless_they_move_forward() {
+        let mut s = ShardPlacementStatus::default();
+        assert_eq!(
+            set_record(&mut s, "m", 2, CutoverState::Committed),
+            RecordEdit::Written
+        );
+        assert_eq!(
+            set_record(&mut s, "m", 1, CutoverState::Aborted),
+            RecordEdit::Refused {
+                attempt: 2,
+                state: CutoverState::Committed
+            }
+        );
+        assert_eq!(
+            set_record(&mut s, "m", 2, CutoverState::Committed),
+            RecordEdit::Unchanged
+        );
+        assert_eq!(s.cutovers[0].attempt, 2);
+        assert_eq!(s.cutovers[0].state, CutoverState::Committed);
+    }
+
+    #[test]
+    fn generations_are_claimed_once_and_never_go_back() {
+        assert!(matches!(check_generation(None, None), Ok(false)));
+        assert!(matches!(check_generation(Some(4), None), Ok(false)));
+        assert!(matches!(check_generation(None, Some(0)), Ok(true)));
+        assert!(matches!(check_generation(Some(3), Some(4)), Ok(true)));
+        assert!(matches!(check_generation(Some(4), Some(4)), Ok(false)));
+        assert!(matches!(
+            check_generation(Some(5), Some(4)),
+            Err(Error::StaleLeader { mine: 4, stored: 5 })
+        ));
     }
 
     #[test]

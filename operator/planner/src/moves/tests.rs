@@ -20,6 +20,7 @@ fn views(plan: &Plan, phase: Phase) -> Vec<MoveView> {
             source: m.source.clone(),
             target: m.target.clone(),
             phase,
+            ranges: m.ranges.clone(),
         })
         .collect()
 }
@@ -125,6 +126,95 @@ fn replan_mid_change_keeps_committed_moves_and_renames_the_rest() {
     for m in &second.create {
         assert!(!old_names.contains(m.name.as_str()));
     }
+}
+
+/// Finding 1 of issue 13: 3 -> 4 commits, then at once 4 -> 3. The first change's moves sit in
+/// Cleanup (their sources' drops pending) while the second moves the same ranges back to those
+/// sources: those drops must be cancelled, whatever else the sources may still drop.
+#[test]
+fn a_replan_cancels_the_pending_drops_of_ranges_coming_back() {
+    let p = placement(3);
+    let to4 = p.base().evolve(&members(4)).unwrap();
+    let out = plan_fn(&to4, &p, &[]);
+    let mut mid = out.retarget.clone().unwrap();
+    for t in &out.transfers {
+        mid = mid.commit(&t.source, &t.target).unwrap();
+    }
+    let cleanup = views(&out, Phase::Cleanup);
+    let policy = Policy {
+        max_concurrent_moves: 8,
+        max_moves_per_member: 8,
+        ..Policy::default()
+    };
+    // Still at 4: every source may drop everything it moved.
+    let settled = plan("demo", &to4, &mid, &cleanup, &policy).unwrap();
+    for m in &cleanup {
+        assert_eq!(settled.drops.get(&m.name), Some(&m.ranges), "{}", m.name);
+    }
+    // Back to 3: the ranges return to their old owners.
+    let to3 = to4.evolve(&members(3)).unwrap();
+    let back = plan("demo", &to3, &mid, &cleanup, &policy).unwrap();
+    let next = back.retarget.clone().unwrap();
+    let back = plan("demo", &to3, &next, &cleanup, &policy).unwrap();
+    assert!(!back.create.is_empty());
+    for m in &cleanup {
+        let returning = back
+            .create
+            .iter()
+            .filter(|c| c.target == m.source)
+            .fold(RangeSet::empty(), |acc, c| acc.union(&c.ranges));
+        assert!(!returning.intersection(&m.ranges).is_empty(), "{}", m.name);
+        let granted = back.drops.get(&m.name).cloned().unwrap_or_default();
+        assert!(
+            granted.intersection(&returning).is_empty(),
+            "{} would drop ranges that are coming back: {granted:?}",
+            m.name
+        );
+    }
+    // And once the way back committed, the sources own them: still nothing of them is dropped.
+    let mut done = next.clone();
+    for t in next.pending_transfers().unwrap() {
+        done = done.commit(&t.source, &t.target).unwrap();
+    }
+    let after = plan("demo", &to3, &done, &cleanup, &policy).unwrap();
+    for m in &cleanup {
+        let owned = done.current().unwrap().ranges_of(&m.source);
+        let granted = after.drops.get(&m.name).cloned().unwrap_or_default();
+        assert!(granted.intersection(&owned).is_empty(), "{}", m.name);
+    }
+}
+
+#[test]
+fn drops_are_bounded_like_moves_but_hold_up_no_move() {
+    let p = placement(3);
+    let to6 = p.base().evolve(&members(6)).unwrap();
+    let out = plan_fn(&to6, &p, &[]);
+    let mut mid = out.retarget.clone().unwrap();
+    let (done, rest) = out.transfers.split_at(out.transfers.len() / 2);
+    for t in done {
+        mid = mid.commit(&t.source, &t.target).unwrap();
+    }
+    let mut existing = views(&out, Phase::Pending);
+    for m in existing.iter_mut() {
+        if done
+            .iter()
+            .any(|t| t.source == m.source && t.target == m.target)
+        {
+            m.phase = Phase::Cleanup;
+        }
+    }
+    assert!(!rest.is_empty());
+    let policy = Policy {
+        max_concurrent_moves: 2,
+        max_moves_per_member: 1,
+        ..Policy::default()
+    };
+    let round = plan("demo", &to6, &mid, &existing, &policy).unwrap();
+    let dropping = round.drops.values().filter(|r| !r.is_empty()).count();
+    assert!((1..=2).contains(&dropping), "{:?}", round.drops);
+    // Moves in Cleanup take no copy slot: the rest of the change goes on (Balanced does not
+    // wait for drops).
+    assert!(!round.may_start.is_empty());
 }
 
 #[test]

@@ -15,9 +15,14 @@ fn obs() -> Observed {
         all_acked_commit: false,
         source_gone: false,
         target_pulling: false,
+        drop: Some(moved()),
         room: crate::room::RoomCheck::Unknown,
         target: "demo-2".into(),
     }
+}
+
+fn moved() -> ringshift_ring::RangeSet {
+    ringshift_ring::RangeSet::single(ringshift_ring::HashRange::new(100, 199).unwrap())
 }
 
 fn state(phase: Phase) -> MoveState {
@@ -34,6 +39,7 @@ fn pull(copied: bool, lag: u64, rate: u64) -> PullView {
     PullView {
         copy_attempt: 1,
         copied,
+        verified: copied,
         lag,
         apply_rate: rate,
         failed: None,
@@ -350,7 +356,7 @@ fn cleanup_pushes_until_acked_then_waits_retention_then_drops() {
         now_ms: 1_050_000,
         ..acked
     };
-    assert_eq!(next_step(&s, &later), Step::DropSource);
+    assert_eq!(next_step(&s, &later), Step::DropSource { ranges: moved() });
     assert_eq!(after_drop(&s, 1_050_001).phase, Phase::Completed);
 }
 
@@ -396,14 +402,13 @@ fn cleanup_of_a_removed_source_completes_without_a_drop() {
 }
 
 #[test]
-fn cleanup_ends_the_targets_pull_first() {
+fn cleanup_ends_the_targets_pull_once_every_node_runs_the_commit() {
     let s = MoveState {
         committed_epoch: Some(7),
         committed_at_ms: Some(900_000),
         ..state(Phase::Cleanup)
     };
     for o in [
-        obs(),
         Observed {
             all_acked_commit: true,
             ..obs()
@@ -421,6 +426,13 @@ fn cleanup_ends_the_targets_pull_first() {
         assert_eq!(next_step(&s, &pulling), Step::EndPull, "{o:?}");
         assert_ne!(next_step(&s, &o), Step::EndPull, "{o:?}");
     }
+    // Until the target runs the commit epoch its pull stays: it keeps old drops of the ranges
+    // off the target (finding 1 of issue 13, second window).
+    let unacked = Observed {
+        target_pulling: true,
+        ..obs()
+    };
+    assert_eq!(next_step(&s, &unacked), Step::PushPlacement);
     // Before the commit a running pull is the copy itself: never ended by this.
     let copying = Observed {
         target_pulling: true,
@@ -430,6 +442,35 @@ fn cleanup_ends_the_targets_pull_first() {
     assert_ne!(next_step(&state(Phase::Copying), &copying), Step::EndPull);
 }
 
+#[test]
+fn cleanup_drops_only_what_the_planner_grants() {
+    let s = MoveState {
+        committed_epoch: Some(7),
+        committed_at_ms: Some(900_000),
+        ..state(Phase::Cleanup)
+    };
+    // No drop slot: wait (a drop never runs beyond maxConcurrentMoves).
+    let no_slot = Observed {
+        all_acked_commit: true,
+        drop: None,
+        ..obs()
+    };
+    assert!(matches!(next_step(&s, &no_slot), Step::Wait { .. }));
+    // The ranges came back to the source (a re-plan): the drop is cancelled, the move ends.
+    let back = Observed {
+        drop: Some(ringshift_ring::RangeSet::empty()),
+        ..no_slot.clone()
+    };
+    let next = persisted(next_step(&s, &back));
+    assert_eq!(next.phase, Phase::Completed);
+    // Part of them came back: only the rest is dropped.
+    let part = ringshift_ring::RangeSet::single(ringshift_ring::HashRange::new(150, 199).unwrap());
+    let some = Observed {
+        drop: Some(part.clone()),
+        ..no_slot
+    };
+    assert_eq!(next_step(&s, &some), Step::DropSource { ranges: part });
+}
 #[test]
 fn a_copy_the_target_restarted_on_its_own_shows_as_copying_again_with_the_reason() {
     let restarted = PullView {
@@ -491,4 +532,86 @@ fn a_target_without_room_waits_before_copying() {
         let o = Observed { room, ..obs() };
         assert_eq!(persisted(next_step(&s, &o)).phase, Phase::Copying);
     }
+}
+
+#[test]
+fn cutover_records_only_move_forward() {
+    use CutoverState::{Aborted, Committed, Committing};
+    // Nothing there yet: anything goes.
+    assert!(record_may_replace(None, (1, Committing)));
+    // Within one attempt, Committing turns into a decision, never back.
+    assert!(record_may_replace(Some((1, Committing)), (1, Committed)));
+    assert!(record_may_replace(Some((1, Committing)), (1, Aborted)));
+    assert!(!record_may_replace(Some((1, Aborted)), (1, Committing)));
+    assert!(!record_may_replace(Some((1, Aborted)), (1, Committed)));
+    // A newer attempt replaces an aborted or half-done older one.
+    assert!(record_may_replace(Some((1, Aborted)), (2, Committing)));
+    // A stale leader's older attempt never replaces a newer one (finding 2 of issue 13)...
+    assert!(!record_may_replace(Some((2, Committing)), (1, Aborted)));
+    assert!(!record_may_replace(Some((2, Committed)), (1, Aborted)));
+    // ...and nothing replaces a commit, not even a newer attempt.
+    assert!(!record_may_replace(Some((1, Committed)), (2, Committing)));
+    assert!(!record_may_replace(Some((1, Committed)), (1, Aborted)));
+}
+
+fn record_state() -> impl proptest::strategy::Strategy<Value = CutoverState> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(CutoverState::Committing),
+        Just(CutoverState::Committed),
+        Just(CutoverState::Aborted)
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever sequence of writes (by any number of leaders, stale or not) is applied through
+    /// the rule, the record's attempt never goes down, a commit is never lost, and a decided
+    /// attempt is never decided differently.
+    #[test]
+    fn any_sequence_of_record_writes_only_moves_forward(
+        writes in proptest::collection::vec((0u32..5, record_state()), 0..40)
+    ) {
+        let mut rec: Option<(u32, CutoverState)> = None;
+        for w in writes {
+            let before = rec;
+            if record_may_replace(rec, w) {
+                rec = Some(w);
+            }
+            if let Some((a, s)) = before {
+                let (a2, s2) = rec.expect("a record is never removed by a write");
+                proptest::prop_assert!(a2 >= a);
+                if s == CutoverState::Committed {
+                    proptest::prop_assert_eq!((a2, s2), (a, s));
+                }
+                if a2 == a && s != CutoverState::Committing {
+                    proptest::prop_assert_eq!(s2, s);
+                }
+            }
+        }
+    }
+}
+
+/// Rule 16: a catching-up copy whose checksums have not matched is never fenced for: the
+/// cutover would refuse it and clients would see a pause for nothing.
+#[test]
+fn no_cutover_from_an_unverified_copy() {
+    let unverified = Observed {
+        pull: Some(PullView {
+            verified: false,
+            ..pull(true, 0, 100)
+        }),
+        ..obs()
+    };
+    assert!(matches!(
+        next_step(&state(Phase::CatchingUp), &unverified),
+        Step::Wait { .. }
+    ));
+    let verified = Observed {
+        pull: Some(pull(true, 0, 100)),
+        ..obs()
+    };
+    assert_eq!(
+        persisted(next_step(&state(Phase::CatchingUp), &verified)).phase,
+        Phase::CuttingOver
+    );
 }
