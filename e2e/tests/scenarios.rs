@@ -592,12 +592,30 @@ async fn drop_races_a_copy_back() {
         m.target,
         f.moves().await
     );
+    // The race was on: the move back was planned while the source still dropped (a creation
+    // time has whole seconds: the move must predate the drop's end by one at least).
+    let dropped = faults::logged_at(
+        &f.env,
+        &f.ns.name,
+        &m.source,
+        "node",
+        &format!("dropped ranges migration={}", m.uid),
+    );
+    let planned = back.iter().filter_map(|b| b.created).min();
+    let lead = match (planned, dropped) {
+        (Some(p), Some(d)) if d.duration_since(p).as_secs() >= 1 => d.duration_since(p).as_secs(),
+        other => panic!(
+            "the move back to {} was not planned while it dropped (planned, dropped): {other:?}",
+            m.source
+        ),
+    };
     let hits = f.node_hits("slow-drop-chunk");
     f.finish(
         "drop races a copy back",
         &format!(
             "sourceRetention 0s, slow-drop-chunk 3s; scale 3->4, back to 3 as soon as {} began \
-             dropping what it gave {}; the ranges came back by {} move(s) ({}); slow drop chunks: {:?}",
+             dropping what it gave {}; the ranges came back by {} move(s) ({}), planned {lead} s \
+             before the drop ended; slow drop chunks: {:?}",
             m.source,
             m.target,
             back.len(),

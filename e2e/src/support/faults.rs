@@ -180,3 +180,25 @@ pub async fn wait_failpoint_hit(
     .await?;
     Ok(n)
 }
+
+/// The time of the first line of a pod container's log that contains `needle` (the node logs
+/// start each line with an RFC 3339 time), e.g. when a node finished a drop.
+pub fn logged_at(
+    env: &TestEnv,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    needle: &str,
+) -> Option<k8s_openapi::jiff::Timestamp> {
+    let text = std::fs::read_to_string(pod_log_file(env, namespace, pod, container)).ok()?;
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .find_map(|l| l.split_whitespace().next()?.parse().ok())
+}
+
+fn pod_log_file(env: &TestEnv, namespace: &str, pod: &str, container: &str) -> PathBuf {
+    env.state_dir
+        .join("pods")
+        .join(format!("{namespace}_{pod}"))
+        .join(format!("{container}.log"))
+}

@@ -18,6 +18,8 @@ pub struct MoveSeen {
     pub source: String,
     pub target: String,
     pub phase: String,
+    /// When the ShardMigration was created (the plan that made it).
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 fn move_seen(m: &DynamicObject) -> MoveSeen {
@@ -28,6 +30,7 @@ fn move_seen(m: &DynamicObject) -> MoveSeen {
         source: s(&m.data["spec"]["source"]),
         target: s(&m.data["spec"]["target"]),
         phase: s(&m.data["status"]["phase"]),
+        created: m.metadata.creation_timestamp.as_ref().map(|t| t.0),
     }
 }
 
