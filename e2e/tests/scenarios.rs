@@ -15,9 +15,8 @@
 //! fail catch-up applies or hold ingestion; operator failpoints hold a cutover at its record or
 //! fail placement pushes.
 
-use std::time::{Duration, Instant};
-
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use ringshift_e2e::support::phases::{

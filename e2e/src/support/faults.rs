@@ -1,6 +1,9 @@
 //! Faults a test injects into the local harness: signals to a pod's process (SIGKILL a node,
 //! SIGSTOP it past a deadline) and a kube-apiserver restart. These act on processes the harness
 //! started, found through its pid files ("PID STARTTIME"), so a recycled pid is never signalled.
+//! Also the environment of a namespace's containers (node failpoints, through the harness's
+//! `ringshift-e2e-env` ConfigMap) and what the pods' logs say about them (failpoint hits, when
+//! a line was logged).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
