@@ -765,6 +765,14 @@ async fn stale_leader_acts_after_takeover_at_commit_point() {
         after_wake.contains("lost leadership") || f.op.exited(),
         "the woken leader neither stepped down nor exited:\n{after_wake}"
     );
+    // What stopped the woken leader's held round: the leader generation in status, a
+    // resourceVersion conflict, or the cancellation of its rounds.
+    let refused = after_wake
+        .lines()
+        .filter(|l| {
+            l.contains("above this replica") || l.contains("conflict") || l.contains("cancelled")
+        })
+        .count();
     let attempt = move_attempt(&f, &m.name).await;
     let trail = history
         .by_migration
@@ -782,8 +790,9 @@ async fn stale_leader_acts_after_takeover_at_commit_point() {
         &format!(
             "2 operators; scale 3->4; leader SIGSTOPped holding a Committing record \
              (cutover.recorded:pause=2000) for {} s (lease 4 s); the standby took the move to \
-             {} at attempt {attempt}; old leader woken; records of that move: {trail}; {} \
-             placement versions watched, none went backwards",
+             {} at attempt {attempt}; old leader woken: {refused} of its steps refused or \
+             cancelled, then it stepped down; records of that move: {trail}; {} placement \
+             versions watched, none went backwards",
             stopped_for.as_secs(),
             resolved.phase,
             history.versions
