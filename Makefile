@@ -72,7 +72,7 @@ test:
 e2e: build
 	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests --no-fail-fast
 
-# The long tier: a long bad-input (fuzz) run, then every e2e test including the long ones
+# The long tier: a long bad-input (fuzz) run, the protocol model's large configurations, then every e2e test including the long ones
 # marked #[ignore], on the local cluster. Each scenario appends a line to $(REPORT); the table is
 # printed and written into README.md (between the reliability markers) whatever the outcome; the
 # exit code is the tests'.
@@ -81,6 +81,8 @@ REPORT := $(CURDIR)/target/reliability-report.jsonl
 reliability: build
 	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
 	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live
+	@echo "[reliability] the protocol model's large configurations (operator/model/README.md)"
+	@$(STAGE) model $(CARGO) test -p ringshift-model -- --include-ignored --nocapture
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
 	@rm -f $(REPORT)
 	@( $(call with_cluster,RINGSHIFT_REPORT=$(REPORT) $(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored) ); rc=$$?; \
