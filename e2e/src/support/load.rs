@@ -127,6 +127,98 @@ pub async fn scale(ns: &TestNamespace, name: &str, replicas: i32) -> Result<(), 
         })
 }
 
+/// A redis connection through one Ready pod of `cluster` (it forwards what it does not own),
+/// with a generous answer timeout; returns it with the pod's address.
+async fn connect_any(
+    ns: &TestNamespace,
+    cluster: &str,
+) -> Result<(redis::aio::MultiplexedConnection, String), SupportError> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("ringshift.dev/cluster={cluster}")))
+        .await
+        .map_err(|source| SupportError::Api {
+            what: "listing pods".into(),
+            source,
+        })?;
+    let ip = list
+        .items
+        .iter()
+        .filter(|p| super::pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+        .find_map(super::pod_ip)
+        .ok_or_else(|| SupportError::Other(format!("no Ready pod of {cluster}")))?;
+    let password = cluster_password(&ns.client, &ns.name, cluster).await?;
+    let url = match password {
+        Some(p) => format!("redis://:{p}@{ip}:6379/"),
+        None => format!("redis://{ip}:6379/"),
+    };
+    let fail = |e: redis::RedisError| SupportError::Other(format!("connecting to {ip}: {e}"));
+    let client = redis::Client::open(url).map_err(fail)?;
+    // A debug build under load answers slowly; the default 500 ms is too short.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    let conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(fail)?;
+    Ok((conn, ip))
+}
+
+/// Reads back the keys [`preload`] wrote (`{prefix}:0` .. `{prefix}:{keys - 1}`, each
+/// `value_size` bytes of `v`) through one Ready pod; returns those missing or changed, as
+/// `key: what was read`. Nothing rewrites them, so a missing one is an acknowledged write lost
+/// (e.g. a drop that wiped a range a node owned again). A batch that fails is retried for up to
+/// a minute (a pod may be going away); an error after that is returned.
+pub async fn verify_preload(
+    ns: &TestNamespace,
+    cluster: &str,
+    prefix: &str,
+    keys: usize,
+    value_size: usize,
+) -> Result<Vec<String>, SupportError> {
+    let expected = "v".repeat(value_size);
+    let mut wrong = Vec::new();
+    let (mut conn, mut ip) = connect_any(ns, cluster).await?;
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(500) {
+        let names: Vec<String> = chunk.iter().map(|i| format!("{prefix}:{i}")).collect();
+        let mut tries = 0;
+        let values: Vec<Option<String>> = loop {
+            match redis::cmd("MGET")
+                .arg(&names)
+                .query_async::<Vec<Option<String>>>(&mut conn)
+                .await
+            {
+                Ok(v) => break v,
+                Err(e) => {
+                    tries += 1;
+                    if tries >= 60 {
+                        return Err(SupportError::Other(format!(
+                            "reading preloaded keys via {ip}: {e}"
+                        )));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if let Ok(c) = connect_any(ns, cluster).await {
+                        (conn, ip) = c;
+                    }
+                }
+            }
+        };
+        for (name, value) in names.iter().zip(values) {
+            match value {
+                Some(v) if v == expected => {}
+                Some(v) => wrong.push(format!(
+                    "{name}: {} bytes, not the preloaded value",
+                    v.len()
+                )),
+                None => wrong.push(format!("{name}: missing")),
+            }
+        }
+    }
+    Ok(wrong)
+}
+
 /// Writes `keys` keys of `value_size` bytes through one Ready pod (it forwards what it does not
 /// own), so that moves have data to copy. Keys are `{prefix}:{i}`.
 pub async fn preload(

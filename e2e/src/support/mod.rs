@@ -39,7 +39,7 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use kubectl::{kubectl, repo_root};
-pub use load::{CheckedLoad, LoadShape, preload, scale};
+pub use load::{CheckedLoad, LoadShape, preload, scale, verify_preload};
 pub use namespace::TestNamespace;
 pub use operator::{
     OperatorProcess, apply_cluster, bin_dir, condition, create_cluster, follow_pods, install_crds,
@@ -82,10 +82,19 @@ pub fn kubeconfig_path() -> String {
     std::env::var("KUBECONFIG").unwrap_or_else(|_| format!("{}/kubeconfig", state_dir().display()))
 }
 
+/// The harness state dir: $RINGSHIFT_STATE, else that of cluster $RINGSHIFT_CLUSTER (N > 0:
+/// `/tmp/ringshift-k8s-N`, as `e2e/cluster/lib.sh` chooses), else [`DEFAULT_STATE`]. Faults and
+/// log readers find pid files and pod logs there, so it must be the cluster under test.
 pub fn state_dir() -> PathBuf {
-    std::env::var("RINGSHIFT_STATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(DEFAULT_STATE))
+    if let Ok(dir) = std::env::var("RINGSHIFT_STATE") {
+        return PathBuf::from(dir);
+    }
+    match std::env::var("RINGSHIFT_CLUSTER").ok().as_deref() {
+        Some(n) if n.len() == 1 && n != "0" && n.as_bytes()[0].is_ascii_digit() => {
+            PathBuf::from(format!("{DEFAULT_STATE}-{n}"))
+        }
+        _ => PathBuf::from(DEFAULT_STATE),
+    }
 }
 
 /// Connects to the cluster and checks that it answers.

@@ -29,17 +29,30 @@ impl ScenarioLine {
         split_brain: usize,
         seconds: u64,
     ) -> Self {
+        ScenarioLine::with_other_lost(scenario, faults, report, 0, split_brain, seconds)
+    }
+
+    /// Like [`ScenarioLine::new`], with `other_lost` acknowledged writes lost outside the load
+    /// (e.g. preloaded keys missing at the end), counted as lost.
+    pub fn with_other_lost(
+        scenario: &str,
+        faults: &str,
+        report: &Report,
+        other_lost: usize,
+        split_brain: usize,
+        seconds: u64,
+    ) -> Self {
         ScenarioLine {
             scenario: scenario.into(),
             faults: faults.into(),
             writes_acked: report.stats.writes_acked,
             write_errors: report.stats.writes_failed,
-            lost: report.lost_writes,
+            lost: report.lost_writes + other_lost,
             stale_reads: report.stale_reads,
             split_brain,
             longest_stall_ms: report.stats.longest_stall.as_millis() as u64,
             seconds,
-            passed: report.is_clean() && split_brain == 0,
+            passed: report.is_clean() && other_lost == 0 && split_brain == 0,
         }
     }
 }
@@ -142,13 +155,28 @@ pub async fn conclude(
     owners: super::SplitBrainWatch,
     started: std::time::Instant,
 ) -> Concluded {
+    conclude_with(scenario, faults, load, owners, started, Vec::new()).await
+}
+
+/// Like [`conclude`], with acknowledged writes the caller found lost outside the load
+/// (`other_lost`, described one per entry, e.g. preloaded keys missing at the end): they count
+/// as lost in the line and fail [`Concluded::assert_clean`].
+pub async fn conclude_with(
+    scenario: &str,
+    faults: &str,
+    load: super::CheckedLoad,
+    owners: super::SplitBrainWatch,
+    started: std::time::Instant,
+    other_lost: Vec<String>,
+) -> Concluded {
     let report = load.finish().await;
     let evidence = owners.finish().await;
     let overlaps: Vec<String> = evidence.overlaps().iter().map(|o| o.to_string()).collect();
-    let line = ScenarioLine::new(
+    let line = ScenarioLine::with_other_lost(
         scenario,
         faults,
         &report,
+        other_lost.len(),
         overlaps.len(),
         started.elapsed().as_secs(),
     );
@@ -157,6 +185,7 @@ pub async fn conclude(
         report,
         windows: evidence.windows(),
         overlaps,
+        other_lost,
     }
 }
 
@@ -168,6 +197,8 @@ pub struct Concluded {
     pub windows: usize,
     /// Overlapping windows the epochs do not explain, described.
     pub overlaps: Vec<String>,
+    /// Acknowledged writes lost outside the load (see [`conclude_with`]), described.
+    pub other_lost: Vec<String>,
 }
 
 impl Concluded {
@@ -187,6 +218,12 @@ impl Concluded {
             r.lost_writes,
             r.stale_reads,
             r.violations
+        );
+        assert!(
+            self.other_lost.is_empty(),
+            "{scenario}: {} acknowledged writes outside the load lost, e.g. {:#?}\n{context}",
+            self.other_lost.len(),
+            &self.other_lost[..self.other_lost.len().min(10)]
         );
         assert!(
             self.windows > 0,

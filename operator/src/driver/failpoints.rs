@@ -3,7 +3,9 @@
 //! Inert unless the process starts with `RINGSHIFT_FAILPOINTS` set: a comma-separated list of
 //! `name` (crash at the first hit), `name:N` (crash at the N-th hit) or `name:pause=MS` (at every
 //! hit, hold the driver there for MS milliseconds and go on: a window in which a test can
-//! inject a fault at an exact step, even when it sees the step late). A crash logs the name and
+//! inject a fault at an exact step, even when it sees the step late), or, for the points listed
+//! in [`FALLIBLE`], `name:fail=N` (the call at that point fails, as if the node had not
+//! answered, N times for each key the point counts by; see [`fails`]). A crash logs the name and
 //! ends the process at once with status 137, as SIGKILL would: no graceful shutdown, no lease
 //! release, no further API or node call. The crash-safety test (`e2e/tests/failpoints.rs`) arms
 //! each of [`ALL`] in turn and checks that the next leader resumes with nothing lost and never
@@ -103,7 +105,16 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     ("persisted.Completed", "after status says Completed"),
     ("persisted.Cancelled", "after status says Cancelled"),
+    (
+        "push.fail",
+        "before a placement is pushed to a node (`push.fail:fail=N`: the first N pushes of each \
+         epoch to each member fail as if the node had not answered)",
+    ),
 ];
+
+/// The points that can be armed with `fail=N`: the call they guard then fails without being
+/// made.
+pub const FALLIBLE: &[&str] = &["push.fail"];
 
 /// A failpoint specification that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -116,6 +127,11 @@ pub enum SpecError {
     Count(String),
     #[error("{ENV}: {0:?}: a pause is `pause=MS` with MS a whole number of milliseconds")]
     Pause(String),
+    #[error(
+        "{ENV}: {0:?}: a failure is `fail=N` with N a whole number of at least 1, on a point that \
+         can fail ({FALLIBLE:?})"
+    )]
+    Fail(String),
 }
 
 /// What an armed failpoint does.
@@ -125,6 +141,8 @@ pub enum Action {
     Crash(u32),
     /// Hold the driver this long at every hit, then go on.
     Pause(std::time::Duration),
+    /// Fail the guarded call at the first N hits of each key (see [`fails`]).
+    Fail(u32),
 }
 
 /// Parses a specification into `name -> action`.
@@ -132,6 +150,15 @@ pub fn parse(spec: &str) -> Result<BTreeMap<&'static str, Action>, SpecError> {
     let mut out = BTreeMap::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, action) = match item.rsplit_once(':') {
+            Some((n, a)) if a.trim().starts_with("fail=") => {
+                let n = n.trim();
+                let count: u32 = a.trim()["fail=".len()..]
+                    .parse()
+                    .ok()
+                    .filter(|c| *c >= 1 && FALLIBLE.contains(&n))
+                    .ok_or_else(|| SpecError::Fail(item.to_string()))?;
+                (n, Action::Fail(count))
+            }
             Some((n, a)) if a.trim().starts_with("pause=") => {
                 let ms: u64 = a.trim()["pause=".len()..]
                     .parse()
@@ -166,6 +193,8 @@ pub fn parse(spec: &str) -> Result<BTreeMap<&'static str, Action>, SpecError> {
 #[derive(Debug, Default)]
 pub struct Armed {
     points: BTreeMap<&'static str, (Action, AtomicU32)>,
+    /// Hits of `fail=N` points by key.
+    keyed: std::sync::Mutex<BTreeMap<(&'static str, String), u32>>,
 }
 
 impl Armed {
@@ -175,16 +204,28 @@ impl Armed {
                 .into_iter()
                 .map(|(n, a)| (n, (a, AtomicU32::new(0))))
                 .collect(),
+            keyed: Default::default(),
         }
     }
 
     /// Counts a hit of `name`; the action when this hit is the one it applies to.
     pub fn fires(&self, name: &str) -> Option<Action> {
-        let (action, hits) = self.points.get(name)?;
+        self.fires_keyed(name, "")
+    }
+
+    /// Like [`Armed::fires`]; a `fail=N` point fires at the first N hits of each `key`.
+    pub fn fires_keyed(&self, name: &str, key: &str) -> Option<Action> {
+        let (&name, (action, hits)) = self.points.get_key_value(name)?;
         let hit = hits.fetch_add(1, Ordering::SeqCst) + 1;
         match action {
             Action::Crash(n) => (hit == *n).then_some(*action),
             Action::Pause(_) => Some(*action),
+            Action::Fail(n) => {
+                let mut keyed = self.keyed.lock().unwrap_or_else(|p| p.into_inner());
+                let count = keyed.entry((name, key.to_string())).or_insert(0);
+                *count += 1;
+                (*count <= *n).then_some(*action)
+            }
         }
     }
 
@@ -209,16 +250,28 @@ pub fn init() -> Result<(), SpecError> {
 
 /// Marks the step boundary `name`; ends the process when it is armed and this is its hit.
 pub fn hit(name: &'static str) {
+    let _ = fails(name, "");
+}
+
+/// Marks the point `name` before a call that may fail, counted by `key` (e.g. the member and
+/// the epoch of a placement push); true when the caller must fail the call without making it
+/// (`name:fail=N` and this is one of the first N hits of `key`). A crash or a pause armed
+/// there acts as at [`hit`].
+pub fn fails(name: &'static str, key: &str) -> bool {
     debug_assert!(
         ALL.iter().any(|(n, _)| *n == name),
         "unlisted failpoint {name}"
     );
     let Some(armed) = ARMED.get() else {
-        return;
+        return false;
     };
-    let Some(action) = armed.fires(name) else {
-        return;
+    let Some(action) = armed.fires_keyed(name, key) else {
+        return false;
     };
+    if let Action::Fail(_) = action {
+        tracing::warn!(failpoint = name, key, "failpoint hit: failing the call");
+        return true;
+    }
     if let Action::Pause(d) = action {
         tracing::warn!(
             failpoint = name,
@@ -227,7 +280,7 @@ pub fn hit(name: &'static str) {
         );
         // The driver is async; block only this worker, as a slow step would.
         tokio::task::block_in_place(|| std::thread::sleep(d));
-        return;
+        return false;
     }
     tracing::error!(
         failpoint = name,
@@ -301,6 +354,29 @@ mod tests {
         assert!(
             matches!(armed.fires("drop.before"), Some(Action::Pause(_))),
             "a pause holds every hit"
+        );
+    }
+
+    #[test]
+    fn a_fallible_point_fails_the_first_n_hits_of_each_key() {
+        let p = parse("push.fail:fail=2").unwrap();
+        assert_eq!(p.get("push.fail"), Some(&Action::Fail(2)));
+        assert!(FALLIBLE.iter().all(|f| ALL.iter().any(|(n, _)| n == f)));
+        let armed = Armed::new(p);
+        for key in ["node-0@3", "node-1@3", "node-0@4"] {
+            assert_eq!(armed.fires_keyed("push.fail", key), Some(Action::Fail(2)));
+            assert_eq!(armed.fires_keyed("push.fail", key), Some(Action::Fail(2)));
+            assert!(armed.fires_keyed("push.fail", key).is_none(), "{key}");
+        }
+        assert!(matches!(parse("push.fail:fail=0"), Err(SpecError::Fail(_))));
+        assert!(matches!(parse("push.fail:fail=x"), Err(SpecError::Fail(_))));
+        assert!(
+            matches!(parse("cutover.fenced:fail=1"), Err(SpecError::Fail(_))),
+            "only a point that guards a call can fail it"
+        );
+        assert_eq!(
+            parse("push.fail").unwrap().get("push.fail"),
+            Some(&Action::Crash(1))
         );
     }
 

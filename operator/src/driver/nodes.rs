@@ -77,6 +77,12 @@ impl Nodes {
         let Some(c) = self.client(member) else {
             return Err(format!("{member} has no address"));
         };
+        let key = format!("{member}@{}", body.placement.epoch());
+        if super::failpoints::fails("push.fail", &key) {
+            return Err(format!(
+                "{member}: placement push failed (failpoint push.fail)"
+            ));
+        }
         let t0 = Instant::now();
         match tokio::time::timeout(CALL_TIMEOUT, c.put_placement(body)).await {
             Ok(Ok(a)) => Ok((a, t0.elapsed())),
