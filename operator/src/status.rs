@@ -19,6 +19,9 @@ pub struct PlacementView {
     pub data_holders: BTreeSet<String>,
     /// Every member acknowledged the committed epoch.
     pub all_acknowledged: bool,
+    /// Member pods that have acknowledged no placement at all: they cannot serve a command
+    /// (clients of theirs get CLUSTERDOWN) until the operator's push reaches them.
+    pub unplaced: BTreeSet<String>,
 }
 
 /// Everything status is computed from.
@@ -99,6 +102,25 @@ fn ready_condition(i: &Inputs<'_>) -> DesiredCondition {
         return DesiredCondition::new(types::READY, Status::False, reason, msg);
     }
     let want = usize::try_from(i.expected_pods).unwrap_or(0);
+    // A pod that runs but was never given a placement answers every command with CLUSTERDOWN.
+    let unplaced: Vec<&str> = ready
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| i.placement.unplaced.contains(*n))
+        .collect();
+    if ready.len() >= want && want > 0 && !unplaced.is_empty() {
+        return DesiredCondition::new(
+            types::READY,
+            Status::False,
+            "PlacementNotInstalled",
+            format!(
+                "{}/{} members run, but {} installed no placement yet (the operator pushes it)",
+                ready.len(),
+                want,
+                unplaced.join(", ")
+            ),
+        );
+    }
     if ready.len() >= want && want > 0 {
         return DesiredCondition::new(
             types::READY,
@@ -363,6 +385,22 @@ mod tests {
             selector: "a=b".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn ready_members_without_a_placement_are_not_ready() {
+        let pods = [
+            pod("demo-0", true),
+            pod("demo-1", true),
+            pod("demo-2", true),
+        ];
+        let mut i = base(&pods);
+        i.placement.unplaced = ["demo-1".to_string()].into();
+        let (_, c) = compute(&i);
+        let ready = find(&c, types::READY);
+        assert_eq!(ready.status, Status::False);
+        assert_eq!(ready.reason, "PlacementNotInstalled");
+        assert!(ready.message.contains("demo-1"), "{}", ready.message);
     }
 
     #[test]

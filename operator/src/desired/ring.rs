@@ -111,9 +111,21 @@ pub fn placement_view(
     acks: &[NodeAck],
     pods: &[String],
 ) -> Result<PlacementView, RingError> {
+    let unplaced = pods
+        .iter()
+        .filter(|pod| {
+            !acks
+                .iter()
+                .find(|a| &a.member == *pod)
+                .and_then(|a| a.epoch.parse::<u64>().ok())
+                .is_some_and(|e| e > 0)
+        })
+        .cloned()
+        .collect();
     let Some(p) = committed else {
         return Ok(PlacementView {
             all_acknowledged: true,
+            unplaced,
             ..Default::default()
         });
     };
@@ -130,6 +142,7 @@ pub fn placement_view(
         balanced: p.is_balanced() && p.overlay().is_empty() && p.base() == desired,
         data_holders,
         all_acknowledged,
+        unplaced,
     })
 }
 
@@ -202,6 +215,7 @@ mod tests {
         assert_eq!(view.epoch, Some(1));
         assert!(view.balanced);
         assert!(view.all_acknowledged);
+        assert!(view.unplaced.is_empty());
         assert_eq!(view.data_holders.len(), 3);
 
         // Scale in to 2: the desired ring differs and demo-2 still holds data.
@@ -211,6 +225,11 @@ mod tests {
         assert!(!view.balanced);
         assert!(view.data_holders.contains("demo-2"));
         assert!(!view.all_acknowledged, "demo-2 has not acknowledged");
+        assert_eq!(
+            view.unplaced,
+            ["demo-2".to_string()].into(),
+            "demo-2 has no placement at all"
+        );
     }
 
     #[test]
