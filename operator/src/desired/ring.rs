@@ -114,11 +114,10 @@ pub fn placement_view(
     let unplaced = pods
         .iter()
         .filter(|pod| {
-            !acks
-                .iter()
+            acks.iter()
                 .find(|a| &a.member == *pod)
                 .and_then(|a| a.epoch.parse::<u64>().ok())
-                .is_some_and(|e| e > 0)
+                .is_none_or(|e| e == 0)
         })
         .cloned()
         .collect();
