@@ -144,7 +144,14 @@ fn run_unit(src: &Path, ip: &str, unit: &str, limit: Duration, log: &Path) -> Un
     let err = out.try_clone().ok();
     let mut cmd = Command::new("./runtest");
     cmd.current_dir(src)
-        .args(["--host", ip, "--port", "6379", "--singledb", "--cluster-mode"])
+        .args([
+            "--host",
+            ip,
+            "--port",
+            "6379",
+            "--singledb",
+            "--cluster-mode",
+        ])
         .args(["--durable", "--clients", "1", "--timeout", "60"])
         // Replication-stream tests attach as a replica (SYNC): they hang against an external
         // redis-server (cutting the rest of the unit) and test Redis's replication, which

@@ -142,9 +142,9 @@ pub async fn execute(
         return run_group(node, args, keyed, forwarded, deadline_ms).await;
     }
     match &keyed {
-        Keyed::Write(crate::engine::DataCmd::MSet { .. }) => {
-            err("CROSSSLOT Keys in request don't hash to the same owner")
-        }
+        Keyed::Write(
+            crate::engine::DataCmd::MSet { .. } | crate::engine::DataCmd::MSetNx { .. },
+        ) => err("CROSSSLOT Keys in request don't hash to the same owner"),
         Keyed::Read(ReadCmd::MGet(_))
         | Keyed::Read(ReadCmd::Exists(_))
         | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
@@ -524,6 +524,30 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
             ReadCmd::Type(k) => {
                 reply::simple(out, if get(k)?.is_some() { "string" } else { "none" })
             }
+            ReadCmd::GetRange { key, start, end } => {
+                let v = get(key)?.map(|s| s.value).unwrap_or_default();
+                reply::bulk(out, super::strings::range_of(&v, *start, *end));
+            }
+            ReadCmd::ExpireTime { key, millis } => {
+                let v = match get(key)? {
+                    None => -2,
+                    Some(Stored {
+                        expires_at: None, ..
+                    }) => -1,
+                    Some(Stored {
+                        expires_at: Some(at),
+                        ..
+                    }) => {
+                        let at = at as i64;
+                        if *millis { at } else { (at + 500) / 1000 }
+                    }
+                };
+                reply::int(out, v);
+            }
+            ReadCmd::Object { key, sub } => match get(key)? {
+                None => reply::nil(out),
+                Some(_) => super::strings::object_reply(*sub, out),
+            },
         }
         Ok(())
     })();

@@ -10,6 +10,9 @@ mod open;
 pub mod ops;
 pub mod presence;
 mod small;
+pub mod strings;
+#[cfg(test)]
+mod strings_tests;
 #[cfg(test)]
 mod tests;
 mod writer;

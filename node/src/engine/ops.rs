@@ -7,6 +7,7 @@ use crate::ranges::HashRange;
 use crate::routing::{Installed, Route};
 
 use super::SnapshotSession;
+use super::strings::StrCmd;
 
 /// How SET treats the key's expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +77,12 @@ pub enum DataCmd {
     MSet {
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// MSETNX: all pairs if no key exists, else none.
+    MSetNx {
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// A single-key string command evaluated from the key's state (see `strings`).
+    Str(StrCmd),
 }
 
 impl DataCmd {
@@ -86,8 +93,9 @@ impl DataCmd {
             DataCmd::Set { key, .. }
             | DataCmd::IncrBy { key, .. }
             | DataCmd::Expire { key, .. } => f(key),
+            DataCmd::Str(c) => f(c.key()),
             DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
-            DataCmd::MSet { pairs } => pairs.iter().all(|(k, _)| f(k)),
+            DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.iter().all(|(k, _)| f(k)),
         }
     }
 
@@ -98,8 +106,11 @@ impl DataCmd {
             | DataCmd::Expire { key, .. } => {
                 vec![key]
             }
+            DataCmd::Str(c) => vec![c.key()],
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
-            DataCmd::MSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+            DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => {
+                pairs.iter().map(|(k, _)| k.as_slice()).collect()
+            }
         }
     }
 }
@@ -168,6 +179,9 @@ pub enum Op {
         counts: Vec<(u32, i64)>,
         guard: Vec<HashRange>,
     },
+    /// FLUSHALL/FLUSHDB: remove every key of the ranges this node serves, logged as range
+    /// clears. Refused while any of them is fenced (or the node is degraded).
+    Flush,
     /// A consistent snapshot of everything up to the returned offset.
     Snapshot,
     Meta(Vec<MetaPut>),
@@ -183,6 +197,7 @@ impl Op {
             self,
             Op::Apply { .. }
                 | Op::Clear { .. }
+                | Op::Flush
                 | Op::ClearChunk { .. }
                 | Op::Expired(_)
                 | Op::Ingested { .. }
