@@ -544,6 +544,10 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                 };
                 reply::int(out, v);
             }
+            ReadCmd::GetBit { key, offset } => {
+                let v = get(key)?.map(|s| s.value).unwrap_or_default();
+                reply::int(out, crate::engine::strings::get_bit(&v, *offset));
+            }
             ReadCmd::Object { key, sub } => match get(key)? {
                 None => reply::nil(out),
                 Some(_) => super::strings::object_reply(*sub, out),

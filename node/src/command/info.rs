@@ -22,6 +22,14 @@ pub fn connection_command(
             None => reply::simple(out, "PONG"),
         },
         "echo" => reply::bulk(out, &args[1]),
+        "time" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            reply::array_len(out, 2);
+            reply::bulk(out, now.as_secs().to_string().as_bytes());
+            reply::bulk(out, now.subsec_micros().to_string().as_bytes());
+        }
         "quit" => {
             reply::simple(out, "OK");
             return Flow::Close;

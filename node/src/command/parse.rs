@@ -28,6 +28,10 @@ pub enum ReadCmd {
         key: Vec<u8>,
         sub: ObjectSub,
     },
+    GetBit {
+        key: Vec<u8>,
+        offset: u64,
+    },
 }
 
 /// OBJECT's keyed subcommands.
@@ -48,7 +52,8 @@ impl ReadCmd {
             | ReadCmd::Ttl { key: k, .. }
             | ReadCmd::GetRange { key: k, .. }
             | ReadCmd::ExpireTime { key: k, .. }
-            | ReadCmd::Object { key: k, .. } => {
+            | ReadCmd::Object { key: k, .. }
+            | ReadCmd::GetBit { key: k, .. } => {
                 vec![k]
             }
             ReadCmd::MGet(ks) | ReadCmd::Exists(ks) => ks.iter().map(Vec::as_slice).collect(),

@@ -3,7 +3,7 @@
 //! PEXPIREAT, EXPIRETIME, PEXPIRETIME, TOUCH, OBJECT), with Redis 7's errors.
 
 use crate::engine::ops::{DataCmd, ExpireCond, SetCond, SetExpiry};
-use crate::engine::strings::{GetExExpiry, NOT_FLOAT, StrCmd, parse_float};
+use crate::engine::strings::{GetExExpiry, MAX_STRING_LEN, NOT_FLOAT, StrCmd, parse_float};
 use crate::engine::writer_parse_int as parse_int;
 
 use crate::resp::reply;
@@ -75,10 +75,10 @@ pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>,
             }))
         }
         "incrbyfloat" => {
-            let delta = parse_float(&args[2]).ok_or(NOT_FLOAT)?;
+            parse_float(&args[2]).ok_or(NOT_FLOAT)?;
             Keyed::Write(DataCmd::Str(StrCmd::IncrByFloat {
                 key: key(),
-                delta_bits: delta.to_bits(),
+                delta: args[2].clone(),
             }))
         }
         "msetnx" => {
@@ -104,6 +104,54 @@ pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>,
                 key: key(),
                 at: Some(at.max(0) as u64),
                 cond,
+            })
+        }
+        "setbit" => {
+            let offset = bit_offset(&args[2])?;
+            let on = match parse_int(&args[3]) {
+                Some(0) => false,
+                Some(1) => true,
+                _ => return Err("ERR bit is not an integer or out of range".into()),
+            };
+            Keyed::Write(DataCmd::Str(StrCmd::SetBit {
+                key: key(),
+                offset,
+                on,
+            }))
+        }
+        "getbit" => Keyed::Read(ReadCmd::GetBit {
+            key: key(),
+            offset: bit_offset(&args[2])?,
+        }),
+        "rename" | "renamenx" => Keyed::Write(DataCmd::Rename {
+            src: key(),
+            dst: args[2].clone(),
+            nx: name == "renamenx",
+        }),
+        "copy" => {
+            let mut replace = false;
+            let mut i = 3;
+            while i < args.len() {
+                match String::from_utf8_lossy(&args[i])
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "replace" => replace = true,
+                    "db" if i + 1 < args.len() => {
+                        // One database: 0 is this one, any other index is out of range.
+                        if int(&args[i + 1])? != 0 {
+                            return Err("ERR DB index is out of range".into());
+                        }
+                        i += 1;
+                    }
+                    _ => return Err(SYNTAX.into()),
+                }
+                i += 1;
+            }
+            Keyed::Write(DataCmd::Copy {
+                src: key(),
+                dst: args[2].clone(),
+                replace,
             })
         }
         "expiretime" | "pexpiretime" => Keyed::Read(ReadCmd::ExpireTime {
@@ -212,6 +260,14 @@ impl ExtOpts {
             ms
         };
         Ok(Some(at as u64))
+    }
+}
+
+/// A bit offset of SETBIT/GETBIT: within a string of `MAX_STRING_LEN` bytes.
+fn bit_offset(v: &[u8]) -> Result<u64, String> {
+    match parse_int(v) {
+        Some(n) if n >= 0 && (n as u64 >> 3) < MAX_STRING_LEN => Ok(n as u64),
+        _ => Err("ERR bit offset is not an integer or out of range".into()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod counts;
+mod decimal;
 pub mod ingest;
 pub(crate) mod maintenance;
 mod open;

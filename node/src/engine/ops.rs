@@ -83,6 +83,18 @@ pub enum DataCmd {
     },
     /// A single-key string command evaluated from the key's state (see `strings`).
     Str(StrCmd),
+    /// RENAME (`nx`: RENAMENX): the value and expiry move to `dst`, `src` is deleted.
+    Rename {
+        src: Vec<u8>,
+        dst: Vec<u8>,
+        nx: bool,
+    },
+    /// COPY: `dst` gets `src`'s value and expiry (only if absent unless `replace`).
+    Copy {
+        src: Vec<u8>,
+        dst: Vec<u8>,
+        replace: bool,
+    },
 }
 
 impl DataCmd {
@@ -94,6 +106,7 @@ impl DataCmd {
             | DataCmd::IncrBy { key, .. }
             | DataCmd::Expire { key, .. } => f(key),
             DataCmd::Str(c) => f(c.key()),
+            DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => f(src) && f(dst),
             DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.iter().all(|(k, _)| f(k)),
         }
@@ -107,6 +120,7 @@ impl DataCmd {
                 vec![key]
             }
             DataCmd::Str(c) => vec![c.key()],
+            DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => vec![src, dst],
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => {
                 pairs.iter().map(|(k, _)| k.as_slice()).collect()

@@ -38,13 +38,19 @@ pub enum StrCmd {
         offset: u64,
         value: Vec<u8>,
     },
-    /// The increment as f64 bits (so the command stays `Eq`).
+    /// The increment as given (checked to be a float by the parser).
     IncrByFloat {
         key: Vec<u8>,
-        delta_bits: u64,
+        delta: Vec<u8>,
     },
     GetDel {
         key: Vec<u8>,
+    },
+    /// SETBIT (offset below `MAX_STRING_LEN * 8`, checked by the parser).
+    SetBit {
+        key: Vec<u8>,
+        offset: u64,
+        on: bool,
     },
     GetEx {
         key: Vec<u8>,
@@ -60,6 +66,7 @@ impl StrCmd {
             | StrCmd::SetRange { key, .. }
             | StrCmd::IncrByFloat { key, .. }
             | StrCmd::GetDel { key }
+            | StrCmd::SetBit { key, .. }
             | StrCmd::GetEx { key, .. } => key,
         }
     }
@@ -127,29 +134,56 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
                 DataReply::Int(len),
             )
         }
-        StrCmd::IncrByFloat { delta_bits, .. } => {
-            let delta = f64::from_bits(delta_bits);
+        StrCmd::IncrByFloat { delta, .. } => {
             let (cur, expires_at) = match &old {
-                None => (0.0, None),
-                Some(s) => match parse_float(&s.value) {
-                    Some(v) => (v, s.expires_at),
-                    None => return (Change::Keep, DataReply::Err(NOT_FLOAT.into())),
-                },
+                None => (b"0".as_slice(), None),
+                Some(s) => (s.value.as_slice(), s.expires_at),
             };
-            let v = cur + delta;
+            let (Some(a), Some(d)) = (parse_float(cur), parse_float(&delta)) else {
+                return (Change::Keep, DataReply::Err(NOT_FLOAT.into()));
+            };
+            let v = a + d;
             if !v.is_finite() {
                 return (
                     Change::Keep,
                     DataReply::Err("ERR increment would produce NaN or Infinity".into()),
                 );
             }
-            let text = human_float(v).into_bytes();
+            // Exact decimal addition where both are plain decimals (always, short of huge
+            // exponents), else the f64 sum.
+            let text = std::str::from_utf8(cur)
+                .ok()
+                .zip(std::str::from_utf8(&delta).ok())
+                .and_then(|(a, d)| super::decimal::add_text(a, d))
+                .unwrap_or_else(|| human_float(v))
+                .into_bytes();
             (
                 Change::Put(Stored {
                     value: text.clone(),
                     expires_at,
                 }),
                 DataReply::Bulk(text),
+            )
+        }
+        StrCmd::SetBit { offset, on, .. } => {
+            let (mut cur, expires_at) = old.map_or((Vec::new(), None), |s| (s.value, s.expires_at));
+            let byte = (offset >> 3) as usize;
+            let shift = 7 - (offset & 7) as u32;
+            if cur.len() <= byte {
+                cur.resize(byte + 1, 0);
+            }
+            let was = (cur[byte] >> shift) & 1;
+            if on {
+                cur[byte] |= 1 << shift;
+            } else {
+                cur[byte] &= !(1 << shift);
+            }
+            (
+                Change::Put(Stored {
+                    value: cur,
+                    expires_at,
+                }),
+                DataReply::Int(was as i64),
             )
         }
         StrCmd::GetDel { .. } => match old {
@@ -193,11 +227,26 @@ pub fn parse_float(v: &[u8]) -> Option<f64> {
     s.parse::<f64>().ok().filter(|f| !f.is_nan())
 }
 
-/// A float in Redis' "human" form: plain decimal notation (no exponent), no trailing zeros,
-/// no negative zero. Rounded to 15 significant digits, what an f64 carries faithfully (Redis
-/// computes in long double and prints 17 decimals, so sums like 0.1 + 0.2 read as 0.3 there
-/// too).
+/// A float in Redis' "human" form: plain decimal notation (no exponent), at most 17 decimals,
+/// no trailing zeros, no negative zero. Rounded to 15 significant digits, what an f64 carries
+/// faithfully (Redis computes in long double, so sums like 0.1 + 0.2 read as 0.3 there too).
 pub fn human_float(v: f64) -> String {
+    let s = significant15(v);
+    match s.split_once('.') {
+        Some((_, decimals)) if decimals.len() > 17 => {
+            let fixed = format!("{v:.17}");
+            let t = fixed.trim_end_matches('0').trim_end_matches('.');
+            if t == "-0" || t.is_empty() {
+                "0".into()
+            } else {
+                t.to_string()
+            }
+        }
+        _ => s,
+    }
+}
+
+fn significant15(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -241,6 +290,13 @@ pub fn human_float(v: f64) -> String {
     out
 }
 
+/// GETBIT: the bit at `offset` (0 past the end).
+pub fn get_bit(v: &[u8], offset: u64) -> i64 {
+    let byte = offset >> 3;
+    v.get(byte as usize)
+        .map_or(0, |b| ((b >> (7 - (offset & 7))) & 1) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +320,10 @@ mod tests {
         assert_eq!(human_float(0.000123), "0.000123");
         assert_eq!(human_float(-0.0), "0");
         assert_eq!(human_float(1.0 / 41.0 - 1.0 / 41.0), "0");
+        // At most 17 decimals, as Redis prints.
+        assert_eq!(human_float(-2.42861286636753e-17), "-0.00000000000000002");
+        assert_eq!(human_float(-2.4e-18), "0");
+        assert_eq!(human_float(1.2345e-5), "0.000012345");
     }
 
     #[test]
@@ -299,6 +359,24 @@ mod tests {
             eval(cmd(MAX_STRING_LEN, "x"), None, 0).1,
             DataReply::Err(_)
         ));
+    }
+
+    #[test]
+    fn bits_are_msb_first() {
+        let cmd = |offset, on| StrCmd::SetBit {
+            key: b"k".to_vec(),
+            offset,
+            on,
+        };
+        let (c, r) = eval(cmd(9, true), s("\x00", Some(7)), 0);
+        assert_eq!(r, DataReply::Int(0));
+        let Change::Put(v) = c else { panic!() };
+        assert_eq!(v.value, vec![0x00, 0x40]);
+        assert_eq!(v.expires_at, Some(7));
+        assert_eq!(get_bit(&v.value, 9), 1);
+        assert_eq!(get_bit(&v.value, 8), 0);
+        assert_eq!(get_bit(&v.value, 1000), 0);
+        assert_eq!(eval(cmd(9, false), Some(v), 0).1, DataReply::Int(1));
     }
 
     #[test]

@@ -49,7 +49,7 @@ async fn string_commands_log_post_images_that_replay_to_the_same_state() {
     assert_eq!(data(&e, setrange).await, DataReply::Int(6));
     let incr = str_cmd(StrCmd::IncrByFloat {
         key: k("f"),
-        delta_bits: 2.5f64.to_bits(),
+        delta: k("2.5"),
     });
     assert_eq!(data(&e, incr).await, DataReply::Bulk(k("2.5")));
     let msetnx = DataCmd::MSetNx {

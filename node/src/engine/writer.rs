@@ -882,6 +882,7 @@ impl Writer {
         let several = match &cmd {
             DataCmd::Del { keys } => keys.len() > 1,
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.len() > 1,
+            DataCmd::Rename { .. } | DataCmd::Copy { .. } => true,
             _ => false,
         };
         Ok(Outcome::Data(
@@ -1247,6 +1248,39 @@ impl Writer {
                     Change::Del => self.write(skey, None, b)?,
                 }
                 reply
+            }
+            DataCmd::Rename { src, dst, nx } => {
+                let s = keys::storage_key(&src);
+                let Some(value) = self.current(&s, b)? else {
+                    return Ok(DataReply::Err("ERR no such key".into()));
+                };
+                if src == dst {
+                    return Ok(if nx { DataReply::Int(0) } else { DataReply::Ok });
+                }
+                let d = keys::storage_key(&dst);
+                if nx && self.current(&d, b)?.is_some() {
+                    return Ok(DataReply::Int(0));
+                }
+                // Post-images: the destination's whole value and expiry, then the delete.
+                self.write(d, Some(value), b)?;
+                self.write(s, None, b)?;
+                if nx { DataReply::Int(1) } else { DataReply::Ok }
+            }
+            DataCmd::Copy { src, dst, replace } => {
+                if src == dst {
+                    return Ok(DataReply::Err(
+                        "ERR source and destination objects are the same".into(),
+                    ));
+                }
+                let Some(value) = self.current(&keys::storage_key(&src), b)? else {
+                    return Ok(DataReply::Int(0));
+                };
+                let d = keys::storage_key(&dst);
+                if !replace && self.current(&d, b)?.is_some() {
+                    return Ok(DataReply::Int(0));
+                }
+                self.write(d, Some(value), b)?;
+                DataReply::Int(1)
             }
             DataCmd::MSetNx { pairs } => {
                 for (key, _) in &pairs {
