@@ -544,6 +544,16 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                 };
                 reply::int(out, v);
             }
+            ReadCmd::Lcs { a, b, opts } => {
+                let a = get(a)?.map(|s| s.value).unwrap_or_default();
+                let b = get(b)?.map(|s| s.value).unwrap_or_default();
+                super::lcs::reply_lcs(&a, &b, *opts, out);
+            }
+            ReadCmd::MemoryUsage(key) => match get(key)? {
+                // The stored record: hash and key, expiry, value.
+                Some(s) => reply::int(out, (8 + key.len() + 8 + s.value.len()) as i64),
+                None => reply::nil(out),
+            },
             ReadCmd::GetBit { key, offset } => {
                 let v = get(key)?.map(|s| s.value).unwrap_or_default();
                 reply::int(out, crate::engine::strings::get_bit(&v, *offset));

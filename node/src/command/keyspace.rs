@@ -37,27 +37,45 @@ pub fn keys(node: &Node, pattern: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// RANDOMKEY: a live key of the ranges this node owns, starting from a random point in hash
-/// space (so keys are not equally likely: a key after a wide gap is picked more often).
+/// Keys RANDOMKEY picks among.
+const RANDOM_WINDOW: usize = 64;
+
+/// A random u64 (std's per-hasher random keys; no cryptographic claim).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// RANDOMKEY: a live key of the ranges this node owns: one of the (up to) 64 keys that follow
+/// a random point in hash space, wrapping around, picked uniformly. Uniform over all keys when
+/// the node holds at most 64; otherwise keys after wide gaps are somewhat likelier.
 pub fn random_key(node: &Node, out: &mut Vec<u8>) {
     let owned = node.engine.routing().owned_ranges();
-    let start =
-        crate::keys::key_hash(&node.engine.now_ms().to_le_bytes()) ^ std::process::id() as u64;
-    for from in [start, 0] {
-        match node.engine.scan(&owned, from, 1) {
-            Ok((keys, _)) if !keys.is_empty() => {
-                let pick = (start as usize) % keys.len();
-                reply::bulk(out, &keys[pick]);
-                return;
+    let start = random_u64();
+    let found = node
+        .engine
+        .scan(&owned, start, RANDOM_WINDOW)
+        .and_then(|(mut keys, _)| {
+            if keys.len() < RANDOM_WINDOW && start > 0 {
+                // Wrap around: the keys before the starting point.
+                let (more, _) = node.engine.scan(&owned, 0, RANDOM_WINDOW - keys.len())?;
+                keys.extend(
+                    more.into_iter()
+                        .filter(|k| crate::keys::key_hash(k) < start),
+                );
             }
-            Ok(_) => {}
-            Err(e) => {
-                reply::error(out, &format!("ERR storage failure: {e}"));
-                return;
-            }
+            Ok(keys)
+        });
+    match found {
+        Ok(keys) if keys.is_empty() => reply::nil(out),
+        Ok(keys) => {
+            let pick = (random_u64() % keys.len() as u64) as usize;
+            reply::bulk(out, &keys[pick]);
         }
+        Err(e) => reply::error(out, &format!("ERR storage failure: {e}")),
     }
-    reply::nil(out);
 }
 
 /// FLUSHALL / FLUSHDB [ASYNC|SYNC]: removes every key of the ranges this node owns, logged as

@@ -5,6 +5,7 @@ pub mod exec;
 mod handshake;
 mod info;
 mod keyspace;
+mod lcs;
 pub mod parse;
 mod strings;
 pub mod table;
@@ -163,6 +164,7 @@ async fn handle_in(
                 "randomkey" => keyspace::random_key(node, out),
                 "function" => keyspace::function(&args, out),
                 "object" => strings::object_command(&args, out),
+                "memory" => strings::memory_command(&args, out),
                 _ => return info::connection_command(node, conn, name, &args, out),
             }
             Flow::Continue

@@ -32,6 +32,13 @@ pub enum ReadCmd {
         key: Vec<u8>,
         offset: u64,
     },
+    Lcs {
+        a: Vec<u8>,
+        b: Vec<u8>,
+        opts: super::lcs::LcsOpts,
+    },
+    /// MEMORY USAGE: the bytes of the key's stored record.
+    MemoryUsage(Vec<u8>),
 }
 
 /// OBJECT's keyed subcommands.
@@ -49,6 +56,7 @@ impl ReadCmd {
             ReadCmd::Get(k)
             | ReadCmd::StrLen(k)
             | ReadCmd::Type(k)
+            | ReadCmd::MemoryUsage(k)
             | ReadCmd::Ttl { key: k, .. }
             | ReadCmd::GetRange { key: k, .. }
             | ReadCmd::ExpireTime { key: k, .. }
@@ -57,6 +65,7 @@ impl ReadCmd {
                 vec![k]
             }
             ReadCmd::MGet(ks) | ReadCmd::Exists(ks) => ks.iter().map(Vec::as_slice).collect(),
+            ReadCmd::Lcs { a, b, .. } => vec![a, b],
         }
     }
 }

@@ -123,6 +123,24 @@ pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>,
             key: key(),
             offset: bit_offset(&args[2])?,
         }),
+        "memory" if String::from_utf8_lossy(&args[1]).eq_ignore_ascii_case("usage") => {
+            if args.len() < 3 {
+                return Err("ERR wrong number of arguments for 'memory|usage' command".into());
+            }
+            match args.get(3..) {
+                None | Some([]) => {}
+                Some([opt, n]) if opt.eq_ignore_ascii_case(b"samples") => {
+                    int(n)?;
+                }
+                Some(_) => return Err(SYNTAX.into()),
+            }
+            Keyed::Read(ReadCmd::MemoryUsage(args[2].clone()))
+        }
+        "lcs" => Keyed::Read(ReadCmd::Lcs {
+            a: key(),
+            b: args[2].clone(),
+            opts: super::lcs::parse_opts(&args[3..])?,
+        }),
         "rename" | "renamenx" => Keyed::Write(DataCmd::Rename {
             src: key(),
             dst: args[2].clone(),
@@ -320,6 +338,17 @@ pub fn object_reply(sub: ObjectSub, out: &mut Vec<u8>) {
             "ERR ringshift does not track access times, idle time not tracked",
         ),
     }
+}
+
+/// MEMORY without a key: only USAGE exists.
+pub fn memory_command(args: &[Vec<u8>], out: &mut Vec<u8>) {
+    reply::error(
+        out,
+        &format!(
+            "ERR unknown subcommand '{}'. Try MEMORY HELP.",
+            String::from_utf8_lossy(&args[1])
+        ),
+    );
 }
 
 /// OBJECT without a key: HELP, or an unknown subcommand.

@@ -99,6 +99,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("time", 1, C, (0, 0, 0)),
     spec("setbit", 4, W, (1, 1, 1)),
     spec("getbit", 3, R, (1, 1, 1)),
+    spec("lcs", -3, &["readonly"], (1, 2, 1)),
+    spec("memory", -2, &["readonly"], (2, 2, 1)),
     spec("object", -2, &["readonly"], (2, 2, 1)),
     spec("keys", 2, &["readonly"], (0, 0, 0)),
     spec("randomkey", 1, &["readonly"], (0, 0, 0)),
