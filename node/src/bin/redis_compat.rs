@@ -7,6 +7,8 @@
 //!
 //!     ringshift-redis-compat --redis-src DIR [--units "string incr ..."] [--unit-timeout S]
 //!         [--failing-out FILE] [--work-dir DIR] [--only ringshift|redis]
+//!     ringshift-redis-compat --serve-secs S   (only start the node on 127.0.6.2:6379, owning
+//!                                              the whole ring, for S seconds: manual checks)
 //!
 //! `make redis-compat` (node/compat/redis-compat.sh) fetches the source and builds this first.
 
@@ -210,6 +212,14 @@ fn missing(a: &[String], b: &[String]) -> Vec<String> {
 }
 
 fn run() -> Result<(), String> {
+    let serve = arg("--serve-secs", 0);
+    if serve > 0 {
+        let work = PathBuf::from(opt("--work-dir").unwrap_or_else(|| "target/redis-compat".into()));
+        let _node = node(&work.join("node"))?;
+        eprintln!("[redis-compat] node on {NODE_IP}:6379 for {serve}s");
+        std::thread::sleep(Duration::from_secs(serve));
+        return Ok(());
+    }
     let src = PathBuf::from(opt("--redis-src").ok_or("--redis-src DIR is required")?);
     if !src.join("runtest").exists() {
         return Err(format!("{} has no runtest", src.display()));

@@ -142,15 +142,14 @@ pub async fn execute(
         return run_group(node, args, keyed, forwarded, deadline_ms).await;
     }
     match &keyed {
-        Keyed::Write(
-            crate::engine::DataCmd::MSet { .. } | crate::engine::DataCmd::MSetNx { .. },
-        ) => err("CROSSSLOT Keys in request don't hash to the same owner"),
         Keyed::Read(ReadCmd::MGet(_))
         | Keyed::Read(ReadCmd::Exists(_))
         | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
             split(node, name, &keys, &owners, &keyed).await
         }
-        _ => run_group(node, args, keyed, forwarded, deadline_ms).await,
+        // Every other multi-key command (MSET, MSETNX, RENAME, COPY, LCS, ...) needs one owner,
+        // as Redis Cluster needs one slot.
+        _ => err("CROSSSLOT Keys in request don't hash to the same owner"),
     }
 }
 

@@ -15,8 +15,9 @@ pub struct LcsOpts {
     pub with_match_len: bool,
 }
 
-/// Largest DP table built (cells of 4 bytes): Redis bounds it by proto-max-bulk-len.
-const MAX_CELLS: u64 = 512 * 1024 * 1024 / 4;
+/// Largest DP table built (cells of 4 bytes, so 128 MiB of transient memory; Redis allows up
+/// to its address space): strings whose lengths multiply past this get Redis' memory error.
+const MAX_CELLS: u64 = 32 * 1024 * 1024;
 
 pub fn parse_opts(opts: &[Vec<u8>]) -> Result<LcsOpts, String> {
     let mut o = LcsOpts {
