@@ -81,7 +81,7 @@ FUZZ_CASES ?= 20000
 REPORT := $(CURDIR)/target/reliability-report.jsonl
 reliability: build
 	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
-	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live
+	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live --test commands_fuzz
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
 	@rm -f $(REPORT)
 	@( $(call with_cluster,RINGSHIFT_REPORT=$(REPORT) $(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored) ); rc=$$?; \
