@@ -18,7 +18,7 @@ use ringshift_node::resp::reply::{command, reply_len};
 
 /// Arguments drawn from: boundary numbers, option words of the string and keyspace commands,
 /// keys (some sharing a hash tag), empty and binary strings. (Offsets stay small enough that
-/// SETBIT/SETRANGE cannot build a 512 MiB value.)
+/// SETBIT/SETRANGE cannot build a large value.)
 const WORDS: &[&str] = &[
     "0",
     "1",
@@ -28,7 +28,7 @@ const WORDS: &[&str] = &[
     "9223372036854775807",
     "-9223372036854775808",
     "99999999999999999999",
-    "536870911",
+    "4294967295",
     "1.5",
     "-0.1",
     "inf",

@@ -3,7 +3,7 @@
 //! PEXPIREAT, EXPIRETIME, PEXPIRETIME, TOUCH, OBJECT), with Redis 7's errors.
 
 use crate::engine::ops::{DataCmd, ExpireCond, SetCond, SetExpiry};
-use crate::engine::strings::{GetExExpiry, MAX_STRING_LEN, NOT_FLOAT, StrCmd, parse_float};
+use crate::engine::strings::{GetExExpiry, NOT_FLOAT, REDIS_MAX_STRING_LEN, StrCmd, parse_float};
 use crate::engine::writer_parse_int as parse_int;
 
 use crate::resp::reply;
@@ -281,10 +281,11 @@ impl ExtOpts {
     }
 }
 
-/// A bit offset of SETBIT/GETBIT: within a string of `MAX_STRING_LEN` bytes.
+/// A bit offset of SETBIT/GETBIT: within a string of Redis' 512 MiB (SETBIT builds at most
+/// `MAX_STRING_LEN`, see `engine::strings`).
 fn bit_offset(v: &[u8]) -> Result<u64, String> {
     match parse_int(v) {
-        Some(n) if n >= 0 && (n as u64 >> 3) < MAX_STRING_LEN => Ok(n as u64),
+        Some(n) if n >= 0 && (n as u64 >> 3) < REDIS_MAX_STRING_LEN => Ok(n as u64),
         _ => Err("ERR bit offset is not an integer or out of range".into()),
     }
 }

@@ -7,8 +7,13 @@ use crate::keys::Stored;
 
 use super::ops::DataReply;
 
-/// Redis' default `proto-max-bulk-len`: the largest string APPEND and SETRANGE may build.
-pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
+/// Redis' `proto-max-bulk-len` (512 MiB): bit offsets past it are out of range.
+pub const REDIS_MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
+
+/// The largest string APPEND, SETRANGE and SETBIT build here: the default largest request
+/// (`--max-frame-bytes`, 64 MiB), so these commands cannot make a value larger than SET can
+/// carry (one command must not take a pod's memory, and every value has to move in a pull).
+pub const MAX_STRING_LEN: u64 = 64 * 1024 * 1024;
 
 const TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 pub const NOT_FLOAT: &str = "ERR value is not a valid float";
@@ -46,7 +51,7 @@ pub enum StrCmd {
     GetDel {
         key: Vec<u8>,
     },
-    /// SETBIT (offset below `MAX_STRING_LEN * 8`, checked by the parser).
+    /// SETBIT (offset below `REDIS_MAX_STRING_LEN * 8`, checked by the parser).
     SetBit {
         key: Vec<u8>,
         offset: u64,
@@ -166,6 +171,9 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
             )
         }
         StrCmd::SetBit { offset, on, .. } => {
+            if offset >> 3 >= MAX_STRING_LEN {
+                return (Change::Keep, DataReply::Err(TOO_LONG.into()));
+            }
             let (mut cur, expires_at) = old.map_or((Vec::new(), None), |s| (s.value, s.expires_at));
             let byte = (offset >> 3) as usize;
             let shift = 7 - (offset & 7) as u32;
