@@ -15,7 +15,7 @@ LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage
 
-.PHONY: build test lint unit smoke e2e demo bench crds reliability cluster-up cluster-down help
+.PHONY: build test lint unit smoke e2e demo bench crds reliability redis-compat cluster-up cluster-down help
 
 help:
 	@echo "make build        build every binary of the workspace (debug)"
@@ -23,6 +23,7 @@ help:
 	@echo "make e2e          the e2e suite against the current KUBECONFIG"
 	@echo "make demo         chart + a cluster under live load, scaled 3->5->2, with a summary"
 	@echo "make bench        benchmark binaries (print tables)"
+	@echo "make redis-compat Redis's own test suite against redis-server and a ringshift node: per-unit table"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
 	@echo "make reliability  the long tier: every e2e test, the #[ignore]d long ones included, on the local cluster"
 	@echo "make cluster-up / cluster-down   start / stop the local control plane"
@@ -80,7 +81,7 @@ FUZZ_CASES ?= 20000
 REPORT := $(CURDIR)/target/reliability-report.jsonl
 reliability: build
 	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
-	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live
+	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live --test commands_fuzz
 	@echo "[reliability] the protocol model's large configurations (operator/model/README.md)"
 	@$(STAGE) model $(CARGO) test -p ringshift-model -- --include-ignored --nocapture
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
@@ -108,6 +109,12 @@ demo: build
 
 bench:
 	$(CARGO) bench --workspace --benches
+
+# Redis's own test suite (units of issue 14) against redis-server and a standalone node; prints
+# the per-unit table and writes node/compat/failing-tests.txt. A measurement: exits 0. See
+# node/compat/redis-compat.sh (UNITS=..., UNIT_TIMEOUT=...).
+redis-compat:
+	@node/compat/redis-compat.sh
 
 crds:
 	$(CARGO) run -q -p ringshift-operator --bin ringshift-operator -- crd --out-dir crds

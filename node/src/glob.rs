@@ -1,6 +1,19 @@
 //! Redis-style glob matching for SCAN MATCH: `*`, `?`, `[abc]`, `[^a-z]`, `\x`.
 
+/// Redis gives up (no match) on a pattern that nests more than this many `*` (its guard
+/// against runaway backtracking); this matcher does not backtrack that way, but answers the
+/// same.
+const MAX_STARS: usize = 1000;
+
 pub fn matches(pattern: &[u8], s: &[u8]) -> bool {
+    let stars = pattern
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| c == b'*' && (i == 0 || pattern[i - 1] != b'*'))
+        .count();
+    if stars > MAX_STARS {
+        return false;
+    }
     let (mut p, mut i) = (0usize, 0usize);
     // Backtracking point for the last `*`: (pattern index after it, string index).
     let mut star: Option<(usize, usize)> = None;
@@ -101,5 +114,10 @@ mod tests {
         assert!(matches(b"*x*y", b"axxbxy"));
         assert!(!matches(b"", b"a"));
         assert!(matches(b"", b""));
+        // Redis' nesting limit: too many separate stars never match.
+        let long = vec![b'a'; 3000];
+        assert!(matches(&b"*?".repeat(1000), &long));
+        assert!(!matches(&b"*?".repeat(1001), &long));
+        assert!(matches(&b"**".repeat(1001), &long));
     }
 }

@@ -41,6 +41,8 @@ pub struct Node {
     pub started_ms: u64,
     pub next_conn: AtomicU64,
     pub pulls: Pulls,
+    /// The data port's connections (CLIENT LIST / KILL).
+    pub clients: crate::command::clients::Clients,
 }
 
 impl Node {
@@ -59,6 +61,7 @@ impl Node {
             started_ms: crate::keys::now_ms(),
             next_conn: AtomicU64::new(1),
             pulls: Pulls::default(),
+            clients: Default::default(),
         })
     }
 

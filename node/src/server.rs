@@ -29,12 +29,31 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     }
 }
 
-async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<()> {
+async fn connection(node: Arc<Node>, stream: TcpStream) -> std::io::Result<()> {
+    let id = node.next_conn.fetch_add(1, Ordering::Relaxed);
+    let addr =
+        |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let client = node.clients.register(
+        id,
+        addr(stream.peer_addr()),
+        addr(stream.local_addr()),
+        crate::keys::now_ms(),
+    );
+    let r = serve_connection(&node, stream, client).await;
+    node.clients.remove(id);
+    r
+}
+
+async fn serve_connection(
+    node: &Arc<Node>,
+    mut stream: TcpStream,
+    client: Arc<command::clients::ClientShared>,
+) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut conn = ConnState {
-        id: node.next_conn.fetch_add(1, Ordering::Relaxed),
         authed: false,
-        name: None,
+        proto: 2,
+        client,
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -43,7 +62,11 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
     let mut pending = Pipeline::default();
     let mut parser = parse::RequestParser::default();
     loop {
-        let n = stream.read(&mut chunk).await?;
+        let n = tokio::select! {
+            n = stream.read(&mut chunk) => n?,
+            // CLIENT KILL from another connection.
+            _ = conn.client.kill.notified() => return Ok(()),
+        };
         if n == 0 {
             return Ok(());
         }
@@ -55,7 +78,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
                 Ok(Some((args, used))) => {
                     consumed += used;
                     if let Flow::Close =
-                        command::handle(&node, &mut conn, args, &mut pending, &mut out).await
+                        command::handle(node, &mut conn, args, &mut pending, &mut out).await
                     {
                         close = true;
                         break;
@@ -63,7 +86,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
                 }
                 Ok(None) => {
                     if buf.len() - consumed > max_frame + 1024 {
-                        command::flush(&node, &mut pending, &mut out).await;
+                        command::flush_for(node, &conn, &mut pending, &mut out).await;
                         reply::error(
                             &mut out,
                             &format!(
@@ -76,7 +99,7 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
                 }
                 Err(e) => {
                     node.metrics.error("protocol");
-                    command::flush(&node, &mut pending, &mut out).await;
+                    command::flush_for(node, &conn, &mut pending, &mut out).await;
                     reply::error(&mut out, &e.to_string());
                     close = true;
                     break;
@@ -84,12 +107,12 @@ async fn connection(node: Arc<Node>, mut stream: TcpStream) -> std::io::Result<(
             }
         }
         buf.drain(..consumed);
-        command::flush(&node, &mut pending, &mut out).await;
+        command::flush_for(node, &conn, &mut pending, &mut out).await;
         if !out.is_empty() {
             stream.write_all(&out).await?;
             out.clear();
         }
-        if close {
+        if close || conn.client.killed() {
             let _ = stream.shutdown().await;
             return Ok(());
         }

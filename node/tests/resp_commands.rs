@@ -204,9 +204,10 @@ async fn commands_behave_like_redis() {
         "ERR syntax error"
     );
     assert_eq!(
-        redis_cli(&node.data_addr(), &["HELLO", "3"]),
+        redis_cli(&node.data_addr(), &["HELLO", "4"]),
         "NOPROTO sorry, this protocol version is not supported"
     );
+    assert!(redis_cli(&node.data_addr(), &["HELLO", "3"]).contains("proto"));
     assert!(redis_cli(&node.data_addr(), &["HELLO", "2"]).contains("proto"));
     assert_eq!(redis_cli(&node.data_addr(), &["ECHO", "hi"]), "hi");
     assert_eq!(

@@ -142,15 +142,14 @@ pub async fn execute(
         return run_group(node, args, keyed, forwarded, deadline_ms).await;
     }
     match &keyed {
-        Keyed::Write(crate::engine::DataCmd::MSet { .. }) => {
-            err("CROSSSLOT Keys in request don't hash to the same owner")
-        }
         Keyed::Read(ReadCmd::MGet(_))
         | Keyed::Read(ReadCmd::Exists(_))
         | Keyed::Write(crate::engine::DataCmd::Del { .. }) => {
             split(node, name, &keys, &owners, &keyed).await
         }
-        _ => run_group(node, args, keyed, forwarded, deadline_ms).await,
+        // Every other multi-key command (MSET, MSETNX, RENAME, COPY, LCS, ...) needs one owner,
+        // as Redis Cluster needs one slot.
+        _ => err("CROSSSLOT Keys in request don't hash to the same owner"),
     }
 }
 
@@ -524,6 +523,44 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
             ReadCmd::Type(k) => {
                 reply::simple(out, if get(k)?.is_some() { "string" } else { "none" })
             }
+            ReadCmd::GetRange { key, start, end } => {
+                let v = get(key)?.map(|s| s.value).unwrap_or_default();
+                reply::bulk(out, super::strings::range_of(&v, *start, *end));
+            }
+            ReadCmd::ExpireTime { key, millis } => {
+                let v = match get(key)? {
+                    None => -2,
+                    Some(Stored {
+                        expires_at: None, ..
+                    }) => -1,
+                    Some(Stored {
+                        expires_at: Some(at),
+                        ..
+                    }) => {
+                        let at = at as i64;
+                        if *millis { at } else { (at + 500) / 1000 }
+                    }
+                };
+                reply::int(out, v);
+            }
+            ReadCmd::Lcs { a, b, opts } => {
+                let a = get(a)?.map(|s| s.value).unwrap_or_default();
+                let b = get(b)?.map(|s| s.value).unwrap_or_default();
+                super::lcs::reply_lcs(&a, &b, *opts, out);
+            }
+            ReadCmd::MemoryUsage(key) => match get(key)? {
+                // The stored record: hash and key, expiry, value.
+                Some(s) => reply::int(out, (8 + key.len() + 8 + s.value.len()) as i64),
+                None => reply::nil(out),
+            },
+            ReadCmd::GetBit { key, offset } => {
+                let v = get(key)?.map(|s| s.value).unwrap_or_default();
+                reply::int(out, crate::engine::strings::get_bit(&v, *offset));
+            }
+            ReadCmd::Object { key, sub } => match get(key)? {
+                None => reply::nil(out),
+                Some(_) => super::strings::object_reply(*sub, out),
+            },
         }
         Ok(())
     })();

@@ -3,14 +3,10 @@
 
 use std::sync::Arc;
 
-use super::{ConnState, Flow, table};
+use super::{ConnState, Flow, lower, table};
 use crate::glob;
 use crate::node::Node;
 use crate::resp::reply;
-
-fn lower(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_ascii_lowercase()
-}
 
 pub fn connection_command(
     node: &Arc<Node>,
@@ -26,29 +22,37 @@ pub fn connection_command(
             None => reply::simple(out, "PONG"),
         },
         "echo" => reply::bulk(out, &args[1]),
+        "time" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            reply::array_len(out, 2);
+            reply::bulk(out, now.as_secs().to_string().as_bytes());
+            reply::bulk(out, now.subsec_micros().to_string().as_bytes());
+        }
         "quit" => {
             reply::simple(out, "OK");
             return Flow::Close;
         }
         "auth" => auth(node, conn, &args[1..], out),
-        "hello" => hello(node, conn, args, out),
-        "select" => match args[1].as_slice() {
-            b"0" => reply::simple(out, "OK"),
-            _ => reply::error(out, "ERR DB index is out of range"),
+        "hello" => super::handshake::hello(node, conn, args, out),
+        "select" => match std::str::from_utf8(&args[1])
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            Some(0) => reply::simple(out, "OK"),
+            Some(_) => reply::error(out, "ERR DB index is out of range"),
+            None => reply::error(out, "ERR value is not an integer or out of range"),
         },
-        "client" => client(conn, args, out),
-        "command" => command(args, out),
-        "config" => match lower(&args[1]).as_str() {
-            // Enough for redis-benchmark and clients that probe settings.
-            "get" => reply::array_len(out, 0),
-            "set" | "resetstat" | "rewrite" => {
-                reply::error(out, "ERR CONFIG SET is not supported by ringshift")
+        "client" => {
+            let now = node.engine.now_ms();
+            let after = super::clients::client(&node.clients, &conn.client, args, now, out);
+            if let super::clients::After::Close = after {
+                return Flow::Close;
             }
-            other => reply::error(
-                out,
-                &format!("ERR unknown subcommand '{other}'. Try CONFIG HELP."),
-            ),
-        },
+        }
+        "command" => command(args, out),
+        "config" => super::handshake::config(node, conn, args, out),
         "info" => reply::bulk(out, info(node, conn).as_bytes()),
         "dbsize" => {
             let owned = node.engine.routing().owned_ranges();
@@ -63,7 +67,7 @@ pub fn connection_command(
     Flow::Continue
 }
 
-fn auth(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
+pub fn auth(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
     let Some(pw) = &node.cfg.password else {
         reply::error(
             out,
@@ -101,103 +105,8 @@ fn same_secret(given: &[u8], secret: &[u8]) -> bool {
             == 0
 }
 
-fn hello(node: &Node, conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
-    let mut i = 1;
-    if let Some(v) = args.get(1) {
-        match std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-        {
-            Some(2) => {}
-            Some(_) => {
-                reply::error(out, "NOPROTO sorry, this protocol version is not supported");
-                return;
-            }
-            None => {
-                reply::error(
-                    out,
-                    "ERR Protocol version is not an integer or out of range",
-                );
-                return;
-            }
-        }
-        i = 2;
-    }
-    while i < args.len() {
-        match lower(&args[i]).as_str() {
-            "auth" if i + 2 < args.len() => {
-                let mut tmp = Vec::new();
-                auth(node, conn, &args[i + 1..i + 3], &mut tmp);
-                if tmp.first() == Some(&b'-') {
-                    out.extend_from_slice(&tmp);
-                    return;
-                }
-                i += 3;
-            }
-            "setname" if i + 1 < args.len() => {
-                conn.name = Some(args[i + 1].clone());
-                i += 2;
-            }
-            other => {
-                reply::error(out, &format!("ERR Syntax error in HELLO option '{other}'"));
-                return;
-            }
-        }
-    }
-    if node.cfg.password.is_some() && !conn.authed {
-        reply::error(
-            out,
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
-        );
-        return;
-    }
-    reply::array_len(out, 14);
-    reply::bulk(out, b"server");
-    reply::bulk(out, b"redis");
-    reply::bulk(out, b"version");
-    reply::bulk(out, REDIS_COMPAT_VERSION.as_bytes());
-    reply::bulk(out, b"proto");
-    reply::int(out, 2);
-    reply::bulk(out, b"id");
-    reply::int(out, conn.id as i64);
-    reply::bulk(out, b"mode");
-    reply::bulk(out, b"standalone");
-    reply::bulk(out, b"role");
-    reply::bulk(out, b"master");
-    reply::bulk(out, b"modules");
-    reply::array_len(out, 0);
-}
-
 /// The Redis version we answer to handshakes with (the command set is a subset of it).
-const REDIS_COMPAT_VERSION: &str = "7.0.0";
-
-fn client(conn: &mut ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
-    match lower(&args[1]).as_str() {
-        "setname" if args.len() == 3 => {
-            if args[2].iter().any(|&b| b <= b' ' || b > b'~') {
-                reply::error(
-                    out,
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
-            } else {
-                conn.name = (!args[2].is_empty()).then(|| args[2].clone());
-                reply::simple(out, "OK");
-            }
-        }
-        "getname" => match &conn.name {
-            Some(n) => reply::bulk(out, n),
-            None => reply::nil(out),
-        },
-        "id" => reply::int(out, conn.id as i64),
-        "setinfo" if args.len() == 4 => reply::simple(out, "OK"),
-        other => reply::error(
-            out,
-            &format!(
-                "ERR unknown subcommand or wrong number of arguments for '{other}'. Try CLIENT HELP."
-            ),
-        ),
-    }
-}
+pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
 
 fn command_info(out: &mut Vec<u8>, spec: &table::CommandSpec) {
     reply::array_len(out, 6);

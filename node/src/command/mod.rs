@@ -1,8 +1,13 @@
 //! Command dispatch for the data port.
 
+pub mod clients;
 pub mod exec;
+mod handshake;
 mod info;
+mod keyspace;
+mod lcs;
 pub mod parse;
+mod strings;
 pub mod table;
 
 use std::sync::Arc;
@@ -26,9 +31,15 @@ pub struct Pipeline {
 }
 
 pub struct ConnState {
-    pub id: u64,
     pub authed: bool,
-    pub name: Option<Vec<u8>>,
+    /// 2 or 3 (HELLO): RESP3 replies are rewritten from RESP2 by `resp::resp3`.
+    pub proto: u8,
+    /// Id, name and what CLIENT LIST/KILL see (registered in `Node::clients`).
+    pub client: Arc<clients::ClientShared>,
+}
+
+fn lower(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_lowercase()
 }
 
 pub enum Flow {
@@ -64,9 +75,41 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
     }
 }
 
+/// `flush` for a connection: the replies it appends follow the connection's protocol.
+pub async fn flush_for(
+    node: &Arc<Node>,
+    conn: &ConnState,
+    pending: &mut Pipeline,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    flush(node, pending, out).await;
+    if conn.proto >= 3 {
+        crate::resp::resp3::upgrade_nulls(out, start);
+    }
+}
+
 /// Handles one request. Local writes are queued in `pending` (submitted together by the next
-/// `flush`); anything else first flushes them, so replies keep the request order.
+/// `flush`); anything else first flushes them, so replies keep the request order. Everything
+/// appended here answers commands sent under the protocol in force when it was called (HELLO
+/// flushes before it switches), so that is the protocol its replies are put in.
 pub async fn handle(
+    node: &Arc<Node>,
+    conn: &mut ConnState,
+    args: Vec<Vec<u8>>,
+    pending: &mut Pipeline,
+    out: &mut Vec<u8>,
+) -> Flow {
+    let start = out.len();
+    let proto = conn.proto;
+    let flow = handle_in(node, conn, args, pending, out).await;
+    if proto >= 3 {
+        crate::resp::resp3::upgrade_nulls(out, start);
+    }
+    flow
+}
+
+async fn handle_in(
     node: &Arc<Node>,
     conn: &mut ConnState,
     args: Vec<Vec<u8>>,
@@ -97,6 +140,7 @@ pub async fn handle(
         return Flow::Continue;
     }
     node.metrics.op_index(index);
+    conn.client.touch(keys::now_ms(), index);
     if name == "rsfwd" || name == "rsfwd2" {
         flush(node, pending, out).await;
         out.extend_from_slice(&forwarded(node, args, name == "rsfwd2").await);
@@ -114,7 +158,16 @@ pub async fn handle(
         }
         Ok(None) => {
             flush(node, pending, out).await;
-            info::connection_command(node, conn, name, &args, out)
+            match name {
+                "flushall" | "flushdb" => keyspace::flush(node, &args, out).await,
+                "keys" => keyspace::keys(node, &args[1], out),
+                "randomkey" => keyspace::random_key(node, out),
+                "function" => keyspace::function(&args, out),
+                "object" => strings::object_command(&args, out),
+                "memory" => strings::memory_command(&args, out),
+                _ => return info::connection_command(node, conn, name, &args, out),
+            }
+            Flow::Continue
         }
     }
 }

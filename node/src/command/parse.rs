@@ -1,6 +1,6 @@
 //! Parses keyed commands into what they do, with Redis' syntax errors, before any routing.
 
-use crate::engine::ops::{DataCmd, ExpireCond, SetCond, SetExpiry};
+use crate::engine::ops::{DataCmd, ExpireCond};
 use crate::engine::writer_parse_int as parse_int;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -8,9 +8,46 @@ pub enum ReadCmd {
     Get(Vec<u8>),
     MGet(Vec<Vec<u8>>),
     Exists(Vec<Vec<u8>>),
-    Ttl { key: Vec<u8>, millis: bool },
+    Ttl {
+        key: Vec<u8>,
+        millis: bool,
+    },
     StrLen(Vec<u8>),
     Type(Vec<u8>),
+    GetRange {
+        key: Vec<u8>,
+        start: i64,
+        end: i64,
+    },
+    /// EXPIRETIME / PEXPIRETIME.
+    ExpireTime {
+        key: Vec<u8>,
+        millis: bool,
+    },
+    Object {
+        key: Vec<u8>,
+        sub: ObjectSub,
+    },
+    GetBit {
+        key: Vec<u8>,
+        offset: u64,
+    },
+    Lcs {
+        a: Vec<u8>,
+        b: Vec<u8>,
+        opts: super::lcs::LcsOpts,
+    },
+    /// MEMORY USAGE: the bytes of the key's stored record.
+    MemoryUsage(Vec<u8>),
+}
+
+/// OBJECT's keyed subcommands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectSub {
+    Encoding,
+    Freq,
+    IdleTime,
+    RefCount,
 }
 
 impl ReadCmd {
@@ -19,10 +56,16 @@ impl ReadCmd {
             ReadCmd::Get(k)
             | ReadCmd::StrLen(k)
             | ReadCmd::Type(k)
-            | ReadCmd::Ttl { key: k, .. } => {
+            | ReadCmd::MemoryUsage(k)
+            | ReadCmd::Ttl { key: k, .. }
+            | ReadCmd::GetRange { key: k, .. }
+            | ReadCmd::ExpireTime { key: k, .. }
+            | ReadCmd::Object { key: k, .. }
+            | ReadCmd::GetBit { key: k, .. } => {
                 vec![k]
             }
             ReadCmd::MGet(ks) | ReadCmd::Exists(ks) => ks.iter().map(Vec::as_slice).collect(),
+            ReadCmd::Lcs { a, b, .. } => vec![a, b],
         }
     }
 }
@@ -63,7 +106,7 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
         }),
         "strlen" => Keyed::Read(ReadCmd::StrLen(a(1))),
         "type" => Keyed::Read(ReadCmd::Type(a(1))),
-        "set" => Keyed::Write(parse_set(args, now_ms)?),
+        "set" => Keyed::Write(super::strings::parse_set(args, now_ms)?),
         "del" | "unlink" => Keyed::Write(DataCmd::Del { keys: rest() }),
         "incr" => Keyed::Write(DataCmd::IncrBy {
             key: a(1),
@@ -115,12 +158,12 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
                 .collect();
             Keyed::Write(DataCmd::MSet { pairs })
         }
-        _ => return Ok(None),
+        _ => return super::strings::parse(name, args, now_ms),
     }))
 }
 
 /// EXPIRE/PEXPIRE options with Redis 7's errors.
-fn parse_expire_options(opts: &[Vec<u8>]) -> Result<ExpireCond, String> {
+pub fn parse_expire_options(opts: &[Vec<u8>]) -> Result<ExpireCond, String> {
     let mut c = ExpireCond::default();
     for o in opts {
         match o.to_ascii_lowercase().as_slice() {
@@ -145,58 +188,10 @@ fn parse_expire_options(opts: &[Vec<u8>]) -> Result<ExpireCond, String> {
     Ok(c)
 }
 
-fn parse_set(args: &[Vec<u8>], now_ms: u64) -> Result<DataCmd, String> {
-    let mut expiry = SetExpiry::Clear;
-    let mut cond = SetCond::Always;
-    let mut get = false;
-    let mut expiry_set = false;
-    let mut i = 3;
-    while i < args.len() {
-        let opt = String::from_utf8_lossy(&args[i]).to_ascii_lowercase();
-        match opt.as_str() {
-            "nx" if cond == SetCond::Always => cond = SetCond::IfAbsent,
-            "xx" if cond == SetCond::Always => cond = SetCond::IfPresent,
-            "get" => get = true,
-            "keepttl" if !expiry_set => {
-                expiry = SetExpiry::Keep;
-                expiry_set = true;
-            }
-            "ex" | "px" | "exat" | "pxat" if !expiry_set => {
-                let v = args.get(i + 1).ok_or(SYNTAX)?;
-                let n = parse_int(v).ok_or(NOT_INT)?;
-                let invalid = || "ERR invalid expire time in 'set' command".to_string();
-                if n <= 0 {
-                    return Err(invalid());
-                }
-                let at = match opt.as_str() {
-                    "ex" => n
-                        .checked_mul(1000)
-                        .and_then(|ms| ms.checked_add(now_ms as i64)),
-                    "px" => n.checked_add(now_ms as i64),
-                    "exat" => n.checked_mul(1000),
-                    _ => Some(n),
-                }
-                .ok_or_else(invalid)?;
-                expiry = SetExpiry::At(at as u64);
-                expiry_set = true;
-                i += 1;
-            }
-            _ => return Err(SYNTAX.into()),
-        }
-        i += 1;
-    }
-    Ok(DataCmd::Set {
-        key: args[1].clone(),
-        value: args[2].clone(),
-        expiry,
-        cond,
-        get,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::{SetCond, SetExpiry};
 
     fn args(s: &str) -> Vec<Vec<u8>> {
         s.split(' ').map(|p| p.as_bytes().to_vec()).collect()

@@ -4,12 +4,16 @@
 
 pub mod cache;
 pub mod counts;
+mod decimal;
 pub mod ingest;
 pub(crate) mod maintenance;
 mod open;
 pub mod ops;
 pub mod presence;
 mod small;
+pub mod strings;
+#[cfg(test)]
+mod strings_tests;
 #[cfg(test)]
 mod tests;
 mod writer;

@@ -7,6 +7,7 @@ use crate::ranges::HashRange;
 use crate::routing::{Installed, Route};
 
 use super::SnapshotSession;
+use super::strings::StrCmd;
 
 /// How SET treats the key's expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +77,24 @@ pub enum DataCmd {
     MSet {
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// MSETNX: all pairs if no key exists, else none.
+    MSetNx {
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// A single-key string command evaluated from the key's state (see `strings`).
+    Str(StrCmd),
+    /// RENAME (`nx`: RENAMENX): the value and expiry move to `dst`, `src` is deleted.
+    Rename {
+        src: Vec<u8>,
+        dst: Vec<u8>,
+        nx: bool,
+    },
+    /// COPY: `dst` gets `src`'s value and expiry (only if absent unless `replace`).
+    Copy {
+        src: Vec<u8>,
+        dst: Vec<u8>,
+        replace: bool,
+    },
 }
 
 impl DataCmd {
@@ -86,8 +105,10 @@ impl DataCmd {
             DataCmd::Set { key, .. }
             | DataCmd::IncrBy { key, .. }
             | DataCmd::Expire { key, .. } => f(key),
+            DataCmd::Str(c) => f(c.key()),
+            DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => f(src) && f(dst),
             DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
-            DataCmd::MSet { pairs } => pairs.iter().all(|(k, _)| f(k)),
+            DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.iter().all(|(k, _)| f(k)),
         }
     }
 
@@ -98,8 +119,12 @@ impl DataCmd {
             | DataCmd::Expire { key, .. } => {
                 vec![key]
             }
+            DataCmd::Str(c) => vec![c.key()],
+            DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => vec![src, dst],
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
-            DataCmd::MSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+            DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => {
+                pairs.iter().map(|(k, _)| k.as_slice()).collect()
+            }
         }
     }
 }
@@ -168,6 +193,9 @@ pub enum Op {
         counts: Vec<(u32, i64)>,
         guard: Vec<HashRange>,
     },
+    /// FLUSHALL/FLUSHDB: remove every key of the ranges this node serves, logged as range
+    /// clears. Refused while any of them is fenced (or the node is degraded).
+    Flush,
     /// A consistent snapshot of everything up to the returned offset.
     Snapshot,
     Meta(Vec<MetaPut>),
@@ -183,6 +211,7 @@ impl Op {
             self,
             Op::Apply { .. }
                 | Op::Clear { .. }
+                | Op::Flush
                 | Op::ClearChunk { .. }
                 | Op::Expired(_)
                 | Op::Ingested { .. }

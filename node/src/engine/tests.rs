@@ -8,13 +8,13 @@ use crate::changelog::LogOp;
 use crate::engine::ops::{SetCond, SetExpiry};
 use crate::routing::{Installed, OwnerTable, Route};
 
-fn dir(name: &str) -> std::path::PathBuf {
+pub(super) fn dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("ringshift-engine-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
-fn config() -> EngineConfig {
+pub(super) fn config() -> EngineConfig {
     EngineConfig {
         member: "a".into(),
         durable: true,
@@ -26,7 +26,7 @@ fn config() -> EngineConfig {
     }
 }
 
-fn no_placement(_: &[u8]) -> Result<Installed, String> {
+pub(super) fn no_placement(_: &[u8]) -> Result<Installed, String> {
     Err("no placement in these tests".into())
 }
 
@@ -302,7 +302,7 @@ async fn a_refused_write_holds_back_the_connection_s_later_writes() {
 }
 
 /// Installs a placement (the raw JSON is not read back by these tests).
-fn install(installed: Arc<Installed>) -> Op {
+pub(super) fn install(installed: Arc<Installed>) -> Op {
     Op::Install {
         installed,
         raw: b"{}".to_vec(),
@@ -310,7 +310,7 @@ fn install(installed: Arc<Installed>) -> Op {
     }
 }
 
-fn owned_by(member: &str, epoch: u64) -> Arc<Installed> {
+pub(super) fn owned_by(member: &str, epoch: u64) -> Arc<Installed> {
     Arc::new(Installed {
         cluster_uid: "c".into(),
         epoch,

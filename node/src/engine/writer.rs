@@ -21,6 +21,7 @@ use super::open::{
     META_RELEASED_PREFIX,
 };
 use super::ops::{DataCmd, DataReply, MetaPut, Op, Outcome, SetCond, SetExpiry};
+use super::strings::{self, Change};
 use super::{Engine, SnapshotSession};
 use crate::accepted::EpochWindows;
 use crate::changelog::{LogOp, LogRecord};
@@ -804,6 +805,28 @@ impl Writer {
                     done: removed < max,
                 }
             }
+            Op::Flush => {
+                let owned = self.routing.owned_ranges();
+                if let Some(reason) = &self.routing.degraded {
+                    return Ok(Pending::Now(Outcome::Refused(format!("DEGRADED {reason}"))));
+                }
+                if let Some(f) = self
+                    .routing
+                    .fences
+                    .iter()
+                    .find(|f| ranges::any_overlap(&f.ranges, &owned))
+                {
+                    let epoch = self.routing.epoch();
+                    return Ok(Pending::Now(Outcome::Refused(format!(
+                        "TRYAGAIN range fenced for a cutover (epoch {epoch}, migration {})",
+                        f.migration_uid
+                    ))));
+                }
+                for r in owned {
+                    self.apply_log_op(LogOp::ClearRange { range: r }, b)?;
+                }
+                Outcome::Done
+            }
             Op::Snapshot => return Ok(Pending::Snapshot),
             Op::Meta(meta) => {
                 self.meta(meta, b);
@@ -858,7 +881,8 @@ impl Writer {
         // their first key.
         let several = match &cmd {
             DataCmd::Del { keys } => keys.len() > 1,
-            DataCmd::MSet { pairs } => pairs.len() > 1,
+            DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.len() > 1,
+            DataCmd::Rename { .. } | DataCmd::Copy { .. } => true,
             _ => false,
         };
         Ok(Outcome::Data(
@@ -1213,6 +1237,69 @@ impl Writer {
                         }
                     },
                 }
+            }
+            DataCmd::Str(c) => {
+                let skey = keys::storage_key(c.key());
+                let old = self.current(&skey, b)?;
+                let (change, reply) = strings::eval(c, old, b.now);
+                match change {
+                    Change::Keep => {}
+                    Change::Put(s) => self.write(skey, Some(s), b)?,
+                    Change::Del => self.write(skey, None, b)?,
+                }
+                reply
+            }
+            DataCmd::Rename { src, dst, nx } => {
+                let s = keys::storage_key(&src);
+                let Some(value) = self.current(&s, b)? else {
+                    return Ok(DataReply::Err("ERR no such key".into()));
+                };
+                if src == dst {
+                    return Ok(if nx { DataReply::Int(0) } else { DataReply::Ok });
+                }
+                let d = keys::storage_key(&dst);
+                if nx && self.current(&d, b)?.is_some() {
+                    return Ok(DataReply::Int(0));
+                }
+                // Post-images: the destination's whole value and expiry, then the delete.
+                self.write(d, Some(value), b)?;
+                self.write(s, None, b)?;
+                if nx { DataReply::Int(1) } else { DataReply::Ok }
+            }
+            DataCmd::Copy { src, dst, replace } => {
+                if src == dst {
+                    return Ok(DataReply::Err(
+                        "ERR source and destination objects are the same".into(),
+                    ));
+                }
+                let Some(value) = self.current(&keys::storage_key(&src), b)? else {
+                    return Ok(DataReply::Int(0));
+                };
+                let d = keys::storage_key(&dst);
+                if !replace && self.current(&d, b)?.is_some() {
+                    return Ok(DataReply::Int(0));
+                }
+                self.write(d, Some(value), b)?;
+                DataReply::Int(1)
+            }
+            DataCmd::MSetNx { pairs } => {
+                for (key, _) in &pairs {
+                    if self.current(&keys::storage_key(key), b)?.is_some() {
+                        return Ok(DataReply::Int(0));
+                    }
+                }
+                for (key, value) in pairs {
+                    let skey = keys::storage_key(&key);
+                    self.write(
+                        skey,
+                        Some(Stored {
+                            value,
+                            expires_at: None,
+                        }),
+                        b,
+                    )?;
+                }
+                DataReply::Int(1)
             }
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {

@@ -2,3 +2,4 @@
 
 pub mod parse;
 pub mod reply;
+pub mod resp3;

@@ -1,0 +1,109 @@
+//! RESP3 for connections that asked for it (HELLO 3). Commands encode their replies in RESP2
+//! (also what owners answer forwarded commands with); the few replies whose RESP3 form has
+//! another shape (HELLO, CONFIG GET: maps) are encoded for the connection's protocol directly.
+//! What remains is the null: RESP2's `$-1` and `*-1` become RESP3's `_`, rewritten here over
+//! the replies appended for a RESP3 connection.
+
+/// Rewrites the RESP2 nulls in `out[start..]` (a sequence of complete replies) as RESP3 nulls.
+/// Anything it cannot parse is left as it is.
+pub fn upgrade_nulls(out: &mut Vec<u8>, start: usize) {
+    let Some(tail) = out.get(start..) else {
+        return;
+    };
+    if !has_null(tail) {
+        return;
+    }
+    let mut rewritten = Vec::with_capacity(tail.len());
+    let mut pos = 0;
+    while pos < tail.len() {
+        match copy_frame(tail, pos, &mut rewritten, 0) {
+            Some(next) => pos = next,
+            None => {
+                rewritten.extend_from_slice(&tail[pos..]);
+                break;
+            }
+        }
+    }
+    out.truncate(start);
+    out.extend_from_slice(&rewritten);
+}
+
+/// Cheap pre-check: a RESP2 null can only be there if `-1\r\n` is.
+fn has_null(buf: &[u8]) -> bool {
+    buf.windows(4).any(|w| w == b"-1\r\n")
+}
+
+/// Deepest nesting followed; deeper replies are copied as they are.
+const MAX_DEPTH: usize = 64;
+
+fn line_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|p| p + from)
+}
+
+/// Copies the frame at `pos` into `dst` with its nulls rewritten; returns where it ends.
+fn copy_frame(buf: &[u8], pos: usize, dst: &mut Vec<u8>, depth: usize) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let t = *buf.get(pos)?;
+    let eol = line_end(buf, pos + 1)?;
+    let header = &buf[pos..eol + 2];
+    let num = || -> Option<i64> { std::str::from_utf8(&buf[pos + 1..eol]).ok()?.parse().ok() };
+    match t {
+        b'$' | b'=' | b'!' => {
+            let n = num()?;
+            if n < 0 {
+                dst.extend_from_slice(b"_\r\n");
+                return Some(eol + 2);
+            }
+            let end = (eol + 2).checked_add(n as usize)?.checked_add(2)?;
+            dst.extend_from_slice(buf.get(pos..end)?);
+            Some(end)
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = num()?;
+            if n < 0 {
+                dst.extend_from_slice(b"_\r\n");
+                return Some(eol + 2);
+            }
+            dst.extend_from_slice(header);
+            let items = if matches!(t, b'%' | b'|') { n * 2 } else { n };
+            let mut p = eol + 2;
+            for _ in 0..items {
+                p = copy_frame(buf, p, dst, depth + 1)?;
+            }
+            Some(p)
+        }
+        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {
+            dst.extend_from_slice(header);
+            Some(eol + 2)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_become_resp3_nulls() {
+        let mut out = b"+OK\r\n".to_vec();
+        out.extend_from_slice(b"$-1\r\n*2\r\n$-1\r\n$2\r\n-1\r\n*-1\r\n:-1\r\n-ERR x -1\r\n");
+        upgrade_nulls(&mut out, 5);
+        assert_eq!(
+            out,
+            b"+OK\r\n_\r\n*2\r\n_\r\n$2\r\n-1\r\n_\r\n:-1\r\n-ERR x -1\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn maps_and_broken_input_are_kept() {
+        let mut out = b"%1\r\n$1\r\na\r\n$-1\r\n$5\r\nab".to_vec();
+        upgrade_nulls(&mut out, 0);
+        assert_eq!(out, b"%1\r\n$1\r\na\r\n_\r\n$5\r\nab".to_vec());
+    }
+}
