@@ -21,32 +21,10 @@ need_pkgs=()
 for p in golang-go rsync jq make golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev dpkg-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
-SRC_LIST=/etc/apt/sources.list.d/ringshift-deb-src.sources
-# A deb-src entry for the same Debian mirror this machine already uses for bookworm's binary
-# packages (read from its own apt configuration, never written here by name).
-debian_uri() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -f $f ]] || continue
-    awk 'BEGIN{RS=""; FS="\n"}
-      { types=""; uri=""; suites="";
-        for (i=1;i<=NF;i++) {
-          if ($i ~ /^Types:/) types=$i; if ($i ~ /^URIs:/) uri=$i; if ($i ~ /^Suites:/) suites=$i }
-        if (types ~ /(^|[ :])deb( |$)/ && suites ~ /[ :]bookworm( |$)/) {
-          sub(/^URIs:[ ]*/, "", uri); split(uri, u, " "); print u[1]; exit } }' "$f"
-  done | head -n1
-  if [[ -f /etc/apt/sources.list ]]; then
-    awk '$1=="deb" && $0 ~ / bookworm / { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list
-  fi
-}
-if [[ ! -f $SRC_LIST ]]; then
-  uri=$(debian_uri | head -n1)
-  [[ -n $uri ]] || { log "no Debian bookworm 'deb' entry found in /etc/apt to derive a deb-src entry from"; exit 1; }
-  log "adding a deb-src entry for bookworm from the machine's own Debian entry"
-  printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" |
-    $SUDO tee "$SRC_LIST" >/dev/null
-  $SUDO apt-get update -qq
-fi
+# Debian's source packages need a deb-src entry, derived from the machine's own apt sources.
+# shellcheck source=e2e/cluster/deb-src.sh
+source "$(dirname "$0")/deb-src.sh"
+ensure_deb_src
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]}"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null

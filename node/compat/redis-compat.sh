@@ -31,8 +31,8 @@ fi
 version=$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
 src="$SRC_CACHE/redis-$version"
 if [[ ! -x $src/runtest ]]; then
-  # shellcheck source=node/compat/deb-src.sh
-  source "$ROOT/node/compat/deb-src.sh"
+  # shellcheck source=e2e/cluster/deb-src.sh
+  source "$ROOT/e2e/cluster/deb-src.sh"
   ensure_deb_src
   mkdir -p "$SRC_CACHE"
   log "fetching the redis $version source package into $SRC_CACHE"
