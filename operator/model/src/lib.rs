@@ -35,6 +35,13 @@ use ringshift_planner::phase::{
     TransferState, after_abort, after_drop, next_step,
 };
 use ringshift_planner::room::RoomCheck;
+use ringshift_ring::{HashRange, RangeSet};
+
+/// The hash range standing for the model's range `r` (only its identity matters here).
+fn range_of(r: u8) -> HashRange {
+    let start = u64::from(r) << 32;
+    HashRange::new(start, start | 0xffff_ffff).expect("start <= end")
+}
 pub use stateright::{Checker, Model, Property};
 
 /// Members.
@@ -114,6 +121,16 @@ impl Rules {
         old_tail_unowned: false,
         old_begin_order: false,
         old_record_revive: false,
+    };
+    /// What the code on main implements: every fix but two defences the model shows are not
+    /// needed once a pull opens its snapshot before it clears (`old_begin_order` fixed): a
+    /// StartPull of an ended pull's attempt still restarts it, and a source still serves tails
+    /// of ranges it no longer owns. `cargo test` checks these rules, so the model follows the
+    /// code; NEW (both defences too) is checked beside them.
+    pub const MAIN: Rules = Rules {
+        old_pull_restart: true,
+        old_tail_unowned: true,
+        ..Rules::NEW
     };
     /// Today's main before issue 13.
     pub const OLD: Rules = Rules {
@@ -725,6 +742,8 @@ impl Ringshift {
             PullView {
                 copy_attempt: u32::from(p.attempt),
                 copied,
+                // Old cutover rule: verification was not part of the decision.
+                verified: p.verified || self.rules().old_cutover,
                 lag: if copied { 0 } else { u64::MAX },
                 apply_rate: 1,
                 failed: (p.phase == PullPhase::Failed).then(|| PullFailure {
@@ -738,6 +757,15 @@ impl Ringshift {
         let all_acked_commit = s.sp.acks.iter().all(|&a| a >= committed);
         let target_pulling = mv.phase == Phase::Cleanup && pull.is_some_and(|p| p.phase.active());
         let rules = self.rules();
+        // moves.rs `Plan::drops`: the ranges this move's source may drop now; none of those
+        // coming back to the source in the change in flight or owned by it again (new rule).
+        let r = usize::from(mv.range);
+        let coming_back = s.sp.target[r] == mv.src || s.sp.owners[r] == mv.src;
+        let drop = if coming_back && !rules.old_drop {
+            RangeSet::default()
+        } else {
+            RangeSet::single(range_of(mv.range))
+        };
         let active_other = s.moves.iter().enumerate().any(|(i, o)| {
             i != m
                 && o.is_some_and(|o| {
@@ -764,11 +792,13 @@ impl Ringshift {
             transfer,
             cutover: Self::cutover_of(&s.sp, m, mv.attempt),
             pull: view,
-            all_acked_commit,
             source_gone: false,
-            // New rule: the planner's `cleanup()` sees the pull only once every node
-            // acknowledged the commit, i.e. PushPlacement comes before EndPull.
-            target_pulling: target_pulling && (rules.old_cleanup_order || all_acked_commit),
+            // The planner's `cleanup()` pushes the placement until every node acknowledged
+            // the commit, then ends the pull. Old order: the pull ended first (the planner is
+            // shown every acknowledgement while the pull runs).
+            all_acked_commit: all_acked_commit || (rules.old_cleanup_order && target_pulling),
+            target_pulling,
+            drop: Some(drop),
             room: RoomCheck::Fits,
             target: NAMES[usize::from(mv.tgt)].to_string(),
         }
@@ -826,14 +856,7 @@ impl Ringshift {
             Step::PushPlacement => {
                 return self.sync(s, op);
             }
-            Step::DropSource => {
-                let r = usize::from(mv.range);
-                if !self.rules().old_drop && s.sp.target[r] == mv.src {
-                    // New rule: the ranges are coming back to the source; the drop is
-                    // cancelled and the move completes (rule 7).
-                    let next = after_drop(&mv.to_state(), 0);
-                    return self.persist(s, op, m, mv, &next);
-                }
+            Step::DropSource { .. } => {
                 Work::Drop(DropCall {
                     m: m8,
                     node: mv.src,
