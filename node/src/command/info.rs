@@ -168,6 +168,12 @@ fn info(node: &Node, _conn: &ConnState) -> String {
         "uptime_in_seconds:{}\r\n",
         node.started.elapsed().as_secs()
     ));
+    // What client libraries read at startup (BullMQ and Sidekiq check the eviction policy).
+    s.push_str("\r\n# Clients\r\n");
+    s.push_str(&format!("connected_clients:{}\r\n", node.clients.count()));
+    s.push_str("\r\n# Memory\r\n");
+    s.push_str("maxmemory:0\r\n");
+    s.push_str("maxmemory_policy:noeviction\r\n");
     s.push_str("\r\n# Persistence\r\n");
     s.push_str(&format!(
         "ringshift_durability:{}\r\n",

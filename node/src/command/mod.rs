@@ -140,7 +140,7 @@ async fn handle_in(
         return Flow::Continue;
     }
     node.metrics.op_index(index);
-    conn.client.touch(keys::now_ms(), index);
+    conn.client.command(index);
     if name == "rsfwd" || name == "rsfwd2" {
         flush(node, pending, out).await;
         out.extend_from_slice(&forwarded(node, args, name == "rsfwd2").await);
