@@ -61,15 +61,21 @@ async fn serve_connection(
     let mut out = Vec::with_capacity(16 * 1024);
     let mut pending = Pipeline::default();
     let mut parser = parse::RequestParser::default();
+    // CLIENT KILL from another connection (one waiter, registered once).
+    let client = conn.client.clone();
+    let killed = client.kill.notified();
+    tokio::pin!(killed);
     loop {
         let n = tokio::select! {
+            // The socket first: the kill is rare, and a fixed order spares the random pick.
+            biased;
             n = stream.read(&mut chunk) => n?,
-            // CLIENT KILL from another connection.
-            _ = conn.client.kill.notified() => return Ok(()),
+            _ = &mut killed => return Ok(()),
         };
         if n == 0 {
             return Ok(());
         }
+        conn.client.active(crate::keys::now_ms());
         buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
         let mut close = false;

@@ -351,6 +351,11 @@ async fn hello_3_speaks_resp3() {
         ask("CONFIG GET maxmemory\r\n", b"$1\r\n0\r\n"),
         "%1\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
     );
+    assert_eq!(ask("SET l1 ohmytext\r\n", b"\r\n"), "+OK\r\n");
+    assert_eq!(ask("SET l2 mynewtext\r\n", b"\r\n"), "+OK\r\n");
+    let idx = ask("LCS l1 l2 IDX MINMATCHLEN 4\r\n", b"len\r\n:6\r\n");
+    assert!(idx.starts_with("%2\r\n$7\r\nmatches\r\n"), "{idx}");
+    assert_eq!(ask("COMMAND DOCS\r\n", b"\r\n"), "%0\r\n");
     let hello2 = ask("HELLO 2\r\n", b"modules\r\n*0\r\n");
     assert!(hello2.starts_with("*14\r\n"), "{hello2}");
     assert_eq!(ask("GET nokey\r\n", b"\r\n"), "$-1\r\n");

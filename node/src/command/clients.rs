@@ -43,9 +43,13 @@ impl ClientShared {
         self.proto.store(proto, Ordering::Relaxed);
     }
 
-    /// Records a command (for CLIENT LIST's idle and cmd fields).
-    pub fn touch(&self, now_ms: u64, cmd_index: usize) {
+    /// Records the connection's activity (CLIENT LIST's idle field), once per read.
+    pub fn active(&self, now_ms: u64) {
         self.last_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Records a command (CLIENT LIST's cmd field).
+    pub fn command(&self, cmd_index: usize) {
         self.last_cmd.store(cmd_index + 1, Ordering::Relaxed);
     }
 
@@ -115,6 +119,10 @@ impl Clients {
         if let Ok(mut m) = self.map.lock() {
             m.remove(&id);
         }
+    }
+
+    pub fn count(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     fn all(&self) -> Vec<Arc<ClientShared>> {

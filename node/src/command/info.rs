@@ -51,7 +51,7 @@ pub fn connection_command(
                 return Flow::Close;
             }
         }
-        "command" => command(args, out),
+        "command" => command(args, conn.proto, out),
         "config" => super::handshake::config(node, conn, args, out),
         "info" => reply::bulk(out, info(node, conn).as_bytes()),
         "dbsize" => {
@@ -121,7 +121,7 @@ fn command_info(out: &mut Vec<u8>, spec: &table::CommandSpec) {
     reply::int(out, spec.step);
 }
 
-fn command(args: &[Vec<u8>], out: &mut Vec<u8>) {
+fn command(args: &[Vec<u8>], proto: u8, out: &mut Vec<u8>) {
     let visible: Vec<&table::CommandSpec> = table::COMMANDS
         .iter()
         .filter(|c| !c.flags.contains(&"internal"))
@@ -144,6 +144,8 @@ fn command(args: &[Vec<u8>], out: &mut Vec<u8>) {
             }
         }
         // redis-cli asks for docs to build its hints; having none is a valid answer.
+        // (A map in RESP3.)
+        Some("docs") if proto >= 3 => out.extend_from_slice(b"%0\r\n"),
         Some("docs") => reply::array_len(out, 0),
         Some(other) => reply::error(
             out,
@@ -168,6 +170,12 @@ fn info(node: &Node, _conn: &ConnState) -> String {
         "uptime_in_seconds:{}\r\n",
         node.started.elapsed().as_secs()
     ));
+    // What client libraries read at startup (BullMQ and Sidekiq check the eviction policy).
+    s.push_str("\r\n# Clients\r\n");
+    s.push_str(&format!("connected_clients:{}\r\n", node.clients.count()));
+    s.push_str("\r\n# Memory\r\n");
+    s.push_str("maxmemory:0\r\n");
+    s.push_str("maxmemory_policy:noeviction\r\n");
     s.push_str("\r\n# Persistence\r\n");
     s.push_str(&format!(
         "ringshift_durability:{}\r\n",

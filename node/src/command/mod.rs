@@ -140,7 +140,7 @@ async fn handle_in(
         return Flow::Continue;
     }
     node.metrics.op_index(index);
-    conn.client.touch(keys::now_ms(), index);
+    conn.client.command(index);
     if name == "rsfwd" || name == "rsfwd2" {
         flush(node, pending, out).await;
         out.extend_from_slice(&forwarded(node, args, name == "rsfwd2").await);
@@ -153,7 +153,7 @@ async fn handle_in(
             Flow::Continue
         }
         Ok(Some(keyed)) => {
-            keyed_command(node, name, args, keyed, pending, out).await;
+            keyed_command(node, conn.proto, name, args, keyed, pending, out).await;
             Flow::Continue
         }
         Ok(None) => {
@@ -174,18 +174,26 @@ async fn handle_in(
 
 async fn keyed_command(
     node: &Arc<Node>,
+    proto: u8,
     name: &str,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
     pending: &mut Pipeline,
     out: &mut Vec<u8>,
 ) {
+    // Replies that are maps in RESP3 (owners, local or remote, answer in RESP2).
+    let map_reply =
+        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Lcs { opts, .. }) if opts.idx);
     let route = exec::route_keys(node, &keyed.keys());
     if route == Route::Local
         && let Keyed::Read(r) = &keyed
     {
         flush(node, pending, out).await;
+        let start = out.len();
         exec::local_read(node, r, out);
+        if map_reply {
+            crate::resp::resp3::array_to_map(out, start);
+        }
         return;
     }
     if route == Route::Local
@@ -196,7 +204,11 @@ async fn keyed_command(
         return;
     }
     flush(node, pending, out).await;
+    let start = out.len();
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
+    if map_reply {
+        crate::resp::resp3::array_to_map(out, start);
+    }
 }
 
 /// `RSFWD2 <cluster uid> <epoch> <sender> <deadline ms> <command...>`: a command forwarded by

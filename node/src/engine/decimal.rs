@@ -106,7 +106,13 @@ fn round(mut d: Dec) -> Dec {
         return d;
     }
     let cut = d.scale - DECIMALS;
-    let keep = d.digits.len().saturating_sub(cut);
+    if d.digits.len() <= cut {
+        // The implicit leading zeros are digits too: the first dropped one may be one of them.
+        let mut padded = vec![0u8; cut + 1 - d.digits.len()];
+        padded.append(&mut d.digits);
+        d.digits = padded;
+    }
+    let keep = d.digits.len() - cut;
     let dropped: Vec<u8> = d.digits.split_off(keep);
     let mut digits = d.digits;
     let first = dropped.first().copied().unwrap_or(0);
@@ -169,6 +175,21 @@ pub fn add_text(a: &str, b: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::add_text;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The exact sum agrees with the f64 sum to f64's precision, for any sign, scale and
+        /// exponent.
+        #[test]
+        fn agrees_with_f64(a in -1_000_000_000i64..1_000_000_000, sa in 0u32..12,
+                           b in -1_000_000_000i64..1_000_000_000, sb in 0u32..12) {
+            let x = format!("{}e-{sa}", a);
+            let y = format!("{}e-{sb}", b);
+            let want = x.parse::<f64>().unwrap() + y.parse::<f64>().unwrap();
+            let got: f64 = add_text(&x, &y).unwrap().parse().unwrap();
+            prop_assert!((got - want).abs() <= want.abs() * 1e-12 + 1e-17, "{x} + {y} = {got}, f64 {want}");
+        }
+    }
 
     #[test]
     fn sums_print_like_redis() {
@@ -184,6 +205,9 @@ mod tests {
         assert_eq!(t("0.02439024390243902", "-0.024390243902439025"), "0");
         assert_eq!(t("0", "0.99999999999999999999"), "1");
         assert_eq!(t("-3", "3"), "0");
+        // Dropped digits behind implicit zeros.
+        assert_eq!(t("0", "6e-22"), "0");
+        assert_eq!(t("0", "0.000000000000000006"), "0.00000000000000001");
         assert_eq!(t(".5", "5."), "5.5");
         assert_eq!(add_text("1e999", "1"), None);
         assert_eq!(add_text("inf", "1"), None);

@@ -28,6 +28,29 @@ pub fn upgrade_nulls(out: &mut Vec<u8>, start: usize) {
     out.extend_from_slice(&rewritten);
 }
 
+/// Turns the flat RESP2 array of pairs at `out[start..]` (`*2n`) into a RESP3 map header
+/// (`%n`); anything else (an error, a null) is left as it is.
+pub fn array_to_map(out: &mut Vec<u8>, start: usize) {
+    let Some(tail) = out.get(start..) else {
+        return;
+    };
+    let Some(body) = tail.strip_prefix(b"*") else {
+        return;
+    };
+    let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    let Some(n) = std::str::from_utf8(&body[..eol])
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| n % 2 == 0)
+    else {
+        return;
+    };
+    let header = format!("%{}\r\n", n / 2);
+    out.splice(start..start + 1 + eol + 2, header.into_bytes());
+}
+
 /// Cheap pre-check: a RESP2 null can only be there if `-1\r\n` is.
 fn has_null(buf: &[u8]) -> bool {
     buf.windows(4).any(|w| w == b"-1\r\n")
@@ -98,6 +121,19 @@ mod tests {
             out,
             b"+OK\r\n_\r\n*2\r\n_\r\n$2\r\n-1\r\n_\r\n:-1\r\n-ERR x -1\r\n".to_vec()
         );
+    }
+
+    #[test]
+    fn pair_arrays_become_maps() {
+        let mut out = b"+OK\r\n*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n".to_vec();
+        array_to_map(&mut out, 5);
+        assert_eq!(
+            out,
+            b"+OK\r\n%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n".to_vec()
+        );
+        let mut err = b"-ERR x\r\n".to_vec();
+        array_to_map(&mut err, 0);
+        assert_eq!(err, b"-ERR x\r\n".to_vec());
     }
 
     #[test]
