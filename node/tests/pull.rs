@@ -6,23 +6,10 @@ mod common;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ringshift_node_api::*;
-
-async fn wait_pull(node: &NodeProc, uid: &str, done: impl Fn(&PullStatus) -> bool) -> PullStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = node.admin().pull(uid).await.unwrap();
-        if done(&s) {
-            return s;
-        }
-        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
-        assert!(Instant::now() < deadline, "pull stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_range_moves_with_writes_going_on() {

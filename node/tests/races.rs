@@ -10,19 +10,6 @@ use common::*;
 use ringshift_node_api::client::ClientError;
 use ringshift_node_api::*;
 
-async fn wait_pull(node: &NodeProc, uid: &str, done: impl Fn(&PullStatus) -> bool) -> PullStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = node.admin().pull(uid).await.unwrap();
-        if done(&s) {
-            return s;
-        }
-        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
-        assert!(Instant::now() < deadline, "pull stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn checksum(node: &NodeProc, ranges: &[HashRange]) -> (u64, u64) {
     let s = node
         .admin()

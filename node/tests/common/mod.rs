@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringshift_node_api::client::AdminClient;
-use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall};
+use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall, PullPhase, PullStatus};
 use ringshift_ring::{Member, RingSpec};
 
 pub const TOKEN: &str = "test-admin-token";
@@ -218,5 +218,23 @@ pub fn caller(epoch: u64, migration: &str, attempt: u64) -> ringshift_node_api::
         epoch,
         migration_uid: migration.to_string(),
         attempt,
+    }
+}
+
+/// Polls the pull `uid` on `node` until `done` holds (at most 60 s); fails if it fails.
+pub async fn wait_pull(
+    node: &NodeProc,
+    uid: &str,
+    done: impl Fn(&PullStatus) -> bool,
+) -> PullStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = node.admin().pull(uid).await.unwrap();
+        if done(&s) {
+            return s;
+        }
+        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
+        assert!(Instant::now() < deadline, "pull stuck: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
