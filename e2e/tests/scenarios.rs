@@ -324,7 +324,6 @@ async fn replicas_changed_mid_migration() {
 /// The source node of a move is SIGKILLed while the target copies from it; the kubelet restarts
 /// it and the move resumes or re-copies.
 #[tokio::test]
-#[ignore = "reliability tier until the split-brain windows are split at transfer boundaries (a source's epoch-N window over its whole owned range can outlast the target's first epoch-N+1 write by ~1 ms)"]
 async fn source_node_killed_mid_copy() {
     let Some(f) = Fixture::start("source_node_killed_mid_copy", "rel-srckill").await else {
         return;
@@ -885,7 +884,6 @@ async fn cancelled_copy_never_lands() {
 /// pull retry it from the same offset, never skipping records. Scale 3 -> 4 under the load:
 /// nothing lost, Balanced, and the failpoint fired. About 30 s: in the smoke tier.
 #[tokio::test]
-#[ignore = "reliability tier until the split-brain windows are split at transfer boundaries (a source's epoch-N window over its whole owned range can outlast the target's first epoch-N+1 write by ~1 ms)"]
 async fn catch_up_apply_fails() {
     let setup = Setup {
         node_failpoints: "fail-apply=2",

@@ -7,6 +7,10 @@
 //! The writer thread records every write it evaluates as owner (one binary search and three
 //! relaxed atomics, no allocation); readers take a snapshot. A placement with a new epoch gets a
 //! fresh set of windows; the oldest epochs are evicted past a cap (reported as truncated).
+//!
+//! A fence starts a fresh set too, with the owned ranges cut at the fence's edges: the fenced
+//! part takes no more writes, so its window ends at the fence even while the rest of the owned
+//! range goes on accepting. Without the cut, moving a sub-range looks like two owners.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,6 +95,33 @@ pub struct Window {
     pub count: u64,
 }
 
+/// `owned` cut at the edges of `cuts` (the fenced ranges), so each piece is either wholly inside
+/// or wholly outside every cut.
+pub fn cut_at<'a>(
+    owned: &[HashRange],
+    cuts: impl IntoIterator<Item = &'a HashRange>,
+) -> Vec<HashRange> {
+    // Every point where a piece must start: a cut's start, and the hash after a cut's end.
+    let mut starts: Vec<u64> = cuts
+        .into_iter()
+        .flat_map(|c| [Some(c.start), c.end.checked_add(1)])
+        .flatten()
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut out = Vec::with_capacity(owned.len() + starts.len());
+    for r in owned {
+        let mut start = r.start;
+        let first = starts.partition_point(|&s| s <= r.start);
+        for &s in starts[first..].iter().take_while(|&&s| s <= r.end) {
+            out.push(HashRange { start, end: s - 1 });
+            start = s;
+        }
+        out.push(HashRange { start, end: r.end });
+    }
+    out
+}
+
 /// The history of epochs' windows, newest last.
 pub struct AcceptedWrites {
     history: Mutex<VecDeque<Arc<EpochWindows>>>,
@@ -107,8 +138,9 @@ impl AcceptedWrites {
         }
     }
 
-    /// Starts the windows of a newly installed epoch (the writer records into the returned
-    /// set). Evicts the oldest epochs while over the cap; the newest is always kept.
+    /// Starts the windows of a newly installed epoch, or fresh ones of the same epoch after a
+    /// fence (the writer records into the returned set). Evicts the oldest sets while over the
+    /// cap; the newest is always kept.
     pub fn begin_epoch(&self, epoch: u64, owned: Vec<HashRange>) -> Arc<EpochWindows> {
         let windows = Arc::new(EpochWindows::new(epoch, owned));
         let mut h = match self.history.lock() {
@@ -252,6 +284,50 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn cuts_split_owned_ranges_at_fence_edges_only() {
+        let owned = [r(0, 99), r(200, 299), r(400, u64::MAX)];
+        let fences = [r(50, 59), r(90, 250), r(500, u64::MAX)];
+        assert_eq!(
+            cut_at(&owned, &fences),
+            vec![
+                r(0, 49),
+                r(50, 59),
+                r(60, 89),
+                r(90, 99),
+                r(200, 250),
+                r(251, 299),
+                r(400, 499),
+                r(500, u64::MAX),
+            ]
+        );
+        assert_eq!(cut_at(&owned, &[]), owned.to_vec());
+    }
+
+    proptest::proptest! {
+        /// The pieces tile the owned ranges, and none straddles a fence's edge.
+        #[test]
+        fn cut_pieces_tile_and_never_straddle(
+            owned in proptest::collection::vec((0u64..1000, 0u64..50), 0..8),
+            fences in proptest::collection::vec((0u64..1000, 0u64..300), 0..5),
+        ) {
+            let mut owned: Vec<HashRange> = owned.into_iter().map(|(s, l)| r(s, s + l)).collect();
+            owned.sort_by_key(|x| x.start);
+            let owned = crate::ranges::normalize(&owned).unwrap_or_default();
+            let fences: Vec<HashRange> = fences.into_iter().map(|(s, l)| r(s, s + l)).collect();
+            let pieces = cut_at(&owned, &fences);
+            let points = |rs: &[HashRange]| rs.iter().flat_map(|x| x.start..=x.end).collect::<Vec<u64>>();
+            proptest::prop_assert_eq!(points(&pieces), points(&owned));
+            for p in &pieces {
+                for f in &fences {
+                    let inside = f.start <= p.start && p.end <= f.end;
+                    let outside = p.end < f.start || f.end < p.start;
+                    proptest::prop_assert!(inside || outside, "{:?} straddles {:?}", p, f);
+                }
+            }
         }
     }
 

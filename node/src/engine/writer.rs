@@ -28,6 +28,7 @@ use crate::changelog::{LogOp, LogRecord};
 use crate::keys::{self, Stored};
 use crate::ranges;
 use crate::routing::{Fence, Route, Routing};
+use ringshift_ring::HashRange;
 
 pub enum Request {
     One {
@@ -124,9 +125,10 @@ impl Handle {
 pub fn spawn(engine: Arc<Engine>, routing: Routing, head: u64) -> Result<(), std::io::Error> {
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<Sealed>();
     let accepted = routing.placement.as_ref().map(|p| {
-        engine
-            .accepted
-            .begin_epoch(p.epoch, p.owners.ranges_of(&routing.me))
+        engine.accepted.begin_epoch(
+            p.epoch,
+            window_ranges(&routing, p.owners.ranges_of(&routing.me)),
+        )
     });
     let w = Writer {
         engine: engine.clone(),
@@ -656,6 +658,11 @@ impl Writer {
                     Some(attempt.to_be_bytes().to_vec()),
                 );
                 self.routing.fences.push(fence);
+                // The fenced part's window ends here; the rest keeps accepting in new windows.
+                if let Some(epoch) = self.accepted.as_ref().map(|w| w.epoch) {
+                    let pieces = window_ranges(&self.routing, self.routing.owned_ranges());
+                    self.accepted = Some(self.engine.accepted.begin_epoch(epoch, pieces));
+                }
                 b.routing_changed = true;
                 Outcome::Fenced { offset: self.seq }
             }
@@ -713,7 +720,8 @@ impl Writer {
                 );
                 self.routing.degraded = degraded;
                 if self.accepted.as_ref().map(|w| w.epoch) != Some(installed.epoch) {
-                    self.accepted = Some(self.engine.accepted.begin_epoch(installed.epoch, owned));
+                    let pieces = window_ranges(&self.routing, owned);
+                    self.accepted = Some(self.engine.accepted.begin_epoch(installed.epoch, pieces));
                 }
                 self.routing.placement = Some(installed);
                 b.routing_changed = true;
@@ -1329,6 +1337,11 @@ pub fn parse_int(v: &[u8]) -> Option<i64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// The pieces accepted writes are recorded by: owned ranges cut at the fences' edges.
+fn window_ranges(routing: &Routing, owned: Vec<HashRange>) -> Vec<HashRange> {
+    crate::accepted::cut_at(&owned, routing.fences.iter().flat_map(|f| &f.ranges))
 }
 
 pub fn fence_key(migration_uid: &str) -> Vec<u8> {
