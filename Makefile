@@ -82,6 +82,8 @@ REPORT := $(CURDIR)/target/reliability-report.jsonl
 reliability: build
 	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
 	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live --test commands_fuzz
+	@echo "[reliability] ring weights at 10..2000 members (release build)"
+	@$(STAGE) ring-weights $(CARGO) test --release -p ringshift-ring --test props -- --ignored
 	@echo "[reliability] the protocol model's large configurations (operator/model/README.md)"
 	@$(STAGE) model $(CARGO) test -p ringshift-model -- --include-ignored --nocapture
 	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"

@@ -37,6 +37,8 @@ pub(crate) struct MemberState {
 }
 
 pub(crate) struct Allocator {
+    /// The algorithm version being replayed (see [`crate::spec::ALGORITHMS`]).
+    algorithm: u32,
     vnodes: u16,
     pub tokens: BTreeMap<u64, u32>,
     pub members: Vec<MemberState>,
@@ -67,6 +69,9 @@ impl Cut {
 /// The token cap (`vnodes` per member) gives way when keeping it would leave a member more than
 /// 1/SLACK (5%) off its fair share.
 const SLACK: u128 = 20;
+
+/// Algorithm 2 grants a member at most this many times `vnodes` tokens, however heavy.
+const MAX_WEIGHT_RATIO: u32 = 16;
 
 /// How many of its largest ranges are kept sorted per donor during a join.
 const LARGEST: usize = 8;
@@ -116,8 +121,9 @@ fn span_between(p: u64, t: u64) -> u128 {
 }
 
 impl Allocator {
-    pub fn new(vnodes: u16) -> Self {
+    pub fn new(algorithm: u32, vnodes: u16) -> Self {
         Allocator {
+            algorithm,
             vnodes: vnodes.max(1),
             tokens: BTreeMap::new(),
             members: Vec::new(),
@@ -167,8 +173,13 @@ impl Allocator {
             }
             RingOp::Reweight { member, weight } => {
                 let id = self.id(member)?;
+                let unchanged = self.members[id as usize].weight == *weight;
                 self.members[id as usize].weight = *weight;
-                self.rebalance(id);
+                // Algorithm 2: re-stating a weight moves nothing (algorithm 1 topped the
+                // member up to its exact share, past its token cap).
+                if !(unchanged && self.algorithm >= 2) {
+                    self.rebalance(id);
+                }
             }
         }
         self.reseed_sole_owner();
@@ -378,7 +389,7 @@ impl Allocator {
             return;
         }
         let desc = |s: &Self, a: &u32, b: &u32| s.cmp_norm(*b, *a).then(a.cmp(b));
-        let budget = usize::from(self.vnodes);
+        let budget = self.piece_budget(taker);
         let mut sorted = donors.len().min(budget);
         if donors.len() > budget {
             donors.select_nth_unstable_by(budget, |a, b| desc(self, a, b));
@@ -447,6 +458,10 @@ impl Allocator {
             let mut freed = 0usize;
             let mut drop = vec![false; set.len()];
             let mut kept_load: u128 = set.iter().map(|&d| self.members[d as usize].load).sum();
+            let mut kept_weight: u128 = set
+                .iter()
+                .map(|&d| u128::from(self.members[d as usize].weight))
+                .sum();
             for i in order {
                 if total - freed <= budget || set.len() - drop.iter().filter(|x| **x).count() == 1 {
                     break;
@@ -457,7 +472,17 @@ impl Allocator {
                 if kept_load - load <= amount || load * SLACK > fair * (SLACK + 1) {
                     continue;
                 }
+                let weight = u128::from(m.weight);
+                // Algorithm 2: the donors that stay must not be levelled under 90% of their
+                // fair share either (algorithm 1 dropped donors until a few gave all).
+                if self.algorithm >= 2
+                    && (kept_load - load - amount) * total_weight * 10
+                        < FULL_SPAN * (kept_weight - weight) * 9
+                {
+                    continue;
+                }
                 kept_load -= load;
+                kept_weight -= weight;
                 freed += needs[i];
                 drop[i] = true;
             }
@@ -488,6 +513,34 @@ impl Allocator {
             self.carve(&sorted, taker, give, pieces, &mut touched);
         }
         self.merge_around(&touched);
+    }
+
+    /// How many new tokens (pieces) a taker may get: `vnodes` in algorithm 1; in algorithm 2 its
+    /// token cap less what it holds (at least one).
+    fn piece_budget(&self, taker: u32) -> usize {
+        if self.algorithm < 2 {
+            return usize::from(self.vnodes);
+        }
+        let m = &self.members[taker as usize];
+        self.token_cap(m.weight)
+            .saturating_sub(m.ranges.len())
+            .max(1)
+    }
+
+    /// Algorithm 2's token cap of a member of `weight`: `vnodes` per multiple of the lightest
+    /// active member's weight (rounded up, at most [`MAX_WEIGHT_RATIO`]), so a member of twice
+    /// the weight stands for two members. With a flat cap a heavy joiner could take its share
+    /// only from a few donors, leaving them with a sliver of theirs. Relative to the lightest
+    /// member so that weights 100 and 200 mean what 1 and 2 do.
+    fn token_cap(&self, weight: u32) -> usize {
+        let lightest = self
+            .active()
+            .map(|(_, m)| m.weight)
+            .filter(|&w| w > 0)
+            .min()
+            .unwrap_or(1);
+        let ratio = weight.div_ceil(lightest).clamp(1, MAX_WEIGHT_RATIO);
+        usize::from(self.vnodes) * ratio as usize
     }
 
     /// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
@@ -738,8 +791,14 @@ impl Allocator {
             // than 5% under their fair share: balance wins over the token cap.
             let m = &self.members[c as usize];
             let fair = FULL_SPAN * u128::from(m.weight) / total_weight.max(1);
+            // Algorithm 2: weighted caps, given way only below 90% of the share.
+            let (cap, slack) = if self.algorithm >= 2 {
+                (self.token_cap(m.weight), 10)
+            } else {
+                (cap, SLACK)
+            };
             let mut room = match cap.saturating_sub(m.ranges.len()) {
-                0 if n * SLACK > fair => usize::MAX,
+                0 if n * slack > fair => usize::MAX,
                 r => r,
             };
             while n > 0 && given < amount && room > 0 {
@@ -930,7 +989,7 @@ mod tests {
     #[test]
     fn cached_spans_and_loads_stay_exact_under_churn() {
         for seed in 0..4 {
-            let mut a = Allocator::new(16);
+            let mut a = Allocator::new(1, 16);
             for op in churn(3, 60, seed) {
                 a.apply(&op).unwrap();
                 if let Err(e) = a.check() {

@@ -36,4 +36,4 @@ pub use owner_map::OwnerMap;
 pub use placement::{CommittedTransfer, OverlayEntry, Placement, ResolvedPlacement};
 pub use range::{FULL_SPAN, HashRange, RangeSet, compact as range_set_compact};
 pub use ring::{Balance, Ring};
-pub use spec::{CURRENT_ALGORITHM, MAX_VNODES, Member, RingOp, RingSpec};
+pub use spec::{ALGORITHMS, CURRENT_ALGORITHM, MAX_VNODES, Member, RingOp, RingSpec};

@@ -6,8 +6,14 @@ use crate::ring::Ring;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The token allocation algorithm this build implements (and writes into new specs).
-pub const CURRENT_ALGORITHM: u32 = 1;
+/// The token allocation algorithm written into new specs. Older versions stay replayable: a
+/// ring's tokens are a function of its history *and* its algorithm, so a spec keeps the version
+/// it was created with.
+pub const CURRENT_ALGORITHM: u32 = 2;
+
+/// Every algorithm version this build can replay (1: the first; 2: weighted token caps and no
+/// donor levelled more than 5% under its share on a join or weight increase).
+pub const ALGORITHMS: [u32; 2] = [1, 2];
 
 /// Largest accepted `vnodes` (keeps replay time and token arrays bounded).
 pub const MAX_VNODES: u16 = 1024;
@@ -82,7 +88,7 @@ impl RingSpec {
 
     /// Check the algorithm version and vnodes.
     pub fn validate_header(&self) -> Result<()> {
-        if self.algorithm != CURRENT_ALGORITHM {
+        if !ALGORITHMS.contains(&self.algorithm) {
             return Err(Error::UnsupportedAlgorithm {
                 algorithm: self.algorithm,
                 supported: CURRENT_ALGORITHM,
@@ -176,7 +182,7 @@ impl RingSpec {
     /// Replay the history and build the ring.
     pub fn build(&self) -> Result<Ring> {
         self.validate_header()?;
-        let mut alloc = Allocator::new(self.vnodes);
+        let mut alloc = Allocator::new(self.algorithm, self.vnodes);
         for op in &self.ops {
             alloc.apply(op)?;
         }
@@ -266,10 +272,10 @@ mod tests {
             Err(Error::UnknownMember { member: "x".into() })
         );
         assert!(matches!(spec.build(), Err(Error::UnknownMember { .. })));
-        let mut v2 = RingSpec::new(4);
-        v2.algorithm = 2;
+        let mut v3 = RingSpec::new(4);
+        v3.algorithm = 3;
         assert!(matches!(
-            v2.build(),
+            v3.build(),
             Err(Error::UnsupportedAlgorithm { .. })
         ));
         assert!(matches!(
@@ -295,7 +301,7 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(
             json,
-            r#"{"algorithm":1,"vnodes":64,"ops":[{"op":"join","member":"a","weight":1},{"op":"reweight","member":"a","weight":2}]}"#
+            r#"{"algorithm":2,"vnodes":64,"ops":[{"op":"join","member":"a","weight":1},{"op":"reweight","member":"a","weight":2}]}"#
         );
         assert_eq!(serde_json::from_str::<RingSpec>(&json).unwrap(), spec);
     }

@@ -49,8 +49,11 @@ proptest! {
     fn arbitrary_histories_never_panic_and_replay_identically(
         ops in prop::collection::vec(op(), 0..40),
         vnodes in 0u16..20,
+        algorithm in prop::sample::select(ringshift_ring::ALGORITHMS.to_vec()),
     ) {
-        let spec = RingSpec { algorithm: 1, vnodes, ops };
+        let spec = RingSpec { algorithm, vnodes, ops };
+        // Algorithm 2 grants up to 16 x vnodes to a heavy member.
+        let ratio = if algorithm == 1 { 1 } else { 16 };
         let first = spec.build();
         let second = spec.build();
         match (first, second) {
@@ -58,7 +61,7 @@ proptest! {
                 prop_assert_eq!(a.tokens(), b.tokens());
                 prop_assert_eq!(a.token_owners(), b.token_owners());
                 prop_assert_eq!(a.loads().iter().sum::<u128>(), FULL_SPAN);
-                prop_assert!(a.max_tokens_per_member() <= usize::from(vnodes).max(1) * 2);
+                prop_assert!(a.max_tokens_per_member() <= usize::from(vnodes).max(1) * ratio * 2);
                 assert_partition(&a.owner_map());
                 for m in a.members() {
                     if m.weight == 0 {
@@ -182,4 +185,123 @@ proptest! {
         prop_assert_eq!(final_map.members().len(), want.len());
         prop_assert_eq!(final_map, expected);
     }
+}
+
+/// Every member of positive weight holds at least `min_share` of its weighted share, and no
+/// member more tokens than algorithm 2's cap: `vnodes` per multiple of the lightest weight, at
+/// the highest weight the member had (a weight decrease moves boundaries only, so a member
+/// keeps the tokens it had; data moves no more than needed).
+fn check_weighted_fairness(spec: &RingSpec, min_share: f64) -> Result<(), String> {
+    let ring = spec.build().map_err(|e| e.to_string())?;
+    let members = ring.members();
+    let total: f64 = members.iter().map(|m| f64::from(m.weight)).sum();
+    let mut highest: std::collections::BTreeMap<&str, u32> = Default::default();
+    for op in &spec.ops {
+        if let RingOp::Join { member, weight } | RingOp::Reweight { member, weight } = op {
+            let h = highest.entry(member.as_str()).or_default();
+            *h = (*h).max(*weight);
+        }
+    }
+    let lightest = spec
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            RingOp::Join { weight, .. } | RingOp::Reweight { weight, .. } => Some(*weight),
+            RingOp::Leave { .. } => None,
+        })
+        .filter(|&w| w > 0)
+        .min()
+        .unwrap_or(1);
+    for (m, &load) in members.iter().zip(ring.loads()) {
+        if m.weight == 0 {
+            continue;
+        }
+        let share = load as f64 / (FULL_SPAN as f64 * f64::from(m.weight) / total);
+        if share < min_share {
+            return Err(format!(
+                "{} (weight {}) holds {share:.3} of its share",
+                m.name, m.weight
+            ));
+        }
+        let weight = highest.get(m.name.as_str()).copied().unwrap_or(m.weight);
+        let cap = usize::from(spec.vnodes) * weight.div_ceil(lightest).clamp(1, 16) as usize;
+        let tokens = ring.tokens_of(&m.name).len();
+        if tokens > cap {
+            return Err(format!(
+                "{} (weight {}) holds {tokens} tokens, cap {cap}",
+                m.name, m.weight
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `n` members joining with weights 1..=4 from `seed`, then weighted joins and reweights.
+fn weighted_history(n: usize, vnodes: u16, seed: u64) -> RingSpec {
+    let mut rng = Rng(seed);
+    let members: Vec<Member> = (0..n)
+        .map(|i| Member::new(format!("m{i:04}"), 1 + (rng.next() % 4) as u32))
+        .collect();
+    let mut spec = RingSpec::with_members(vnodes, &members).unwrap();
+    for i in 0..3 {
+        let target = format!("m{:04}", rng.next() as usize % n);
+        spec.push(RingOp::Reweight {
+            member: target,
+            weight: 1 + (rng.next() % 4) as u32,
+        });
+        spec.push(RingOp::Join {
+            member: format!("late{i}"),
+            weight: 1 + (rng.next() % 4) as u32,
+        });
+    }
+    spec
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Algorithm 2 at sizes past the vnode count (where algorithm 1 starved members). With
+    /// fewer than 16 vnodes pieces are coarse and the cap can give way to keep the shares.
+    #[test]
+    fn weighted_joins_and_reweights_keep_every_share(
+        n in 10usize..160,
+        vnodes in prop::sample::select(vec![16u16, 32, 64]),
+        seed in any::<u64>(),
+    ) {
+        let spec = weighted_history(n, vnodes, seed);
+        prop_assert_eq!(spec.algorithm, 2);
+        if let Err(e) = check_weighted_fairness(&spec, 0.9) {
+            prop_assert!(false, "n={} vnodes={}: {}", n, vnodes, e);
+        }
+    }
+}
+
+/// The same check at N = 10..2000 (minutes in a debug build: `make reliability`).
+#[test]
+#[ignore = "long: make reliability runs it"]
+fn weighted_fairness_at_large_sizes() {
+    for (i, &n) in [10usize, 100, 500, 1000, 2000].iter().enumerate() {
+        let spec = weighted_history(n, 64, 0x5eed + i as u64);
+        if let Err(e) = check_weighted_fairness(&spec, 0.9) {
+            panic!("n={n}: {e}");
+        }
+    }
+}
+
+/// The check is able to fail: algorithm 1 (kept for existing rings) starves donors when one
+/// member of weight 2 joins 200 equal ones (the historical bug).
+#[test]
+fn the_fairness_check_catches_algorithm_1_starving_donors() {
+    let members: Vec<Member> = (0..200)
+        .map(|i| Member::new(format!("m{i:04}"), 1))
+        .collect();
+    let mut spec = RingSpec::with_members(64, &members).unwrap();
+    spec.push(RingOp::Join {
+        member: "heavy".into(),
+        weight: 2,
+    });
+    assert!(check_weighted_fairness(&spec, 0.9).is_ok(), "algorithm 2");
+    spec.algorithm = 1;
+    let err = check_weighted_fairness(&spec, 0.9).unwrap_err();
+    assert!(err.contains("of its share"), "{err}");
 }

@@ -1,4 +1,6 @@
-//! Pinned key -> hash -> owner vectors: a change of the hash or of ring algorithm 1 fails here.
+//! Pinned key -> hash -> owner vectors: a change of the hash or of a ring algorithm's tokens
+//! fails here. Existing specs replay with the algorithm they were written with, so every version
+//! this build accepts stays pinned.
 
 use ringshift_ring::{Member, RingSpec, key_hash};
 
@@ -37,7 +39,7 @@ fn owners_under_algorithm_1_are_pinned() {
         ],
     )
     .unwrap();
-    let ring = spec.build().unwrap();
+    let ring = at(1, spec).build().unwrap();
     for &(key, hash, owner) in VECTORS {
         assert_eq!(
             ring.owner(hash),
@@ -49,15 +51,20 @@ fn owners_under_algorithm_1_are_pinned() {
     }
 }
 
+/// A history replayed with algorithm `algorithm`.
+fn at(algorithm: u32, mut spec: RingSpec) -> RingSpec {
+    spec.algorithm = algorithm;
+    spec
+}
+
 /// XXH3 over every (token, owner name) of a ring built from a history with joins, weights,
-/// leaves and reweights: any change of allocation algorithm 1 changes it.
-#[test]
-fn token_layout_of_algorithm_1_is_pinned() {
+/// leaves and reweights.
+fn layout_digest(algorithm: u32) -> u64 {
     use ringshift_ring::RingOp;
     let members: Vec<Member> = (0..150)
         .map(|i| Member::new(format!("node-{i:03}"), 1 + i % 3))
         .collect();
-    let mut spec = RingSpec::with_members(64, &members).unwrap();
+    let mut spec = at(algorithm, RingSpec::with_members(64, &members).unwrap());
     for i in (0..150).step_by(7) {
         spec.push(RingOp::Leave {
             member: format!("node-{i:03}"),
@@ -82,11 +89,31 @@ fn token_layout_of_algorithm_1_is_pinned() {
         bytes.extend_from_slice(ring.members()[o as usize].name.as_bytes());
     }
     let digest = xxhash_rust::xxh3::xxh3_64(&bytes);
-    println!("tokens {} digest {digest:#018x}", ring.tokens().len());
+    println!(
+        "algorithm {algorithm}: tokens {} digest {digest:#018x}",
+        ring.tokens().len()
+    );
+    digest
+}
+
+/// Any change of algorithm 1 changes this digest (clusters created with it would re-shard).
+#[test]
+fn token_layout_of_algorithm_1_is_pinned() {
     assert_eq!(
-        digest, PINNED_LAYOUT,
-        "ring algorithm 1 changed: bump the algorithm version"
+        layout_digest(1),
+        0xff720fa0fad9e279,
+        "ring algorithm 1 changed: keep it, add a version"
     );
 }
 
-const PINNED_LAYOUT: u64 = 0xff720fa0fad9e279;
+/// Algorithm 2 (weighted token caps, no donor levelled far under its share) likewise.
+#[test]
+fn token_layout_of_algorithm_2_is_pinned() {
+    assert_eq!(
+        layout_digest(2),
+        PINNED_LAYOUT_2,
+        "ring algorithm 2 changed: keep it, add a version"
+    );
+}
+
+const PINNED_LAYOUT_2: u64 = 0x6ec9a4793807e8be;
