@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use ringshift_node_api::*;
 
 use super::{ApiResult, api_err, authorize, check_caller, parse_body, validate_ranges};
-use crate::engine::{Engine, Op, Outcome};
+use crate::engine::{Op, Outcome};
 use crate::node::Node;
 use crate::ranges;
 
@@ -301,7 +301,7 @@ pub async fn checksum(
     let engine = node.engine.clone();
     let at = session.offset;
     let (digest, keys) = tokio::task::spawn_blocking(move || {
-        Engine::checksum(&session.snapshot, engine.data_keyspace(), &rs)
+        engine.checksum(&session.snapshot, &rs)
     })
     .await
     .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?

@@ -2,6 +2,7 @@
 
 pub mod clients;
 pub mod exec;
+pub mod hash;
 mod handshake;
 mod info;
 mod keyspace;
@@ -182,8 +183,12 @@ async fn keyed_command(
     out: &mut Vec<u8>,
 ) {
     // Replies that are maps in RESP3 (owners, local or remote, answer in RESP2).
-    let map_reply =
-        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Lcs { opts, .. }) if opts.idx);
+    let map_reply = proto >= 3
+        && match &keyed {
+            Keyed::Read(parse::ReadCmd::Lcs { opts, .. }) => opts.idx,
+            Keyed::Read(parse::ReadCmd::Hash(h)) => h.is_map(),
+            _ => false,
+        };
     let route = exec::route_keys(node, &keyed.keys());
     if route == Route::Local
         && let Keyed::Read(r) = &keyed

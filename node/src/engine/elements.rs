@@ -1,0 +1,64 @@
+//! Reads of collections outside the writer: a key's metadata through the read cache, its
+//! elements straight from the sub keyspace (committed batches only, as every read here).
+
+use super::collection::{self, CollMeta, CollType, Held};
+use super::{Engine, EngineError};
+
+impl Engine {
+    /// What a live key holds.
+    pub fn held(&self, key: &[u8]) -> Result<Held, EngineError> {
+        Ok(Held::of(self.get(key)?.as_ref()))
+    }
+
+    /// The key's live collection of type `ty`: None if absent, Err(WRONGTYPE) if the key holds
+    /// something else.
+    pub fn collection(
+        &self,
+        key: &[u8],
+        ty: CollType,
+    ) -> Result<Result<Option<CollMeta>, &'static str>, EngineError> {
+        Ok(self.held(key)?.expect(ty))
+    }
+
+    /// One element's value.
+    pub fn element(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        field: &[u8],
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let skey = collection::sub_key(key, meta.version, field);
+        Ok(self.sub.get(&skey)?.map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` elements (field, value) in field order, after the first `skip`.
+    pub fn elements(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+        let prefix = collection::elements_prefix(key, meta.version);
+        let mut out = Vec::new();
+        let iter = self.sub.prefix(&prefix);
+        for item in iter.skip(skip) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.into_inner()?;
+            let field = k.get(prefix.len()..).unwrap_or_default().to_vec();
+            out.push((field, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every element of the collection.
+    pub fn all_elements(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+        self.elements(key, meta, 0, usize::MAX)
+    }
+}
