@@ -510,6 +510,7 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                 }
             }
             ReadCmd::Hash(h) => super::hash::read(node, h, out)?,
+            ReadCmd::Set(s) => super::set::read(node, s, out)?,
             ReadCmd::Exists(ks) => {
                 let mut n = 0;
                 for k in ks {
@@ -579,7 +580,7 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                 None => reply::nil(out),
                 Some(s) => match CollMeta::of(&s) {
                     Some(m) if *sub == super::parse::ObjectSub::Encoding => {
-                        reply::bulk(out, super::hash::encoding(node, key, &m)?.as_bytes())
+                        reply::bulk(out, super::encoding::encoding(node, key, &m)?.as_bytes())
                     }
                     _ => super::strings::object_reply(*sub, out),
                 },

@@ -1,7 +1,7 @@
 //! Hash commands: parsing (Redis 7 syntax and errors) and the reads, answered from the key's
 //! metadata and its elements. Writes are `engine::hash` commands evaluated in the writer.
 
-use crate::engine::collection::{CollMeta, CollType};
+use crate::engine::collection::{CollMeta, CollType, Rng};
 use crate::engine::hash::{HSetMode, HashCmd};
 use crate::engine::ops::DataCmd;
 use crate::engine::strings::{NOT_FLOAT, parse_float};
@@ -191,56 +191,6 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             })
         }
         _ => Ok(None),
-    }
-}
-
-/// OBJECT ENCODING of a collection, by Redis 7.0's default thresholds (hash: listpack up to
-/// 128 fields of at most 64 bytes each; set: intset up to 512 integers, else hashtable).
-/// Nothing is stored differently: the answer is what Redis would use for the same contents.
-pub fn encoding(node: &Node, key: &[u8], m: &CollMeta) -> Result<&'static str, String> {
-    let elements = |limit: u64| -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>, String> {
-        if m.count > limit {
-            return Ok(None);
-        }
-        node.engine
-            .all_elements(key, m)
-            .map(Some)
-            .map_err(|e| e.to_string())
-    };
-    Ok(match m.ty {
-        CollType::Hash => match elements(128)? {
-            Some(all) if all.iter().all(|(f, v)| f.len() <= 64 && v.len() <= 64) => "listpack",
-            _ => "hashtable",
-        },
-        CollType::Set => match elements(512)? {
-            Some(all) if all.iter().all(|(f, _)| parse_int(f).is_some()) => "intset",
-            _ => "hashtable",
-        },
-    })
-}
-
-/// A small random-number source for HRANDFIELD/SRANDMEMBER/SPOP (not for anything secret).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new() -> Rng {
-        use std::hash::BuildHasher;
-        let seed = std::collections::hash_map::RandomState::new().hash_one(crate::keys::now_ms());
-        Rng(seed | 1)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1) as u64) as usize
-    }
-}
-
-impl Default for Rng {
-    fn default() -> Self {
-        Rng::new()
     }
 }
 

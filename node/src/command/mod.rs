@@ -2,7 +2,9 @@
 
 pub mod clients;
 pub mod exec;
+pub mod encoding;
 pub mod hash;
+pub mod set;
 mod handshake;
 mod info;
 mod keyspace;

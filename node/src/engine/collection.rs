@@ -107,6 +107,31 @@ impl Effect {
     }
 }
 
+/// A small random-number source for HRANDFIELD/SRANDMEMBER/SPOP (not for anything secret).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Rng {
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(crate::keys::now_ms());
+        Rng(seed | 1)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1) as u64) as usize
+    }
+}
+
+impl Default for Rng {
+    fn default() -> Self {
+        Rng::new()
+    }
+}
+
 /// What a key holds, for commands that care about its type.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Held {

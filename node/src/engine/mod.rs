@@ -15,6 +15,7 @@ pub mod ops;
 pub mod presence;
 mod small;
 pub mod hash;
+pub mod set;
 pub mod strings;
 #[cfg(test)]
 mod strings_tests;

@@ -8,6 +8,7 @@ use crate::routing::{Installed, Route};
 
 use super::SnapshotSession;
 use super::hash::HashCmd;
+use super::set::SetCmd;
 use super::strings::StrCmd;
 
 /// How SET treats the key's expiry.
@@ -98,6 +99,8 @@ pub enum DataCmd {
     },
     /// A hash write (see `hash`).
     Hash(HashCmd),
+    /// A set write (see `set`).
+    Sets(SetCmd),
 }
 
 impl DataCmd {
@@ -110,6 +113,7 @@ impl DataCmd {
             | DataCmd::Expire { key, .. } => f(key),
             DataCmd::Str(c) => f(c.key()),
             DataCmd::Hash(c) => f(c.key()),
+            DataCmd::Sets(c) => c.all_keys(f),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => f(src) && f(dst),
             DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.iter().all(|(k, _)| f(k)),
@@ -125,6 +129,7 @@ impl DataCmd {
             }
             DataCmd::Str(c) => vec![c.key()],
             DataCmd::Hash(c) => vec![c.key()],
+            DataCmd::Sets(c) => c.keys(),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => vec![src, dst],
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => {

@@ -31,6 +31,7 @@ use crate::routing::{Fence, Route, Routing};
 use ringshift_ring::HashRange;
 
 mod collections;
+mod sets;
 mod subkeys;
 
 pub enum Request {
@@ -916,7 +917,10 @@ impl Writer {
         let several = match &cmd {
             DataCmd::Del { keys } => keys.len() > 1,
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.len() > 1,
-            DataCmd::Rename { .. } | DataCmd::Copy { .. } | DataCmd::Hash(_) => true,
+            DataCmd::Rename { .. }
+            | DataCmd::Copy { .. }
+            | DataCmd::Hash(_)
+            | DataCmd::Sets(_) => true,
             _ => false,
         };
         Ok(Outcome::Data(
@@ -1372,6 +1376,7 @@ impl Writer {
                 DataReply::Int(1)
             }
             DataCmd::Hash(c) => self.hash_cmd(c, b)?,
+            DataCmd::Sets(c) => self.set_cmd(c, b)?,
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);

@@ -23,7 +23,7 @@ impl Writer {
     }
 
     /// Current values of `fields` of `key`'s collection (all None when absent).
-    fn field_values(
+    pub(super) fn field_values(
         &self,
         key: &[u8],
         meta: Option<&CollMeta>,
