@@ -211,14 +211,7 @@ impl EntryBuilder {
     }
 
     /// Appends a put record, encoded in place (the writer's hot path).
-    pub fn push_put(
-        &mut self,
-        seq: u64,
-        ts_ms: u64,
-        skey: &[u8],
-        value: &[u8],
-        exp_word: u64,
-    ) {
+    pub fn push_put(&mut self, seq: u64, ts_ms: u64, skey: &[u8], value: &[u8], exp_word: u64) {
         self.first_seq.get_or_insert(seq);
         self.bytes.extend_from_slice(&seq.to_be_bytes());
         self.bytes

@@ -205,7 +205,10 @@ mod tests {
         let mut raw = 1_700_000_000_000u64.to_be_bytes().to_vec();
         raw.extend_from_slice(b"hello");
         let s = Stored::decode(&raw).unwrap();
-        assert_eq!(s, Stored::string(b"hello".to_vec(), Some(1_700_000_000_000)));
+        assert_eq!(
+            s,
+            Stored::string(b"hello".to_vec(), Some(1_700_000_000_000))
+        );
         let mut raw = 0u64.to_be_bytes().to_vec();
         raw.extend_from_slice(b"x");
         assert!(!Stored::decode(&raw).unwrap().typed);

@@ -826,12 +826,11 @@ impl Puller {
             _ => return Err(Stop::Retry("cannot snapshot the target".into())),
         };
         let engine = self.node.engine.clone();
-        let (digest, keys) = tokio::task::spawn_blocking(move || {
-            engine.checksum(&session.snapshot, &ranges)
-        })
-        .await
-        .map_err(|e| Stop::Retry(e.to_string()))?
-        .map_err(|e| Stop::Retry(e.to_string()))?;
+        let (digest, keys) =
+            tokio::task::spawn_blocking(move || engine.checksum(&session.snapshot, &ranges))
+                .await
+                .map_err(|e| Stop::Retry(e.to_string()))?
+                .map_err(|e| Stop::Retry(e.to_string()))?;
         if Some(&theirs.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy("the source's snapshot changed".into()));
         }

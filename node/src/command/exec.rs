@@ -537,10 +537,9 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                 reply::int(out, v);
             }
             ReadCmd::StrLen(k) => reply::int(out, get(k)?.map_or(0, |s| s.value.len() as i64)),
-            ReadCmd::Type(k) => reply::simple(
-                out,
-                any(k)?.as_ref().map_or("none", collection::type_name),
-            ),
+            ReadCmd::Type(k) => {
+                reply::simple(out, any(k)?.as_ref().map_or("none", collection::type_name))
+            }
             ReadCmd::GetRange { key, start, end } => {
                 let v = get(key)?.map(|s| s.value).unwrap_or_default();
                 reply::bulk(out, super::strings::range_of(&v, *start, *end));

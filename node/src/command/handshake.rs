@@ -156,7 +156,10 @@ pub fn config(node: &Node, conn: &ConnState, args: &[Vec<u8>], out: &mut Vec<u8>
                 );
                 return;
             }
-            if pairs.iter().any(|(n, v)| node.encodings.set(n, v) == Some(false)) {
+            if pairs
+                .iter()
+                .any(|(n, v)| node.encodings.set(n, v) == Some(false))
+            {
                 reply::error(out, "ERR CONFIG SET failed: argument must be a number");
                 return;
             }

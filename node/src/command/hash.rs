@@ -13,16 +13,35 @@ use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HashRead {
-    Get { key: Vec<u8>, field: Vec<u8> },
-    MGet { key: Vec<u8>, fields: Vec<Vec<u8>> },
-    Exists { key: Vec<u8>, field: Vec<u8> },
+    Get {
+        key: Vec<u8>,
+        field: Vec<u8>,
+    },
+    MGet {
+        key: Vec<u8>,
+        fields: Vec<Vec<u8>>,
+    },
+    Exists {
+        key: Vec<u8>,
+        field: Vec<u8>,
+    },
     Len(Vec<u8>),
-    StrLen { key: Vec<u8>, field: Vec<u8> },
+    StrLen {
+        key: Vec<u8>,
+        field: Vec<u8>,
+    },
     GetAll(Vec<u8>),
     Keys(Vec<u8>),
     Vals(Vec<u8>),
-    Scan { key: Vec<u8>, scan: ElementScan },
-    RandField { key: Vec<u8>, count: Option<i64>, with_values: bool },
+    Scan {
+        key: Vec<u8>,
+        scan: ElementScan,
+    },
+    RandField {
+        key: Vec<u8>,
+        count: Option<i64>,
+        with_values: bool,
+    },
 }
 
 impl HashRead {
@@ -214,7 +233,9 @@ pub fn random_elements(
         if all.is_empty() {
             return Ok(Vec::new());
         }
-        return Ok((0..want).map(|_| all[rng.below(all.len())].clone()).collect());
+        return Ok((0..want)
+            .map(|_| all[rng.below(all.len())].clone())
+            .collect());
     }
     // Distinct: pick sorted positions, then read the collection once.
     let mut picks = std::collections::BTreeSet::new();

@@ -1,15 +1,15 @@
 //! Command dispatch for the data port.
 
 pub mod clients;
-pub mod exec;
 pub mod encoding;
-pub mod hash;
-pub mod set;
+pub mod exec;
 mod handshake;
+pub mod hash;
 mod info;
 mod keyspace;
 mod lcs;
 pub mod parse;
+pub mod set;
 mod strings;
 pub mod table;
 

@@ -198,7 +198,11 @@ impl Engine {
 
     /// Order-independent digest over (key, value, expiry) of every entry in `ranges` and over
     /// their live collection elements; and the number of entries digested.
-    pub fn checksum(&self, snap: &Snapshot, ranges: &[HashRange]) -> Result<(u64, u64), EngineError> {
+    pub fn checksum(
+        &self,
+        snap: &Snapshot,
+        ranges: &[HashRange],
+    ) -> Result<(u64, u64), EngineError> {
         let mut digest = 0u64;
         let mut n = 0u64;
         let mut live = LiveFilter::new(snap, &self.data);

@@ -53,6 +53,23 @@ impl Engine {
         Ok(out)
     }
 
+    /// Elements physically stored in `ranges`, stale versions included.
+    pub fn stored_elements(&self, ranges: &[crate::ranges::HashRange]) -> Result<u64, EngineError> {
+        let mut n = 0;
+        for r in ranges {
+            let (lo, hi) = crate::keys::range_bounds(*r);
+            let iter = match hi {
+                Some(hi) => self.sub.range(lo..hi),
+                None => self.sub.range(lo..),
+            };
+            for item in iter {
+                item.key()?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Every element of the collection.
     pub fn all_elements(
         &self,

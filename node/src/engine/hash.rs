@@ -131,7 +131,10 @@ pub fn eval(cmd: HashCmd, current: Vec<Option<Vec<u8>>>) -> Effect {
         HashCmd::IncrByFloat { field, delta, .. } => {
             let cur = current.into_iter().next().flatten();
             let absent = cur.is_none();
-            if cur.as_deref().is_some_and(|v| strings::parse_float(v).is_none()) {
+            if cur
+                .as_deref()
+                .is_some_and(|v| strings::parse_float(v).is_none())
+            {
                 return Effect::only(DataReply::Err("ERR hash value is not a float".into()));
             }
             // The same arithmetic and formatting as INCRBYFLOAT.
@@ -167,10 +170,7 @@ mod tests {
             vec![None, Some(b("x")), None],
         );
         assert_eq!(e.added, 1);
-        assert_eq!(
-            e.subs,
-            vec![(b("a"), Some(b("3"))), (b("b"), Some(b("2")))]
-        );
+        assert_eq!(e.subs, vec![(b("a"), Some(b("3"))), (b("b"), Some(b("2")))]);
         assert_eq!(e.reply, Some(DataReply::Int(1)));
     }
 
@@ -224,7 +224,11 @@ mod tests {
             cmd(Some(b("x")), 1).reply,
             Some(DataReply::Err("ERR hash value is not an integer".into()))
         );
-        assert!(cmd(Some(i64::MAX.to_string().into_bytes()), 1).subs.is_empty());
+        assert!(
+            cmd(Some(i64::MAX.to_string().into_bytes()), 1)
+                .subs
+                .is_empty()
+        );
         let e = cmd(Some(b("41")), 1);
         assert_eq!(e.subs, vec![(b("f"), Some(b("42")))]);
         assert_eq!(e.added, 0);

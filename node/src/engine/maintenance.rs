@@ -148,25 +148,36 @@ pub(crate) async fn collect_garbage(
             }
             continue;
         }
+        // The stale version's elements, a chunk at a time, each chunk read past the last.
+        let mut from = k.to_vec();
         loop {
+            let mut chunk: Vec<Vec<u8>> = Vec::new();
+            for item in engine.sub.range(from.clone()..).take(GC_CHUNK) {
+                let k = item.key()?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                chunk.push(k.to_vec());
+            }
+            let Some(last) = chunk.last().cloned() else {
+                break;
+            };
+            let full = chunk.len() == GC_CHUNK;
+            removed += chunk.len();
             let op = Op::SubGc {
                 prefix: prefix.clone(),
-                max: GC_CHUNK,
+                keys: chunk,
             };
-            match engine.run(op).await? {
-                super::Outcome::Cleared { done: false } => removed += GC_CHUNK,
-                super::Outcome::Cleared { done: true } => break,
-                super::Outcome::Failed(m) => {
-                    return Err(super::EngineError::Corrupt {
-                        what: "stale element cleanup",
-                        detail: m,
-                    });
-                }
-                _ => break,
+            if let super::Outcome::Failed(m) = engine.run(op).await? {
+                return Err(super::EngineError::GcFailed(m));
             }
+            if !full {
+                break;
+            }
+            from = [last.as_slice(), &[0]].concat();
             if removed >= GC_PER_TICK {
                 // Resume with this version next tick.
-                *cursor = Some(prefix);
+                *cursor = Some(from);
                 return Ok(());
             }
         }

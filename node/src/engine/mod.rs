@@ -6,16 +6,16 @@ pub mod cache;
 pub mod collection;
 mod copy;
 pub mod counts;
-mod elements;
 mod decimal;
+mod elements;
+pub mod hash;
 pub mod ingest;
 pub(crate) mod maintenance;
 mod open;
 pub mod ops;
 pub mod presence;
-mod small;
-pub mod hash;
 pub mod set;
+mod small;
 pub mod strings;
 #[cfg(test)]
 mod strings_tests;
@@ -71,6 +71,8 @@ pub enum EngineError {
     Ahead { after: u64, head: u64 },
     #[error("ingested unit discarded: {0}")]
     Discarded(String),
+    #[error("removing stale collection elements failed: {0}")]
+    GcFailed(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -195,11 +195,11 @@ pub enum Op {
         after: Option<super::CopyCursor>,
         max: usize,
     },
-    /// Remove up to `max` elements of the collection version whose sub-keys start with
-    /// `prefix`, unlogged, unless that version is live again (answers `Cleared`).
+    /// Remove `keys` (elements of the collection version whose sub-keys start with `prefix`),
+    /// unlogged, unless that version is live (answers `Done`).
     SubGc {
         prefix: Vec<u8>,
-        max: usize,
+        keys: Vec<Vec<u8>>,
     },
     /// Record what a bulk ingestion unit wrote into `guard` (see `engine::ingest`): the pull's
     /// cursor (in `meta`), expiry index entries and key counts. Refused once this node owns any

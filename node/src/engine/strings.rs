@@ -90,10 +90,7 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
     match cmd {
         StrCmd::SetNx { value, .. } => match old {
             Some(_) => (Change::Keep, DataReply::Int(0)),
-            None => (
-                Change::Put(Stored::string(value, None)),
-                DataReply::Int(1),
-            ),
+            None => (Change::Put(Stored::string(value, None)), DataReply::Int(1)),
         },
         StrCmd::Append { value, .. } => {
             let (mut cur, expires_at) = old.map_or((Vec::new(), None), |s| (s.value, s.expires_at));

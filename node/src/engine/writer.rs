@@ -861,7 +861,7 @@ impl Writer {
                 }
                 Outcome::Done
             }
-            Op::SubGc { prefix, max } => self.collect_garbage(&prefix, max, b)?,
+            Op::SubGc { prefix, keys } => self.collect_garbage(&prefix, keys, b)?,
             Op::Snapshot => return Ok(Pending::Snapshot),
             Op::Meta(meta) => {
                 self.meta(meta, b);
@@ -917,10 +917,9 @@ impl Writer {
         let several = match &cmd {
             DataCmd::Del { keys } => keys.len() > 1,
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.len() > 1,
-            DataCmd::Rename { .. }
-            | DataCmd::Copy { .. }
-            | DataCmd::Hash(_)
-            | DataCmd::Sets(_) => true,
+            DataCmd::Rename { .. } | DataCmd::Copy { .. } | DataCmd::Hash(_) | DataCmd::Sets(_) => {
+                true
+            }
             _ => false,
         };
         Ok(Outcome::Data(
@@ -1031,11 +1030,12 @@ impl Writer {
     /// The key's stored state, expired or not.
     fn stored_value(&self, skey: &[u8], b: &Batch) -> Result<Option<Stored>, fjall::Error> {
         Ok(
-            match b
-                .overlay
-                .get(skey)
-                .or_else(|| self.in_flight.iter().rev().find_map(|f| f.overlay.get(skey)))
-            {
+            match b.overlay.get(skey).or_else(|| {
+                self.in_flight
+                    .iter()
+                    .rev()
+                    .find_map(|f| f.overlay.get(skey))
+            }) {
                 Some(v) => v.clone(),
                 None => self
                     .engine
@@ -1050,11 +1050,12 @@ impl Writer {
     /// batch's writes. The presence filter (new keys) and the read cache answer most of these
     /// without touching fjall.
     fn stored(&self, skey: &[u8], b: &Batch) -> Result<bool, fjall::Error> {
-        if let Some(v) = b
-            .overlay
-            .get(skey)
-            .or_else(|| self.in_flight.iter().rev().find_map(|f| f.overlay.get(skey)))
-        {
+        if let Some(v) = b.overlay.get(skey).or_else(|| {
+            self.in_flight
+                .iter()
+                .rev()
+                .find_map(|f| f.overlay.get(skey))
+        }) {
             return Ok(v.is_some());
         }
         // Updates (the common case) are answered by the cache, new keys by the filter.
@@ -1367,11 +1368,7 @@ impl Writer {
                 }
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);
-                    self.write(
-                        skey,
-                        Some(Stored::string(value, None)),
-                        b,
-                    )?;
+                    self.write(skey, Some(Stored::string(value, None)), b)?;
                 }
                 DataReply::Int(1)
             }
@@ -1380,11 +1377,7 @@ impl Writer {
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);
-                    self.write(
-                        skey,
-                        Some(Stored::string(value, None)),
-                        b,
-                    )?;
+                    self.write(skey, Some(Stored::string(value, None)), b)?;
                 }
                 DataReply::Ok
             }

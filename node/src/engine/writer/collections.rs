@@ -39,7 +39,11 @@ impl Writer {
         }
     }
 
-    pub(super) fn hash_cmd(&mut self, cmd: HashCmd, b: &mut Batch) -> Result<DataReply, fjall::Error> {
+    pub(super) fn hash_cmd(
+        &mut self,
+        cmd: HashCmd,
+        b: &mut Batch,
+    ) -> Result<DataReply, fjall::Error> {
         let key = cmd.key().to_vec();
         let skey = keys::storage_key(&key);
         let meta = match self.coll_meta(&skey, CollType::Hash, b)? {

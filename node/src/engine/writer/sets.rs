@@ -23,7 +23,11 @@ impl Writer {
             .collect())
     }
 
-    pub(super) fn set_cmd(&mut self, cmd: SetCmd, b: &mut Batch) -> Result<DataReply, fjall::Error> {
+    pub(super) fn set_cmd(
+        &mut self,
+        cmd: SetCmd,
+        b: &mut Batch,
+    ) -> Result<DataReply, fjall::Error> {
         macro_rules! meta_or_wrongtype {
             ($skey:expr) => {
                 match self.coll_meta(&$skey, CollType::Set, b)? {
@@ -77,7 +81,11 @@ impl Writer {
                 self.apply_effect(&dst, d, CollType::Set, dst_meta, effect, b)?;
                 Ok(DataReply::Int(1))
             }
-            SetCmd::Store { op, dst, keys: srcs } => {
+            SetCmd::Store {
+                op,
+                dst,
+                keys: srcs,
+            } => {
                 let mut sets = Vec::with_capacity(srcs.len());
                 for k in &srcs {
                     let members = match meta_or_wrongtype!(keys::storage_key(k)) {

@@ -25,7 +25,11 @@ impl Writer {
     }
 
     /// Every element under `prefix` as of this batch, in sub-key order.
-    pub(super) fn sub_scan(&self, prefix: &[u8], b: &Batch) -> Result<Vec<(Vec<u8>, Vec<u8>)>, fjall::Error> {
+    pub(super) fn sub_scan(
+        &self,
+        prefix: &[u8],
+        b: &Batch,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, fjall::Error> {
         let mut m: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for item in self.engine.sub.prefix(prefix) {
             let (k, v) = item.into_inner()?;
@@ -38,7 +42,9 @@ impl Writer {
                 m.insert(k.clone(), v.clone());
             }
         }
-        Ok(m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
+        Ok(m.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
     }
 
     /// Writes an element's post-image to the sub keyspace and the log.
@@ -115,23 +121,23 @@ impl Writer {
         Ok(removed)
     }
 
-    /// Removes up to `max` elements of a stale collection version (`prefix`: its
+    /// Removes `elements` of a stale collection version (`prefix`: its
     /// `collection::version_prefix`), unlogged: every node collects its own garbage.
     pub(super) fn collect_garbage(
         &mut self,
         prefix: &[u8],
-        max: usize,
+        elements: Vec<Vec<u8>>,
         b: &mut Batch,
     ) -> Result<Outcome, fjall::Error> {
         let Some((hash, rest)) = keys::split_storage_key(prefix) else {
-            return Ok(Outcome::Cleared { done: true });
+            return Ok(Outcome::Done);
         };
         let parsed = rest.split_first_chunk::<4>().and_then(|(len, rest)| {
             let (key, version) = rest.split_at_checked(u32::from_be_bytes(*len) as usize)?;
             Some((key, u64::from_be_bytes(version.try_into().ok()?)))
         });
         let Some((key, version)) = parsed else {
-            return Ok(Outcome::Cleared { done: true });
+            return Ok(Outcome::Done);
         };
         let skey = keys::storage_key_with_hash(hash, key);
         let live = self
@@ -139,20 +145,12 @@ impl Writer {
             .and_then(|s| CollMeta::of(&s))
             .is_some_and(|m| m.version == version);
         if live {
-            return Ok(Outcome::Cleared { done: true });
+            return Ok(Outcome::Done);
         }
-        let mut removed = 0;
-        for item in self.engine.sub.prefix(prefix) {
-            if removed >= max {
-                return Ok(Outcome::Cleared { done: false });
-            }
-            let k = item.key()?;
-            if !self.sub_removed_pending(&k, b) {
-                b.set_sub(k.to_vec(), None);
-                removed += 1;
-            }
+        for k in elements.into_iter().filter(|k| k.starts_with(prefix)) {
+            b.set_sub(k, None);
         }
-        Ok(Outcome::Cleared { done: true })
+        Ok(Outcome::Done)
     }
 
     /// A version for a new collection at `key` that no stored element carries (versions of
