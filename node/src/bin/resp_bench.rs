@@ -5,6 +5,7 @@
 //!     cargo build --release -p ringshift-node
 //!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N] [--rounds R]
 //!         [--only ringshift|redis] [--baseline-bin path/to/older/ringshift-node]
+//!         [--tests set,get]   (redis-benchmark -t names, e.g. hset,sadd)
 //!         [--serve-secs S]   (start the servers and keep them up for S seconds, for profiling;
 //!                             RINGSHIFT_BENCH_NODE_STDERR=1 passes the nodes' stderr through)
 //!
@@ -175,8 +176,9 @@ fn run() -> Result<(), String> {
     // results[(test, pipeline)][target] = rps per round; cpu: server CPU µs per request.
     let mut results: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut cpu: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    let tests = opt("--tests").unwrap_or_else(|| "set,get".to_string());
     for (p, n) in [(1, n1), (16, n16)] {
-        for test in ["set", "get"] {
+        for test in tests.split(',') {
             for round in 0..rounds {
                 for ((name, ip), proc) in targets.iter().zip(&procs) {
                     eprintln!("{test} -P {p} round {}: {name}", round + 1);

@@ -4,6 +4,7 @@
 //! values up to `hash-max-listpack-value` bytes, else hashtable; set: intset up to
 //! `set-max-intset-entries` integer members, else hashtable). CONFIG SET may change them.
 
+use crate::engine::KvPair;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::collection::{CollMeta, CollType};
@@ -70,7 +71,7 @@ impl Limits {
 /// compact encoding).
 pub fn encoding(node: &Node, key: &[u8], m: &CollMeta) -> Result<&'static str, String> {
     let l = &node.encodings;
-    let elements = |limit: u64| -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>, String> {
+    let elements = |limit: u64| -> Result<Option<Vec<KvPair>>, String> {
         if m.count > limit {
             return Ok(None);
         }

@@ -143,7 +143,7 @@ pub fn config(node: &Node, conn: &ConnState, args: &[Vec<u8>], out: &mut Vec<u8>
                 reply::bulk(out, v.as_bytes());
             }
         }
-        "set" if args.len() >= 4 && args.len() % 2 == 0 => {
+        "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             // Only the encoding thresholds OBJECT ENCODING reports by can be set; all or none.
             let pairs: Vec<(String, &[u8])> = args[2..]
                 .chunks_exact(2)

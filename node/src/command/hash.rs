@@ -1,6 +1,7 @@
 //! Hash commands: parsing (Redis 7 syntax and errors) and the reads, answered from the key's
 //! metadata and its elements. Writes are `engine::hash` commands evaluated in the writer.
 
+use crate::engine::KvPair;
 use crate::engine::collection::{CollMeta, CollType, Rng};
 use crate::engine::hash::{HSetMode, HashCmd};
 use crate::engine::ops::DataCmd;
@@ -127,7 +128,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
     let write = |c| Ok(Some(Keyed::Write(DataCmd::Hash(c))));
     match name {
         "hset" | "hmset" => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 return Err(arity(name));
             }
             let pairs = args[2..]
@@ -160,8 +161,10 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             delta: parse_int(&args[3]).ok_or(NOT_INT)?,
         }),
         "hincrbyfloat" => {
-            if parse_float(&args[3]).is_none() {
-                return Err(NOT_FLOAT.into());
+            match parse_float(&args[3]) {
+                None => return Err(NOT_FLOAT.into()),
+                Some(d) if !d.is_finite() => return Err("ERR value is NaN or Infinity".into()),
+                Some(_) => {}
             }
             write(HashCmd::IncrByFloat {
                 key: key(),
@@ -196,7 +199,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
         "hrandfield" => {
             let count = match args.get(2) {
                 None => None,
-                Some(c) => Some(parse_int(c).ok_or(NOT_INT)?),
+                Some(c) => Some(random_count(c)?),
             };
             let with_values = match args.get(3) {
                 None => false,
@@ -213,6 +216,40 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
     }
 }
 
+/// Most elements a negative HRANDFIELD/SRANDMEMBER count may ask for (Redis would build the
+/// reply whatever its size; here one command must not take the node's memory).
+const MAX_RANDOM_REPEATS: u64 = 10_000_000;
+
+/// The count of HRANDFIELD/SRANDMEMBER, with Redis's range errors.
+pub fn random_count(raw: &[u8]) -> Result<i64, String> {
+    let c = parse_int(raw).ok_or(NOT_INT)?;
+    if c == i64::MIN {
+        return Err(format!(
+            "ERR value is out of range, value must between {} and {}",
+            -i64::MAX,
+            i64::MAX
+        ));
+    }
+    if c < 0 && c.unsigned_abs() > MAX_RANDOM_REPEATS {
+        return Err(format!(
+            "ERR value is out of range: ringshift answers at most {MAX_RANDOM_REPEATS} elements with repeats"
+        ));
+    }
+    Ok(c)
+}
+
+/// Whether RESP3 answers it as an array of [field, value] pairs (RESP2: flat).
+pub fn is_pairs(r: &HashRead) -> bool {
+    matches!(
+        r,
+        HashRead::RandField {
+            count: Some(_),
+            with_values: true,
+            ..
+        }
+    )
+}
+
 /// `count` random elements (Redis's HRANDFIELD/SRANDMEMBER count rules): distinct for a
 /// positive count (all when it covers the collection), with repeats for a negative one.
 pub fn random_elements(
@@ -220,7 +257,7 @@ pub fn random_elements(
     key: &[u8],
     m: &CollMeta,
     count: i64,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+) -> Result<Vec<KvPair>, String> {
     let e = |x: crate::engine::EngineError| x.to_string();
     let mut rng = Rng::new();
     let n = m.count as usize;
@@ -258,7 +295,7 @@ pub fn scan_page(
     key: &[u8],
     m: Option<&CollMeta>,
     s: &ElementScan,
-) -> Result<(u64, Vec<(Vec<u8>, Vec<u8>)>), String> {
+) -> Result<(u64, Vec<KvPair>), String> {
     let Some(m) = m else {
         return Ok((0, Vec::new()));
     };
@@ -304,7 +341,7 @@ pub fn read(node: &Node, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> 
             Some(m) => node.engine.element(key, m, f).map_err(|e| e.to_string()),
         }
     };
-    let all = || -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let all = || -> Result<Vec<KvPair>, String> {
         match &meta {
             None => Ok(Vec::new()),
             Some(m) => node.engine.all_elements(key, m).map_err(|e| e.to_string()),
@@ -377,10 +414,6 @@ pub fn read(node: &Node, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> 
                     }
                 }
                 Some(c) => {
-                    if *with_values && c.unsigned_abs() > (i64::MAX as u64) / 2 {
-                        reply::error(out, "ERR value is out of range");
-                        return Ok(());
-                    }
                     let got = random_elements(node, key, m, *c)?;
                     let per = if *with_values { 2 } else { 1 };
                     reply::array_len(out, got.len() * per);

@@ -191,6 +191,8 @@ async fn keyed_command(
             Keyed::Read(parse::ReadCmd::Hash(h)) => h.is_map(),
             _ => false,
         };
+    let pair_reply =
+        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Hash(h)) if hash::is_pairs(h));
     let route = exec::route_keys(node, &keyed.keys());
     if route == Route::Local
         && let Keyed::Read(r) = &keyed
@@ -200,6 +202,9 @@ async fn keyed_command(
         exec::local_read(node, r, out);
         if map_reply {
             crate::resp::resp3::array_to_map(out, start);
+        }
+        if pair_reply {
+            crate::resp::resp3::array_to_pairs(out, start);
         }
         return;
     }
@@ -215,6 +220,9 @@ async fn keyed_command(
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
     if map_reply {
         crate::resp::resp3::array_to_map(out, start);
+    }
+    if pair_reply {
+        crate::resp::resp3::array_to_pairs(out, start);
     }
 }
 

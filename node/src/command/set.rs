@@ -12,7 +12,7 @@ use crate::node::Node;
 use crate::resp::reply;
 
 use super::hash::{ElementScan, parse_scan, random_elements, scan_page};
-use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
+use super::parse::{Keyed, ReadCmd, SYNTAX};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetRead {
@@ -94,7 +94,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             let count = match args.get(2) {
                 None => None,
                 Some(_) if args.len() > 3 => return Err(SYNTAX.into()),
-                Some(c) => Some(parse_int(c).ok_or(NOT_INT)?),
+                Some(c) => Some(super::hash::random_count(c)?),
             };
             read(SetRead::RandMember { key: key(), count })
         }
@@ -103,10 +103,9 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             keys: args[1..].to_vec(),
         }),
         "sintercard" => {
-            let n = parse_int(&args[1]).ok_or(NOT_INT)?;
-            if n <= 0 {
-                return Err("ERR numkeys should be greater than 0".into());
-            }
+            let n = parse_int(&args[1])
+                .filter(|n| *n > 0)
+                .ok_or("ERR numkeys should be greater than 0")?;
             let n = n as usize;
             if n > args.len() - 2 {
                 return Err("ERR Number of keys can't be greater than number of args".into());
@@ -118,8 +117,9 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
                 let opt = &args[i];
                 match args.get(i + 1) {
                     Some(v) if opt.eq_ignore_ascii_case(b"limit") => {
-                        let l = parse_int(v).ok_or(NOT_INT)?;
-                        limit = u64::try_from(l).map_err(|_| "ERR LIMIT can't be negative")?;
+                        limit = parse_int(v)
+                            .and_then(|l| u64::try_from(l).ok())
+                            .ok_or("ERR LIMIT can't be negative")?;
                     }
                     _ => return Err(SYNTAX.into()),
                 }

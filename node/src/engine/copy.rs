@@ -42,7 +42,10 @@ impl CopyCursor {
 
 /// (lower, upper) bounds of `r` in a keyspace keyed by hash first, after `after` if it lies
 /// in the range.
-fn bounds(r: HashRange, after: Option<&[u8]>) -> Option<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+/// Lower and upper bound of a keyspace range.
+type Bounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+fn bounds(r: HashRange, after: Option<&[u8]>) -> Option<Bounds> {
     let (lo, hi) = keys::range_bounds(r);
     if let (Some(a), Some(hi)) = (after, &hi)
         && a >= hi.as_slice()

@@ -1,6 +1,7 @@
 //! Reads of collections outside the writer: a key's metadata through the read cache, its
 //! elements straight from the sub keyspace (committed batches only, as every read here).
 
+use super::KvPair;
 use super::collection::{self, CollMeta, CollType, Held};
 use super::{Engine, EngineError};
 
@@ -38,7 +39,7 @@ impl Engine {
         meta: &CollMeta,
         skip: usize,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+    ) -> Result<Vec<KvPair>, EngineError> {
         let prefix = collection::elements_prefix(key, meta.version);
         let mut out = Vec::new();
         let iter = self.sub.prefix(&prefix);
@@ -71,11 +72,7 @@ impl Engine {
     }
 
     /// Every element of the collection.
-    pub fn all_elements(
-        &self,
-        key: &[u8],
-        meta: &CollMeta,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+    pub fn all_elements(&self, key: &[u8], meta: &CollMeta) -> Result<Vec<KvPair>, EngineError> {
         self.elements(key, meta, 0, usize::MAX)
     }
 }

@@ -136,12 +136,13 @@ pub fn ingest<C: Entries>(
             let Some((expiry, _)) = stored.split_first_chunk::<8>() else {
                 return Err(corrupt("stored value shorter than its expiry"));
             };
-            let at = u64::from_be_bytes(*expiry);
+            // (The top bit of the expiry word marks a collection's metadata, not a time.)
+            let (at, _) = keys::split_expiry_word(u64::from_be_bytes(*expiry));
             // fjall asserts the order; refuse out-of-order input here rather than panic there.
             if unit.keys > 0 && skey <= last.as_slice() {
                 return Err(corrupt("entries out of storage-key order"));
             }
-            if at != 0 {
+            if let Some(at) = at {
                 let mut ik = at.to_be_bytes().to_vec();
                 ik.extend_from_slice(skey);
                 unit.index.push(ik);

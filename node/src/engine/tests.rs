@@ -856,3 +856,34 @@ async fn the_sweep_resumes_past_keys_kept_for_another_owner() {
     assert_eq!(index_entries(&e), kept);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A copied collection's metadata is indexed for active expiry by its expiry, not by its raw
+/// expiry word (whose top bit marks it typed): a hash without expiry gets no index entry, one
+/// with an expiry gets the entry the sweeper looks for.
+#[tokio::test]
+async fn ingested_collections_are_indexed_by_their_expiry() {
+    use super::collection::{CollMeta, CollType};
+    let d = dir("ingest-typed");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(install(owned_by("b", 1))).await.unwrap();
+    let at = keys::now_ms() + 60_000;
+    let mut entries: Vec<KvPair> = [("h1", None), ("h2", Some(at))]
+        .into_iter()
+        .map(|(k, exp)| {
+            let m = CollMeta {
+                ty: CollType::Hash,
+                version: 7,
+                count: 1,
+                expires_at: exp,
+            };
+            (keys::storage_key(k.as_bytes()), m.to_stored().encode())
+        })
+        .collect();
+    entries.sort();
+    let mut chunks = vec![entries.clone()].into_iter();
+    let unit = ingest::ingest(&e, || chunks.next(), u64::MAX, &ingest::UNGUARDED).unwrap();
+    let mut want = at.to_be_bytes().to_vec();
+    want.extend_from_slice(&keys::storage_key(b"h2"));
+    assert_eq!(unit.index, vec![want]);
+    let _ = std::fs::remove_dir_all(&d);
+}

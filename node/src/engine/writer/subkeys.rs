@@ -2,6 +2,7 @@
 //! committing batches, logged element writes, unlogged clears and garbage collection of stale
 //! versions, and fresh versions.
 
+use crate::engine::KvPair;
 use std::collections::BTreeMap;
 
 use super::{Batch, Writer};
@@ -25,11 +26,7 @@ impl Writer {
     }
 
     /// Every element under `prefix` as of this batch, in sub-key order.
-    pub(super) fn sub_scan(
-        &self,
-        prefix: &[u8],
-        b: &Batch,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, fjall::Error> {
+    pub(super) fn sub_scan(&self, prefix: &[u8], b: &Batch) -> Result<Vec<KvPair>, fjall::Error> {
         let mut m: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for item in self.engine.sub.prefix(prefix) {
             let (k, v) = item.into_inner()?;
