@@ -67,8 +67,9 @@ impl HashRead {
     }
 }
 
-/// HSCAN/SSCAN arguments. The cursor is the number of elements already returned (elements are
-/// read in field order, which only changes where the collection changes).
+/// HSCAN/SSCAN arguments. Elements are read in field order; the cursor holds the first 7 bytes
+/// of the next field to return (`cursor_of`), so removing elements between calls never makes
+/// the scan skip one that stays (it may return some twice, as SCAN may).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElementScan {
     pub cursor: u64,
@@ -289,6 +290,34 @@ pub fn random_elements(
     Ok(out)
 }
 
+/// Bytes of a field a cursor holds.
+const CURSOR_BYTES: usize = 7;
+
+/// The cursor resuming at `field`: its first 7 bytes (zero-padded) above a low byte of 1, so it
+/// is never 0 (0 = start, and done).
+fn cursor_of(field: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    for (d, s) in b.iter_mut().zip(field.iter().take(CURSOR_BYTES)) {
+        *d = *s;
+    }
+    b[CURSOR_BYTES] = 1;
+    u64::from_be_bytes(b)
+}
+
+/// Where a cursor resumes: its field bytes without the zero padding (a lower bound of the
+/// field it was made from).
+fn resume_at(cursor: u64) -> Vec<u8> {
+    if cursor == 0 {
+        return Vec::new();
+    }
+    let b = cursor.to_be_bytes();
+    let mut f = b[..CURSOR_BYTES].to_vec();
+    while f.last() == Some(&0) {
+        f.pop();
+    }
+    f
+}
+
 /// One page of HSCAN/SSCAN: (next cursor, elements).
 pub fn scan_page(
     node: &Node,
@@ -300,16 +329,11 @@ pub fn scan_page(
         return Ok((0, Vec::new()));
     };
     let page = s.count.max(SCAN_MIN_PAGE);
-    let skip = usize::try_from(s.cursor).unwrap_or(usize::MAX);
-    let got = node
+    let (got, next) = node
         .engine
-        .elements(key, m, skip, page)
+        .elements_from(key, m, &resume_at(s.cursor), page, CURSOR_BYTES)
         .map_err(|e| e.to_string())?;
-    let next = if got.len() < page {
-        0
-    } else {
-        s.cursor + got.len() as u64
-    };
+    let next = next.map_or(0, |f| cursor_of(&f));
     let got = got
         .into_iter()
         .filter(|(f, _)| {
@@ -428,4 +452,31 @@ pub fn read(node: &Node, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A cursor resumes at or before the field it was made from, and cursors keep the
+        /// order of fields whose first 7 bytes differ: a scan never skips and always advances.
+        #[test]
+        fn cursors_resume_at_or_before_their_field(
+            a in proptest::collection::vec(any::<u8>(), 0..12),
+            b in proptest::collection::vec(any::<u8>(), 0..12),
+        ) {
+            prop_assert_ne!(cursor_of(&a), 0);
+            prop_assert!(resume_at(cursor_of(&a)) <= a);
+            let head = |f: &[u8]| {
+                let mut h: Vec<u8> = f.iter().copied().take(CURSOR_BYTES).collect();
+                h.resize(CURSOR_BYTES, 0);
+                h
+            };
+            if head(&a) < head(&b) {
+                prop_assert!(resume_at(cursor_of(&a)) < resume_at(cursor_of(&b)));
+            }
+        }
+    }
 }

@@ -54,6 +54,47 @@ impl Engine {
         Ok(out)
     }
 
+    /// Elements with field >= `from`, in field order: at least `min` (unless they run out),
+    /// then more while the next field starts with the same `group` bytes (zero-padded) as the
+    /// last one; and
+    /// that next field (None: no more). (HSCAN/SSCAN pages: a cursor made of a field's first
+    /// bytes always moves forward.)
+    pub fn elements_from(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        from: &[u8],
+        min: usize,
+        group: usize,
+    ) -> Result<(Vec<KvPair>, Option<Vec<u8>>), EngineError> {
+        let prefix = collection::elements_prefix(key, meta.version);
+        let start = [prefix.as_slice(), from].concat();
+        // The first `group` bytes, zero-padded ("ab" and "ab\0" are one group).
+        let head = |f: &[u8]| {
+            let mut h: Vec<u8> = f.iter().copied().take(group).collect();
+            h.resize(group, 0);
+            h
+        };
+        let mut out: Vec<KvPair> = Vec::new();
+        let iter = match collection::prefix_end(&prefix) {
+            Some(end) => self.sub.range(start..end),
+            None => self.sub.range(start..),
+        };
+        for item in iter {
+            let (k, v) = item.into_inner()?;
+            let field = k.get(prefix.len()..).unwrap_or_default().to_vec();
+            if out.len() >= min
+                && out
+                    .last()
+                    .is_none_or(|(last, _)| head(last) != head(&field))
+            {
+                return Ok((out, Some(field)));
+            }
+            out.push((field, v.to_vec()));
+        }
+        Ok((out, None))
+    }
+
     /// Elements physically stored in `ranges`, stale versions included.
     pub fn stored_elements(&self, ranges: &[crate::ranges::HashRange]) -> Result<u64, EngineError> {
         let mut n = 0;
