@@ -8,14 +8,20 @@ use crate::ranges::{self, HashRange};
 /// resulting state, so replay is idempotent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogOp {
-    /// Key (as storage key) now holds `value`, expiring at `expires_at` (unix ms).
+    /// Key (as storage key) now holds `value`, expiring at `expires_at` (unix ms); `typed`: the
+    /// value is a collection's metadata record (see `engine::collection`), not a string.
     Put {
         skey: Vec<u8>,
         value: Vec<u8>,
         expires_at: Option<u64>,
+        typed: bool,
     },
     /// Key (as storage key) no longer exists (delete or expiry).
     Del { skey: Vec<u8> },
+    /// A collection element (sub-key, see `engine::collection`) now holds `value`.
+    SubPut { skey: Vec<u8>, value: Vec<u8> },
+    /// A collection element no longer exists.
+    SubDel { skey: Vec<u8> },
     /// Every key with a hash in the range was removed (drop or clear before copy).
     ClearRange { range: HashRange },
 }
@@ -37,11 +43,33 @@ pub enum DecodeError {
 const TAG_PUT: u8 = 1;
 const TAG_DEL: u8 = 2;
 const TAG_CLEAR: u8 = 3;
+const TAG_SUB_PUT: u8 = 4;
+const TAG_SUB_DEL: u8 = 5;
 
-/// Encodes a put record without building a [`LogRecord`] (writer hot path).
-pub fn encode_put(ts_ms: u64, skey: &[u8], value: &[u8], expires_at: Option<u64>) -> Vec<u8> {
+/// Encodes a put record without building a [`LogRecord`] (writer hot path). `exp_word` is the
+/// stored expiry word (`keys::Stored::expiry_word`: expiry ms, top bit = typed metadata).
+pub fn encode_put(ts_ms: u64, skey: &[u8], value: &[u8], exp_word: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(put_len(skey, value));
-    put_into(&mut out, ts_ms, skey, value, expires_at);
+    put_into(&mut out, ts_ms, skey, value, exp_word);
+    out
+}
+
+/// Encodes a sub-key put (`SubPut`) or, with `value` None, a sub-key delete (`SubDel`).
+pub fn encode_sub(ts_ms: u64, skey: &[u8], value: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13 + skey.len() + value.map_or(0, <[u8]>::len));
+    out.extend_from_slice(&ts_ms.to_be_bytes());
+    match value {
+        Some(v) => {
+            out.push(TAG_SUB_PUT);
+            out.extend_from_slice(&(skey.len() as u32).to_be_bytes());
+            out.extend_from_slice(skey);
+            out.extend_from_slice(v);
+        }
+        None => {
+            out.push(TAG_SUB_DEL);
+            out.extend_from_slice(skey);
+        }
+    }
     out
 }
 
@@ -49,12 +77,12 @@ fn put_len(skey: &[u8], value: &[u8]) -> usize {
     8 + 1 + 4 + skey.len() + 8 + value.len()
 }
 
-fn put_into(out: &mut Vec<u8>, ts_ms: u64, skey: &[u8], value: &[u8], expires_at: Option<u64>) {
+fn put_into(out: &mut Vec<u8>, ts_ms: u64, skey: &[u8], value: &[u8], exp_word: u64) {
     out.extend_from_slice(&ts_ms.to_be_bytes());
     out.push(TAG_PUT);
     out.extend_from_slice(&(skey.len() as u32).to_be_bytes());
     out.extend_from_slice(skey);
-    out.extend_from_slice(&expires_at.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&exp_word.to_be_bytes());
     out.extend_from_slice(value);
 }
 
@@ -76,8 +104,14 @@ impl LogRecord {
                 skey,
                 value,
                 expires_at,
-            } => return encode_put(self.ts_ms, skey, value, *expires_at),
+                typed,
+            } => {
+                let word = crate::keys::expiry_word(*expires_at, *typed);
+                return encode_put(self.ts_ms, skey, value, word);
+            }
             LogOp::Del { skey } => return encode_del(self.ts_ms, skey),
+            LogOp::SubPut { skey, value } => return encode_sub(self.ts_ms, skey, Some(value)),
+            LogOp::SubDel { skey } => return encode_sub(self.ts_ms, skey, None),
             LogOp::ClearRange { range } => {
                 out.push(TAG_CLEAR);
                 out.extend_from_slice(&range.start.to_be_bytes());
@@ -99,14 +133,29 @@ impl LogRecord {
                     .split_at_checked(len as usize)
                     .ok_or(DecodeError::Truncated)?;
                 let (exp, value) = body.split_at_checked(8).ok_or(DecodeError::Truncated)?;
-                let exp = be_u64(exp)?;
+                let (expires_at, typed) = crate::keys::split_expiry_word(be_u64(exp)?);
                 LogOp::Put {
                     skey: skey.to_vec(),
                     value: value.to_vec(),
-                    expires_at: (exp != 0).then_some(exp),
+                    expires_at,
+                    typed,
                 }
             }
             TAG_DEL => LogOp::Del {
+                skey: body.to_vec(),
+            },
+            TAG_SUB_PUT => {
+                let (len, body) = body.split_at_checked(4).ok_or(DecodeError::Truncated)?;
+                let len = u32::from_be_bytes(len.try_into().map_err(|_| DecodeError::Truncated)?);
+                let (skey, value) = body
+                    .split_at_checked(len as usize)
+                    .ok_or(DecodeError::Truncated)?;
+                LogOp::SubPut {
+                    skey: skey.to_vec(),
+                    value: value.to_vec(),
+                }
+            }
+            TAG_SUB_DEL => LogOp::SubDel {
                 skey: body.to_vec(),
             },
             TAG_CLEAR => {
@@ -126,7 +175,10 @@ impl LogRecord {
     /// True if the record concerns any hash in `filter`.
     pub fn touches(&self, filter: &[HashRange]) -> bool {
         match &self.op {
-            LogOp::Put { skey, .. } | LogOp::Del { skey } => {
+            LogOp::Put { skey, .. }
+            | LogOp::Del { skey }
+            | LogOp::SubPut { skey, .. }
+            | LogOp::SubDel { skey } => {
                 split_storage_key(skey).is_some_and(|(hash, _)| ranges::contains(filter, hash))
             }
             LogOp::ClearRange { range } => filter.iter().any(|f| ranges::overlaps(f, range)),
@@ -159,19 +211,12 @@ impl EntryBuilder {
     }
 
     /// Appends a put record, encoded in place (the writer's hot path).
-    pub fn push_put(
-        &mut self,
-        seq: u64,
-        ts_ms: u64,
-        skey: &[u8],
-        value: &[u8],
-        expires_at: Option<u64>,
-    ) {
+    pub fn push_put(&mut self, seq: u64, ts_ms: u64, skey: &[u8], value: &[u8], exp_word: u64) {
         self.first_seq.get_or_insert(seq);
         self.bytes.extend_from_slice(&seq.to_be_bytes());
         self.bytes
             .extend_from_slice(&(put_len(skey, value) as u32).to_be_bytes());
-        put_into(&mut self.bytes, ts_ms, skey, value, expires_at);
+        put_into(&mut self.bytes, ts_ms, skey, value, exp_word);
     }
 }
 
@@ -268,6 +313,7 @@ mod tests {
                 skey: storage_key_with_hash(hash, b"k"),
                 value: b"v".to_vec(),
                 expires_at: None,
+                typed: false,
             },
         }
     }
@@ -277,13 +323,24 @@ mod tests {
             (
                 any::<u64>(),
                 proptest::collection::vec(any::<u8>(), 0..8),
-                proptest::option::of(1u64..)
+                proptest::option::of(1u64..(1 << 62)),
+                any::<bool>()
             )
-                .prop_map(|(h, v, e)| LogOp::Put {
+                .prop_map(|(h, v, e, typed)| LogOp::Put {
                     skey: storage_key_with_hash(h, b"key"),
                     value: v,
-                    expires_at: e
+                    expires_at: e,
+                    typed
                 }),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(h, v)| {
+                LogOp::SubPut {
+                    skey: storage_key_with_hash(h, b"sub"),
+                    value: v,
+                }
+            }),
+            any::<u64>().prop_map(|h| LogOp::SubDel {
+                skey: storage_key_with_hash(h, b"sub")
+            }),
             any::<u64>().prop_map(|h| LogOp::Del {
                 skey: storage_key_with_hash(h, b"x")
             }),
@@ -357,8 +414,9 @@ mod tests {
             for (seq, r) in &recs {
                 match &r.op {
                     // Puts are encoded in place by the writer: same bytes as `encode`.
-                    LogOp::Put { skey, value, expires_at } => {
-                        b.push_put(*seq, r.ts_ms, skey, value, *expires_at)
+                    LogOp::Put { skey, value, expires_at, typed } => {
+                        let word = crate::keys::expiry_word(*expires_at, *typed);
+                        b.push_put(*seq, r.ts_ms, skey, value, word)
                     }
                     _ => b.push(*seq, &r.encode()),
                 }

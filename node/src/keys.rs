@@ -1,6 +1,7 @@
 //! Storage key layout: `hash (8 bytes, big endian) ++ user key`, so that every hash range is one
-//! ordered scan of the data keyspace, and stored value layout: `expiry ms (8 bytes BE, 0 = none)
-//! ++ value bytes`.
+//! ordered scan of the data keyspace, and stored value layout: `expiry word (8 bytes BE) ++ value
+//! bytes`. The expiry word is the expiry in unix ms (0 = none); its top bit marks a collection's
+//! metadata record (`engine::collection`) instead of a string (expiry ms never reaches 2^63).
 
 use crate::ranges::HashRange;
 
@@ -82,27 +83,57 @@ pub fn range_bounds(range: HashRange) -> (Vec<u8>, Option<Vec<u8>>) {
     (lo, hi)
 }
 
-/// A stored value: bytes plus absolute expiry in unix milliseconds (`None` = no expiry).
+/// Top bit of the stored expiry word: the record is a collection's metadata.
+pub const TYPED_BIT: u64 = 1 << 63;
+
+/// The stored expiry word of an expiry and kind.
+pub fn expiry_word(expires_at: Option<u64>, typed: bool) -> u64 {
+    (expires_at.unwrap_or(0) & !TYPED_BIT) | if typed { TYPED_BIT } else { 0 }
+}
+
+/// (expiry, typed) of a stored expiry word.
+pub fn split_expiry_word(word: u64) -> (Option<u64>, bool) {
+    let exp = word & !TYPED_BIT;
+    ((exp != 0).then_some(exp), word & TYPED_BIT != 0)
+}
+
+/// A stored value: bytes plus absolute expiry in unix milliseconds (`None` = no expiry). A
+/// `typed` value is a collection's metadata record (its elements are sub-keys), never a string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
     pub value: Vec<u8>,
     pub expires_at: Option<u64>,
+    pub typed: bool,
 }
 
 impl Stored {
+    /// A string value.
+    pub fn string(value: Vec<u8>, expires_at: Option<u64>) -> Stored {
+        Stored {
+            value,
+            expires_at,
+            typed: false,
+        }
+    }
+
+    pub fn expiry_word(&self) -> u64 {
+        expiry_word(self.expires_at, self.typed)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + self.value.len());
-        out.extend_from_slice(&self.expires_at.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&self.expiry_word().to_be_bytes());
         out.extend_from_slice(&self.value);
         out
     }
 
     pub fn decode(raw: &[u8]) -> Option<Stored> {
         let (e, v) = raw.split_at_checked(8)?;
-        let exp = u64::from_be_bytes(e.try_into().ok()?);
+        let (expires_at, typed) = split_expiry_word(u64::from_be_bytes(e.try_into().ok()?));
         Some(Stored {
             value: v.to_vec(),
-            expires_at: (exp != 0).then_some(exp),
+            expires_at,
+            typed,
         })
     }
 
@@ -158,10 +189,29 @@ mod tests {
         }
 
         #[test]
-        fn stored_round_trips(value in proptest::collection::vec(any::<u8>(), 0..64), exp in proptest::option::of(1u64..)) {
-            let s = Stored { value, expires_at: exp };
+        fn stored_round_trips(
+            value in proptest::collection::vec(any::<u8>(), 0..64),
+            exp in proptest::option::of(1u64..TYPED_BIT),
+            typed in any::<bool>(),
+        ) {
+            let s = Stored { value, expires_at: exp, typed };
             prop_assert_eq!(Stored::decode(&s.encode()), Some(s));
         }
+    }
+
+    #[test]
+    fn strings_stored_before_collections_still_decode_as_strings() {
+        // The layout every existing value has: expiry ms (or 0) ++ bytes.
+        let mut raw = 1_700_000_000_000u64.to_be_bytes().to_vec();
+        raw.extend_from_slice(b"hello");
+        let s = Stored::decode(&raw).unwrap();
+        assert_eq!(
+            s,
+            Stored::string(b"hello".to_vec(), Some(1_700_000_000_000))
+        );
+        let mut raw = 0u64.to_be_bytes().to_vec();
+        raw.extend_from_slice(b"x");
+        assert!(!Stored::decode(&raw).unwrap().typed);
     }
 
     #[test]

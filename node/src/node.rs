@@ -43,6 +43,8 @@ pub struct Node {
     pub pulls: Pulls,
     /// The data port's connections (CLIENT LIST / KILL).
     pub clients: crate::command::clients::Clients,
+    /// Thresholds OBJECT ENCODING reports by (CONFIG SET may change them).
+    pub encodings: crate::command::encoding::Limits,
 }
 
 impl Node {
@@ -62,6 +64,7 @@ impl Node {
             next_conn: AtomicU64::new(1),
             pulls: Pulls::default(),
             clients: Default::default(),
+            encodings: Default::default(),
         })
     }
 

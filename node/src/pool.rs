@@ -103,8 +103,9 @@ async fn exchange(s: &mut TcpStream, frame: &[u8]) -> Result<Vec<u8>, String> {
         s.write_all(frame).await.map_err(|e| e.to_string())?;
         let mut buf = Vec::with_capacity(256);
         let mut chunk = [0u8; 8192];
+        let mut scanner = reply::ReplyScanner::default();
         loop {
-            if let Some(n) = reply::reply_len(&buf)? {
+            if let Some(n) = scanner.scan(&buf)? {
                 if n != buf.len() {
                     return Err("peer sent more than one reply".to_string());
                 }

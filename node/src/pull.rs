@@ -661,7 +661,7 @@ impl Puller {
         // remove it, so the copy resumes on exactly what the cursor says.
         let cursor = match self.rec.cursor.as_deref() {
             Some(h) => Some(
-                crate::admin::hex_decode(h)
+                crate::engine::CopyCursor::from_param(h)
                     .ok_or_else(|| Stop::Fail("corrupt pull cursor".into()))?,
             ),
             None => None,
@@ -669,7 +669,7 @@ impl Puller {
         match self
             .node
             .engine
-            .clear_after_in_chunks(&ranges, cursor.as_deref(), None)
+            .clear_after_in_chunks(&ranges, cursor.as_ref(), None)
             .await
         {
             Ok(()) => {}
@@ -745,8 +745,8 @@ impl Puller {
                 crate::engine::EngineError::Discarded(m) => Stop::Owned(m),
                 e => Stop::Retry(e.to_string()),
             })?;
-            if let Some(last) = &unit.last_key {
-                self.rec.cursor = Some(crate::admin::hex_encode(last));
+            if let Some(last) = &unit.last {
+                self.rec.cursor = Some(last.to_param());
             }
             self.rec.status.keys_copied += unit.keys;
             self.rec.status.bytes_copied += unit.bytes;
@@ -826,12 +826,11 @@ impl Puller {
             _ => return Err(Stop::Retry("cannot snapshot the target".into())),
         };
         let engine = self.node.engine.clone();
-        let (digest, keys) = tokio::task::spawn_blocking(move || {
-            Engine::checksum(&session.snapshot, engine.data_keyspace(), &ranges)
-        })
-        .await
-        .map_err(|e| Stop::Retry(e.to_string()))?
-        .map_err(|e| Stop::Retry(e.to_string()))?;
+        let (digest, keys) =
+            tokio::task::spawn_blocking(move || engine.checksum(&session.snapshot, &ranges))
+                .await
+                .map_err(|e| Stop::Retry(e.to_string()))?
+                .map_err(|e| Stop::Retry(e.to_string()))?;
         if Some(&theirs.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy("the source's snapshot changed".into()));
         }
@@ -884,7 +883,7 @@ impl Puller {
                     }
                 }
                 op => {
-                    if let LogOp::Put { skey, value, .. } = &op {
+                    if let LogOp::Put { skey, value, .. } | LogOp::SubPut { skey, value } = &op {
                         bytes += (skey.len() + value.len()) as u64;
                     }
                     ops.push(op);
@@ -976,14 +975,19 @@ async fn fetch_chunks(
         // Read in place: the entries are copied once, into the ingestion.
         let (done, bytes) = match wire::chunk_entries(&raw) {
             Ok((done, entries)) => {
-                if let Some((last, _)) = entries.last() {
-                    after = Some(crate::admin::hex_encode(last));
+                if let Some(last) = entries.last() {
+                    let c = if last.sub {
+                        crate::engine::CopyCursor::Sub(last.key.to_vec())
+                    } else {
+                        crate::engine::CopyCursor::Data(last.key.to_vec())
+                    };
+                    after = Some(c.to_param());
                 }
                 (
                     done,
                     entries
                         .iter()
-                        .map(|(k, v)| k.len() + v.len())
+                        .map(|e| e.key.len() + e.value.len())
                         .sum::<usize>(),
                 )
             }

@@ -41,9 +41,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Appends one chunk entry (as `encode_chunk` lays them out).
-pub fn put_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    put_bytes(out, key);
+/// Top bit of an entry's key length: the entry is a collection element (a sub-key, stored in
+/// the `sub` keyspace), not a data-keyspace entry.
+const SUB_FLAG: u32 = 1 << 31;
+
+/// Appends one chunk entry (as `encode_chunk` lays them out); `sub`: a collection element.
+pub fn put_entry(out: &mut Vec<u8>, sub: bool, key: &[u8], value: &[u8]) {
+    let flag = if sub { SUB_FLAG } else { 0 };
+    out.extend_from_slice(&(key.len() as u32 | flag).to_be_bytes());
+    out.extend_from_slice(key);
     put_bytes(out, value);
 }
 
@@ -52,34 +58,52 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// A snapshot chunk: entries (storage key, stored value) and whether the snapshot is exhausted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A snapshot chunk: entries (storage key, stored value), then collection elements (sub-key,
+/// value), and whether the snapshot is exhausted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Chunk {
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    pub sub_entries: Vec<(Vec<u8>, Vec<u8>)>,
     pub done: bool,
 }
 
 pub fn encode_chunk(c: &Chunk) -> Vec<u8> {
     let mut out = vec![u8::from(c.done)];
-    out.extend_from_slice(&(c.entries.len() as u32).to_be_bytes());
+    out.extend_from_slice(&((c.entries.len() + c.sub_entries.len()) as u32).to_be_bytes());
     for (k, v) in &c.entries {
-        put_bytes(&mut out, k);
-        put_bytes(&mut out, v);
+        put_entry(&mut out, false, k, v);
+    }
+    for (k, v) in &c.sub_entries {
+        put_entry(&mut out, true, k, v);
     }
     out
 }
 
 pub fn decode_chunk(raw: &[u8]) -> Result<Chunk, WireError> {
     let (done, entries) = chunk_entries(raw)?;
-    let entries = entries
-        .into_iter()
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect();
-    Ok(Chunk { entries, done })
+    let mut c = Chunk {
+        done,
+        ..Chunk::default()
+    };
+    for e in entries {
+        let to = if e.sub {
+            &mut c.sub_entries
+        } else {
+            &mut c.entries
+        };
+        to.push((e.key.to_vec(), e.value.to_vec()));
+    }
+    Ok(c)
 }
 
-/// An entry (storage key, stored value) borrowed from a received chunk.
-pub type EntryRef<'a> = (&'a [u8], &'a [u8]);
+/// An entry borrowed from a received chunk: (storage key, stored value), or with `sub` a
+/// collection element (sub-key, value).
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    pub sub: bool,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
 
 /// A chunk decoded in place: whether the snapshot is exhausted and the entries as slices of
 /// `raw` (no copy per entry: a copy goes straight from here into the ingestion).
@@ -92,9 +116,14 @@ pub fn chunk_entries(raw: &[u8]) -> Result<(bool, Vec<EntryRef<'_>>), WireError>
     let n = r.u32()?;
     let mut entries = Vec::with_capacity(n.min(65536) as usize);
     for _ in 0..n {
-        let k = r.bytes()?;
-        let v = r.bytes()?;
-        entries.push((k, v));
+        let len = r.u32()?;
+        let key = r.take((len & !SUB_FLAG) as usize)?;
+        let value = r.bytes()?;
+        entries.push(EntryRef {
+            sub: len & SUB_FLAG != 0,
+            key,
+            value,
+        });
     }
     Ok((done, entries))
 }
@@ -138,6 +167,7 @@ mod tests {
     fn chunk_and_tail_round_trip() {
         let c = Chunk {
             entries: vec![(b"k".to_vec(), b"\0\0\0\0\0\0\0\0v".to_vec())],
+            sub_entries: vec![(b"12345678sub".to_vec(), b"v".to_vec())],
             done: true,
         };
         assert_eq!(decode_chunk(&encode_chunk(&c)).unwrap(), c);

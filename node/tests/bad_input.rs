@@ -314,7 +314,8 @@ proptest! {
         raw in proptest::collection::vec(any::<u8>(), 0..256),
     ) {
         use ringshift_node::wire;
-        let chunk = wire::Chunk { entries, done };
+        let sub_entries = entries.iter().rev().cloned().collect();
+        let chunk = wire::Chunk { entries, sub_entries, done };
         let encoded = wire::encode_chunk(&chunk);
         prop_assert_eq!(wire::decode_chunk(&encoded).unwrap(), chunk);
         let damaged = mutate(&encoded, &ops);

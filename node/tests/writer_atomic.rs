@@ -54,6 +54,7 @@ async fn a_pulled_batch_that_fails_part_way_leaves_nothing_behind() {
             skey: keys::storage_key(format!("k{i}").as_bytes()),
             value: b"v".to_vec(),
             expires_at: None,
+            typed: false,
         })
         .collect();
     let failed = e

@@ -46,6 +46,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/snapshots/{uid}/chunk", get(source::chunk))
         .route("/v1/log", get(source::log))
         .route("/v1/debug/accepted-writes", get(handlers::accepted_writes))
+        .route("/v1/debug/stored-elements", get(handlers::stored_elements))
         .with_state(node)
 }
 

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use ringshift_node_api::*;
 
 use super::{ApiResult, api_err, authorize, check_caller, parse_body, validate_ranges};
-use crate::engine::{Engine, EngineError, Op, Outcome, SourceSession};
+use crate::engine::{EngineError, Op, Outcome, SourceSession};
 use crate::node::Node;
 use crate::ranges;
 use crate::wire;
@@ -128,9 +128,12 @@ pub async fn chunk(
     authorize(&node, &headers)?;
     let after = match q.get("after").map(String::as_str) {
         None | Some("") => None,
-        Some(h) => Some(
-            hex_decode(h).ok_or_else(|| api_err(ErrorReason::BadRequest, "after must be hex"))?,
-        ),
+        Some(h) => Some(crate::engine::CopyCursor::from_param(h).ok_or_else(|| {
+            api_err(
+                ErrorReason::BadRequest,
+                "after must be hex (a storage key) or s + hex (a sub-key)",
+            )
+        })?),
     };
     let max: usize = q
         .get("max")
@@ -157,11 +160,10 @@ pub async fn chunk(
     session.touch();
     let engine = node.engine.clone();
     let body = tokio::task::spawn_blocking(move || {
-        Engine::read_chunk_wire(
+        engine.read_chunk_wire(
             &session.session.snapshot,
-            engine.data_keyspace(),
             &session.ranges,
-            after.as_deref(),
+            after.as_ref(),
             max,
             max_bytes,
         )

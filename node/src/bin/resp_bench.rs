@@ -5,6 +5,7 @@
 //!     cargo build --release -p ringshift-node
 //!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N] [--rounds R]
 //!         [--only ringshift|redis] [--baseline-bin path/to/older/ringshift-node]
+//!         [--tests set,get]   (redis-benchmark -t names, e.g. hset,sadd)
 //!         [--serve-secs S]   (start the servers and keep them up for S seconds, for profiling;
 //!                             RINGSHIFT_BENCH_NODE_STDERR=1 passes the nodes' stderr through)
 //!
@@ -12,7 +13,9 @@
 //! jobs on a shared machine hits them alike. `--baseline-bin` adds a second ringshift node built
 //! from another version, for before/after numbers measured in the same run.
 //!
-//! Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools). Uses 127.0.1.20-23.
+//! Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools). Uses 127.0.1.20-23
+//! (127.K.1.20-23 with RINGSHIFT_TEST_NET=K, as the node tests do, so checkouts sharing a
+//! machine can measure at once).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,13 +144,20 @@ fn run() -> Result<(), String> {
     let only = opt("--only");
     let root = PathBuf::from(format!("/tmp/ringshift-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
+    let net = std::env::var("RINGSHIFT_TEST_NET")
+        .ok()
+        .and_then(|v| v.parse::<u8>().ok())
+        .filter(|k| *k < 8)
+        .unwrap_or(0);
+    let ip =
+        |last: u8| -> &'static str { Box::leak(format!("127.{net}.1.{last}").into_boxed_str()) };
     let mut targets = vec![
-        ("redis everysec", "127.0.1.20"),
-        ("redis always", "127.0.1.21"),
-        ("ringshift durable", "127.0.1.22"),
+        ("redis everysec", ip(20)),
+        ("redis always", ip(21)),
+        ("ringshift durable", ip(22)),
     ];
     if baseline.is_some() {
-        targets.push(("ringshift baseline", "127.0.1.23"));
+        targets.push(("ringshift baseline", ip(23)));
     }
     targets.retain(|(name, _)| only.as_deref().is_none_or(|o| name.contains(o)));
     // Every server runs for the whole benchmark and the targets take turns on each test, so a
@@ -175,8 +185,9 @@ fn run() -> Result<(), String> {
     // results[(test, pipeline)][target] = rps per round; cpu: server CPU µs per request.
     let mut results: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut cpu: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    let tests = opt("--tests").unwrap_or_else(|| "set,get".to_string());
     for (p, n) in [(1, n1), (16, n16)] {
-        for test in ["set", "get"] {
+        for test in tests.split(',') {
             for round in 0..rounds {
                 for ((name, ip), proc) in targets.iter().zip(&procs) {
                     eprintln!("{test} -P {p} round {}: {name}", round + 1);

@@ -88,6 +88,12 @@ pub fn encode_data_into(out: &mut Vec<u8>, r: DataReply) {
         DataReply::Bulk(b) => reply::bulk(out, &b),
         DataReply::Int(n) => reply::int(out, n),
         DataReply::Err(e) => reply::error(out, &e),
+        DataReply::Array(items) => {
+            reply::array_len(out, items.len());
+            for i in items {
+                encode_data_into(out, i);
+            }
+        }
     }
 }
 
@@ -476,8 +482,16 @@ fn is_unknown_rsfwd2(raw: &[u8]) -> bool {
 /// Answers a read of keys this node owns, appending the reply to `out`.
 pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
     let start = out.len();
-    let get = |k: &[u8]| -> Result<Option<Stored>, String> {
+    use crate::engine::collection::{self, CollMeta};
+    let any = |k: &[u8]| -> Result<Option<Stored>, String> {
         node.engine.get(k).map_err(|e| e.to_string())
+    };
+    // A string command's view: a collection is the wrong type.
+    let get = |k: &[u8]| -> Result<Option<Stored>, String> {
+        match any(k)? {
+            Some(s) if s.typed => Err(collection::WRONGTYPE.to_string()),
+            s => Ok(s),
+        }
     };
     let res: Result<(), String> = (|| {
         match r {
@@ -488,23 +502,26 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
             ReadCmd::MGet(ks) => {
                 reply::array_len(out, ks.len());
                 for k in ks {
-                    match get(k)? {
-                        Some(s) => reply::bulk(out, &s.value),
-                        None => reply::nil(out),
+                    // (MGET answers nil for a key of another type, as Redis does.)
+                    match any(k)? {
+                        Some(s) if !s.typed => reply::bulk(out, &s.value),
+                        _ => reply::nil(out),
                     }
                 }
             }
+            ReadCmd::Hash(h) => super::hash::read(node, h, out)?,
+            ReadCmd::Set(s) => super::set::read(node, s, out)?,
             ReadCmd::Exists(ks) => {
                 let mut n = 0;
                 for k in ks {
-                    if get(k)?.is_some() {
+                    if any(k)?.is_some() {
                         n += 1;
                     }
                 }
                 reply::int(out, n);
             }
             ReadCmd::Ttl { key, millis } => {
-                let v = match get(key)? {
+                let v = match any(key)? {
                     None => -2,
                     Some(Stored {
                         expires_at: None, ..
@@ -521,14 +538,14 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
             }
             ReadCmd::StrLen(k) => reply::int(out, get(k)?.map_or(0, |s| s.value.len() as i64)),
             ReadCmd::Type(k) => {
-                reply::simple(out, if get(k)?.is_some() { "string" } else { "none" })
+                reply::simple(out, any(k)?.as_ref().map_or("none", collection::type_name))
             }
             ReadCmd::GetRange { key, start, end } => {
                 let v = get(key)?.map(|s| s.value).unwrap_or_default();
                 reply::bulk(out, super::strings::range_of(&v, *start, *end));
             }
             ReadCmd::ExpireTime { key, millis } => {
-                let v = match get(key)? {
+                let v = match any(key)? {
                     None => -2,
                     Some(Stored {
                         expires_at: None, ..
@@ -548,8 +565,9 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                 let b = get(b)?.map(|s| s.value).unwrap_or_default();
                 super::lcs::reply_lcs(&a, &b, *opts, out);
             }
-            ReadCmd::MemoryUsage(key) => match get(key)? {
-                // The stored record: hash and key, expiry, value.
+            ReadCmd::MemoryUsage(key) => match any(key)? {
+                // The stored record: hash and key, expiry, value (a collection's metadata;
+                // its elements are not counted).
                 Some(s) => reply::int(out, (8 + key.len() + 8 + s.value.len()) as i64),
                 None => reply::nil(out),
             },
@@ -557,16 +575,25 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                 let v = get(key)?.map(|s| s.value).unwrap_or_default();
                 reply::int(out, crate::engine::strings::get_bit(&v, *offset));
             }
-            ReadCmd::Object { key, sub } => match get(key)? {
+            ReadCmd::Object { key, sub } => match any(key)? {
                 None => reply::nil(out),
-                Some(_) => super::strings::object_reply(*sub, out),
+                Some(s) => match CollMeta::of(&s) {
+                    Some(m) if *sub == super::parse::ObjectSub::Encoding => {
+                        reply::bulk(out, super::encoding::encoding(node, key, &m)?.as_bytes())
+                    }
+                    _ => super::strings::object_reply(*sub, out),
+                },
             },
         }
         Ok(())
     })();
     if let Err(e) = res {
         out.truncate(start);
-        reply::error(out, &format!("ERR storage failure: {e}"));
+        if e == collection::WRONGTYPE {
+            reply::error(out, &e);
+        } else {
+            reply::error(out, &format!("ERR storage failure: {e}"));
+        }
     }
 }
 

@@ -117,6 +117,9 @@ fn settings(node: &Node) -> Vec<(&'static str, String)> {
         ("cluster-enabled", "no".into()),
         ("proto-max-bulk-len", node.cfg.max_frame.to_string()),
     ]
+    .into_iter()
+    .chain(node.encodings.settings())
+    .collect()
 }
 
 /// CONFIG GET pattern [pattern ...]; CONFIG SET and the rest are not supported (the node is
@@ -139,6 +142,28 @@ pub fn config(node: &Node, conn: &ConnState, args: &[Vec<u8>], out: &mut Vec<u8>
                 reply::bulk(out, k.as_bytes());
                 reply::bulk(out, v.as_bytes());
             }
+        }
+        "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
+            // Only the encoding thresholds OBJECT ENCODING reports by can be set; all or none.
+            let pairs: Vec<(String, &[u8])> = args[2..]
+                .chunks_exact(2)
+                .map(|p| (lower(&p[0]), p[1].as_slice()))
+                .collect();
+            if let Some((name, _)) = pairs.iter().find(|(n, _)| !node.encodings.knows(n)) {
+                reply::error(
+                    out,
+                    &format!("ERR CONFIG SET {name} is not supported by ringshift"),
+                );
+                return;
+            }
+            if pairs
+                .iter()
+                .any(|(n, v)| node.encodings.set(n, v) == Some(false))
+            {
+                reply::error(out, "ERR CONFIG SET failed: argument must be a number");
+                return;
+            }
+            reply::simple(out, "OK");
         }
         "set" | "resetstat" | "rewrite" => {
             reply::error(out, "ERR CONFIG SET is not supported by ringshift")

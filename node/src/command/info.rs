@@ -250,10 +250,14 @@ fn scan(node: &Node, args: &[Vec<u8>], out: &mut Vec<u8>) {
     };
     // `next` is never u64::MAX (scan keeps that group together), so `+ 1` cannot overflow.
     let next_cursor = next.map_or(0, |h| h.saturating_add(1));
+    let type_of = |k: &[u8]| match node.engine.get(k) {
+        Ok(Some(s)) => crate::engine::collection::type_name(&s),
+        _ => "none",
+    };
     let found: Vec<Vec<u8>> = found
         .into_iter()
         .filter(|k| pattern.is_none_or(|p| glob::matches(p, k)))
-        .filter(|_| type_filter.as_deref().is_none_or(|t| t == "string"))
+        .filter(|k| type_filter.as_deref().is_none_or(|t| t == type_of(k)))
         .collect();
     reply::array_len(out, 2);
     reply::bulk(out, next_cursor.to_string().as_bytes());

@@ -1,12 +1,15 @@
 //! Command dispatch for the data port.
 
 pub mod clients;
+pub mod encoding;
 pub mod exec;
 mod handshake;
+pub mod hash;
 mod info;
 mod keyspace;
 mod lcs;
 pub mod parse;
+pub mod set;
 mod strings;
 pub mod table;
 
@@ -182,8 +185,14 @@ async fn keyed_command(
     out: &mut Vec<u8>,
 ) {
     // Replies that are maps in RESP3 (owners, local or remote, answer in RESP2).
-    let map_reply =
-        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Lcs { opts, .. }) if opts.idx);
+    let map_reply = proto >= 3
+        && match &keyed {
+            Keyed::Read(parse::ReadCmd::Lcs { opts, .. }) => opts.idx,
+            Keyed::Read(parse::ReadCmd::Hash(h)) => h.is_map(),
+            _ => false,
+        };
+    let pair_reply =
+        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Hash(h)) if hash::is_pairs(h));
     let route = exec::route_keys(node, &keyed.keys());
     if route == Route::Local
         && let Keyed::Read(r) = &keyed
@@ -193,6 +202,9 @@ async fn keyed_command(
         exec::local_read(node, r, out);
         if map_reply {
             crate::resp::resp3::array_to_map(out, start);
+        }
+        if pair_reply {
+            crate::resp::resp3::array_to_pairs(out, start);
         }
         return;
     }
@@ -208,6 +220,9 @@ async fn keyed_command(
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
     if map_reply {
         crate::resp::resp3::array_to_map(out, start);
+    }
+    if pair_reply {
+        crate::resp::resp3::array_to_pairs(out, start);
     }
 }
 

@@ -39,6 +39,8 @@ pub enum ReadCmd {
     },
     /// MEMORY USAGE: the bytes of the key's stored record.
     MemoryUsage(Vec<u8>),
+    Hash(super::hash::HashRead),
+    Set(super::set::SetRead),
 }
 
 /// OBJECT's keyed subcommands.
@@ -66,6 +68,8 @@ impl ReadCmd {
             }
             ReadCmd::MGet(ks) | ReadCmd::Exists(ks) => ks.iter().map(Vec::as_slice).collect(),
             ReadCmd::Lcs { a, b, .. } => vec![a, b],
+            ReadCmd::Hash(h) => vec![h.key()],
+            ReadCmd::Set(s) => s.keys(),
         }
     }
 }
@@ -92,6 +96,16 @@ pub const SYNTAX: &str = "ERR syntax error";
 pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>, String> {
     let a = |i: usize| args[i].clone();
     let rest = || args[1..].to_vec();
+    if name.starts_with('h')
+        && let Some(k) = super::hash::parse(name, args)?
+    {
+        return Ok(Some(k));
+    }
+    if name.starts_with('s')
+        && let Some(k) = super::set::parse(name, args)?
+    {
+        return Ok(Some(k));
+    }
     Ok(Some(match name {
         "get" => Keyed::Read(ReadCmd::Get(a(1))),
         "mget" => Keyed::Read(ReadCmd::MGet(rest())),

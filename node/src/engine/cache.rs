@@ -19,6 +19,7 @@ const ENTRY_OVERHEAD: usize = 96;
 struct Cached {
     value: SmallBytes,
     expires_at: Option<u64>,
+    typed: bool,
 }
 
 impl Cached {
@@ -26,6 +27,7 @@ impl Cached {
         Cached {
             value: SmallBytes::new(&s.value),
             expires_at: s.expires_at,
+            typed: s.typed,
         }
     }
 
@@ -33,6 +35,7 @@ impl Cached {
         Stored {
             value: self.value.as_slice().to_vec(),
             expires_at: self.expires_at,
+            typed: self.typed,
         }
     }
 }
@@ -172,10 +175,7 @@ mod tests {
     use super::*;
 
     fn stored(v: &str) -> Option<Stored> {
-        Some(Stored {
-            value: v.as_bytes().to_vec(),
-            expires_at: None,
-        })
+        Some(Stored::string(v.as_bytes().to_vec(), None))
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! entries, key counts) through the writer as `Op::Ingested`, so the persisted cursor never runs
 //! ahead of the data; data ahead of the cursor after a crash is removed before the copy resumes.
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, collection};
 use crate::keys;
 use crate::ranges::{self, HashRange};
 
@@ -31,9 +31,11 @@ pub const UNGUARDED: Guard<'static> = Guard {
 /// What one ingestion unit wrote.
 #[derive(Debug, Default)]
 pub struct IngestUnit {
-    /// Storage key of the last entry (the pull's next cursor).
-    pub last_key: Option<Vec<u8>>,
+    /// Where the copy stream stands after this unit (the pull's next cursor).
+    pub last: Option<super::CopyCursor>,
+    /// Data entries (keys) written; collection elements are counted in `elements`.
     pub keys: u64,
+    pub elements: u64,
     /// Bytes of storage keys and stored values.
     pub bytes: u64,
     /// Expiry index keys of entries that expire.
@@ -43,18 +45,27 @@ pub struct IngestUnit {
     pub counts: Vec<(u32, i64)>,
 }
 
-/// Called for each entry of a chunk.
-pub type EntryFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), EngineError> + 'a;
+/// Called for each entry of a chunk: (is a collection element, key, value).
+pub type EntryFn<'a> = dyn FnMut(bool, &[u8], &[u8]) -> Result<(), EngineError> + 'a;
 
-/// A chunk of entries to ingest: (storage key, stored value as the source keeps it: expiry +
-/// bytes), in storage-key order.
+/// A chunk of entries to ingest in copy-stream order: data entries (storage key, stored value
+/// as the source keeps it: expiry + bytes) in storage-key order, then collection elements
+/// (sub-key, value) in sub-key order.
 pub trait Entries {
     fn each(&self, f: &mut EntryFn<'_>) -> Result<(), EngineError>;
 }
 
 impl Entries for Vec<super::KvPair> {
     fn each(&self, f: &mut EntryFn<'_>) -> Result<(), EngineError> {
-        self.iter().try_for_each(|(k, v)| f(k, v))
+        self.iter().try_for_each(|(k, v)| f(false, k, v))
+    }
+}
+
+/// Data entries then collection elements.
+impl Entries for (Vec<super::KvPair>, Vec<super::KvPair>) {
+    fn each(&self, f: &mut EntryFn<'_>) -> Result<(), EngineError> {
+        self.0.iter().try_for_each(|(k, v)| f(false, k, v))?;
+        self.1.iter().try_for_each(|(k, v)| f(true, k, v))
     }
 }
 
@@ -68,7 +79,9 @@ impl Entries for WireChunk {
                 what: "snapshot chunk",
                 detail: e.to_string(),
             })?;
-        entries.into_iter().try_for_each(|(k, v)| f(k, v))
+        entries
+            .into_iter()
+            .try_for_each(|e| f(e.sub, e.key, e.value))
     }
 }
 
@@ -86,25 +99,50 @@ pub fn ingest<C: Entries>(
         detail: detail.to_string(),
     };
     let mut ingestion = engine.data.start_ingestion()?;
+    // Started at the first element: the stream's elements follow all its data entries.
+    let mut sub_ingestion = None;
     let mut unit = IngestUnit::default();
     let mut last: Vec<u8> = Vec::new();
+    let mut last_sub: Vec<u8> = Vec::new();
     while unit.bytes < max_bytes {
         let Some(chunk) = next() else {
             break;
         };
-        chunk.each(&mut |skey, stored| {
+        chunk.each(&mut |is_sub, skey, stored| {
+            if is_sub {
+                if collection::split_sub_key(skey).is_none() {
+                    return Err(corrupt("malformed sub-key"));
+                }
+                if unit.elements > 0 && skey <= last_sub.as_slice() {
+                    return Err(corrupt("elements out of sub-key order"));
+                }
+                let ing = match &mut sub_ingestion {
+                    Some(i) => i,
+                    None => sub_ingestion.insert(engine.sub.start_ingestion()?),
+                };
+                ing.write(skey, stored)?;
+                unit.elements += 1;
+                unit.bytes += (skey.len() + stored.len()) as u64;
+                last_sub.clear();
+                last_sub.extend_from_slice(skey);
+                return Ok(());
+            }
+            if sub_ingestion.is_some() {
+                return Err(corrupt("a data entry after collection elements"));
+            }
             let Some((hash, _)) = keys::split_storage_key(skey) else {
                 return Err(corrupt("storage key shorter than its hash"));
             };
             let Some((expiry, _)) = stored.split_first_chunk::<8>() else {
                 return Err(corrupt("stored value shorter than its expiry"));
             };
-            let at = u64::from_be_bytes(*expiry);
+            // (The top bit of the expiry word marks a collection's metadata, not a time.)
+            let (at, _) = keys::split_expiry_word(u64::from_be_bytes(*expiry));
             // fjall asserts the order; refuse out-of-order input here rather than panic there.
             if unit.keys > 0 && skey <= last.as_slice() {
                 return Err(corrupt("entries out of storage-key order"));
             }
-            if at != 0 {
+            if let Some(at) = at {
                 let mut ik = at.to_be_bytes().to_vec();
                 ik.extend_from_slice(skey);
                 unit.index.push(ik);
@@ -144,9 +182,14 @@ pub fn ingest<C: Entries>(
         ));
     }
     ingestion.finish()?;
+    if let Some(i) = sub_ingestion {
+        i.finish()?;
+    }
     drop(gate);
-    if unit.keys > 0 {
-        unit.last_key = Some(last);
+    if unit.elements > 0 {
+        unit.last = Some(super::CopyCursor::Sub(last_sub));
+    } else if unit.keys > 0 {
+        unit.last = Some(super::CopyCursor::Data(last));
     }
     Ok(unit)
 }

@@ -1,5 +1,6 @@
 //! Background upkeep: active expiry (sweeps the expiry index and asks the writer to delete keys
-//! that are still expired) and change-log retention (by size and age, honouring reader pins up
+//! that are still expired), removal of stale collection elements (dropped or replaced
+//! collections' sub-keys) and change-log retention (by size and age, honouring reader pins up
 //! to a cap).
 
 use std::sync::Arc;
@@ -17,11 +18,15 @@ pub fn spawn(engine: Arc<Engine>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut expiry_cursor = None;
+        let mut garbage_cursor = None;
         loop {
             tick.tick().await;
             close_idle_snapshots(&engine);
             if let Err(err) = sweep_expired(&engine, &mut expiry_cursor).await {
                 tracing::warn!(error = %err, "active expiry sweep failed");
+            }
+            if let Err(err) = collect_garbage(&engine, &mut garbage_cursor).await {
+                tracing::warn!(error = %err, "stale collection element cleanup failed");
             }
             let e = engine.clone();
             match tokio::task::spawn_blocking(move || enforce_retention(&e)).await {
@@ -92,6 +97,95 @@ pub(crate) async fn sweep_expired(
             return Ok(());
         }
     }
+}
+
+/// Collections examined per tick at most (a live one costs one seek and one metadata read).
+const GC_GROUPS_PER_TICK: usize = 2_000;
+/// Stale elements removed per writer operation.
+pub(crate) const GC_CHUNK: usize = 5_000;
+/// Stale elements removed per tick at most (the writer stays free for commands in between).
+const GC_PER_TICK: usize = 50_000;
+
+/// One step of the walk over the sub keyspace, resuming at `cursor`: each collection version
+/// whose metadata no longer carries it (dropped, replaced, emptied) has its elements removed
+/// through the writer in bounded chunks; live versions are skipped with one seek each. At the
+/// end of the keyspace the walk starts over.
+pub(crate) async fn collect_garbage(
+    engine: &Engine,
+    cursor: &mut Option<Vec<u8>>,
+) -> Result<(), super::EngineError> {
+    use super::collection::{self, CollMeta};
+    let mut groups = 0;
+    let mut removed = 0;
+    while groups < GC_GROUPS_PER_TICK && removed < GC_PER_TICK {
+        let next = match cursor.as_ref() {
+            Some(c) => engine.sub.range(c.clone()..).next(),
+            None => engine.sub.iter().next(),
+        };
+        let Some(item) = next else {
+            *cursor = None;
+            return Ok(());
+        };
+        let k = item.key()?;
+        groups += 1;
+        let Some(parts) = collection::split_sub_key(&k) else {
+            // Not ours to interpret: step over it.
+            *cursor = Some([k.as_ref(), &[0]].concat());
+            continue;
+        };
+        let prefix = k[..parts.version_prefix_len()].to_vec();
+        let skey = keys::storage_key_with_hash(parts.hash, parts.key);
+        let live = engine
+            .data
+            .get(&skey)?
+            .and_then(|raw| keys::Stored::decode(&raw))
+            .and_then(|s| CollMeta::of(&s))
+            .is_some_and(|m| m.version == parts.version);
+        *cursor = collection::prefix_end(&prefix);
+        if live {
+            if cursor.is_none() {
+                return Ok(());
+            }
+            continue;
+        }
+        // The stale version's elements, a chunk at a time, each chunk read past the last.
+        let mut from = k.to_vec();
+        loop {
+            let mut chunk: Vec<Vec<u8>> = Vec::new();
+            for item in engine.sub.range(from.clone()..).take(GC_CHUNK) {
+                let k = item.key()?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                chunk.push(k.to_vec());
+            }
+            let Some(last) = chunk.last().cloned() else {
+                break;
+            };
+            let full = chunk.len() == GC_CHUNK;
+            removed += chunk.len();
+            let op = Op::SubGc {
+                prefix: prefix.clone(),
+                keys: chunk,
+            };
+            if let super::Outcome::Failed(m) = engine.run(op).await? {
+                return Err(super::EngineError::GcFailed(m));
+            }
+            if !full {
+                break;
+            }
+            from = [last.as_slice(), &[0]].concat();
+            if removed >= GC_PER_TICK {
+                // Resume with this version next tick.
+                *cursor = Some(from);
+                return Ok(());
+            }
+        }
+        if cursor.is_none() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// Drops the oldest log records while the log is over its size or age budget, keeping records

@@ -3,13 +3,18 @@
 //! log records; reads go straight to the data keyspace.
 
 pub mod cache;
+pub mod collection;
+mod copy;
 pub mod counts;
 mod decimal;
+mod elements;
+pub mod hash;
 pub mod ingest;
 pub(crate) mod maintenance;
 mod open;
 pub mod ops;
 pub mod presence;
+pub mod set;
 mod small;
 pub mod strings;
 #[cfg(test)]
@@ -22,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use fjall::{Database, Keyspace, Readable};
+use fjall::{Database, Keyspace};
 use tokio::sync::{oneshot, watch};
 
 use crate::changelog::{self, TailBatch};
@@ -30,6 +35,7 @@ use crate::keys::{self, Stored};
 use crate::ranges::HashRange;
 use crate::routing::Routing;
 
+pub use copy::CopyCursor;
 pub use maintenance::spawn as spawn_maintenance;
 pub use open::{EngineConfig, META_PLACEMENT, PlacementDecoder, open};
 pub use ops::{DataCmd, DataReply, Op, Outcome};
@@ -65,6 +71,8 @@ pub enum EngineError {
     Ahead { after: u64, head: u64 },
     #[error("ingested unit discarded: {0}")]
     Discarded(String),
+    #[error("removing stale collection elements failed: {0}")]
+    GcFailed(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +115,8 @@ impl SourceSession {
 pub struct Engine {
     pub(crate) db: Database,
     pub(crate) data: Keyspace,
+    /// Collection elements (sub-keys, see `collection`).
+    pub(crate) sub: Keyspace,
     pub(crate) log: Keyspace,
     pub(crate) meta: Keyspace,
     pub(crate) expiry: Keyspace,
@@ -189,12 +199,12 @@ impl Engine {
         self.clear_after_in_chunks(ranges, None, None).await
     }
 
-    /// `clear_in_chunks` of the storage keys above `after` only (a resumed copy removes what
-    /// was ingested past its persisted cursor); `failpoint` (a delay) runs before each chunk.
+    /// `clear_in_chunks` of what a copy stream holds past `after` only (a resumed copy removes
+    /// what was ingested past its persisted cursor); `failpoint` (a delay) runs before each chunk.
     pub async fn clear_after_in_chunks(
         &self,
         ranges: &[HashRange],
-        after: Option<&[u8]>,
+        after: Option<&CopyCursor>,
         failpoint: Option<&'static str>,
     ) -> Result<(), ClearError> {
         loop {
@@ -204,7 +214,7 @@ impl Engine {
             match self
                 .run(Op::ClearChunk {
                     ranges: ranges.to_vec(),
-                    after: after.map(<[u8]>::to_vec),
+                    after: after.cloned(),
                     max: CLEAR_CHUNK,
                 })
                 .await
@@ -451,115 +461,6 @@ impl Engine {
         }
     }
 
-    /// Every stored entry (including not-yet-collected expired ones) of `ranges` in a snapshot,
-    /// from storage key `from` (exclusive) on, up to `max` entries or `max_bytes`.
-    pub fn read_chunk(
-        snap: &fjall::Snapshot,
-        data: &Keyspace,
-        ranges: &[HashRange],
-        after: Option<&[u8]>,
-        max: usize,
-        max_bytes: usize,
-    ) -> Result<(Vec<KvPair>, bool), EngineError> {
-        let mut out = Vec::new();
-        let done = Self::each_in_chunk(snap, data, ranges, after, max, max_bytes, |k, v| {
-            out.push((k.to_vec(), v.to_vec()))
-        })?;
-        Ok((out, done))
-    }
-
-    /// `read_chunk` encoded straight into the wire format (`wire::encode_chunk`), without an
-    /// intermediate copy of each entry (the source side of a copy).
-    pub fn read_chunk_wire(
-        snap: &fjall::Snapshot,
-        data: &Keyspace,
-        ranges: &[HashRange],
-        after: Option<&[u8]>,
-        max: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<u8>, EngineError> {
-        let mut out = Vec::with_capacity(max_bytes.min(8 << 20) + 64);
-        out.extend_from_slice(&[0; 5]);
-        let mut n: u32 = 0;
-        let done = Self::each_in_chunk(snap, data, ranges, after, max, max_bytes, |k, v| {
-            crate::wire::put_entry(&mut out, k, v);
-            n += 1;
-        })?;
-        out[0] = u8::from(done);
-        out[1..5].copy_from_slice(&n.to_be_bytes());
-        Ok(out)
-    }
-
-    /// Calls `f` on every stored entry of `ranges` in `snap` after storage key `after`, up to
-    /// `max` entries or `max_bytes`; true when the ranges are exhausted.
-    fn each_in_chunk(
-        snap: &fjall::Snapshot,
-        data: &Keyspace,
-        ranges: &[HashRange],
-        after: Option<&[u8]>,
-        max: usize,
-        max_bytes: usize,
-        mut f: impl FnMut(&[u8], &[u8]),
-    ) -> Result<bool, EngineError> {
-        let mut count = 0;
-        let mut bytes = 0;
-        for r in ranges {
-            use std::ops::Bound;
-            let (lo, hi) = keys::range_bounds(*r);
-            if let (Some(a), Some(hi)) = (after, &hi)
-                && a >= hi.as_slice()
-            {
-                continue;
-            }
-            // Resume right after the cursor instead of re-reading the range from its start.
-            let lower = match after {
-                Some(a) if a >= lo.as_slice() => Bound::Excluded(a.to_vec()),
-                _ => Bound::Included(lo),
-            };
-            let upper = match hi {
-                Some(hi) => Bound::Excluded(hi),
-                None => Bound::Unbounded,
-            };
-            for item in snap.range(data, (lower, upper)) {
-                let (k, v) = item.into_inner()?;
-                if count >= max || bytes >= max_bytes {
-                    return Ok(false);
-                }
-                bytes += k.len() + v.len();
-                count += 1;
-                f(&k, &v);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Order-independent digest over (key, value, expiry) of every entry in `ranges`.
-    pub fn checksum(
-        snap: &fjall::Snapshot,
-        data: &Keyspace,
-        ranges: &[HashRange],
-    ) -> Result<(u64, u64), EngineError> {
-        let mut digest = 0u64;
-        let mut n = 0u64;
-        for r in ranges {
-            let (lo, hi) = keys::range_bounds(*r);
-            let iter = match hi {
-                Some(hi) => snap.range(data, lo..hi),
-                None => snap.range(data, lo..),
-            };
-            for item in iter {
-                let (k, v) = item.into_inner()?;
-                let mut h = xxhash_rust::xxh3::Xxh3::new();
-                h.update(&(k.len() as u64).to_be_bytes());
-                h.update(&k);
-                h.update(&v);
-                digest = digest.wrapping_add(h.digest());
-                n += 1;
-            }
-        }
-        Ok((digest, n))
-    }
-
     /// Makes everything durable; a run without fsync is marked as ended cleanly.
     pub fn shutdown(&self) -> Result<(), EngineError> {
         self.db.persist(fjall::PersistMode::SyncAll)?;
@@ -583,5 +484,9 @@ impl Engine {
 
     pub fn data_keyspace(&self) -> &Keyspace {
         &self.data
+    }
+
+    pub fn sub_keyspace(&self) -> &Keyspace {
+        &self.sub
     }
 }

@@ -64,6 +64,9 @@ pub fn open(
         KeyspaceCreateOptions::default().max_memtable_size(memtable)
     })?;
     // The log is only ever scanned by sequence range: bloom filters would be wasted work.
+    let sub = db.keyspace("sub", || {
+        KeyspaceCreateOptions::default().max_memtable_size(memtable)
+    })?;
     let log = db.keyspace("log", || {
         KeyspaceCreateOptions::default().filter_policy(fjall::config::FilterPolicy::disabled())
     })?;
@@ -149,6 +152,7 @@ pub fn open(
     let engine = Arc::new(Engine {
         db,
         data,
+        sub,
         log,
         meta,
         expiry,

@@ -7,6 +7,8 @@ use crate::ranges::HashRange;
 use crate::routing::{Installed, Route};
 
 use super::SnapshotSession;
+use super::hash::HashCmd;
+use super::set::SetCmd;
 use super::strings::StrCmd;
 
 /// How SET treats the key's expiry.
@@ -95,6 +97,10 @@ pub enum DataCmd {
         dst: Vec<u8>,
         replace: bool,
     },
+    /// A hash write (see `hash`).
+    Hash(HashCmd),
+    /// A set write (see `set`).
+    Sets(SetCmd),
 }
 
 impl DataCmd {
@@ -106,6 +112,8 @@ impl DataCmd {
             | DataCmd::IncrBy { key, .. }
             | DataCmd::Expire { key, .. } => f(key),
             DataCmd::Str(c) => f(c.key()),
+            DataCmd::Hash(c) => f(c.key()),
+            DataCmd::Sets(c) => c.all_keys(f),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => f(src) && f(dst),
             DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.iter().all(|(k, _)| f(k)),
@@ -120,6 +128,8 @@ impl DataCmd {
                 vec![key]
             }
             DataCmd::Str(c) => vec![c.key()],
+            DataCmd::Hash(c) => vec![c.key()],
+            DataCmd::Sets(c) => c.keys(),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => vec![src, dst],
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => {
@@ -136,6 +146,7 @@ pub enum DataReply {
     Bulk(Vec<u8>),
     Int(i64),
     Err(String),
+    Array(Vec<DataReply>),
 }
 
 /// A metadata write that goes into the same batch: key and new value (None = delete).
@@ -181,8 +192,14 @@ pub enum Op {
     /// unlogged (see `Engine::clear_in_chunks`). Refused once this node owns any of the ranges.
     ClearChunk {
         ranges: Vec<HashRange>,
-        after: Option<Vec<u8>>,
+        after: Option<super::CopyCursor>,
         max: usize,
+    },
+    /// Remove `keys` (elements of the collection version whose sub-keys start with `prefix`),
+    /// unlogged, unless that version is live (answers `Done`).
+    SubGc {
+        prefix: Vec<u8>,
+        keys: Vec<Vec<u8>>,
     },
     /// Record what a bulk ingestion unit wrote into `guard` (see `engine::ingest`): the pull's
     /// cursor (in `meta`), expiry index entries and key counts. Refused once this node owns any
@@ -215,6 +232,7 @@ impl Op {
                 | Op::ClearChunk { .. }
                 | Op::Expired(_)
                 | Op::Ingested { .. }
+                | Op::SubGc { .. }
         )
     }
 }

@@ -90,13 +90,7 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
     match cmd {
         StrCmd::SetNx { value, .. } => match old {
             Some(_) => (Change::Keep, DataReply::Int(0)),
-            None => (
-                Change::Put(Stored {
-                    value,
-                    expires_at: None,
-                }),
-                DataReply::Int(1),
-            ),
+            None => (Change::Put(Stored::string(value, None)), DataReply::Int(1)),
         },
         StrCmd::Append { value, .. } => {
             let (mut cur, expires_at) = old.map_or((Vec::new(), None), |s| (s.value, s.expires_at));
@@ -106,10 +100,7 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
             cur.extend_from_slice(&value);
             let len = cur.len() as i64;
             (
-                Change::Put(Stored {
-                    value: cur,
-                    expires_at,
-                }),
+                Change::Put(Stored::string(cur, expires_at)),
                 DataReply::Int(len),
             )
         }
@@ -132,10 +123,7 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
             cur[offset..end].copy_from_slice(&value);
             let len = cur.len() as i64;
             (
-                Change::Put(Stored {
-                    value: cur,
-                    expires_at,
-                }),
+                Change::Put(Stored::string(cur, expires_at)),
                 DataReply::Int(len),
             )
         }
@@ -163,10 +151,7 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
                 .unwrap_or_else(|| human_float(v))
                 .into_bytes();
             (
-                Change::Put(Stored {
-                    value: text.clone(),
-                    expires_at,
-                }),
+                Change::Put(Stored::string(text.clone(), expires_at)),
                 DataReply::Bulk(text),
             )
         }
@@ -187,10 +172,7 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
                 cur[byte] &= !(1 << shift);
             }
             (
-                Change::Put(Stored {
-                    value: cur,
-                    expires_at,
-                }),
+                Change::Put(Stored::string(cur, expires_at)),
                 DataReply::Int(was as i64),
             )
         }
@@ -204,15 +186,9 @@ pub fn eval(cmd: StrCmd, old: Option<Stored>, now: u64) -> (Change, DataReply) {
                 let reply = DataReply::Bulk(s.value.clone());
                 let change = match expiry {
                     GetExExpiry::At(at) if at <= now => Change::Del,
-                    GetExExpiry::At(at) => Change::Put(Stored {
-                        value: s.value,
-                        expires_at: Some(at),
-                    }),
+                    GetExExpiry::At(at) => Change::Put(Stored::string(s.value, Some(at))),
                     GetExExpiry::Persist if s.expires_at.is_none() => Change::Keep,
-                    GetExExpiry::Persist => Change::Put(Stored {
-                        value: s.value,
-                        expires_at: None,
-                    }),
+                    GetExExpiry::Persist => Change::Put(Stored::string(s.value, None)),
                 };
                 (change, reply)
             }
@@ -310,10 +286,7 @@ mod tests {
     use super::*;
 
     fn s(v: &str, expires_at: Option<u64>) -> Option<Stored> {
-        Some(Stored {
-            value: v.as_bytes().to_vec(),
-            expires_at,
-        })
+        Some(Stored::string(v.as_bytes().to_vec(), expires_at))
     }
 
     #[test]
@@ -356,10 +329,7 @@ mod tests {
         assert_eq!(r, DataReply::Int(5));
         assert_eq!(
             c,
-            Change::Put(Stored {
-                value: b"a\0\0xy".to_vec(),
-                expires_at: Some(99)
-            })
+            Change::Put(Stored::string(b"a\0\0xy".to_vec(), Some(99)))
         );
         assert_eq!(eval(cmd(3, ""), None, 0), (Change::Keep, DataReply::Int(0)));
         assert_eq!(eval(cmd(0, ""), s("abc", None), 0).1, DataReply::Int(3));

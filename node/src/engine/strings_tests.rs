@@ -75,6 +75,7 @@ async fn string_commands_log_post_images_that_replay_to_the_same_state() {
                 skey,
                 value,
                 expires_at,
+                ..
             } => Some((skey.clone(), value.clone(), *expires_at)),
             _ => None,
         })

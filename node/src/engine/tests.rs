@@ -424,6 +424,7 @@ async fn key_counts_follow_writes_deletes_and_clears() {
             skey: keys::storage_key(format!("p{i}").as_bytes()),
             value: b"v".to_vec(),
             expires_at: None,
+            typed: false,
         })
         .filter(|op| match op {
             LogOp::Put { skey, .. } => keys::split_storage_key(skey).unwrap().0 >= 1 << 63,
@@ -520,7 +521,7 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
         .filter(|(_, v)| v[..8] != [0u8; 8])
         .count();
     assert_eq!(unit.index.len(), expiring);
-    let cursor = unit.last_key.clone().unwrap();
+    let cursor = unit.last.clone().unwrap();
     e.run(Op::Ingested {
         meta: vec![],
         index: unit.index,
@@ -569,15 +570,18 @@ async fn wire_chunks_match_the_reference_encoding() {
         start: 1 << 62,
         end: u64::MAX - 5,
     }];
-    let mut after: Option<Vec<u8>> = None;
+    let mut after: Option<crate::engine::CopyCursor> = None;
     loop {
-        let (entries, done) =
-            Engine::read_chunk(&s.snapshot, &e.data, &ranges, after.as_deref(), 100, 4000).unwrap();
-        let wire =
-            Engine::read_chunk_wire(&s.snapshot, &e.data, &ranges, after.as_deref(), 100, 4000)
-                .unwrap();
+        let (entries, sub_entries, done) = e
+            .read_chunk(&s.snapshot, &ranges, after.as_ref(), 100, 4000)
+            .unwrap();
+        assert!(sub_entries.is_empty());
+        let wire = e
+            .read_chunk_wire(&s.snapshot, &ranges, after.as_ref(), 100, 4000)
+            .unwrap();
         let reference = crate::wire::encode_chunk(&crate::wire::Chunk {
             entries: entries.clone(),
+            sub_entries,
             done,
         });
         assert_eq!(wire, reference);
@@ -587,7 +591,9 @@ async fn wire_chunks_match_the_reference_encoding() {
         if done {
             break;
         }
-        after = entries.last().map(|(k, _)| k.clone());
+        after = entries
+            .last()
+            .map(|(k, _)| crate::engine::CopyCursor::Data(k.clone()));
     }
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -691,15 +697,9 @@ async fn a_key_expired_at_the_source_stays_expired_on_a_target_whose_clock_is_be
     let Outcome::Snapshot(s) = src.run(Op::Snapshot).await.unwrap() else {
         panic!("no snapshot")
     };
-    let (entries, done) = Engine::read_chunk(
-        &s.snapshot,
-        &src.data,
-        &[HashRange::FULL],
-        None,
-        1000,
-        1 << 20,
-    )
-    .unwrap();
+    let (entries, _, done) = src
+        .read_chunk(&s.snapshot, &[HashRange::FULL], None, 1000, 1 << 20)
+        .unwrap();
     assert!(done);
     let ops = entries
         .into_iter()
@@ -709,6 +709,7 @@ async fn a_key_expired_at_the_source_stays_expired_on_a_target_whose_clock_is_be
                 skey,
                 value: v.value,
                 expires_at: v.expires_at,
+                typed: v.typed,
             }
         })
         .collect();
@@ -853,5 +854,36 @@ async fn the_sweep_resumes_past_keys_kept_for_another_owner() {
     }
     assert_eq!(e.head(), head + 1, "the owned key was not expired");
     assert_eq!(index_entries(&e), kept);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A copied collection's metadata is indexed for active expiry by its expiry, not by its raw
+/// expiry word (whose top bit marks it typed): a hash without expiry gets no index entry, one
+/// with an expiry gets the entry the sweeper looks for.
+#[tokio::test]
+async fn ingested_collections_are_indexed_by_their_expiry() {
+    use super::collection::{CollMeta, CollType};
+    let d = dir("ingest-typed");
+    let (e, _) = open(&d, config(), no_placement).unwrap();
+    e.run(install(owned_by("b", 1))).await.unwrap();
+    let at = keys::now_ms() + 60_000;
+    let mut entries: Vec<KvPair> = [("h1", None), ("h2", Some(at))]
+        .into_iter()
+        .map(|(k, exp)| {
+            let m = CollMeta {
+                ty: CollType::Hash,
+                version: 7,
+                count: 1,
+                expires_at: exp,
+            };
+            (keys::storage_key(k.as_bytes()), m.to_stored().encode())
+        })
+        .collect();
+    entries.sort();
+    let mut chunks = vec![entries.clone()].into_iter();
+    let unit = ingest::ingest(&e, || chunks.next(), u64::MAX, &ingest::UNGUARDED).unwrap();
+    let mut want = at.to_be_bytes().to_vec();
+    want.extend_from_slice(&keys::storage_key(b"h2"));
+    assert_eq!(unit.index, vec![want]);
     let _ = std::fs::remove_dir_all(&d);
 }

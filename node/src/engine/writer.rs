@@ -30,6 +30,10 @@ use crate::ranges;
 use crate::routing::{Fence, Route, Routing};
 use ringshift_ring::HashRange;
 
+mod collections;
+mod sets;
+mod subkeys;
+
 pub enum Request {
     One {
         op: Op,
@@ -73,7 +77,16 @@ impl Answer {
 }
 
 type Overlay = HashMap<Vec<u8>, Option<Stored>, crate::keys::KeyHashBuilder>;
+/// Collection elements written by a batch: sub-key -> value (None = deleted).
+type SubOverlay = HashMap<Vec<u8>, Option<Vec<u8>>, crate::keys::KeyHashBuilder>;
 type MetaMap = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A sealed batch's writes, read by evaluation until fjall and the read cache have them.
+struct InFlight {
+    overlay: Arc<Overlay>,
+    meta: Arc<MetaMap>,
+    sub: Arc<SubOverlay>,
+}
 
 /// The writer's shared state; the engine holds it once the committer runs.
 pub struct Handle {
@@ -137,6 +150,7 @@ pub fn spawn(engine: Arc<Engine>, routing: Routing, head: u64) -> Result<(), std
         accepted,
         in_flight: VecDeque::new(),
         stopped: None,
+        version: 0,
     };
     let handle = Handle {
         state: Mutex::new(State {
@@ -164,16 +178,19 @@ struct Writer {
     accepted: Option<Arc<EpochWindows>>,
     /// Data and metadata of the sealed batches, oldest first, until their commit is readable
     /// from fjall and the read cache (at most two: one committing, one finishing).
-    in_flight: VecDeque<(Arc<Overlay>, Arc<MetaMap>)>,
+    in_flight: VecDeque<InFlight>,
     /// Set after a failed commit: later batches were evaluated on top of it, so the writer
     /// refuses everything until the node restarts (fjall refuses writes after a journal
     /// failure anyway).
     stopped: Option<String>,
+    /// The last collection version handed out (`collection::next_version`).
+    version: u64,
 }
 
 /// State of the open batch being built.
 struct Batch {
     overlay: Overlay,
+    sub: SubOverlay,
     log_bytes: u64,
     now: u64,
     routing_changed: bool,
@@ -202,6 +219,7 @@ type Prior<V> = (Vec<u8>, Option<V>);
 /// where its log records and count changes began.
 struct Undo {
     data: Vec<Prior<Option<Stored>>>,
+    sub: Vec<Prior<Option<Vec<u8>>>>,
     index: Vec<Prior<bool>>,
     meta: Vec<Prior<Option<Vec<u8>>>>,
     seq: u64,
@@ -218,6 +236,13 @@ impl Batch {
                 .push((skey.clone(), self.overlay.get(&skey).cloned()));
         }
         self.overlay.insert(skey, value);
+    }
+
+    fn set_sub(&mut self, skey: Vec<u8>, value: Option<Vec<u8>>) {
+        if let Some(u) = &mut self.undo {
+            u.sub.push((skey.clone(), self.sub.get(&skey).cloned()));
+        }
+        self.sub.insert(skey, value);
     }
 
     fn set_index(&mut self, key: Vec<u8>, live: bool) {
@@ -238,6 +263,7 @@ impl Batch {
     fn begin_undo(&mut self, seq: u64) {
         self.undo = Some(Undo {
             data: Vec::new(),
+            sub: Vec::new(),
             index: Vec::new(),
             meta: Vec::new(),
             seq,
@@ -255,6 +281,12 @@ impl Batch {
             match prev {
                 Some(v) => self.overlay.insert(k, v),
                 None => self.overlay.remove(&k),
+            };
+        }
+        for (k, prev) in u.sub.into_iter().rev() {
+            match prev {
+                Some(v) => self.sub.insert(k, v),
+                None => self.sub.remove(&k),
             };
         }
         for (k, prev) in u.index.into_iter().rev() {
@@ -297,6 +329,7 @@ enum Pending {
 struct Committed {
     failed: bool,
     overlay: Arc<Overlay>,
+    sub: Arc<SubOverlay>,
     /// Log head after this batch, if it changed.
     head: Option<u64>,
     log_bytes: u64,
@@ -371,6 +404,14 @@ fn commit(
         match value {
             Some(v) => batch.insert(&e.data, skey.as_slice(), v.encode()),
             None => batch.remove(&e.data, skey.as_slice()),
+        }
+    }
+    let mut sub: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = back.sub.iter().collect();
+    sub.sort_unstable_by(|x, y| x.0.cmp(y.0));
+    for (skey, value) in sub {
+        match value {
+            Some(v) => batch.insert(&e.sub, skey.as_slice(), v.as_slice()),
+            None => batch.remove(&e.sub, skey.as_slice()),
         }
     }
     for (k, v) in s.meta.iter() {
@@ -479,6 +520,7 @@ impl Writer {
         }
         let b = open.get_or_insert_with(|| Batch {
             overlay: HashMap::with_capacity_and_hasher(64, Default::default()),
+            sub: HashMap::default(),
             log_bytes: 0,
             now: 0,
             routing_changed: false,
@@ -536,7 +578,12 @@ impl Writer {
         });
         let overlay = Arc::new(b.overlay);
         let meta = Arc::new(b.meta);
-        self.in_flight.push_back((overlay.clone(), meta.clone()));
+        let sub = Arc::new(b.sub);
+        self.in_flight.push_back(InFlight {
+            overlay: overlay.clone(),
+            meta: meta.clone(),
+            sub: sub.clone(),
+        });
         Sealed {
             meta,
             index: b.index,
@@ -545,6 +592,7 @@ impl Writer {
                 // Until the commit succeeds.
                 failed: true,
                 overlay,
+                sub,
                 head: (self.seq != b.start_seq).then_some(self.seq),
                 log_bytes: b.log_bytes,
                 cleared: b.cleared,
@@ -785,29 +833,7 @@ impl Writer {
                         "refusing to clear ranges this node owns".into(),
                     )));
                 }
-                let mut removed = 0;
-                'ranges: for r in rs {
-                    use std::ops::Bound;
-                    let (lo, hi) = keys::range_bounds(r);
-                    let lower = match &after {
-                        Some(a) if *a >= lo => Bound::Excluded(a.clone()),
-                        _ => Bound::Included(lo),
-                    };
-                    let upper = match hi {
-                        Some(hi) => Bound::Excluded(hi),
-                        None => Bound::Unbounded,
-                    };
-                    for item in self.engine.data.range::<Vec<u8>, _>((lower, upper)) {
-                        if removed >= max {
-                            break 'ranges;
-                        }
-                        let k = item.key()?;
-                        // (A key already removed by a write not committed yet is skipped.)
-                        if self.remove_unlogged(&k, b)? {
-                            removed += 1;
-                        }
-                    }
-                }
+                let removed = self.clear_chunk(&rs, after.as_ref(), max, b)?;
                 b.cleared = true;
                 Outcome::Cleared {
                     done: removed < max,
@@ -835,6 +861,7 @@ impl Writer {
                 }
                 Outcome::Done
             }
+            Op::SubGc { prefix, keys } => self.collect_garbage(&prefix, keys, b)?,
             Op::Snapshot => return Ok(Pending::Snapshot),
             Op::Meta(meta) => {
                 self.meta(meta, b);
@@ -890,7 +917,9 @@ impl Writer {
         let several = match &cmd {
             DataCmd::Del { keys } => keys.len() > 1,
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.len() > 1,
-            DataCmd::Rename { .. } | DataCmd::Copy { .. } => true,
+            DataCmd::Rename { .. } | DataCmd::Copy { .. } | DataCmd::Hash(_) | DataCmd::Sets(_) => {
+                true
+            }
             _ => false,
         };
         Ok(Outcome::Data(
@@ -923,7 +952,7 @@ impl Writer {
             }
         }
         // Keys written by batches not committed yet are not in the index keyspace.
-        let uncommitted = self.in_flight.iter().flat_map(|(o, _)| o.iter());
+        let uncommitted = self.in_flight.iter().flat_map(|f| f.overlay.iter());
         for (skey, v) in b.overlay.iter().chain(uncommitted) {
             if v.as_ref().is_some_and(|s| s.is_expired(b.now)) && wanted(skey) {
                 due.push(skey.clone());
@@ -984,7 +1013,7 @@ impl Writer {
         let raw = match b
             .meta
             .get(key)
-            .or_else(|| self.in_flight.iter().rev().find_map(|(_, m)| m.get(key)))
+            .or_else(|| self.in_flight.iter().rev().find_map(|f| f.meta.get(key)))
         {
             Some(v) => v.clone(),
             None => self.engine.meta.get(key)?.map(|v| v.to_vec()),
@@ -1001,11 +1030,12 @@ impl Writer {
     /// The key's stored state, expired or not.
     fn stored_value(&self, skey: &[u8], b: &Batch) -> Result<Option<Stored>, fjall::Error> {
         Ok(
-            match b
-                .overlay
-                .get(skey)
-                .or_else(|| self.in_flight.iter().rev().find_map(|(o, _)| o.get(skey)))
-            {
+            match b.overlay.get(skey).or_else(|| {
+                self.in_flight
+                    .iter()
+                    .rev()
+                    .find_map(|f| f.overlay.get(skey))
+            }) {
                 Some(v) => v.clone(),
                 None => self
                     .engine
@@ -1020,11 +1050,12 @@ impl Writer {
     /// batch's writes. The presence filter (new keys) and the read cache answer most of these
     /// without touching fjall.
     fn stored(&self, skey: &[u8], b: &Batch) -> Result<bool, fjall::Error> {
-        if let Some(v) = b
-            .overlay
-            .get(skey)
-            .or_else(|| self.in_flight.iter().rev().find_map(|(o, _)| o.get(skey)))
-        {
+        if let Some(v) = b.overlay.get(skey).or_else(|| {
+            self.in_flight
+                .iter()
+                .rev()
+                .find_map(|f| f.overlay.get(skey))
+        }) {
             return Ok(v.is_some());
         }
         // Updates (the common case) are answered by the cache, new keys by the filter.
@@ -1080,7 +1111,7 @@ impl Writer {
                 }
                 self.seq += 1;
                 b.entry
-                    .push_put(self.seq, b.now, &skey, &s.value, s.expires_at);
+                    .push_put(self.seq, b.now, &skey, &s.value, s.expiry_word());
             }
             None => self.append_raw(crate::changelog::encode_del(b.now, &skey), b),
         }
@@ -1105,34 +1136,65 @@ impl Writer {
                 skey,
                 value,
                 expires_at,
-            } => self.write(skey, Some(Stored { value, expires_at }), b)?,
+                typed,
+            } => self.write(
+                skey,
+                Some(Stored {
+                    value,
+                    expires_at,
+                    typed,
+                }),
+                b,
+            )?,
             LogOp::Del { skey } => self.write(skey, None, b)?,
+            LogOp::SubPut { skey, value } => self.write_sub(skey, Some(value), b),
+            LogOp::SubDel { skey } => self.write_sub(skey, None, b),
             LogOp::ClearRange { range } => {
                 b.cleared = true;
                 let (lo, hi) = keys::range_bounds(range);
-                let iter = match hi {
-                    Some(hi) => self.engine.data.range(lo..hi),
-                    None => self.engine.data.range(lo..),
+                let iter = match &hi {
+                    Some(hi) => self.engine.data.range(lo.clone()..hi.clone()),
+                    None => self.engine.data.range(lo.clone()..),
                 };
                 for item in iter {
                     let k = item.key()?;
                     self.remove_unlogged(&k, b)?;
                 }
-                // Keys written earlier in this batch or the committing one are not in the data
-                // keyspace yet.
-                let committing = self.in_flight.iter().flat_map(|(o, _)| o.keys());
+                let iter = match hi {
+                    Some(hi) => self.engine.sub.range(lo..hi),
+                    None => self.engine.sub.range(lo..),
+                };
+                for item in iter {
+                    let k = item.key()?;
+                    b.set_sub(k.to_vec(), None);
+                }
+                // Keys written earlier in this batch or the committing one are not in the
+                // keyspaces yet.
+                let in_range = |k: &Vec<u8>| {
+                    keys::split_storage_key(k)
+                        .is_some_and(|(h, _)| range.start <= h && h <= range.end)
+                };
+                let committing = self.in_flight.iter().flat_map(|f| f.overlay.keys());
                 let pending: Vec<Vec<u8>> = b
                     .overlay
                     .keys()
                     .chain(committing)
-                    .filter(|k| {
-                        keys::split_storage_key(k)
-                            .is_some_and(|(h, _)| range.start <= h && h <= range.end)
-                    })
+                    .filter(|k| in_range(k))
                     .cloned()
                     .collect();
                 for k in pending {
                     self.remove_unlogged(&k, b)?;
+                }
+                let committing = self.in_flight.iter().flat_map(|f| f.sub.keys());
+                let pending: Vec<Vec<u8>> = b
+                    .sub
+                    .keys()
+                    .chain(committing)
+                    .filter(|k| in_range(k))
+                    .cloned()
+                    .collect();
+                for k in pending {
+                    b.set_sub(k, None);
                 }
                 self.append(LogOp::ClearRange { range }, b);
             }
@@ -1158,6 +1220,9 @@ impl Writer {
                 };
                 let exists = old.is_some();
                 let old_reply = match &old {
+                    Some(s) if s.typed && get => {
+                        return Ok(DataReply::Err(super::collection::WRONGTYPE.into()));
+                    }
                     Some(s) => DataReply::Bulk(s.value.clone()),
                     None => DataReply::Nil,
                 };
@@ -1175,7 +1240,7 @@ impl Writer {
                     if expires_at.is_some_and(|at| at <= b.now) {
                         self.write(skey, None, b)?;
                     } else {
-                        self.write(skey, Some(Stored { value, expires_at }), b)?;
+                        self.write(skey, Some(Stored::string(value, expires_at)), b)?;
                     }
                 }
                 match (get, proceed) {
@@ -1200,6 +1265,9 @@ impl Writer {
                 let old = self.current(&skey, b)?;
                 let (cur, expires_at) = match &old {
                     None => (0i64, None),
+                    Some(s) if s.typed => {
+                        return Ok(DataReply::Err(super::collection::WRONGTYPE.into()));
+                    }
                     Some(s) => match parse_int(&s.value) {
                         Some(v) => (v, s.expires_at),
                         None => {
@@ -1213,7 +1281,7 @@ impl Writer {
                     None => DataReply::Err("ERR increment or decrement would overflow".into()),
                     Some(v) => {
                         let value = v.to_string().into_bytes();
-                        self.write(skey, Some(Stored { value, expires_at }), b)?;
+                        self.write(skey, Some(Stored::string(value, expires_at)), b)?;
                         DataReply::Int(v)
                     }
                 }
@@ -1232,15 +1300,12 @@ impl Writer {
                             DataReply::Int(1)
                         }
                         at => {
-                            let value = s.value;
-                            self.write(
-                                skey,
-                                Some(Stored {
-                                    value,
-                                    expires_at: at,
-                                }),
-                                b,
-                            )?;
+                            // (A collection's metadata keeps its kind: only the expiry changes.)
+                            let s = Stored {
+                                expires_at: at,
+                                ..s
+                            };
+                            self.write(skey, Some(s), b)?;
                             DataReply::Int(1)
                         }
                     },
@@ -1249,6 +1314,10 @@ impl Writer {
             DataCmd::Str(c) => {
                 let skey = keys::storage_key(c.key());
                 let old = self.current(&skey, b)?;
+                let setnx = matches!(c, strings::StrCmd::SetNx { .. });
+                if old.as_ref().is_some_and(|s| s.typed) && !setnx {
+                    return Ok(DataReply::Err(super::collection::WRONGTYPE.into()));
+                }
                 let (change, reply) = strings::eval(c, old, b.now);
                 match change {
                     Change::Keep => {}
@@ -1269,8 +1338,9 @@ impl Writer {
                 if nx && self.current(&d, b)?.is_some() {
                     return Ok(DataReply::Int(0));
                 }
-                // Post-images: the destination's whole value and expiry, then the delete.
-                self.write(d, Some(value), b)?;
+                // Post-images: the destination's whole value and expiry (a collection's
+                // elements under a new version), then the delete.
+                self.write_copy(&src, value, &dst, b)?;
                 self.write(s, None, b)?;
                 if nx { DataReply::Int(1) } else { DataReply::Ok }
             }
@@ -1287,7 +1357,7 @@ impl Writer {
                 if !replace && self.current(&d, b)?.is_some() {
                     return Ok(DataReply::Int(0));
                 }
-                self.write(d, Some(value), b)?;
+                self.write_copy(&src, value, &dst, b)?;
                 DataReply::Int(1)
             }
             DataCmd::MSetNx { pairs } => {
@@ -1298,28 +1368,16 @@ impl Writer {
                 }
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);
-                    self.write(
-                        skey,
-                        Some(Stored {
-                            value,
-                            expires_at: None,
-                        }),
-                        b,
-                    )?;
+                    self.write(skey, Some(Stored::string(value, None)), b)?;
                 }
                 DataReply::Int(1)
             }
+            DataCmd::Hash(c) => self.hash_cmd(c, b)?,
+            DataCmd::Sets(c) => self.set_cmd(c, b)?,
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);
-                    self.write(
-                        skey,
-                        Some(Stored {
-                            value,
-                            expires_at: None,
-                        }),
-                        b,
-                    )?;
+                    self.write(skey, Some(Stored::string(value, None)), b)?;
                 }
                 DataReply::Ok
             }

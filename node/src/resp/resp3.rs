@@ -51,6 +51,26 @@ pub fn array_to_map(out: &mut Vec<u8>, start: usize) {
     out.splice(start..start + 1 + eol + 2, header.into_bytes());
 }
 
+/// Turns the flat RESP2 array of pairs at `out[start..]` (`*2n`) into an array of n two-item
+/// arrays (RESP3 HRANDFIELD ... WITHVALUES); anything else is left as it is.
+pub fn array_to_pairs(out: &mut Vec<u8>, start: usize) {
+    let Some(items) = out.get(start..).and_then(super::reply::array_items) else {
+        return;
+    };
+    if !items.len().is_multiple_of(2) {
+        return;
+    }
+    let mut rewritten = Vec::with_capacity(out.len() - start + 4 * items.len());
+    super::reply::array_len(&mut rewritten, items.len() / 2);
+    for pair in items.chunks_exact(2) {
+        super::reply::array_len(&mut rewritten, 2);
+        rewritten.extend_from_slice(pair[0]);
+        rewritten.extend_from_slice(pair[1]);
+    }
+    out.truncate(start);
+    out.extend_from_slice(&rewritten);
+}
+
 /// Cheap pre-check: a RESP2 null can only be there if `-1\r\n` is.
 fn has_null(buf: &[u8]) -> bool {
     buf.windows(4).any(|w| w == b"-1\r\n")
@@ -134,6 +154,19 @@ mod tests {
         let mut err = b"-ERR x\r\n".to_vec();
         array_to_map(&mut err, 0);
         assert_eq!(err, b"-ERR x\r\n".to_vec());
+    }
+
+    #[test]
+    fn flat_pairs_become_nested_pairs() {
+        let mut out = b"*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n".to_vec();
+        array_to_pairs(&mut out, 0);
+        assert_eq!(
+            out,
+            b"*2\r\n*2\r\n$1\r\na\r\n:1\r\n*2\r\n$1\r\nb\r\n:2\r\n".to_vec()
+        );
+        let mut odd = b"*1\r\n:1\r\n".to_vec();
+        array_to_pairs(&mut odd, 0);
+        assert_eq!(odd, b"*1\r\n:1\r\n".to_vec());
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! OBJECT ENCODING for collections, and the CONFIG parameters it follows. Nothing is stored
+//! differently: the answer is the encoding Redis 7.0 would use for the same contents under the
+//! same thresholds (hash: listpack up to `hash-max-listpack-entries` fields with fields and
+//! values up to `hash-max-listpack-value` bytes, else hashtable; set: intset up to
+//! `set-max-intset-entries` integer members, else hashtable). CONFIG SET may change them.
+
+use crate::engine::KvPair;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::collection::{CollMeta, CollType};
+use crate::engine::writer_parse_int as parse_int;
+use crate::node::Node;
+
+pub struct Limits {
+    hash_entries: AtomicU64,
+    hash_value: AtomicU64,
+    set_intset_entries: AtomicU64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            hash_entries: AtomicU64::new(128),
+            hash_value: AtomicU64::new(64),
+            set_intset_entries: AtomicU64::new(512),
+        }
+    }
+}
+
+impl Limits {
+    fn slot(&self, name: &str) -> Option<&AtomicU64> {
+        Some(match name {
+            "hash-max-listpack-entries" | "hash-max-ziplist-entries" => &self.hash_entries,
+            "hash-max-listpack-value" | "hash-max-ziplist-value" => &self.hash_value,
+            "set-max-intset-entries" => &self.set_intset_entries,
+            _ => return None,
+        })
+    }
+
+    pub fn knows(&self, name: &str) -> bool {
+        self.slot(name).is_some()
+    }
+
+    /// CONFIG SET of one parameter: None if it is not one of these, else whether the value
+    /// was accepted.
+    pub fn set(&self, name: &str, value: &[u8]) -> Option<bool> {
+        let slot = self.slot(name)?;
+        match parse_int(value).and_then(|v| u64::try_from(v).ok()) {
+            Some(v) => {
+                slot.store(v, Ordering::Relaxed);
+                Some(true)
+            }
+            None => Some(false),
+        }
+    }
+
+    /// (name, value) for CONFIG GET.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        vec![
+            ("hash-max-listpack-entries", get(&self.hash_entries)),
+            ("hash-max-ziplist-entries", get(&self.hash_entries)),
+            ("hash-max-listpack-value", get(&self.hash_value)),
+            ("hash-max-ziplist-value", get(&self.hash_value)),
+            ("set-max-intset-entries", get(&self.set_intset_entries)),
+        ]
+    }
+}
+
+/// OBJECT ENCODING of a collection (reads its elements only when it is small enough for a
+/// compact encoding).
+pub fn encoding(node: &Node, key: &[u8], m: &CollMeta) -> Result<&'static str, String> {
+    let l = &node.encodings;
+    let elements = |limit: u64| -> Result<Option<Vec<KvPair>>, String> {
+        if m.count > limit {
+            return Ok(None);
+        }
+        node.engine
+            .all_elements(key, m)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    };
+    Ok(match m.ty {
+        CollType::Hash => {
+            let max = l.hash_value.load(Ordering::Relaxed) as usize;
+            match elements(l.hash_entries.load(Ordering::Relaxed))? {
+                Some(all) if all.iter().all(|(f, v)| f.len() <= max && v.len() <= max) => {
+                    "listpack"
+                }
+                _ => "hashtable",
+            }
+        }
+        CollType::Set => match elements(l.set_intset_entries.load(Ordering::Relaxed))? {
+            Some(all) if all.iter().all(|(f, _)| parse_int(f).is_some()) => "intset",
+            _ => "hashtable",
+        },
+    })
+}
