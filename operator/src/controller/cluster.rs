@@ -340,12 +340,14 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         selector: names::selector_string(&name),
         apply_error: outcome.apply_error.clone(),
         placement_error: placement_error.clone(),
+        awaiting_approval: match (&desired_ring, &committed) {
+            (Some(ring), Some(p)) => status::published_plan(&name, &cluster.spec, ring, p),
+            _ => None,
+        },
+        paused: cluster.spec.migration.paused,
+        now_ms: k8s_openapi::jiff::Timestamp::now().as_millisecond(),
     };
     let (mut next, desired_conditions) = status::compute(&inputs);
-    next.pending_plan = match (&desired_ring, &committed) {
-        (Some(ring), Some(p)) => status::published_plan(&name, &cluster.spec, ring, p),
-        _ => None,
-    };
     let stable = next.state.as_deref() == Some("Ready");
     write_status(cluster, ctx, &ns, &mut next, &desired_conditions).await?;
 

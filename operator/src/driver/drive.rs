@@ -14,7 +14,7 @@ use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
 use super::convert::{
     apply_state, committed_record, crd_phase, cutover_of, drop_request, move_state, offset_text,
-    pull_view, ranges_of, uid_of,
+    pull_view, ranges_of, settle_progress, uid_of,
 };
 use super::cutover::{self, Outcome};
 use super::env::Env;
@@ -629,6 +629,7 @@ async fn persist(
     let mut status = d.obj.status.clone().unwrap_or_default();
     apply_state(&mut status, &next);
     fill_observed(&mut status, obs);
+    settle_progress(&mut status);
     status.observed_generation = d.obj.metadata.generation;
     d.obj.status = Some(status);
     write(env, d).await?;
@@ -697,6 +698,7 @@ async fn note_progress(
     let mut status = d.obj.status.clone().unwrap_or_default();
     let before = status.clone();
     fill_observed(&mut status, obs);
+    settle_progress(&mut status);
     if !d.state.phase.is_terminal() {
         status.message = reason;
     }
