@@ -11,6 +11,7 @@ mod strings;
 pub mod table;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::engine::{DataCmd, Outcome};
 use crate::keys;
@@ -28,6 +29,8 @@ pub struct Pipeline {
     cmds: Vec<DataCmd>,
     /// Each write's request, for the slow path if the writer refuses it.
     args: Vec<Vec<Vec<u8>>>,
+    /// Each write's command index and arrival, for its latency once answered.
+    arrived: Vec<(usize, Instant)>,
 }
 
 pub struct ConnState {
@@ -61,6 +64,7 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
     }
     let cmds = std::mem::take(&mut pending.cmds);
     let args = std::mem::take(&mut pending.args);
+    let arrived = std::mem::take(&mut pending.arrived);
     let outcomes = node.engine.submit_pipeline(cmds).await.unwrap_or_default();
     let mut outcomes = outcomes.into_iter();
     for args in args {
@@ -72,6 +76,11 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
             Some(Outcome::Failed(msg)) => reply::error(out, &format!("ERR storage failure: {msg}")),
             _ => reply::error(out, "ERR storage writer unavailable"),
         }
+    }
+    let answered = Instant::now();
+    for (index, at) in arrived {
+        node.metrics
+            .command_latency(Some(index), answered.saturating_duration_since(at));
     }
 }
 
@@ -102,7 +111,17 @@ pub async fn handle(
 ) -> Flow {
     let start = out.len();
     let proto = conn.proto;
-    let flow = handle_in(node, conn, args, pending, out).await;
+    let arrived = Instant::now();
+    let queued = pending.cmds.len();
+    let empty = args.is_empty();
+    let mut index = None;
+    let flow = handle_in(node, conn, args, pending, &mut index, out).await;
+    // A local write waits in `pending`: its latency is taken when `flush` answers it.
+    match index {
+        Some(i) if pending.cmds.len() == queued + 1 => pending.arrived.push((i, arrived)),
+        _ if empty => {}
+        _ => node.metrics.command_latency(index, arrived.elapsed()),
+    }
     if proto >= 3 {
         crate::resp::resp3::upgrade_nulls(out, start);
     }
@@ -114,6 +133,7 @@ async fn handle_in(
     conn: &mut ConnState,
     args: Vec<Vec<u8>>,
     pending: &mut Pipeline,
+    index_out: &mut Option<usize>,
     out: &mut Vec<u8>,
 ) -> Flow {
     let Some(first) = args.first() else {
@@ -125,6 +145,7 @@ async fn handle_in(
         error(out, &table::unknown_command_error(&args));
         return Flow::Continue;
     };
+    *index_out = Some(index);
     let spec = &table::COMMANDS[index];
     let name = spec.name;
     if !table::arity_ok(spec.arity, args.len()) {

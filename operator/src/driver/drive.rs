@@ -750,6 +750,20 @@ async fn after_cutover(
                 .inc();
             if let Some(p) = pause {
                 m.cutover_pause.observe(p.as_secs_f64());
+                if p > env.limits.write_pause_budget {
+                    m.cutovers_over_budget
+                        .get_or_create(&super::metrics::ClusterLabels {
+                            namespace: env.ns.clone(),
+                            cluster: env.name.clone(),
+                        })
+                        .inc();
+                    tracing::warn!(
+                        cluster = %env.name, migration = %d.obj.name_any(),
+                        pause_ms = p.as_millis() as u64,
+                        budget_ms = env.limits.write_pause_budget.as_millis() as u64,
+                        "cutover write pause over budget"
+                    );
+                }
                 for (stage, t) in [
                     ("fence", stages.fence),
                     ("drain", stages.drain),

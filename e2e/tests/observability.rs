@@ -1,0 +1,339 @@
+//! The dashboard, the alert rules and the READMEs' metric tables against the metrics the
+//! operator and the node register: every PromQL expression may only name a series one of the
+//! two registries exposes (or Prometheus's own `up`), and the tables are generated from the
+//! registries (`RINGSHIFT_UPDATE_DOCS=1` rewrites them). No cluster needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use ringshift_e2e::support::repo_root;
+
+/// Series Prometheus adds itself when it scrapes a target.
+const PROMETHEUS_OWN: &[&str] = &["up"];
+
+/// One metric family as an exposition shows it.
+#[derive(Debug, Default)]
+struct Family {
+    kind: String,
+    help: String,
+    labels: BTreeSet<String>,
+    series: BTreeSet<String>,
+}
+
+/// Families by name from a text exposition.
+fn families(text: &str) -> BTreeMap<String, Family> {
+    let mut out: BTreeMap<String, Family> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            out.entry(name.to_string()).or_default().kind = kind.to_string();
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.entry(name.to_string()).or_default().help = help.to_string();
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            let series = &line[..end];
+            let family = out
+                .iter_mut()
+                .filter(|(name, _)| series.starts_with(name.as_str()))
+                .max_by_key(|(name, _)| name.len());
+            let Some((_, f)) = family else { continue };
+            f.series.insert(series.to_string());
+            if let Some(labels) = line[end..].strip_prefix('{') {
+                let labels = labels.split('}').next().unwrap_or("");
+                for pair in labels.split(',') {
+                    if let Some((k, _)) = pair.split_once('=')
+                        && k != "le"
+                    {
+                        f.labels.insert(k.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn operator_families() -> BTreeMap<String, Family> {
+    let m = ringshift_operator::metrics::Metrics::new();
+    m.touch_every_family();
+    families(&m.encode().expect("operator exposition"))
+}
+
+fn node_families() -> BTreeMap<String, Family> {
+    let mut m = ringshift_node::metrics::Metrics::new();
+    m.register_commit_latency(Default::default());
+    m.touch_every_family();
+    families(&m.encode())
+}
+
+fn exposed_series() -> BTreeSet<String> {
+    operator_families()
+        .into_values()
+        .chain(node_families().into_values())
+        .flat_map(|f| f.series)
+        .chain(PROMETHEUS_OWN.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+];
+/// Keywords followed by a parenthesised list of label names.
+const LABEL_LISTS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// Metric names a PromQL expression selects: identifiers outside strings, label matchers,
+/// ranges and label lists that are neither functions nor keywords.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let b = expr.as_bytes();
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    let skip_to = |from: usize, close: u8| {
+        let mut j = from + 1;
+        while j < b.len() && b[j] != close {
+            if b[j] == b'"' || b[j] == b'\'' {
+                let q = b[j];
+                j += 1;
+                while j < b.len() && b[j] != q {
+                    j += 1 + usize::from(b[j] == b'\\');
+                }
+            }
+            j += 1;
+        }
+        j + 1
+    };
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' => i = skip_to(i, c),
+            b'{' => i = skip_to(i, b'}'),
+            b'[' => i = skip_to(i, b']'),
+            b'0'..=b'9' | b'.' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
+                {
+                    i += 1;
+                }
+                let word = &expr[start..i];
+                let mut next = i;
+                while next < b.len() && b[next].is_ascii_whitespace() {
+                    next += 1;
+                }
+                if LABEL_LISTS.contains(&word) {
+                    if b.get(next) == Some(&b'(') {
+                        i = skip_to(next, b')');
+                    }
+                } else if b.get(next) != Some(&b'(') && !KEYWORDS.contains(&word) {
+                    names.insert(word.to_string());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
+
+/// Every PromQL expression of the dashboard: panel targets and variable queries.
+fn dashboard_exprs(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("reading the dashboard");
+    let d: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    for p in d["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().expect("a target's expr").to_string());
+        }
+    }
+    for v in d["templating"]["list"].as_array().expect("templating") {
+        if let Some(q) = v["query"]["query"].as_str() {
+            // label_values(SELECTOR, LABEL): the selector is PromQL.
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.rsplit_once(','))
+                .map(|(sel, _)| sel)
+                .expect("variables are label_values(selector, label)");
+            exprs.push(inner.to_string());
+        }
+    }
+    exprs
+}
+
+/// Every alert expression of the rule file.
+fn rule_exprs(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).expect("reading the rules");
+    let rules: serde_json::Value = serde_saphyr::from_str(&text).expect("the rules are YAML");
+    rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap_or("?").to_string(),
+                r["expr"].as_str().expect("an alert's expr").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn unknown(exprs: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let exposed = exposed_series();
+    let mut bad = Vec::new();
+    for (what, expr) in exprs {
+        let names = metric_names(&expr);
+        if names.is_empty() {
+            bad.push(format!("{what}: selects no metric: {expr}"));
+        }
+        for n in names.iter().filter(|n| !exposed.contains(*n)) {
+            bad.push(format!(
+                "{what}: {n} is exposed by neither registry ({expr})"
+            ));
+        }
+    }
+    bad
+}
+
+#[test]
+fn the_expression_scanner_finds_metric_names_only() {
+    let got = metric_names(
+        r#"histogram_quantile(0.99, sum by (le, pod) (rate(a_bucket{x=~"$y", z="b c"}[$__rate_interval])))
+           / on (pod) group_left max without (q) (b_total offset 5m) > bool 1e3 and c:rule or vector(0)"#,
+    );
+    let want: BTreeSet<String> = ["a_bucket", "b_total", "c:rule"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn every_dashboard_expression_uses_exposed_metrics() {
+    let root = repo_root();
+    for path in [
+        root.join("deploy/grafana/ringshift-dashboard.json"),
+        root.join("charts/ringshift/files/ringshift-dashboard.json"),
+    ] {
+        let exprs = dashboard_exprs(&path);
+        assert!(
+            exprs.len() >= 15,
+            "{}: {} expressions",
+            path.display(),
+            exprs.len()
+        );
+        let bad = unknown(exprs.into_iter().map(|e| ("dashboard".to_string(), e)));
+        assert!(bad.is_empty(), "{}:\n{}", path.display(), bad.join("\n"));
+    }
+}
+
+#[test]
+fn every_alert_expression_uses_exposed_metrics() {
+    let root = repo_root();
+    for path in [
+        root.join("deploy/prometheus/ringshift.rules.yaml"),
+        root.join("charts/ringshift/files/ringshift.rules.yaml"),
+    ] {
+        let exprs = rule_exprs(&path);
+        let alerts: BTreeSet<&str> = exprs.iter().map(|(a, _)| a.as_str()).collect();
+        for want in [
+            "RingshiftMigrationFailed",
+            "RingshiftCutoverAbortsRising",
+            "RingshiftLagNotDraining",
+            "RingshiftWritePauseOverBudget",
+            "RingshiftTargetShortOfRoom",
+            "RingshiftNoOperatorLeader",
+            "RingshiftMemberDegraded",
+            "RingshiftNodeDown",
+        ] {
+            assert!(alerts.contains(want), "{}: no {want}", path.display());
+        }
+        let bad = unknown(exprs);
+        assert!(bad.is_empty(), "{}:\n{}", path.display(), bad.join("\n"));
+    }
+}
+
+/// The metric table of a registry, as the READMEs carry it.
+fn table(families: &BTreeMap<String, Family>) -> String {
+    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for (name, f) in families {
+        let shown = match f.kind.as_str() {
+            "counter" => format!("{name}_total"),
+            _ => name.clone(),
+        };
+        let labels: Vec<&str> = f.labels.iter().map(String::as_str).collect();
+        out.push_str(&format!(
+            "| `{shown}` | {} | {} | {} |\n",
+            f.kind,
+            labels.join(", "),
+            f.help.trim_end_matches('.')
+        ));
+    }
+    out
+}
+
+const BEGIN: &str =
+    "<!-- metrics table: generated from the registry by e2e/tests/observability.rs -->\n";
+const END: &str = "<!-- end of metrics table -->";
+
+fn check_table(readme: &str, families: &BTreeMap<String, Family>) {
+    let path = repo_root().join(readme);
+    let text = std::fs::read_to_string(&path).expect("reading the README");
+    let want = table(families);
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        panic!("{readme} has no metrics table markers");
+    };
+    let current = &text[b + BEGIN.len()..e];
+    if current == want {
+        return;
+    }
+    if std::env::var("RINGSHIFT_UPDATE_DOCS").as_deref() == Ok("1") {
+        let updated = format!("{}{BEGIN}{want}{}", &text[..b], &text[e..]);
+        std::fs::write(&path, updated).expect("writing the README");
+        return;
+    }
+    panic!(
+        "{readme}'s metrics table differs from the registry; rerun with RINGSHIFT_UPDATE_DOCS=1.\n\
+         want:\n{want}\nhave:\n{current}"
+    );
+}
+
+#[test]
+fn operator_readme_lists_the_operator_registry() {
+    check_table("operator/README.md", &operator_families());
+}
+
+#[test]
+fn node_readme_lists_the_node_registry() {
+    check_table("node/README.md", &node_families());
+}
