@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use ringshift_e2e::support::promql::{dashboard_exprs, metric_names};
 use ringshift_e2e::support::repo_root;
 
 /// Series Prometheus adds itself when it scrapes a target.
@@ -79,117 +80,6 @@ fn exposed_series() -> BTreeSet<String> {
         .collect()
 }
 
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count",
-    "group",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-];
-/// Keywords followed by a parenthesised list of label names.
-const LABEL_LISTS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
-
-/// Metric names a PromQL expression selects: identifiers outside strings, label matchers,
-/// ranges and label lists that are neither functions nor keywords.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    let b = expr.as_bytes();
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    let skip_to = |from: usize, close: u8| {
-        let mut j = from + 1;
-        while j < b.len() && b[j] != close {
-            if b[j] == b'"' || b[j] == b'\'' {
-                let q = b[j];
-                j += 1;
-                while j < b.len() && b[j] != q {
-                    j += 1 + usize::from(b[j] == b'\\');
-                }
-            }
-            j += 1;
-        }
-        j + 1
-    };
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            b'"' | b'\'' => i = skip_to(i, c),
-            b'{' => i = skip_to(i, b'}'),
-            b'[' => i = skip_to(i, b']'),
-            b'0'..=b'9' | b'.' => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
-                {
-                    i += 1;
-                }
-                let word = &expr[start..i];
-                let mut next = i;
-                while next < b.len() && b[next].is_ascii_whitespace() {
-                    next += 1;
-                }
-                if LABEL_LISTS.contains(&word) {
-                    if b.get(next) == Some(&b'(') {
-                        i = skip_to(next, b')');
-                    }
-                } else if b.get(next) != Some(&b'(') && !KEYWORDS.contains(&word) {
-                    names.insert(word.to_string());
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    names
-}
-
-/// Every PromQL expression of the dashboard: panel targets and variable queries.
-fn dashboard_exprs(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).expect("reading the dashboard");
-    let d: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
-    let mut exprs = Vec::new();
-    for p in d["panels"].as_array().expect("panels") {
-        for t in p["targets"].as_array().into_iter().flatten() {
-            exprs.push(t["expr"].as_str().expect("a target's expr").to_string());
-        }
-    }
-    for v in d["templating"]["list"].as_array().expect("templating") {
-        if let Some(q) = v["query"]["query"].as_str() {
-            // label_values(SELECTOR, LABEL): the selector is PromQL.
-            let inner = q
-                .strip_prefix("label_values(")
-                .and_then(|r| r.rsplit_once(','))
-                .map(|(sel, _)| sel)
-                .expect("variables are label_values(selector, label)");
-            exprs.push(inner.to_string());
-        }
-    }
-    exprs
-}
-
 /// Every alert expression of the rule file.
 fn rule_exprs(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path).expect("reading the rules");
@@ -226,26 +116,13 @@ fn unknown(exprs: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
 }
 
 #[test]
-fn the_expression_scanner_finds_metric_names_only() {
-    let got = metric_names(
-        r#"histogram_quantile(0.99, sum by (le, pod) (rate(a_bucket{x=~"$y", z="b c"}[$__rate_interval])))
-           / on (pod) group_left max without (q) (b_total offset 5m) > bool 1e3 and c:rule or vector(0)"#,
-    );
-    let want: BTreeSet<String> = ["a_bucket", "b_total", "c:rule"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    assert_eq!(got, want);
-}
-
-#[test]
 fn every_dashboard_expression_uses_exposed_metrics() {
     let root = repo_root();
     for path in [
         root.join("deploy/grafana/ringshift-dashboard.json"),
         root.join("charts/ringshift/files/ringshift-dashboard.json"),
     ] {
-        let exprs = dashboard_exprs(&path);
+        let exprs = dashboard_exprs(&path).expect("the dashboard");
         assert!(
             exprs.len() >= 15,
             "{}: {} expressions",

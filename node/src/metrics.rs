@@ -283,8 +283,8 @@ impl Metrics {
         let migration = MigrationLabel {
             migration: "example".into(),
         };
-        self.bytes_copied.get_or_create(&migration);
-        self.lag.get_or_create(&migration);
+        drop(self.bytes_copied.get_or_create(&migration));
+        drop(self.lag.get_or_create(&migration));
     }
 
     pub fn encode(&self) -> String {

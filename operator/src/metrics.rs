@@ -205,23 +205,27 @@ impl Metrics {
             namespace: "example".into(),
             cluster: "example".into(),
         };
-        m.moves.get_or_create(&crate::driver::metrics::PhaseLabels {
+        drop(m.moves.get_or_create(&crate::driver::metrics::PhaseLabels {
             namespace: "example".into(),
             cluster: "example".into(),
             phase: "Pending".into(),
-        });
-        m.bytes_copied.get_or_create(&cluster);
-        m.lag.get_or_create(&cluster);
-        m.cutovers_over_budget.get_or_create(&cluster);
-        m.moves_waiting_for_room.get_or_create(&cluster);
-        m.cutover_stage
-            .get_or_create(&crate::driver::metrics::StageLabels {
-                stage: "fence".into(),
-            });
-        m.phase_seconds
-            .get_or_create(&crate::driver::metrics::PhaseTimeLabels {
-                phase: "Copying".into(),
-            });
+        }));
+        drop(m.bytes_copied.get_or_create(&cluster));
+        drop(m.lag.get_or_create(&cluster));
+        drop(m.cutovers_over_budget.get_or_create(&cluster));
+        drop(m.moves_waiting_for_room.get_or_create(&cluster));
+        drop(
+            m.cutover_stage
+                .get_or_create(&crate::driver::metrics::StageLabels {
+                    stage: "fence".into(),
+                }),
+        );
+        drop(
+            m.phase_seconds
+                .get_or_create(&crate::driver::metrics::PhaseTimeLabels {
+                    phase: "Copying".into(),
+                }),
+        );
         self.cluster.publish(
             "example",
             "example",
@@ -240,13 +244,16 @@ impl Metrics {
 
     /// Records one reconcile.
     pub fn observe(&self, controller: &str, seconds: f64, error: Option<&str>) {
-        let result = if error.is_some() { "error" } else { "ok" };
-        self.reconciles
-            .get_or_create(&ReconcileLabels {
+        // Both results exist from the first reconcile on, so rate() sees the first error.
+        for result in ["ok", "error"] {
+            let counter = self.reconciles.get_or_create(&ReconcileLabels {
                 controller: controller.into(),
                 result: result.into(),
-            })
-            .inc();
+            });
+            if (result == "error") == error.is_some() {
+                counter.inc();
+            }
+        }
         self.reconcile_duration
             .get_or_create(&ControllerLabels {
                 controller: controller.into(),

@@ -396,7 +396,6 @@ pub struct RebalanceStatus {
     #[schemars(schema_with = "duration_schema")]
     pub eta: Option<String>,
     /// `percent% (done/total)` for the printer column.
-    #[serde(default)]
     pub summary: String,
 }
 

@@ -74,9 +74,9 @@ impl MigrationMetrics {
         let cutovers = Family::<OutcomeLabels, Counter>::default();
         // Both outcomes exist from the start, so that increase() sees the first abort.
         for outcome in ["committed", "aborted"] {
-            cutovers.get_or_create(&OutcomeLabels {
+            drop(cutovers.get_or_create(&OutcomeLabels {
                 outcome: outcome.into(),
-            });
+            }));
         }
         MigrationMetrics {
             moves: Family::default(),
