@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Debian's prometheus beside the local control plane (apt-get install prometheus):
 #   prometheus.sh start | stop | url
-# It discovers every ringshift shard pod through the local apiserver (kubernetes_sd with the
-# harness kubeconfig; pods run on their own addresses, so podIP:admin is scrapeable) and labels
-# them as the chart's PodMonitor does (namespace, pod, cluster, member, ringshift_role="node").
-# Operator processes started by tests are listed in $STATE/prometheus/operators/*.json
-# (file_sd, written by the test). It evaluates deploy/prometheus/ringshift.rules.yaml every 2 s
+# Debian builds prometheus without Kubernetes service discovery, so a companion loop
+# (prometheus-sd) lists the shard pods every 2 s into $STATE/prometheus/nodes.json (file_sd;
+# pods run on their own addresses, so podIP:admin is scrapeable), labelled as the chart's
+# PodMonitor labels them: namespace, pod, cluster, member, ringshift_role="node". Operator
+# processes started by tests are listed in $STATE/prometheus/operators/*.json (by the test). It evaluates deploy/prometheus/ringshift.rules.yaml every 2 s
 # and listens on 127.0.0.1:(19090 + RINGSHIFT_CLUSTER).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -30,35 +30,33 @@ scrape_configs:
       - files: ["$PROM_DIR/operators/*.json"]
         refresh_interval: 2s
   - job_name: ringshift-nodes
-    kubernetes_sd_configs:
-      - role: pod
-        kubeconfig_file: $STATE/kubeconfig
-    relabel_configs:
-      - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name]
-        regex: ringshift-node
-        action: keep
-      - source_labels: [__meta_kubernetes_pod_container_port_name]
-        regex: admin
-        action: keep
-      - source_labels: [__meta_kubernetes_namespace]
-        target_label: namespace
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: pod
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: member
-      - source_labels: [__meta_kubernetes_pod_label_ringshift_dev_cluster]
-        target_label: cluster
-      - target_label: ringshift_role
-        replacement: node
+    file_sd_configs:
+      - files: ["$PROM_DIR/nodes.json"]
+        refresh_interval: 2s
 YAML
+}
+
+# One file_sd list of the shard pods that have an address, written atomically.
+list_nodes() {
+  kc get pods --all-namespaces -l app.kubernetes.io/name=ringshift-node -o json | jq '[
+    .items[] | select((.status.podIP // "") != "") | {
+      targets: [.status.podIP + ":" + ([.spec.containers[].ports[]? | select(.name == "admin")
+                                        | .containerPort][0] | tostring)],
+      labels: {namespace: .metadata.namespace, pod: .metadata.name, member: .metadata.name,
+               cluster: (.metadata.labels["ringshift.dev/cluster"] // ""),
+               ringshift_role: "node"}}]' >"$PROM_DIR/nodes.json.tmp" &&
+    mv "$PROM_DIR/nodes.json.tmp" "$PROM_DIR/nodes.json"
 }
 
 case "${1:-}" in
   start)
     command -v prometheus >/dev/null || die "prometheus not found: apt-get install prometheus"
     [[ -f $STATE/kubeconfig ]] || die "no local cluster at $STATE (make cluster-up)"
+    command -v jq >/dev/null || die "jq not found: apt-get install jq"
     mkdir -p "$PROM_DIR/operators" "$PROM_DIR/data"
     config >"$PROM_DIR/prometheus.yml"
+    list_nodes || echo "[]" >"$PROM_DIR/nodes.json"
+    start_daemon prometheus-sd "$0" sd-loop
     start_daemon prometheus prometheus --config.file="$PROM_DIR/prometheus.yml" \
       --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=1d \
       --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-lifecycle
@@ -66,7 +64,14 @@ case "${1:-}" in
     echo "$URL"
     ;;
   stop)
+    stop_pidfile "$STATE/pids/prometheus-sd.pid" 2
     stop_pidfile "$STATE/pids/prometheus.pid"
+    ;;
+  sd-loop)
+    while true; do
+      list_nodes || true
+      sleep 2
+    done
     ;;
   url)
     echo "$URL"
