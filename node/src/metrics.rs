@@ -296,6 +296,12 @@ impl Metrics {
     }
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,11 +334,5 @@ mod tests {
             .filter(|l| l.starts_with("ringshift_node_command_duration_seconds_count"))
             .count();
         assert_eq!(series, crate::command::table::COMMANDS.len() + 1);
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
     }
 }
