@@ -34,11 +34,21 @@ struct LatencyCounts {
 
 impl LatencyHistogram {
     pub fn observe(&self, d: Duration) {
+        self.observe_n(d, 1);
+    }
+
+    /// `n` observations of `d`.
+    pub fn observe_n(&self, d: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let secs = ns as f64 / 1e9;
         let i = BOUNDS.partition_point(|b| *b < secs);
-        self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.0.buckets[i].fetch_add(n, Ordering::Relaxed);
+        self.0
+            .sum_ns
+            .fetch_add(ns.saturating_mul(n), Ordering::Relaxed);
     }
 
     /// `(upper bound, count in this bucket alone)` pairs ending with +Inf (the encoder makes
@@ -186,8 +196,9 @@ impl Metrics {
         );
         registry.register(
             "command_duration_seconds",
-            "Time from a command's arrival to its reply, by command (a pipelined write's includes \
-             its group commit; unknown commands under command=\"unknown\")",
+            "Time from reading a command off the socket to writing its reply, by command (the \
+             replies to one read go out together; a write's includes its group commit; unknown \
+             commands under command=\"unknown\")",
             m.command_latency.clone(),
         );
         registry.register(
@@ -246,11 +257,18 @@ impl Metrics {
         );
     }
 
-    /// Records a command's latency by its index in the command table (None: unknown).
-    pub fn command_latency(&self, index: Option<usize>, d: Duration) {
+    /// Records the commands of one read (indexes in the command table, None: unknown), all
+    /// answered `d` after it: one observation per run of the same command (a pipeline of GETs
+    /// costs one).
+    pub fn commands_answered(&self, commands: &[Option<usize>], d: Duration) {
         let unknown = self.latency_by_index.len().saturating_sub(1);
-        if let Some(h) = self.latency_by_index.get(index.unwrap_or(unknown)) {
-            h.observe(d);
+        let mut rest = commands;
+        while let Some(first) = rest.first() {
+            let run = rest.iter().take_while(|c| *c == first).count();
+            if let Some(h) = self.latency_by_index.get(first.unwrap_or(unknown)) {
+                h.observe_n(d, run as u64);
+            }
+            rest = &rest[run..];
         }
     }
 
@@ -311,17 +329,23 @@ mod tests {
         let mut m = Metrics::new();
         m.register_commit_latency(LatencyHistogram::default());
         let get = crate::command::table::index(b"get");
-        m.command_latency(get, Duration::from_micros(30));
-        m.command_latency(get, Duration::from_millis(3));
-        m.command_latency(get, Duration::from_secs(10));
-        m.command_latency(None, Duration::from_micros(1));
+        m.commands_answered(&[get], Duration::from_micros(30));
+        m.commands_answered(&[get, None, get], Duration::from_millis(3));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"ringshift_node_command_duration_seconds_count{command="get"} 3"#),
+            "{text}"
+        );
+        m.commands_answered(&[], Duration::from_secs(10));
+        m.commands_answered(&[get], Duration::from_secs(10));
         let text = m.encode();
         for line in [
             r#"ringshift_node_command_duration_seconds_bucket{le="0.000025",command="get"} 0"#,
             r#"ringshift_node_command_duration_seconds_bucket{le="0.00005",command="get"} 1"#,
-            r#"ringshift_node_command_duration_seconds_bucket{le="0.005",command="get"} 2"#,
-            r#"ringshift_node_command_duration_seconds_bucket{le="+Inf",command="get"} 3"#,
-            r#"ringshift_node_command_duration_seconds_count{command="get"} 3"#,
+            r#"ringshift_node_command_duration_seconds_bucket{le="0.0025",command="get"} 1"#,
+            r#"ringshift_node_command_duration_seconds_bucket{le="0.005",command="get"} 3"#,
+            r#"ringshift_node_command_duration_seconds_bucket{le="+Inf",command="get"} 4"#,
+            r#"ringshift_node_command_duration_seconds_count{command="get"} 4"#,
             r#"ringshift_node_command_duration_seconds_count{command="unknown"} 1"#,
             "ringshift_node_blocked_clients 0",
             "# TYPE ringshift_node_commit_duration_seconds histogram",

@@ -235,6 +235,25 @@ impl Metrics {
         );
     }
 
+    /// Drops the per-cluster gauges when this replica stops leading: the new leader publishes
+    /// them, and a stale copy here (a Degraded=1, moves in a phase) would keep alerts firing.
+    /// Counters and histograms stay: they only ever add up.
+    pub fn forget_clusters(&self) {
+        self.cluster.condition.clear();
+        self.cluster.ring_share.clear();
+        self.cluster.rebalance_percent.clear();
+        self.cluster
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let m = &self.migration;
+        m.moves.clear();
+        m.bytes_copied.clear();
+        m.lag.clear();
+        m.moves_waiting_for_room.clear();
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
@@ -329,5 +348,13 @@ mod tests {
             ),
             "{text}"
         );
+        // A replica that stops leading leaves the gauges to the new leader.
+        m.forget_clusters();
+        let text = m.encode().unwrap();
+        assert!(
+            !text.contains("ringshift_operator_cluster_condition{"),
+            "{text}"
+        );
+        assert!(!text.contains("ringshift_operator_ring_share{"), "{text}");
     }
 }

@@ -11,7 +11,6 @@ mod strings;
 pub mod table;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::engine::{DataCmd, Outcome};
 use crate::keys;
@@ -29,8 +28,6 @@ pub struct Pipeline {
     cmds: Vec<DataCmd>,
     /// Each write's request, for the slow path if the writer refuses it.
     args: Vec<Vec<Vec<u8>>>,
-    /// Each write's command index and arrival, for its latency once answered.
-    arrived: Vec<(usize, Instant)>,
 }
 
 pub struct ConnState {
@@ -39,6 +36,9 @@ pub struct ConnState {
     pub proto: u8,
     /// Id, name and what CLIENT LIST/KILL see (registered in `Node::clients`).
     pub client: Arc<clients::ClientShared>,
+    /// Commands of the current read (index in the command table, None: unknown): the server
+    /// records their latency once their replies are written.
+    pub answering: Vec<Option<usize>>,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -64,7 +64,6 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
     }
     let cmds = std::mem::take(&mut pending.cmds);
     let args = std::mem::take(&mut pending.args);
-    let arrived = std::mem::take(&mut pending.arrived);
     let outcomes = node.engine.submit_pipeline(cmds).await.unwrap_or_default();
     let mut outcomes = outcomes.into_iter();
     for args in args {
@@ -76,11 +75,6 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
             Some(Outcome::Failed(msg)) => reply::error(out, &format!("ERR storage failure: {msg}")),
             _ => reply::error(out, "ERR storage writer unavailable"),
         }
-    }
-    let answered = Instant::now();
-    for (index, at) in arrived {
-        node.metrics
-            .command_latency(Some(index), answered.saturating_duration_since(at));
     }
 }
 
@@ -111,16 +105,11 @@ pub async fn handle(
 ) -> Flow {
     let start = out.len();
     let proto = conn.proto;
-    let arrived = Instant::now();
-    let queued = pending.cmds.len();
     let empty = args.is_empty();
     let mut index = None;
     let flow = handle_in(node, conn, args, pending, &mut index, out).await;
-    // A local write waits in `pending`: its latency is taken when `flush` answers it.
-    match index {
-        Some(i) if pending.cmds.len() == queued + 1 => pending.arrived.push((i, arrived)),
-        _ if empty => {}
-        _ => node.metrics.command_latency(index, arrived.elapsed()),
+    if !empty {
+        conn.answering.push(index);
     }
     if proto >= 3 {
         crate::resp::resp3::upgrade_nulls(out, start);
