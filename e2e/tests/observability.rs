@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use ringshift_e2e::support::promql::{dashboard_exprs, metric_names};
+use ringshift_e2e::support::promql::{dashboard_exprs, dashboard_path, metric_names};
 use ringshift_e2e::support::repo_root;
 
 /// Series Prometheus adds itself when it scrapes a target.
@@ -213,4 +213,97 @@ fn operator_readme_lists_the_operator_registry() {
 #[test]
 fn node_readme_lists_the_node_registry() {
     check_table("node/README.md", &node_families());
+}
+
+/// The chart rendered by `helm template` (helm as deploy/render.sh finds it) with `args`.
+fn render_chart(args: &[&str]) -> Vec<serde_json::Value> {
+    let helm = std::env::var("HELM").unwrap_or_else(|_| {
+        let on_path = std::process::Command::new("helm").arg("version").output();
+        if on_path.is_ok_and(|o| o.status.success()) {
+            return "helm".into();
+        }
+        let cache = std::env::var("RINGSHIFT_CACHE").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/ringshift",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        format!("{cache}/helm/helm")
+    });
+    let out = std::process::Command::new(&helm)
+        .args(["template", "ringshift"])
+        .arg(repo_root().join("charts/ringshift"))
+        .args(["--namespace", "ringshift-system"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{helm}: {e} (e2e/cluster/install-helm.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).expect("helm output is YAML");
+    docs.into_iter().filter(|d| d.is_object()).collect()
+}
+
+#[test]
+fn the_chart_ships_the_rules_dashboard_and_pod_monitor_behind_values() {
+    let kinds = |docs: &[serde_json::Value]| -> Vec<String> {
+        docs.iter()
+            .filter_map(|d| d["kind"].as_str().map(String::from))
+            .collect()
+    };
+    let plain = render_chart(&[]);
+    for kind in ["PrometheusRule", "PodMonitor"] {
+        assert!(
+            !kinds(&plain).iter().any(|k| k == kind),
+            "{kind} rendered by default"
+        );
+    }
+    let on = render_chart(&[
+        "--set",
+        "prometheusRule.enabled=true,podMonitor.enabled=true,grafanaDashboard.enabled=true",
+    ]);
+    let one = |kind: &str| {
+        let found: Vec<&serde_json::Value> = on.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "{kind}: {:?}", kinds(&on));
+        found[0].clone()
+    };
+    // The PrometheusRule carries the rule file as is.
+    let rules_text =
+        std::fs::read_to_string(repo_root().join("deploy/prometheus/ringshift.rules.yaml"))
+            .expect("rules");
+    let rules: serde_json::Value = serde_saphyr::from_str(&rules_text).expect("rules YAML");
+    assert_eq!(one("PrometheusRule")["spec"], rules);
+    // The dashboard ConfigMap is labelled for Grafana's sidecar and holds the dashboard.
+    let dashboard = on
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("a ConfigMap labelled grafana_dashboard: \"1\"");
+    let shipped: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["ringshift-dashboard.json"]
+            .as_str()
+            .expect("dashboard data"),
+    )
+    .expect("the ConfigMap's dashboard is JSON");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard_path()).expect("dashboard"))
+            .expect("dashboard JSON");
+    assert_eq!(shipped, file);
+    // The PodMonitor labels targets as the dashboard and the rules expect.
+    let monitor = one("PodMonitor");
+    let targets: BTreeSet<String> = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+        .as_array()
+        .expect("relabelings")
+        .iter()
+        .filter_map(|r| r["targetLabel"].as_str().map(String::from))
+        .collect();
+    for label in ["cluster", "member", "ringshift_role"] {
+        assert!(
+            targets.contains(label),
+            "PodMonitor sets no {label}: {targets:?}"
+        );
+    }
 }
