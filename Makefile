@@ -15,7 +15,7 @@ LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage
 
-.PHONY: build test lint unit smoke e2e demo bench crds reliability redis-compat cluster-up cluster-down help
+.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat cluster-up cluster-down help
 
 help:
 	@echo "make build        build every binary of the workspace (debug)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench        benchmark binaries (print tables)"
 	@echo "make redis-compat Redis's own test suite against redis-server and a ringshift node: per-unit table"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
+	@echo "make rules        promtool check + unit tests of the alert rules (deploy/prometheus/)"
 	@echo "make reliability  the long tier: every e2e test, the #[ignore]d long ones included, on the local cluster"
 	@echo "make cluster-up / cluster-down   start / stop the local control plane"
 
@@ -38,6 +39,15 @@ lint:
 	@if [[ " $$RINGSHIFT_SKIP_LINT " == *" clippy "* ]]; then echo "!!! clippy missing: clippy SKIPPED" >&2; \
 	else $(CARGO) clippy --workspace --all-targets -- -D warnings; fi
 	@if [[ -f deploy/render.sh ]]; then bash deploy/render.sh --check; fi
+	@$(MAKE) --no-print-directory rules
+
+# The alert rules: syntax (promtool check rules) and behaviour (promtool test rules: each alert
+# fires on its series and not on a near miss). promtool comes with Debian's prometheus package.
+rules:
+	@command -v promtool >/dev/null || { echo "[rules] installing Debian's prometheus (promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	promtool check rules deploy/prometheus/ringshift.rules.yaml
+	cd deploy/prometheus && promtool test rules ringshift.rules.test.yaml
 
 # Unit and integration tests; tests that need a cluster say SKIPPED here and run in the smoke tier.
 unit:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Renders deploy/ringshift.yaml (namespace, CRDs and the operator) from the Helm chart, so that
 # `kubectl apply -f deploy/ringshift.yaml` installs ringshift without Helm, and copies crds/
-# into the chart. `deploy/render.sh --check` fails when the committed files drift.
+# into the chart, and the chart's alert rules and dashboard into deploy/prometheus/ and
+# deploy/grafana/. `deploy/render.sh --check` fails when the committed files drift.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HELM="${HELM:-$(command -v helm || echo "${RINGSHIFT_CACHE:-$HOME/.cache/ringshift}/helm/helm")}"
@@ -28,6 +29,12 @@ if [[ "${1:-}" == "--check" ]]; then
     echo "charts/ringshift/crds/ differs from crds/: run deploy/render.sh" >&2
     exit 1
   fi
+  for f in prometheus/ringshift.rules.yaml grafana/ringshift-dashboard.json; do
+    if ! diff -q "charts/ringshift/files/${f#*/}" "deploy/$f" >/dev/null; then
+      echo "deploy/$f differs from charts/ringshift/files/: run deploy/render.sh" >&2
+      exit 1
+    fi
+  done
   if ! diff -u deploy/ringshift.yaml <(render) >/dev/null; then
     echo "deploy/ringshift.yaml differs from the chart: run deploy/render.sh" >&2
     exit 1
@@ -38,5 +45,7 @@ fi
 
 rm -rf charts/ringshift/crds
 cp -r crds charts/ringshift/crds
+cp charts/ringshift/files/ringshift.rules.yaml deploy/prometheus/
+cp charts/ringshift/files/ringshift-dashboard.json deploy/grafana/
 render > deploy/ringshift.yaml
 echo "wrote charts/ringshift/crds/ and deploy/ringshift.yaml"

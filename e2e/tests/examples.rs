@@ -120,6 +120,21 @@ async fn examples_do_what_they_say() {
         condition(&c, "Balanced").map(|b| b.0).as_deref(),
         Some("False")
     );
+    // It says that it waits for a person, not that it progresses.
+    wait_until("careful awaits approval", TIMEOUT, || async {
+        let c = clusters.get("careful").await.map_err(|e| e.to_string())?;
+        let progressing = condition(&c, "Progressing").unwrap_or_default();
+        let state = c.data["status"]["state"].as_str().unwrap_or("");
+        if state == "AwaitingApproval"
+            && (progressing.0.as_str(), progressing.1.as_str()) == ("False", "AwaitingApproval")
+        {
+            Ok(())
+        } else {
+            Err(format!("state {state}, Progressing {progressing:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", op.log_tail(40)));
     clusters
         .patch(
             "careful",

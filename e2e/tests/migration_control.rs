@@ -112,6 +112,21 @@ async fn pause_cancel_and_history_limit() {
         condition(&c, "Balanced").map(|b| b.0).as_deref(),
         Some("False")
     );
+    // It says that it is paused, not that it progresses.
+    wait_until("the cluster shows Paused", TIMEOUT, || async {
+        let c = clusters.get(NAME).await.map_err(|e| e.to_string())?;
+        let progressing = condition(&c, "Progressing").unwrap_or_default();
+        let state = c.data["status"]["state"].as_str().unwrap_or("");
+        if state == "Paused"
+            && (progressing.0.as_str(), progressing.1.as_str()) == ("False", "Paused")
+        {
+            Ok(())
+        } else {
+            Err(format!("state {state}, Progressing {progressing:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", op.log_tail(40)));
 
     // Unpaused: a move starts copying; cancel it mid-copy.
     clusters

@@ -1,14 +1,16 @@
 //! End-to-end: what a person watching `kubectl get shardmigrations -w` sees during a scale-out
 //! with a bandwidth limit: every move passes the pre-flight room check (condition
 //! `TargetHasRoom=True`, `progress.estimatedBytes` close to what was then copied), shows a
-//! percent between 0 and 100 and an ETA while it copies, and records its cutover pause.
+//! percent between 0 and 100 and an ETA while it copies, and records its cutover pause; the
+//! ShardCluster sums it up in `status.rebalance` (moves done/total, bytes, percent, ETA) and
+//! its Balanced and Progress printer columns.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::api::ListParams;
 use ringshift_e2e::support::{
-    self, OperatorProcess, TestNamespace, apply_cluster, condition, install_crds, preload,
+    self, OperatorProcess, TestNamespace, apply_cluster, condition, install_crds, kubectl, preload,
     ringshift_api, scale, wait_balanced, wait_ready,
 };
 use serde_json::json;
@@ -25,6 +27,16 @@ struct Seen {
     room: Option<(String, String, String)>,
     pause: Option<String>,
     phase: String,
+    percent: i64,
+}
+
+/// What was seen of the ShardCluster's `status.rebalance` over the run.
+#[derive(Debug, Default)]
+struct SeenRebalance {
+    totals: Vec<i64>,
+    partial_percents: Vec<i64>,
+    etas: Vec<String>,
+    bytes_moved: Vec<u64>,
 }
 
 #[tokio::test]
@@ -66,7 +78,9 @@ async fn scale_out_shows_room_check_progress_eta_and_pause() {
     scale(&ns, name, 3).await.expect("scale");
 
     let api = ringshift_api(&ns.client, &ns.name, "ShardMigration");
+    let clusters = ringshift_api(&ns.client, &ns.name, "ShardCluster");
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut rebalance = SeenRebalance::default();
     let deadline = Instant::now() + TIMEOUT;
     loop {
         assert!(
@@ -89,6 +103,7 @@ async fn scale_out_shows_room_check_progress_eta_and_pause() {
                 s.copied = b.parse().unwrap_or(0);
             }
             let pct = progress["percent"].as_i64().unwrap_or(0);
+            s.percent = pct;
             if pct > 0 && pct < 100 {
                 s.partial_percents.push(pct);
             }
@@ -104,6 +119,21 @@ async fn scale_out_shows_room_check_progress_eta_and_pause() {
                 s.pause = Some(p.to_string());
             }
         }
+        let shc = clusters.get(name).await.expect("reading the ShardCluster");
+        let r = &shc.data["status"]["rebalance"];
+        if let Some(total) = r["movesTotal"].as_i64() {
+            rebalance.totals.push(total);
+            let pct = r["percent"].as_i64().unwrap_or(0);
+            if pct > 0 && pct < 100 {
+                rebalance.partial_percents.push(pct);
+            }
+            if let Some(eta) = r["eta"].as_str() {
+                rebalance.etas.push(eta.to_string());
+            }
+            if let Some(b) = r["bytesMoved"].as_str().and_then(|b| b.parse().ok()) {
+                rebalance.bytes_moved.push(b);
+            }
+        }
         if !seen.is_empty() && seen.values().all(|s| s.phase == "Completed") {
             break;
         }
@@ -113,7 +143,7 @@ async fn scale_out_shows_room_check_progress_eta_and_pause() {
         .await
         .expect("Balanced");
 
-    println!("moves seen: {seen:#?}");
+    println!("moves seen: {seen:#?}\nrebalance seen: {rebalance:?}");
     assert!(
         seen.len() >= 2,
         "a 2 -> 3 scale-out moves from both members"
@@ -140,7 +170,77 @@ async fn scale_out_shows_room_check_progress_eta_and_pause() {
             s.copied
         );
         assert!(s.pause.is_some(), "{name}: no cutover pause recorded");
+        assert_eq!(s.percent, 100, "{name}: Completed must read 100%");
     }
+    // Cluster-wide progress: seen part-way with an ETA, then whole.
+    assert!(
+        rebalance.totals.last() == Some(&(seen.len() as i64))
+            && rebalance.totals.iter().all(|t| *t <= seen.len() as i64),
+        "status.rebalance.movesTotal must count this scale's moves: {rebalance:?}"
+    );
+    assert!(
+        !rebalance.partial_percents.is_empty() && !rebalance.etas.is_empty(),
+        "status.rebalance showed no percent between 0 and 100 with an ETA: {rebalance:?}"
+    );
+    assert!(
+        rebalance.bytes_moved.windows(2).all(|w| w[0] <= w[1]),
+        "bytesMoved went backwards: {rebalance:?}"
+    );
+    // The cluster controller follows the moves' status changes (it watches them): give it a
+    // moment after the last one.
+    let copied: u64 = seen.values().map(|s| s.copied).sum();
+    let want = (Some(seen.len() as i64), Some(100), None, copied);
+    let settle = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shc = clusters.get(name).await.expect("reading the ShardCluster");
+        let r = shc.data["status"]["rebalance"].clone();
+        let got = (
+            r["movesDone"].as_i64(),
+            r["percent"].as_i64(),
+            r["eta"].as_str().map(String::from),
+            r["bytesMoved"]
+                .as_str()
+                .and_then(|b| b.parse::<u64>().ok())
+                .unwrap_or(0),
+        );
+        if got == want || Instant::now() > settle {
+            assert_eq!(got, want, "status.rebalance after the scale: {r}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The printer columns, as `kubectl get` shows them.
+    let cols = kubectl(&[
+        "get",
+        "shardclusters",
+        name,
+        "-n",
+        &ns.name,
+        "--no-headers",
+        "-o",
+        "custom-columns=B:.status.conditions[?(@.type==\"Balanced\")].status,P:.status.rebalance.summary",
+    ])
+    .await
+    .expect("kubectl get");
+    let want = format!("True 100% ({n}/{n})", n = seen.len());
+    assert_eq!(
+        cols.split_whitespace().collect::<Vec<_>>().join(" "),
+        want,
+        "printer column values"
+    );
+    let table = kubectl(&["get", "shardclusters", name, "-n", &ns.name])
+        .await
+        .expect("kubectl get");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert!(
+        header.contains(&"BALANCED") && header.contains(&"PROGRESS"),
+        "printer columns: {table}"
+    );
     assert!(
         seen.values().any(|s| !s.partial_percents.is_empty()),
         "no move showed a percent between 0 and 100: {seen:?}"

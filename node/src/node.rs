@@ -53,11 +53,13 @@ impl Node {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
+        let mut metrics = Metrics::new();
+        metrics.register_commit_latency(engine.commit_latency.clone());
         Arc::new(Node {
             pool: Pool::new(cfg.password.clone()),
             engine,
             cfg,
-            metrics: Metrics::new(),
+            metrics,
             http,
             started: Instant::now(),
             started_ms: crate::keys::now_ms(),

@@ -54,6 +54,7 @@ async fn serve_connection(
         authed: false,
         proto: 2,
         client,
+        answering: Vec::new(),
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -75,6 +76,7 @@ async fn serve_connection(
         if n == 0 {
             return Ok(());
         }
+        let read_at = std::time::Instant::now();
         conn.client.active(crate::keys::now_ms());
         buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
@@ -118,6 +120,10 @@ async fn serve_connection(
             stream.write_all(&out).await?;
             out.clear();
         }
+        // Every command of this read was answered now (replies go out together).
+        node.metrics
+            .commands_answered(&conn.answering, read_at.elapsed());
+        conn.answering.clear();
         if close || conn.client.killed() {
             let _ = stream.shutdown().await;
             return Ok(());

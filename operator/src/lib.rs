@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod observed;
 pub mod plugin;
+pub mod rebalance;
 pub mod runtime;
 pub mod status;
 pub mod validate;

@@ -32,6 +32,100 @@ pub struct ControllerLabels {
     pub controller: String,
 }
 
+/// Labels of a cluster's condition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub condition: String,
+}
+
+/// Labels of a member's share of the ring.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub member: String,
+}
+
+/// What the cluster controller publishes per ShardCluster.
+#[derive(Default)]
+pub struct ClusterMetrics {
+    /// 1 when the ShardCluster's condition is True, else 0.
+    pub condition: Family<ConditionLabels, Gauge>,
+    /// Share of the hash space each member owns in the committed placement (0-1).
+    pub ring_share: Family<MemberLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `status.rebalance.percent` of the latest ring change.
+    pub rebalance_percent: Family<crate::driver::metrics::ClusterLabels, Gauge>,
+    /// Members last published per (namespace, cluster), to drop the series of those gone.
+    members: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>,
+}
+
+impl ClusterMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "cluster_condition",
+            "1 while the ShardCluster's condition (Ready, Progressing, Balanced, Degraded) is True",
+            self.condition.clone(),
+        );
+        registry.register(
+            "ring_share",
+            "Share of the hash space each member owns in the committed placement (0-1)",
+            self.ring_share.clone(),
+        );
+        registry.register(
+            "rebalance_percent",
+            "Percent done of the latest ring change (status.rebalance.percent)",
+            self.rebalance_percent.clone(),
+        );
+    }
+
+    /// Publishes one cluster's conditions, ring shares (member, share 0-1) and progress.
+    pub fn publish(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        conditions: &[(&str, bool)],
+        shares: &[(String, f64)],
+        percent: Option<i32>,
+    ) {
+        for (condition, on) in conditions {
+            self.condition
+                .get_or_create(&ConditionLabels {
+                    namespace: namespace.into(),
+                    cluster: cluster.into(),
+                    condition: (*condition).into(),
+                })
+                .set(i64::from(*on));
+        }
+        let member = |m: &str| MemberLabels {
+            namespace: namespace.into(),
+            cluster: cluster.into(),
+            member: m.into(),
+        };
+        let now: Vec<String> = shares.iter().map(|(m, _)| m.clone()).collect();
+        let mut last = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in last
+            .get(&(namespace.to_string(), cluster.to_string()))
+            .into_iter()
+            .flatten()
+            .filter(|m| !now.contains(m))
+        {
+            self.ring_share.remove(&member(gone));
+        }
+        for (m, share) in shares {
+            self.ring_share.get_or_create(&member(m)).set(*share);
+        }
+        last.insert((namespace.into(), cluster.into()), now);
+        self.rebalance_percent
+            .get_or_create(&crate::driver::metrics::ClusterLabels {
+                namespace: namespace.into(),
+                cluster: cluster.into(),
+            })
+            .set(i64::from(percent.unwrap_or(100)));
+    }
+}
+
 /// Every metric of the operator, registered once.
 pub struct Metrics {
     /// Reconciles by result.
@@ -44,6 +138,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Metrics of the migration driver.
     pub migration: crate::driver::metrics::MigrationMetrics,
+    /// Per-cluster conditions, ring shares and progress.
+    pub cluster: ClusterMetrics,
     /// The registry to encode.
     pub registry: Registry,
 }
@@ -87,7 +183,10 @@ impl Metrics {
         );
         let migration = crate::driver::metrics::MigrationMetrics::new();
         migration.register(&mut registry);
+        let cluster = ClusterMetrics::default();
+        cluster.register(&mut registry);
         Self {
+            cluster,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -95,6 +194,64 @@ impl Metrics {
             migration,
             registry,
         }
+    }
+
+    /// Puts one series in each labelled family that starts empty (an exposition leaves empty
+    /// families out), so that a test can list every metric and its labels from `encode`.
+    pub fn touch_every_family(&self) {
+        self.observe("example", 0.0, Some("example"));
+        let m = &self.migration;
+        let cluster = crate::driver::metrics::ClusterLabels {
+            namespace: "example".into(),
+            cluster: "example".into(),
+        };
+        drop(m.moves.get_or_create(&crate::driver::metrics::PhaseLabels {
+            namespace: "example".into(),
+            cluster: "example".into(),
+            phase: "Pending".into(),
+        }));
+        drop(m.bytes_copied.get_or_create(&cluster));
+        drop(m.lag.get_or_create(&cluster));
+        drop(m.cutovers_over_budget.get_or_create(&cluster));
+        drop(m.moves_waiting_for_room.get_or_create(&cluster));
+        drop(
+            m.cutover_stage
+                .get_or_create(&crate::driver::metrics::StageLabels {
+                    stage: "fence".into(),
+                }),
+        );
+        drop(
+            m.phase_seconds
+                .get_or_create(&crate::driver::metrics::PhaseTimeLabels {
+                    phase: "Copying".into(),
+                }),
+        );
+        self.cluster.publish(
+            "example",
+            "example",
+            &[("Degraded", false)],
+            &[("example-0".into(), 1.0)],
+            None,
+        );
+    }
+
+    /// Drops the per-cluster gauges when this replica stops leading: the new leader publishes
+    /// them, and a stale copy here (a Degraded=1, moves in a phase) would keep alerts firing.
+    /// Counters and histograms stay: they only ever add up.
+    pub fn forget_clusters(&self) {
+        self.cluster.condition.clear();
+        self.cluster.ring_share.clear();
+        self.cluster.rebalance_percent.clear();
+        self.cluster
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let m = &self.migration;
+        m.moves.clear();
+        m.bytes_copied.clear();
+        m.lag.clear();
+        m.moves_waiting_for_room.clear();
     }
 
     /// The metrics in the Prometheus text format.
@@ -106,13 +263,16 @@ impl Metrics {
 
     /// Records one reconcile.
     pub fn observe(&self, controller: &str, seconds: f64, error: Option<&str>) {
-        let result = if error.is_some() { "error" } else { "ok" };
-        self.reconciles
-            .get_or_create(&ReconcileLabels {
+        // Both results exist from the first reconcile on, so rate() sees the first error.
+        for result in ["ok", "error"] {
+            let counter = self.reconciles.get_or_create(&ReconcileLabels {
                 controller: controller.into(),
                 result: result.into(),
-            })
-            .inc();
+            });
+            if (result == "error") == error.is_some() {
+                counter.inc();
+            }
+        }
         self.reconcile_duration
             .get_or_create(&ControllerLabels {
                 controller: controller.into(),
@@ -151,5 +311,50 @@ mod tests {
         ));
         assert!(text.contains("ringshift_operator_leader 1"));
         assert!(text.contains("ringshift_operator_reconcile_duration_seconds_count"));
+    }
+
+    #[test]
+    fn a_member_that_left_loses_its_ring_share_series() {
+        let m = Metrics::new();
+        let shares = |v: &[(&str, f64)]| -> Vec<(String, f64)> {
+            v.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+        };
+        m.cluster.publish(
+            "ns",
+            "c",
+            &[("Degraded", true), ("Balanced", false)],
+            &shares(&[("c-0", 0.5), ("c-1", 0.5)]),
+            Some(40),
+        );
+        m.cluster.publish(
+            "ns",
+            "c",
+            &[("Degraded", false)],
+            &shares(&[("c-0", 1.0)]),
+            None,
+        );
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"ringshift_operator_ring_share{namespace="ns",cluster="c",member="c-0"} 1.0"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"member="c-1""#), "{text}");
+        assert!(text.contains(r#"ringshift_operator_cluster_condition{namespace="ns",cluster="c",condition="Degraded"} 0"#), "{text}");
+        assert!(
+            text.contains(
+                r#"ringshift_operator_rebalance_percent{namespace="ns",cluster="c"} 100"#
+            ),
+            "{text}"
+        );
+        // A replica that stops leading leaves the gauges to the new leader.
+        m.forget_clusters();
+        let text = m.encode().unwrap();
+        assert!(
+            !text.contains("ringshift_operator_cluster_condition{"),
+            "{text}"
+        );
+        assert!(!text.contains("ringshift_operator_ring_share{"), "{text}");
     }
 }

@@ -198,6 +198,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         ctl_stop_tx.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut controller).await;
         metrics.leader.set(0);
+        metrics.forget_clusters();
         if stopping {
             break;
         }

@@ -51,6 +51,18 @@ pub struct Inputs<'a> {
     pub apply_error: Option<String>,
     /// Why the ShardPlacement could not be read, if it could not.
     pub placement_error: Option<String>,
+    /// The plan waiting for a person's approval (Manual approval), if one waits.
+    pub awaiting_approval: Option<crate::crd::PublishedPlan>,
+    /// `spec.migration.paused`.
+    pub paused: bool,
+    /// Unix ms now (for the rebalance ETA).
+    pub now_ms: i64,
+}
+
+/// Condition reasons a person acts on (Progressing and Balanced), and the state they show.
+pub mod reasons {
+    pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+    pub const PAUSED: &str = "Paused";
 }
 
 /// Moves that have not finished.
@@ -155,10 +167,38 @@ fn ready_condition(i: &Inputs<'_>) -> DesiredCondition {
     )
 }
 
+/// Why nothing moves although the ring should change: a pause or a plan awaiting approval.
+fn held(i: &Inputs<'_>, moves: i32) -> Option<(&'static str, String)> {
+    let change_pending =
+        i.invalid.is_empty() && i.placement.epoch.is_some() && !i.placement.balanced;
+    if i.paused && (moves > 0 || change_pending) {
+        return Some((
+            reasons::PAUSED,
+            format!(
+                "spec.migration.paused is true: {moves} move(s) hold where they are and no new \
+                 one starts; set it to false to continue"
+            ),
+        ));
+    }
+    let plan = i.awaiting_approval.as_ref().filter(|_| moves == 0)?;
+    Some((
+        reasons::AWAITING_APPROVAL,
+        format!(
+            "a plan of {} move(s) waits for approval: review it and set \
+             spec.migration.approvedPlan to {} (kubectl ringshift approve)",
+            plan.moves.len(),
+            plan.hash
+        ),
+    ))
+}
+
 fn progressing_condition(i: &Inputs<'_>, moves: i32) -> DesiredCondition {
     let p = |reason: &str, msg: String| {
         DesiredCondition::new(types::PROGRESSING, Status::True, reason, msg)
     };
+    if let Some((reason, msg)) = held(i, moves).filter(|(r, _)| *r == reasons::PAUSED) {
+        return DesiredCondition::new(types::PROGRESSING, Status::False, reason, msg);
+    }
     if moves > 0 {
         return p("MovingRanges", format!("{moves} range move(s) in flight"));
     }
@@ -187,6 +227,9 @@ fn progressing_condition(i: &Inputs<'_>, moves: i32) -> DesiredCondition {
                 i.outdated_pods
             ),
         );
+    }
+    if let Some((reason, msg)) = held(i, moves) {
+        return DesiredCondition::new(types::PROGRESSING, Status::False, reason, msg);
     }
     if i.invalid.is_empty() && i.placement.epoch.is_some() && !i.placement.balanced {
         return p(
@@ -219,10 +262,10 @@ fn balanced_condition(i: &Inputs<'_>, moves: i32) -> DesiredCondition {
         Some(epoch) => DesiredCondition::new(
             types::BALANCED,
             Status::False,
-            if moves > 0 {
-                "MovesInProgress"
-            } else {
-                "RingChangePending"
+            match held(i, moves) {
+                Some((reason, _)) => reason,
+                None if moves > 0 => "MovesInProgress",
+                None => "RingChangePending",
             },
             format!(
                 "the committed placement (epoch {epoch}) differs from the desired ring; \
@@ -310,6 +353,10 @@ pub fn compute(i: &Inputs<'_>) -> (ShardClusterStatus, Vec<DesiredCondition>) {
         "Invalid"
     } else if degraded.status == Status::True {
         "Degraded"
+    } else if progressing.reason == reasons::PAUSED {
+        reasons::PAUSED
+    } else if progressing.reason == reasons::AWAITING_APPROVAL {
+        reasons::AWAITING_APPROVAL
     } else if progressing.status == Status::True {
         "Progressing"
     } else if ready.status == Status::True {
@@ -327,7 +374,8 @@ pub fn compute(i: &Inputs<'_>) -> (ShardClusterStatus, Vec<DesiredCondition>) {
         moves_in_flight: moves,
         state: Some(state.to_string()),
         conditions: Vec::new(),
-        pending_plan: None,
+        pending_plan: i.awaiting_approval.clone(),
+        rebalance: crate::rebalance::rebalance(i.migrations, i.now_ms),
     };
     (status, vec![ready, progressing, balanced, degraded])
 }
@@ -485,6 +533,65 @@ mod tests {
             busy_members(&later).is_empty(),
             "Cleanup and Pending do not block a rollout"
         );
+    }
+
+    #[test]
+    fn a_plan_waiting_for_approval_is_not_progressing() {
+        let pods = [
+            pod("demo-0", true),
+            pod("demo-1", true),
+            pod("demo-2", true),
+        ];
+        let mut i = base(&pods);
+        i.placement.balanced = false;
+        i.awaiting_approval = Some(crate::crd::PublishedPlan {
+            hash: "0123abcd".into(),
+            moves: vec![Default::default(), Default::default()],
+        });
+        let (status, c) = compute(&i);
+        let p = find(&c, types::PROGRESSING);
+        assert_eq!(
+            (p.status, p.reason.as_str()),
+            (Status::False, "AwaitingApproval")
+        );
+        assert!(
+            p.message.contains("2 move(s)") && p.message.contains("0123abcd"),
+            "{}",
+            p.message
+        );
+        assert_eq!(find(&c, types::BALANCED).reason, "AwaitingApproval");
+        assert_eq!(status.state.as_deref(), Some("AwaitingApproval"));
+        assert_eq!(
+            status.pending_plan.map(|p| p.hash).as_deref(),
+            Some("0123abcd")
+        );
+    }
+
+    #[test]
+    fn paused_moves_say_paused() {
+        let pods = [
+            pod("demo-0", true),
+            pod("demo-1", true),
+            pod("demo-2", true),
+        ];
+        let migrations = [migration(MigrationPhase::Copying)];
+        let mut i = base(&pods);
+        i.migrations = &migrations;
+        i.placement.balanced = false;
+        i.paused = true;
+        let (status, c) = compute(&i);
+        let p = find(&c, types::PROGRESSING);
+        assert_eq!((p.status, p.reason.as_str()), (Status::False, "Paused"));
+        assert_eq!(find(&c, types::BALANCED).reason, "Paused");
+        assert_eq!(status.state.as_deref(), Some("Paused"));
+        assert_eq!(
+            status.rebalance.map(|r| r.summary).as_deref(),
+            Some("0% (0/1)")
+        );
+        // Paused with nothing to move changes nothing.
+        let mut i = base(&pods);
+        i.paused = true;
+        assert_eq!(compute(&i).0.state.as_deref(), Some("Ready"));
     }
 
     #[test]

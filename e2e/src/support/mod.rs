@@ -28,6 +28,7 @@ mod operator;
 pub mod ownership;
 pub mod phases;
 mod pods;
+pub mod promql;
 pub mod report;
 mod split_brain;
 mod wait;

@@ -28,6 +28,9 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> String {
         Err(e) => tracing::warn!(error = %e, "cannot stat the data directory's filesystem"),
     }
     node.metrics.data_bytes.set(clamp(node.engine.data_bytes()));
+    node.metrics
+        .connected_clients
+        .set(clamp(node.clients.count() as u64));
     node.metrics.encode()
 }
 

@@ -433,6 +433,7 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
     let mut frame = Vec::new();
     reply::command(&mut frame, &frame_args);
     node.metrics.forwarded.inc();
+    let sent = Instant::now();
     let mut answer = node.pool.call(addr, &frame).await;
     if answer.as_ref().is_ok_and(|raw| is_unknown_rsfwd2(raw)) {
         // An owner of the previous release (rolling upgrade): it refused the new form
@@ -444,6 +445,7 @@ async fn forward(node: &Arc<Node>, addr: &str, epoch: u64, args: &[Vec<u8>]) -> 
         reply::command(&mut frame, &legacy);
         answer = node.pool.call(addr, &frame).await;
     }
+    node.metrics.forward_latency.observe(sent.elapsed());
     match answer {
         Ok(raw) => match classify(&raw) {
             None => Forwarded::Done(raw),

@@ -39,6 +39,9 @@ pub struct ConnState {
     pub proto: u8,
     /// Id, name and what CLIENT LIST/KILL see (registered in `Node::clients`).
     pub client: Arc<clients::ClientShared>,
+    /// Commands of the current read (index in the command table, None: unknown): the server
+    /// records their latency once their replies are written.
+    pub answering: Vec<Option<usize>>,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -105,7 +108,12 @@ pub async fn handle(
 ) -> Flow {
     let start = out.len();
     let proto = conn.proto;
-    let flow = handle_in(node, conn, args, pending, out).await;
+    let empty = args.is_empty();
+    let mut index = None;
+    let flow = handle_in(node, conn, args, pending, &mut index, out).await;
+    if !empty {
+        conn.answering.push(index);
+    }
     if proto >= 3 {
         crate::resp::resp3::upgrade_nulls(out, start);
     }
@@ -117,6 +125,7 @@ async fn handle_in(
     conn: &mut ConnState,
     args: Vec<Vec<u8>>,
     pending: &mut Pipeline,
+    index_out: &mut Option<usize>,
     out: &mut Vec<u8>,
 ) -> Flow {
     let Some(first) = args.first() else {
@@ -128,6 +137,7 @@ async fn handle_in(
         error(out, &table::unknown_command_error(&args));
         return Flow::Continue;
     };
+    *index_out = Some(index);
     let spec = &table::COMMANDS[index];
     let name = spec.name;
     if !table::arity_ok(spec.arity, args.len()) {

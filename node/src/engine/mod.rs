@@ -143,6 +143,8 @@ pub struct Engine {
     pub(crate) presence: presence::KeyFilter,
     /// Windows of writes accepted as owner, per (owned range, epoch): split-brain evidence.
     pub accepted: crate::accepted::AcceptedWrites,
+    /// Time of each group commit (journal write and fdatasync), exported as a metric.
+    pub commit_latency: crate::metrics::LatencyHistogram,
     /// The data directory (its filesystem's free space is exported as a metric).
     pub dir: std::path::PathBuf,
     pub config: EngineConfig,

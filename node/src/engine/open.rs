@@ -169,6 +169,7 @@ pub fn open(
         snapshots: Mutex::new(HashMap::new()),
         cache: super::cache::ReadCache::new(config.cache_bytes),
         accepted: Default::default(),
+        commit_latency: Default::default(),
         counts,
         presence,
         dir: dir.to_path_buf(),

@@ -433,7 +433,10 @@ fn commit(
     if let Some(h) = back.head {
         batch.insert(&e.meta, META_HEAD, h.to_be_bytes().to_vec());
     }
-    if let Err(err) = batch.commit() {
+    let started = std::time::Instant::now();
+    let committed = batch.commit();
+    e.commit_latency.observe(started.elapsed());
+    if let Err(err) = committed {
         // Nothing of this batch is acknowledged, nor of any later one.
         tracing::error!(error = %err, "group commit failed; the writer stops");
         let msg = format!("storage failure: {err}");

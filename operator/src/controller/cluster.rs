@@ -340,12 +340,22 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         selector: names::selector_string(&name),
         apply_error: outcome.apply_error.clone(),
         placement_error: placement_error.clone(),
+        awaiting_approval: match (&desired_ring, &committed) {
+            (Some(ring), Some(p)) => status::published_plan(&name, &cluster.spec, ring, p),
+            _ => None,
+        },
+        paused: cluster.spec.migration.paused,
+        now_ms: k8s_openapi::jiff::Timestamp::now().as_millisecond(),
     };
     let (mut next, desired_conditions) = status::compute(&inputs);
-    next.pending_plan = match (&desired_ring, &committed) {
-        (Some(ring), Some(p)) => status::published_plan(&name, &cluster.spec, ring, p),
-        _ => None,
-    };
+    publish_metrics(
+        ctx,
+        &ns,
+        &name,
+        &next,
+        &desired_conditions,
+        committed.as_ref(),
+    );
     let stable = next.state.as_deref() == Some("Ready");
     write_status(cluster, ctx, &ns, &mut next, &desired_conditions).await?;
 
@@ -366,6 +376,39 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     } else {
         Action::requeue(BUSY_RESYNC)
     })
+}
+
+/// Conditions, ring shares (of the committed placement) and progress as metrics.
+fn publish_metrics(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &crate::crd::ShardClusterStatus,
+    conditions: &[crate::conditions::DesiredCondition],
+    committed: Option<&ringshift_ring::Placement>,
+) {
+    let on: Vec<(&str, bool)> = conditions
+        .iter()
+        .map(|c| (c.type_, c.status == crate::conditions::Status::True))
+        .collect();
+    let full = 2f64.powi(64);
+    let shares: Vec<(String, f64)> = committed
+        .and_then(|p| p.current().ok())
+        .map(|owners| {
+            owners
+                .shares()
+                .into_iter()
+                .map(|(m, span)| (m.to_string(), span as f64 / full))
+                .collect()
+        })
+        .unwrap_or_default();
+    ctx.metrics.cluster.publish(
+        ns,
+        name,
+        &on,
+        &shares,
+        status.rebalance.as_ref().map(|r| r.percent),
+    );
 }
 
 /// A client error the same request would get again (the object is refused).

@@ -38,6 +38,22 @@ use super::common::{
     printcolumn(name = "Moves", type_ = "integer", json_path = ".status.movesInFlight"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.state"),
     printcolumn(
+        name = "Balanced",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Balanced\")].status"
+    ),
+    printcolumn(
+        name = "Progress",
+        type_ = "string",
+        json_path = ".status.rebalance.summary"
+    ),
+    printcolumn(
+        name = "ETA",
+        type_ = "string",
+        json_path = ".status.rebalance.eta",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -329,7 +345,8 @@ pub struct ShardClusterStatus {
     /// ShardMigrations that have not finished.
     #[serde(default)]
     pub moves_in_flight: i32,
-    /// One-word summary for `kubectl get`: Ready, Progressing, Degraded, Invalid or Pending.
+    /// One-word summary for `kubectl get`: Ready, Progressing, AwaitingApproval, Paused,
+    /// Degraded, Invalid or Pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Ready, Progressing, Balanced, Degraded.
@@ -339,6 +356,55 @@ pub struct ShardClusterStatus {
     /// The plan waiting for approval (Manual approval only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_plan: Option<PublishedPlan>,
+    /// Progress of the latest ring change across all of its moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceStatus>,
+}
+
+/// Cluster-wide progress of one ring change (the ShardMigrations planned towards one target
+/// ring), summed from the moves' own progress.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceStatus {
+    /// Identity of the target ring the moves belong to.
+    pub target_ring: String,
+    /// Moves committed (Cleanup or Completed).
+    #[serde(default)]
+    pub moves_done: i32,
+    /// Moves of this ring change, cancelled ones excluded.
+    #[serde(default)]
+    pub moves_total: i32,
+    /// Moves that failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moves_failed: i32,
+    /// Bytes copied so far (decimal u64).
+    #[serde(default = "zero_string")]
+    #[schemars(schema_with = "u64_string_schema")]
+    pub bytes_moved: String,
+    /// Bytes the moves are estimated to carry, over the moves whose estimate is known
+    /// (decimal u64).
+    #[serde(default = "zero_string")]
+    #[schemars(schema_with = "u64_string_schema")]
+    pub bytes_estimated: String,
+    /// Percent done (0-100), weighted by each move's estimated bytes; 100 only once every
+    /// move is committed.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: i32,
+    /// Estimated time left, e.g. `3m20s`, when a rate has been seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
+    pub eta: Option<String>,
+    /// `percent% (done/total)` for the printer column.
+    pub summary: String,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+fn zero_string() -> String {
+    "0".into()
 }
 
 /// A plan of moves published for a person to approve.

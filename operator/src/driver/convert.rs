@@ -128,6 +128,18 @@ pub fn apply_state(status: &mut ShardMigrationStatus, state: &MoveState) {
     status.message = state.reason.clone();
 }
 
+/// A move past its copy (catching up, cutting over, committed) has copied everything: its
+/// percent reads 100 whatever the last copy observation said (one taken mid-copy can be the
+/// last one written before the phase moved on).
+pub fn settle_progress(status: &mut ShardMigrationStatus) {
+    use crate::crd::MigrationPhase::*;
+    if matches!(status.phase, CatchingUp | CuttingOver | Cleanup | Completed)
+        && let Some(p) = status.progress.as_mut()
+    {
+        p.percent = 100;
+    }
+}
+
 /// Offsets in status: `<incarnation>:<sequence>`.
 pub fn offset_text(o: &Offset) -> String {
     format!("{}:{}", o.incarnation, o.sequence)
@@ -299,6 +311,31 @@ pub fn uid_of(m: &ShardMigration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_past_its_copy_reads_100_percent() {
+        use crate::crd::{MigrationPhase, MigrationProgress};
+        let at = |phase, percent| {
+            let mut s = ShardMigrationStatus {
+                phase,
+                progress: Some(MigrationProgress {
+                    keys: "10".into(),
+                    bytes: "480".into(),
+                    percent,
+                    estimated_bytes: Some("1000".into()),
+                }),
+                ..Default::default()
+            };
+            settle_progress(&mut s);
+            s.progress.map(|p| p.percent)
+        };
+        assert_eq!(at(MigrationPhase::Completed, 48), Some(100));
+        assert_eq!(at(MigrationPhase::Cleanup, 48), Some(100));
+        assert_eq!(at(MigrationPhase::CatchingUp, 99), Some(100));
+        assert_eq!(at(MigrationPhase::Copying, 48), Some(48));
+        assert_eq!(at(MigrationPhase::Cancelled, 48), Some(48));
+        assert_eq!(at(MigrationPhase::Failed, 48), Some(48));
+    }
 
     fn pull(phase: PullPhase, applied: Option<(&str, u64)>, lag: Option<u64>) -> PullStatus {
         PullStatus {

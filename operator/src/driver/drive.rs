@@ -14,7 +14,7 @@ use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
 use super::convert::{
     apply_state, committed_record, crd_phase, cutover_of, drop_request, move_state, offset_text,
-    pull_view, ranges_of, uid_of,
+    pull_view, ranges_of, settle_progress, uid_of,
 };
 use super::cutover::{self, Outcome};
 use super::env::Env;
@@ -629,6 +629,7 @@ async fn persist(
     let mut status = d.obj.status.clone().unwrap_or_default();
     apply_state(&mut status, &next);
     fill_observed(&mut status, obs);
+    settle_progress(&mut status);
     status.observed_generation = d.obj.metadata.generation;
     d.obj.status = Some(status);
     write(env, d).await?;
@@ -697,6 +698,7 @@ async fn note_progress(
     let mut status = d.obj.status.clone().unwrap_or_default();
     let before = status.clone();
     fill_observed(&mut status, obs);
+    settle_progress(&mut status);
     if !d.state.phase.is_terminal() {
         status.message = reason;
     }
@@ -748,6 +750,20 @@ async fn after_cutover(
                 .inc();
             if let Some(p) = pause {
                 m.cutover_pause.observe(p.as_secs_f64());
+                if p > env.limits.write_pause_budget {
+                    m.cutovers_over_budget
+                        .get_or_create(&super::metrics::ClusterLabels {
+                            namespace: env.ns.clone(),
+                            cluster: env.name.clone(),
+                        })
+                        .inc();
+                    tracing::warn!(
+                        cluster = %env.name, migration = %d.obj.name_any(),
+                        pause_ms = p.as_millis() as u64,
+                        budget_ms = env.limits.write_pause_budget.as_millis() as u64,
+                        "cutover write pause over budget"
+                    );
+                }
                 for (stage, t) in [
                     ("fence", stages.fence),
                     ("drain", stages.drain),

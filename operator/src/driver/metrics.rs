@@ -57,6 +57,10 @@ pub struct MigrationMetrics {
     pub cutovers: Family<OutcomeLabels, Counter>,
     /// Time spent in each phase, observed when a move leaves it.
     pub phase_seconds: Family<PhaseTimeLabels, Histogram>,
+    /// Committed cutovers whose write pause exceeded the cluster's writePauseBudget.
+    pub cutovers_over_budget: Family<ClusterLabels, Counter>,
+    /// Unfinished moves whose target lacks room (TargetHasRoom=False).
+    pub moves_waiting_for_room: Family<ClusterLabels, Gauge>,
 }
 
 impl Default for MigrationMetrics {
@@ -67,6 +71,13 @@ impl Default for MigrationMetrics {
 
 impl MigrationMetrics {
     pub fn new() -> Self {
+        let cutovers = Family::<OutcomeLabels, Counter>::default();
+        // Both outcomes exist from the start, so that increase() sees the first abort.
+        for outcome in ["committed", "aborted"] {
+            drop(cutovers.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            }));
+        }
         MigrationMetrics {
             moves: Family::default(),
             bytes_copied: Family::default(),
@@ -75,10 +86,12 @@ impl MigrationMetrics {
             cutover_stage: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
             }),
-            cutovers: Family::default(),
+            cutovers,
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.01, 2.0, 16))
             }),
+            cutovers_over_budget: Family::default(),
+            moves_waiting_for_room: Family::default(),
         }
     }
 
@@ -109,6 +122,16 @@ impl MigrationMetrics {
             "migration_phase_seconds",
             "Time moves spent in each phase",
             self.phase_seconds.clone(),
+        );
+        registry.register(
+            "cutovers_over_budget",
+            "Committed cutovers whose client write pause exceeded spec.migration.writePauseBudget",
+            self.cutovers_over_budget.clone(),
+        );
+        registry.register(
+            "migrations_waiting_for_room",
+            "Unfinished moves whose target has too little free space (TargetHasRoom=False)",
+            self.moves_waiting_for_room.clone(),
         );
     }
 }

@@ -764,11 +764,16 @@ async fn collect_garbage(env: &Env) -> Result<(), Error> {
 fn publish_gauges(dctx: &DriverCtx, env: &Env) {
     let m = &dctx.base.metrics.migration;
     let mut by_phase: BTreeMap<Phase, i64> = BTreeMap::new();
-    let (mut bytes, mut lag) = (0i64, 0i64);
+    let (mut bytes, mut lag, mut no_room) = (0i64, 0i64, 0i64);
     for mig in &env.migrations {
         let s = mig.status.clone().unwrap_or_default();
         *by_phase.entry(phase_of(s.phase)).or_default() += 1;
         if !s.phase.is_finished() {
+            no_room += i64::from(
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == drive::ROOM_CONDITION && c.status == "False"),
+            );
             bytes += s
                 .progress
                 .as_ref()
@@ -801,4 +806,7 @@ fn publish_gauges(dctx: &DriverCtx, env: &Env) {
     };
     m.bytes_copied.get_or_create(&labels).set(bytes);
     m.lag.get_or_create(&labels).set(lag);
+    m.moves_waiting_for_room.get_or_create(&labels).set(no_room);
+    // Present from the start, so that rate() and increase() see the first one.
+    drop(m.cutovers_over_budget.get_or_create(&labels));
 }
