@@ -4,8 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// Conditions as a list-map keyed by `type`, so that server-side apply merges
-/// them per type. `type` is required in `Condition`, as 1.20's structural
-/// schema check demands of a list-map key.
+/// them per type. `type` is required in `Condition`, as the structural schema
+/// check demands of a list-map key (required or defaulted).
 pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
     let item = generator.subschema_for::<Condition>();
     json_schema!({
@@ -70,5 +70,6 @@ pub fn quantity_map_schema(g: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "additionalProperties": q,
+        "maxProperties": 16,
     })
 }
