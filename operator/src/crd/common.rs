@@ -59,8 +59,10 @@ pub struct HashRange {
 
 /// A resource quantity (`1Gi`, `500m`, `2`): integer or string.
 pub fn quantity_schema(_: &mut SchemaGenerator) -> Schema {
+    // maxLength bounds the cost the API server estimates for CEL rules that read quantities.
     json_schema!({
         "x-kubernetes-int-or-string": true,
+        "maxLength": 64,
     })
 }
 

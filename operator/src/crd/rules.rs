@@ -160,12 +160,14 @@ mod tests {
                 .unwrap()["spec"],
         )
         .unwrap();
+        assert!(spec["properties"]["storage"]["properties"]["size"]["maxLength"].is_number());
         let members = &spec["properties"]["members"];
         assert!(members["maxItems"].is_number(), "{members}");
         assert!(members["items"]["properties"]["name"]["maxLength"].is_number());
         for kind in ["requests", "limits"] {
             let map = &spec["properties"]["resources"]["properties"][kind];
             assert!(map["maxProperties"].is_number(), "{map}");
+            assert!(map["additionalProperties"]["maxLength"].is_number(), "{map}");
         }
     }
 }
