@@ -167,7 +167,10 @@ mod tests {
         for kind in ["requests", "limits"] {
             let map = &spec["properties"]["resources"]["properties"][kind];
             assert!(map["maxProperties"].is_number(), "{map}");
-            assert!(map["additionalProperties"]["maxLength"].is_number(), "{map}");
+            assert!(
+                map["additionalProperties"]["maxLength"].is_number(),
+                "{map}"
+            );
         }
     }
 }
