@@ -101,13 +101,13 @@ fn schema_refused() -> Vec<(&'static str, Value, &'static str)> {
         ),
         (
             "negative weight",
-            json!({"members": [{"name": "x-0", "weight": -5}]}),
-            "spec.members.weight",
+            json!({"members": [{"name": "refused-0", "weight": -5}]}),
+            "spec.members[0].weight",
         ),
         (
             "weight too large",
-            json!({"members": [{"name": "x-0", "weight": 200000}]}),
-            "spec.members.weight",
+            json!({"members": [{"name": "refused-0", "weight": 200000}]}),
+            "spec.members[0].weight",
         ),
         (
             "member without name",
