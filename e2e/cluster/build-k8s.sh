@@ -22,9 +22,23 @@ MOD="$HERE/k8s-build/$VERSION"
 BINS=(kube-apiserver kube-controller-manager etcd)
 log() { echo "[build-k8s] $*" >&2; }
 
-cached=1
-for b in "${BINS[@]}"; do [[ -x "$OUT/$b" ]] || cached=0; done
-if ((cached)); then
+is_cached() {
+  local b
+  for b in "${BINS[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done
+}
+if is_cached; then
+  log "cached: $OUT"
+  exit 0
+fi
+# One build per release at a time (several checkouts share the cache): wait for another one to
+# finish, then use what it built.
+mkdir -p "$CACHE"
+exec 9>"$OUT.lock"
+if ! flock -n 9; then
+  log "another build of $VERSION is running; waiting for it"
+  flock 9
+fi
+if is_cached; then
   log "cached: $OUT"
   exit 0
 fi
@@ -55,7 +69,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitTreeState=clean"
 done
 
-log "building Kubernetes $VERSION with $gov (cold: about 15 minutes on 2 cores)"
+log "building Kubernetes $VERSION with $gov (cold: about 20 minutes on 2 cores; seconds with a warm Go build cache)"
 start=$SECONDS
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp"
