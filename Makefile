@@ -54,11 +54,15 @@ unit:
 	RINGSHIFT_E2E=off $(CARGO) test --workspace
 
 # $(call with_cluster,CMD): runs CMD against the local cluster with RINGSHIFT_E2E=require. Starts
-# the cluster unless it already runs (then it is reused and left running) and stops what it
+# the cluster (Kubernetes $RINGSHIFT_K8S_VERSION, default the newest) unless it already runs with
+# that version (then it is reused and left running; another version is an error) and stops what it
 # started, also when CMD fails.
 define with_cluster
 if $(CLUSTER)/status >/dev/null 2>&1; then \
-  echo "[e2e] reusing the running local cluster ($(RINGSHIFT_STATE)); it stays up"; started=0; \
+  want=$${RINGSHIFT_K8S_VERSION:-$(K8S_NEWEST)}; have=$$(cat $(RINGSHIFT_STATE)/k8s-version 2>/dev/null); \
+  if [[ "$$have" != "$$want" ]]; then \
+    echo "[e2e] the running local cluster is Kubernetes $$have, not $$want: stop it ($(CLUSTER)/down) or set RINGSHIFT_K8S_VERSION=$$have"; exit 1; fi; \
+  echo "[e2e] reusing the running local cluster ($(RINGSHIFT_STATE), Kubernetes $$have); it stays up"; started=0; \
   $(CLUSTER)/status | grep -q "bin dir $(CURDIR)/target/debug" || \
     echo "[e2e] WARNING: its kubelet runs binaries of another checkout: $$($(CLUSTER)/status | grep kubelet)"; \
 else \
@@ -83,12 +87,17 @@ test:
 e2e: build
 	RINGSHIFT_E2E=require $(CARGO) test -p ringshift-e2e --tests --no-fail-fast
 
-# The long tier: a long bad-input (fuzz) run, the protocol model's large configurations, then every e2e test including the long ones
-# marked #[ignore], on the local cluster. Each scenario appends a line to $(REPORT); the table is
-# printed and written into README.md (between the reliability markers) whatever the outcome; the
-# exit code is the tests'.
+# The long tier: a long bad-input (fuzz) run, the protocol model's large configurations, then every
+# e2e test including the long ones marked #[ignore], on a local cluster of the newest and then of
+# the oldest supported Kubernetes release (e2e/cluster/versions.sh; RELIABILITY_K8S overrides).
+# Each scenario appends a line to the version's report; the newest version's table is printed
+# and written into README.md (between the reliability markers) whatever the outcome, with the
+# oldest version's tally in its note; the exit code is the tests'.
 FUZZ_CASES ?= 20000
-REPORT := $(CURDIR)/target/reliability-report.jsonl
+K8S_NEWEST := $(shell . e2e/cluster/versions.sh && echo $$K8S_NEWEST)
+K8S_OLDEST := $(shell . e2e/cluster/versions.sh && echo $$K8S_OLDEST)
+RELIABILITY_K8S ?= $(K8S_NEWEST) $(K8S_OLDEST)
+report = $(CURDIR)/target/reliability-report-k8s-$(1).jsonl
 reliability: build
 	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
 	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live --test commands_fuzz
@@ -96,12 +105,16 @@ reliability: build
 	@$(STAGE) ring-weights $(CARGO) test --release -p ringshift-ring --test props -- --ignored
 	@echo "[reliability] the protocol model's large configurations (operator/model/README.md)"
 	@$(STAGE) model $(CARGO) test -p ringshift-model -- --include-ignored --nocapture
-	@echo "[reliability] running every e2e test, including the long ones marked #[ignore]"
-	@rm -f $(REPORT)
-	@( $(call with_cluster,RINGSHIFT_REPORT=$(REPORT) $(STAGE) reliability $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored) ); rc=$$?; \
-	if [[ -s $(REPORT) ]]; then target/debug/ringshift-reliability-report $(REPORT) --readme README.md \
-	  --note "Measured by \`make reliability\` on $$(date -u +%Y-%m-%d): $$(nproc) cores, debug build, local control plane (kube-apiserver v1.20.2)." \
-	  || rc=$$((rc ? rc : 1)); fi; \
+	@rc=0; for v in $(RELIABILITY_K8S); do \
+	  echo "[reliability] Kubernetes $$v: every e2e test, including the long ones marked #[ignore]"; \
+	  rm -f $(call report,$$v); \
+	  ( export RINGSHIFT_K8S_VERSION=$$v; $(call with_cluster,RINGSHIFT_REPORT=$(call report,$$v) $(STAGE) reliability-k8s-$$v $(CARGO) test -p ringshift-e2e --tests --no-fail-fast -- --include-ignored) ) || rc=1; \
+	done; \
+	first=$(firstword $(RELIABILITY_K8S)); note="Measured by \`make reliability\` on $$(date -u +%Y-%m-%d): $$(nproc) cores, debug build, local control plane (Kubernetes v$$first)."; \
+	for v in $(wordlist 2,9,$(RELIABILITY_K8S)); do f=$(call report,$$v); \
+	  note="$$note The same suite on v$$v: $$(grep -c '"passed":true' $$f 2>/dev/null || echo 0) of $$(grep -c . $$f 2>/dev/null || echo 0) scenarios passed."; done; \
+	if [[ -s $(call report,$$first) ]]; then target/debug/ringshift-reliability-report $(call report,$$first) --readme README.md \
+	  --note "$$note" || rc=$$((rc ? rc : 1)); fi; \
 	exit $$rc
 
 # For now: the control plane with the CRDs installed and three test pods running on their own

@@ -17,10 +17,7 @@ metadata:
   name: $NS
 ---
 YAML
-  # The operator's PodDisruptionBudget is left to Helm, which picks policy/v1 or v1beta1 from the
-  # server; a fixed choice here would fail on one of them (v1 is missing before 1.21).
-  "$HELM" template ringshift charts/ringshift --namespace "$NS" --include-crds \
-    --set podDisruptionBudget.enabled=false
+  "$HELM" template ringshift charts/ringshift --namespace "$NS" --include-crds
 }
 
 if [[ "${1:-}" == "--check" ]]; then

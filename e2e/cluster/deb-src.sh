@@ -1,7 +1,7 @@
 # Sourced: ensure_deb_src adds a deb-src entry for bookworm pointing at the same Debian mirror
 # this machine already uses for its binary packages (read from its own apt configuration, never
 # written here by name), then runs apt-get update. Does nothing when the entry exists. Used by
-# build-k8s.sh (Kubernetes' source) and node/compat/redis-compat.sh (Redis' test suite).
+# node/compat/redis-compat.sh (Redis' test suite).
 DEB_SRC_LIST=/etc/apt/sources.list.d/ringshift-deb-src.sources
 
 debian_uri() {

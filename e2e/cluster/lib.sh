@@ -1,9 +1,12 @@
 # Shared settings and process helpers for e2e/cluster/{up,down,logs}. Sourced, not run.
 # shellcheck shell=bash
 
-K8S_VERSION=1.20.2
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
+# shellcheck source=e2e/cluster/versions.sh
+source "$CLUSTER_DIR/versions.sh"
+# RINGSHIFT_K8S_VERSION selects the Kubernetes release (one of K8S_SUPPORTED; default the newest).
+K8S_VERSION="${RINGSHIFT_K8S_VERSION:-$K8S_NEWEST}"
 CACHE="${RINGSHIFT_CACHE:-$HOME/.cache/ringshift}"
 K8S_BIN="$CACHE/k8s-v$K8S_VERSION"
 # Several clusters can run side by side on one machine (e.g. one per checkout): cluster N (0-9,

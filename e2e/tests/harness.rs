@@ -36,8 +36,20 @@ fn testpod(args: &[&str]) -> Value {
     })
 }
 
+/// A pod spec the `restricted` PodSecurity level of the test namespaces admits.
+fn restricted_spec(mut container: Value) -> Value {
+    if container.get("securityContext").is_none() {
+        container["securityContext"] = support::restricted_container_security_context();
+    }
+    json!({
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": support::restricted_pod_security_context(),
+        "containers": [container],
+    })
+}
+
 fn pod(name: &str, container: Value, extra_spec: Value) -> Pod {
-    let mut spec = json!({"terminationGracePeriodSeconds": 5, "containers": [container]});
+    let mut spec = restricted_spec(container);
     if let (Some(s), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
         s.extend(extra.clone());
     }
@@ -59,7 +71,7 @@ async fn statefulset_pods_get_distinct_ips_own_volumes_and_keep_data_across_recr
             "replicas": 3,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"terminationGracePeriodSeconds": 5, "containers": [c]}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": restricted_spec(c)},
             "volumeClaimTemplates": [{"metadata": {"name": "data"},
                 "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
         }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::PostParams;
 use ringshift_e2e::support::{
     self, OperatorProcess, TestNamespace, apply_cluster, from_json, kubectl, pod_ip, pod_log,
@@ -343,15 +343,21 @@ fn secret_value(s: &Secret, key: &str) -> String {
     String::from_utf8(raw.0.clone()).unwrap().trim().to_string()
 }
 
-/// A kubeconfig that authenticates as `ns/sa` with its token (Kubernetes 1.20 token Secret).
+/// A kubeconfig that authenticates as `ns/sa` with a short-lived token from the TokenRequest
+/// API (service accounts have no token Secrets any more).
 async fn service_account_kubeconfig(ns: &TestNamespace, sa: &str) -> PathBuf {
     ns.wait_service_account(sa).await.unwrap();
-    let account = ns.api::<ServiceAccount>().get(sa).await.unwrap();
-    let secret_name = account.secrets.unwrap()[0].name.clone().unwrap();
-    let token = secret_value(
-        &ns.api::<Secret>().get(&secret_name).await.unwrap(),
-        "token",
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .args(["create", "token", sa, "-n", &ns.name, "--duration", "1h"])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl create token {sa}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let admin: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(support::kubeconfig_path()).unwrap())
             .unwrap();

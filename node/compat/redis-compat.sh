@@ -5,8 +5,8 @@
 #
 # The Redis source comes from Debian (`apt-get source redis`, same version as the machine's
 # redis-server), cached outside the repo in $RINGSHIFT_CACHE/redis-src (default
-# ~/.cache/ringshift). Needs a deb-src entry: derived from the machine's own Debian entry, as
-# e2e/cluster/build-k8s.sh does. Knobs: UNITS="string incr ...", UNIT_TIMEOUT=seconds (per unit
+# ~/.cache/ringshift). Needs a deb-src entry: derived from the machine's own Debian entry by
+# e2e/cluster/deb-src.sh. Knobs: UNITS="string incr ...", UNIT_TIMEOUT=seconds (per unit
 # and server), FAILING_OUT=file (default node/compat/failing-tests.txt).
 set -euo pipefail
 

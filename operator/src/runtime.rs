@@ -11,7 +11,6 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::controller::{Context, cluster};
-use crate::desired::pdb::PdbVersion;
 use crate::http::{self, Health};
 use crate::leader::{self, LeaseConfig, Role};
 use crate::metrics::Metrics;
@@ -35,9 +34,6 @@ pub enum RunError {
     /// No usable Kubernetes configuration.
     #[error("connecting to Kubernetes: {0}")]
     Client(#[source] kube::Error),
-    /// Discovery of the policy group failed.
-    #[error("discovering API groups: {0}")]
-    Discovery(#[source] kube::Error),
     /// The HTTP endpoints could not be served.
     #[error("serving HTTP on {addr}: {source}")]
     Http {
@@ -74,17 +70,6 @@ async fn termination() {
     }
 }
 
-async fn pdb_version(client: &Client) -> Result<Option<PdbVersion>, kube::Error> {
-    let groups = client.list_api_groups().await?;
-    let versions: Vec<String> = groups
-        .groups
-        .iter()
-        .filter(|g| g.name == "policy")
-        .flat_map(|g| g.versions.iter().map(|v| v.version.clone()))
-        .collect();
-    Ok(PdbVersion::choose(&versions))
-}
-
 async fn wait_until(rx: &mut watch::Receiver<Role>, f: impl FnMut(&Role) -> bool) -> bool {
     rx.wait_for(f).await.is_ok()
 }
@@ -116,13 +101,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     ));
 
     let client = Client::try_default().await.map_err(RunError::Client)?;
-    let pdb = pdb_version(&client).await.map_err(RunError::Discovery)?;
-    tracing::info!(pdb = ?pdb.map(|p| p.api_version()), namespace = ?settings.namespace, "connected to the API server");
+    tracing::info!(namespace = ?settings.namespace, "connected to the API server");
     let ctx = Arc::new(Context::new(
         client.clone(),
         &settings.identity,
         metrics.clone(),
-        pdb,
     ));
 
     let (leader_tx, mut leader_rx) = watch::channel(if settings.lease.is_none() {

@@ -1,5 +1,6 @@
-//! Validation of a ShardCluster spec: what the schema cannot say (or 1.20
-//! does not enforce), with reasons a person can act on.
+//! Validation of a ShardCluster spec: what the schema cannot say, and again
+//! what the CRD's CEL rules (crd/rules.rs) enforce (objects stored before a rule
+//! existed still reach the operator), with reasons a person can act on.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

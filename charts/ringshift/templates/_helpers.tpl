@@ -27,11 +27,3 @@ app.kubernetes.io/component: operator
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
-
-{{- define "ringshift.pdbApiVersion" -}}
-{{- if .Capabilities.APIVersions.Has "policy/v1" -}}
-policy/v1
-{{- else -}}
-policy/v1beta1
-{{- end -}}
-{{- end -}}

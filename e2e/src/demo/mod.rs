@@ -202,7 +202,12 @@ pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, Dem
     install_operator(&client, opts, &interrupt).await?;
 
     let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = support::from_json(json!({"metadata": {"name": opts.namespace}}));
+    // The store's pods must be admitted under the PodSecurity `restricted` level, as on a
+    // hardened cluster.
+    let ns: Namespace = support::from_json(json!({"metadata": {"name": opts.namespace, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }}}));
     match nss.create(&PostParams::default(), &ns).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}

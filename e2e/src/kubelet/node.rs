@@ -32,10 +32,22 @@ pub async fn register(client: &Client, name: &str) -> Result<(), kube::Error> {
             Err(e) => return Err(e),
         }
     }
-    heartbeat(&api, name).await
+    heartbeat(&api, name, &kubelet_version(client).await).await
 }
 
-async fn heartbeat(api: &Api<Node>, name: &str) -> Result<(), kube::Error> {
+/// The control plane's version with a `-ringshift` suffix: this kubelet follows whichever
+/// Kubernetes release the harness runs.
+async fn kubelet_version(client: &Client) -> String {
+    match client.apiserver_version().await {
+        Ok(v) => format!("{}-ringshift", v.git_version),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the apiserver version failed");
+            "v0.0.0-ringshift".to_string()
+        }
+    }
+}
+
+async fn heartbeat(api: &Api<Node>, name: &str, version: &str) -> Result<(), kube::Error> {
     let now = k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -61,7 +73,7 @@ async fn heartbeat(api: &Api<Node>, name: &str) -> Result<(), kube::Error> {
         "allocatable": capacity,
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "ringshift local",
-            "containerRuntimeVersion": "ringshift-process://0.1.0", "kubeletVersion": "v1.20.2-ringshift",
+            "containerRuntimeVersion": "ringshift-process://0.1.0", "kubeletVersion": version,
             "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": std::env::consts::ARCH
         }
     }});
@@ -73,9 +85,10 @@ async fn heartbeat(api: &Api<Node>, name: &str) -> Result<(), kube::Error> {
 /// Keeps the Node's heartbeat fresh; errors are logged and retried.
 pub async fn heartbeat_loop(client: Client, name: String) {
     let api: Api<Node> = Api::all(client.clone());
+    let version = kubelet_version(&client).await;
     loop {
         tokio::time::sleep(HEARTBEAT).await;
-        if let Err(e) = heartbeat(&api, &name).await {
+        if let Err(e) = heartbeat(&api, &name, &version).await {
             tracing::warn!(node = %name, error = %e, "node heartbeat failed");
             if let Err(e) = register(&client, &name).await {
                 tracing::warn!(node = %name, error = %e, "re-registering node failed");

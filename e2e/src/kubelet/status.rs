@@ -1,5 +1,5 @@
 //! Pod status from the kubelet's view of its containers. Pure, so that phase and readiness rules
-//! are unit-tested; only fields Kubernetes 1.20 knows are ever set.
+//! are unit-tested.
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,

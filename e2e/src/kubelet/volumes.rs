@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume,
     PersistentVolumeClaim, Secret, ServiceAccount, Volume,
@@ -212,10 +212,19 @@ async fn prepare_one(
                     .as_ref()
                     .and_then(|s| s.service_account_name.clone())
                     .unwrap_or_else(|| "default".into());
+                // Bound to the pod, as a real kubelet does: the token dies with the pod, and the
+                // apiserver extends the admission-injected 3607 s expiry (this kubelet does not
+                // rotate tokens).
                 let req = TokenRequest {
                     spec: Some(TokenRequestSpec {
                         audiences: Some(t.audience.clone().into_iter().collect()),
                         expiration_seconds: t.expiration_seconds,
+                        bound_object_ref: Some(BoundObjectReference {
+                            api_version: Some("v1".into()),
+                            kind: Some("Pod".into()),
+                            name: facts.pod.metadata.name.clone(),
+                            uid: facts.pod.metadata.uid.clone(),
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()

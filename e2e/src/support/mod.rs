@@ -41,7 +41,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub use kubectl::{kubectl, repo_root};
 pub use load::{CheckedLoad, LoadShape, preload, scale, verify_preload};
-pub use namespace::TestNamespace;
+pub use namespace::{
+    TestNamespace, restricted_container_security_context, restricted_pod_security_context,
+};
 pub use operator::{
     OperatorProcess, apply_cluster, bin_dir, condition, create_cluster, follow_pods, install_crds,
     ringshift_api, wait_balanced, wait_ready,

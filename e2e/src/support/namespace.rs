@@ -20,8 +20,10 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// Creates `<prefix>-<unique suffix>` and waits until its default service account has a
-    /// token (pods are refused until then).
+    /// Creates `<prefix>-<unique suffix>`, enforcing the PodSecurity `restricted` level (every
+    /// pod a test, the chart or the operator creates must be admitted there, as on a hardened
+    /// real cluster), and waits until its default service account exists (pods are refused
+    /// until then).
     pub async fn create(env: &TestEnv, prefix: &str) -> Result<Self, SupportError> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -39,8 +41,11 @@ impl TestNamespace {
             .collect();
         let name = format!("{}-{suffix}", prefix.to_ascii_lowercase());
         let api: Api<Namespace> = Api::all(env.client.clone());
-        let ns: Namespace =
-            from_json(json!({"metadata": {"name": name, "labels": {"ringshift.dev/e2e": "true"}}}));
+        let ns: Namespace = from_json(json!({"metadata": {"name": name, "labels": {
+            "ringshift.dev/e2e": "true",
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }}}));
         api.create(&PostParams::default(), &ns)
             .await
             .map_err(|source| SupportError::Api {
@@ -63,16 +68,15 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
-    /// Waits until the service account exists and has its token Secret (Kubernetes 1.20).
+    /// Waits until the service account exists (its tokens come from the TokenRequest API).
     pub async fn wait_service_account(&self, name: &str) -> Result<(), SupportError> {
         let api: Api<ServiceAccount> = self.api();
         wait_until(
-            &format!("service account {}/{name} token", self.name),
+            &format!("service account {}/{name}", self.name),
             Duration::from_secs(60),
             || async {
                 match api.get_opt(name).await {
-                    Ok(Some(sa)) if sa.secrets.as_ref().is_some_and(|s| !s.is_empty()) => Ok(()),
-                    Ok(Some(_)) => Err("no token secret yet".into()),
+                    Ok(Some(_)) => Ok(()),
                     Ok(None) => Err("not created yet".into()),
                     Err(e) => Err(e.to_string()),
                 }
@@ -127,4 +131,16 @@ impl Drop for TestNamespace {
         })
         .join();
     }
+}
+
+/// The pod-level securityContext the PodSecurity `restricted` level asks for (test namespaces
+/// enforce it). The process kubelet runs everything as the user it runs as; the apiserver's
+/// admission checks the spec.
+pub fn restricted_pod_security_context() -> serde_json::Value {
+    json!({"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+/// The container-level securityContext the PodSecurity `restricted` level asks for.
+pub fn restricted_container_security_context() -> serde_json::Value {
+    json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
 }

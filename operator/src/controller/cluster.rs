@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams, PostParams, Preconditions,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
@@ -463,29 +461,15 @@ async fn apply_owned(
         tracing::info!(cluster = %name, namespace = %ns, replicas, "StatefulSet applied");
     }
 
-    if let Some(version) = ctx.pdb_version {
-        let gvk = match version {
-            pdb::PdbVersion::V1 => GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
-            pdb::PdbVersion::V1beta1 => {
-                GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget")
-            }
-        };
-        let ar = ApiResource::from_gvk_with_plural(&gvk, "poddisruptionbudgets");
-        let pdb_api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
-        let pdb_name = names::pdb(&name);
-        let live = pdb_api
-            .get_opt(&pdb_name)
-            .await
-            .during(|| format!("reading PodDisruptionBudget {ns}/{pdb_name}"))?;
-        apply(
-            &pdb_api,
-            &pdb_name,
-            &pdb::pdb(cluster, version),
-            live.as_ref(),
-        )
+    let pdb_api: Api<PodDisruptionBudget> = api(ctx, ns);
+    let pdb_name = names::pdb(&name);
+    let live = pdb_api
+        .get_opt(&pdb_name)
+        .await
+        .during(|| format!("reading PodDisruptionBudget {ns}/{pdb_name}"))?;
+    apply(&pdb_api, &pdb_name, &pdb::pdb(cluster), live.as_ref())
         .await
         .during(|| format!("applying PodDisruptionBudget {ns}/{pdb_name}"))?;
-    }
     Ok(())
 }
 

@@ -11,7 +11,6 @@ use std::time::Duration;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::desired::pdb::PdbVersion;
 use crate::desired::ring::RingError;
 use crate::metrics::Metrics;
 
@@ -82,20 +81,13 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// PodDisruptionBudget version the server serves, if any.
-    pub pdb_version: Option<PdbVersion>,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     /// A context for `client`, reporting events as `identity`.
-    pub fn new(
-        client: Client,
-        identity: &str,
-        metrics: Arc<Metrics>,
-        pdb_version: Option<PdbVersion>,
-    ) -> Self {
+    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: "ringshift-operator".into(),
             instance: Some(identity.to_string()),
@@ -104,7 +96,6 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
-            pdb_version,
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -92,6 +92,7 @@ pub struct ShardClusterSpec {
     /// Per-member weights and drains, by member name (pod name, e.g. `demo-2`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 1000))]
     pub members: Vec<MemberSpec>,
     /// What happens to the members' volumes when the ShardCluster is deleted.
     #[serde(default)]
@@ -271,6 +272,7 @@ pub enum ApprovalMode {
 #[serde(rename_all = "camelCase")]
 pub struct MemberSpec {
     /// Member name: the pod name, `<cluster>-<ordinal>`.
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// Relative share of the ring (default 100).
     #[serde(default = "default_weight")]

@@ -4,8 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// Conditions as a list-map keyed by `type`, so that server-side apply merges
-/// them per type. `type` is required in `Condition`, as 1.20's structural
-/// schema check demands of a list-map key.
+/// them per type. `type` is required in `Condition`, as the structural schema
+/// check demands of a list-map key (required or defaulted).
 pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
     let item = generator.subschema_for::<Condition>();
     json_schema!({
@@ -59,8 +59,10 @@ pub struct HashRange {
 
 /// A resource quantity (`1Gi`, `500m`, `2`): integer or string.
 pub fn quantity_schema(_: &mut SchemaGenerator) -> Schema {
+    // maxLength bounds the cost the API server estimates for CEL rules that read quantities.
     json_schema!({
         "x-kubernetes-int-or-string": true,
+        "maxLength": 64,
     })
 }
 
@@ -70,5 +72,6 @@ pub fn quantity_map_schema(g: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "additionalProperties": q,
+        "maxProperties": 16,
     })
 }

