@@ -1,7 +1,7 @@
 //! The process kubelet: plays scheduler and kubelet for a local control plane without a
 //! container runtime. It binds every unscheduled pod to its node and runs each container as a
 //! local process on the pod's own loopback address, in a private mount namespace with the pod's
-//! volumes bind-mounted (see LOCAL-K8S.md).
+//! volumes bind-mounted (see e2e/README.md).
 
 mod container;
 pub mod env;
