@@ -522,7 +522,7 @@ impl Allocator {
             return usize::from(self.vnodes);
         }
         let m = &self.members[taker as usize];
-        self.token_cap(m.weight)
+        self.token_cap(self.lightest_weight(), m.weight)
             .saturating_sub(m.ranges.len())
             .max(1)
     }
@@ -532,15 +532,19 @@ impl Allocator {
     /// the weight stands for two members. With a flat cap a heavy joiner could take its share
     /// only from a few donors, leaving them with a sliver of theirs. Relative to the lightest
     /// member so that weights 100 and 200 mean what 1 and 2 do.
-    fn token_cap(&self, weight: u32) -> usize {
-        let lightest = self
-            .active()
+    fn token_cap(&self, lightest: u32, weight: u32) -> usize {
+        let ratio = weight.div_ceil(lightest.max(1)).clamp(1, MAX_WEIGHT_RATIO);
+        usize::from(self.vnodes) * ratio as usize
+    }
+
+    /// The lightest positive weight among active members (1 if none): one scan per operation,
+    /// not one per capped member.
+    fn lightest_weight(&self) -> u32 {
+        self.active()
             .map(|(_, m)| m.weight)
             .filter(|&w| w > 0)
             .min()
-            .unwrap_or(1);
-        let ratio = weight.div_ceil(lightest).clamp(1, MAX_WEIGHT_RATIO);
-        usize::from(self.vnodes) * ratio as usize
+            .unwrap_or(1)
     }
 
     /// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
@@ -786,6 +790,7 @@ impl Allocator {
             .collect();
         needy.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let total_weight: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
+        let lightest = self.lightest_weight();
         for (c, mut n) in needy {
             // Members at `vnodes` tokens get a piece only if they would otherwise stay more
             // than 5% under their fair share: balance wins over the token cap.
@@ -793,7 +798,7 @@ impl Allocator {
             let fair = FULL_SPAN * u128::from(m.weight) / total_weight.max(1);
             // Algorithm 2: weighted caps, given way only below 90% of the share.
             let (cap, slack) = if self.algorithm >= 2 {
-                (self.token_cap(m.weight), 10)
+                (self.token_cap(lightest, m.weight), 10)
             } else {
                 (cap, SLACK)
             };
