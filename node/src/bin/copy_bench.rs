@@ -12,14 +12,14 @@
 //!     cargo build --release -p ringshift-node
 //!     target/release/ringshift-copy-bench [--keys N] [--step-secs S] [--searches K]
 //!
-//! Uses 127.0.1.30-32. Sizes are of keys and values (16 + 100 bytes a key).
+//! Uses 127.K.1.30-32 (K = RINGSHIFT_TEST_NET, default 0). Sizes are of keys and values (16 + 100 bytes a key).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use ringshift_node::engine::{self, EngineConfig, ingest};
@@ -31,15 +31,16 @@ use ringshift_node_api::{
 use ringshift_ring::{Member, RingSpec};
 
 mod common;
-use common::{TOKEN, arg, start_node};
+use common::{TOKEN, arg, start_node, test_net_ip};
 
 // The node's allocator, so the local ingestion is measured as the node would run it.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const SOURCE_IP: &str = "127.0.1.30";
-const TARGET_IP: &str = "127.0.1.31";
-const TCP_IP: &str = "127.0.1.32";
+// 127.K.1.30-32 in this checkout's test block (RINGSHIFT_TEST_NET=K).
+static SOURCE_IP: LazyLock<String> = LazyLock::new(|| test_net_ip(1, 30));
+static TARGET_IP: LazyLock<String> = LazyLock::new(|| test_net_ip(1, 31));
+static TCP_IP: LazyLock<String> = LazyLock::new(|| test_net_ip(1, 32));
 const VALUE_BYTES: usize = 100;
 const KEY_VALUE_BYTES: u64 = 16 + VALUE_BYTES as u64;
 
@@ -122,8 +123,8 @@ fn load(keys: std::ops::Range<u64>) -> Result<(), String> {
             let lo = keys.start + total * p / parts;
             let hi = keys.start + total * (p + 1) / parts;
             std::thread::spawn(move || -> Result<(), String> {
-                let mut s =
-                    TcpStream::connect(format!("{SOURCE_IP}:6379")).map_err(|e| e.to_string())?;
+                let mut s = TcpStream::connect(format!("{}:6379", *SOURCE_IP))
+                    .map_err(|e| e.to_string())?;
                 let frames: Vec<Vec<u8>> = (lo..hi)
                     .collect::<Vec<_>>()
                     .chunks(500)
@@ -152,7 +153,7 @@ fn load(keys: std::ops::Range<u64>) -> Result<(), String> {
 
 /// Bytes per second of one loopback TCP stream carrying `bytes`.
 fn tcp_rate(bytes: u64) -> Result<f64, String> {
-    let listener = TcpListener::bind(format!("{TCP_IP}:7000")).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(format!("{}:7000", *TCP_IP)).map_err(|e| e.to_string())?;
     let reader = std::thread::spawn(move || -> Result<u64, String> {
         let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 256 * 1024];
@@ -167,7 +168,7 @@ fn tcp_rate(bytes: u64) -> Result<f64, String> {
     });
     let block = vec![0x5Au8; 256 * 1024];
     let started = Instant::now();
-    let mut s = TcpStream::connect(format!("{TCP_IP}:7000")).map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect(format!("{}:7000", *TCP_IP)).map_err(|e| e.to_string())?;
     let mut sent = 0u64;
     while sent < bytes {
         let n = (bytes - sent).min(block.len() as u64) as usize;
@@ -250,7 +251,7 @@ fn write_load(rate: u64, keyspace: u64, stop: Arc<AtomicBool>, done: Arc<AtomicU
         .map(|c| {
             let (stop, done) = (stop.clone(), done.clone());
             std::thread::spawn(move || {
-                let Ok(mut s) = TcpStream::connect(format!("{SOURCE_IP}:6379")) else {
+                let Ok(mut s) = TcpStream::connect(format!("{}:6379", *SOURCE_IP)) else {
                     return;
                 };
                 let started = Instant::now();
@@ -299,7 +300,7 @@ async fn catch_up_step(rate: u64, secs: u64, keyspace: u64, uid: &str) -> (bool,
         std::thread::spawn(move || write_load(rate, keyspace, stop, done))
     };
     let started = Instant::now();
-    let target = admin(TARGET_IP);
+    let target = admin(&TARGET_IP);
     let lag = || async {
         target
             .pull(uid)
@@ -350,11 +351,11 @@ async fn run() -> Result<(), String> {
     let ingest = ingest_rate(&root.join("ingest"), n)?;
     let _ = std::fs::remove_dir_all(root.join("ingest"));
 
-    let _source = start_node(&bin, &root.join("source"), "src", SOURCE_IP)?;
-    let _target = start_node(&bin, &root.join("target"), "dst", TARGET_IP)?;
+    let _source = start_node(&bin, &root.join("source"), "src", &SOURCE_IP)?;
+    let _target = start_node(&bin, &root.join("target"), "dst", &TARGET_IP)?;
     let spec = RingSpec::with_members(16, &[Member::new("src", 1)]).map_err(|e| e.to_string())?;
     let p1 = Placement::new("bench", spec).map_err(|e| e.to_string())?;
-    let members = vec![endpoint("src", SOURCE_IP), endpoint("dst", TARGET_IP)];
+    let members = vec![endpoint("src", &SOURCE_IP), endpoint("dst", &TARGET_IP)];
     let install = |p: &Placement| PlacementInstall {
         placement: p.clone(),
         members: members.clone(),
@@ -362,7 +363,7 @@ async fn run() -> Result<(), String> {
         incarnations: Default::default(),
         owners_digest: None,
     };
-    for ip in [SOURCE_IP, TARGET_IP] {
+    for ip in [&SOURCE_IP, &TARGET_IP] {
         admin(ip)
             .put_placement(&install(&p1))
             .await
@@ -379,10 +380,10 @@ async fn run() -> Result<(), String> {
     let uid = "copy-bench";
     eprintln!("copying");
     let started = Instant::now();
-    admin(TARGET_IP)
+    admin(&TARGET_IP)
         .start_pull(&StartPull {
             caller: caller(p1.epoch(), uid),
-            source: endpoint("src", SOURCE_IP),
+            source: endpoint("src", &SOURCE_IP),
             ranges: vec![HashRange::FULL],
             bytes_per_sec: None,
             verify: false,
@@ -390,7 +391,7 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let copied = loop {
-        let s = admin(TARGET_IP)
+        let s = admin(&TARGET_IP)
             .pull(uid)
             .await
             .map_err(|e| e.to_string())?;
@@ -464,7 +465,9 @@ async fn run() -> Result<(), String> {
     println!(
         "\nhighest converging write rate: {lo} SET/s ({step_secs} s steps, random keys of the {n}, 100 B values)"
     );
-    let _ = admin(TARGET_IP).cancel_pull(&caller(p1.epoch(), uid)).await;
+    let _ = admin(&TARGET_IP)
+        .cancel_pull(&caller(p1.epoch(), uid))
+        .await;
     drop((_source, _target));
     let _ = std::fs::remove_dir_all(&root);
     Ok(())

@@ -7,7 +7,7 @@
 //!
 //!     ringshift-redis-compat --redis-src DIR [--units "string incr ..."] [--unit-timeout S]
 //!         [--failing-out FILE] [--work-dir DIR] [--only ringshift|redis]
-//!     ringshift-redis-compat --serve-secs S   (only start the node on 127.0.6.2:6379, owning
+//!     ringshift-redis-compat --serve-secs S   (only start the node on 127.K.6.2:6379 (K = RINGSHIFT_TEST_NET, default 0), owning
 //!                                              the whole ring, for S seconds: manual checks)
 //!
 //! `make redis-compat` (node/compat/redis-compat.sh) fetches the source and builds this first.
@@ -22,10 +22,17 @@ use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall};
 use ringshift_ring::{Member, RingSpec};
 
 mod common;
-use common::{Proc, TOKEN, arg, start_node, wait_child_port};
+use common::{Proc, TOKEN, arg, start_node, test_net_ip, wait_child_port};
 
-const REDIS_IP: &str = "127.0.6.1";
-const NODE_IP: &str = "127.0.6.2";
+/// redis-server's and the node's addresses (127.K.6.1 and .2 in this checkout's test block).
+fn redis_ip() -> String {
+    test_net_ip(6, 1)
+}
+
+fn node_ip() -> String {
+    test_net_ip(6, 2)
+}
+
 const DEFAULT_UNITS: &str = "string incr keyspace expire hash list set zset multi scan";
 
 /// Where each unit lives under `tests/`.
@@ -47,7 +54,7 @@ fn opt(name: &str) -> Option<String> {
 fn redis_server(dir: &Path) -> Result<Proc, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let child = Command::new("redis-server")
-        .args(["--bind", REDIS_IP, "--port", "6379", "--save", ""])
+        .args(["--bind", &redis_ip(), "--port", "6379", "--save", ""])
         .args(["--appendonly", "no", "--dir"])
         .arg(dir)
         .stdout(Stdio::null())
@@ -55,7 +62,7 @@ fn redis_server(dir: &Path) -> Result<Proc, String> {
         .spawn()
         .map_err(|e| format!("redis-server: {e}"))?;
     let mut child = Proc(child);
-    wait_child_port(&mut child, &format!("{REDIS_IP}:6379"))?;
+    wait_child_port(&mut child, &format!("{}:6379", redis_ip()))?;
     Ok(child)
 }
 
@@ -64,15 +71,15 @@ fn node(dir: &Path) -> Result<Proc, String> {
         .map_err(|e| e.to_string())?
         .with_file_name("ringshift-node");
     let _ = std::fs::remove_dir_all(dir);
-    let child = start_node(&bin, dir, "compat", NODE_IP)?;
+    let child = start_node(&bin, dir, "compat", &node_ip())?;
     let spec =
         RingSpec::with_members(16, &[Member::new("compat", 1)]).map_err(|e| e.to_string())?;
     let body = PlacementInstall {
         placement: Placement::new("compat", spec).map_err(|e| e.to_string())?,
         members: vec![MemberEndpoint {
             name: "compat".into(),
-            data_addr: format!("{NODE_IP}:6379"),
-            admin_addr: format!("{NODE_IP}:8080"),
+            data_addr: format!("{}:6379", node_ip()),
+            admin_addr: format!("{}:8080", node_ip()),
         }],
         write_pause_budget_ms: 1000,
         incarnations: Default::default(),
@@ -80,8 +87,12 @@ fn node(dir: &Path) -> Result<Proc, String> {
     };
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(
-        AdminClient::new(reqwest::Client::new(), &format!("{NODE_IP}:8080"), TOKEN)
-            .put_placement(&body),
+        AdminClient::new(
+            reqwest::Client::new(),
+            &format!("{}:8080", node_ip()),
+            TOKEN,
+        )
+        .put_placement(&body),
     )
     .map_err(|e| e.to_string())?;
     Ok(child)
@@ -216,7 +227,7 @@ fn run() -> Result<(), String> {
     if serve > 0 {
         let work = PathBuf::from(opt("--work-dir").unwrap_or_else(|| "target/redis-compat".into()));
         let _node = node(&work.join("node"))?;
-        eprintln!("[redis-compat] node on {NODE_IP}:6379 for {serve}s");
+        eprintln!("[redis-compat] node on {}:6379 for {serve}s", node_ip());
         std::thread::sleep(Duration::from_secs(serve));
         return Ok(());
     }
@@ -235,7 +246,7 @@ fn run() -> Result<(), String> {
     let mut failing = String::new();
     for unit in units.split_whitespace() {
         let mut results = Vec::new();
-        for (who, ip) in [("redis", REDIS_IP), ("ringshift", NODE_IP)] {
+        for (who, ip) in [("redis", redis_ip()), ("ringshift", node_ip())] {
             if !want(who) {
                 results.push(UnitResult::default());
                 continue;
@@ -248,7 +259,7 @@ fn run() -> Result<(), String> {
             };
             let log = work.join("logs").join(format!("{unit}.{who}.log"));
             let t = Instant::now();
-            let r = run_unit(&src, ip, unit, limit, &log);
+            let r = run_unit(&src, &ip, unit, limit, &log);
             eprintln!(
                 "[redis-compat] {unit:<9} {who:<9} {:>4} passed {:>4} failed{} ({:.0}s)",
                 r.passed.len(),

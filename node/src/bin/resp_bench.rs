@@ -27,7 +27,7 @@ use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall};
 use ringshift_ring::{Member, RingSpec};
 
 mod common;
-use common::{Proc, TOKEN, arg, start_node, wait_child_port};
+use common::{Proc, TOKEN, arg, start_node, test_net_ip, wait_child_port};
 
 const CLIENTS: &str = "50";
 const KEYSPACE: &str = "1000000";
@@ -144,13 +144,7 @@ fn run() -> Result<(), String> {
     let only = opt("--only");
     let root = PathBuf::from(format!("/tmp/ringshift-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let net = std::env::var("RINGSHIFT_TEST_NET")
-        .ok()
-        .and_then(|v| v.parse::<u8>().ok())
-        .filter(|k| *k < 8)
-        .unwrap_or(0);
-    let ip =
-        |last: u8| -> &'static str { Box::leak(format!("127.{net}.1.{last}").into_boxed_str()) };
+    let ip = |last: u8| -> &'static str { Box::leak(test_net_ip(1, last).into_boxed_str()) };
     let mut targets = vec![
         ("redis everysec", ip(20)),
         ("redis always", ip(21)),

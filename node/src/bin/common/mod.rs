@@ -27,6 +27,17 @@ pub fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `127.K.a.b` for this checkout's test block (RINGSHIFT_TEST_NET=K, 0-7, default 0), as the
+/// node's tests use, so runs of several checkouts on one machine never bind the same address.
+pub fn test_net_ip(a: u8, b: u8) -> String {
+    let net = std::env::var("RINGSHIFT_TEST_NET")
+        .ok()
+        .and_then(|v| v.parse::<u8>().ok())
+        .filter(|k| *k < 8)
+        .unwrap_or(0);
+    format!("127.{net}.{a}.{b}")
+}
+
 pub fn wait_port(addr: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
