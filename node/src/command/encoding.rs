@@ -2,7 +2,9 @@
 //! differently: the answer is the encoding Redis 7.0 would use for the same contents under the
 //! same thresholds (hash: listpack up to `hash-max-listpack-entries` fields with fields and
 //! values up to `hash-max-listpack-value` bytes, else hashtable; set: intset up to
-//! `set-max-intset-entries` integer members, else hashtable). CONFIG SET may change them.
+//! `set-max-intset-entries` integer members, else hashtable; sorted set: listpack up to
+//! `zset-max-listpack-entries` members of at most `zset-max-listpack-value` bytes, else
+//! skiplist). CONFIG SET may change them.
 
 use crate::engine::KvPair;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,8 @@ pub struct Limits {
     hash_entries: AtomicU64,
     hash_value: AtomicU64,
     set_intset_entries: AtomicU64,
+    zset_entries: AtomicU64,
+    zset_value: AtomicU64,
 }
 
 impl Default for Limits {
@@ -23,6 +27,8 @@ impl Default for Limits {
             hash_entries: AtomicU64::new(128),
             hash_value: AtomicU64::new(64),
             set_intset_entries: AtomicU64::new(512),
+            zset_entries: AtomicU64::new(128),
+            zset_value: AtomicU64::new(64),
         }
     }
 }
@@ -33,6 +39,8 @@ impl Limits {
             "hash-max-listpack-entries" | "hash-max-ziplist-entries" => &self.hash_entries,
             "hash-max-listpack-value" | "hash-max-ziplist-value" => &self.hash_value,
             "set-max-intset-entries" => &self.set_intset_entries,
+            "zset-max-listpack-entries" | "zset-max-ziplist-entries" => &self.zset_entries,
+            "zset-max-listpack-value" | "zset-max-ziplist-value" => &self.zset_value,
             _ => return None,
         })
     }
@@ -63,6 +71,10 @@ impl Limits {
             ("hash-max-listpack-value", get(&self.hash_value)),
             ("hash-max-ziplist-value", get(&self.hash_value)),
             ("set-max-intset-entries", get(&self.set_intset_entries)),
+            ("zset-max-listpack-entries", get(&self.zset_entries)),
+            ("zset-max-ziplist-entries", get(&self.zset_entries)),
+            ("zset-max-listpack-value", get(&self.zset_value)),
+            ("zset-max-ziplist-value", get(&self.zset_value)),
         ]
     }
 }
@@ -94,5 +106,12 @@ pub fn encoding(node: &Node, key: &[u8], m: &CollMeta) -> Result<&'static str, S
             Some(all) if all.iter().all(|(f, _)| parse_int(f).is_some()) => "intset",
             _ => "hashtable",
         },
+        CollType::ZSet => {
+            let max = l.zset_value.load(Ordering::Relaxed) as usize;
+            match elements(l.zset_entries.load(Ordering::Relaxed))? {
+                Some(all) if all.iter().all(|(f, _)| f.len() <= max) => "listpack",
+                _ => "skiplist",
+            }
+        }
     })
 }

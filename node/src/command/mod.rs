@@ -12,6 +12,7 @@ pub mod parse;
 pub mod set;
 mod strings;
 pub mod table;
+pub mod zset;
 
 use std::sync::Arc;
 
@@ -201,8 +202,12 @@ async fn keyed_command(
             Keyed::Read(parse::ReadCmd::Hash(h)) => h.is_map(),
             _ => false,
         };
-    let pair_reply =
-        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Hash(h)) if hash::is_pairs(h));
+    let pair_reply = proto >= 3
+        && match &keyed {
+            Keyed::Read(parse::ReadCmd::Hash(h)) => hash::is_pairs(h),
+            Keyed::Read(parse::ReadCmd::ZSet(z)) => z.is_pairs(),
+            _ => false,
+        };
     let route = exec::route_keys(node, &keyed.keys());
     if route == Route::Local
         && let Keyed::Read(r) = &keyed

@@ -24,6 +24,7 @@ pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong
 pub enum CollType {
     Hash = 1,
     Set = 2,
+    ZSet = 4,
 }
 
 impl CollType {
@@ -31,6 +32,7 @@ impl CollType {
         match b {
             1 => Some(CollType::Hash),
             2 => Some(CollType::Set),
+            4 => Some(CollType::ZSet),
             _ => None,
         }
     }
@@ -40,6 +42,7 @@ impl CollType {
         match self {
             CollType::Hash => "hash",
             CollType::Set => "set",
+            CollType::ZSet => "zset",
         }
     }
 }
@@ -94,6 +97,8 @@ impl CollMeta {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Effect {
     pub subs: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Writes of a sorted set's score index (family 1), beside its members in `subs`.
+    pub index: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub added: i64,
     pub reply: Option<DataReply>,
 }
@@ -199,6 +204,13 @@ pub fn elements_prefix(key: &[u8], version: u64) -> Vec<u8> {
 pub fn sub_key(key: &[u8], version: u64, field: &[u8]) -> Vec<u8> {
     let mut out = elements_prefix(key, version);
     out.extend_from_slice(field);
+    out
+}
+
+/// Prefix of a version's sub-keys of `family`.
+pub fn family_prefix(key: &[u8], version: u64, family: u8) -> Vec<u8> {
+    let mut out = version_prefix(key, version);
+    out.push(family);
     out
 }
 

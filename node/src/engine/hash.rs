@@ -126,6 +126,7 @@ pub fn eval(cmd: HashCmd, current: Vec<Option<Vec<u8>>>) -> Effect {
                 added: i64::from(cur.is_none()),
                 subs: vec![(field, Some(n.to_string().into_bytes()))],
                 reply: Some(DataReply::Int(n)),
+                ..Effect::default()
             }
         }
         HashCmd::IncrByFloat { field, delta, .. } => {
@@ -144,6 +145,7 @@ pub fn eval(cmd: HashCmd, current: Vec<Option<Vec<u8>>>) -> Effect {
                     added: i64::from(absent),
                     subs: vec![(field, Some(s.value))],
                     reply: Some(reply),
+                    ..Effect::default()
                 },
                 (_, reply) => Effect::only(reply),
             }

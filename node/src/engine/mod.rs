@@ -22,6 +22,10 @@ mod strings_tests;
 #[cfg(test)]
 mod tests;
 mod writer;
+pub mod zrange;
+mod zread;
+pub mod zscore;
+pub mod zset;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -104,6 +104,7 @@ pub fn pop(chosen: Vec<Vec<u8>>, count: Option<u64>) -> Effect {
         added: -(chosen.len() as i64),
         subs: chosen.into_iter().map(|m| (m, None)).collect(),
         reply: Some(reply),
+        ..Effect::default()
     }
 }
 

@@ -33,6 +33,7 @@ use ringshift_ring::HashRange;
 mod collections;
 mod sets;
 mod subkeys;
+mod zsets;
 
 pub enum Request {
     One {
@@ -920,9 +921,11 @@ impl Writer {
         let several = match &cmd {
             DataCmd::Del { keys } => keys.len() > 1,
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.len() > 1,
-            DataCmd::Rename { .. } | DataCmd::Copy { .. } | DataCmd::Hash(_) | DataCmd::Sets(_) => {
-                true
-            }
+            DataCmd::Rename { .. }
+            | DataCmd::Copy { .. }
+            | DataCmd::Hash(_)
+            | DataCmd::Sets(_)
+            | DataCmd::ZSet(_) => true,
             _ => false,
         };
         Ok(Outcome::Data(
@@ -1377,6 +1380,7 @@ impl Writer {
             }
             DataCmd::Hash(c) => self.hash_cmd(c, b)?,
             DataCmd::Sets(c) => self.set_cmd(c, b)?,
+            DataCmd::ZSet(c) => self.zset_cmd(c, b)?,
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);

@@ -11,6 +11,8 @@ use ringshift_node_api::client::AdminClient;
 use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall, PullPhase, PullStatus};
 use ringshift_ring::{Member, RingSpec};
 
+pub mod script;
+
 pub const TOKEN: &str = "test-admin-token";
 pub const UID: &str = "cluster-uid-1";
 

@@ -97,6 +97,13 @@ impl Writer {
         for (field, value) in effect.subs {
             self.write_sub(collection::sub_key(key, m.version, &field), value, b);
         }
+        if !effect.index.is_empty() {
+            let prefix =
+                collection::family_prefix(key, m.version, crate::engine::zset::FAMILY_SCORES);
+            for (field, value) in effect.index {
+                self.write_sub([prefix.as_slice(), &field].concat(), value, b);
+            }
+        }
         Ok(reply)
     }
 

@@ -105,6 +105,7 @@ impl Writer {
                     added: n,
                     subs: result.into_iter().map(|m| (m, Some(Vec::new()))).collect(),
                     reply: Some(DataReply::Int(n)),
+                    ..Effect::default()
                 };
                 self.apply_effect(&dst, d, CollType::Set, None, effect, b)
             }
