@@ -173,6 +173,13 @@ ZINTERSTORE {t}d 2 {t}a {t}none
 EXISTS {t}d
 ZUNIONSTORE {t}str 1 {t}a
 TYPE {t}str
+ZRANGE {t}str 0 -1 WITHSCORES
+SET {t}str2 v
+SUNIONSTORE {t}str2 {t}s
+TYPE {t}str2
+SET {t}str3 v
+ZRANGESTORE {t}str3 {t}a 0 -1
+TYPE {t}str3
 ZUNIONSTORE {t}d 1 {t}a WITHSCORES
 ZINTERCARD 2 {t}a {t}b
 ZINTERCARD 2 {t}a {t}b LIMIT 1
@@ -326,9 +333,7 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
             let mut k = redis::cmd("ZADD");
             k.arg(&big);
             for i in start..(start + 1000).min(MEMBERS) {
-                // Repeating scores (ties order by member), negative ones and fractions.
-                k.arg(format!("{}.5", i as i64 % 997 - 300))
-                    .arg(format!("m{i}"));
+                k.arg(initial_score(i).to_string()).arg(format!("m{i}"));
             }
             pipe.add_command(k).ignore();
         }
@@ -337,7 +342,7 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
     model.lock().unwrap().insert(
         big.clone(),
         (0..MEMBERS)
-            .map(|i| (format!("m{i}"), (i as i64 % 997 - 300) as f64 + 0.5))
+            .map(|i| (format!("m{i}"), initial_score(i)))
             .collect(),
     );
     for i in 0..SMALL {
@@ -426,6 +431,11 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
     let copy_took = started.elapsed();
     assert_eq!(s.verified, Some(true));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = load.join().unwrap();
+    assert!(writes > 100, "load made {writes} writes");
+    // What the source serves before the cutover, in order, is what the target must serve.
+    let before = zrange(&mut c, &big);
     let f = a
         .admin()
         .fence(&FenceRequest {
@@ -435,9 +445,6 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
         .await
         .unwrap()
         .fence_offset;
-    stop.store(true, Ordering::Relaxed);
-    let writes = load.join().unwrap();
-    assert!(writes > 100, "load made {writes} writes");
     wait_pull(&b, "mig-zset", |s| {
         s.applied_offset
             .as_ref()
@@ -460,9 +467,7 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
     let (sa, sb) = (sum(&a).await, sum(&b).await);
     assert_eq!((sa.digest, sa.keys), (sb.digest, sb.keys));
 
-    // What the source served before the move, in order, is what the target serves after it.
     let mut cb = b.redis();
-    let before = zrange(&mut c, &big);
     let p3 = p2.commit("a", "b").unwrap();
     install(&p3, &[&a, &b]).await;
     assert_eq!(zrange(&mut cb, &big), before, "the big set on the target");
@@ -479,7 +484,7 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
     for (k, members) in &model {
         if moving(k) {
             moved += 1;
-            assert_eq!(zrange(&mut cb, k), want(members), "{k} on the target");
+            assert_same(&zrange(&mut cb, k), &want(members), k);
         }
         // Through a too (forwarded when it moved).
         assert_eq!(cmd::<usize>(&mut ca, &["ZCARD", k]), members.len(), "{k}");
@@ -491,6 +496,24 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
     eprintln!(
         "moved a {MEMBERS}-member sorted set and {moved} small ones with {writes} writes going on: copy to catching up in {copy_took:?}"
     );
+}
+
+/// Equal member lists, else a panic naming the first difference (the lists are long).
+fn assert_same(got: &[(String, String)], want: &[(String, String)], key: &str) {
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        panic!(
+            "{key} on the target: {} members, want {}; first difference at {i}: {:?}, want {:?}",
+            got.len(),
+            want.len(),
+            &got[i.saturating_sub(1)..(i + 2).min(got.len())],
+            &want[i.saturating_sub(1)..(i + 2).min(want.len())],
+        );
+    }
+}
+
+/// The big set's scores: repeating (ties order by member), negative ones and fractions.
+fn initial_score(i: usize) -> f64 {
+    (i % 997) as f64 - 300.5
 }
 
 /// Scores as the node prints them for the values this test writes (integers and quarters).

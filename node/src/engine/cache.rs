@@ -138,6 +138,9 @@ impl ReadCache {
                 (Some(cur), Some(v)) => {
                     cur.value.set(&v.value);
                     cur.expires_at = v.expires_at;
+                    // A string overwritten by a collection (SUNIONSTORE, ZUNIONSTORE, ... onto
+                    // a string key) changes kind too.
+                    cur.typed = v.typed;
                 }
                 (_, v) => *slot = v.map(Cached::new),
             }
@@ -188,6 +191,22 @@ mod tests {
         c.put(&key, stored("new").as_ref());
         c.fill(ticket, &key, stored("old").as_ref());
         assert_eq!(c.get(&key).ok(), Some(stored("new")));
+    }
+
+    /// A collection written over a cached string (ZUNIONSTORE onto a string key) reads back
+    /// as a collection: the in-place overwrite takes the new kind too.
+    #[test]
+    fn an_overwrite_in_place_takes_the_new_kind() {
+        let c = ReadCache::new(1 << 20);
+        let key = b"12345678k".to_vec();
+        c.put(&key, stored("v").as_ref());
+        let typed = Stored {
+            value: vec![4; 17],
+            expires_at: None,
+            typed: true,
+        };
+        c.put(&key, Some(&typed));
+        assert_eq!(c.get(&key).ok(), Some(Some(typed)));
     }
 
     #[test]
