@@ -6,7 +6,6 @@ mod common;
 
 use common::script::*;
 use common::*;
-use redis::Value;
 
 const STRINGS: &str = "
 SET s1 hello

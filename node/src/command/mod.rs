@@ -32,6 +32,8 @@ pub struct Pipeline {
     cmds: Vec<DataCmd>,
     /// Each write's request, for the slow path if the writer refuses it.
     args: Vec<Vec<Vec<u8>>>,
+    /// The protocol the writes were sent under (their replies follow it).
+    proto: u8,
 }
 
 pub struct ConnState {
@@ -71,6 +73,10 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
     let outcomes = node.engine.submit_pipeline(cmds).await.unwrap_or_default();
     let mut outcomes = outcomes.into_iter();
     for args in args {
+        let start = out.len();
+        let shape = (pending.proto >= 3)
+            .then(|| zset::resp3_shape(&args))
+            .flatten();
         match outcomes.next() {
             Some(Outcome::Data(r)) => exec::encode_data_into(out, r),
             Some(Outcome::NotServed(_, w)) => out.extend_from_slice(
@@ -78,6 +84,9 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
             ),
             Some(Outcome::Failed(msg)) => reply::error(out, &format!("ERR storage failure: {msg}")),
             _ => reply::error(out, "ERR storage writer unavailable"),
+        }
+        if let Some(shape) = shape {
+            crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
         }
     }
 }
@@ -202,12 +211,10 @@ async fn keyed_command(
             Keyed::Read(parse::ReadCmd::Hash(h)) => h.is_map(),
             _ => false,
         };
-    let pair_reply = proto >= 3
-        && match &keyed {
-            Keyed::Read(parse::ReadCmd::Hash(h)) => hash::is_pairs(h),
-            Keyed::Read(parse::ReadCmd::ZSet(z)) => z.is_pairs(),
-            _ => false,
-        };
+    let pair_reply =
+        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Hash(h)) if hash::is_pairs(h));
+    // Sorted-set scores are doubles in RESP3.
+    let score_shape = (proto >= 3).then(|| zset::resp3_shape(&args)).flatten();
     let route = exec::route_keys(node, &keyed.keys());
     if route == Route::Local
         && let Keyed::Read(r) = &keyed
@@ -221,6 +228,9 @@ async fn keyed_command(
         if pair_reply {
             crate::resp::resp3::array_to_pairs(out, start);
         }
+        if let Some(shape) = score_shape {
+            crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
+        }
         return;
     }
     if route == Route::Local
@@ -228,6 +238,7 @@ async fn keyed_command(
     {
         pending.cmds.push(w);
         pending.args.push(args);
+        pending.proto = proto;
         return;
     }
     flush(node, pending, out).await;
@@ -238,6 +249,9 @@ async fn keyed_command(
     }
     if pair_reply {
         crate::resp::resp3::array_to_pairs(out, start);
+    }
+    if let Some(shape) = score_shape {
+        crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
     }
 }
 

@@ -12,6 +12,7 @@ use crate::engine::zscore::{self, NOT_FLOAT};
 use crate::engine::zset::{self, AddFlags, Aggregate, Input, PopReply, ZOp, ZsetCmd};
 use crate::node::Node;
 use crate::resp::reply;
+use crate::resp::resp3_scores::ScoreShape;
 
 use super::hash::{ElementScan, parse_scan, random_count, random_elements, scan_page};
 use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
@@ -85,20 +86,41 @@ impl ZsetRead {
             }
         }
     }
+}
 
-    /// Whether RESP3 answers it as [member, score] pairs (RESP2: flat).
-    pub fn is_pairs(&self) -> bool {
-        match self {
-            ZsetRead::Range { with_scores, .. } | ZsetRead::Combine { with_scores, .. } => {
-                *with_scores
-            }
-            ZsetRead::RandMember {
-                count: Some(_),
-                with_scores,
-                ..
-            } => *with_scores,
-            _ => false,
+/// Where a sorted-set command's reply holds scores, for RESP3 (None: no scores).
+pub fn resp3_shape(args: &[Vec<u8>]) -> Option<ScoreShape> {
+    let name = args.first()?.to_ascii_lowercase();
+    let has = |from: usize, word: &str| args.iter().skip(from).any(|a| is(a, word));
+    match name.as_slice() {
+        b"zscore" | b"zincrby" => Some(ScoreShape::One),
+        b"zadd" => {
+            // INCR among the options before the first score.
+            let incr = args
+                .iter()
+                .skip(2)
+                .take_while(|a| {
+                    ["nx", "xx", "gt", "lt", "ch", "incr"]
+                        .iter()
+                        .any(|w| is(a, w))
+                })
+                .any(|a| is(a, "incr"));
+            incr.then_some(ScoreShape::One)
         }
+        b"zmscore" => Some(ScoreShape::Each),
+        b"zrange" | b"zrevrange" | b"zrangebyscore" | b"zrevrangebyscore" => {
+            has(4, "withscores").then_some(ScoreShape::Pairs)
+        }
+        b"zunion" | b"zinter" | b"zdiff" => has(2, "withscores").then_some(ScoreShape::Pairs),
+        b"zrandmember" => (args.len() == 4).then_some(ScoreShape::Pairs),
+        b"zpopmin" | b"zpopmax" => Some(if args.len() == 3 {
+            ScoreShape::Pairs
+        } else {
+            ScoreShape::Flat
+        }),
+        b"zmpop" => Some(ScoreShape::KeyPairs),
+        b"zrank" | b"zrevrank" => (args.len() == 4).then_some(ScoreShape::Second),
+        _ => None,
     }
 }
 

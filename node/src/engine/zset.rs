@@ -12,6 +12,9 @@ use super::ops::DataReply;
 use super::zrange::{self, RangeBy, RangeQuery, Seek, Step, Walk};
 use super::zscore::{self, NAN_RESULT};
 
+/// A member and its score.
+pub type Scored = (Vec<u8>, f64);
+
 /// Family of the score index (members are `collection::FAMILY_ELEMENTS`).
 pub const FAMILY_SCORES: u8 = 1;
 
@@ -289,7 +292,7 @@ pub fn pairs_reply(members: &[(Vec<u8>, f64)]) -> Vec<DataReply> {
 }
 
 /// The reply of a pop that took `popped` from `key` (None: no key held a sorted set).
-pub fn pop_reply(form: PopReply, popped: Option<(&[u8], &[(Vec<u8>, f64)])>) -> DataReply {
+pub fn pop_reply(form: PopReply, popped: Option<(&[u8], &[Scored])>) -> DataReply {
     match (form, popped) {
         (PopReply::Flat, None) => DataReply::Array(Vec::new()),
         (PopReply::Flat, Some((_, got))) => DataReply::Array(pairs_reply(got)),

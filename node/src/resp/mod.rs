@@ -3,3 +3,4 @@
 pub mod parse;
 pub mod reply;
 pub mod resp3;
+pub mod resp3_scores;

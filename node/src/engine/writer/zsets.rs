@@ -12,7 +12,9 @@ use crate::engine::zrange::{self, RangeBy, RangeQuery, Step, Walk};
 use crate::engine::zset::{self, Input, ZsetCmd};
 use crate::keys;
 
-type Members = Vec<(Vec<u8>, f64)>;
+type Members = Vec<crate::engine::zset::Scored>;
+/// Pending writes in walk order.
+type PendingIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
 
 impl Writer {
     /// Walks the records of `[lo, hi)` (stored, overlaid by the pending batches) upwards, or
@@ -42,7 +44,7 @@ impl Writer {
         } else {
             Box::new(stored)
         };
-        let mut pend: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> = if rev {
+        let mut pend: PendingIter<'_> = if rev {
             Box::new(pending.iter().rev())
         } else {
             Box::new(pending.iter())
