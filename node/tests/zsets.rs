@@ -230,6 +230,47 @@ async fn sorted_set_commands_answer_like_redis_server() {
     drop(server);
 }
 
+/// Pipelined writes are evaluated together in one writer batch: pops, range removals and
+/// stores must see the members the batch's earlier writes added, moved or removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_writes_see_each_other_like_redis_server() {
+    let (server, server_addr) = start_redis("zsets-pipe-server", "127.0.12.8");
+    let node = NodeProc::start("zsets-pipe", "a", "127.0.12.9");
+    install(&placement(&["a"]), &[&node]).await;
+    let script: &[&[&str]] = &[
+        &["ZADD", "{p}z", "5", "a", "1", "b", "3", "c", "4", "d"],
+        &["ZPOPMIN", "{p}z"],
+        &["ZADD", "{p}z", "0", "e", "9", "b"],
+        &["ZINCRBY", "{p}z", "-10", "d"],
+        &["ZPOPMAX", "{p}z", "2"],
+        &["ZREM", "{p}z", "e"],
+        &["ZADD", "{p}z", "2", "f", "2", "g", "7", "h"],
+        &["ZREMRANGEBYSCORE", "{p}z", "(2", "5"],
+        &["ZUNIONSTORE", "{p}u", "1", "{p}z"],
+        &["ZRANGESTORE", "{p}r", "{p}z", "1", "-1"],
+        &["ZMPOP", "2", "{p}none", "{p}r", "MAX", "COUNT", "1"],
+        &["ZREMRANGEBYRANK", "{p}u", "0", "0"],
+        &["ZRANGE", "{p}z", "0", "-1", "WITHSCORES"],
+        &["ZRANGE", "{p}u", "0", "-1", "WITHSCORES"],
+        &["ZRANGE", "{p}r", "0", "-1", "WITHSCORES"],
+    ];
+    let run = |addr: &str| -> Vec<Value> {
+        let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+        let mut c = client.get_connection().unwrap();
+        let mut pipe = redis::pipe();
+        for line in script {
+            let mut k = redis::cmd(line[0]);
+            for a in &line[1..] {
+                k.arg(*a);
+            }
+            pipe.add_command(k);
+        }
+        pipe.query(&mut c).unwrap()
+    };
+    assert_eq!(run(&node.data_addr()), run(&server_addr));
+    drop(server);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn encodings_follow_the_listpack_thresholds_and_config_set() {
     let node = NodeProc::start("zsets-encoding", "a", "127.0.12.3");
