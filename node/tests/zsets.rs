@@ -224,9 +224,17 @@ async fn sorted_set_commands_answer_like_redis_server() {
     let (server, server_addr) = start_redis("zsets-compat-server", "127.0.12.1");
     let node = NodeProc::start("zsets-compat", "a", "127.0.12.2");
     install(&placement(&["a"]), &[&node]).await;
-    let want = run(&server_addr, WRITES, false);
-    let got = run(&node.data_addr(), WRITES, false);
-    compare(WRITES, &want, &got);
+    // RESP2, then RESP3 (scores as doubles, WITHSCORES as pairs).
+    for resp3 in [false, true] {
+        for addr in [&server_addr, &node.data_addr()] {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let mut c = client.get_connection().unwrap();
+            redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
+        }
+        let want = run(&server_addr, WRITES, resp3);
+        let got = run(&node.data_addr(), WRITES, resp3);
+        compare(WRITES, &want, &got);
+    }
     drop(server);
 }
 
