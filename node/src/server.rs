@@ -55,6 +55,8 @@ async fn serve_connection(
         proto: 2,
         client,
         answering: Vec::new(),
+        tx: Default::default(),
+        subs: None,
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -66,12 +68,29 @@ async fn serve_connection(
     let client = conn.client.clone();
     let killed = client.kill.notified();
     tokio::pin!(killed);
+    // Pub/Sub messages wake the connection too (a mailbox that never fills for a connection
+    // without subscriptions).
+    let idle_mailbox = Arc::new(crate::pubsub::Mailbox::default());
     loop {
+        let mailbox = conn
+            .subs
+            .as_ref()
+            .map_or_else(|| idle_mailbox.clone(), |s| s.mailbox.clone());
         let n = tokio::select! {
             // The socket first: the kill is rare, and a fixed order spares the random pick.
             biased;
             n = stream.read(&mut chunk) => n?,
             _ = &mut killed => return Ok(()),
+            _ = mailbox.wake.notified() => {
+                if deliver(&conn, &mut out) {
+                    return Ok(());
+                }
+                if !out.is_empty() {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+                continue;
+            }
         };
         if n == 0 {
             return Ok(());
@@ -90,6 +109,14 @@ async fn serve_connection(
                     {
                         close = true;
                         break;
+                    }
+                    // Messages published meanwhile go before the next reply, as in Redis.
+                    if conn.subs.is_some() {
+                        command::flush_for(node, &conn, &mut pending, &mut out).await;
+                        if deliver(&conn, &mut out) {
+                            close = true;
+                            break;
+                        }
                     }
                 }
                 Ok(None) => {
@@ -129,4 +156,23 @@ async fn serve_connection(
             return Ok(());
         }
     }
+}
+
+/// Appends the connection's waiting Pub/Sub messages; true if it fell behind (its mailbox
+/// overflowed) and must be disconnected.
+fn deliver(conn: &ConnState, out: &mut Vec<u8>) -> bool {
+    let Some(s) = &conn.subs else {
+        return false;
+    };
+    if s.mailbox.overflowed() {
+        tracing::info!(
+            client = conn.client.id,
+            "subscriber disconnected: it fell behind by more than the pubsub buffer limit"
+        );
+        return true;
+    }
+    for m in s.mailbox.take() {
+        m.encode(conn.proto, out);
+    }
+    false
 }
