@@ -91,6 +91,10 @@ impl Mailbox {
         q.0.drain(..).collect()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.lock().0.is_empty()
+    }
+
     pub fn overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Relaxed)
     }

@@ -82,11 +82,16 @@ async fn serve_connection(
             n = stream.read(&mut chunk) => n?,
             _ = &mut killed => return Ok(()),
             _ = mailbox.wake.notified() => {
-                if deliver(&conn, &mut out) {
-                    return Ok(());
-                }
-                if !out.is_empty() {
-                    stream.write_all(&out).await?;
+                loop {
+                    if command::pubsub::deliver(&conn, &mut out) {
+                        return Ok(());
+                    }
+                    if out.is_empty() {
+                        break;
+                    }
+                    if write_or_cut(&mut stream, &out, &mailbox).await? {
+                        return Ok(());
+                    }
                     out.clear();
                 }
                 continue;
@@ -113,7 +118,7 @@ async fn serve_connection(
                     // Messages published meanwhile go before the next reply, as in Redis.
                     if conn.subs.is_some() {
                         command::flush_for(node, &conn, &mut pending, &mut out).await;
-                        if deliver(&conn, &mut out) {
+                        if command::pubsub::deliver(&conn, &mut out) {
                             close = true;
                             break;
                         }
@@ -144,7 +149,9 @@ async fn serve_connection(
         buf.drain(..consumed);
         command::flush_for(node, &conn, &mut pending, &mut out).await;
         if !out.is_empty() {
-            stream.write_all(&out).await?;
+            if write_or_cut(&mut stream, &out, &mailbox).await? {
+                return Ok(());
+            }
             out.clear();
         }
         // Every command of this read was answered now (replies go out together).
@@ -158,21 +165,30 @@ async fn serve_connection(
     }
 }
 
-/// Appends the connection's waiting Pub/Sub messages; true if it fell behind (its mailbox
-/// overflowed) and must be disconnected.
-fn deliver(conn: &ConnState, out: &mut Vec<u8>) -> bool {
-    let Some(s) = &conn.subs else {
-        return false;
-    };
-    if s.mailbox.overflowed() {
-        tracing::info!(
-            client = conn.client.id,
-            "subscriber disconnected: it fell behind by more than the pubsub buffer limit"
-        );
-        return true;
+/// Writes `out`; true if the connection's Pub/Sub mailbox overflowed meanwhile (a subscriber
+/// that does not read: the write would never finish), so the connection must close.
+async fn write_or_cut(
+    stream: &mut TcpStream,
+    out: &[u8],
+    mailbox: &crate::pubsub::Mailbox,
+) -> std::io::Result<bool> {
+    let write = stream.write_all(out);
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            r = &mut write => {
+                r?;
+                // Messages that arrived during the write were woken for: look again.
+                if !mailbox.is_empty() {
+                    mailbox.wake.notify_one();
+                }
+                return Ok(false);
+            }
+            _ = mailbox.wake.notified() => {
+                if mailbox.overflowed() {
+                    return Ok(true);
+                }
+            }
+        }
     }
-    for m in s.mailbox.take() {
-        m.encode(conn.proto, out);
-    }
-    false
 }

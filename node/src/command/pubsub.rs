@@ -111,6 +111,8 @@ pub async fn command(
         }
         "publish" => {
             let n = publish(node, &args[1], &args[2]).await;
+            // A message to this very connection goes before the reply, as in Redis.
+            deliver(conn, out);
             reply::int(out, n as i64);
         }
         "rspublish" => rspublish(node, args, out),
@@ -118,6 +120,25 @@ pub async fn command(
         _ => return None,
     }
     Some(())
+}
+
+/// Appends the connection's waiting messages in its protocol; true if it fell behind (its
+/// mailbox overflowed) and must be disconnected.
+pub fn deliver(conn: &ConnState, out: &mut Vec<u8>) -> bool {
+    let Some(s) = &conn.subs else {
+        return false;
+    };
+    if s.mailbox.overflowed() {
+        tracing::info!(
+            client = conn.client.id,
+            "subscriber disconnected: it fell behind by more than the pubsub buffer limit"
+        );
+        return true;
+    }
+    for m in s.mailbox.take() {
+        m.encode(conn.proto, out);
+    }
+    false
 }
 
 /// Delivers here and on every other member; the cluster-wide count of receivers.

@@ -165,7 +165,7 @@ pub struct Engine {
     /// Added to the system clock for every expiry decision: always 0 in a node; tests set it
     /// to play a member whose clock is off.
     pub(crate) clock_skew_ms: std::sync::atomic::AtomicI64,
-    /// Connections watching keys: while none does, the writer keeps no modification stamps.
+    /// Connections watching keys: while none does, the writer keeps no per-key stamps.
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
 }
 

@@ -65,6 +65,13 @@ impl TouchLog {
         }
     }
 
+    /// A write while nobody watched: not remembered, so every WATCH older than it aborts
+    /// (a remote WATCH whose hold lapsed must not miss it).
+    pub fn untracked(&mut self) {
+        self.clock += 1;
+        self.key_floor = self.clock;
+    }
+
     /// A fence, an unfence or an ownership change of `rs`.
     pub fn touch_ranges(&mut self, rs: Vec<HashRange>) {
         if rs.is_empty() {
@@ -129,6 +136,15 @@ mod tests {
         assert!(t.modified_since(&sk("x"), w0));
         assert!(!t.modified_since(&sk("x"), w2));
         assert!(t.modified_since(&sk("c"), w2));
+    }
+
+    #[test]
+    fn a_write_nobody_tracked_aborts_every_older_watch() {
+        let mut t = TouchLog::new(10, 10);
+        let w = t.stamp();
+        t.untracked();
+        assert!(t.modified_since(&sk("any"), w));
+        assert!(!t.modified_since(&sk("any"), t.stamp()));
     }
 
     #[test]

@@ -1149,9 +1149,9 @@ impl Writer {
     ) -> Result<(), fjall::Error> {
         // A delete of a key that is already logically gone (expired) changes nothing a
         // WATCH can see (Redis: a watched stale key's expiry does not fail EXEC).
-        if self.engine.watchers.load(Ordering::SeqCst) > 0
-            && (value.is_some() || self.current(&skey, b)?.is_some())
-        {
+        if self.engine.watchers.load(Ordering::SeqCst) == 0 {
+            self.touches.untracked();
+        } else if value.is_some() || self.current(&skey, b)?.is_some() {
             self.touches.touch(&skey);
         }
         let was = self.stored(&skey, b)?;

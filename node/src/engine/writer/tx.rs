@@ -66,10 +66,12 @@ impl KeyView for BatchView<'_> {
 }
 
 impl Writer {
-    /// Stamps a key for WATCH (only while some connection watches).
+    /// Stamps a key for WATCH (while nobody watches, only the floor moves).
     pub(super) fn touch_for_watch(&mut self, skey: &[u8]) {
         if self.engine.watchers.load(Ordering::SeqCst) > 0 {
             self.touches.touch(skey);
+        } else {
+            self.touches.untracked();
         }
     }
 
