@@ -50,6 +50,10 @@ async fn pubsub_on_one_node_answers_as_redis_does() {
     assert_eq!(publisher.call(&["PUBSUB", "NUMPAT"]), "1");
     assert_eq!(publisher.call(&["PUBSUB", "CHANNELS", "s*"]), "[\"sport\"]");
     assert_eq!(
+        publisher.call(&["PUBSUB", "NUMPAT", "x"]),
+        "(error) ERR wrong number of arguments for 'pubsub|numpat' command"
+    );
+    assert_eq!(
         publisher.call(&["PUBSUB", "FOO"]),
         "(error) ERR unknown subcommand 'FOO'. Try PUBSUB HELP."
     );

@@ -37,10 +37,11 @@ async fn transactions_answer_as_redis_does() {
     assert_eq!(c.call(&["HGET", "h", "f"]), "QUEUED");
     assert_eq!(c.call(&["SET", "k", "v", "BADOPT"]), "QUEUED");
     assert_eq!(c.call(&["PING"]), "QUEUED");
+    assert_eq!(c.call(&["UNWATCH"]), "QUEUED");
     assert_eq!(
         c.call(&["EXEC"]),
         "[OK, (error) ERR value is not an integer or out of range, OK, 2, \"2\", 1, \"v\", \
-         (error) ERR syntax error, PONG]"
+         (error) ERR syntax error, PONG, OK]"
     );
     assert_eq!(c.call(&["GET", "n"]), "\"2\"");
 

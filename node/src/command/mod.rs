@@ -222,6 +222,10 @@ pub async fn unkeyed(
         "function" => keyspace::function(args, out),
         "object" => strings::object_command(args, out),
         "memory" => strings::memory_command(args, out),
+        "unwatch" => {
+            conn.tx.unwatch();
+            reply::simple(out, "OK");
+        }
         "reset" => {
             conn.tx.clear();
             conn.subs = None;

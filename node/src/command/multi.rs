@@ -99,7 +99,8 @@ impl TxState {
         *self = TxState::default();
     }
 
-    fn unwatch(&mut self) {
+    /// Forgets every WATCH (UNWATCH; also queued in MULTI, then run by EXEC).
+    pub fn unwatch(&mut self) {
         self.watched.clear();
         self.doomed = false;
         self.watching = None;
@@ -407,13 +408,16 @@ pub async fn run_transaction(
         .collect();
     loop {
         let (items, keys, _) = plan(node, proto, queued);
+        if items.is_empty() && watched.is_empty() {
+            return TxEnd::Applied(Vec::new());
+        }
         let mut all: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         all.extend(watched.iter().map(|w| w.key.key.as_slice()));
         let route = exec::route_keys(node, &all);
         let route = if route == Route::Local && watched.iter().any(|w| w.remote.is_some()) {
             // Watched on the owner of the time, which this node is now: moved.
             return TxEnd::Aborted;
-        } else if route == Route::Local || (items.is_empty() && watched.is_empty()) {
+        } else if route == Route::Local {
             let tx = Transaction {
                 items,
                 keys,
@@ -475,5 +479,41 @@ pub async fn run_transaction(
         }
         let wait = (deadline - now).min(Duration::from_millis(20));
         let _ = tokio::time::timeout(wait, changes.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(args: &[&str]) -> Queued {
+        Queued::parse(args.iter().map(|a| a.as_bytes().to_vec()).collect()).expect("known")
+    }
+
+    #[test]
+    fn inside_multi_everything_but_exec_discard_quit_and_reset_is_queued_here() {
+        let mut s = TxState::default();
+        assert!(handles(&s, "watch") && handles(&s, "exec"));
+        assert!(!handles(&s, "get") && !handles(&s, "reset"));
+        s.queued = Some(Vec::new());
+        assert!(handles(&s, "get") && handles(&s, "subscribe") && handles(&s, "discard"));
+        assert!(!handles(&s, "quit") && !handles(&s, "reset"));
+        s.flag();
+        assert!(s.dirty);
+        s.clear();
+        assert!(!s.in_multi() && !s.dirty);
+    }
+
+    #[test]
+    fn the_writer_runs_keyed_commands_and_valid_flushes_only() {
+        assert!(queued(&["SET", "k", "v"]).for_writer());
+        assert!(queued(&["GET", "k"]).for_writer());
+        assert!(queued(&["FLUSHALL", "ASYNC"]).for_writer());
+        assert!(!queued(&["FLUSHALL", "NOPE"]).for_writer());
+        assert!(!queued(&["PING"]).for_writer());
+        // A syntax error is kept for EXEC's reply, not run anywhere.
+        assert!(!queued(&["SET", "k", "v", "BADOPT"]).for_writer());
+        assert!(Queued::parse(vec![b"NOSUCH".to_vec()]).is_err());
+        assert!(Queued::parse(vec![b"GET".to_vec()]).is_err());
     }
 }

@@ -262,7 +262,11 @@ fn pubsub(node: &Node, args: &[Vec<u8>], out: &mut Vec<u8>) {
                 reply::simple(out, l);
             }
         }
-        ("channels" | "numpat" | "shardchannels" | "help", _) => reply::error(
+        ("numpat" | "help", _) => reply::error(
+            out,
+            &format!("ERR wrong number of arguments for 'pubsub|{sub}' command"),
+        ),
+        ("channels" | "shardchannels", _) => reply::error(
             out,
             &format!(
                 "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",

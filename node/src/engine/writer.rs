@@ -128,7 +128,15 @@ impl Handle {
     pub fn watch(&self, keys: &[Vec<u8>]) -> Result<Vec<super::tx::WatchedKey>, fjall::Error> {
         let mut st = self.lock();
         let State { w, open, .. } = &mut *st;
-        let b = open.get_or_insert_with(|| Batch::new(w.seq));
+        // (No batch is opened for this: an empty one would be committed for nothing.)
+        let mut idle;
+        let b = match open {
+            Some(b) => b,
+            None => {
+                idle = Batch::new(w.seq);
+                &mut idle
+            }
+        };
         b.now = b.now.max(w.engine.now_ms());
         let stamp = w.touches.stamp();
         keys.iter()

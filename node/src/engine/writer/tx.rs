@@ -105,8 +105,13 @@ impl Writer {
             }
         }
         if let Some(acc) = &self.accepted {
-            for k in &tx.keys {
-                acc.record(keys::key_hash(k), b.now);
+            for item in &tx.items {
+                if let TxItem::Write(cmd) = item {
+                    cmd.all_keys(|k| {
+                        acc.record(keys::key_hash(k), b.now);
+                        true
+                    });
+                }
             }
         }
         let items = tx.items;
