@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod placement;
 pub mod pool;
+pub mod pubsub;
 pub mod pull;
 pub mod ranges;
 pub mod resp;

@@ -45,6 +45,8 @@ pub struct Node {
     pub clients: crate::command::clients::Clients,
     /// Thresholds OBJECT ENCODING reports by (CONFIG SET may change them).
     pub encodings: crate::command::encoding::Limits,
+    /// This node's Pub/Sub subscriptions.
+    pub pubsub: Arc<crate::pubsub::Hub>,
 }
 
 impl Node {
@@ -67,6 +69,7 @@ impl Node {
             pulls: Pulls::default(),
             clients: Default::default(),
             encodings: Default::default(),
+            pubsub: Default::default(),
         })
     }
 

@@ -55,6 +55,8 @@ async fn serve_connection(
         proto: 2,
         client,
         answering: Vec::new(),
+        tx: Default::default(),
+        subs: None,
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -66,12 +68,34 @@ async fn serve_connection(
     let client = conn.client.clone();
     let killed = client.kill.notified();
     tokio::pin!(killed);
+    // Pub/Sub messages wake the connection too (a mailbox that never fills for a connection
+    // without subscriptions).
+    let idle_mailbox = Arc::new(crate::pubsub::Mailbox::default());
     loop {
+        let mailbox = conn
+            .subs
+            .as_ref()
+            .map_or_else(|| idle_mailbox.clone(), |s| s.mailbox.clone());
         let n = tokio::select! {
             // The socket first: the kill is rare, and a fixed order spares the random pick.
             biased;
             n = stream.read(&mut chunk) => n?,
             _ = &mut killed => return Ok(()),
+            _ = mailbox.wake.notified() => {
+                loop {
+                    if command::pubsub::deliver(&conn, &mut out) {
+                        return Ok(());
+                    }
+                    if out.is_empty() {
+                        break;
+                    }
+                    if write_or_cut(&mut stream, &out, &mailbox).await? {
+                        return Ok(());
+                    }
+                    out.clear();
+                }
+                continue;
+            }
         };
         if n == 0 {
             return Ok(());
@@ -90,6 +114,14 @@ async fn serve_connection(
                     {
                         close = true;
                         break;
+                    }
+                    // Messages published meanwhile go before the next reply, as in Redis.
+                    if conn.subs.is_some() {
+                        command::flush_for(node, &conn, &mut pending, &mut out).await;
+                        if command::pubsub::deliver(&conn, &mut out) {
+                            close = true;
+                            break;
+                        }
                     }
                 }
                 Ok(None) => {
@@ -117,7 +149,9 @@ async fn serve_connection(
         buf.drain(..consumed);
         command::flush_for(node, &conn, &mut pending, &mut out).await;
         if !out.is_empty() {
-            stream.write_all(&out).await?;
+            if write_or_cut(&mut stream, &out, &mailbox).await? {
+                return Ok(());
+            }
             out.clear();
         }
         // Every command of this read was answered now (replies go out together).
@@ -127,6 +161,34 @@ async fn serve_connection(
         if close || conn.client.killed() {
             let _ = stream.shutdown().await;
             return Ok(());
+        }
+    }
+}
+
+/// Writes `out`; true if the connection's Pub/Sub mailbox overflowed meanwhile (a subscriber
+/// that does not read: the write would never finish), so the connection must close.
+async fn write_or_cut(
+    stream: &mut TcpStream,
+    out: &[u8],
+    mailbox: &crate::pubsub::Mailbox,
+) -> std::io::Result<bool> {
+    let write = stream.write_all(out);
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            r = &mut write => {
+                r?;
+                // Messages that arrived during the write were woken for: look again.
+                if !mailbox.is_empty() {
+                    mailbox.wake.notify_one();
+                }
+                return Ok(false);
+            }
+            _ = mailbox.wake.notified() => {
+                if mailbox.overflowed() {
+                    return Ok(true);
+                }
+            }
         }
     }
 }

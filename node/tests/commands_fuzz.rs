@@ -86,12 +86,27 @@ const WORDS: &[&str] = &[
     "FLUSH",
 ];
 
-/// Commands left out: they end or change the connection (QUIT, HELLO, CLIENT KILL), or are
-/// the peer protocol.
+/// Commands left out: they end or change the connection (QUIT, HELLO, CLIENT KILL, MULTI,
+/// RESET), answer several replies to one request ((P)(UN)SUBSCRIBE with several channels), or
+/// are the peer protocol.
 fn fuzzed(name: &str) -> bool {
     !matches!(
         name,
-        "quit" | "hello" | "client" | "rsfwd" | "rsfwd2" | "auth"
+        "quit"
+            | "hello"
+            | "client"
+            | "rsfwd"
+            | "rsfwd2"
+            | "rsfwdtx"
+            | "rswatch"
+            | "rspublish"
+            | "auth"
+            | "multi"
+            | "reset"
+            | "subscribe"
+            | "psubscribe"
+            | "unsubscribe"
+            | "punsubscribe"
     )
 }
 

@@ -7,6 +7,7 @@
 //! skiplist). CONFIG SET may change them.
 
 use crate::engine::KvPair;
+use crate::engine::view::KeyView;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::collection::{CollMeta, CollType};
@@ -81,14 +82,18 @@ impl Limits {
 
 /// OBJECT ENCODING of a collection (reads its elements only when it is small enough for a
 /// compact encoding).
-pub fn encoding(node: &Node, key: &[u8], m: &CollMeta) -> Result<&'static str, String> {
+pub fn encoding(
+    node: &Node,
+    view: &dyn KeyView,
+    key: &[u8],
+    m: &CollMeta,
+) -> Result<&'static str, String> {
     let l = &node.encodings;
     let elements = |limit: u64| -> Result<Option<Vec<KvPair>>, String> {
         if m.count > limit {
             return Ok(None);
         }
-        node.engine
-            .all_elements(key, m)
+        view.all_elements(key, m)
             .map(Some)
             .map_err(|e| e.to_string())
     };

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::engine::view::KeyView;
 use crate::engine::{DataReply, Op, Outcome};
 use crate::keys::{self, Stored};
 use crate::node::Node;
@@ -18,7 +19,7 @@ const DEFAULT_BUDGET_MS: u64 = 2000;
 
 /// Error replies that mean "not applied" (safe to retry), by their first word.
 #[derive(Debug, PartialEq, Eq)]
-enum NotApplied {
+pub(crate) enum NotApplied {
     Fenced,
     Moved {
         epoch: u64,
@@ -28,7 +29,7 @@ enum NotApplied {
     Deadline,
 }
 
-fn classify(raw: &[u8]) -> Option<NotApplied> {
+pub(crate) fn classify(raw: &[u8]) -> Option<NotApplied> {
     let line = raw.strip_prefix(b"-")?;
     let text = String::from_utf8_lossy(line);
     let mut words = text.split_whitespace();
@@ -484,11 +485,16 @@ fn is_unknown_rsfwd2(raw: &[u8]) -> bool {
 
 /// Answers a read of keys this node owns, appending the reply to `out`.
 pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
+    local_read_in(node, &*node.engine, r, out);
+}
+
+/// Answers a read from `view` (committed data, or a transaction's view in the writer),
+/// appending the reply to `out`.
+pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec<u8>) {
     let start = out.len();
     use crate::engine::collection::{self, CollMeta};
-    let any = |k: &[u8]| -> Result<Option<Stored>, String> {
-        node.engine.get(k).map_err(|e| e.to_string())
-    };
+    let any =
+        |k: &[u8]| -> Result<Option<Stored>, String> { view.get(k).map_err(|e| e.to_string()) };
     // A string command's view: a collection is the wrong type.
     let get = |k: &[u8]| -> Result<Option<Stored>, String> {
         match any(k)? {
@@ -512,9 +518,17 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                     }
                 }
             }
-            ReadCmd::Hash(h) => super::hash::read(node, h, out)?,
-            ReadCmd::Set(s) => super::set::read(node, s, out)?,
-            ReadCmd::ZSet(z) => super::zset::read(node, z, out)?,
+            ReadCmd::Hash(h) => super::hash::read(view, h, out)?,
+            ReadCmd::Set(s) => super::set::read(view, s, out)?,
+            // Sorted-set reads scan the score index of committed data; inside a transaction
+            // they would miss its own earlier writes, so they are refused there.
+            ReadCmd::ZSet(z) => match view.committed() {
+                Some(_) => super::zset::read(node, z, out)?,
+                None => reply::error(
+                    out,
+                    "ERR sorted-set reads inside MULTI are not supported (writes are)",
+                ),
+            },
             ReadCmd::Exists(ks) => {
                 let mut n = 0;
                 for k in ks {
@@ -534,7 +548,7 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
                         expires_at: Some(at),
                         ..
                     }) => {
-                        let left = at.saturating_sub(node.engine.now_ms()) as i64;
+                        let left = at.saturating_sub(view.now_ms()) as i64;
                         if *millis { left } else { (left + 500) / 1000 }
                     }
                 };
@@ -582,9 +596,10 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
             ReadCmd::Object { key, sub } => match any(key)? {
                 None => reply::nil(out),
                 Some(s) => match CollMeta::of(&s) {
-                    Some(m) if *sub == super::parse::ObjectSub::Encoding => {
-                        reply::bulk(out, super::encoding::encoding(node, key, &m)?.as_bytes())
-                    }
+                    Some(m) if *sub == super::parse::ObjectSub::Encoding => reply::bulk(
+                        out,
+                        super::encoding::encoding(node, view, key, &m)?.as_bytes(),
+                    ),
                     _ => super::strings::object_reply(*sub, out),
                 },
             },

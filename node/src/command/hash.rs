@@ -6,8 +6,8 @@ use crate::engine::collection::{CollMeta, CollType, Rng};
 use crate::engine::hash::{HSetMode, HashCmd};
 use crate::engine::ops::DataCmd;
 use crate::engine::strings::{NOT_FLOAT, parse_float};
+use crate::engine::view::KeyView;
 use crate::engine::writer_parse_int as parse_int;
-use crate::node::Node;
 use crate::resp::reply;
 
 use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
@@ -254,7 +254,7 @@ pub fn is_pairs(r: &HashRead) -> bool {
 /// `count` random elements (Redis's HRANDFIELD/SRANDMEMBER count rules): distinct for a
 /// positive count (all when it covers the collection), with repeats for a negative one.
 pub fn random_elements(
-    node: &Node,
+    view: &dyn KeyView,
     key: &[u8],
     m: &CollMeta,
     count: i64,
@@ -263,11 +263,11 @@ pub fn random_elements(
     let mut rng = Rng::new();
     let n = m.count as usize;
     if count >= 0 && count as u64 >= m.count {
-        return node.engine.all_elements(key, m).map_err(e);
+        return view.all_elements(key, m).map_err(e);
     }
     let want = count.unsigned_abs() as usize;
     if count < 0 {
-        let all = node.engine.all_elements(key, m).map_err(e)?;
+        let all = view.all_elements(key, m).map_err(e)?;
         if all.is_empty() {
             return Ok(Vec::new());
         }
@@ -281,7 +281,7 @@ pub fn random_elements(
         picks.insert(rng.below(n));
     }
     let mut out = Vec::with_capacity(want);
-    let all = node.engine.all_elements(key, m).map_err(e)?;
+    let all = view.all_elements(key, m).map_err(e)?;
     for (i, el) in all.into_iter().enumerate() {
         if picks.contains(&i) {
             out.push(el);
@@ -320,7 +320,7 @@ fn resume_at(cursor: u64) -> Vec<u8> {
 
 /// One page of HSCAN/SSCAN: (next cursor, elements).
 pub fn scan_page(
-    node: &Node,
+    view: &dyn KeyView,
     key: &[u8],
     m: Option<&CollMeta>,
     s: &ElementScan,
@@ -329,8 +329,7 @@ pub fn scan_page(
         return Ok((0, Vec::new()));
     };
     let page = s.count.max(SCAN_MIN_PAGE);
-    let (got, next) = node
-        .engine
+    let (got, next) = view
         .elements_from(key, m, &resume_at(s.cursor), page, CURSOR_BYTES)
         .map_err(|e| e.to_string())?;
     let next = next.map_or(0, |f| cursor_of(&f));
@@ -346,10 +345,9 @@ pub fn scan_page(
 }
 
 /// Answers a hash read.
-pub fn read(node: &Node, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn read(view: &dyn KeyView, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> {
     let key = r.key();
-    let meta = match node
-        .engine
+    let meta = match view
         .collection(key, CollType::Hash)
         .map_err(|e| e.to_string())?
     {
@@ -362,13 +360,13 @@ pub fn read(node: &Node, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> 
     let field = |f: &[u8]| -> Result<Option<Vec<u8>>, String> {
         match &meta {
             None => Ok(None),
-            Some(m) => node.engine.element(key, m, f).map_err(|e| e.to_string()),
+            Some(m) => view.element(key, m, f).map_err(|e| e.to_string()),
         }
     };
     let all = || -> Result<Vec<KvPair>, String> {
         match &meta {
             None => Ok(Vec::new()),
-            Some(m) => node.engine.all_elements(key, m).map_err(|e| e.to_string()),
+            Some(m) => view.all_elements(key, m).map_err(|e| e.to_string()),
         }
     };
     match r {
@@ -407,7 +405,7 @@ pub fn read(node: &Node, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> 
             }
         }
         HashRead::Scan { scan, .. } => {
-            let (next, got) = scan_page(node, key, meta.as_ref(), scan)?;
+            let (next, got) = scan_page(view, key, meta.as_ref(), scan)?;
             reply::array_len(out, 2);
             reply::bulk(out, next.to_string().as_bytes());
             let per = if scan.no_values { 1 } else { 2 };
@@ -431,14 +429,14 @@ pub fn read(node: &Node, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> 
             };
             match count {
                 None => {
-                    let got = random_elements(node, key, m, 1)?;
+                    let got = random_elements(view, key, m, 1)?;
                     match got.first() {
                         Some((f, _)) => reply::bulk(out, f),
                         None => reply::nil(out),
                     }
                 }
                 Some(c) => {
-                    let got = random_elements(node, key, m, *c)?;
+                    let got = random_elements(view, key, m, *c)?;
                     let per = if *with_values { 2 } else { 1 };
                     reply::array_len(out, got.len() * per);
                     for (f, v) in got {

@@ -8,10 +8,13 @@ pub mod hash;
 mod info;
 mod keyspace;
 mod lcs;
+pub mod multi;
 pub mod parse;
+pub mod pubsub;
 pub mod set;
 mod strings;
 pub mod table;
+mod txfwd;
 pub mod zset;
 
 use std::sync::Arc;
@@ -45,6 +48,10 @@ pub struct ConnState {
     /// Commands of the current read (index in the command table, None: unknown): the server
     /// records their latency once their replies are written.
     pub answering: Vec<Option<usize>>,
+    /// MULTI queue and WATCHes.
+    pub tx: multi::TxState,
+    /// Pub/Sub subscriptions (None until the first SUBSCRIBE).
+    pub subs: Option<crate::pubsub::Subscriber>,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -143,6 +150,7 @@ async fn handle_in(
     };
     let Some(index) = table::index(first) else {
         flush(node, pending, out).await;
+        conn.tx.flag();
         node.metrics.error("unknown_command");
         error(out, &table::unknown_command_error(&args));
         return Flow::Continue;
@@ -152,6 +160,7 @@ async fn handle_in(
     let name = spec.name;
     if !table::arity_ok(spec.arity, args.len()) {
         flush(node, pending, out).await;
+        conn.tx.flag();
         node.metrics.error("arity");
         error(out, &table::arity_error(name));
         return Flow::Continue;
@@ -164,6 +173,25 @@ async fn handle_in(
     }
     node.metrics.op_index(index);
     conn.client.command(index);
+    if pubsub::in_subscribed_mode(conn) && !pubsub::allowed_when_subscribed(name) {
+        flush(node, pending, out).await;
+        conn.tx.flag();
+        error(out, &pubsub::subscribed_error(name));
+        return Flow::Continue;
+    }
+    if multi::handles(&conn.tx, name) {
+        flush(node, pending, out).await;
+        return multi::command(node, conn, name, args, out).await;
+    }
+    if name == "rsfwdtx" || name == "rswatch" {
+        flush(node, pending, out).await;
+        out.extend_from_slice(&if name == "rsfwdtx" {
+            txfwd::serve_forwarded_tx(node, &args).await
+        } else {
+            txfwd::serve_remote_watch(node, &args).await
+        });
+        return Flow::Continue;
+    }
     if name == "rsfwd" || name == "rsfwd2" {
         flush(node, pending, out).await;
         out.extend_from_slice(&forwarded(node, args, name == "rsfwd2").await);
@@ -181,18 +209,56 @@ async fn handle_in(
         }
         Ok(None) => {
             flush(node, pending, out).await;
-            match name {
-                "flushall" | "flushdb" => keyspace::flush(node, &args, out).await,
-                "keys" => keyspace::keys(node, &args[1], out),
-                "randomkey" => keyspace::random_key(node, out),
-                "function" => keyspace::function(&args, out),
-                "object" => strings::object_command(&args, out),
-                "memory" => strings::memory_command(&args, out),
-                _ => return info::connection_command(node, conn, name, &args, out),
-            }
-            Flow::Continue
+            unkeyed(node, conn, name, &args, out).await
         }
     }
+}
+
+/// A command without keys (also run from EXEC).
+pub async fn unkeyed(
+    node: &Arc<Node>,
+    conn: &mut ConnState,
+    name: &str,
+    args: &[Vec<u8>],
+    out: &mut Vec<u8>,
+) -> Flow {
+    if pubsub::command(node, conn, name, args, out).await.is_some() {
+        return Flow::Continue;
+    }
+    match name {
+        "flushall" | "flushdb" => keyspace::flush(node, args, out).await,
+        "keys" => keyspace::keys(node, &args[1], out),
+        "randomkey" => keyspace::random_key(node, out),
+        "function" => keyspace::function(args, out),
+        "object" => strings::object_command(args, out),
+        "memory" => strings::memory_command(args, out),
+        "unwatch" => {
+            conn.tx.unwatch();
+            reply::simple(out, "OK");
+        }
+        "reset" => {
+            conn.tx.clear();
+            conn.subs = None;
+            conn.proto = 2;
+            reply::simple(out, "RESET");
+        }
+        _ => return info::connection_command(node, conn, name, args, out),
+    }
+    Flow::Continue
+}
+
+/// How RESP3 reshapes a keyed command's RESP2 reply: (a map, an array of pairs). Owners,
+/// local or remote, answer in RESP2.
+pub fn resp3_shape(proto: u8, keyed: &Keyed) -> (bool, bool) {
+    let map = proto >= 3
+        && match keyed {
+            Keyed::Read(parse::ReadCmd::Lcs { opts, .. }) => opts.idx,
+            Keyed::Read(parse::ReadCmd::Hash(h)) => h.is_map(),
+            _ => false,
+        };
+    let pairs =
+        proto >= 3 && matches!(keyed, Keyed::Read(parse::ReadCmd::Hash(h)) if hash::is_pairs(h));
+    (map, pairs)
 }
 
 async fn keyed_command(
@@ -204,15 +270,7 @@ async fn keyed_command(
     pending: &mut Pipeline,
     out: &mut Vec<u8>,
 ) {
-    // Replies that are maps in RESP3 (owners, local or remote, answer in RESP2).
-    let map_reply = proto >= 3
-        && match &keyed {
-            Keyed::Read(parse::ReadCmd::Lcs { opts, .. }) => opts.idx,
-            Keyed::Read(parse::ReadCmd::Hash(h)) => h.is_map(),
-            _ => false,
-        };
-    let pair_reply =
-        proto >= 3 && matches!(&keyed, Keyed::Read(parse::ReadCmd::Hash(h)) if hash::is_pairs(h));
+    let (map_reply, pair_reply) = resp3_shape(proto, &keyed);
     // Sorted-set scores are doubles in RESP3.
     let score_shape = (proto >= 3).then(|| zset::resp3_shape(&args)).flatten();
     let route = exec::route_keys(node, &keyed.keys());
@@ -262,15 +320,9 @@ async fn keyed_command(
 /// coordinators of the previous release during a rolling upgrade.
 async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>, v2: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    let uid = String::from_utf8_lossy(&args[1]).to_string();
-    let Some(epoch) = std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        error(&mut out, "ERR invalid epoch in forwarded command");
-        return out;
-    };
-    let sender = String::from_utf8_lossy(&args[3]).to_string();
+    if let Err(refused) = check_forwarded(node, &args[1], &args[2], &args[3]) {
+        return refused;
+    }
     let deadline_ms = if v2 {
         match std::str::from_utf8(&args[4])
             .ok()
@@ -286,33 +338,6 @@ async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>, v2: bool) -> Vec<u8> {
         None
     };
     let inner: Vec<Vec<u8>> = args[if v2 { 5 } else { 4 }..].to_vec();
-    let routing = node.engine.routing();
-    let mine = routing.epoch();
-    if let Some(p) = &routing.placement
-        && p.cluster_uid != uid
-    {
-        error(
-            &mut out,
-            &format!(
-                "ERR forwarded command from cluster {uid}, this node belongs to {}",
-                p.cluster_uid
-            ),
-        );
-        return out;
-    }
-    if routing.placement.is_none() || epoch > mine {
-        if let Some(m) = routing
-            .placement
-            .as_ref()
-            .and_then(|p| p.members.get(&sender))
-        {
-            let node = node.clone();
-            let admin = m.admin_addr.clone();
-            tokio::spawn(async move { node.refresh_placement_from(&admin).await });
-        }
-        error(&mut out, &format!("STALEEPOCH {mine} {epoch}"));
-        return out;
-    }
     let name = String::from_utf8_lossy(&inner[0]).to_ascii_lowercase();
     match table::lookup(&name) {
         Some(spec) if table::arity_ok(spec.arity, inner.len()) => {}
@@ -336,4 +361,52 @@ async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>, v2: bool) -> Vec<u8> {
             out
         }
     }
+}
+
+/// The checks every forwarded request passes first: the sender's cluster and an epoch this
+/// node has installed (a newer one makes it fetch the sender's placement). Err: the refusal.
+pub(crate) fn check_forwarded(
+    node: &Arc<Node>,
+    uid: &[u8],
+    epoch: &[u8],
+    sender: &[u8],
+) -> Result<(), Vec<u8>> {
+    let mut out = Vec::new();
+    let uid = String::from_utf8_lossy(uid).to_string();
+    let Some(epoch) = std::str::from_utf8(epoch)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        error(&mut out, "ERR invalid epoch in forwarded command");
+        return Err(out);
+    };
+    let sender = String::from_utf8_lossy(sender).to_string();
+    let routing = node.engine.routing();
+    let mine = routing.epoch();
+    if let Some(p) = &routing.placement
+        && p.cluster_uid != uid
+    {
+        error(
+            &mut out,
+            &format!(
+                "ERR forwarded command from cluster {uid}, this node belongs to {}",
+                p.cluster_uid
+            ),
+        );
+        return Err(out);
+    }
+    if routing.placement.is_none() || epoch > mine {
+        if let Some(m) = routing
+            .placement
+            .as_ref()
+            .and_then(|p| p.members.get(&sender))
+        {
+            let node = node.clone();
+            let admin = m.admin_addr.clone();
+            tokio::spawn(async move { node.refresh_placement_from(&admin).await });
+        }
+        error(&mut out, &format!("STALEEPOCH {mine} {epoch}"));
+        return Err(out);
+    }
+    Ok(())
 }

@@ -2,13 +2,13 @@
 //! commands evaluated in the writer; multi-key commands need one owner (CROSSSLOT otherwise,
 //! decided in `exec`).
 
+use crate::engine::view::KeyView;
 use std::collections::BTreeSet;
 
 use crate::engine::collection::{CollMeta, CollType};
 use crate::engine::ops::DataCmd;
 use crate::engine::set::{self, SetCmd, SetOp};
 use crate::engine::writer_parse_int as parse_int;
-use crate::node::Node;
 use crate::resp::reply;
 
 use super::hash::{ElementScan, parse_scan, random_elements, scan_page};
@@ -146,17 +146,22 @@ fn op_of(name: &str) -> SetOp {
 }
 
 /// The set at `key`: Ok(None) absent, Err(reply written) when it holds another type.
-fn set_meta(node: &Node, key: &[u8]) -> Result<Result<Option<CollMeta>, &'static str>, String> {
-    node.engine
-        .collection(key, CollType::Set)
+fn set_meta(
+    view: &dyn KeyView,
+    key: &[u8],
+) -> Result<Result<Option<CollMeta>, &'static str>, String> {
+    view.collection(key, CollType::Set)
         .map_err(|e| e.to_string())
 }
 
-fn members(node: &Node, key: &[u8], m: Option<&CollMeta>) -> Result<BTreeSet<Vec<u8>>, String> {
+fn members(
+    view: &dyn KeyView,
+    key: &[u8],
+    m: Option<&CollMeta>,
+) -> Result<BTreeSet<Vec<u8>>, String> {
     match m {
         None => Ok(BTreeSet::new()),
-        Some(m) => Ok(node
-            .engine
+        Some(m) => Ok(view
             .all_elements(key, m)
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -166,12 +171,12 @@ fn members(node: &Node, key: &[u8], m: Option<&CollMeta>) -> Result<BTreeSet<Vec
 }
 
 /// Answers a set read.
-pub fn read(node: &Node, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn read(view: &dyn KeyView, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
     if let SetRead::Combine { keys, .. } | SetRead::InterCard { keys, .. } = r {
         let mut sets = Vec::with_capacity(keys.len());
         for k in keys {
-            match set_meta(node, k)? {
-                Ok(m) => sets.push(members(node, k, m.as_ref())?),
+            match set_meta(view, k)? {
+                Ok(m) => sets.push(members(view, k, m.as_ref())?),
                 Err(wrongtype) => {
                     reply::error(out, wrongtype);
                     return Ok(());
@@ -196,7 +201,7 @@ pub fn read(node: &Node, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
         return Ok(());
     }
     let key = r.keys()[0];
-    let meta = match set_meta(node, key)? {
+    let meta = match set_meta(view, key)? {
         Ok(m) => m,
         Err(wrongtype) => {
             reply::error(out, wrongtype);
@@ -206,8 +211,7 @@ pub fn read(node: &Node, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
     let has = |m: &[u8]| -> Result<bool, String> {
         match &meta {
             None => Ok(false),
-            Some(c) => Ok(node
-                .engine
+            Some(c) => Ok(view
                 .element(key, c, m)
                 .map_err(|e| e.to_string())?
                 .is_some()),
@@ -215,7 +219,7 @@ pub fn read(node: &Node, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
     };
     match r {
         SetRead::Members(_) => {
-            let all = members(node, key, meta.as_ref())?;
+            let all = members(view, key, meta.as_ref())?;
             reply::array_len(out, all.len());
             for m in all {
                 reply::bulk(out, &m);
@@ -237,7 +241,7 @@ pub fn read(node: &Node, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
                 }
                 return Ok(());
             };
-            let got = random_elements(node, key, m, count.unwrap_or(1))?;
+            let got = random_elements(view, key, m, count.unwrap_or(1))?;
             match count {
                 None => match got.first() {
                     Some((f, _)) => reply::bulk(out, f),
@@ -252,7 +256,7 @@ pub fn read(node: &Node, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
             }
         }
         SetRead::Scan { scan, .. } => {
-            let (next, got) = scan_page(node, key, meta.as_ref(), scan)?;
+            let (next, got) = scan_page(view, key, meta.as_ref(), scan)?;
             reply::array_len(out, 2);
             reply::bulk(out, next.to_string().as_bytes());
             reply::array_len(out, got.len());

@@ -29,6 +29,8 @@ const fn spec(
 const W: &[&str] = &["write", "denyoom"];
 const R: &[&str] = &["readonly", "fast"];
 const C: &[&str] = &["fast", "loading", "stale"];
+const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
+const PS: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 
 pub const COMMANDS: &[CommandSpec] = &[
     spec("ping", -1, C, (0, 0, 0)),
@@ -172,7 +174,44 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("flushall", -1, &["write"], (0, 0, 0)),
     spec("flushdb", -1, &["write"], (0, 0, 0)),
     spec("function", -2, &["noscript"], (0, 0, 0)),
+    spec("multi", 1, TX, (0, 0, 0)),
+    spec(
+        "exec",
+        1,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        (0, 0, 0),
+    ),
+    spec("discard", 1, TX, (0, 0, 0)),
+    spec("watch", -2, TX, (1, -1, 1)),
+    spec("unwatch", 1, TX, (0, 0, 0)),
+    spec(
+        "reset",
+        1,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        (0, 0, 0),
+    ),
+    spec("subscribe", -2, PS, (0, 0, 0)),
+    spec("psubscribe", -2, PS, (0, 0, 0)),
+    spec("unsubscribe", -1, PS, (0, 0, 0)),
+    spec("punsubscribe", -1, PS, (0, 0, 0)),
+    spec(
+        "publish",
+        3,
+        &["pubsub", "loading", "stale", "fast"],
+        (0, 0, 0),
+    ),
+    spec("pubsub", -2, &[], (0, 0, 0)),
+    spec("rspublish", 5, &["internal"], (0, 0, 0)),
     spec("rsfwd", -5, &["internal"], (0, 0, 0)),
+    spec("rsfwdtx", -6, &["internal"], (0, 0, 0)),
+    spec("rswatch", -5, &["internal"], (0, 0, 0)),
     spec("rsfwd2", -6, &["internal"], (0, 0, 0)),
 ];
 

@@ -21,6 +21,9 @@ pub mod strings;
 mod strings_tests;
 #[cfg(test)]
 mod tests;
+pub mod touched;
+pub mod tx;
+pub mod view;
 mod writer;
 pub mod zrange;
 mod zread;
@@ -90,6 +93,17 @@ pub enum ClearError {
 /// Keys removed per batch by `Engine::clear_in_chunks`.
 pub const CLEAR_CHUNK: usize = 5_000;
 
+/// A connection that watches keys; dropping it ends the registration.
+pub struct Watching {
+    engine: Arc<Engine>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.engine.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A (key, value) pair as stored.
 pub type KvPair = (Vec<u8>, Vec<u8>);
 
@@ -155,6 +169,8 @@ pub struct Engine {
     /// Added to the system clock for every expiry decision: always 0 in a node; tests set it
     /// to play a member whose clock is off.
     pub(crate) clock_skew_ms: std::sync::atomic::AtomicI64,
+    /// Connections watching keys: while none does, the writer keeps no per-key stamps.
+    pub(crate) watchers: std::sync::atomic::AtomicUsize,
 }
 
 impl Engine {
@@ -194,6 +210,31 @@ impl Engine {
             w.submit(writer::Request::Pipeline { cmds, reply });
         }
         rx
+    }
+
+    /// Evaluates a transaction under the writer lock (see `tx`); answered once durable.
+    pub async fn transaction(&self, tx: tx::Transaction) -> Result<Outcome, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        if let Some(w) = self.writer.get() {
+            w.submit(writer::Request::Transaction { tx, reply });
+        }
+        rx.await.map_err(|_| EngineError::WriterGone)
+    }
+
+    /// Registers a watching connection (the writer stamps modifications while one exists).
+    pub fn start_watching(self: &Arc<Self>) -> Watching {
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        Watching {
+            engine: self.clone(),
+        }
+    }
+
+    /// The writer's clock and each key's liveness now (a WATCH). Call with a `Watching` held.
+    pub fn watch(&self, keys: &[Vec<u8>]) -> Result<Vec<tx::WatchedKey>, EngineError> {
+        match self.writer.get() {
+            Some(w) => Ok(w.watch(keys)?),
+            None => Err(EngineError::WriterGone),
+        }
     }
 
     /// Removes every key of `ranges` in bounded batches (`CLEAR_CHUNK` keys each) without

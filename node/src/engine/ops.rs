@@ -264,4 +264,10 @@ pub enum Outcome {
     },
     Snapshot(Arc<SnapshotSession>),
     Failed(String),
+    /// A transaction applied: one reply per queued command.
+    Transaction(Vec<super::tx::TxReply>),
+    /// A transaction not applied: a watched key was modified (or moved) since WATCH.
+    WatchAborted,
+    /// A transaction not applied: a key of it is not served here (the route says why).
+    TxNotServed(Route),
 }

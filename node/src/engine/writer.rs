@@ -33,6 +33,7 @@ use ringshift_ring::HashRange;
 mod collections;
 mod sets;
 mod subkeys;
+mod tx;
 mod zsets;
 
 pub enum Request {
@@ -46,6 +47,11 @@ pub enum Request {
     Pipeline {
         cmds: Vec<DataCmd>,
         reply: oneshot::Sender<Vec<Outcome>>,
+    },
+    /// MULTI ... EXEC: evaluated as one operation (see `engine::tx`).
+    Transaction {
+        tx: super::tx::Transaction,
+        reply: oneshot::Sender<Outcome>,
     },
 }
 
@@ -119,6 +125,32 @@ impl Handle {
         })
     }
 
+    /// The writer's modification clock and whether each key is live now (WATCH).
+    pub fn watch(&self, keys: &[Vec<u8>]) -> Result<Vec<super::tx::WatchedKey>, fjall::Error> {
+        let mut st = self.lock();
+        let State { w, open, .. } = &mut *st;
+        // (No batch is opened for this: an empty one would be committed for nothing.)
+        let mut idle;
+        let b = match open {
+            Some(b) => b,
+            None => {
+                idle = Batch::new(w.seq);
+                &mut idle
+            }
+        };
+        b.now = b.now.max(w.engine.now_ms());
+        let stamp = w.touches.stamp();
+        keys.iter()
+            .map(|k| {
+                Ok(super::tx::WatchedKey {
+                    key: k.clone(),
+                    stamp,
+                    live: w.current(&keys::storage_key(k), b)?.is_some(),
+                })
+            })
+            .collect()
+    }
+
     /// Evaluates a request now; its answer comes once its batch is durable.
     pub fn submit(&self, req: Request) {
         let mut st = self.lock();
@@ -152,6 +184,7 @@ pub fn spawn(engine: Arc<Engine>, routing: Routing, head: u64) -> Result<(), std
         in_flight: VecDeque::new(),
         stopped: None,
         version: 0,
+        touches: super::touched::TouchLog::new(super::touched::KEY_CAP, super::touched::RANGE_CAP),
     };
     let handle = Handle {
         state: Mutex::new(State {
@@ -186,6 +219,8 @@ struct Writer {
     stopped: Option<String>,
     /// The last collection version handed out (`collection::next_version`).
     version: u64,
+    /// Modification stamps for WATCH.
+    touches: super::touched::TouchLog,
 }
 
 /// State of the open batch being built.
@@ -231,6 +266,24 @@ struct Undo {
 }
 
 impl Batch {
+    fn new(start_seq: u64) -> Batch {
+        Batch {
+            overlay: HashMap::with_capacity_and_hasher(64, Default::default()),
+            sub: HashMap::default(),
+            log_bytes: 0,
+            now: 0,
+            routing_changed: false,
+            cleared: false,
+            entry: Default::default(),
+            meta: HashMap::new(),
+            index: HashMap::new(),
+            counts: Vec::new(),
+            start_seq,
+            answers: Vec::with_capacity(64),
+            undo: None,
+        }
+    }
+
     fn set_data(&mut self, skey: Vec<u8>, value: Option<Stored>) {
         if let Some(u) = &mut self.undo {
             u.data
@@ -519,24 +572,13 @@ impl Writer {
                 Request::Pipeline { cmds, reply } => {
                     let _ = reply.send(cmds.iter().map(|_| Outcome::Failed(msg.clone())).collect());
                 }
+                Request::Transaction { reply, .. } => {
+                    let _ = reply.send(Outcome::Failed(msg.clone()));
+                }
             }
             return;
         }
-        let b = open.get_or_insert_with(|| Batch {
-            overlay: HashMap::with_capacity_and_hasher(64, Default::default()),
-            sub: HashMap::default(),
-            log_bytes: 0,
-            now: 0,
-            routing_changed: false,
-            cleared: false,
-            entry: Default::default(),
-            meta: HashMap::new(),
-            index: HashMap::new(),
-            counts: Vec::new(),
-            start_seq: self.seq,
-            answers: Vec::with_capacity(64),
-            undo: None,
-        });
+        let b = open.get_or_insert_with(|| Batch::new(self.seq));
         // A batch may stay open while the previous one commits: keep its clock current.
         b.now = b.now.max(self.engine.now_ms());
         let answer = match req {
@@ -569,6 +611,12 @@ impl Writer {
                     })
                     .collect();
                 Answer::Pipeline(reply, outcomes)
+            }
+            Request::Transaction { tx, reply } => {
+                let o = self
+                    .transaction(tx, b)
+                    .unwrap_or_else(|err| Outcome::Failed(err.to_string()));
+                Answer::One(reply, Pending::Now(o))
             }
         };
         b.answers.push(answer);
@@ -709,6 +757,7 @@ impl Writer {
                     attempt_key(&migration_uid),
                     Some(attempt.to_be_bytes().to_vec()),
                 );
+                self.touches.touch_ranges(fence.ranges.clone());
                 self.routing.fences.push(fence);
                 // The fenced part's window ends here; the rest keeps accepting in new windows.
                 if let Some(epoch) = self.accepted.as_ref().map(|w| w.epoch) {
@@ -750,6 +799,15 @@ impl Writer {
                     }
                 }
                 let owned = installed.owners.ranges_of(&self.routing.me);
+                let was = self.routing.owned_ranges();
+                // Ranges that came or went: a WATCH of a key there aborts.
+                let changed: Vec<HashRange> = was
+                    .iter()
+                    .filter(|r| !ranges::covered_by(r, &owned))
+                    .chain(owned.iter().filter(|r| !ranges::covered_by(r, &was)))
+                    .copied()
+                    .collect();
+                self.touches.touch_ranges(changed);
                 // A fence is lifted by a placement that moves its range away.
                 let (keep, lift): (Vec<Fence>, Vec<Fence>) =
                     std::mem::take(&mut self.routing.fences)
@@ -1001,7 +1059,8 @@ impl Writer {
                 self.routing.fences[i].attempt
             )),
             Some(i) => {
-                self.routing.fences.remove(i);
+                let lifted = self.routing.fences.remove(i);
+                self.touches.touch_ranges(lifted.ranges);
                 b.meta.insert(fence_key(&migration_uid).to_vec(), None);
                 b.routing_changed = true;
                 Outcome::Done
@@ -1099,6 +1158,13 @@ impl Writer {
         value: Option<Stored>,
         b: &mut Batch,
     ) -> Result<(), fjall::Error> {
+        // A delete of a key that is already logically gone (expired) changes nothing a
+        // WATCH can see (Redis: a watched stale key's expiry does not fail EXEC).
+        if self.engine.watchers.load(Ordering::SeqCst) == 0 {
+            self.touches.untracked();
+        } else if value.is_some() || self.current(&skey, b)?.is_some() {
+            self.touches.touch(&skey);
+        }
         let was = self.stored(&skey, b)?;
         let delta = i64::from(value.is_some()) - i64::from(was);
         if delta != 0 {

@@ -35,6 +35,11 @@ pub fn nil(out: &mut Vec<u8>) {
     out.extend_from_slice(b"$-1\r\n");
 }
 
+/// A null array (RESP3 connections get `_`: see `resp3::upgrade_nulls`).
+pub fn nil_array(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"*-1\r\n");
+}
+
 pub fn array_len(out: &mut Vec<u8>, n: usize) {
     out.push(b'*');
     out.extend_from_slice(n.to_string().as_bytes());

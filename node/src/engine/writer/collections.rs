@@ -90,6 +90,10 @@ impl Writer {
             }
             return Ok(reply);
         }
+        if !fresh && count == m.count {
+            // Only elements change: the metadata write below (which stamps the key) is skipped.
+            self.touch_for_watch(&skey);
+        }
         if fresh || count != m.count {
             m.count = count;
             self.write(skey, Some(m.to_stored()), b)?;
