@@ -2,10 +2,13 @@
 //! differently: the answer is the encoding Redis 7.0 would use for the same contents under the
 //! same thresholds (hash: listpack up to `hash-max-listpack-entries` fields with fields and
 //! values up to `hash-max-listpack-value` bytes, else hashtable; set: intset up to
-//! `set-max-intset-entries` integer members, else hashtable). CONFIG SET may change them.
+//! `set-max-intset-entries` integer members, else hashtable; list: always quicklist, as in
+//! Redis 7.0, whose `list-max-listpack-size` and `list-compress-depth` only shape the nodes of
+//! its quicklist: they are kept for CONFIG GET and change nothing here). CONFIG SET may change
+//! them.
 
 use crate::engine::KvPair;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::engine::collection::{CollMeta, CollType};
 use crate::engine::writer_parse_int as parse_int;
@@ -15,6 +18,10 @@ pub struct Limits {
     hash_entries: AtomicU64,
     hash_value: AtomicU64,
     set_intset_entries: AtomicU64,
+    /// list-max-listpack-size (negative: a node size class, as in Redis) and
+    /// list-compress-depth.
+    list_size: AtomicI64,
+    list_compress_depth: AtomicI64,
 }
 
 impl Default for Limits {
@@ -23,6 +30,8 @@ impl Default for Limits {
             hash_entries: AtomicU64::new(128),
             hash_value: AtomicU64::new(64),
             set_intset_entries: AtomicU64::new(512),
+            list_size: AtomicI64::new(-2),
+            list_compress_depth: AtomicI64::new(0),
         }
     }
 }
@@ -37,13 +46,32 @@ impl Limits {
         })
     }
 
+    fn list_slot(&self, name: &str) -> Option<&AtomicI64> {
+        Some(match name {
+            "list-max-listpack-size" | "list-max-ziplist-size" => &self.list_size,
+            "list-compress-depth" => &self.list_compress_depth,
+            _ => return None,
+        })
+    }
+
     pub fn knows(&self, name: &str) -> bool {
-        self.slot(name).is_some()
+        self.slot(name).is_some() || self.list_slot(name).is_some()
     }
 
     /// CONFIG SET of one parameter: None if it is not one of these, else whether the value
     /// was accepted.
     pub fn set(&self, name: &str, value: &[u8]) -> Option<bool> {
+        if let Some(slot) = self.list_slot(name) {
+            // Redis' ranges: a size class from -5 up, a depth from 0 up.
+            let min = if name == "list-compress-depth" { 0 } else { -5 };
+            return Some(match parse_int(value).filter(|v| *v >= min) {
+                Some(v) => {
+                    slot.store(v, Ordering::Relaxed);
+                    true
+                }
+                None => false,
+            });
+        }
         let slot = self.slot(name)?;
         match parse_int(value).and_then(|v| u64::try_from(v).ok()) {
             Some(v) => {
@@ -57,12 +85,16 @@ impl Limits {
     /// (name, value) for CONFIG GET.
     pub fn settings(&self) -> Vec<(&'static str, String)> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let geti = |a: &AtomicI64| a.load(Ordering::Relaxed).to_string();
         vec![
             ("hash-max-listpack-entries", get(&self.hash_entries)),
             ("hash-max-ziplist-entries", get(&self.hash_entries)),
             ("hash-max-listpack-value", get(&self.hash_value)),
             ("hash-max-ziplist-value", get(&self.hash_value)),
             ("set-max-intset-entries", get(&self.set_intset_entries)),
+            ("list-max-listpack-size", geti(&self.list_size)),
+            ("list-max-ziplist-size", geti(&self.list_size)),
+            ("list-compress-depth", geti(&self.list_compress_depth)),
         ]
     }
 }
@@ -94,5 +126,6 @@ pub fn encoding(node: &Node, key: &[u8], m: &CollMeta) -> Result<&'static str, S
             Some(all) if all.iter().all(|(f, _)| parse_int(f).is_some()) => "intset",
             _ => "hashtable",
         },
+        CollType::List => "quicklist",
     })
 }

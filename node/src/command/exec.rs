@@ -85,6 +85,7 @@ pub fn encode_data_into(out: &mut Vec<u8>, r: DataReply) {
     match r {
         DataReply::Ok => reply::simple(out, "OK"),
         DataReply::Nil => reply::nil(out),
+        DataReply::NullArray => out.extend_from_slice(b"*-1\r\n"),
         DataReply::Bulk(b) => reply::bulk(out, &b),
         DataReply::Int(n) => reply::int(out, n),
         DataReply::Err(e) => reply::error(out, &e),
@@ -513,6 +514,7 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
             }
             ReadCmd::Hash(h) => super::hash::read(node, h, out)?,
             ReadCmd::Set(s) => super::set::read(node, s, out)?,
+            ReadCmd::List(l) => super::list::read(node, l, out)?,
             ReadCmd::Exists(ks) => {
                 let mut n = 0;
                 for k in ks {

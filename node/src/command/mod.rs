@@ -1,5 +1,6 @@
 //! Command dispatch for the data port.
 
+pub mod blocking;
 pub mod clients;
 pub mod encoding;
 pub mod exec;
@@ -8,6 +9,7 @@ pub mod hash;
 mod info;
 mod keyspace;
 mod lcs;
+pub mod list;
 pub mod parse;
 pub mod set;
 mod strings;
@@ -163,6 +165,20 @@ async fn handle_in(
         Err(msg) => {
             flush(node, pending, out).await;
             error(out, &msg);
+            Flow::Continue
+        }
+        Ok(Some(keyed)) if blocking::is_blocking(name) => {
+            flush(node, pending, out).await;
+            let timeout = blocking::timeout_at(name, args.len())
+                .and_then(|i| args.get(i))
+                .map(|t| blocking::parse_timeout(t));
+            match timeout {
+                Some(Ok(timeout)) => {
+                    out.extend_from_slice(&blocking::run(node, name, args, keyed, timeout).await)
+                }
+                Some(Err(msg)) => error(out, &msg),
+                None => error(out, "ERR syntax error"),
+            }
             Flow::Continue
         }
         Ok(Some(keyed)) => {

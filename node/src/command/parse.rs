@@ -41,6 +41,7 @@ pub enum ReadCmd {
     MemoryUsage(Vec<u8>),
     Hash(super::hash::HashRead),
     Set(super::set::SetRead),
+    List(super::list::ListRead),
 }
 
 /// OBJECT's keyed subcommands.
@@ -70,6 +71,7 @@ impl ReadCmd {
             ReadCmd::Lcs { a, b, .. } => vec![a, b],
             ReadCmd::Hash(h) => vec![h.key()],
             ReadCmd::Set(s) => s.keys(),
+            ReadCmd::List(l) => vec![l.key()],
         }
     }
 }
@@ -103,6 +105,11 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
     }
     if name.starts_with('s')
         && let Some(k) = super::set::parse(name, args)?
+    {
+        return Ok(Some(k));
+    }
+    if matches!(name.as_bytes().first(), Some(b'l' | b'r' | b'b'))
+        && let Some(k) = super::list::parse(name, args)?
     {
         return Ok(Some(k));
     }

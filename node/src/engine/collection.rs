@@ -24,6 +24,7 @@ pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong
 pub enum CollType {
     Hash = 1,
     Set = 2,
+    List = 3,
 }
 
 impl CollType {
@@ -31,6 +32,7 @@ impl CollType {
         match b {
             1 => Some(CollType::Hash),
             2 => Some(CollType::Set),
+            3 => Some(CollType::List),
             _ => None,
         }
     }
@@ -40,6 +42,7 @@ impl CollType {
         match self {
             CollType::Hash => "hash",
             CollType::Set => "set",
+            CollType::List => "list",
         }
     }
 }

@@ -10,10 +10,13 @@ mod decimal;
 mod elements;
 pub mod hash;
 pub mod ingest;
+pub mod list;
+mod list_reads;
 pub(crate) mod maintenance;
 mod open;
 pub mod ops;
 pub mod presence;
+pub mod ready;
 pub mod set;
 mod small;
 pub mod strings;
@@ -151,6 +154,8 @@ pub struct Engine {
     /// Added to the system clock for every expiry decision: always 0 in a node; tests set it
     /// to play a member whose clock is off.
     pub(crate) clock_skew_ms: std::sync::atomic::AtomicI64,
+    /// Wakes blocked clients once a collection key they wait on is written here.
+    pub ready: Arc<ready::KeyReady>,
 }
 
 impl Engine {

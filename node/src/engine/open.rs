@@ -175,6 +175,7 @@ pub fn open(
         dir: dir.to_path_buf(),
         config,
         clock_skew_ms: Default::default(),
+        ready: Default::default(),
     });
     writer::spawn(engine.clone(), routing, head).map_err(|source| EngineError::Io {
         path: dir.display().to_string(),

@@ -8,6 +8,7 @@ use crate::routing::{Installed, Route};
 
 use super::SnapshotSession;
 use super::hash::HashCmd;
+use super::list::ListCmd;
 use super::set::SetCmd;
 use super::strings::StrCmd;
 
@@ -101,6 +102,8 @@ pub enum DataCmd {
     Hash(HashCmd),
     /// A set write (see `set`).
     Sets(SetCmd),
+    /// A list write (see `list`).
+    List(ListCmd),
 }
 
 impl DataCmd {
@@ -114,6 +117,7 @@ impl DataCmd {
             DataCmd::Str(c) => f(c.key()),
             DataCmd::Hash(c) => f(c.key()),
             DataCmd::Sets(c) => c.all_keys(f),
+            DataCmd::List(c) => c.all_keys(f),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => f(src) && f(dst),
             DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.iter().all(|(k, _)| f(k)),
@@ -130,6 +134,7 @@ impl DataCmd {
             DataCmd::Str(c) => vec![c.key()],
             DataCmd::Hash(c) => vec![c.key()],
             DataCmd::Sets(c) => c.keys(),
+            DataCmd::List(c) => c.keys(),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => vec![src, dst],
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => {
@@ -143,6 +148,8 @@ impl DataCmd {
 pub enum DataReply {
     Ok,
     Nil,
+    /// The RESP2 null array (`*-1`; `_` in RESP3).
+    NullArray,
     Bulk(Vec<u8>),
     Int(i64),
     Err(String),

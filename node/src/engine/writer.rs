@@ -31,6 +31,7 @@ use crate::routing::{Fence, Route, Routing};
 use ringshift_ring::HashRange;
 
 mod collections;
+mod lists;
 mod sets;
 mod subkeys;
 
@@ -481,6 +482,14 @@ fn finish(e: &Engine, c: Committed) {
     for (skey, value) in c.overlay.iter() {
         e.cache.put(skey, value.as_ref());
     }
+    // Blocked clients retry once what they wait for is readable.
+    if e.ready.watched() {
+        for (skey, value) in c.overlay.iter() {
+            if value.as_ref().is_some_and(|s| s.typed) {
+                e.ready.signal(skey);
+            }
+        }
+    }
     for (bucket, delta) in &c.counts {
         e.counts.add(*bucket, *delta);
     }
@@ -920,9 +929,11 @@ impl Writer {
         let several = match &cmd {
             DataCmd::Del { keys } => keys.len() > 1,
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.len() > 1,
-            DataCmd::Rename { .. } | DataCmd::Copy { .. } | DataCmd::Hash(_) | DataCmd::Sets(_) => {
-                true
-            }
+            DataCmd::Rename { .. }
+            | DataCmd::Copy { .. }
+            | DataCmd::Hash(_)
+            | DataCmd::Sets(_)
+            | DataCmd::List(_) => true,
             _ => false,
         };
         Ok(Outcome::Data(
@@ -1377,6 +1388,7 @@ impl Writer {
             }
             DataCmd::Hash(c) => self.hash_cmd(c, b)?,
             DataCmd::Sets(c) => self.set_cmd(c, b)?,
+            DataCmd::List(c) => self.list_cmd(c, b)?,
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);
