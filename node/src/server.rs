@@ -88,7 +88,8 @@ async fn serve_connection(
                     let flow = if command::blocking::may_block(&args) {
                         // A blocking command may wait long: keep reading, so a client that
                         // goes away (or is killed) ends the wait instead of leaving it behind.
-                        let handled = command::handle(node, &mut conn, args, &mut pending, &mut out);
+                        let handled =
+                            command::handle(node, &mut conn, args, &mut pending, &mut out);
                         tokio::pin!(handled);
                         let mut eof = false;
                         loop {

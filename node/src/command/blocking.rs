@@ -127,9 +127,7 @@ pub async fn run(
 /// True when every key is owned here and none exists (an attempt could serve nothing).
 fn locally_absent(node: &Node, keys: &[&[u8]]) -> bool {
     exec::route_keys(node, keys) == crate::routing::Route::Local
-        && keys
-            .iter()
-            .all(|k| matches!(node.engine.get(k), Ok(None)))
+        && keys.iter().all(|k| matches!(node.engine.get(k), Ok(None)))
 }
 
 #[cfg(test)]
@@ -140,15 +138,9 @@ mod tests {
     fn timeouts_follow_redis_7_0() {
         assert_eq!(parse_timeout(b"0"), Ok(None));
         assert_eq!(parse_timeout(b"0.0"), Ok(None));
-        assert_eq!(
-            parse_timeout(b"0.0011"),
-            Ok(Some(Duration::from_millis(2)))
-        );
+        assert_eq!(parse_timeout(b"0.0011"), Ok(Some(Duration::from_millis(2))));
         assert_eq!(parse_timeout(b"1.5"), Ok(Some(Duration::from_millis(1500))));
-        assert_eq!(
-            parse_timeout(b"-1").unwrap_err(),
-            "ERR timeout is negative"
-        );
+        assert_eq!(parse_timeout(b"-1").unwrap_err(), "ERR timeout is negative");
         assert_eq!(
             parse_timeout(b"1e20").unwrap_err(),
             "ERR timeout is negative"

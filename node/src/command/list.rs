@@ -14,8 +14,15 @@ use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListRead {
-    Range { key: Vec<u8>, start: i64, stop: i64 },
-    Index { key: Vec<u8>, index: i64 },
+    Range {
+        key: Vec<u8>,
+        start: i64,
+        stop: i64,
+    },
+    Index {
+        key: Vec<u8>,
+        index: i64,
+    },
     Len(Vec<u8>),
     Pos {
         key: Vec<u8>,
@@ -220,10 +227,12 @@ fn lpos_opts(opts: &[Vec<u8>]) -> Result<LposOpts, String> {
             b"rank" => {
                 o.rank = int(v)?;
                 if o.rank == 0 {
-                    return Err("ERR RANK can't be zero: use 1 to start from the first match, 2 \
+                    return Err(
+                        "ERR RANK can't be zero: use 1 to start from the first match, 2 \
                                 from the second ... or use negative to start from the end of the \
                                 list"
-                        .into());
+                            .into(),
+                    );
                 }
             }
             b"count" => o.count = Some(at_least(v, 0, "COUNT can't be negative")? as u64),
@@ -358,10 +367,7 @@ mod tests {
 
     #[test]
     fn blocking_forms_check_their_timeout() {
-        assert_eq!(
-            parsed("BLPOP k -1").unwrap_err(),
-            "ERR timeout is negative"
-        );
+        assert_eq!(parsed("BLPOP k -1").unwrap_err(), "ERR timeout is negative");
         assert_eq!(
             parsed("BLPOP k abc").unwrap_err(),
             "ERR timeout is not a float or out of range"
@@ -381,7 +387,11 @@ mod tests {
             Ok(other) => panic!("{other:?}"),
             Err(e) => Err(e),
         };
-        assert!(opts("LPOS k a RANK 0").unwrap_err().starts_with("ERR RANK can't be zero"));
+        assert!(
+            opts("LPOS k a RANK 0")
+                .unwrap_err()
+                .starts_with("ERR RANK can't be zero")
+        );
         assert_eq!(
             opts("LPOS k a COUNT -1").unwrap_err(),
             "ERR COUNT can't be negative"

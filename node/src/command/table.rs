@@ -128,8 +128,18 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("rpoplpush", 3, W, (1, 2, 1)),
     spec("blpop", -3, &["write", "noscript", "blocking"], (1, -2, 1)),
     spec("brpop", -3, &["write", "noscript", "blocking"], (1, -2, 1)),
-    spec("blmove", 6, &["write", "denyoom", "noscript", "blocking"], (1, 2, 1)),
-    spec("brpoplpush", 4, &["write", "denyoom", "noscript", "blocking"], (1, 2, 1)),
+    spec(
+        "blmove",
+        6,
+        &["write", "denyoom", "noscript", "blocking"],
+        (1, 2, 1),
+    ),
+    spec(
+        "brpoplpush",
+        4,
+        &["write", "denyoom", "noscript", "blocking"],
+        (1, 2, 1),
+    ),
     spec(
         "blmpop",
         -5,

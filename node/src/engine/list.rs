@@ -227,11 +227,14 @@ pub fn span(len: u64, start: i64, stop: i64) -> std::ops::Range<u64> {
     start as u64..(stop + 1) as u64
 }
 
+/// A list's element record changes: (storage index, new value or None = removed).
+pub type Changes = Vec<(u64, Option<Vec<u8>>)>;
+
 /// Where a list's elements go when a command rewrites its middle: the new head and the element
 /// records that change (storage index, new value or None = removed). The new contents are laid
 /// out either from the old head or up to the old tail, whichever rewrites fewer records, so an
 /// edit near one end moves only the elements between it and that end.
-pub fn relayout(head: u64, old: &[Vec<u8>], new: &[Vec<u8>]) -> (u64, Vec<(u64, Option<Vec<u8>>)>) {
+pub fn relayout(head: u64, old: &[Vec<u8>], new: &[Vec<u8>]) -> (u64, Changes) {
     let tail = head + old.len() as u64;
     let left = changes(head, old, head, new);
     let right_head = tail - new.len() as u64;
@@ -243,18 +246,11 @@ pub fn relayout(head: u64, old: &[Vec<u8>], new: &[Vec<u8>]) -> (u64, Vec<(u64, 
     }
 }
 
-fn changes(
-    head: u64,
-    old: &[Vec<u8>],
-    new_head: u64,
-    new: &[Vec<u8>],
-) -> Vec<(u64, Option<Vec<u8>>)> {
+fn changes(head: u64, old: &[Vec<u8>], new_head: u64, new: &[Vec<u8>]) -> Changes {
     let lo = head.min(new_head);
     let hi = (head + old.len() as u64).max(new_head + new.len() as u64);
     let at = |base: u64, v: &[Vec<u8>], i: u64| -> Option<Vec<u8>> {
-        i.checked_sub(base)
-            .and_then(|p| v.get(p as usize))
-            .cloned()
+        i.checked_sub(base).and_then(|p| v.get(p as usize)).cloned()
     };
     (lo..hi)
         .filter_map(|i| {
@@ -272,7 +268,10 @@ pub fn rem_positions(elements: &[Vec<u8>], count: i64, value: &[u8]) -> Vec<usiz
     } else {
         usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX)
     };
-    let matches = elements.iter().enumerate().filter(|(_, e)| e.as_slice() == value);
+    let matches = elements
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.as_slice() == value);
     let mut out: Vec<usize> = if count < 0 {
         matches.rev().take(limit).map(|(i, _)| i).collect()
     } else {
@@ -284,7 +283,12 @@ pub fn rem_positions(elements: &[Vec<u8>], count: i64, value: &[u8]) -> Vec<usiz
 
 /// LINSERT: the list with `value` inserted before or after the first `pivot`; None if the
 /// pivot is absent.
-pub fn insert(elements: &[Vec<u8>], before: bool, pivot: &[u8], value: &[u8]) -> Option<Vec<Vec<u8>>> {
+pub fn insert(
+    elements: &[Vec<u8>],
+    before: bool,
+    pivot: &[u8],
+    value: &[u8],
+) -> Option<Vec<Vec<u8>>> {
     let at = elements.iter().position(|e| e.as_slice() == pivot)?;
     let at = if before { at } else { at + 1 };
     let mut out = Vec::with_capacity(elements.len() + 1);
@@ -483,7 +487,13 @@ mod tests {
         assert_eq!(run(LposOpts { rank: -1, ..o }), vec![7]);
         assert_eq!(run(LposOpts { rank: -3, ..o }), vec![2]);
         assert_eq!(run(LposOpts { rank: 4, ..o }), Vec::<u64>::new());
-        assert_eq!(run(LposOpts { count: Some(0), ..o }), vec![2, 6, 7]);
+        assert_eq!(
+            run(LposOpts {
+                count: Some(0),
+                ..o
+            }),
+            vec![2, 6, 7]
+        );
         assert_eq!(
             run(LposOpts {
                 count: Some(2),
@@ -505,7 +515,6 @@ mod tests {
                 count: Some(0),
                 maxlen: 1,
                 rank: -1,
-                ..o
             }),
             vec![7]
         );

@@ -5,12 +5,9 @@
 
 use super::{Batch, Writer};
 use crate::engine::collection;
-use crate::engine::list::{self, End, ListCmd, ListMeta, PopReply};
+use crate::engine::list::{self, Changes, End, ListCmd, ListMeta, PopReply};
 use crate::engine::ops::DataReply;
 use crate::keys::{self, Stored};
-
-/// A list's element changes: (storage index, new value or None = removed).
-type Changes = Vec<(u64, Option<Vec<u8>>)>;
 
 impl Writer {
     /// `key`'s list as of this batch: None absent, Err(WRONGTYPE) another type.
@@ -23,15 +20,30 @@ impl Writer {
         Ok(list::list_of(s.as_ref()))
     }
 
-    fn list_element(&self, key: &[u8], m: &ListMeta, index: u64, b: &Batch) -> Result<Vec<u8>, fjall::Error> {
+    fn list_element(
+        &self,
+        key: &[u8],
+        m: &ListMeta,
+        index: u64,
+        b: &Batch,
+    ) -> Result<Vec<u8>, fjall::Error> {
         let sk = collection::sub_key(key, m.coll.version, &list::field(index));
         Ok(self.sub_get(&sk, b)?.unwrap_or_default())
     }
 
     /// The whole list as of this batch, first to last.
-    fn list_elements(&self, key: &[u8], m: &ListMeta, b: &Batch) -> Result<Vec<Vec<u8>>, fjall::Error> {
+    fn list_elements(
+        &self,
+        key: &[u8],
+        m: &ListMeta,
+        b: &Batch,
+    ) -> Result<Vec<Vec<u8>>, fjall::Error> {
         let prefix = collection::elements_prefix(key, m.coll.version);
-        Ok(self.sub_scan(&prefix, b)?.into_iter().map(|(_, v)| v).collect())
+        Ok(self
+            .sub_scan(&prefix, b)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// Stores `m` (or deletes the key once it is empty) and then the element changes.
@@ -112,7 +124,11 @@ impl Writer {
         Ok((out, changes))
     }
 
-    pub(super) fn list_cmd(&mut self, cmd: ListCmd, b: &mut Batch) -> Result<DataReply, fjall::Error> {
+    pub(super) fn list_cmd(
+        &mut self,
+        cmd: ListCmd,
+        b: &mut Batch,
+    ) -> Result<DataReply, fjall::Error> {
         macro_rules! meta_or_wrongtype {
             ($key:expr) => {
                 match self.list_meta($key, b)? {
