@@ -86,13 +86,13 @@ const WORDS: &[&str] = &[
     "FLUSH",
 ];
 
-/// Commands left out: they end or change the connection (QUIT, HELLO, CLIENT KILL), or are
-/// the peer protocol.
+/// Commands left out: they end or change the connection (QUIT, HELLO, CLIENT KILL), are the
+/// peer protocol, or may wait forever (the blocking commands, with a timeout of 0).
 fn fuzzed(name: &str) -> bool {
     !matches!(
         name,
         "quit" | "hello" | "client" | "rsfwd" | "rsfwd2" | "auth"
-    )
+    ) && !ringshift_node::command::blocking::is_blocking(name)
 }
 
 fn read_reply(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {

@@ -273,6 +273,34 @@ async fn blocking_pops_wait_wake_and_time_out() {
         ),
         ("{m}dst".to_string(), vec!["1".to_string()])
     );
+    // CLIENT UNBLOCK ends a wait as a timeout (nil) or with Redis' UNBLOCKED error.
+    let mut w = a.redis();
+    let id: i64 = cmd(&mut w, &["CLIENT", "ID"]);
+    let waiter = std::thread::spawn(move || {
+        let first = redis::cmd("BLPOP").arg("u").arg("0").query::<Value>(&mut w);
+        let second = redis::cmd("BLPOP").arg("u").arg("0").query::<Value>(&mut w);
+        (
+            first.map_err(|e| e.to_string()),
+            second.map_err(|e| e.to_string()),
+        )
+    });
+    let id = id.to_string();
+    wait_blocked(&mut c, 1);
+    assert_eq!(cmd::<i64>(&mut c, &["CLIENT", "UNBLOCK", &id]), 1);
+    wait_blocked(&mut c, 1);
+    assert_eq!(cmd::<i64>(&mut c, &["CLIENT", "UNBLOCK", &id, "ERROR"]), 1);
+    let (first, second) = waiter.join().unwrap();
+    assert_eq!(first, Ok(Value::Nil));
+    assert!(
+        second
+            .unwrap_err()
+            .contains("client unblocked via CLIENT UNBLOCK")
+    );
+    assert_eq!(
+        cmd::<i64>(&mut c, &["CLIENT", "UNBLOCK", &id]),
+        0,
+        "not blocked now"
+    );
     // A client that goes away while blocked is no longer counted (its wait ended with it).
     let mut raw = std::net::TcpStream::connect(a.data_addr()).unwrap();
     use std::io::Write;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::node::Node;
 
+use super::clients::{ClientShared, Unblock};
 use super::exec;
 use super::parse::Keyed;
 
@@ -65,21 +66,27 @@ pub fn parse_timeout(raw: &[u8]) -> Result<Option<Duration>, String> {
     Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
 }
 
-/// Counts a connection in `blocked_clients` while it lives.
-struct Blocked<'a>(&'a Node);
+/// Counts a connection in `blocked_clients` (and marks it blocked for CLIENT UNBLOCK) while
+/// it lives.
+struct Blocked<'a>(&'a Node, &'a ClientShared);
 
 impl<'a> Blocked<'a> {
-    fn new(node: &'a Node) -> Blocked<'a> {
+    fn new(node: &'a Node, client: &'a ClientShared) -> Blocked<'a> {
         node.metrics.blocked_clients.inc();
-        Blocked(node)
+        client.set_blocked(true);
+        Blocked(node, client)
     }
 }
 
 impl Drop for Blocked<'_> {
     fn drop(&mut self) {
+        self.1.set_blocked(false);
         self.0.metrics.blocked_clients.dec();
     }
 }
+
+/// CLIENT UNBLOCK's ERROR reply (Redis' text).
+pub const UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
 
 /// Whether an attempt's answer means "nothing was applied, keep waiting": nothing to serve, or
 /// the range stayed fenced past the write-pause budget (a cutover; the next attempt goes to
@@ -92,6 +99,7 @@ fn keep_waiting(reply: &[u8]) -> bool {
 /// something or `timeout` passes. Dropping the future (the client went away) unregisters it.
 pub async fn run(
     node: &Arc<Node>,
+    client: &ClientShared,
     name: &str,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
@@ -119,8 +127,21 @@ pub async fn run(
             Some(d) => RETRY.min(d - now),
             None => RETRY,
         };
-        blocked.get_or_insert_with(|| Blocked::new(node));
-        let _ = tokio::time::timeout(wait, watch.notified()).await;
+        blocked.get_or_insert_with(|| Blocked::new(node, client));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = watch.notified() => {}
+            _ = client.unblock.notified() => match client.take_unblock() {
+                Some(Unblock::Timeout) => return NOTHING.to_vec(),
+                Some(Unblock::Error) => {
+                    let mut out = Vec::new();
+                    crate::resp::reply::error(&mut out, UNBLOCKED);
+                    return out;
+                }
+                // A wake-up left from an earlier wait.
+                None => {}
+            },
+        }
     }
 }
 

@@ -174,7 +174,8 @@ async fn handle_in(
                 .map(|t| blocking::parse_timeout(t));
             match timeout {
                 Some(Ok(timeout)) => {
-                    out.extend_from_slice(&blocking::run(node, name, args, keyed, timeout).await)
+                    let reply = blocking::run(node, &conn.client, name, args, keyed, timeout).await;
+                    out.extend_from_slice(&reply)
                 }
                 Some(Err(msg)) => error(out, &msg),
                 None => error(out, "ERR syntax error"),
