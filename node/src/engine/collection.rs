@@ -1,4 +1,4 @@
-//! Collections (hash, set, and later list and sorted set) on the LSM tree, in the manner of
+//! Collections (hash, set, list, and later sorted set) on the LSM tree, in the manner of
 //! Kvrocks: one metadata record per key in the data keyspace, at the key's storage key, and one
 //! record per element ("sub-key") in the `sub` keyspace.
 //!
