@@ -250,6 +250,41 @@ async fn blocking_pops_wait_wake_and_time_out() {
     let (got, _) = waiter.join().unwrap();
     assert_eq!(got, ("q".to_string(), "woken".to_string()));
     wait_blocked(&mut c, 0);
+    // First come, first served: the oldest waiter gets the first element; one that fails
+    // (WRONGTYPE destination) leaves the element to the next one.
+    cmd::<()>(&mut c, &["SET", "{f}str", "x"]);
+    let spawn_wait = |args: &'static [&'static str]| {
+        let addr = a.data_addr();
+        std::thread::spawn(move || {
+            let mut w = redis::Client::open(format!("redis://{addr}/"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let mut k = redis::cmd(args[0]);
+            for x in &args[1..] {
+                k.arg(*x);
+            }
+            k.query::<Value>(&mut w).map_err(|e| e.to_string())
+        })
+    };
+    let failing = spawn_wait(&["BRPOPLPUSH", "{f}q", "{f}str", "0"]);
+    wait_blocked(&mut c, 1);
+    let oldest = spawn_wait(&["BLPOP", "{f}q", "0"]);
+    wait_blocked(&mut c, 2);
+    let youngest = spawn_wait(&["BLPOP", "{f}q", "0"]);
+    wait_blocked(&mut c, 3);
+    cmd::<i64>(&mut c, &["RPUSH", "{f}q", "one"]);
+    assert!(failing.join().unwrap().unwrap_err().contains("WRONGTYPE"));
+    let pair = |v: &str| {
+        Ok(Value::Array(vec![
+            Value::BulkString(b"{f}q".to_vec()),
+            Value::BulkString(v.as_bytes().to_vec()),
+        ]))
+    };
+    assert_eq!(oldest.join().unwrap(), pair("one"));
+    cmd::<i64>(&mut c, &["RPUSH", "{f}q", "two"]);
+    assert_eq!(youngest.join().unwrap(), pair("two"));
+    wait_blocked(&mut c, 0);
     // BLMOVE moves, and waits like the others.
     cmd::<i64>(&mut c, &["RPUSH", "{m}src", "1"]);
     assert_eq!(
@@ -276,26 +311,26 @@ async fn blocking_pops_wait_wake_and_time_out() {
     // CLIENT UNBLOCK ends a wait as a timeout (nil) or with Redis' UNBLOCKED error.
     let mut w = a.redis();
     let id: i64 = cmd(&mut w, &["CLIENT", "ID"]);
+    let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
-        let first = redis::cmd("BLPOP").arg("u").arg("0").query::<Value>(&mut w);
-        let second = redis::cmd("BLPOP").arg("u").arg("0").query::<Value>(&mut w);
-        (
-            first.map_err(|e| e.to_string()),
-            second.map_err(|e| e.to_string()),
-        )
+        for _ in 0..2 {
+            let got = redis::cmd("BLPOP").arg("u").arg("0").query::<Value>(&mut w);
+            tx.send(got.map_err(|e| e.to_string())).unwrap();
+        }
     });
     let id = id.to_string();
     wait_blocked(&mut c, 1);
     assert_eq!(cmd::<i64>(&mut c, &["CLIENT", "UNBLOCK", &id]), 1);
+    assert_eq!(rx.recv().unwrap(), Ok(Value::Nil));
     wait_blocked(&mut c, 1);
     assert_eq!(cmd::<i64>(&mut c, &["CLIENT", "UNBLOCK", &id, "ERROR"]), 1);
-    let (first, second) = waiter.join().unwrap();
-    assert_eq!(first, Ok(Value::Nil));
     assert!(
-        second
+        rx.recv()
+            .unwrap()
             .unwrap_err()
             .contains("client unblocked via CLIENT UNBLOCK")
     );
+    waiter.join().unwrap();
     assert_eq!(
         cmd::<i64>(&mut c, &["CLIENT", "UNBLOCK", &id]),
         0,

@@ -112,9 +112,14 @@ pub async fn run(
     let watch = node.engine.ready.watch(&key_refs);
     let mut blocked = None;
     let mut first = true;
+    let mut woken = false;
     loop {
-        // A local key set that holds nothing yet needs no trip through the writer.
-        if first || !locally_absent(node, &key_refs) {
+        // A local key set that holds nothing yet needs no trip through the writer, and a
+        // periodic retry on local keys is left to the client whose turn it is (first come,
+        // first served: local writes wake the oldest waiter).
+        let local = exec::route_keys(node, &key_refs) == crate::routing::Route::Local;
+        let skip = local && (locally_absent(node, &key_refs) || !(woken || watch.is_first()));
+        if first || !skip {
             let reply = exec::execute(node, name, args.clone(), keyed.clone(), false, None).await;
             if !keep_waiting(&reply) {
                 return reply;
@@ -128,9 +133,10 @@ pub async fn run(
             None => RETRY,
         };
         blocked.get_or_insert_with(|| Blocked::new(node, client));
+        woken = false;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = watch.notified() => {}
+            _ = watch.notified() => woken = true,
             _ = client.unblock.notified() => match client.take_unblock() {
                 Some(Unblock::Timeout) => return NOTHING.to_vec(),
                 Some(Unblock::Error) => {
@@ -145,10 +151,9 @@ pub async fn run(
     }
 }
 
-/// True when every key is owned here and none exists (an attempt could serve nothing).
+/// True when none of the (local) keys exists: an attempt could serve nothing.
 fn locally_absent(node: &Node, keys: &[&[u8]]) -> bool {
-    exec::route_keys(node, keys) == crate::routing::Route::Local
-        && keys.iter().all(|k| matches!(node.engine.get(k), Ok(None)))
+    keys.iter().all(|k| matches!(node.engine.get(k), Ok(None)))
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! the writer's finishing step wakes the watch. A wake-up is a hint to retry, never a promise
 //! that something is there (another client may have taken it). When no client waits, the
 //! writer's check is one atomic load.
+//!
+//! Watches on a key are served first come, first served: a signal wakes the oldest watch of
+//! the key, and a watch that ends (served, timed out, or its client gone) passes the wake-up to
+//! the next one, which retries and finds whatever is left.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -50,15 +54,24 @@ impl KeyReady {
         }
     }
 
-    /// Wakes the watches waiting on storage key `skey`.
+    /// Wakes the oldest watch waiting on storage key `skey`.
     pub fn signal(&self, skey: &[u8]) {
         if let Ok(w) = self.waiters.lock()
-            && let Some(list) = w.get(skey)
+            && let Some((_, n)) = w.get(skey).and_then(|list| list.first())
         {
-            for (_, n) in list {
-                n.notify_one();
-            }
+            n.notify_one();
         }
+    }
+
+    /// Whether watch `id` is the oldest on any of `skeys`.
+    fn first_on_any(&self, id: u64, skeys: &[Vec<u8>]) -> bool {
+        self.waiters.lock().is_ok_and(|w| {
+            skeys.iter().any(|k| {
+                w.get(k)
+                    .and_then(|l| l.first())
+                    .is_some_and(|(i, _)| *i == id)
+            })
+        })
     }
 
     fn unwatch(&self, id: u64, skeys: &[Vec<u8>]) {
@@ -73,6 +86,10 @@ impl KeyReady {
             }
         }
         self.watches.fetch_sub(1, Ordering::AcqRel);
+        // The next watch of each key retries: whatever this one left is its turn.
+        for k in skeys {
+            self.signal(k);
+        }
     }
 }
 
@@ -88,6 +105,11 @@ impl Watch {
     /// Resolves after a signal on one of the keys (at once if one came since the last call).
     pub async fn notified(&self) {
         self.notify.notified().await;
+    }
+
+    /// Whether this watch is the oldest on one of its keys (its turn to be served there).
+    pub fn is_first(&self) -> bool {
+        self.ready.first_on_any(self.id, &self.skeys)
     }
 }
 
@@ -126,5 +148,31 @@ mod tests {
         drop(w);
         assert!(!r.watched());
         assert!(r.waiters.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_oldest_watch_is_woken_first_and_passes_the_turn_on() {
+        let r = Arc::new(KeyReady::default());
+        let first = r.watch(&[b"k"]);
+        let second = r.watch(&[b"k", b"other"]);
+        assert!(first.is_first());
+        assert!(second.is_first(), "oldest on its other key");
+        let third = r.watch(&[b"k"]);
+        assert!(!third.is_first());
+        r.signal(&keys::storage_key(b"k"));
+        let quick = Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(quick, second.notified())
+                .await
+                .is_err()
+        );
+        tokio::time::timeout(quick, first.notified())
+            .await
+            .expect("oldest woken");
+        drop(first);
+        tokio::time::timeout(quick, second.notified())
+            .await
+            .expect("turn passed on");
+        assert!(tokio::time::timeout(quick, third.notified()).await.is_err());
     }
 }
