@@ -95,7 +95,9 @@ async fn serve_connection(
                         loop {
                             tokio::select! {
                                 flow = &mut handled => break flow,
-                                n = stream.read(&mut chunk), if !eof => match n {
+                                // (Up to one more frame: what waits here is not parsed yet.)
+                                n = stream.read(&mut chunk),
+                                    if !eof && buf.len() - consumed <= max_frame + 1024 => match n {
                                     Ok(0) | Err(_) => eof = true,
                                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                                 },
