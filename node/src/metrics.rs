@@ -213,8 +213,8 @@ impl Metrics {
         );
         registry.register(
             "blocked_clients",
-            "Connections waiting in a blocking command; always 0: the node has no blocking \
-             commands yet",
+            "Connections waiting in a blocking command (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, \
+             BLMPOP)",
             m.blocked_clients.clone(),
         );
         let latency_by_index = crate::command::table::COMMANDS

@@ -109,9 +109,32 @@ async fn serve_connection(
             match parser.parse(&buf[consumed..], max_frame) {
                 Ok(Some((args, used))) => {
                     consumed += used;
-                    if let Flow::Close =
+                    let flow = if command::blocking::may_block(&args) {
+                        // A blocking command may wait long: keep reading, so a client that
+                        // goes away (or is killed) ends the wait instead of leaving it behind.
+                        let handled =
+                            command::handle(node, &mut conn, args, &mut pending, &mut out);
+                        tokio::pin!(handled);
+                        let mut eof = false;
+                        loop {
+                            tokio::select! {
+                                flow = &mut handled => break flow,
+                                // (Up to one more frame: what waits here is not parsed yet.)
+                                n = stream.read(&mut chunk),
+                                    if !eof && buf.len() - consumed <= max_frame + 1024 => match n {
+                                    Ok(0) | Err(_) => eof = true,
+                                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                                },
+                                _ = &mut killed => return Ok(()),
+                            }
+                            if eof {
+                                return Ok(());
+                            }
+                        }
+                    } else {
                         command::handle(node, &mut conn, args, &mut pending, &mut out).await
-                    {
+                    };
+                    if let Flow::Close = flow {
                         close = true;
                         break;
                     }

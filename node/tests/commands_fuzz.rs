@@ -87,8 +87,8 @@ const WORDS: &[&str] = &[
 ];
 
 /// Commands left out: they end or change the connection (QUIT, HELLO, CLIENT KILL, MULTI,
-/// RESET), answer several replies to one request ((P)(UN)SUBSCRIBE with several channels), or
-/// are the peer protocol.
+/// RESET), answer several replies to one request ((P)(UN)SUBSCRIBE with several channels), are
+/// the peer protocol, or may wait forever (the blocking commands, with a timeout of 0).
 fn fuzzed(name: &str) -> bool {
     !matches!(
         name,
@@ -107,7 +107,7 @@ fn fuzzed(name: &str) -> bool {
             | "psubscribe"
             | "unsubscribe"
             | "punsubscribe"
-    )
+    ) && !ringshift_node::command::blocking::is_blocking(name)
 }
 
 fn read_reply(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {

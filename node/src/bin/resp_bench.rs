@@ -5,7 +5,7 @@
 //!     cargo build --release -p ringshift-node
 //!     target/release/ringshift-node-bench [--requests N] [--pipelined-requests N] [--rounds R]
 //!         [--only ringshift|redis] [--baseline-bin path/to/older/ringshift-node]
-//!         [--tests set,get]   (redis-benchmark -t names, e.g. hset,sadd)
+//!         [--tests set,get]   (redis-benchmark -t names, e.g. hset,sadd,lpush,lpop,lrange_100)
 //!         [--serve-secs S]   (start the servers and keep them up for S seconds, for profiling;
 //!                             RINGSHIFT_BENCH_NODE_STDERR=1 passes the nodes' stderr through)
 //!
@@ -88,7 +88,9 @@ fn bench(ip: &str, test: &str, p: u64, n: u64) -> Result<f64, String> {
         .output()
         .map_err(|e| format!("redis-benchmark: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    for line in text.lines() {
+    // The last result: a test that needs data first (lrange_100 fills a list with LPUSH)
+    // reports that step on an earlier line.
+    for line in text.lines().rev() {
         let cols: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
         if let [_, value, ..] = cols.as_slice()
             && let Ok(v) = value.parse::<f64>()

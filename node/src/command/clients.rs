@@ -26,6 +26,20 @@ pub struct ClientShared {
     killed: AtomicBool,
     /// Woken by CLIENT KILL; the connection closes.
     pub kill: Notify,
+    /// Set while the connection waits in a blocking command.
+    blocked: AtomicBool,
+    /// CLIENT UNBLOCK's request (`Unblock` as u8; 0: none) and its wake-up.
+    unblock_as: AtomicU8,
+    pub unblock: Notify,
+}
+
+/// How CLIENT UNBLOCK ends a blocking command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unblock {
+    /// As if its timeout had passed.
+    Timeout = 1,
+    /// With the UNBLOCKED error.
+    Error = 2,
 }
 
 impl ClientShared {
@@ -51,6 +65,32 @@ impl ClientShared {
     /// Records a command (CLIENT LIST's cmd field).
     pub fn command(&self, cmd_index: usize) {
         self.last_cmd.store(cmd_index + 1, Ordering::Relaxed);
+    }
+
+    /// Marks the connection as waiting in a blocking command (or no longer); clears any
+    /// unblock request left from an earlier wait.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.unblock_as.store(0, Ordering::Relaxed);
+        self.blocked.store(blocked, Ordering::Release);
+    }
+
+    /// The pending CLIENT UNBLOCK request, taken.
+    pub fn take_unblock(&self) -> Option<Unblock> {
+        match self.unblock_as.swap(0, Ordering::AcqRel) {
+            1 => Some(Unblock::Timeout),
+            2 => Some(Unblock::Error),
+            _ => None,
+        }
+    }
+
+    /// CLIENT UNBLOCK: false if the connection is not blocked.
+    fn request_unblock(&self, how: Unblock) -> bool {
+        if !self.blocked.load(Ordering::Acquire) {
+            return false;
+        }
+        self.unblock_as.store(how as u8, Ordering::Release);
+        self.unblock.notify_one();
+        true
     }
 
     pub fn killed(&self) -> bool {
@@ -108,6 +148,9 @@ impl Clients {
             no_evict: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblock_as: AtomicU8::new(0),
+            unblock: Notify::new(),
         });
         if let Ok(mut m) = self.map.lock() {
             m.insert(id, c.clone());
@@ -137,7 +180,7 @@ impl Clients {
 /// given).
 fn subcommand_error(out: &mut Vec<u8>, sub: &str, given: &[u8]) {
     const KNOWN: &[&str] = &[
-        "setname", "getname", "id", "setinfo", "info", "list", "no-evict", "kill",
+        "setname", "getname", "id", "setinfo", "info", "list", "no-evict", "kill", "unblock",
     ];
     if KNOWN.contains(&sub) {
         reply::error(
@@ -200,9 +243,34 @@ pub fn client(
             _ => reply::error(out, "ERR syntax error"),
         },
         "kill" if args.len() >= 3 => return kill(clients, me, &args[2..], out),
+        "unblock" if args.len() == 3 || args.len() == 4 => unblock(clients, &args[2..], out),
         _ => subcommand_error(out, &sub, &args[1]),
     }
     After::Continue
+}
+
+/// CLIENT UNBLOCK <id> [TIMEOUT|ERROR]: 1 if that client was blocked (and is now released),
+/// else 0.
+fn unblock(clients: &Clients, opts: &[Vec<u8>], out: &mut Vec<u8>) {
+    let Some(id) = crate::engine::writer_parse_int(&opts[0]) else {
+        reply::error(out, super::parse::NOT_INT);
+        return;
+    };
+    let how = match opts.get(1).map(|o| lower(o)).as_deref() {
+        None | Some("timeout") => Unblock::Timeout,
+        Some("error") => Unblock::Error,
+        Some(_) => {
+            reply::error(out, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+            return;
+        }
+    };
+    let target = clients
+        .map
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&(id as u64)).cloned());
+    let done = target.is_some_and(|c| c.request_unblock(how));
+    reply::int(out, i64::from(done));
 }
 
 fn list(clients: &Clients, opts: &[Vec<u8>], now_ms: u64, out: &mut Vec<u8>) {

@@ -4,11 +4,13 @@
 //! values up to `hash-max-listpack-value` bytes, else hashtable; set: intset up to
 //! `set-max-intset-entries` integer members, else hashtable; sorted set: listpack up to
 //! `zset-max-listpack-entries` members of at most `zset-max-listpack-value` bytes, else
-//! skiplist). CONFIG SET may change them.
+//! skiplist; list: always quicklist, as in Redis 7.0, whose `list-max-listpack-size` and
+//! `list-compress-depth` only shape the nodes of its quicklist: they are kept for CONFIG GET and
+//! change nothing here). CONFIG SET may change them.
 
 use crate::engine::KvPair;
 use crate::engine::view::KeyView;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::engine::collection::{CollMeta, CollType};
 use crate::engine::writer_parse_int as parse_int;
@@ -20,6 +22,10 @@ pub struct Limits {
     set_intset_entries: AtomicU64,
     zset_entries: AtomicU64,
     zset_value: AtomicU64,
+    /// list-max-listpack-size (negative: a node size class, as in Redis) and
+    /// list-compress-depth.
+    list_size: AtomicI64,
+    list_compress_depth: AtomicI64,
 }
 
 impl Default for Limits {
@@ -30,6 +36,8 @@ impl Default for Limits {
             set_intset_entries: AtomicU64::new(512),
             zset_entries: AtomicU64::new(128),
             zset_value: AtomicU64::new(64),
+            list_size: AtomicI64::new(-2),
+            list_compress_depth: AtomicI64::new(0),
         }
     }
 }
@@ -46,13 +54,32 @@ impl Limits {
         })
     }
 
+    fn list_slot(&self, name: &str) -> Option<&AtomicI64> {
+        Some(match name {
+            "list-max-listpack-size" | "list-max-ziplist-size" => &self.list_size,
+            "list-compress-depth" => &self.list_compress_depth,
+            _ => return None,
+        })
+    }
+
     pub fn knows(&self, name: &str) -> bool {
-        self.slot(name).is_some()
+        self.slot(name).is_some() || self.list_slot(name).is_some()
     }
 
     /// CONFIG SET of one parameter: None if it is not one of these, else whether the value
     /// was accepted.
     pub fn set(&self, name: &str, value: &[u8]) -> Option<bool> {
+        if let Some(slot) = self.list_slot(name) {
+            // Redis' ranges: a size class from -5 up, a depth from 0 up.
+            let min = if name == "list-compress-depth" { 0 } else { -5 };
+            return Some(match parse_int(value).filter(|v| *v >= min) {
+                Some(v) => {
+                    slot.store(v, Ordering::Relaxed);
+                    true
+                }
+                None => false,
+            });
+        }
         let slot = self.slot(name)?;
         match parse_int(value).and_then(|v| u64::try_from(v).ok()) {
             Some(v) => {
@@ -66,6 +93,7 @@ impl Limits {
     /// (name, value) for CONFIG GET.
     pub fn settings(&self) -> Vec<(&'static str, String)> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let geti = |a: &AtomicI64| a.load(Ordering::Relaxed).to_string();
         vec![
             ("hash-max-listpack-entries", get(&self.hash_entries)),
             ("hash-max-ziplist-entries", get(&self.hash_entries)),
@@ -76,6 +104,9 @@ impl Limits {
             ("zset-max-ziplist-entries", get(&self.zset_entries)),
             ("zset-max-listpack-value", get(&self.zset_value)),
             ("zset-max-ziplist-value", get(&self.zset_value)),
+            ("list-max-listpack-size", geti(&self.list_size)),
+            ("list-max-ziplist-size", geti(&self.list_size)),
+            ("list-compress-depth", geti(&self.list_compress_depth)),
         ]
     }
 }
@@ -118,5 +149,6 @@ pub fn encoding(
                 _ => "skiplist",
             }
         }
+        CollType::List => "quicklist",
     })
 }

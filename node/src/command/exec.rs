@@ -86,7 +86,7 @@ pub fn encode_data_into(out: &mut Vec<u8>, r: DataReply) {
     match r {
         DataReply::Ok => reply::simple(out, "OK"),
         DataReply::Nil => reply::nil(out),
-        DataReply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        DataReply::NullArray => out.extend_from_slice(b"*-1\r\n"),
         DataReply::Bulk(b) => reply::bulk(out, &b),
         DataReply::Int(n) => reply::int(out, n),
         DataReply::Err(e) => reply::error(out, &e),
@@ -490,6 +490,10 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
 
 /// Answers a read from `view` (committed data, or a transaction's view in the writer),
 /// appending the reply to `out`.
+/// The answer to a sorted-set or list read queued in MULTI.
+const READ_IN_MULTI: &str =
+    "ERR sorted-set and list reads inside MULTI are not supported yet (their writes are)";
+
 pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec<u8>) {
     let start = out.len();
     use crate::engine::collection::{self, CollMeta};
@@ -520,14 +524,16 @@ pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec
             }
             ReadCmd::Hash(h) => super::hash::read(view, h, out)?,
             ReadCmd::Set(s) => super::set::read(view, s, out)?,
-            // Sorted-set reads scan the score index of committed data; inside a transaction
-            // they would miss its own earlier writes, so they are refused there.
+            // Sorted-set and list reads scan committed data only (the score index, the list's
+            // index range); inside a transaction they would miss its own earlier writes, so
+            // they are refused there.
             ReadCmd::ZSet(z) => match view.committed() {
                 Some(_) => super::zset::read(node, z, out)?,
-                None => reply::error(
-                    out,
-                    "ERR sorted-set reads inside MULTI are not supported (writes are)",
-                ),
+                None => reply::error(out, READ_IN_MULTI),
+            },
+            ReadCmd::List(l) => match view.committed() {
+                Some(_) => super::list::read(node, l, out)?,
+                None => reply::error(out, READ_IN_MULTI),
             },
             ReadCmd::Exists(ks) => {
                 let mut n = 0;

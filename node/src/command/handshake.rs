@@ -145,9 +145,11 @@ pub fn config(node: &Node, conn: &ConnState, args: &[Vec<u8>], out: &mut Vec<u8>
         }
         "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             // Only the encoding thresholds OBJECT ENCODING reports by can be set; all or none.
+            // `save ""` (no RDB snapshots) is what the node is already, so it is accepted as is.
             let pairs: Vec<(String, &[u8])> = args[2..]
                 .chunks_exact(2)
                 .map(|p| (lower(&p[0]), p[1].as_slice()))
+                .filter(|(n, v)| !(n == "save" && v.is_empty()))
                 .collect();
             if let Some((name, _)) = pairs.iter().find(|(n, _)| !node.encodings.knows(n)) {
                 reply::error(

@@ -173,6 +173,10 @@ fn info(node: &Node, _conn: &ConnState) -> String {
     // What client libraries read at startup (BullMQ and Sidekiq check the eviction policy).
     s.push_str("\r\n# Clients\r\n");
     s.push_str(&format!("connected_clients:{}\r\n", node.clients.count()));
+    s.push_str(&format!(
+        "blocked_clients:{}\r\n",
+        node.metrics.blocked_clients.get()
+    ));
     s.push_str("\r\n# Memory\r\n");
     s.push_str("maxmemory:0\r\n");
     s.push_str("maxmemory_policy:noeviction\r\n");

@@ -1,5 +1,6 @@
 //! Command dispatch for the data port.
 
+pub mod blocking;
 pub mod clients;
 pub mod encoding;
 pub mod exec;
@@ -8,6 +9,7 @@ pub mod hash;
 mod info;
 mod keyspace;
 mod lcs;
+pub mod list;
 pub mod multi;
 pub mod parse;
 pub mod pubsub;
@@ -201,6 +203,21 @@ async fn handle_in(
         Err(msg) => {
             flush(node, pending, out).await;
             error(out, &msg);
+            Flow::Continue
+        }
+        Ok(Some(keyed)) if blocking::is_blocking(name) => {
+            flush(node, pending, out).await;
+            let timeout = blocking::timeout_at(name, args.len())
+                .and_then(|i| args.get(i))
+                .map(|t| blocking::parse_timeout(t));
+            match timeout {
+                Some(Ok(timeout)) => {
+                    let reply = blocking::run(node, &conn.client, name, args, keyed, timeout).await;
+                    out.extend_from_slice(&reply)
+                }
+                Some(Err(msg)) => error(out, &msg),
+                None => error(out, "ERR syntax error"),
+            }
             Flow::Continue
         }
         Ok(Some(keyed)) => {

@@ -42,6 +42,7 @@ pub enum ReadCmd {
     Hash(super::hash::HashRead),
     Set(super::set::SetRead),
     ZSet(super::zset::ZsetRead),
+    List(super::list::ListRead),
 }
 
 /// OBJECT's keyed subcommands.
@@ -72,6 +73,7 @@ impl ReadCmd {
             ReadCmd::Hash(h) => vec![h.key()],
             ReadCmd::Set(s) => s.keys(),
             ReadCmd::ZSet(z) => z.keys(),
+            ReadCmd::List(l) => vec![l.key()],
         }
     }
 }
@@ -110,6 +112,11 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
     }
     if name.starts_with('z')
         && let Some(k) = super::zset::parse(name, args)?
+    {
+        return Ok(Some(k));
+    }
+    if matches!(name.as_bytes().first(), Some(b'l' | b'r' | b'b'))
+        && let Some(k) = super::list::parse(name, args)?
     {
         return Ok(Some(k));
     }

@@ -692,7 +692,7 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
                 reply::error(out, "ERR value is out of range");
                 return Ok(());
             }
-            let got = random_elements(node, key, &m, count.unwrap_or(1))?;
+            let got = random_elements(&*node.engine, key, &m, count.unwrap_or(1))?;
             let got: Vec<(Vec<u8>, f64)> = got
                 .into_iter()
                 .map(|(f, v)| (f, zset::stored_score(&v)))
@@ -706,7 +706,7 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
             }
         }
         ZsetRead::Scan { scan, .. } => {
-            let (next, got) = scan_page(node, key, Some(&m), scan)?;
+            let (next, got) = scan_page(&*node.engine, key, Some(&m), scan)?;
             reply::array_len(out, 2);
             reply::bulk(out, next.to_string().as_bytes());
             reply::array_len(out, got.len() * 2);

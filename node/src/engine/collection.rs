@@ -1,4 +1,4 @@
-//! Collections (hash, set, and later list and sorted set) on the LSM tree, in the manner of
+//! Collections (hash, set, list, and later sorted set) on the LSM tree, in the manner of
 //! Kvrocks: one metadata record per key in the data keyspace, at the key's storage key, and one
 //! record per element ("sub-key") in the `sub` keyspace.
 //!
@@ -25,6 +25,7 @@ pub enum CollType {
     Hash = 1,
     Set = 2,
     ZSet = 4,
+    List = 3,
 }
 
 impl CollType {
@@ -33,6 +34,7 @@ impl CollType {
             1 => Some(CollType::Hash),
             2 => Some(CollType::Set),
             4 => Some(CollType::ZSet),
+            3 => Some(CollType::List),
             _ => None,
         }
     }
@@ -43,6 +45,7 @@ impl CollType {
             CollType::Hash => "hash",
             CollType::Set => "set",
             CollType::ZSet => "zset",
+            CollType::List => "list",
         }
     }
 }

@@ -10,10 +10,13 @@ mod decimal;
 mod elements;
 pub mod hash;
 pub mod ingest;
+pub mod list;
+mod list_reads;
 pub(crate) mod maintenance;
 mod open;
 pub mod ops;
 pub mod presence;
+pub mod ready;
 pub mod set;
 mod small;
 pub mod strings;
@@ -171,6 +174,8 @@ pub struct Engine {
     pub(crate) clock_skew_ms: std::sync::atomic::AtomicI64,
     /// Connections watching keys: while none does, the writer keeps no per-key stamps.
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
+    /// Wakes blocked clients once a collection key they wait on is written here.
+    pub ready: Arc<ready::KeyReady>,
 }
 
 impl Engine {

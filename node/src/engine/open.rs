@@ -176,6 +176,7 @@ pub fn open(
         config,
         clock_skew_ms: Default::default(),
         watchers: Default::default(),
+        ready: Default::default(),
     });
     writer::spawn(engine.clone(), routing, head).map_err(|source| EngineError::Io {
         path: dir.display().to_string(),

@@ -8,6 +8,7 @@ use crate::routing::{Installed, Route};
 
 use super::SnapshotSession;
 use super::hash::HashCmd;
+use super::list::ListCmd;
 use super::set::SetCmd;
 use super::strings::StrCmd;
 use super::zset::ZsetCmd;
@@ -104,6 +105,8 @@ pub enum DataCmd {
     Sets(SetCmd),
     /// A sorted-set write (see `zset`).
     ZSet(ZsetCmd),
+    /// A list write (see `list`).
+    List(ListCmd),
 }
 
 impl DataCmd {
@@ -118,6 +121,7 @@ impl DataCmd {
             DataCmd::Hash(c) => f(c.key()),
             DataCmd::Sets(c) => c.all_keys(f),
             DataCmd::ZSet(c) => c.all_keys(f),
+            DataCmd::List(c) => c.all_keys(f),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => f(src) && f(dst),
             DataCmd::Del { keys } => keys.iter().all(|k| f(k)),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => pairs.iter().all(|(k, _)| f(k)),
@@ -135,6 +139,7 @@ impl DataCmd {
             DataCmd::Hash(c) => vec![c.key()],
             DataCmd::Sets(c) => c.keys(),
             DataCmd::ZSet(c) => c.keys(),
+            DataCmd::List(c) => c.keys(),
             DataCmd::Rename { src, dst, .. } | DataCmd::Copy { src, dst, .. } => vec![src, dst],
             DataCmd::Del { keys } => keys.iter().map(Vec::as_slice).collect(),
             DataCmd::MSet { pairs } | DataCmd::MSetNx { pairs } => {
@@ -148,8 +153,8 @@ impl DataCmd {
 pub enum DataReply {
     Ok,
     Nil,
-    /// A null array (`*-1`: ZMPOP with nothing to pop).
-    NilArray,
+    /// The RESP2 null array (`*-1`; `_` in RESP3).
+    NullArray,
     Bulk(Vec<u8>),
     Int(i64),
     Err(String),

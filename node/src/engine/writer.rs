@@ -31,6 +31,7 @@ use crate::routing::{Fence, Route, Routing};
 use ringshift_ring::HashRange;
 
 mod collections;
+mod lists;
 mod sets;
 mod subkeys;
 mod tx;
@@ -535,6 +536,14 @@ fn finish(e: &Engine, c: Committed) {
     for (skey, value) in c.overlay.iter() {
         e.cache.put(skey, value.as_ref());
     }
+    // Blocked clients retry once what they wait for is readable.
+    if e.ready.watched() {
+        for (skey, value) in c.overlay.iter() {
+            if value.as_ref().is_some_and(|s| s.typed) {
+                e.ready.signal(skey);
+            }
+        }
+    }
     for (bucket, delta) in &c.counts {
         e.counts.add(*bucket, *delta);
     }
@@ -983,7 +992,8 @@ impl Writer {
             | DataCmd::Copy { .. }
             | DataCmd::Hash(_)
             | DataCmd::Sets(_)
-            | DataCmd::ZSet(_) => true,
+            | DataCmd::ZSet(_)
+            | DataCmd::List(_) => true,
             _ => false,
         };
         Ok(Outcome::Data(
@@ -1447,6 +1457,7 @@ impl Writer {
             DataCmd::Hash(c) => self.hash_cmd(c, b)?,
             DataCmd::Sets(c) => self.set_cmd(c, b)?,
             DataCmd::ZSet(c) => self.zset_cmd(c, b)?,
+            DataCmd::List(c) => self.list_cmd(c, b)?,
             DataCmd::MSet { pairs } => {
                 for (key, value) in pairs {
                     let skey = keys::storage_key(&key);

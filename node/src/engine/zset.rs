@@ -296,7 +296,7 @@ pub fn pop_reply(form: PopReply, popped: Option<(&[u8], &[Scored])>) -> DataRepl
     match (form, popped) {
         (PopReply::Flat, None) => DataReply::Array(Vec::new()),
         (PopReply::Flat, Some((_, got))) => DataReply::Array(pairs_reply(got)),
-        (PopReply::Multi | PopReply::Blocking, None) => DataReply::NilArray,
+        (PopReply::Multi | PopReply::Blocking, None) => DataReply::NullArray,
         (PopReply::Multi, Some((key, got))) => DataReply::Array(vec![
             DataReply::Bulk(key.to_vec()),
             DataReply::Array(
@@ -601,7 +601,7 @@ mod tests {
             ])
         );
         assert_eq!(pop_reply(PopReply::Flat, None), DataReply::Array(vec![]));
-        assert_eq!(pop_reply(PopReply::Multi, None), DataReply::NilArray);
+        assert_eq!(pop_reply(PopReply::Multi, None), DataReply::NullArray);
         let DataReply::Array(m) = pop_reply(PopReply::Multi, Some((b"k", &got))) else {
             panic!("ZMPOP answers an array")
         };

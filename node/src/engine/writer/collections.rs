@@ -127,7 +127,7 @@ impl Writer {
         let elements = self.sub_scan(&m.prefix(src), b)?;
         let src_prefix_len = m.prefix(src).len();
         m.version = self.new_version(dst, b)?;
-        self.write(d, Some(m.to_stored()), b)?;
+        self.write(d, Some(super::lists::restamp(value, m.version)), b)?;
         let dst_prefix = m.prefix(dst);
         for (k, v) in elements {
             let mut nk = dst_prefix.clone();

@@ -1,0 +1,203 @@
+//! Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP; any later B* command plugs in
+//! the same way). Each parses to its non-blocking attempt, a keyed command that answers the
+//! RESP2 null array when it has nothing to serve (what Redis answers on a timeout). The client's
+//! connection retries the attempt through the normal routing path until it serves something or
+//! the timeout passes, so a key whose range moves is served by its new owner (the attempt is
+//! forwarded there); it is woken early when a collection key it waits on is written here
+//! (`engine::ready`), and otherwise retries every `RETRY` for writes on other nodes. A
+//! forwarded blocking command is one attempt: only the client's own node waits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::node::Node;
+
+use super::clients::{ClientShared, Unblock};
+use super::exec;
+use super::parse::Keyed;
+
+/// What every attempt answers when it served nothing (and the reply on a timeout).
+pub const NOTHING: &[u8] = b"*-1\r\n";
+
+/// How often a blocked client retries without a local wake-up (writes on another node).
+pub const RETRY: Duration = Duration::from_millis(100);
+
+/// Whether `name` is a blocking command (its attempt follows the rule above).
+pub fn is_blocking(name: &str) -> bool {
+    timeout_at(name, 0).is_some()
+}
+
+/// Whether a request names a blocking command, without allocating.
+pub fn may_block(args: &[Vec<u8>]) -> bool {
+    args.first().is_some_and(|n| {
+        n.len() >= 5
+            && n.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'b'))
+            && ["blpop", "brpop", "blmove", "brpoplpush", "blmpop"]
+                .iter()
+                .any(|b| n.eq_ignore_ascii_case(b.as_bytes()))
+    })
+}
+
+/// Index of the timeout argument of blocking command `name` with `argc` arguments.
+pub fn timeout_at(name: &str, argc: usize) -> Option<usize> {
+    match name {
+        "blpop" | "brpop" => Some(argc.saturating_sub(1)),
+        "brpoplpush" => Some(3),
+        "blmove" => Some(5),
+        "blmpop" => Some(1),
+        _ => None,
+    }
+}
+
+/// A timeout in seconds (a float) with Redis 7.0's errors; None = wait forever (0).
+pub fn parse_timeout(raw: &[u8]) -> Result<Option<Duration>, String> {
+    let secs: f64 = std::str::from_utf8(raw)
+        .ok()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() == raw.len())
+        .and_then(|s| s.parse().ok())
+        .filter(|f: &f64| !f.is_nan())
+        .ok_or("ERR timeout is not a float or out of range")?;
+    let ms = (secs * 1000.0).ceil();
+    // (Redis 7.0 converts to a long long: a value past its range wraps to a negative one.)
+    if !(0.0..9.2e18).contains(&ms) {
+        return Err("ERR timeout is negative".into());
+    }
+    Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// Counts a connection in `blocked_clients` (and marks it blocked for CLIENT UNBLOCK) while
+/// it lives.
+struct Blocked<'a>(&'a Node, &'a ClientShared);
+
+impl<'a> Blocked<'a> {
+    fn new(node: &'a Node, client: &'a ClientShared) -> Blocked<'a> {
+        node.metrics.blocked_clients.inc();
+        client.set_blocked(true);
+        Blocked(node, client)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.1.set_blocked(false);
+        self.0.metrics.blocked_clients.dec();
+    }
+}
+
+/// CLIENT UNBLOCK's ERROR reply (Redis' text).
+pub const UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
+/// Whether an attempt's answer means "nothing was applied, keep waiting": nothing to serve, or
+/// the range stayed fenced past the write-pause budget (a cutover; the next attempt goes to
+/// whoever owns the key by then).
+fn keep_waiting(reply: &[u8]) -> bool {
+    reply == NOTHING || reply.starts_with(b"-TRYAGAIN ")
+}
+
+/// Runs blocking command `name` (its attempt already parsed as `keyed`) until it serves
+/// something or `timeout` passes. Dropping the future (the client went away) unregisters it.
+pub async fn run(
+    node: &Arc<Node>,
+    client: &ClientShared,
+    name: &str,
+    args: Vec<Vec<u8>>,
+    keyed: Keyed,
+    timeout: Option<Duration>,
+) -> Vec<u8> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
+    let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    // Registered before the first attempt, so no local write after it goes unnoticed.
+    let watch = node.engine.ready.watch(&key_refs);
+    let mut blocked = None;
+    let mut first = true;
+    let mut woken = false;
+    loop {
+        // A local key set that holds nothing yet needs no trip through the writer, and a
+        // periodic retry on local keys is left to the client whose turn it is (first come,
+        // first served: local writes wake the oldest waiter).
+        let local = exec::route_keys(node, &key_refs) == crate::routing::Route::Local;
+        let skip = local && (locally_absent(node, &key_refs) || !(woken || watch.is_first()));
+        if first || !skip {
+            let reply = exec::execute(node, name, args.clone(), keyed.clone(), false, None).await;
+            if !keep_waiting(&reply) {
+                return reply;
+            }
+        }
+        first = false;
+        let now = Instant::now();
+        let wait = match deadline {
+            Some(d) if now >= d => return NOTHING.to_vec(),
+            Some(d) => RETRY.min(d - now),
+            None => RETRY,
+        };
+        blocked.get_or_insert_with(|| Blocked::new(node, client));
+        woken = false;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = watch.notified() => woken = true,
+            _ = client.unblock.notified() => match client.take_unblock() {
+                Some(Unblock::Timeout) => return NOTHING.to_vec(),
+                Some(Unblock::Error) => {
+                    let mut out = Vec::new();
+                    crate::resp::reply::error(&mut out, UNBLOCKED);
+                    return out;
+                }
+                // A wake-up left from an earlier wait.
+                None => {}
+            },
+        }
+    }
+}
+
+/// True when none of the (local) keys exists: an attempt could serve nothing.
+fn locally_absent(node: &Node, keys: &[&[u8]]) -> bool {
+    keys.iter().all(|k| matches!(node.engine.get(k), Ok(None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_follow_redis_7_0() {
+        assert_eq!(parse_timeout(b"0"), Ok(None));
+        assert_eq!(parse_timeout(b"0.0"), Ok(None));
+        assert_eq!(parse_timeout(b"0.0011"), Ok(Some(Duration::from_millis(2))));
+        assert_eq!(parse_timeout(b"1.5"), Ok(Some(Duration::from_millis(1500))));
+        assert_eq!(parse_timeout(b"-1").unwrap_err(), "ERR timeout is negative");
+        assert_eq!(
+            parse_timeout(b"1e20").unwrap_err(),
+            "ERR timeout is negative"
+        );
+        for bad in [&b"abc"[..], b"", b" 1", b"nan"] {
+            assert_eq!(
+                parse_timeout(bad).unwrap_err(),
+                "ERR timeout is not a float or out of range"
+            );
+        }
+    }
+
+    #[test]
+    fn blocking_commands_are_recognised_in_any_case() {
+        let req = |s: &str| vec![s.as_bytes().to_vec()];
+        assert!(may_block(&req("BLPOP")));
+        assert!(may_block(&req("brpoplpush")));
+        assert!(may_block(&req("BlMpOp")));
+        assert!(!may_block(&req("LPOP")));
+        assert!(!may_block(&req("blah")));
+        assert!(is_blocking("blmove"));
+        assert!(!is_blocking("lmove"));
+        assert_eq!(timeout_at("blpop", 4), Some(3));
+    }
+
+    #[test]
+    fn only_nothing_or_a_fence_keeps_a_client_waiting() {
+        assert!(keep_waiting(NOTHING));
+        assert!(keep_waiting(b"-TRYAGAIN range fenced for a cutover\r\n"));
+        assert!(!keep_waiting(b"$-1\r\n"));
+        assert!(!keep_waiting(b"-WRONGTYPE Operation\r\n"));
+        assert!(!keep_waiting(b"*2\r\n$1\r\nk\r\n$1\r\nv\r\n"));
+    }
+}
