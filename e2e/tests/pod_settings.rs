@@ -253,8 +253,9 @@ async fn pod_settings_and_tuning_reach_running_members() {
         let sts = sts_api.get("tuned").await.map_err(|e| e.to_string())?;
         let labels: BTreeMap<String, String> = sts
             .spec
+            .template
+            .metadata
             .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.labels.clone())
             .unwrap_or_default();
         let revision = sts.status.and_then(|s| s.update_revision);
@@ -443,6 +444,37 @@ async fn members_no_node_fits_stay_pending_and_the_cluster_says_why() {
     result.unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", op.log_tail(40)));
     let p = pods.get("nofit-0").await.expect("pod");
     assert_eq!(p.spec.and_then(|s| s.node_name).as_deref(), Some(NODE));
+
+    // What only the API server checks (here an affinity operator it does not know) is reported
+    // as ApplyFailed with its message; the operator keeps running.
+    apply_cluster(
+        &ns.client,
+        &ns.name,
+        "badaffinity",
+        json!({"replicas": 1, "pod": {"affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "Sometimes"}]}]}}}}}),
+    )
+    .await
+    .expect("the CRD schema takes any operator string");
+    wait_until("badaffinity Degraded: ApplyFailed", TIMEOUT, || async {
+        let c = clusters
+            .get("badaffinity")
+            .await
+            .map_err(|e| e.to_string())?;
+        match condition(&c, "Degraded") {
+            Some((s, reason, message))
+                if s == "True" && reason == "ApplyFailed" && message.contains("Sometimes") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("Degraded: {other:?}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", op.log_tail(40)));
+    let mut op = op;
+    assert!(!op.exited(), "the operator is still running");
 
     drop(op);
     ns.cleanup().await;

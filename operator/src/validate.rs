@@ -241,6 +241,15 @@ fn check_pod(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) {
             bad.push(format!("spec.pod.{field}: {k:?} is not a qualified name"));
         }
     }
+    for (k, v) in pod
+        .node_selector
+        .iter()
+        .filter(|(_, v)| !is_label_name(v, true))
+    {
+        bad.push(format!(
+            "spec.pod.nodeSelector.{k}: {v:?} is not a label value"
+        ));
+    }
     if pod.priority_class_name.as_deref() == Some("") {
         bad.push("spec.pod.priorityClassName must not be empty; unset it instead".into());
     }
@@ -768,6 +777,7 @@ mod tests {
             json!({"labels": {"Example.com/x": "y"}}),
             json!({"annotations": {"/no-prefix": "y"}}),
             json!({"nodeSelector": {"": "y"}}),
+            json!({"nodeSelector": {"disk": "fast ssd"}}),
             json!({"priorityClassName": ""}),
             json!({"imagePullSecrets": [{"name": ""}]}),
         ] {
