@@ -208,21 +208,21 @@ async fn on_pod(
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        let first = ctx
-            .scheduling
-            .lock()
-            .map(|mut s| s.insert(uid.clone()))
-            .unwrap_or(false);
-        if pod.metadata.deletion_timestamp.is_none() && !terminal && first {
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                schedule(&ctx, pod).await;
-                if let Ok(mut s) = ctx.scheduling.lock() {
-                    s.remove(&uid);
-                }
-            });
-        } else if first && let Ok(mut s) = ctx.scheduling.lock() {
-            s.remove(&uid);
+        if pod.metadata.deletion_timestamp.is_none() && !terminal {
+            let first = ctx
+                .scheduling
+                .lock()
+                .map(|mut s| s.insert(uid.clone()))
+                .unwrap_or(false);
+            if first {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    schedule(&ctx, pod).await;
+                    if let Ok(mut s) = ctx.scheduling.lock() {
+                        s.remove(&uid);
+                    }
+                });
+            }
         }
         return;
     }
