@@ -85,8 +85,8 @@ pub struct ShardClusterSpec {
     #[serde(default)]
     pub storage: StorageSpec,
     /// Compute resources of the shard node container. Unset: requests cpu 100m and memory =
-    /// limit memory = what the node's tuning needs (read cache + 4 memtables + 384Mi), no cpu
-    /// limit. Set: used as written.
+    /// what the node's tuning needs (read cache + 4 memtables + 384Mi), no limits. Set: used as
+    /// written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<NodeResources>,
     /// How ranges are moved between members.
