@@ -28,6 +28,54 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// Whether `fields` (a managed-fields `fieldsV1` tree) names a field that `desired` no longer
+/// has: a map key or optional field the operator applied before and has since dropped (a pod
+/// label, a nodeSelector entry, an affinity). [`is_subset`] cannot see those, since fields
+/// other managers add look the same; only the operator's own managed fields tell them apart.
+/// List items (`k:`, `v:`, `i:` keys) are left to [`is_subset`]'s length comparison.
+pub fn drops_owned_fields(desired: &Value, fields: &Value) -> bool {
+    let Some(owned) = fields.as_object() else {
+        return false;
+    };
+    owned.iter().any(|(key, sub)| {
+        let Some(name) = key.strip_prefix("f:") else {
+            return false;
+        };
+        match desired.get(name) {
+            None | Some(Value::Null) => true,
+            Some(d @ Value::Object(_)) => drops_owned_fields(d, sub),
+            Some(_) => false,
+        }
+    })
+}
+
+/// The `fieldsV1` tree of the operator's server-side applies in `live`, if any.
+fn applied_fields(live: &Value) -> Option<&Value> {
+    live.pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            m.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER)
+                && m.get("operation").and_then(Value::as_str) == Some("Apply")
+                && m.get("subresource").is_none_or(Value::is_null)
+        })?
+        .get("fieldsV1")
+}
+
+/// Whether `live` needs `desired` applied: a field differs, is missing, or was applied by the
+/// operator before and is no longer desired.
+pub fn needs_apply(desired: &Value, live: &Value) -> bool {
+    let mut live_fields = live.clone();
+    if let Some(meta) = live_fields
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+    {
+        meta.remove("managedFields");
+    }
+    !is_subset(desired, &live_fields)
+        || applied_fields(live).is_some_and(|f| drops_owned_fields(desired, f))
+}
+
 /// Outcome of [`apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -51,7 +99,7 @@ where
     let desired = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
     if let Some(live) = live {
         let live = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
-        if is_subset(&desired, &live) {
+        if !needs_apply(&desired, &live) {
             return Ok(Applied::Unchanged);
         }
     }
@@ -84,6 +132,51 @@ mod tests {
         assert!(!is_subset(&json!({"spec": {"args": ["a"]}}), &live));
         assert!(!is_subset(&json!({"spec": {"image": "x"}}), &live));
         assert!(is_subset(&json!({"spec": {"volumes": []}}), &live));
+    }
+
+    fn applied(fields: Value) -> Value {
+        json!({"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": fields})
+    }
+
+    #[test]
+    fn a_field_the_operator_applied_and_no_longer_wants_is_a_change() {
+        // The operator applied nodeSelector {disk: ssd} and a team label; the user removed
+        // both from spec.pod. The live object still has them, and so does any other manager's
+        // label, which must not count.
+        let live = json!({
+            "metadata": {"managedFields": [
+                applied(json!({"f:spec": {"f:template": {
+                    "f:metadata": {"f:labels": {"f:app": {}, "f:team": {}}},
+                    "f:spec": {"f:nodeSelector": {"f:disk": {}}, "f:containers": {"k:{\"name\":\"node\"}": {}}}
+                }}})),
+                {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {
+                    "f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/restartedAt": {}}}}}}}
+            ]},
+            "spec": {"template": {
+                "metadata": {"labels": {"app": "x", "team": "cache"},
+                             "annotations": {"kubectl.kubernetes.io/restartedAt": "now"}},
+                "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "node"}]}
+            }}
+        });
+        let unchanged = json!({"spec": {"template": {
+            "metadata": {"labels": {"app": "x", "team": "cache"}},
+            "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "node"}]}
+        }}});
+        assert!(!needs_apply(&unchanged, &live));
+        let label_dropped = json!({"spec": {"template": {
+            "metadata": {"labels": {"app": "x"}},
+            "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "node"}]}
+        }}});
+        assert!(needs_apply(&label_dropped, &live));
+        let selector_dropped = json!({"spec": {"template": {
+            "metadata": {"labels": {"app": "x", "team": "cache"}},
+            "spec": {"containers": [{"name": "node"}]}
+        }}});
+        assert!(needs_apply(&selector_dropped, &live));
+        // Without the operator's managed fields, only is_subset decides.
+        let mut foreign = live.clone();
+        foreign["metadata"]["managedFields"] = json!([]);
+        assert!(!needs_apply(&label_dropped, &foreign));
     }
 
     fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {

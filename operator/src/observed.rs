@@ -52,6 +52,19 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
                 })
         })
         .or_else(|| {
+            // The scheduler found no node for it (nodeSelector, affinity, taints, resources):
+            // it stays Pending until the spec or the nodes change.
+            let c = status?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+            (c.reason.as_deref() == Some("Unschedulable")).then(|| match c.message.as_deref() {
+                Some(m) if !m.is_empty() => format!("Unschedulable: {m}"),
+                _ => "Unschedulable".to_string(),
+            })
+        })
+        .or_else(|| {
             let s = status?;
             (s.phase.as_deref() == Some("Failed"))
                 .then(|| format!("Failed: {}", s.message.clone().unwrap_or_default()))
@@ -160,5 +173,30 @@ mod tests {
         assert!(!f.ready);
         assert_eq!(f.revision.as_deref(), Some("r1"));
         assert_eq!(f.stuck.as_deref(), Some("ImagePullBackOff: no such image"));
+    }
+
+    #[test]
+    fn a_pod_no_node_can_take_is_stuck_with_the_schedulers_reason() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-0"},
+            "status": {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+            }]}
+        }))
+        .unwrap();
+        let f = pod_facts(&p);
+        assert_eq!(
+            f.stuck.as_deref(),
+            Some(
+                "Unschedulable: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+            )
+        );
+        // Not yet looked at by a scheduler: just not ready.
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-0"}, "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        assert_eq!(pod_facts(&p).stuck, None);
     }
 }

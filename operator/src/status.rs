@@ -291,7 +291,7 @@ fn degraded_condition(i: &Inputs<'_>) -> DesiredCondition {
             Status::True,
             "MemberNotStarting",
             format!(
-                "{}; check spec.image and the pod's events",
+                "{}; check spec.image, spec.pod and the pods' events",
                 stuck.join("; ")
             ),
         );

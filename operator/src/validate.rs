@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::crd::{DEFAULT_WEIGHT, ShardClusterSpec, StorageSpec};
 use crate::desired::names;
+use crate::desired::pod_settings::is_reserved_label;
 use crate::desired::statefulset::same_storage;
+use crate::desired::tuning::{self, Tuning, memory_quantity};
 use crate::duration::parse_duration;
 
 /// Largest vnodes the ring accepts.
@@ -67,6 +69,8 @@ pub struct ValidSpec {
     pub lag_threshold_records: u64,
     /// Copy bandwidth per move; unlimited when None.
     pub bandwidth_bytes_per_second: Option<u64>,
+    /// Node tuning with the node's defaults applied.
+    pub tuning: Tuning,
 }
 
 /// What was observed that constrains the spec.
@@ -165,6 +169,147 @@ fn check_resources(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) {
     if !bad.is_empty() {
         errors.push(Invalid::new("InvalidResources", bad.join("; ")));
     }
+}
+
+/// Whether `s` is a label value (or a name part of a key): at most 63 characters,
+/// alphanumerics with `-`, `_` or `.` inside.
+fn is_label_name(s: &str, allow_empty: bool) -> bool {
+    if s.is_empty() {
+        return allow_empty;
+    }
+    let b = s.as_bytes();
+    s.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Whether `key` is a label or annotation key: `[prefix/]name`, the prefix a DNS subdomain.
+pub fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                let b = part.as_bytes();
+                !b.is_empty()
+                    && part.len() <= 63
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            })
+    });
+    prefix_ok && is_label_name(name, false)
+}
+
+fn check_pod(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) {
+    let Some(pod) = &spec.pod else { return };
+    let reserved: Vec<&str> = pod
+        .labels
+        .keys()
+        .filter(|k| is_reserved_label(k))
+        .map(String::as_str)
+        .collect();
+    if !reserved.is_empty() {
+        errors.push(Invalid::new(
+            "ReservedPodLabel",
+            format!(
+                "spec.pod.labels sets {reserved:?}: the operator and the StatefulSet controller \
+                 own those labels (they select the members); remove them"
+            ),
+        ));
+    }
+    let mut bad = Vec::new();
+    for (k, v) in &pod.labels {
+        if !is_qualified_name(k) {
+            bad.push(format!("spec.pod.labels: {k:?} is not a label key"));
+        }
+        if !is_label_name(v, true) {
+            bad.push(format!("spec.pod.labels.{k}: {v:?} is not a label value"));
+        }
+    }
+    for (field, map) in [
+        ("annotations", &pod.annotations),
+        ("nodeSelector", &pod.node_selector),
+    ] {
+        for k in map.keys().filter(|k| !is_qualified_name(k)) {
+            bad.push(format!("spec.pod.{field}: {k:?} is not a qualified name"));
+        }
+    }
+    for (k, v) in pod
+        .node_selector
+        .iter()
+        .filter(|(_, v)| !is_label_name(v, true))
+    {
+        bad.push(format!(
+            "spec.pod.nodeSelector.{k}: {v:?} is not a label value"
+        ));
+    }
+    if pod.priority_class_name.as_deref() == Some("") {
+        bad.push("spec.pod.priorityClassName must not be empty; unset it instead".into());
+    }
+    if pod.image_pull_secrets.iter().any(|r| r.name.is_empty()) {
+        bad.push("spec.pod.imagePullSecrets: every entry needs a name".into());
+    }
+    if !bad.is_empty() {
+        errors.push(Invalid::new("InvalidPodTemplate", bad.join("; ")));
+    }
+}
+
+fn check_service(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) {
+    if let Some(svc) = &spec.service {
+        let bad: Vec<String> = svc
+            .annotations
+            .keys()
+            .filter(|k| !is_qualified_name(k))
+            .map(|k| format!("spec.service.annotations: {k:?} is not a qualified name"))
+            .collect();
+        if !bad.is_empty() {
+            errors.push(Invalid::new("InvalidService", bad.join("; ")));
+        }
+    }
+}
+
+/// The resolved tuning; a bad size, or a memory limit the node's buffers cannot fit in, is
+/// reported.
+fn check_tuning(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) -> Tuning {
+    let t = match tuning::resolve(spec.tuning.as_ref()) {
+        Ok(t) => t,
+        Err(bad) => {
+            errors.push(Invalid::new("InvalidTuning", bad.join("; ")));
+            return Tuning::default();
+        }
+    };
+    // Only a limit written next to written tuning is checked: a limit that predates
+    // spec.tuning is the user's earlier choice and keeps working as it did.
+    let limit = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.get("memory"))
+        .filter(|_| spec.tuning.is_some());
+    if let Some(limit) = limit
+        && let Some(v) = quantity_value(&limit.0)
+        && v < t.buffer_bytes() as f64
+    {
+        errors.push(Invalid::new(
+            "TuningExceedsMemoryLimit",
+            format!(
+                "spec.resources.limits.memory {} is below the node's read cache plus 4 \
+                 memtables ({} of spec.tuning): the node would be killed for using what it was \
+                 told to; raise the limit (about {} with the rest of the process) or shrink \
+                 spec.tuning",
+                limit.0,
+                memory_quantity(t.buffer_bytes()).0,
+                memory_quantity(t.memory_bytes()).0
+            ),
+        ));
+    }
+    t
 }
 
 fn duration(field: &str, value: &str, errors: &mut Vec<Invalid>) -> Duration {
@@ -277,6 +422,9 @@ pub fn validate(
         ));
     }
     check_resources(spec, &mut errors);
+    check_pod(spec, &mut errors);
+    check_service(spec, &mut errors);
+    let tuning = check_tuning(spec, &mut errors);
     if let Some(r) = spec
         .auth
         .as_ref()
@@ -410,6 +558,7 @@ pub fn validate(
             change_log_retention,
             lag_threshold_records,
             bandwidth_bytes_per_second,
+            tuning,
         })
     } else {
         Err(errors)
@@ -599,6 +748,92 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn reserved_pod_labels_are_refused_with_their_names() {
+        for key in [
+            "app.kubernetes.io/name",
+            "ringshift.dev/cluster",
+            "app.kubernetes.io/managed-by",
+            "controller-revision-hash",
+        ] {
+            let s = spec(json!({"pod": {"labels": {key: "x", "team": "cache"}}}));
+            let e = validate("demo", &s, &Existing::default()).unwrap_err();
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(e[0].reason, "ReservedPodLabel");
+            assert!(e[0].message.contains(key), "{}", e[0].message);
+            assert!(!e[0].message.contains("team"), "{}", e[0].message);
+        }
+        let s = spec(json!({"pod": {"labels": {"team": "cache", "example.com/tier": "gold"}}}));
+        assert!(validate("demo", &s, &Existing::default()).is_ok());
+    }
+
+    #[test]
+    fn malformed_pod_and_service_metadata_is_refused() {
+        for pod in [
+            json!({"labels": {"bad key!": "x"}}),
+            json!({"labels": {"team": "-starts-with-dash"}}),
+            json!({"labels": {"Example.com/x": "y"}}),
+            json!({"annotations": {"/no-prefix": "y"}}),
+            json!({"nodeSelector": {"": "y"}}),
+            json!({"nodeSelector": {"disk": "fast ssd"}}),
+            json!({"priorityClassName": ""}),
+            json!({"imagePullSecrets": [{"name": ""}]}),
+        ] {
+            let s = spec(json!({"pod": pod}));
+            assert_eq!(
+                reasons(validate("demo", &s, &Existing::default())),
+                vec!["InvalidPodTemplate"],
+                "{pod}"
+            );
+        }
+        let s = spec(json!({"service": {"annotations": {"a b": "c"}}}));
+        assert_eq!(
+            reasons(validate("demo", &s, &Existing::default())),
+            vec!["InvalidService"]
+        );
+        let s = spec(json!({"pod": {
+            "labels": {"team": "", "example.com/a.b_c-d": "v.1"},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": "anything at all: ok"},
+            "nodeSelector": {"kubernetes.io/hostname": "local"}
+        }, "service": {"type": "LoadBalancer"}}));
+        assert!(validate("demo", &s, &Existing::default()).is_ok());
+    }
+
+    #[test]
+    fn tuning_is_resolved_or_refused() {
+        let v = validate("demo", &spec(json!({})), &Existing::default()).unwrap();
+        assert_eq!(v.tuning, Tuning::default());
+        let s = spec(json!({"tuning": {"cacheBytes": "64Mi", "durability": "None"}}));
+        let v = validate("demo", &s, &Existing::default()).unwrap();
+        assert_eq!(v.tuning.cache_bytes, 64 << 20);
+        assert_eq!(v.tuning.memtable_bytes, tuning::DEFAULT_MEMTABLE_BYTES);
+        let s = spec(json!({"tuning": {"memtableBytes": "100k", "cacheBytes": "a lot"}}));
+        let e = validate("demo", &s, &Existing::default()).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].reason, "InvalidTuning");
+        assert!(e[0].message.contains("memtableBytes") && e[0].message.contains("cacheBytes"));
+    }
+
+    #[test]
+    fn a_memory_limit_below_the_tunings_buffers_is_refused() {
+        // 1Gi cache + 4 x 64Mi = 1280Mi of buffers.
+        let s = spec(json!({
+            "tuning": {"cacheBytes": "1Gi", "memtableBytes": "64Mi"},
+            "resources": {"limits": {"memory": "1Gi"}}
+        }));
+        let e = validate("demo", &s, &Existing::default()).unwrap_err();
+        assert_eq!(e[0].reason, "TuningExceedsMemoryLimit");
+        assert!(e[0].message.contains("1280Mi"), "{}", e[0].message);
+        let s = spec(json!({
+            "tuning": {"cacheBytes": "1Gi", "memtableBytes": "64Mi"},
+            "resources": {"limits": {"memory": "2Gi"}}
+        }));
+        assert!(validate("demo", &s, &Existing::default()).is_ok());
+        // A limit written before spec.tuning existed is left as it is.
+        let s = spec(json!({"resources": {"limits": {"memory": "128Mi"}}}));
+        assert!(validate("demo", &s, &Existing::default()).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod ip_pool;
 mod node;
 pub mod probe;
 pub mod process;
+pub mod scheduling;
 pub mod shim;
 pub mod status;
 pub mod volumes;
@@ -23,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -78,6 +79,9 @@ pub struct Ctx {
     pub api_port: u16,
     pub ips: Mutex<IpPool>,
     pub http: reqwest::Client,
+    /// Pods (by UID) a scheduling task is placing, so an event per status patch does not
+    /// start another.
+    pub scheduling: Mutex<HashSet<String>>,
 }
 
 /// A worker ended: `finished` when it finalized its pod (rather than crashing).
@@ -127,6 +131,7 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
             .no_proxy()
             .build()
             .unwrap_or_default(),
+        scheduling: Mutex::new(HashSet::new()),
     });
     tracing::info!(node = %cfg.node_name, bin_dir = %cfg.bin_dir.display(), state_dir = %cfg.state_dir.display(), "process kubelet running");
 
@@ -204,7 +209,20 @@ async fn on_pod(
             Some("Succeeded" | "Failed")
         );
         if pod.metadata.deletion_timestamp.is_none() && !terminal {
-            tokio::spawn(bind(ctx.client.clone(), pod, ctx.node_name.clone()));
+            let first = ctx
+                .scheduling
+                .lock()
+                .map(|mut s| s.insert(uid.clone()))
+                .unwrap_or(false);
+            if first {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    schedule(&ctx, pod).await;
+                    if let Ok(mut s) = ctx.scheduling.lock() {
+                        s.remove(&uid);
+                    }
+                });
+            }
         }
         return;
     }
@@ -232,6 +250,86 @@ async fn on_pod(
         };
         let _ = done.send(Done { uid, finished });
     });
+}
+
+/// How often a pod no node fits is looked at again (a real scheduler retries on cluster events
+/// and at least every 5 minutes; here the Node's labels are simply read again).
+const RESCHEDULE: Duration = Duration::from_secs(3);
+
+/// Plays the scheduler for one pod: binds it when the Node's labels satisfy its nodeSelector
+/// and required node affinity; else marks it PodScheduled=False (Unschedulable), emits
+/// FailedScheduling and tries again until it fits, is bound elsewhere or is gone.
+async fn schedule(ctx: &Ctx, mut pod: Pod) {
+    let (Some(ns), Some(name)) = (pod.metadata.namespace.clone(), pod.metadata.name.clone()) else {
+        return;
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut reported: Option<String> = None;
+    loop {
+        let labels = match nodes.get_opt(&ctx.node_name).await {
+            Ok(Some(n)) => n.metadata.labels.unwrap_or_default(),
+            Ok(None) => Default::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the node for scheduling failed; retrying");
+                tokio::time::sleep(RESCHEDULE).await;
+                continue;
+            }
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        match scheduling::fits(&spec, &ctx.node_name, &labels) {
+            Ok(()) => return bind(ctx.client.clone(), pod, ctx.node_name.clone()).await,
+            Err(message) => {
+                if reported.as_deref() != Some(message.as_str()) {
+                    mark_unschedulable(&pods, &name, &message).await;
+                    events::emit(
+                        &ctx.client,
+                        &pod,
+                        &ctx.node_name,
+                        events::WARNING,
+                        "FailedScheduling",
+                        message.clone(),
+                    );
+                    tracing::info!(pod = %format!("{ns}/{name}"), %message, "pod does not fit the node");
+                    reported = Some(message);
+                }
+            }
+        }
+        tokio::time::sleep(RESCHEDULE).await;
+        pod = match pods.get_opt(&name).await {
+            Ok(Some(p)) if p.metadata.uid == pod.metadata.uid => p,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "re-reading an unscheduled pod failed; retrying");
+                continue;
+            }
+        };
+        let bound = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if bound || pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+    }
+}
+
+/// PodScheduled=False with the scheduler's reason and message, as a real scheduler sets it.
+async fn mark_unschedulable(pods: &Api<Pod>, name: &str, message: &str) {
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null, "lastTransitionTime": now
+    }]}});
+    if let Err(e) = pods
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        tracing::warn!(pod = name, error = %e, "marking the pod unschedulable failed");
+    }
 }
 
 /// Binds the pod to this node (what the scheduler would do), retrying transient failures.

@@ -231,11 +231,13 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     let mut invalid: Vec<Invalid> = Vec::new();
     let mut desired_ring = None;
     let mut log_retention = std::time::Duration::from_secs(3600);
+    let mut tuning = crate::desired::tuning::Tuning::default();
     match validate(&name, &cluster.spec, &existing) {
         Ok(valid) => match ring::desired_ring(current_ring.as_ref(), &valid) {
             Ok(r) => {
                 desired_ring = Some(r);
                 log_retention = valid.change_log_retention;
+                tuning = valid.tuning;
             }
             Err(e) => invalid.push(Invalid {
                 reason: "RingInvalid",
@@ -278,6 +280,7 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
                 replicas,
                 &storage,
                 log_retention,
+                &tuning,
             )
             .await;
             let mut outcome = Outcome {
@@ -425,6 +428,7 @@ async fn apply_owned(
     replicas: i32,
     storage: &crate::crd::StorageSpec,
     log_retention: std::time::Duration,
+    tuning: &crate::desired::tuning::Tuning,
 ) -> Result<(), Error> {
     let name = cluster.name_any();
     ensure_admin_secret(cluster, ctx, ns).await?;
@@ -452,7 +456,7 @@ async fn apply_owned(
     }
 
     let sts_api: Api<StatefulSet> = api(ctx, ns);
-    let desired_sts = statefulset::statefulset(cluster, replicas, storage, log_retention);
+    let desired_sts = statefulset::statefulset(cluster, replicas, storage, log_retention, tuning);
     if apply(&sts_api, &name, &desired_sts, sts)
         .await
         .during(|| format!("applying StatefulSet {ns}/{name}"))?

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{
     conditions_schema, duration_schema, quantity_map_schema, quantity_schema, u64_string_schema,
 };
+use super::pod::{NodeTuning, PodSettings, ServiceSettings};
 
 /// Desired state of a ringshift cluster.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -83,7 +84,9 @@ pub struct ShardClusterSpec {
     /// Persistent volume of each member. Immutable once the StatefulSet exists.
     #[serde(default)]
     pub storage: StorageSpec,
-    /// Compute resources of the shard node container.
+    /// Compute resources of the shard node container. Unset: requests cpu 100m and memory =
+    /// what the node's tuning needs (read cache + 4 memtables + 384Mi), no limits. Set: used as
+    /// written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<NodeResources>,
     /// How ranges are moved between members.
@@ -100,6 +103,18 @@ pub struct ShardClusterSpec {
     /// Optional password for the data port (Redis AUTH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// Scheduling and metadata of the member pods: labels, annotations, nodeSelector,
+    /// affinity, tolerations, topologySpreadConstraints, priorityClassName, imagePullSecrets.
+    /// A change rolls the members one at a time, like any pod template change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodSettings>,
+    /// The client Service: type and annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSettings>,
+    /// Storage settings of the nodes (read cache, memtable size, durability). A change rolls
+    /// the members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<NodeTuning>,
 }
 
 fn default_replicas() -> i32 {

@@ -13,6 +13,7 @@ mod generate;
 mod migration;
 #[allow(clippy::duplicated_attributes)]
 mod placement;
+mod pod;
 mod rules;
 
 pub use cluster::*;
@@ -20,6 +21,7 @@ pub use common::*;
 pub use generate::{CrdError, all_crds, crd_file_name, crd_yaml, crds_yaml};
 pub use migration::*;
 pub use placement::*;
+pub use pod::*;
 pub use rules::add_shard_cluster_rules;
 
 /// API group of every ringshift resource.

@@ -9,6 +9,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, ValidationRule,
 };
 
+use crate::desired::pod_settings::{RESERVED_LABEL_PREFIX, reserved_label_keys};
+use crate::desired::tuning::{DEFAULT_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES, MEMTABLES};
 use crate::validate::MAX_NAME;
 
 fn rule(rule: &str, message: &str, field_path: Option<&str>) -> ValidationRule {
@@ -32,6 +34,74 @@ fn property<'a>(
     name: &str,
 ) -> Option<&'a mut JSONSchemaProps> {
     props.as_mut().and_then(|p| p.get_mut(name))
+}
+
+/// Pod labels: none of the keys the operator or the StatefulSet controller owns. Map
+/// membership (`in`) and a constant prefix keep the estimated cost small.
+fn reserved_labels_rule() -> ValidationRule {
+    let mut checks: Vec<String> = reserved_label_keys()
+        .iter()
+        .map(|k| format!("!('{k}' in self)"))
+        .collect();
+    checks.push(format!(
+        "self.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}'))"
+    ));
+    rule(
+        &checks.join(" && "),
+        &format!(
+            "spec.pod.labels must not set {} or any {RESERVED_LABEL_PREFIX} key: the operator \
+             and the StatefulSet controller own them (they select the members)",
+            reserved_label_keys().join(", ")
+        ),
+        None,
+    )
+}
+
+/// A tuning size: a whole number of bytes at least `min`.
+fn tuning_size_rule(field: &str, min: &str, message: &str) -> ValidationRule {
+    let q = format!("quantity(string(self.{field}))");
+    rule(
+        &format!(
+            "!has(self.{field}) || (isQuantity(string(self.{field})) && {q}.isInteger() && \
+             {q}.compareTo(quantity('{min}')) >= 0)"
+        ),
+        message,
+        Some(&format!(".{field}")),
+    )
+}
+
+/// Written tuning must fit in a written memory limit: read cache + 4 memtables <= limit
+/// (defaults where a size is unset). Malformed sizes are left to the size rules.
+fn tuning_fits_limit_rule() -> ValidationRule {
+    let size = |field: &str, default: u64| {
+        format!(
+            "(has(self.tuning.{field}) ? quantity(string(self.tuning.{field})) : \
+             quantity('{}Mi'))",
+            default >> 20
+        )
+    };
+    let memtable = size("memtableBytes", DEFAULT_MEMTABLE_BYTES);
+    let mut sum = size("cacheBytes", DEFAULT_CACHE_BYTES);
+    for _ in 0..MEMTABLES {
+        sum.push_str(&format!(".add({memtable})"));
+    }
+    let malformed = |field: &str| {
+        format!("(has(self.tuning.{field}) && !isQuantity(string(self.tuning.{field})))")
+    };
+    rule(
+        &format!(
+            "!has(self.tuning) || !has(self.resources) || !has(self.resources.limits) || \
+             !('memory' in self.resources.limits) || \
+             !isQuantity(string(self.resources.limits['memory'])) || {} || {} || \
+             {sum}.compareTo(quantity(string(self.resources.limits['memory']))) <= 0",
+            malformed("cacheBytes"),
+            malformed("memtableBytes"),
+        ),
+        "spec.resources.limits.memory must hold the node's read cache plus 4 memtables of \
+         spec.tuning (and about 384Mi for the rest of the process): raise the limit or shrink \
+         spec.tuning",
+        Some(".resources.limits"),
+    )
 }
 
 /// The rules on the object root (they may read `metadata.name`) and on spec fields.
@@ -74,6 +144,31 @@ pub fn add_shard_cluster_rules(crd: &mut CustomResourceDefinition) {
         let Some(spec) = property(&mut root.properties, "spec") else {
             continue;
         };
+        push(spec, tuning_fits_limit_rule());
+        if let Some(labels) = property(&mut spec.properties, "pod")
+            .and_then(|pod| property(&mut pod.properties, "labels"))
+        {
+            push(labels, reserved_labels_rule());
+        }
+        if let Some(tuning) = property(&mut spec.properties, "tuning") {
+            push(
+                tuning,
+                tuning_size_rule(
+                    "cacheBytes",
+                    "0",
+                    "spec.tuning.cacheBytes must be a whole, non-negative number of bytes \
+                     (e.g. 256Mi; 0 turns the cache off)",
+                ),
+            );
+            push(
+                tuning,
+                tuning_size_rule(
+                    "memtableBytes",
+                    "1Mi",
+                    "spec.tuning.memtableBytes must be a whole number of bytes, at least 1Mi",
+                ),
+            );
+        }
         if let Some(vnodes) = property(&mut spec.properties, "vnodes") {
             push(
                 vnodes,
@@ -145,6 +240,20 @@ mod tests {
         assert_eq!(rules_of(&props["vnodes"]), ["self == oldSelf"]);
         assert_eq!(rules_of(&props["storage"]), ["self == oldSelf"]);
         assert_eq!(rules_of(&props["resources"]).len(), 1);
+        assert_eq!(rules_of(spec).len(), 1);
+        assert!(rules_of(spec)[0].contains("self.resources.limits['memory']"));
+        let labels = &props["pod"].properties.as_ref().unwrap()["labels"];
+        let label_rule = &rules_of(labels)[0];
+        for key in reserved_label_keys() {
+            assert!(label_rule.contains(&format!("!('{key}' in self)")), "{key}");
+        }
+        assert!(label_rule.contains("startsWith('ringshift.dev/')"));
+        let tuning = rules_of(&props["tuning"]);
+        assert_eq!(tuning.len(), 2);
+        assert!(tuning[1].contains("quantity('1Mi')"));
+        // The fit rule uses the node's defaults for unset sizes.
+        assert!(rules_of(spec)[0].contains("quantity('256Mi')"));
+        assert!(rules_of(spec)[0].contains("quantity('16Mi')"));
     }
 
     #[test]
@@ -167,6 +276,10 @@ mod tests {
         let members = &spec["properties"]["members"];
         assert!(members["maxItems"].is_number(), "{members}");
         assert!(members["items"]["properties"]["name"]["maxLength"].is_number());
+        assert!(spec["properties"]["pod"]["properties"]["labels"]["maxProperties"].is_number());
+        for field in ["cacheBytes", "memtableBytes"] {
+            assert!(spec["properties"]["tuning"]["properties"][field]["maxLength"].is_number());
+        }
         for kind in ["requests", "limits"] {
             let map = &spec["properties"]["resources"]["properties"][kind];
             assert!(map["maxProperties"].is_number(), "{map}");

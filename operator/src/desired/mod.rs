@@ -3,10 +3,12 @@
 
 pub mod names;
 pub mod pdb;
+pub mod pod_settings;
 pub mod ring;
 pub mod secret;
 pub mod services;
 pub mod statefulset;
+pub mod tuning;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;

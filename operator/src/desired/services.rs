@@ -45,13 +45,17 @@ pub fn headless(cluster: &ShardCluster) -> Service {
     }
 }
 
-/// Client Service on the RESP port: any member coordinates any key.
+/// Client Service on the RESP port: any member coordinates any key. Its type and
+/// annotations come from `spec.service`.
 pub fn client(cluster: &ShardCluster) -> Service {
     let name = cluster.name_any();
+    let settings = cluster.spec.service.clone().unwrap_or_default();
+    let mut metadata = meta(cluster, names::client_service(&name));
+    metadata.annotations = (!settings.annotations.is_empty()).then_some(settings.annotations);
     Service {
-        metadata: meta(cluster, names::client_service(&name)),
+        metadata,
         spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
+            type_: Some(settings.type_.as_str().into()),
             selector: Some(names::selector_labels(&name)),
             ports: Some(vec![port("redis", DATA_PORT)]),
             ..Default::default()
@@ -79,5 +83,40 @@ mod tests {
             cs.cluster_ip.is_none(),
             "the server assigns the client Service's IP"
         );
+        assert_eq!(cs.type_.as_deref(), Some("ClusterIP"));
+        assert!(client(&c).metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn the_client_service_takes_type_and_annotations_from_the_spec() {
+        for (t, want) in [
+            ("NodePort", "NodePort"),
+            ("LoadBalancer", "LoadBalancer"),
+            ("ClusterIP", "ClusterIP"),
+        ] {
+            let mut c = ShardCluster::new(
+                "demo",
+                serde_json::from_value(serde_json::json!({"service": {
+                    "type": t,
+                    "annotations": {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"}
+                }}))
+                .unwrap(),
+            );
+            c.metadata.uid = Some("u".into());
+            let svc = client(&c);
+            assert_eq!(svc.spec.as_ref().unwrap().type_.as_deref(), Some(want));
+            assert_eq!(
+                svc.metadata.annotations.unwrap()["service.beta.kubernetes.io/aws-load-balancer-internal"],
+                "true"
+            );
+            assert_eq!(
+                svc.spec.unwrap().selector,
+                Some(names::selector_labels("demo"))
+            );
+            // The headless Service is the members' own: spec.service leaves it alone.
+            let h = headless(&c);
+            assert!(h.metadata.annotations.is_none());
+            assert_eq!(h.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+        }
     }
 }

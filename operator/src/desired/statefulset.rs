@@ -6,8 +6,8 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdate
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -17,7 +17,8 @@ use kube::ResourceExt;
 use super::names::{
     self, ADMIN_PORT, ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, AUTH_DIR, DATA_DIR, DATA_PORT,
 };
-use super::owner_reference;
+use super::tuning::{self, Tuning};
+use super::{owner_reference, pod_settings};
 
 /// User and group of the node image (distroless `nonroot`).
 const NODE_UID: i64 = 65532;
@@ -79,6 +80,7 @@ pub fn node_args(
     cluster_uid: &str,
     password_file: Option<&str>,
     log_retention: std::time::Duration,
+    tuning: &Tuning,
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "--data-dir",
@@ -99,6 +101,7 @@ pub fn node_args(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(tuning.args());
     if let Some(p) = password_file {
         args.extend(["--password-file".to_string(), p.to_string()]);
     }
@@ -120,12 +123,13 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 }
 
 /// The StatefulSet of `cluster` with `replicas` pods and `storage` volumes;
-/// nodes keep unread change-log records for `log_retention`.
+/// nodes keep unread change-log records for `log_retention` and run with `tuning`.
 pub fn statefulset(
     cluster: &ShardCluster,
     replicas: i32,
     storage: &StorageSpec,
     log_retention: std::time::Duration,
+    tuning: &Tuning,
 ) -> StatefulSet {
     let name = cluster.name_any();
     let spec = &cluster.spec;
@@ -180,17 +184,18 @@ pub fn statefulset(
         });
     }
 
-    let resources = spec.resources.as_ref().map(|r| ResourceRequirements {
-        requests: (!r.requests.is_empty()).then(|| r.requests.clone()),
-        limits: (!r.limits.is_empty()).then(|| r.limits.clone()),
-        ..Default::default()
-    });
+    let resources = tuning::resources(spec.resources.as_ref(), tuning);
 
     let container = Container {
         name: "node".into(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().into()),
-        args: Some(node_args(&uid, password_file.as_deref(), log_retention)),
+        args: Some(node_args(
+            &uid,
+            password_file.as_deref(),
+            log_retention,
+            tuning,
+        )),
         env: Some(vec![
             field_env("POD_IP", "status.podIP"),
             field_env("POD_NAME", "metadata.name"),
@@ -222,7 +227,7 @@ pub fn statefulset(
             failure_threshold: Some(3),
             ..Default::default()
         }),
-        resources,
+        resources: Some(resources),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -238,6 +243,29 @@ pub fn statefulset(
     };
 
     let selector = names::selector_labels(&name);
+    let pod_settings = spec.pod.as_ref();
+    let mut pod_spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        // The image's non-root user; fsGroup makes the volume writable for it. With
+        // the container's settings this meets the PodSecurity `restricted` level.
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NODE_UID),
+            run_as_group: Some(NODE_UID),
+            fs_group: Some(NODE_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        // Nodes never call the Kubernetes API: no token in their pods.
+        automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(30),
+        ..Default::default()
+    };
+    pod_settings::apply_scheduling(&name, pod_settings, &mut pod_spec);
     let mut storage_requests = BTreeMap::new();
     storage_requests.insert("storage".to_string(), Quantity(storage.size.0.clone()));
 
@@ -262,29 +290,8 @@ pub fn statefulset(
                 ..Default::default()
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(names::labels(&name)),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    // The image's non-root user; fsGroup makes the volume writable for it. With
-                    // the container's settings this meets the PodSecurity `restricted` level.
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(NODE_UID),
-                        run_as_group: Some(NODE_UID),
-                        fs_group: Some(NODE_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    termination_grace_period_seconds: Some(30),
-                    ..Default::default()
-                }),
+                metadata: Some(pod_settings::pod_metadata(&name, pod_settings)),
+                spec: Some(pod_spec),
             },
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
@@ -357,7 +364,7 @@ mod tests {
     #[test]
     fn node_pods_meet_the_restricted_pod_security_level() {
         let c = cluster(serde_json::json!({"replicas": 1}));
-        let pod = statefulset(&c, 1, &c.spec.storage, HOUR)
+        let pod = statefulset(&c, 1, &c.spec.storage, HOUR, &Tuning::default())
             .spec
             .template
             .spec
@@ -378,7 +385,7 @@ mod tests {
     #[test]
     fn pods_bind_the_pod_ip_and_carry_the_cluster_uid() {
         let c = cluster(serde_json::json!({"replicas": 3}));
-        let sts = statefulset(&c, 3, &c.spec.storage, HOUR);
+        let sts = statefulset(&c, 3, &c.spec.storage, HOUR, &Tuning::default());
         let spec = sts.spec;
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
         assert_eq!(
@@ -405,7 +412,13 @@ mod tests {
                 "--admin-token-file",
                 "/etc/ringshift/admin/token",
                 "--log-retention-secs",
-                "3600"
+                "3600",
+                "--cache-bytes",
+                "268435456",
+                "--memtable-bytes",
+                "16777216",
+                "--durability",
+                "durable"
             ]
         );
         assert!(!args.iter().any(|a| a.contains("0.0.0.0")));
@@ -441,7 +454,7 @@ mod tests {
                 key: "pass".into(),
             }),
         });
-        let sts = statefulset(&c, 3, &c.spec.storage, HOUR);
+        let sts = statefulset(&c, 3, &c.spec.storage, HOUR, &Tuning::default());
         assert_eq!(live_storage(&sts), Some(c.spec.storage.clone()));
         let pod = sts.spec.template.spec.unwrap();
         let args = pod.containers[0].args.clone().unwrap();
@@ -457,8 +470,130 @@ mod tests {
     #[test]
     fn serialized_statefulset_carries_no_status() {
         let c = cluster(serde_json::json!({}));
-        let v = serde_json::to_value(statefulset(&c, 3, &c.spec.storage, HOUR)).unwrap();
+        let v = serde_json::to_value(statefulset(
+            &c,
+            3,
+            &c.spec.storage,
+            HOUR,
+            &Tuning::default(),
+        ))
+        .unwrap();
         assert!(v.get("status").is_none());
+    }
+
+    fn pod_of(c: &ShardCluster, tuning: &Tuning) -> (ObjectMeta, PodSpec) {
+        let t = statefulset(c, 3, &c.spec.storage, HOUR, tuning)
+            .spec
+            .template;
+        (t.metadata.unwrap(), t.spec.unwrap())
+    }
+
+    #[test]
+    fn pod_settings_reach_the_pod_template() {
+        let c = cluster(serde_json::json!({"pod": {
+            "labels": {"team": "cache"},
+            "annotations": {"example.com/owner": "sre"},
+            "nodeSelector": {"disktype": "ssd"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "cache",
+                             "effect": "NoSchedule"}],
+            "priorityClassName": "ringshift-critical",
+            "imagePullSecrets": [{"name": "registry"}]
+        }}));
+        let (meta, pod) = pod_of(&c, &Tuning::default());
+        let labels = meta.labels.unwrap();
+        assert_eq!(labels["team"], "cache");
+        for (k, v) in names::selector_labels("demo") {
+            assert_eq!(labels[&k], v, "selector label {k}");
+        }
+        assert_eq!(meta.annotations.unwrap()["example.com/owner"], "sre");
+        assert_eq!(pod.node_selector.unwrap()["disktype"], "ssd");
+        let terms = pod
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(terms[0].match_expressions.as_ref().unwrap()[0].key, "zone");
+        let tol = pod.tolerations.unwrap();
+        assert_eq!(tol[0].key.as_deref(), Some("dedicated"));
+        assert_eq!(tol[0].effect.as_deref(), Some("NoSchedule"));
+        assert_eq!(
+            pod.priority_class_name.as_deref(),
+            Some("ringshift-critical")
+        );
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "registry");
+        // The default spread stays when the user gives none.
+        assert_eq!(
+            pod.topology_spread_constraints.unwrap()[0].topology_key,
+            "kubernetes.io/hostname"
+        );
+        // The security settings are the operator's, whatever spec.pod says.
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn without_pod_settings_only_the_operators_labels_and_the_default_spread() {
+        let c = cluster(serde_json::json!({}));
+        let (meta, pod) = pod_of(&c, &Tuning::default());
+        assert_eq!(meta.labels, Some(names::labels("demo")));
+        assert!(meta.annotations.is_none());
+        assert!(pod.node_selector.is_none());
+        assert!(pod.affinity.is_none());
+        assert!(pod.tolerations.is_none());
+        assert!(pod.priority_class_name.is_none());
+        assert!(pod.image_pull_secrets.is_none());
+        let spread = pod.topology_spread_constraints.unwrap();
+        assert_eq!(spread.len(), 1);
+        assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+        // Unset resources: requests sized from the tuning, no limit.
+        let r = pod.containers[0].resources.clone().unwrap();
+        let requests = r.requests.unwrap();
+        assert_eq!(requests["cpu"].0, "100m");
+        assert_eq!(requests["memory"].0, "704Mi");
+        assert!(r.limits.is_none());
+    }
+
+    #[test]
+    fn tuning_reaches_the_node_flags_and_the_memory_limit() {
+        let c = cluster(serde_json::json!({"tuning": {
+            "cacheBytes": "1Gi", "memtableBytes": "32Mi", "durability": "None"
+        }}));
+        let t = tuning::resolve(c.spec.tuning.as_ref()).unwrap();
+        let (_, pod) = pod_of(&c, &t);
+        let node = &pod.containers[0];
+        let args = node.args.clone().unwrap();
+        let flag = |f: &str| {
+            let i = args.iter().position(|a| a == f).unwrap();
+            args[i + 1].clone()
+        };
+        assert_eq!(flag("--cache-bytes"), "1073741824");
+        assert_eq!(flag("--memtable-bytes"), "33554432");
+        assert_eq!(flag("--durability"), "none");
+        // 1024Mi + 4 x 32Mi + 384Mi.
+        let r = node.resources.clone().unwrap();
+        assert_eq!(r.requests.unwrap()["memory"].0, "1536Mi");
+    }
+
+    #[test]
+    fn a_changed_pod_setting_changes_the_template_and_nothing_else() {
+        // A template change is what makes the StatefulSet a new revision, which the
+        // operator rolls one pod at a time.
+        let before = cluster(serde_json::json!({}));
+        let after = cluster(serde_json::json!({"pod": {"tolerations": [
+            {"key": "k", "operator": "Exists"}]}}));
+        let t = Tuning::default();
+        let a = statefulset(&before, 3, &before.spec.storage, HOUR, &t).spec;
+        let b = statefulset(&after, 3, &after.spec.storage, HOUR, &t).spec;
+        assert_ne!(a.template, b.template);
+        assert_eq!(a.selector, b.selector);
+        assert_eq!(a.volume_claim_templates, b.volume_claim_templates);
     }
 
     proptest::proptest! {
