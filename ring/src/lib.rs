@@ -22,12 +22,15 @@ mod alloc;
 mod diff;
 mod error;
 mod hash;
+mod load_order;
+mod member_ranges;
 mod owner_map;
 mod placement;
 mod range;
 mod ring;
 pub mod serde_u64;
 mod spec;
+mod token_list;
 
 pub use diff::{Transfer, diff};
 pub use error::{Error, Result};
