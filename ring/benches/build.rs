@@ -1,12 +1,12 @@
 //! Ring build time side by side, in one run: ringshift (algorithms 1 and 2, which replay the
 //! membership history) against `pingora-ketama` 0.9 (160 points per member, fixed) and
 //! `hashring` 0.3 (the same vnodes as ours), at 10..2000 members x 64 and 160 vnodes; then the
-//! cost of one more op (a join, a leave, a reweight) on a 1000 x 64 ring, and of replaying a
-//! churned history. Prints markdown tables.
+//! cost of one more op (a join, a leave, a reweight) on a 1000 x 64 ring, replayed in full or
+//! applied to a kept [`Replay`], and of replaying a churned history. Prints markdown tables.
 //! `cargo bench -p ringshift-ring --bench build` (`RING_BENCH_QUICK=1` for fewer repetitions).
 
 use pingora_ketama::{Bucket, Continuum};
-use ringshift_ring::{Member, RingOp, RingSpec};
+use ringshift_ring::{Member, Replay, RingOp, RingSpec};
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -95,8 +95,9 @@ fn main() {
         }
     }
 
-    // One more op on a built 1000 x 64 ring: a node or the operator replays the whole history
-    // on each placement change, so this is the build of the longer history.
+    // One more op on a built 1000 x 64 ring: replaying the whole longer history (what
+    // `RingSpec::build` does on each placement change), or advancing a kept `Replay` by the op
+    // (and building the `Ring` from it).
     let n = 1000;
     let reps = reps_for(n, quick);
     let base = RingSpec::with_members(64, &members(n)).expect("valid names");
@@ -137,9 +138,9 @@ fn main() {
         ),
     ];
     println!(
-        "\none more op on 1000 members x 64 vnodes (ms): build of the history without it, with it"
+        "\none more op on 1000 members x 64 vnodes (ms): build of the history without it / with it / Replay::advance by it / advance + ring()"
     );
-    println!("\n| op | alg 1 base / with op | alg 2 base / with op |");
+    println!("\n| op | alg 1 | alg 2 |");
     println!("|---|---|---|");
     for (label, op) in ops {
         let mut cols = Vec::new();
@@ -149,7 +150,18 @@ fn main() {
             with.push(op.clone());
             let a = best_ms(reps, || without.build().expect("builds"));
             let b = best_ms(reps, || with.build().expect("builds"));
-            cols.push(format!("{a:.3} / {b:.3}"));
+            let (mut advance, mut advance_ring) = (f64::MAX, f64::MAX);
+            for _ in 0..reps {
+                let mut replay = Replay::new(&without).expect("replays");
+                let t = Instant::now();
+                replay.advance(&with).expect("extends");
+                advance = advance.min(t.elapsed().as_secs_f64() * 1e3);
+                black_box(replay.ring().expect("builds"));
+                advance_ring = advance_ring.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            cols.push(format!(
+                "{a:.2} / {b:.2} / {advance:.3} / {advance_ring:.3}"
+            ));
         }
         println!("| {label} | {} | {} |", cols[0], cols[1]);
     }

@@ -32,7 +32,7 @@ pub struct Balance {
 }
 
 impl Ring {
-    pub(crate) fn from_allocator(alloc: Allocator) -> Result<Ring> {
+    pub(crate) fn from_allocator(alloc: &Allocator) -> Result<Ring> {
         let mut active: Vec<(u32, &crate::alloc::MemberState)> = alloc.active().collect();
         if active.is_empty() {
             return Err(Error::EmptyRing);
