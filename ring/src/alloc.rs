@@ -399,16 +399,12 @@ impl Allocator {
 
     /// Compare load per weight (a "higher" member is more loaded relative to its weight).
     fn cmp_norm(&self, a: u32, b: u32) -> Ordering {
-        self.norm(a).cmp_norm(&self.norm(b))
-    }
-
-    fn norm(&self, id: u32) -> Norm {
-        let m = &self.members[id as usize];
-        Norm {
-            load: m.load,
-            weight: m.weight,
-            id,
+        let (ma, mb) = (&self.members[a as usize], &self.members[b as usize]);
+        if ma.weight == mb.weight && ma.weight > 0 {
+            // The common case, without the two 128-bit products (same order).
+            return ma.load.cmp(&mb.load);
         }
+        (ma.load * u128::from(mb.weight)).cmp(&(mb.load * u128::from(ma.weight)))
     }
 
     // ---- join / weight increase ----
@@ -459,12 +455,12 @@ impl Allocator {
                 }
             }
             let d = &donors[k];
-            sum += d.load;
+            sum += d.load();
             wsum += u128::from(d.weight);
             k += 1;
             if sum > amount && k < sorted {
                 let next = &donors[k];
-                let above = (sum - amount) * u128::from(next.weight) < next.load * wsum;
+                let above = (sum - amount) * u128::from(next.weight) < next.load() * wsum;
                 if !above {
                     break;
                 }
@@ -553,11 +549,7 @@ impl Allocator {
         let members = &self.members;
         self.order.refresh(|id| {
             let m = &members[id as usize];
-            (m.active && m.load > 0).then_some(Norm {
-                load: m.load,
-                weight: m.weight,
-                id,
-            })
+            (m.active && m.load > 0).then(|| Norm::new(m.load, m.weight, id))
         });
     }
 
@@ -981,11 +973,7 @@ impl Allocator {
         let mut order: Vec<Norm> = self
             .active()
             .filter(|(_, m)| m.load > 0)
-            .map(|(id, m)| Norm {
-                load: m.load,
-                weight: m.weight,
-                id,
-            })
+            .map(|(id, m)| Norm::new(m.load, m.weight, id))
             .collect();
         order.sort_by(crate::load_order::most_loaded_first);
         if order != self.order.sorted() {

@@ -35,6 +35,9 @@ impl Range {
     }
 }
 
+/// How many entries `find` checks in order before searching.
+const FRONT: usize = 4;
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct MemberRanges {
     /// Sorted by span descending, then token ascending.
@@ -66,6 +69,11 @@ impl MemberRanges {
 
     fn find(&self, span: u128, token: u64) -> Result<usize, usize> {
         let key = (span - 1) as u64;
+        // A join cuts a donor's largest ranges, which sit at the front and were just read.
+        let mut front = self.by_size.iter().take(FRONT);
+        if let Some(i) = front.position(|r| r.token == token && r.span_less_one == key) {
+            return Ok(i);
+        }
         self.by_size.binary_search_by(|r| order(r, key, token))
     }
 
