@@ -95,7 +95,6 @@ fn spread(counts: &[u64]) -> (f64, f64) {
 struct Row {
     n: usize,
     lookup: [f64; 3],
-    build_ms: [f64; 3],
     exact_balance: (f64, f64),
     sampled_balance: [(f64, f64); 3],
     churn_balance: (f64, f64),
@@ -133,12 +132,7 @@ fn main() {
         let ms = members(n);
         let spec = RingSpec::with_members(VNODES, &ms).unwrap();
         let reps = if n == 1000 { 3 } else { 10 };
-
-        let build_ms = [
-            time(reps, || spec.build().unwrap()).as_secs_f64() * 1e3,
-            time(reps, || ketama(&ids)).as_secs_f64() * 1e3,
-            time(reps, || hashring(&ids)).as_secs_f64() * 1e3,
-        ];
+        // Build times: `cargo bench -p ringshift-ring --bench build`.
         let ours = spec.build().unwrap();
         let ket = ketama(&ids);
         let hr = hashring(&ids);
@@ -256,7 +250,6 @@ fn main() {
         rows.push(Row {
             n,
             lookup,
-            build_ms,
             exact_balance: (b.peak_to_mean, b.min_to_mean),
             sampled_balance,
             churn_balance,
@@ -276,22 +269,17 @@ fn main() {
         "{} random 16-byte keys per lookup run; peers' load and movement sampled with keys\n",
         keys.len()
     );
-    println!(
-        "| members | lookup ns/key ours / ketama / hashring | fastest peer ÷ ours | build ms ours / ketama / hashring |"
-    );
-    println!("|---|---|---|---|");
+    println!("| members | lookup ns/key ours / ketama / hashring | fastest peer ÷ ours |");
+    println!("|---|---|---|");
     for r in &rows {
         let fastest = r.lookup[1].min(r.lookup[2]);
         println!(
-            "| {} | {:.1} / {:.1} / {:.1} | {:.1}x | {:.2} / {:.2} / {:.2} |",
+            "| {} | {:.1} / {:.1} / {:.1} | {:.1}x |",
             r.n,
             r.lookup[0],
             r.lookup[1],
             r.lookup[2],
             fastest / r.lookup[0],
-            r.build_ms[0],
-            r.build_ms[1],
-            r.build_ms[2]
         );
     }
     println!(

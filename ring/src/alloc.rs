@@ -19,37 +19,57 @@
 //! leave a member more than 5% off its fair share. Integer
 //! arithmetic only; ties broken by member join order, so the result is a pure function of the
 //! history.
+//!
+//! Speed (a 1000-member build makes about 63 000 cuts): tokens live in a linked list addressed
+//! by node id ([`TokenList`]), so that splitting, moving and merging a range needs no search;
+//! each member keeps its ranges sorted largest first ([`MemberRanges`]), so that a donor's
+//! largest ranges are a prefix; and the sums the rules need per operation (total and lightest
+//! weight, how many members own tokens) are kept up to date instead of recounted. None of this
+//! changes a decision: `tests/pinned_layouts.rs` pins the tokens of both algorithms.
 
 use crate::error::{Error, Result};
+use crate::load_order::{LoadOrder, Norm};
+use crate::member_ranges::{MemberRanges, Range};
 use crate::range::FULL_SPAN;
 use crate::spec::RingOp;
-use std::cmp::Ordering;
+use crate::token_list::{NodeId, TokenList};
+use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeMap;
-use std::ops::Bound::{Excluded, Unbounded};
 
 pub(crate) struct MemberState {
     pub name: String,
     pub weight: u32,
     pub active: bool,
     pub load: u128,
-    /// (token, span of the range it ends), unsorted.
-    pub ranges: Vec<(u64, u128)>,
+    pub ranges: MemberRanges,
 }
 
 pub(crate) struct Allocator {
     /// The algorithm version being replayed (see [`crate::spec::ALGORITHMS`]).
     algorithm: u32,
     vnodes: u16,
-    pub tokens: BTreeMap<u64, u32>,
+    pub tokens: TokenList,
     pub members: Vec<MemberState>,
     by_name: BTreeMap<String, u32>,
+    /// Sum of the active members' weights.
+    total_weight: u128,
+    /// How many active members have each positive weight (the lightest is the first key).
+    weights: BTreeMap<u32, usize>,
+    /// How many active members own at least one token.
+    owners: usize,
+    /// Members owning tokens, most loaded first (the donors of a join).
+    order: LoadOrder,
+    /// Reused by `carve`.
+    scratch: Vec<Range>,
 }
 
 /// One of a giver's ranges during a hand-off: `(p, t]`, neighbours x (owns p) and y (owns the
 /// successor of t), amounts given to x (from the left) and y (from the right).
 struct Cut {
     p: u64,
+    p_node: NodeId,
     t: u64,
+    t_node: NodeId,
     span: u128,
     x: u32,
     y: u32,
@@ -73,38 +93,14 @@ const SLACK: u128 = 20;
 /// Algorithm 2 grants a member at most this many times `vnodes` tokens, however heavy.
 const MAX_WEIGHT_RATIO: u32 = 16;
 
-/// How many of its largest ranges are kept sorted per donor during a join.
-const LARGEST: usize = 8;
-
-/// The `m` largest of `ranges`, largest first (ties by token).
-fn largest_ranges(ranges: &[(u64, u128)], m: usize) -> Vec<(u64, u128)> {
-    let by_size = |a: &(u64, u128), b: &(u64, u128)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
-    if m >= ranges.len() {
-        let mut v = ranges.to_vec();
-        v.sort_unstable_by(by_size);
-        return v;
-    }
-    // Insertion into a short sorted list: cheaper than selecting on a copy for small m.
-    let mut top: Vec<(u64, u128)> = Vec::with_capacity(m + 1);
-    for r in ranges {
-        if top.len() == m && by_size(r, &top[m - 1]).is_ge() {
-            continue;
-        }
-        let pos = top.partition_point(|x| by_size(x, r).is_lt());
-        top.insert(pos, *r);
-        top.truncate(m);
-    }
-    top
-}
-
 /// How many of `ranges` (largest first) it takes to cover `amount`.
-fn pieces_needed(ranges: &[(u64, u128)], amount: u128) -> usize {
+fn pieces_needed(ranges: &[Range], amount: u128) -> usize {
     if amount == 0 {
         return 0;
     }
     let mut covered = 0u128;
     for (i, r) in ranges.iter().enumerate() {
-        covered += r.1;
+        covered += r.span();
         if covered >= amount {
             return i + 1;
         }
@@ -125,9 +121,36 @@ impl Allocator {
         Allocator {
             algorithm,
             vnodes: vnodes.max(1),
-            tokens: BTreeMap::new(),
+            tokens: TokenList::default(),
             members: Vec::new(),
             by_name: BTreeMap::new(),
+            total_weight: 0,
+            weights: BTreeMap::new(),
+            owners: 0,
+            order: LoadOrder::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Set an active member's weight, keeping the weight sums current.
+    fn set_weight(&mut self, id: u32, weight: u32) {
+        let old = self.members[id as usize].weight;
+        self.forget_weight(old);
+        self.members[id as usize].weight = weight;
+        self.order.mark(id);
+        self.total_weight += u128::from(weight);
+        if weight > 0 {
+            *self.weights.entry(weight).or_insert(0) += 1;
+        }
+    }
+
+    fn forget_weight(&mut self, weight: u32) {
+        self.total_weight -= u128::from(weight);
+        if let Some(n) = self.weights.get_mut(&weight) {
+            *n -= 1;
+            if *n == 0 {
+                self.weights.remove(&weight);
+            }
         }
     }
 
@@ -156,25 +179,31 @@ impl Allocator {
                 let id = self.members.len() as u32;
                 self.members.push(MemberState {
                     name: member.clone(),
-                    weight: *weight,
+                    weight: 0,
                     active: true,
                     load: 0,
-                    ranges: Vec::new(),
+                    ranges: MemberRanges::default(),
                 });
+                self.set_weight(id, *weight);
                 self.by_name.insert(member.clone(), id);
                 self.rebalance(id);
             }
             RingOp::Leave { member } => {
                 let id = self.id(member)?;
-                self.members[id as usize].weight = 0;
+                self.set_weight(id, 0);
                 self.rebalance(id);
-                self.members[id as usize].active = false;
+                let m = &mut self.members[id as usize];
+                m.active = false;
+                self.order.mark(id);
+                if !m.ranges.is_empty() {
+                    self.owners -= 1;
+                }
                 self.by_name.remove(member);
             }
             RingOp::Reweight { member, weight } => {
                 let id = self.id(member)?;
                 let unchanged = self.members[id as usize].weight == *weight;
-                self.members[id as usize].weight = *weight;
+                self.set_weight(id, *weight);
                 // Algorithm 2: re-stating a weight moves nothing (algorithm 1 topped the
                 // member up to its exact share, past its token cap).
                 if !(unchanged && self.algorithm >= 2) {
@@ -198,7 +227,7 @@ impl Allocator {
     /// Move member `id` to its target share after its weight changed, moving data only to or
     /// from it.
     fn rebalance(&mut self, id: u32) {
-        let total: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
+        let total = self.total_weight;
         let m = &self.members[id as usize];
         let load = m.load;
         let target = (FULL_SPAN * u128::from(m.weight))
@@ -220,27 +249,23 @@ impl Allocator {
     /// Whenever exactly one member owns everything, give it `vnodes` evenly spaced tokens so the
     /// next joiner can take interleaved pieces.
     fn reseed_sole_owner(&mut self) {
-        let sole = {
-            let mut owners = self.active().filter(|(_, m)| m.load > 0).map(|(i, _)| i);
-            match (owners.next(), owners.next()) {
-                (Some(only), None) => Some(only),
-                _ => None,
-            }
-        };
+        if self.owners != 1 {
+            return;
+        }
+        let sole = self
+            .active()
+            .find(|(_, m)| !m.ranges.is_empty())
+            .map(|(i, _)| i);
         if let Some(only) = sole {
             self.seed(only);
         }
     }
 
     fn seed(&mut self, id: u32) {
-        for m in &mut self.members {
-            m.load = 0;
-            m.ranges.clear();
-        }
-        self.tokens.clear();
+        self.clear_tokens();
         let v = u128::from(self.vnodes);
         let mut prev = u64::MAX;
-        let owner = &mut self.members[id as usize];
+        let mut first = None;
         for i in 0..v {
             let token = ((i + 1) * FULL_SPAN / v - 1) as u64;
             let span = if v == 1 {
@@ -248,114 +273,121 @@ impl Allocator {
             } else {
                 span_between(prev, token)
             };
-            owner.ranges.push((token, span));
-            self.tokens.insert(token, id);
+            // Ascending tokens: each goes last, i.e. right before the first on the circle.
+            let node = match first {
+                None => self.tokens.push_first(token, id),
+                Some(head) => self.tokens.insert_before(head, token, id),
+            };
+            first.get_or_insert(node);
+            self.add_range(id, Range::new(span, token, node));
             prev = token;
         }
-        owner.load = FULL_SPAN;
     }
 
-    // ---- token primitives: keep member spans and loads exact ----
-
-    fn pred(&self, t: u64) -> u64 {
-        self.tokens
-            .range(..t)
-            .next_back()
-            .or_else(|| self.tokens.iter().next_back())
-            .map_or(t, |(&k, _)| k)
-    }
-
-    fn succ(&self, t: u64) -> u64 {
-        self.tokens
-            .range((Excluded(t), Unbounded))
-            .next()
-            .or_else(|| self.tokens.iter().next())
-            .map_or(t, |(&k, _)| k)
-    }
-
-    fn owner(&self, t: u64) -> u32 {
-        self.tokens.get(&t).copied().unwrap_or(u32::MAX)
-    }
-
-    fn span_slot(&mut self, owner: u32, t: u64) -> Option<&mut u128> {
-        self.members
-            .get_mut(owner as usize)?
-            .ranges
-            .iter_mut()
-            .find(|(tok, _)| *tok == t)
-            .map(|(_, s)| s)
-    }
-
-    /// Insert token `n` (absent, ring non-empty) owned by `owner`: it takes `(pred(n), n]` from
-    /// the owner of the range containing `n`.
-    fn insert(&mut self, n: u64, owner: u32) {
-        let t = self.succ(n);
-        let p = self.pred(n);
-        let span_n = span_between(p, n);
-        let owner_t = self.owner(t);
-        if let Some(s) = self.span_slot(owner_t, t) {
-            *s -= span_n;
+    fn clear_tokens(&mut self) {
+        for (id, m) in self.members.iter_mut().enumerate() {
+            m.load = 0;
+            m.ranges.clear();
+            self.order.mark(id as u32);
         }
-        if let Some(m) = self.members.get_mut(owner_t as usize) {
-            m.load -= span_n;
-        }
+        self.tokens.clear();
+        self.owners = 0;
+    }
+
+    // ---- token primitives: keep member spans, loads, the owner count and the load order
+    // exact ----
+
+    /// The span of the range ended by node `t`.
+    fn span_of(&self, t: NodeId) -> u128 {
+        span_between(self.tokens.token(self.tokens.prev(t)), self.tokens.token(t))
+    }
+
+    fn add_range(&mut self, owner: u32, r: Range) {
         let m = &mut self.members[owner as usize];
-        m.ranges.push((n, span_n));
-        m.load += span_n;
-        self.tokens.insert(n, owner);
+        if m.ranges.is_empty() && m.active {
+            self.owners += 1;
+        }
+        m.load += r.span();
+        m.ranges.insert(r);
+        self.order.mark(owner);
+    }
+
+    fn drop_range(&mut self, owner: u32, span: u128, token: u64) -> Option<Range> {
+        let m = &mut self.members[owner as usize];
+        let r = m.ranges.remove(span, token)?;
+        m.load -= span;
+        if m.ranges.is_empty() && m.active {
+            self.owners -= 1;
+        }
+        self.order.mark(owner);
+        Some(r)
+    }
+
+    /// Insert token `n` owned by `owner` right before node `t` (`n` lies strictly inside
+    /// `t`'s range): it takes `(pred(t), n]` from `t`'s owner. Returns the new node.
+    fn insert_before(&mut self, t: NodeId, n: u64, owner: u32) -> NodeId {
+        let p = self.tokens.token(self.tokens.prev(t));
+        let span_n = span_between(p, n);
+        let span_t = self.span_of(t);
+        let owner_t = self.tokens.owner(t);
+        let m = &mut self.members[owner_t as usize];
+        m.ranges
+            .resize(span_t, self.tokens.token(t), span_t - span_n);
+        m.load -= span_n;
+        self.order.mark(owner_t);
+        let node = self.tokens.insert_before(t, n, owner);
+        self.add_range(owner, Range::new(span_n, n, node));
+        node
     }
 
     /// Remove token `a` (with at least two tokens): its range goes to the successor's owner.
-    fn remove(&mut self, a: u64) {
-        let s = self.succ(a);
+    fn remove(&mut self, a: NodeId) {
+        let s = self.tokens.next(a);
         if s == a {
             return;
         }
-        let owner_a = self.owner(a);
-        let owner_s = self.owner(s);
-        let m = &mut self.members[owner_a as usize];
-        let Some(pos) = m.ranges.iter().position(|(tok, _)| *tok == a) else {
+        let (span_a, span_s) = (self.span_of(a), self.span_of(s));
+        let (owner_a, owner_s) = (self.tokens.owner(a), self.tokens.owner(s));
+        if self
+            .drop_range(owner_a, span_a, self.tokens.token(a))
+            .is_none()
+        {
             return;
-        };
-        let (_, span_a) = m.ranges.swap_remove(pos);
-        m.load -= span_a;
-        if let Some(slot) = self.span_slot(owner_s, s) {
-            *slot += span_a;
         }
-        self.members[owner_s as usize].load += span_a;
-        self.tokens.remove(&a);
+        let m = &mut self.members[owner_s as usize];
+        m.ranges
+            .resize(span_s, self.tokens.token(s), span_s + span_a);
+        m.load += span_a;
+        self.order.mark(owner_s);
+        self.tokens.remove(a);
     }
 
-    /// Give token `t`'s range to `new_owner`.
-    fn reassign(&mut self, t: u64, new_owner: u32) {
-        let old = self.owner(t);
+    /// Give node `t`'s range to `new_owner`.
+    fn reassign(&mut self, t: NodeId, new_owner: u32) {
+        let old = self.tokens.owner(t);
         if old == new_owner {
             return;
         }
-        let m = &mut self.members[old as usize];
-        let Some(pos) = m.ranges.iter().position(|(tok, _)| *tok == t) else {
+        let Some(r) = self.drop_range(old, self.span_of(t), self.tokens.token(t)) else {
             return;
         };
-        let entry = m.ranges.swap_remove(pos);
-        m.load -= entry.1;
-        let n = &mut self.members[new_owner as usize];
-        n.ranges.push(entry);
-        n.load += entry.1;
-        self.tokens.insert(t, new_owner);
+        self.add_range(new_owner, r);
+        self.tokens.set_owner(t, new_owner);
     }
 
     /// Merge runs of adjacent same-owner tokens around `touched` (needs two owners or more).
-    fn merge_around(&mut self, touched: &[u64]) {
+    fn merge_around(&mut self, touched: &[NodeId]) {
         for &start in touched {
             let mut a = start;
-            while let Some(&o) = self.tokens.get(&a) {
-                let p = self.pred(a);
-                if p != a && self.owner(p) == o {
+            while self.tokens.is_live(a) {
+                let o = self.tokens.owner(a);
+                let p = self.tokens.prev(a);
+                if p != a && self.tokens.owner(p) == o {
                     self.remove(p);
                     continue;
                 }
-                let s = self.succ(a);
-                if s != a && self.owner(s) == o {
+                let s = self.tokens.next(a);
+                if s != a && self.tokens.owner(s) == o {
                     self.remove(a);
                     a = s;
                     continue;
@@ -368,6 +400,10 @@ impl Allocator {
     /// Compare load per weight (a "higher" member is more loaded relative to its weight).
     fn cmp_norm(&self, a: u32, b: u32) -> Ordering {
         let (ma, mb) = (&self.members[a as usize], &self.members[b as usize]);
+        if ma.weight == mb.weight && ma.weight > 0 {
+            // The common case, without the two 128-bit products (same order).
+            return ma.load.cmp(&mb.load);
+        }
         (ma.load * u128::from(mb.weight)).cmp(&(mb.load * u128::from(ma.weight)))
     }
 
@@ -380,67 +416,66 @@ impl Allocator {
     /// is kept within `vnodes` (the taker's new tokens) by dropping the donors that would need
     /// the most pieces and re-levelling the others.
     fn take(&mut self, taker: u32, amount: u128) {
-        let mut donors: Vec<u32> = self
-            .active()
-            .filter(|&(i, m)| i != taker && m.load > 0)
-            .map(|(i, _)| i)
-            .collect();
-        if donors.is_empty() || amount == 0 {
+        if amount == 0 {
             return;
         }
-        let desc = |s: &Self, a: &u32, b: &u32| s.cmp_norm(*b, *a).then(a.cmp(b));
         let budget = self.piece_budget(taker);
-        let mut sorted = donors.len().min(budget);
-        if donors.len() > budget {
-            donors.select_nth_unstable_by(budget, |a, b| desc(self, a, b));
+        // The `budget` most loaded donors, most loaded first; all of them only if those cannot
+        // cover `amount`.
+        self.refresh_order();
+        let ranked = self.order.sorted();
+        let is_donor = |d: &&Norm| d.id != taker;
+        let mut donors: Vec<Norm> = ranked
+            .iter()
+            .filter(is_donor)
+            .take(budget)
+            .copied()
+            .collect();
+        if donors.is_empty() {
+            return;
         }
-        donors[..sorted].sort_by(|a, b| desc(self, a, b));
+        let count = ranked.len() - usize::from(self.members[taker as usize].load > 0);
+        let mut sorted = donors.len();
 
         // Natural water-fill count, at most `budget` donors unless more are needed to cover.
         let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
         loop {
             if k == sorted {
-                if sorted < donors.len() && sum <= amount {
-                    donors[sorted..].sort_by(|a, b| desc(self, a, b));
+                if sorted < count && sum <= amount {
+                    donors = self
+                        .order
+                        .sorted()
+                        .iter()
+                        .filter(is_donor)
+                        .copied()
+                        .collect();
                     sorted = donors.len();
                 } else {
                     break;
                 }
             }
-            let d = &self.members[donors[k] as usize];
-            sum += d.load;
+            let d = &donors[k];
+            sum += d.load();
             wsum += u128::from(d.weight);
             k += 1;
             if sum > amount && k < sorted {
-                let next = &self.members[donors[k] as usize];
-                let above = (sum - amount) * u128::from(next.weight) < next.load * wsum;
+                let next = &donors[k];
+                let above = (sum - amount) * u128::from(next.weight) < next.load() * wsum;
                 if !above {
                     break;
                 }
             }
         }
         let amount = amount.min(sum);
-        let total_weight: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
-        let mut set: Vec<u32> = donors[..k].to_vec();
-        // Each donor's largest ranges, largest first (all of them when a few do not cover
-        // its whole load; see `carve`).
-        let mut ranges: BTreeMap<u32, Vec<(u64, u128)>> = BTreeMap::new();
-        for &d in &set {
-            ranges.insert(d, largest_ranges(&self.members[d as usize].ranges, LARGEST));
-        }
+        let total_weight = self.total_weight;
+        let mut set: Vec<u32> = donors[..k].iter().map(|d| d.id).collect();
         let (gives, needs) = loop {
             let gives = self.level(&set, amount);
+            // Each donor's part is cut from its largest ranges.
             let needs: Vec<usize> = set
                 .iter()
                 .zip(&gives)
-                .map(|(d, &g)| {
-                    let all = &self.members[*d as usize].ranges;
-                    let list = ranges.entry(*d).or_default();
-                    if list.len() < all.len() && list.iter().map(|r| r.1).sum::<u128>() < g {
-                        *list = largest_ranges(all, all.len());
-                    }
-                    pieces_needed(list, g)
-                })
+                .map(|(d, &g)| pieces_needed(self.members[*d as usize].ranges.by_size(), g))
                 .collect();
             let total: usize = needs.iter().sum();
             if total <= budget || set.len() == 1 {
@@ -448,13 +483,13 @@ impl Allocator {
             }
             // Drop the donors needing the most pieces (their amount goes to the others), but only
             // those that stay within 5% of their fair share: balance wins over the token cap.
-            let mut order: Vec<usize> = (0..set.len()).collect();
-            order.sort_by(|&a, &b| {
-                needs[b]
-                    .cmp(&needs[a])
-                    .then(gives[a].cmp(&gives[b]))
-                    .then(a.cmp(&b))
-            });
+            // Most pieces first, then smallest part, then position: a total order, so an
+            // unstable sort of the keys themselves gives the same result.
+            let mut keyed: Vec<(Reverse<usize>, u128, usize)> = (0..set.len())
+                .map(|i| (Reverse(needs[i]), gives[i], i))
+                .collect();
+            keyed.sort_unstable();
+            let order = keyed.into_iter().map(|k| k.2);
             let mut freed = 0usize;
             let mut drop = vec![false; set.len()];
             let mut kept_load: u128 = set.iter().map(|&d| self.members[d as usize].load).sum();
@@ -504,15 +539,18 @@ impl Allocator {
                 continue;
             }
             let pieces = need as u128 + spare * give / amount;
-            let mut sorted = ranges.remove(&d).unwrap_or_default();
-            let all = &self.members[d as usize].ranges;
-            let covered: u128 = sorted.iter().map(|r| r.1).sum();
-            if sorted.len() < all.len() && (pieces > sorted.len() as u128 || covered < give) {
-                sorted = largest_ranges(all, all.len());
-            }
-            self.carve(&sorted, taker, give, pieces, &mut touched);
+            self.carve(d, taker, give, pieces, &mut touched);
         }
         self.merge_around(&touched);
+    }
+
+    /// Bring the load order up to date with the members changed since the last operation.
+    fn refresh_order(&mut self) {
+        let members = &self.members;
+        self.order.refresh(|id| {
+            let m = &members[id as usize];
+            (m.active && m.load > 0).then(|| Norm::new(m.load, m.weight, id))
+        });
     }
 
     /// How many new tokens (pieces) a taker may get: `vnodes` in algorithm 1; in algorithm 2 its
@@ -540,11 +578,7 @@ impl Allocator {
     /// The lightest positive weight among active members (1 if none): one scan per operation,
     /// not one per capped member.
     fn lightest_weight(&self) -> u32 {
-        self.active()
-            .map(|(_, m)| m.weight)
-            .filter(|&w| w > 0)
-            .min()
-            .unwrap_or(1)
+        self.weights.keys().next().copied().unwrap_or(1)
     }
 
     /// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
@@ -590,24 +624,30 @@ impl Allocator {
         gives
     }
 
-    /// Cut `amount` out of a donor's `pieces` largest `ranges` (sorted largest first; more
-    /// if those cannot cover it), water-filling the chosen ranges, for `taker`.
+    /// Cut `amount` out of `donor`'s `pieces` largest ranges (more if those cannot cover it),
+    /// water-filling the chosen ranges, for `taker`.
     fn carve(
         &mut self,
-        ranges: &[(u64, u128)],
+        donor: u32,
         taker: u32,
         amount: u128,
         pieces: u128,
-        touched: &mut Vec<u64>,
+        touched: &mut Vec<NodeId>,
     ) {
+        let ranges = self.members[donor as usize].ranges.by_size();
         let want = usize::try_from(pieces).unwrap_or(usize::MAX).max(1);
         let mut k = 0usize;
         let mut covered = 0u128;
         while k < ranges.len() && (k < want || covered < amount) {
-            covered += ranges[k].1;
+            covered += ranges[k].span();
             k += 1;
         }
-        self.water_fill_ranges(&ranges[..k], taker, amount.min(covered), touched);
+        // A copy (cutting changes the donor's list), into a buffer reused across cuts.
+        let mut chosen = std::mem::take(&mut self.scratch);
+        chosen.clear();
+        chosen.extend_from_slice(&ranges[..k]);
+        self.water_fill_ranges(&chosen, taker, amount.min(covered), touched);
+        self.scratch = chosen;
     }
 
     /// Cut exactly `amount` (at most their total span) out of `ranges` (largest first) for
@@ -615,26 +655,27 @@ impl Allocator {
     /// cut is spread evenly). Returns the number of pieces cut.
     fn water_fill_ranges(
         &mut self,
-        ranges: &[(u64, u128)],
+        ranges: &[Range],
         taker: u32,
         amount: u128,
-        touched: &mut Vec<u64>,
+        touched: &mut Vec<NodeId>,
     ) -> usize {
         let mut left = amount;
         let mut pieces = 0;
         let k = ranges.len();
-        for (i, &(t, span)) in ranges.iter().rev().enumerate() {
+        for (i, r) in ranges.iter().rev().enumerate() {
             if left == 0 {
                 break;
             }
+            let (t, span) = (r.node, r.span());
             let remaining = (k - i) as u128;
             let piece = span.min(left.div_ceil(remaining));
             if piece >= span {
                 self.reassign(t, taker);
                 touched.push(t);
             } else {
-                let n = self.pred(t).wrapping_add(piece as u64);
-                self.insert(n, taker);
+                let p = self.tokens.token(self.tokens.prev(t));
+                let n = self.insert_before(t, p.wrapping_add(piece as u64), taker);
                 touched.push(n);
             }
             left -= piece;
@@ -651,18 +692,20 @@ impl Allocator {
     /// receive a piece from the middle of a range, a new token: only while they hold fewer than
     /// `vnodes` tokens, unless they would otherwise stay more than 5% under their fair share).
     fn hand_off(&mut self, giver: u32, amount: u128) {
-        let mut own = self.members[giver as usize].ranges.clone();
-        own.sort_unstable();
+        let mut own = self.members[giver as usize].ranges.by_size().to_vec();
+        own.sort_unstable_by_key(|r| r.token);
         let mut cuts: Vec<Cut> = own
             .iter()
-            .map(|&(t, span)| {
-                let p = self.pred(t);
+            .map(|r| {
+                let p_node = self.tokens.prev(r.node);
                 Cut {
-                    p,
-                    t,
-                    span,
-                    x: self.owner(p),
-                    y: self.owner(self.succ(t)),
+                    p: self.tokens.token(p_node),
+                    p_node,
+                    t: r.token,
+                    t_node: r.node,
+                    span: r.span(),
+                    x: self.tokens.owner(p_node),
+                    y: self.tokens.owner(self.tokens.next(r.node)),
                     gx: 0,
                     gy: 0,
                     mid: Vec::new(),
@@ -789,7 +832,7 @@ impl Allocator {
             .map(|(&c, &n)| (c, n))
             .collect();
         needy.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let total_weight: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
+        let total_weight = self.total_weight;
         let lightest = self.lightest_weight();
         for (c, mut n) in needy {
             // Members at `vnodes` tokens get a piece only if they would otherwise stay more
@@ -867,26 +910,26 @@ impl Allocator {
             segs.extend(cut.mid.iter().copied());
             segs.push((giver, keep));
             segs.push((cut.y, cut.gy));
-            self.relabel(cut.p, cut.t, &segs, &mut touched);
+            self.relabel(cut, &segs, &mut touched);
         }
         self.merge_around(&touched);
     }
 
-    /// Split the range `(p, t]` into consecutive segments `(owner, length)` (lengths sum to the
-    /// span; empty ones skipped) by inserting tokens at segment ends and reassigning `t`.
-    fn relabel(&mut self, p: u64, t: u64, segs: &[(u32, u128)], touched: &mut Vec<u64>) {
-        let after = self.succ(t);
-        touched.extend([p, after]);
+    /// Split the cut's range `(p, t]` into consecutive segments `(owner, length)` (lengths sum
+    /// to the span; empty ones skipped) by inserting tokens at segment ends and reassigning `t`.
+    fn relabel(&mut self, cut: &Cut, segs: &[(u32, u128)], touched: &mut Vec<NodeId>) {
+        let after = self.tokens.next(cut.t_node);
+        touched.extend([cut.p_node, after]);
         let segs: Vec<(u32, u128)> = segs.iter().copied().filter(|s| s.1 > 0).collect();
-        let mut pos = p;
+        let mut pos = cut.p;
         for (i, &(owner, len)) in segs.iter().enumerate() {
             if i + 1 == segs.len() {
-                self.reassign(t, owner);
-                touched.push(t);
+                self.reassign(cut.t_node, owner);
+                touched.push(cut.t_node);
             } else {
                 pos = pos.wrapping_add(len as u64);
-                self.insert(pos, owner);
-                touched.push(pos);
+                let n = self.insert_before(cut.t_node, pos, owner);
+                touched.push(n);
             }
         }
     }
@@ -894,11 +937,12 @@ impl Allocator {
     /// Fallback when the giver has no weighted neighbour: whole ranges go to the least loaded
     /// weighted members, largest range first.
     fn give_whole_ranges(&mut self, giver: u32, amount: u128) {
-        let mut ranges = self.members[giver as usize].ranges.clone();
-        ranges.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Largest first, ties by token.
+        let ranges = self.members[giver as usize].ranges.by_size().to_vec();
         let mut left = amount;
         let mut touched = Vec::new();
-        for (t, span) in ranges {
+        for r in ranges {
+            let (t, span) = (r.node, r.span());
             if left == 0 {
                 break;
             }
@@ -909,11 +953,7 @@ impl Allocator {
                 .min_by(|&a, &b| self.cmp_norm(a, b).then(a.cmp(&b)));
             let Some(r) = recipient else {
                 // Nobody can own anything: the ring becomes empty.
-                self.tokens.clear();
-                for m in &mut self.members {
-                    m.load = 0;
-                    m.ranges.clear();
-                }
+                self.clear_tokens();
                 return;
             };
             self.reassign(t, r);
@@ -926,14 +966,32 @@ impl Allocator {
 
 #[cfg(test)]
 impl Allocator {
-    /// Recompute spans and loads from the token map and compare with the cached ones.
-    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+    /// Recompute spans, loads, the weight sums and the load order from the token list and
+    /// compare with the cached ones.
+    pub(crate) fn check(&mut self) -> std::result::Result<(), String> {
+        self.refresh_order();
+        let mut order: Vec<Norm> = self
+            .active()
+            .filter(|(_, m)| m.load > 0)
+            .map(|(id, m)| Norm::new(m.load, m.weight, id))
+            .collect();
+        order.sort_by(crate::load_order::most_loaded_first);
+        if order != self.order.sorted() {
+            return Err("load order out of date".into());
+        }
         let mut loads = vec![0u128; self.members.len()];
         let mut counts = vec![0usize; self.members.len()];
-        for (&t, &o) in &self.tokens {
-            let span = span_between(self.pred(t), t);
+        let sorted = self.tokens.sorted();
+        for (i, &(t, o)) in sorted.iter().enumerate() {
+            let p = sorted[(i + sorted.len() - 1) % sorted.len()].0;
+            let span = span_between(p, t);
             let m = &self.members[o as usize];
-            let cached = m.ranges.iter().find(|r| r.0 == t).map(|r| r.1);
+            let cached = m
+                .ranges
+                .by_size()
+                .iter()
+                .find(|r| r.token == t)
+                .map(|r| r.span());
             if cached != Some(span) {
                 return Err(format!(
                     "token {t} of {}: span {span}, cached {cached:?}",
@@ -954,6 +1012,30 @@ impl Allocator {
                     counts[i]
                 ));
             }
+            if !m
+                .ranges
+                .by_size()
+                .is_sorted_by(|a, b| (b.span(), a.token) < (a.span(), b.token))
+            {
+                return Err(format!("member {}: ranges out of order", m.name));
+            }
+        }
+        let total: u128 = self.active().map(|(_, m)| u128::from(m.weight)).sum();
+        let lightest = self
+            .active()
+            .map(|(_, m)| m.weight)
+            .filter(|&w| w > 0)
+            .min();
+        let owners = self.active().filter(|(_, m)| m.load > 0).count();
+        if (total, lightest.unwrap_or(1), owners)
+            != (self.total_weight, self.lightest_weight(), self.owners)
+        {
+            return Err(format!(
+                "sums: total weight {total}, lightest {lightest:?}, owners {owners} vs cached {} {} {}",
+                self.total_weight,
+                self.lightest_weight(),
+                self.owners
+            ));
         }
         Ok(())
     }
@@ -993,12 +1075,25 @@ mod tests {
 
     #[test]
     fn cached_spans_and_loads_stay_exact_under_churn() {
-        for seed in 0..4 {
-            let mut a = Allocator::new(1, 16);
-            for op in churn(3, 60, seed) {
-                a.apply(&op).unwrap();
-                if let Err(e) = a.check() {
-                    panic!("after {op:?}: {e}");
+        for (seed, algorithm) in (0..8).zip([1, 2].into_iter().cycle()) {
+            let mut a = Allocator::new(algorithm, 16);
+            for (step, op) in churn(3, 60, seed).into_iter().enumerate() {
+                let mut next = Some(op);
+                while let Some(op) = next.take() {
+                    a.apply(&op).unwrap();
+                    if let Err(e) = a.check() {
+                        panic!("after {op:?}: {e}");
+                    }
+                    // Some reweights too, to 0 and back up.
+                    if seed % 4 >= 2
+                        && !matches!(op, RingOp::Reweight { .. })
+                        && let Some(name) = a.by_name.keys().nth(step % 3)
+                    {
+                        next = Some(RingOp::Reweight {
+                            member: name.clone(),
+                            weight: (step % 3) as u32,
+                        });
+                    }
                 }
             }
         }

@@ -37,6 +37,9 @@ pub enum Error {
     /// vnodes out of the supported range.
     #[error("vnodes must be between 1 and {max}, got {vnodes}")]
     InvalidVnodes { vnodes: u16, max: u16 },
+    /// `Replay::advance` was given a spec that does not append to the replayed history.
+    #[error("the ring spec does not extend the replayed history")]
+    NotAnExtension,
     /// `Placement::finish` was called while transfers are still pending.
     #[error("{pending} transfers are still pending")]
     TransfersPending { pending: usize },

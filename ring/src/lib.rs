@@ -4,7 +4,8 @@
 //! * A [`RingSpec`] is a ring as its membership history (algorithm version, vnodes, ops);
 //!   [`RingSpec::build`] replays it into a [`Ring`] (tokens; owner of hash `h` = member of the
 //!   first token `>= h`, wrapping). The token allocation is described in the `alloc` module and
-//!   in the crate README.
+//!   in the crate README. A [`Replay`] keeps the replayed state so that a spec grown by a few
+//!   ops costs only those ops.
 //! * An [`OwnerMap`] partitions the hash space into maximal inclusive [`HashRange`]s;
 //!   [`diff`] turns two owner maps into [`Transfer`]s.
 //! * A [`Placement`] is the ring in transition (base, overlay, target, committed transfers) that
@@ -22,12 +23,16 @@ mod alloc;
 mod diff;
 mod error;
 mod hash;
+mod load_order;
+mod member_ranges;
 mod owner_map;
 mod placement;
 mod range;
+mod replay;
 mod ring;
 pub mod serde_u64;
 mod spec;
+mod token_list;
 
 pub use diff::{Transfer, diff};
 pub use error::{Error, Result};
@@ -35,5 +40,6 @@ pub use hash::{hash_tag, key_hash};
 pub use owner_map::OwnerMap;
 pub use placement::{CommittedTransfer, OverlayEntry, Placement, ResolvedPlacement};
 pub use range::{FULL_SPAN, HashRange, RangeSet, compact as range_set_compact};
+pub use replay::Replay;
 pub use ring::{Balance, Ring};
 pub use spec::{ALGORITHMS, CURRENT_ALGORITHM, MAX_VNODES, Member, RingOp, RingSpec};

@@ -32,7 +32,7 @@ pub struct Balance {
 }
 
 impl Ring {
-    pub(crate) fn from_allocator(alloc: Allocator) -> Result<Ring> {
+    pub(crate) fn from_allocator(alloc: &Allocator) -> Result<Ring> {
         let mut active: Vec<(u32, &crate::alloc::MemberState)> = alloc.active().collect();
         if active.is_empty() {
             return Err(Error::EmptyRing);
@@ -51,7 +51,7 @@ impl Ring {
         }
         let mut tokens = Vec::with_capacity(alloc.tokens.len());
         let mut owners = Vec::with_capacity(alloc.tokens.len());
-        for (&t, &id) in &alloc.tokens {
+        for (t, id) in alloc.tokens.sorted() {
             tokens.push(t);
             owners.push(slot.get(id as usize).copied().unwrap_or(0));
         }

@@ -186,7 +186,7 @@ impl RingSpec {
         for op in &self.ops {
             alloc.apply(op)?;
         }
-        Ring::from_allocator(alloc)
+        Ring::from_allocator(&alloc)
     }
 }
 
