@@ -1,5 +1,4 @@
-//! Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP; any later B* command plugs in
-//! the same way). Each parses to its non-blocking attempt, a keyed command that answers the
+//! Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP). Each parses to its non-blocking attempt, a keyed command that answers the
 //! RESP2 null array when it has nothing to serve (what Redis answers on a timeout). The client's
 //! connection retries the attempt through the normal routing path until it serves something or
 //! the timeout passes, so a key whose range moves is served by its new owner (the attempt is
@@ -32,19 +31,28 @@ pub fn may_block(args: &[Vec<u8>]) -> bool {
     args.first().is_some_and(|n| {
         n.len() >= 5
             && n.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'b'))
-            && ["blpop", "brpop", "blmove", "brpoplpush", "blmpop"]
-                .iter()
-                .any(|b| n.eq_ignore_ascii_case(b.as_bytes()))
+            && [
+                "blpop",
+                "brpop",
+                "blmove",
+                "brpoplpush",
+                "blmpop",
+                "bzpopmin",
+                "bzpopmax",
+                "bzmpop",
+            ]
+            .iter()
+            .any(|b| n.eq_ignore_ascii_case(b.as_bytes()))
     })
 }
 
 /// Index of the timeout argument of blocking command `name` with `argc` arguments.
 pub fn timeout_at(name: &str, argc: usize) -> Option<usize> {
     match name {
-        "blpop" | "brpop" => Some(argc.saturating_sub(1)),
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => Some(argc.saturating_sub(1)),
         "brpoplpush" => Some(3),
         "blmove" => Some(5),
-        "blmpop" => Some(1),
+        "blmpop" | "bzmpop" => Some(1),
         _ => None,
     }
 }

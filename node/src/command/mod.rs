@@ -212,8 +212,16 @@ async fn handle_in(
                 .map(|t| blocking::parse_timeout(t));
             match timeout {
                 Some(Ok(timeout)) => {
+                    // BZPOPMIN/BZPOPMAX/BZMPOP scores are doubles in RESP3.
+                    let score_shape = (conn.proto >= 3)
+                        .then(|| zset::resp3_shape(&args))
+                        .flatten();
                     let reply = blocking::run(node, &conn.client, name, args, keyed, timeout).await;
-                    out.extend_from_slice(&reply)
+                    let start = out.len();
+                    out.extend_from_slice(&reply);
+                    if let Some(shape) = score_shape {
+                        crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
+                    }
                 }
                 Some(Err(msg)) => error(out, &msg),
                 None => error(out, "ERR syntax error"),

@@ -110,7 +110,7 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
     {
         return Ok(Some(k));
     }
-    if name.starts_with('z')
+    if (name.starts_with('z') || name.starts_with("bz"))
         && let Some(k) = super::zset::parse(name, args)?
     {
         return Ok(Some(k));

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::blocking;
 use crate::engine::collection::{CollMeta, CollType, Held};
 use crate::engine::ops::DataCmd;
 use crate::engine::writer_parse_int as parse_int;
@@ -118,7 +119,8 @@ pub fn resp3_shape(args: &[Vec<u8>]) -> Option<ScoreShape> {
         } else {
             ScoreShape::Flat
         }),
-        b"zmpop" => Some(ScoreShape::KeyPairs),
+        b"zmpop" | b"bzmpop" => Some(ScoreShape::KeyPairs),
+        b"bzpopmin" | b"bzpopmax" => Some(ScoreShape::Third),
         b"zrank" | b"zrevrank" => (args.len() == 4).then_some(ScoreShape::Second),
         _ => None,
     }
@@ -380,6 +382,27 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
                 max: name == "zpopmax",
                 count,
                 reply: PopReply::Flat,
+            })
+        }
+        // The blocking forms parse to their non-blocking attempt (see `command::blocking`),
+        // which answers the null array while there is nothing to pop.
+        "bzpopmin" | "bzpopmax" => {
+            blocking::parse_timeout(&args[args.len() - 1])?;
+            write(ZsetCmd::Pop {
+                keys: args[1..args.len() - 1].to_vec(),
+                max: name == "bzpopmax",
+                count: None,
+                reply: PopReply::Blocking,
+            })
+        }
+        "bzmpop" => {
+            blocking::parse_timeout(&args[1])?;
+            let (keys, max, count) = parse_mpop(args, 2)?;
+            write(ZsetCmd::Pop {
+                keys,
+                max,
+                count: Some(count),
+                reply: PopReply::Multi,
             })
         }
         "zmpop" => {

@@ -20,6 +20,8 @@ pub enum ScoreShape {
     Second,
     /// [key, [[member, score], ...]]: ZMPOP.
     KeyPairs,
+    /// [key, member, score]: BZPOPMIN, BZPOPMAX.
+    Third,
 }
 
 /// A bulk score as a RESP3 double; anything else (a nil, an error) as it is.
@@ -78,6 +80,12 @@ pub fn scores_to_doubles(out: &mut Vec<u8>, start: usize, shape: ScoreShape) {
                             rewritten.extend_from_slice(i);
                         }
                     }
+                }
+                ScoreShape::Third if items.len() == 3 => {
+                    reply::array_len(&mut rewritten, 3);
+                    rewritten.extend_from_slice(items[0]);
+                    rewritten.extend_from_slice(items[1]);
+                    double(items[2], &mut rewritten);
                 }
                 ScoreShape::KeyPairs if items.len() == 2 => {
                     reply::array_len(&mut rewritten, 2);
