@@ -85,7 +85,7 @@ async fn blocking_sorted_set_pops_wait_wake_and_time_out() {
         ("z".into(), "three".into(), "3".into())
     );
     assert_eq!(
-        cmd::<(String, Vec<(String, String)>)>(&mut c, &["BZMPOP", "1", "2", "z", "MIN"]),
+        cmd::<(String, Vec<(String, String)>)>(&mut c, &["BZMPOP", "1", "1", "z", "MIN"]),
         ("z".into(), vec![("two".into(), "2".into())])
     );
     assert_eq!(
