@@ -15,7 +15,7 @@ LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage
 
-.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat cluster-up cluster-down help
+.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat krew cluster-up cluster-down help
 
 help:
 	@echo "make build        build every binary of the workspace (debug)"
@@ -26,6 +26,7 @@ help:
 	@echo "make redis-compat Redis's own test suite against redis-server and a ringshift node: per-unit table"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
 	@echo "make rules        promtool check + unit tests of the alert rules (deploy/prometheus/)"
+	@echo "make krew URI_BASE=URL   kubectl-ringshift archive + krew manifest in target/krew"
 	@echo "make reliability  the long tier: every e2e test, the #[ignore]d long ones included, on the local cluster"
 	@echo "make cluster-up / cluster-down   start / stop the local control plane"
 
@@ -140,6 +141,11 @@ bench:
 # node/compat/redis-compat.sh (UNITS=..., UNIT_TIMEOUT=...).
 redis-compat:
 	@node/compat/redis-compat.sh
+
+# The plugin's krew archive and manifest (deploy/krew/package.sh); URI_BASE is where you
+# publish the archive.
+krew:
+	@URI_BASE="$(URI_BASE)" deploy/krew/package.sh
 
 crds:
 	$(CARGO) run -q -p ringshift-operator --bin ringshift-operator -- crd --out-dir crds

@@ -76,6 +76,21 @@ enum Cmd {
     },
     /// The cluster's moves, oldest first, with duration, bytes and cutover pause.
     History { cluster: String },
+    /// A PNG of the cluster's recent run from Prometheus: ops/s, latency, moves in flight,
+    /// cutover pauses and bytes copied on one time axis.
+    Report {
+        cluster: String,
+        /// Where to write the PNG.
+        #[arg(long)]
+        png: std::path::PathBuf,
+        /// Prometheus that scrapes the cluster (the chart's PodMonitor/ServiceMonitor), e.g.
+        /// via `kubectl port-forward svc/prometheus 9090`.
+        #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
+        prometheus: String,
+        /// How far back to look, e.g. 30m, 2h.
+        #[arg(long, default_value = "30m")]
+        since: String,
+    },
     /// Start no new migration phases.
     Pause { cluster: String },
     /// Undo `pause`.
@@ -231,6 +246,35 @@ async fn run(cli: Cli) -> Result<(), PluginError> {
             let rows = plugin::history(&ctx, &cluster).await?;
             if !print_data(out, &rows)? {
                 print!("{}", view::render_history(&cluster, &rows));
+            }
+        }
+        Cmd::Report {
+            cluster,
+            png,
+            prometheus,
+            since,
+        } => {
+            let back = ringshift_operator::duration::parse_duration(&since)
+                .map_err(|e| PluginError::Invalid(format!("--since {since}: {e}")))?;
+            let end = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let start = end - back.as_secs_f64();
+            let report =
+                plugin::report::fetch(&prometheus, &ctx.namespace, &cluster, start, end).await?;
+            plugin::report::write_png(&report, &png)?;
+            let empty = report.empty_panels();
+            println!(
+                "{}: report of the last {since} written to {}",
+                cluster,
+                png.display()
+            );
+            if !empty.is_empty() {
+                println!(
+                    "no data for: {} (is Prometheus scraping the cluster?)",
+                    empty.join("; ")
+                );
             }
         }
         Cmd::Pause { cluster } => {

@@ -7,6 +7,7 @@
 pub mod estimate;
 pub mod history;
 pub mod members;
+pub mod report;
 pub mod view;
 
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub enum PluginError {
     Conflict { name: String, action: String },
     #[error(transparent)]
     Member(#[from] members::EditError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
     #[error("{0}")]
     Invalid(String),
 }
