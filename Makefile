@@ -125,10 +125,15 @@ reliability: build
 # an acknowledged write was lost. Stops the control plane if it started it (KEEP=1 keeps it).
 demo: build
 	@$(CLUSTER)/install-helm.sh
+	@for t in prometheus jq; do command -v $$t >/dev/null || { echo "[demo] installing Debian's prometheus and jq"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus jq fonts-dejavu-core >/dev/null; break; }; done
+	@[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null
 	@if $(CLUSTER)/status >/dev/null 2>&1; then started=0; \
 	else $(CLUSTER)/up || { $(CLUSTER)/down; exit 2; }; started=1; fi; \
+	prom=$$($(CLUSTER)/prometheus.sh start | tail -1) || prom=""; \
 	KUBECONFIG=$(LOCAL_KUBECONFIG) HELM=$${RINGSHIFT_CACHE:-$$HOME/.cache/ringshift}/helm/helm \
-	  target/debug/ringshift-demo $(if $(KEEP),--keep) $(DEMO_ARGS); rc=$$?; \
+	  target/debug/ringshift-demo $(if $(KEEP),--keep) $${prom:+--prometheus $$prom} $(DEMO_ARGS); rc=$$?; \
+	$(CLUSTER)/prometheus.sh stop >/dev/null 2>&1 || true; \
 	if (( started )) && [[ -z "$(KEEP)" ]]; then $(CLUSTER)/down; \
 	else echo "[demo] control plane left running: export KUBECONFIG=$(LOCAL_KUBECONFIG); stop it with $(CLUSTER)/down"; fi; \
 	exit $$rc
