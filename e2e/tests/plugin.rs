@@ -202,8 +202,14 @@ async fn the_plugin_answers_and_steers_as_documented() {
     assert!(!success && err.contains("out of range"), "{err}");
     let (success, _, err) = plugin(n, &["status", "nosuch"]);
     assert!(!success && err.contains("no ShardCluster nosuch"), "{err}");
-    let (success, _, err) = plugin(n, &["--context", "nosuch", "status", NAME]);
-    assert!(!success && err.contains("kubeconfig"), "{err}");
+    let out = Command::new(bin_dir().join("kubectl-ringshift"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(["--context", "nosuch", "status", NAME])
+        .output()
+        .expect("run kubectl-ringshift");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("kubeconfig"), "{err}");
     assert_eq!(
         members_of(&ns).await,
         json!([{"name": "plug-0", "weight": 300, "drain": false}])

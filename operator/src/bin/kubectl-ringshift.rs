@@ -72,6 +72,7 @@ enum Cmd {
     Reweight {
         cluster: String,
         member: String,
+        #[arg(allow_negative_numbers = true)]
         weight: i32,
     },
     /// The cluster's moves, oldest first, with duration, bytes and cutover pause.

@@ -334,30 +334,56 @@ pub async fn plan(ctx: &Ctx, name: &str, what: &WhatIf) -> Result<PlanView, Plug
 /// awaiting approval is still that one; the write carries the resourceVersion the check read,
 /// so a plan republished in between is refused, not approved unseen.
 pub async fn approve(ctx: &Ctx, name: &str, reviewed: Option<&str>) -> Result<String, PluginError> {
-    let c = ctx.cluster(name).await?;
-    let Some(plan) = c.status.as_ref().and_then(|s| s.pending_plan.clone()) else {
-        return Err(PluginError::Invalid(format!(
-            "{name} has no plan awaiting approval (approval mode {:?})",
-            c.spec.migration.approval
-        )));
-    };
-    if let Some(r) = reviewed
-        && r != plan.hash
-    {
-        return Err(PluginError::PlanChanged {
-            reviewed: r.to_string(),
-            pending: plan.hash,
-        });
-    }
-    patch_spec_at(
-        ctx,
-        &c,
-        json!({"migration": {"approvedPlan": plan.hash}}),
-        "approving the plan",
-    )
-    .await?;
-    Ok(plan.hash)
+    retry_on_conflict(|| async {
+        let c = ctx.cluster(name).await?;
+        let Some(plan) = c.status.as_ref().and_then(|s| s.pending_plan.clone()) else {
+            return Err(PluginError::Invalid(format!(
+                "{name} has no plan awaiting approval (approval mode {:?})",
+                c.spec.migration.approval
+            )));
+        };
+        if let Some(r) = reviewed
+            && r != plan.hash
+        {
+            return Err(PluginError::PlanChanged {
+                reviewed: r.to_string(),
+                pending: plan.hash,
+            });
+        }
+        patch_spec_at(
+            ctx,
+            &c,
+            json!({"migration": {"approvedPlan": plan.hash}}),
+            "approving the plan",
+        )
+        .await?;
+        Ok(plan.hash)
+    })
+    .await
 }
+
+/// Runs a read-check-write step again while its write meets a newer resourceVersion (the
+/// operator writes status all the time); each try reads and checks afresh, so nothing is
+/// written on the strength of an old read.
+async fn retry_on_conflict<T, F, Fut>(mut step: F) -> Result<T, PluginError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PluginError>>,
+{
+    let mut tries = 0;
+    loop {
+        match step().await {
+            Err(PluginError::Conflict { .. }) if tries < CONFLICT_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often a step is retried after a conflicting write.
+const CONFLICT_RETRIES: u64 = 5;
 
 /// What a member edit did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -375,16 +401,19 @@ pub async fn edit_member(
     member: &str,
     edit: Edit,
 ) -> Result<EditOutcome, PluginError> {
-    let c = ctx.cluster(name).await?;
-    let member = members::resolve(name, c.spec.replicas, member)?;
-    let (after, changed) = members::apply(&c.spec.members, &member, edit)?;
-    if changed {
-        let mut spec = c.spec.clone();
-        spec.members = after.clone();
-        validate(name, &spec, &Existing::default()).map_err(|e| invalid_spec(&e))?;
-        patch_spec_at(ctx, &c, json!({ "members": after }), "editing spec.members").await?;
-    }
-    Ok(EditOutcome { member, changed })
+    retry_on_conflict(|| async {
+        let c = ctx.cluster(name).await?;
+        let member = members::resolve(name, c.spec.replicas, member)?;
+        let (after, changed) = members::apply(&c.spec.members, &member, edit)?;
+        if changed {
+            let mut spec = c.spec.clone();
+            spec.members = after.clone();
+            validate(name, &spec, &Existing::default()).map_err(|e| invalid_spec(&e))?;
+            patch_spec_at(ctx, &c, json!({ "members": after }), "editing spec.members").await?;
+        }
+        Ok(EditOutcome { member, changed })
+    })
+    .await
 }
 
 /// The cluster's moves, oldest first.
