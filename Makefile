@@ -15,7 +15,7 @@ LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage
 
-.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat cluster-up cluster-down help
+.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat krew cluster-up cluster-down help
 
 help:
 	@echo "make build        build every binary of the workspace (debug)"
@@ -26,6 +26,7 @@ help:
 	@echo "make redis-compat Redis's own test suite against redis-server and a ringshift node: per-unit table"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
 	@echo "make rules        promtool check + unit tests of the alert rules (deploy/prometheus/)"
+	@echo "make krew URI_BASE=URL   kubectl-ringshift archive + krew manifest in target/krew"
 	@echo "make reliability  the long tier: every e2e test, the #[ignore]d long ones included, on the local cluster"
 	@echo "make cluster-up / cluster-down   start / stop the local control plane"
 
@@ -124,10 +125,15 @@ reliability: build
 # an acknowledged write was lost. Stops the control plane if it started it (KEEP=1 keeps it).
 demo: build
 	@$(CLUSTER)/install-helm.sh
+	@for t in prometheus jq; do command -v $$t >/dev/null || { echo "[demo] installing Debian's prometheus and jq"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus jq fonts-dejavu-core >/dev/null; break; }; done
+	@[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null
 	@if $(CLUSTER)/status >/dev/null 2>&1; then started=0; \
 	else $(CLUSTER)/up || { $(CLUSTER)/down; exit 2; }; started=1; fi; \
+	prom=$$($(CLUSTER)/prometheus.sh start | tail -1) || prom=""; \
 	KUBECONFIG=$(LOCAL_KUBECONFIG) HELM=$${RINGSHIFT_CACHE:-$$HOME/.cache/ringshift}/helm/helm \
-	  target/debug/ringshift-demo $(if $(KEEP),--keep) $(DEMO_ARGS); rc=$$?; \
+	  target/debug/ringshift-demo $(if $(KEEP),--keep) $${prom:+--prometheus $$prom} $(DEMO_ARGS); rc=$$?; \
+	$(CLUSTER)/prometheus.sh stop >/dev/null 2>&1 || true; \
 	if (( started )) && [[ -z "$(KEEP)" ]]; then $(CLUSTER)/down; \
 	else echo "[demo] control plane left running: export KUBECONFIG=$(LOCAL_KUBECONFIG); stop it with $(CLUSTER)/down"; fi; \
 	exit $$rc
@@ -140,6 +146,11 @@ bench:
 # node/compat/redis-compat.sh (UNITS=..., UNIT_TIMEOUT=...).
 redis-compat:
 	@node/compat/redis-compat.sh
+
+# The plugin's krew archive and manifest (deploy/krew/package.sh); URI_BASE is where you
+# publish the archive.
+krew:
+	@URI_BASE="$(URI_BASE)" deploy/krew/package.sh
 
 crds:
 	$(CARGO) run -q -p ringshift-operator --bin ringshift-operator -- crd --out-dir crds

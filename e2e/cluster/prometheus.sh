@@ -5,7 +5,8 @@
 # (prometheus-sd) lists the shard pods every 2 s into $STATE/prometheus/nodes.json (file_sd;
 # pods run on their own addresses, so podIP:admin is scrapeable), labelled as the chart's
 # PodMonitor labels them: namespace, pod, cluster, member, ringshift_role="node". Operator
-# processes started by tests are listed in $STATE/prometheus/operators/*.json (by the test). It evaluates deploy/prometheus/ringshift.rules.yaml every 2 s
+# processes started by tests are listed in $STATE/prometheus/operators/*.json (by the test);
+# operator pods of the chart (the demo) by the same loop. It evaluates deploy/prometheus/ringshift.rules.yaml every 2 s
 # and listens on 127.0.0.1:(19090 + RINGSHIFT_CLUSTER).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -46,6 +47,13 @@ list_nodes() {
                cluster: (.metadata.labels["ringshift.dev/cluster"] // ""),
                ringshift_role: "node"}}]' >"$PROM_DIR/nodes.json.tmp" &&
     mv "$PROM_DIR/nodes.json.tmp" "$PROM_DIR/nodes.json"
+  # Operators the chart runs as pods (the demo), on their `metrics` port.
+  kc get pods --all-namespaces -l app.kubernetes.io/component=operator -o json | jq '[
+    .items[] | select((.status.podIP // "") != "") | {
+      targets: [.status.podIP + ":" + ([.spec.containers[].ports[]? | select(.name == "metrics")
+                                        | .containerPort][0] | tostring)],
+      labels: {pod: .metadata.name}}]' >"$PROM_DIR/operators/chart-pods.json.tmp" &&
+    mv "$PROM_DIR/operators/chart-pods.json.tmp" "$PROM_DIR/operators/chart-pods.json"
 }
 
 case "${1:-}" in
@@ -55,7 +63,7 @@ case "${1:-}" in
     command -v jq >/dev/null || die "jq not found: apt-get install jq"
     mkdir -p "$PROM_DIR/operators" "$PROM_DIR/data"
     config >"$PROM_DIR/prometheus.yml"
-    list_nodes || echo "[]" >"$PROM_DIR/nodes.json"
+    list_nodes || { echo "[]" >"$PROM_DIR/nodes.json"; echo "[]" >"$PROM_DIR/operators/chart-pods.json"; }
     start_daemon prometheus-sd "$0" sd-loop
     start_daemon prometheus prometheus --config.file="$PROM_DIR/prometheus.yml" \
       --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=1d \

@@ -30,6 +30,13 @@ struct Args {
     /// Keep the namespace and the Helm release at the end.
     #[arg(long)]
     keep: bool,
+    /// Prometheus that scrapes the cluster (make demo starts the harness's); the summary then
+    /// ends with a PNG of the run.
+    #[arg(long)]
+    prometheus: Option<String>,
+    /// Where the PNG of the run goes.
+    #[arg(long, default_value = "target/demo/report.png")]
+    report: PathBuf,
 }
 
 #[tokio::main]
@@ -43,6 +50,8 @@ async fn main() {
         helm: a.helm,
         timeout: Duration::from_secs(a.timeout_secs),
         keep: a.keep,
+        prometheus: a.prometheus,
+        report_png: a.report,
     };
     let interrupt = StopFlag::default();
     {
@@ -71,6 +80,18 @@ async fn main() {
             println!("stale reads: {}", s.stale_reads);
             println!("client errors seen: {}", s.client_errors);
             println!("longest client stall: {} ms", s.longest_stall_ms);
+            match &s.report {
+                Ok(path) => {
+                    println!(
+                        "report (ops/s, latency, moves, cutover pauses, bytes over time): {}",
+                        path.display()
+                    );
+                    if !s.report_gaps.is_empty() {
+                        println!("  no data for: {}", s.report_gaps.join("; "));
+                    }
+                }
+                Err(e) => println!("report: none ({e})"),
+            }
             if s.lost > 0 || s.stale_reads > 0 {
                 std::process::exit(1);
             }

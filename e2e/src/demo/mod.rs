@@ -28,10 +28,14 @@ pub struct DemoOptions {
     pub helm: PathBuf,
     pub timeout: Duration,
     pub keep: bool,
+    /// Prometheus scraping the cluster (the harness's); the run's report PNG is drawn from it.
+    pub prometheus: Option<String>,
+    /// Where the report PNG goes.
+    pub report_png: PathBuf,
 }
 
 /// The numbers the demo ends with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Summary {
     pub moves: usize,
     pub bytes: u64,
@@ -41,6 +45,10 @@ pub struct Summary {
     pub stale_reads: usize,
     pub client_errors: u64,
     pub longest_stall_ms: u128,
+    /// The report PNG, or why there is none.
+    pub report: Result<PathBuf, String>,
+    /// Report panels Prometheus had no data for.
+    pub report_gaps: Vec<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +227,7 @@ pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, Dem
         }
     }
     let first = opts.steps.first().copied().unwrap_or(3);
+    let started = unix_now();
     println!(
         "[demo] creating ShardCluster {}/{} with {first} members",
         opts.namespace, opts.cluster
@@ -317,7 +326,10 @@ pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, Dem
         .await
         .map(|l| l.items.iter().map(MoveLine::from_object).collect())
         .unwrap_or_default();
+    let (picture, report_gaps) = draw_report(opts, started).await;
     Ok(Summary {
+        report: picture,
+        report_gaps,
         moves: moves.len(),
         bytes: moves.iter().map(|m| m.bytes).sum(),
         pause_p50_p99: pause_percentiles(&moves),
@@ -327,6 +339,37 @@ pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, Dem
         client_errors: report.stats.errors(),
         longest_stall_ms: report.stats.longest_stall.as_millis(),
     })
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The run's report from Prometheus (what `kubectl ringshift report` draws), after one more
+/// scrape so that the end of the run is in it.
+async fn draw_report(
+    opts: &DemoOptions,
+    started: f64,
+) -> (Result<PathBuf, String>, Vec<&'static str>) {
+    use ringshift_operator::plugin::report;
+    let Some(url) = &opts.prometheus else {
+        return (Err("no Prometheus given (--prometheus)".into()), vec![]);
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let r = match report::fetch(url, &opts.namespace, &opts.cluster, started, unix_now()).await {
+        Ok(r) => r,
+        Err(e) => return (Err(e.to_string()), vec![]),
+    };
+    if let Some(dir) = opts.report_png.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match report::write_png(&r, &opts.report_png) {
+        Ok(()) => (Ok(opts.report_png.clone()), r.empty_panels()),
+        Err(e) => (Err(e.to_string()), vec![]),
+    }
 }
 
 /// Removes what the demo created (its namespace and the Helm release).

@@ -15,7 +15,7 @@ pub mod failpoints;
 pub mod metrics;
 mod nodes;
 mod placement_io;
-mod room;
+pub mod room;
 #[cfg(test)]
 mod stale_leader_tests;
 

@@ -1,6 +1,10 @@
 //! Pure rendering of the plugin's views (80 columns), unit-tested without a cluster.
 
+use ringshift_planner::eta::format_eta;
 use serde::Serialize;
+
+use super::estimate::{Basis, human_bytes};
+use super::history::HistoryRow;
 
 /// One member's line.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -168,10 +172,35 @@ pub struct PlanRow {
     pub ranges: usize,
     /// Share of the whole ring moved, 0..=1.
     pub share: f64,
+    /// Bytes the copy is estimated to carry.
+    pub estimated_bytes: Option<u64>,
+    /// Estimated seconds to copy and commit.
+    pub estimated_secs: Option<u64>,
+}
+
+/// Everything `plan` shows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    pub cluster: String,
+    pub plan_hash: Option<String>,
+    pub moves: Vec<PlanRow>,
+    /// What the estimates rest on.
+    pub basis: Basis,
+    /// Moves the operator runs at once (spec.migration.maxConcurrentMoves).
+    pub concurrent_moves: usize,
+    /// Estimated wall time of the whole plan.
+    pub estimated_secs: Option<u64>,
+}
+
+fn secs_text(s: Option<u64>) -> String {
+    s.map(format_eta).unwrap_or_else(|| "-".into())
 }
 
 /// The dry-run plan as text.
-pub fn render_plan(cluster: &str, hash: Option<&str>, rows: &[PlanRow]) -> String {
+pub fn render_plan(v: &PlanView) -> String {
+    let cluster = &v.cluster;
+    let rows = &v.moves;
     if rows.is_empty() {
         return format!("{cluster}: nothing would move\n");
     }
@@ -181,21 +210,92 @@ pub fn render_plan(cluster: &str, hash: Option<&str>, rows: &[PlanRow]) -> Strin
         rows.len(),
         total * 100.0
     );
-    if let Some(h) = hash {
+    if let Some(h) = &v.plan_hash {
         out.push_str(&format!("plan hash {h}\n"));
     }
+    out.push_str(&format!(
+        "  {:>14} -> {:<14} {:>6} {:>7} {:>10} {:>8}\n",
+        "SOURCE", "TARGET", "RANGES", "RING", "EST.BYTES", "EST.TIME"
+    ));
     for r in rows {
         out.push_str(&cut(
             &format!(
-                "  {:>20} -> {:<20} {:>4} ranges {:>6.2}% of the ring",
-                cut(&r.source, 20),
-                cut(&r.target, 20),
+                "  {:>14} -> {:<14} {:>6} {:>6.2}% {:>10} {:>8}",
+                cut(&r.source, 14),
+                cut(&r.target, 14),
                 r.ranges,
-                r.share * 100.0
+                r.share * 100.0,
+                r.estimated_bytes
+                    .map(human_bytes)
+                    .unwrap_or_else(|| "-".into()),
+                secs_text(r.estimated_secs),
             ),
             80,
         ));
         out.push('\n');
+    }
+    let bytes: Option<u64> = rows.iter().map(|r| r.estimated_bytes).sum();
+    out.push_str(&cut(
+        &format!(
+            "total {} in about {} at {} move(s) at a time",
+            bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+            secs_text(v.estimated_secs),
+            v.concurrent_moves
+        ),
+        80,
+    ));
+    out.push('\n');
+    out.push_str(match v.basis {
+        Basis::NodeMetrics => "estimates: each source's stored bytes times the share it gives up\n",
+        Basis::History => {
+            "estimates: bytes per hash and copy rate of this cluster's finished moves\n"
+        }
+        Basis::None => {
+            "estimates: none (node metrics unreachable through the API server, no finished move)\n"
+        }
+    });
+    out
+}
+
+/// `history` as text: one line per move, oldest first.
+pub fn render_history(cluster: &str, rows: &[HistoryRow]) -> String {
+    if rows.is_empty() {
+        return format!("{cluster}: no moves recorded\n");
+    }
+    let mut out = format!(
+        "{:<16} {:<11} {:>5} {:<19} {:>7} {:>9} {:>6}\n",
+        "CREATED", "PHASE", "EPOCH", "MOVE", "RING", "BYTES", "TIME"
+    );
+    for r in rows {
+        let created = r
+            .created
+            .as_deref()
+            .map(|c| c.get(..16).unwrap_or(c).replace('T', " "))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&cut(
+            &format!(
+                "{:<16} {:<11} {:>5} {:<19} {:>6.2}% {:>9} {:>6}",
+                created,
+                cut(&r.phase, 11),
+                cut(&r.epoch, 5),
+                cut(&format!("{}->{}", r.source, r.target), 19),
+                r.share * 100.0,
+                r.bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+                secs_text(r.secs),
+            ),
+            80,
+        ));
+        out.push('\n');
+        let notes: Vec<String> = r
+            .cutover_pause
+            .iter()
+            .map(|p| format!("cutover pause {p}"))
+            .chain(r.message.iter().cloned())
+            .collect();
+        if !notes.is_empty() {
+            out.push_str(&cut(&format!("    {}", notes.join("; ")), 80));
+            out.push('\n');
+        }
     }
     out
 }
@@ -249,18 +349,64 @@ mod tests {
         assert!(text.contains("approve demo"));
     }
 
+    fn plan(basis: Basis, bytes: Option<u64>) -> PlanView {
+        PlanView {
+            cluster: "demo".into(),
+            plan_hash: Some("abc".into()),
+            moves: vec![PlanRow {
+                source: "a-source-member-with-a-long-name".into(),
+                target: "demo-3".into(),
+                ranges: 4,
+                share: 0.25,
+                estimated_bytes: bytes,
+                estimated_secs: bytes.map(|_| 90),
+            }],
+            basis,
+            concurrent_moves: 2,
+            estimated_secs: bytes.map(|_| 90),
+        }
+    }
+
     #[test]
-    fn plan_text() {
-        assert!(render_plan("demo", None, &[]).contains("nothing would move"));
-        let rows = vec![PlanRow {
+    fn plan_text_shows_share_bytes_and_time_per_move() {
+        let mut empty = plan(Basis::None, None);
+        empty.moves.clear();
+        assert!(render_plan(&empty).contains("nothing would move"));
+        let text = render_plan(&plan(Basis::NodeMetrics, Some(3 << 20)));
+        assert!(text.contains("25.00%"), "{text}");
+        assert!(text.contains("3.0 MiB"), "{text}");
+        assert!(text.contains("1m30s"), "{text}");
+        assert!(text.contains("plan hash abc"));
+        assert!(text.contains("stored bytes"));
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        let text = render_plan(&plan(Basis::None, None));
+        assert!(text.contains("total - in about -"), "{text}");
+        assert!(text.contains("estimates: none"));
+    }
+
+    #[test]
+    fn history_text_fits_and_names_each_move() {
+        assert!(render_history("demo", &[]).contains("no moves recorded"));
+        let rows = vec![HistoryRow {
+            name: "m".into(),
             source: "demo-0".into(),
             target: "demo-3".into(),
-            ranges: 4,
-            share: 0.25,
+            phase: "Completed".into(),
+            epoch: "12".into(),
+            created: Some("2026-12-07T10:00:00Z".into()),
+            secs: Some(41),
+            share: 0.125,
+            bytes: Some(2048),
+            cutover_pause: Some("38ms".into()),
+            message: Some("y".repeat(120)),
         }];
-        let text = render_plan("demo", Some("abc"), &rows);
-        assert!(text.contains("25.0% of the ring"));
-        assert!(text.lines().all(|l| l.chars().count() <= 80));
+        let text = render_history("demo", &rows);
+        assert!(text.contains("2026-12-07 10:00 "), "{text}");
+        assert!(text.contains("demo-0->demo-3"));
+        assert!(text.contains("2.0 KiB"));
+        assert!(text.contains("41s"));
+        assert!(text.contains("cutover pause 38ms; yyy"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
     }
 
     #[test]
