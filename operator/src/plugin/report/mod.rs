@@ -95,7 +95,8 @@ pub async fn fetch(
     let endpoint = format!("{}/api/v1/query_range", url.trim_end_matches('/'));
     let step = step_secs(start, end);
     let mut out = Vec::new();
-    for p in panels(namespace, cluster) {
+    let span = format!("{}s", (end - start).max(1.0).ceil() as u64);
+    for p in panels(namespace, cluster, &span) {
         let mut series = Vec::new();
         for s in p.series {
             let params = [

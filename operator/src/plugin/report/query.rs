@@ -21,7 +21,9 @@ pub struct PanelQuery {
 }
 
 /// The panels of a cluster's report, top to bottom: load, latency, moves, pauses, bytes.
-pub fn panels(namespace: &str, cluster: &str) -> Vec<PanelQuery> {
+/// `span` is a PromQL duration covering the whole report (e.g. `1800s`), the lookback of the
+/// cumulative panel.
+pub fn panels(namespace: &str, cluster: &str, span: &str) -> Vec<PanelQuery> {
     let sel = format!("namespace=\"{namespace}\",cluster=\"{cluster}\"");
     let win = "[10s]";
     let q = |label, promql: String| SeriesQuery { label, promql };
@@ -81,22 +83,25 @@ pub fn panels(namespace: &str, cluster: &str) -> Vec<PanelQuery> {
             ],
         },
         PanelQuery {
-            title: "Cutover write pause (committed cutovers, max over 30 s)",
+            title: "Cutover write pause, p99 of the committed cutovers of the last 30 s",
             unit: "ms",
             series: vec![q(
-                "pause",
-                "1000 * histogram_quantile(1, sum by (le) \
+                "pause p99",
+                "1000 * histogram_quantile(0.99, sum by (le) \
                  (increase(ringshift_operator_cutover_pause_seconds_bucket[30s])))"
                     .to_string(),
             )],
         },
+        // Cumulative, not a rate: a move often copies in less than two scrapes, which a rate
+        // never sees; each pull's counter keeps its last value for the lookback.
         PanelQuery {
-            title: "Bytes copied per second (pulls into targets)",
-            unit: "MiB/s",
+            title: "Bytes copied into targets, cumulative over the report",
+            unit: "MiB",
             series: vec![q(
                 "copied",
                 format!(
-                    "sum(rate(ringshift_node_pull_bytes_copied_total{{{sel}}}{win})) / 1048576"
+                    "sum(max_over_time(ringshift_node_pull_bytes_copied_total{{{sel}}}[{span}])) \
+                     / 1048576"
                 ),
             )],
         },
@@ -145,7 +150,7 @@ mod tests {
 
     #[test]
     fn every_query_selects_the_cluster_or_is_cluster_free() {
-        for p in panels("ns", "demo") {
+        for p in panels("ns", "demo", "60s") {
             assert!(!p.series.is_empty());
             for s in p.series {
                 assert!(
