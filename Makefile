@@ -15,7 +15,7 @@ LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage
 
-.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat cluster-up cluster-down help
+.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat cluster-up cluster-down images help
 
 help:
 	@echo "make build        build every binary of the workspace (debug)"
@@ -27,6 +27,7 @@ help:
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
 	@echo "make rules        promtool check + unit tests of the alert rules (deploy/prometheus/)"
 	@echo "make reliability  the long tier: every e2e test, the #[ignore]d long ones included, on the local cluster"
+	@echo "make images       release node + operator images, pushed to REGISTRY= (default: the local cluster's registry)"
 	@echo "make cluster-up / cluster-down   start / stop the local control plane"
 
 build:
@@ -143,6 +144,15 @@ redis-compat:
 
 crds:
 	$(CARGO) run -q -p ringshift-operator --bin ringshift-operator -- crd --out-dir crds
+
+# The node and operator images (release binaries; no container daemon: e2e/images builds and
+# pushes them). REGISTRY=host:port[/path] (default: the local cluster's registry, which
+# e2e/cluster/up starts), TAG= (default: the workspace version). Sizes: README "Images".
+REGISTRY ?= 127.0.0.1:$(shell echo $$((15000 + $(RINGSHIFT_CLUSTER))))
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+images:
+	$(CARGO) build --release -p ringshift-node -p ringshift-operator
+	e2e/images/push.sh $(REGISTRY) $(TAG) release
 
 cluster-up:
 	$(CLUSTER)/up
