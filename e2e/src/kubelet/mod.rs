@@ -4,9 +4,14 @@
 //! volumes bind-mounted (see e2e/README.md).
 
 mod container;
+pub mod digest;
 pub mod env;
 mod events;
 pub mod expand;
+mod fs_group;
+pub mod image_config;
+pub mod image_ref;
+pub mod image_store;
 pub mod images;
 pub mod ip_pool;
 mod node;
@@ -14,6 +19,7 @@ pub mod probe;
 pub mod process;
 pub mod shim;
 pub mod status;
+pub mod unpack;
 pub mod volumes;
 mod worker;
 
@@ -78,6 +84,8 @@ pub struct Ctx {
     pub api_port: u16,
     pub ips: Mutex<IpPool>,
     pub http: reqwest::Client,
+    /// Images pulled from registries, unpacked under `$STATE/images`.
+    pub images: image_store::ImageStore,
 }
 
 /// A worker ended: `finished` when it finalized its pod (rather than crashing).
@@ -115,6 +123,10 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         })?;
     tokio::spawn(node::heartbeat_loop(client.clone(), cfg.node_name.clone()));
 
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         state_dir: cfg.state_dir.clone(),
@@ -123,10 +135,8 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         self_exe: std::env::current_exe().map_err(KubeletError::SelfExe)?,
         api_port: cfg.api_port,
         ips: Mutex::new(IpPool::new(cfg.ip_block)),
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap_or_default(),
+        images: image_store::ImageStore::new(cfg.state_dir.join("images"), http.clone()),
+        http,
     });
     tracing::info!(node = %cfg.node_name, bin_dir = %cfg.bin_dir.display(), state_dir = %cfg.state_dir.display(), "process kubelet running");
 
