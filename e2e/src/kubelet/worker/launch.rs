@@ -293,7 +293,7 @@ impl Worker {
             .and_then(|g| u32::try_from(g).ok())
     }
 
-    /// Gives the pod's writable volumes (claims, emptyDirs) to the fsGroup.
+    /// Gives the pod's volumes (all but hostPath) to the fsGroup (see `fs_group`).
     fn apply_fs_group(&self, gid: u32) -> Result<(), String> {
         let Some(paths) = self.volumes.as_ref() else {
             return Ok(());
@@ -305,10 +305,17 @@ impl Worker {
             .and_then(|s| s.volumes.as_ref())
             .into_iter()
             .flatten()
-            .filter(|v| v.persistent_volume_claim.is_some() || v.empty_dir.is_some())
         {
+            let writable = v.persistent_volume_claim.is_some() || v.empty_dir.is_some();
+            let kubelet_written = v.secret.is_some()
+                || v.config_map.is_some()
+                || v.projected.is_some()
+                || v.downward_api.is_some();
+            if !(writable || kubelet_written) {
+                continue;
+            }
             if let Some(path) = paths.get(&v.name) {
-                fs_group::apply(path, gid).map_err(|e| {
+                fs_group::apply(path, gid, !writable).map_err(|e| {
                     format!(
                         "volume {:?}: applying fsGroup {gid} to {}: {e}",
                         v.name,
