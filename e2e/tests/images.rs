@@ -208,13 +208,17 @@ async fn missing_image_is_err_image_pull_then_image_pull_back_off_and_the_kubele
         matches!((first_pull_error, back_off), (Some(e), Some(b)) if e < b),
         "ErrImagePull first, then ImagePullBackOff; reasons seen: {seen:?}"
     );
-    // The kubelet is unharmed: a pod of an existing image starts next to it.
-    pods.create(
-        &PostParams::default(),
-        &node_pod("present", &images::node_image(), "IfNotPresent"),
-    )
-    .await
-    .unwrap();
+    // The kubelet is unharmed: a pod of an existing image starts next to it. Its exec
+    // readiness probe names a path that exists only in the image, so Ready shows the probe ran
+    // inside the container's root filesystem.
+    let mut present = node_pod("present", &images::node_image(), "IfNotPresent");
+    if let Some(c) = present.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        c.readiness_probe = Some(from_json(json!({
+            "exec": {"command": ["/usr/local/bin/ringshift-node", "--help"]},
+            "periodSeconds": 1
+        })));
+    }
+    pods.create(&PostParams::default(), &present).await.unwrap();
     let p = support::wait_pod_ready(&pods, "present", TIMEOUT)
         .await
         .unwrap();

@@ -41,7 +41,7 @@ pub async fn push_dev_images() -> Result<(), SupportError> {
     PUSHED
         .get_or_try_init(|| async {
             let script = repo_root().join("e2e/images/push.sh");
-            let bins = bin_dir();
+            let bins = image_bin_dir();
             let out = tokio::task::spawn_blocking(move || {
                 Command::new(&script)
                     .args([registry().as_str(), DEV_TAG, "debug"])
@@ -64,6 +64,19 @@ pub async fn push_dev_images() -> Result<(), SupportError> {
         })
         .await
         .map(|_| ())
+}
+
+/// Where the node and operator binaries are: `bin_dir()` for tests (target/debug from
+/// target/debug/deps), else the running program's own directory (ringshift-demo).
+fn image_bin_dir() -> PathBuf {
+    let own = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from));
+    [Some(bin_dir()), own]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("ringshift-node").exists())
+        .unwrap_or_else(bin_dir)
 }
 
 /// The helm binary: $HELM, `helm` on PATH, else the cached one (e2e/cluster/install-helm.sh).
