@@ -482,6 +482,8 @@ impl Worker {
             for suffix in ["pid", "plan.json", "probe.json"] {
                 let _ = std::fs::remove_file(self.dir.join(format!("{}.{suffix}", c.spec.name)));
             }
+            // The container's writable layer over its image (the image stays cached).
+            let _ = std::fs::remove_dir_all(self.dir.join(format!("{}.rootfs", c.spec.name)));
         }
         let _ = std::fs::remove_dir_all(self.dir.join("volumes"));
         if let (Some(ip), Ok(mut pool)) = (self.ip.take(), self.ctx.ips.lock()) {
