@@ -123,7 +123,7 @@ async fn chart_with_image_registry_runs_operator_and_nodes_from_pulled_images() 
         &ns.client,
         &ns.name,
         "pulled",
-        json!({"replicas": 2, "image": images::node_image()}),
+        json!({"replicas": 2, "image": images::node_image(), "imagePullPolicy": "Always"}),
     )
     .await
     .unwrap();
@@ -283,16 +283,17 @@ async fn if_not_present_reuses_the_cached_image_and_always_re_resolves_the_tag()
     pods.create(&pp, &node_pod("b", &tag, "IfNotPresent"))
         .await
         .unwrap();
-    pods.create(&pp, &node_pod("c", &tag, "Always"))
-        .await
-        .unwrap();
     let b = support::wait_pod_ready(&pods, "b", TIMEOUT).await.unwrap();
-    let c = support::wait_pod_ready(&pods, "c", TIMEOUT).await.unwrap();
     assert_eq!(
         digest_of(&b),
         first,
         "IfNotPresent keeps the image on the node"
     );
+    // After an Always pull the node's tag names the new image, as on a real node: so second.
+    pods.create(&pp, &node_pod("c", &tag, "Always"))
+        .await
+        .unwrap();
+    let c = support::wait_pod_ready(&pods, "c", TIMEOUT).await.unwrap();
     assert_eq!(
         digest_of(&c),
         second,

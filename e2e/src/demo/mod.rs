@@ -134,6 +134,8 @@ async fn install_operator(
             &registry,
             "--set",
             &tag,
+            "--set",
+            "image.pullPolicy=Always",
         ],
     )?;
     let deps: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
@@ -240,7 +242,7 @@ pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, Dem
         &client,
         &opts.namespace,
         &opts.cluster,
-        json!({"replicas": first, "vnodes": 32, "image": images::node_image(),
+        json!({"replicas": first, "vnodes": 32, "image": images::node_image(), "imagePullPolicy": "Always",
                "migration": {"sourceRetention": "5s", "writePauseBudget": "500ms"}}),
     )
     .await?;

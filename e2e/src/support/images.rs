@@ -27,7 +27,8 @@ pub fn registry() -> String {
     format!("127.0.0.1:{}", 15000 + n)
 }
 
-/// `<registry>/ringshift-node:dev`: a ShardCluster's `spec.image` in tests that pull.
+/// `<registry>/ringshift-node:dev`: a ShardCluster's `spec.image` in tests that pull (with
+/// `imagePullPolicy: Always`, as :dev moves with every build).
 pub fn node_image() -> String {
     format!("{}/ringshift-node:{DEV_TAG}", registry())
 }
@@ -95,7 +96,8 @@ pub fn helm() -> PathBuf {
 }
 
 /// `helm upgrade --install RELEASE charts/ringshift -n NAMESPACE` with image.registry set to
-/// the cluster's registry and image.tag=dev, plus `sets` (`key=value`), as a user would.
+/// the cluster's registry, image.tag=dev and image.pullPolicy=Always, plus `sets`
+/// (`key=value`), as a user would.
 pub async fn install_chart(
     release: &str,
     namespace: &str,
@@ -113,6 +115,9 @@ pub async fn install_chart(
         &format!("image.registry={}", registry()),
         "--set",
         &format!("image.tag={DEV_TAG}"),
+        // :dev moves with every build; Always re-resolves it (and unpacks only a new digest).
+        "--set",
+        "image.pullPolicy=Always",
     ]
     .iter()
     .map(|s| s.to_string())
