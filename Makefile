@@ -53,6 +53,7 @@ rules:
 # Unit and integration tests; tests that need a cluster say SKIPPED here and run in the smoke tier.
 unit:
 	RINGSHIFT_E2E=off $(CARGO) test --workspace
+	e2e/images/build-tool.sh test
 
 # $(call with_cluster,CMD): runs CMD against the local cluster with RINGSHIFT_E2E=require. Starts
 # the cluster (Kubernetes $RINGSHIFT_K8S_VERSION, default the newest) unless it already runs with
