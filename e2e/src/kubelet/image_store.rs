@@ -147,6 +147,13 @@ impl ImageStore {
             return Err(PullError::NotLoopback(image.registry.clone()));
         }
         let (mut body, mut ctype) = self.manifest(image, image.reference()).await?;
+        // A reference by digest names what the registry answers first (an index, possibly).
+        if let Some(want) = &image.digest {
+            digest::verify(want, &body).map_err(|source| PullError::Digest {
+                what: format!("manifest of {image}"),
+                source,
+            })?;
+        }
         let mut parsed = image_config::parse_manifest(&body, &ctype)?;
         if let Manifest::Index(entries) = &parsed {
             let entry = image_config::pick_platform(entries, host_arch())?.clone();
@@ -165,12 +172,6 @@ impl ImageStore {
             .into());
         };
         let manifest_digest = digest::sha256(&body);
-        if let Some(want) = &image.digest {
-            digest::verify(want, &body).map_err(|source| PullError::Digest {
-                what: format!("manifest of {image}"),
-                source,
-            })?;
-        }
         if let Some(have) = self.load(&manifest_digest) {
             self.remember(image, &manifest_digest)?;
             return Ok(have);
