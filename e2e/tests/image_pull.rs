@@ -208,7 +208,7 @@ async fn pulls_layers_with_whiteouts_and_honours_pull_policies() {
 async fn a_blob_that_does_not_match_its_digest_is_refused() {
     let mut reg = Registry::default();
     let good = layer(&[("bin/app", b"v1")]);
-    reg.add("app", "v1", &[good.clone()], "/bin/app");
+    reg.add("app", "v1", std::slice::from_ref(&good), "/bin/app");
     // The registry serves other bytes under the layer's digest.
     let tampered = layer(&[("bin/app", b"evil")]);
     reg.blobs.insert(sha256(&good), tampered);
