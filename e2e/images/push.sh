@@ -3,8 +3,8 @@
 # pushes them: push.sh REGISTRY TAG PROFILE
 #   REGISTRY  host:port[/path] (plain HTTP for loopback hosts, else HTTPS with docker's credentials)
 #   TAG       image tag, e.g. 0.1.0 or dev
-#   PROFILE   release (target/release, as built) or debug (target/debug, stripped copies: the e2e
-#             tiers use these so that CI needs no release build)
+#   PROFILE   release (target/release) or debug (target/debug: the e2e tiers use these so that CI
+#             needs no release build); the images hold stripped copies
 # IMAGE_BIN_DIR overrides where the binaries are (default target/<profile>).
 # Each image: the binary, the glibc shared libraries it loads (from this machine, via ldd),
 # /etc/passwd and /etc/group with user 65532; linux/amd64. Reports go to target/images/.
@@ -23,13 +23,12 @@ mkdir -p "$out"
 for bin in ringshift-node ringshift-operator; do
   src="${IMAGE_BIN_DIR:-$TARGET/$profile}/$bin"
   [[ -x $src ]] || { echo "[images] $src is missing: cargo build ${profile/release/--release} -p $bin" >&2; exit 1; }
-  if [[ $profile == debug ]]; then
-    # Only the copy is stripped; cargo's binary keeps its line tables.
-    strip -o "$out/$bin.stripped" "$src"
-    src="$out/$bin.stripped"
-  fi
+  # Both profiles keep line tables (Cargo.toml); the image gets a stripped copy, cargo's binary
+  # is untouched.
+  strip -o "$out/$bin.$profile.stripped" "$src"
+  src="$out/$bin.$profile.stripped"
   "$tool" build --tag "$registry/$bin:$tag" --binary "$src" --dest "/usr/local/bin/$bin" \
-    --report "$out/$bin.json" \
+    --report "$out/$bin.$profile.json" \
     --label "org.opencontainers.image.title=$bin" \
     --label "org.opencontainers.image.version=$version" \
     --label "org.opencontainers.image.revision=$revision" \

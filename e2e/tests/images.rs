@@ -236,7 +236,7 @@ fn push_variant(tag: &str, marker: &str) -> String {
         .unwrap();
     assert!(tool.status.success());
     let tool = String::from_utf8_lossy(&tool.stdout).trim().to_string();
-    let stripped = root.join("target/images/ringshift-node.stripped");
+    let stripped = root.join("target/images/ringshift-node.debug.stripped");
     let report = std::env::temp_dir().join(format!("ringshift-variant-{marker}.json"));
     let out = std::process::Command::new(tool)
         .args(["build", "--tag", tag, "--binary"])
