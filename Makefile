@@ -15,7 +15,7 @@ LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage
 
-.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat krew cluster-up cluster-down help
+.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat krew cluster-up cluster-down images help
 
 help:
 	@echo "make build        build every binary of the workspace (debug)"
@@ -28,6 +28,7 @@ help:
 	@echo "make rules        promtool check + unit tests of the alert rules (deploy/prometheus/)"
 	@echo "make krew URI_BASE=URL   kubectl-ringshift archive + krew manifest in target/krew"
 	@echo "make reliability  the long tier: every e2e test, the #[ignore]d long ones included, on the local cluster"
+	@echo "make images       release node + operator images, pushed to REGISTRY= (default: the local cluster's registry)"
 	@echo "make cluster-up / cluster-down   start / stop the local control plane"
 
 build:
@@ -53,6 +54,7 @@ rules:
 # Unit and integration tests; tests that need a cluster say SKIPPED here and run in the smoke tier.
 unit:
 	RINGSHIFT_E2E=off $(CARGO) test --workspace
+	e2e/images/build-tool.sh test
 
 # $(call with_cluster,CMD): runs CMD against the local cluster with RINGSHIFT_E2E=require. Starts
 # the cluster (Kubernetes $RINGSHIFT_K8S_VERSION, default the newest) unless it already runs with
@@ -154,6 +156,15 @@ krew:
 
 crds:
 	$(CARGO) run -q -p ringshift-operator --bin ringshift-operator -- crd --out-dir crds
+
+# The node and operator images (release binaries; no container daemon: e2e/images builds and
+# pushes them). REGISTRY=host:port[/path] (default: the local cluster's registry, which
+# e2e/cluster/up starts), TAG= (default: the workspace version). Sizes: README "Images".
+REGISTRY ?= 127.0.0.1:$(shell echo $$((15000 + $(RINGSHIFT_CLUSTER))))
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+images:
+	$(CARGO) build --release -p ringshift-node -p ringshift-operator
+	e2e/images/push.sh $(REGISTRY) $(TAG) release
 
 cluster-up:
 	$(CLUSTER)/up

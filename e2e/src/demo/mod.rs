@@ -15,7 +15,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::load::{Addrs, LoadConfig, Stats, StopFlag, drive, finish};
-use crate::support::{self, SupportError, apply_cluster, condition, repo_root, ringshift_api};
+use crate::support::{
+    self, SupportError, apply_cluster, condition, images, repo_root, ringshift_api,
+};
 use view::{MoveLine, pause_percentiles, render};
 
 /// What the demo does.
@@ -114,9 +116,16 @@ async fn install_operator(
     stop: &StopFlag,
 ) -> Result<(), DemoError> {
     println!(
+        "[demo] pushing the node and operator images to the cluster's registry {}",
+        images::registry()
+    );
+    images::push_dev_images().await?;
+    println!(
         "[demo] installing the Helm chart (operator runs as a pod, 2 replicas, leader election)"
     );
     let chart = repo_root().join("charts/ringshift");
+    let registry = format!("image.registry={}", images::registry());
+    let tag = format!("image.tag={}", images::DEV_TAG);
     helm(
         opts,
         &[
@@ -129,6 +138,12 @@ async fn install_operator(
             "--create-namespace",
             "--set",
             "logging.format=text",
+            "--set",
+            &registry,
+            "--set",
+            &tag,
+            "--set",
+            "image.pullPolicy=Always",
         ],
     )?;
     let deps: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
@@ -236,7 +251,8 @@ pub async fn run(opts: &DemoOptions, interrupt: StopFlag) -> Result<Summary, Dem
         &client,
         &opts.namespace,
         &opts.cluster,
-        json!({"replicas": first, "vnodes": 32, "migration": {"sourceRetention": "5s", "writePauseBudget": "500ms"}}),
+        json!({"replicas": first, "vnodes": 32, "image": images::node_image(), "imagePullPolicy": "Always",
+               "migration": {"sourceRetention": "5s", "writePauseBudget": "500ms"}}),
     )
     .await?;
     let stats = Arc::new(Stats::default());

@@ -14,6 +14,8 @@ use super::status::{ContainerView, Exit, RunState};
 /// real kubelet's 10s..5min so that tests of crash handling are quick.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Image pulls that fail are retried after this, doubling up to `BACKOFF_MAX`.
+pub const IMAGE_PULL_BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// A container that ran this long before exiting starts over at `BACKOFF_BASE`.
 pub const BACKOFF_RESET: Duration = Duration::from_secs(60);
 
@@ -27,6 +29,8 @@ pub struct Ctr {
     pub started_at: Option<Instant>,
     pub next_start: Instant,
     pub backoff: Duration,
+    /// Delay before the next pull after a failed one.
+    pub pull_backoff: Duration,
     /// Has run in this pod before (so the next start is a restart).
     pub ever_started: bool,
     pub readiness: ProbeState,
@@ -71,6 +75,7 @@ impl Ctr {
             started_at: None,
             next_start: now,
             backoff: BACKOFF_BASE,
+            pull_backoff: IMAGE_PULL_BACKOFF_BASE,
             ever_started,
             readiness: ProbeState::default(),
             liveness: ProbeState::default(),
@@ -94,8 +99,8 @@ impl Ctr {
             && now >= self.next_start
     }
 
-    /// Records that the process started.
-    pub fn on_started(&mut self, pid: u32, program: &str, now: Instant) {
+    /// Records that the process started; `image_id` is what status reports as imageID.
+    pub fn on_started(&mut self, pid: u32, image_id: &str, now: Instant) {
         if self.ever_started {
             self.view.restart_count += 1;
         }
@@ -109,7 +114,8 @@ impl Ctr {
             started_at: Time(k8s_openapi::jiff::Timestamp::now()),
         };
         self.view.container_id = Some(format!("ringshift-process://{pid}"));
-        self.view.image_id = format!("ringshift-binary://{program}");
+        self.view.image_id = image_id.to_string();
+        self.pull_backoff = IMAGE_PULL_BACKOFF_BASE;
         self.view.ready = false;
         self.view.started = self.spec.startup_probe.is_none();
         self.view.will_restart = false;
@@ -170,7 +176,9 @@ impl Ctr {
         }
     }
 
-    /// Could not start: wait and retry.
+    /// Could not start: wait and retry. A pull that fails again is reported as the real
+    /// kubelet does once it backs off: `ImagePullBackOff`, "Back-off pulling image ...", with the
+    /// delay doubling.
     pub fn on_start_failed(
         &mut self,
         reason: &str,
@@ -178,6 +186,20 @@ impl Ctr {
         retry: Duration,
         now: Instant,
     ) {
+        let pulling_again = reason == "ErrImagePull"
+            && matches!(&self.view.state, RunState::Waiting { reason: r, .. }
+                if r == "ErrImagePull" || r == "ImagePullBackOff");
+        let (reason, message, retry) = if pulling_again {
+            let delay = self.pull_backoff;
+            self.pull_backoff = (self.pull_backoff * 2).min(BACKOFF_MAX);
+            (
+                "ImagePullBackOff",
+                format!("Back-off pulling image {:?}: {message}", self.view.image),
+                delay,
+            )
+        } else {
+            (reason, message, retry)
+        };
         self.view.state = RunState::Waiting {
             reason: reason.into(),
             message: Some(message),
@@ -239,6 +261,55 @@ mod tests {
             c.on_exit(3, None, "Always", false, t0);
         }
         assert!(c.next_start <= t0 + BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_failed_pull_is_err_image_pull_then_backs_off() {
+        let mut c = ctr();
+        let t0 = Instant::now();
+        c.on_start_failed(
+            "ErrImagePull",
+            "not found".into(),
+            Duration::from_secs(5),
+            t0,
+        );
+        assert!(
+            matches!(&c.view.state, RunState::Waiting { reason, .. } if reason == "ErrImagePull")
+        );
+        c.on_start_failed(
+            "ErrImagePull",
+            "not found".into(),
+            Duration::from_secs(5),
+            t0,
+        );
+        let RunState::Waiting { reason, message } = &c.view.state else {
+            panic!("waiting")
+        };
+        assert_eq!(reason, "ImagePullBackOff");
+        assert!(
+            message
+                .as_deref()
+                .unwrap()
+                .contains("Back-off pulling image \"x\": not found")
+        );
+        assert_eq!(c.next_start, t0 + IMAGE_PULL_BACKOFF_BASE);
+        c.on_start_failed(
+            "ErrImagePull",
+            "not found".into(),
+            Duration::from_secs(5),
+            t0,
+        );
+        assert_eq!(c.next_start, t0 + IMAGE_PULL_BACKOFF_BASE * 2);
+        // Another failure is not a pull back-off.
+        c.on_start_failed(
+            "CreateContainerConfigError",
+            "no secret".into(),
+            Duration::from_secs(2),
+            t0,
+        );
+        assert!(
+            matches!(&c.view.state, RunState::Waiting { reason, .. } if reason == "CreateContainerConfigError")
+        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! Which local binary runs a container: the image name maps to a binary built from this
-//! workspace, and a command whose program is a workspace binary is looked up the same way.
+//! Harness images: a reference without a registry (`ringshift-testpod:dev`, and the
+//! ShardCluster default `ringshift-node:<version>` that operator tests use) maps to a binary
+//! built from this workspace, run on the host's tree; a command whose program is a workspace
+//! binary is looked up the same way. References that name a registry are pulled instead
+//! (`image_store`).
 
 use std::path::{Path, PathBuf};
 

@@ -4,9 +4,14 @@
 //! volumes bind-mounted (see e2e/README.md).
 
 mod container;
+pub mod digest;
 pub mod env;
 mod events;
 pub mod expand;
+mod fs_group;
+pub mod image_config;
+pub mod image_ref;
+pub mod image_store;
 pub mod images;
 pub mod ip_pool;
 mod node;
@@ -15,6 +20,7 @@ pub mod process;
 pub mod scheduling;
 pub mod shim;
 pub mod status;
+pub mod unpack;
 pub mod volumes;
 mod worker;
 
@@ -82,6 +88,8 @@ pub struct Ctx {
     /// Pods (by UID) a scheduling task is placing, so an event per status patch does not
     /// start another.
     pub scheduling: Mutex<HashSet<String>>,
+    /// Images pulled from registries, unpacked under `$STATE/images`.
+    pub images: image_store::ImageStore,
 }
 
 /// A worker ended: `finished` when it finalized its pod (rather than crashing).
@@ -119,6 +127,10 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         })?;
     tokio::spawn(node::heartbeat_loop(client.clone(), cfg.node_name.clone()));
 
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         state_dir: cfg.state_dir.clone(),
@@ -127,10 +139,8 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         self_exe: std::env::current_exe().map_err(KubeletError::SelfExe)?,
         api_port: cfg.api_port,
         ips: Mutex::new(IpPool::new(cfg.ip_block)),
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap_or_default(),
+        images: image_store::ImageStore::new(cfg.state_dir.join("images"), http.clone()),
+        http,
         scheduling: Mutex::new(HashSet::new()),
     });
     tracing::info!(node = %cfg.node_name, bin_dir = %cfg.bin_dir.display(), state_dir = %cfg.state_dir.display(), "process kubelet running");

@@ -115,7 +115,12 @@ async fn prepare_one(
         return Ok(path);
     }
     if v.empty_dir.is_some() {
-        std::fs::create_dir_all(&own_dir).map_err(|e| io(&own_dir, e))?;
+        if !own_dir.exists() {
+            std::fs::create_dir_all(&own_dir).map_err(|e| io(&own_dir, e))?;
+            // World-writable as the real kubelet makes it: any container user can write there.
+            std::fs::set_permissions(&own_dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| io(&own_dir, e))?;
+        }
         return Ok(own_dir);
     }
     let mut files = Files::new(&name);

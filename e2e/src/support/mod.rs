@@ -21,6 +21,7 @@
 //! - unset: run when a cluster answers, else print SKIPPED and return.
 
 pub mod faults;
+pub mod images;
 mod kubectl;
 mod load;
 mod namespace;

@@ -377,7 +377,7 @@ impl Worker {
             let attempt = self.launch(&spec).await;
             let log = self.log_path(&spec);
             match &attempt {
-                Ok((proc, _)) => self.event(
+                Ok((proc, _, _)) => self.event(
                     NORMAL,
                     "Started",
                     format!("Started container {} (pid {})", spec.name, proc.pid),
@@ -400,10 +400,9 @@ impl Worker {
                 &mut self.main[i]
             };
             match attempt {
-                Ok((proc, plan)) => {
-                    tracing::info!(pod = %format!("{}/{}", self.ns, self.name), container = %spec.name, pid = proc.pid, "container started");
-                    let program = plan.program.display().to_string();
-                    c.on_started(proc.pid, &program, now);
+                Ok((proc, plan, image_id)) => {
+                    tracing::info!(pod = %format!("{}/{}", self.ns, self.name), container = %spec.name, pid = proc.pid, %image_id, "container started");
+                    c.on_started(proc.pid, &image_id, now);
                     c.proc = Some(proc);
                     c.plan = Some(plan);
                 }
@@ -483,6 +482,8 @@ impl Worker {
             for suffix in ["pid", "plan.json", "probe.json"] {
                 let _ = std::fs::remove_file(self.dir.join(format!("{}.{suffix}", c.spec.name)));
             }
+            // The container's writable layer over its image (the image stays cached).
+            let _ = std::fs::remove_dir_all(self.dir.join(format!("{}.rootfs", c.spec.name)));
         }
         let _ = std::fs::remove_dir_all(self.dir.join("volumes"));
         if let (Some(ip), Ok(mut pool)) = (self.ip.take(), self.ctx.ips.lock()) {

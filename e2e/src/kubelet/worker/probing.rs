@@ -114,6 +114,38 @@ impl Worker {
         timeout: Duration,
     ) -> Result<(), String> {
         let base = c.plan.clone().ok_or("container has no launch plan")?;
+        if let (Some(_), Some(who)) = (&base.root, &base.run_as) {
+            // A container run from an image: the command runs inside its mount namespace and
+            // root, as its user, like `kubectl exec`. nsenter drops supplementary groups.
+            let pid = c
+                .proc
+                .as_ref()
+                .map(|p| p.pid)
+                .ok_or("container is not running")?;
+            let (program, args) = command.split_first().ok_or("exec probe without command")?;
+            let mut child = tokio::process::Command::new("nsenter")
+                .arg(format!("--target={pid}"))
+                .args(["--mount", "--root", "--wd"])
+                .arg(format!("--setuid={}", who.uid))
+                .arg(format!("--setgid={}", who.gid))
+                .arg("--")
+                .arg(program)
+                .args(args)
+                .env_clear()
+                .envs(base.env.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("exec probe: {e}"))?;
+            return match tokio::time::timeout(timeout, child.wait()).await {
+                Ok(Ok(st)) if st.success() => Ok(()),
+                Ok(Ok(st)) => Err(format!("exec probe exited with {st}")),
+                Ok(Err(e)) => Err(format!("exec probe: {e}")),
+                Err(_) => Err("exec probe timed out".into()),
+            };
+        }
         let image = c.spec.image.clone().unwrap_or_default();
         let (program, args) = images::resolve(&image, command, &[], &self.ctx.bin_dir)?;
         let plan = LaunchPlan {
