@@ -45,6 +45,25 @@ async fn transactions_answer_as_redis_does() {
     );
     assert_eq!(c.call(&["GET", "n"]), "\"2\"");
 
+    // List reads inside see the transaction's own pushes and pops; sorted-set reads are refused
+    // there (their index scans read committed data only), sorted-set writes are not.
+    assert_eq!(c.call(&["RPUSH", "l", "a", "b"]), "2");
+    assert_eq!(c.call(&["MULTI"]), "OK");
+    assert_eq!(c.call(&["RPUSH", "l", "c"]), "QUEUED");
+    assert_eq!(c.call(&["LPOP", "l"]), "QUEUED");
+    assert_eq!(c.call(&["LRANGE", "l", "0", "-1"]), "QUEUED");
+    assert_eq!(c.call(&["LINDEX", "l", "-1"]), "QUEUED");
+    assert_eq!(c.call(&["LPOS", "l", "b"]), "QUEUED");
+    assert_eq!(c.call(&["LLEN", "l"]), "QUEUED");
+    assert_eq!(c.call(&["ZADD", "z", "1", "m"]), "QUEUED");
+    assert_eq!(c.call(&["ZSCORE", "z", "m"]), "QUEUED");
+    assert_eq!(
+        c.call(&["EXEC"]),
+        "[3, \"a\", [\"b\", \"c\"], \"c\", 0, 2, 1, \
+         (error) ERR sorted-set reads inside MULTI are not supported yet (their writes are)]"
+    );
+    assert_eq!(c.call(&["ZSCORE", "z", "m"]), "\"1\"");
+
     // Errors outside and inside a transaction, with Redis's texts.
     assert_eq!(c.call(&["EXEC"]), "(error) ERR EXEC without MULTI");
     assert_eq!(c.call(&["DISCARD"]), "(error) ERR DISCARD without MULTI");

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::engine::list_source::ViewList;
 use crate::engine::view::KeyView;
 use crate::engine::{DataReply, Op, Outcome};
 use crate::keys::{self, Stored};
@@ -490,9 +491,9 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
 
 /// Answers a read from `view` (committed data, or a transaction's view in the writer),
 /// appending the reply to `out`.
-/// The answer to a sorted-set or list read queued in MULTI.
+/// The answer to a sorted-set read queued in MULTI.
 const READ_IN_MULTI: &str =
-    "ERR sorted-set and list reads inside MULTI are not supported yet (their writes are)";
+    "ERR sorted-set reads inside MULTI are not supported yet (their writes are)";
 
 pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec<u8>) {
     let start = out.len();
@@ -524,16 +525,16 @@ pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec
             }
             ReadCmd::Hash(h) => super::hash::read(view, h, out)?,
             ReadCmd::Set(s) => super::set::read(view, s, out)?,
-            // Sorted-set and list reads scan committed data only (the score index, the list's
-            // index range); inside a transaction they would miss its own earlier writes, so
-            // they are refused there.
+            // Sorted-set reads scan the score index of committed data only; inside a
+            // transaction they would miss its own earlier writes, so they are refused there.
+            // List reads go through the transaction's view.
             ReadCmd::ZSet(z) => match view.committed() {
                 Some(_) => super::zset::read(node, z, out)?,
                 None => reply::error(out, READ_IN_MULTI),
             },
             ReadCmd::List(l) => match view.committed() {
-                Some(_) => super::list::read(node, l, out)?,
-                None => reply::error(out, READ_IN_MULTI),
+                Some(engine) => super::list::read(engine, l, out)?,
+                None => super::list::read(&ViewList(view), l, out)?,
             },
             ReadCmd::Exists(ks) => {
                 let mut n = 0;

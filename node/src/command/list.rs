@@ -4,9 +4,9 @@
 //! (CROSSSLOT otherwise, decided in `exec`).
 
 use crate::engine::list::{End, ListCmd, ListMeta, Lpos, LposOpts, PopReply, span};
+use crate::engine::list_source::ListSource;
 use crate::engine::ops::DataCmd;
 use crate::engine::writer_parse_int as parse_int;
-use crate::node::Node;
 use crate::resp::reply;
 
 use super::blocking;
@@ -245,9 +245,9 @@ fn lpos_opts(opts: &[Vec<u8>]) -> Result<LposOpts, String> {
 }
 
 /// Answers a list read.
-pub fn read(node: &Node, r: &ListRead, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn read(src: &dyn ListSource, r: &ListRead, out: &mut Vec<u8>) -> Result<(), String> {
     let key = r.key();
-    let meta: Option<ListMeta> = match node.engine.list(key).map_err(|e| e.to_string())? {
+    let meta: Option<ListMeta> = match src.meta(key).map_err(|e| e.to_string())? {
         Ok(m) => m,
         Err(wrongtype) => {
             reply::error(out, wrongtype);
@@ -255,14 +255,13 @@ pub fn read(node: &Node, r: &ListRead, out: &mut Vec<u8>) -> Result<(), String> 
         }
     };
     let len = meta.as_ref().map_or(0, ListMeta::len);
-    let e = &node.engine;
     match (r, &meta) {
         (ListRead::Len(_), _) => reply::int(out, len as i64),
         (ListRead::Range { .. }, None) => reply::array_len(out, 0),
         (ListRead::Range { start, stop, .. }, Some(m)) => {
             let s = span(len, *start, *stop);
             let mut items = Vec::with_capacity((s.end - s.start) as usize);
-            e.list_scan(key, m, s, false, |v| {
+            src.scan(key, m, s, false, &mut |v| {
                 items.push(v.to_vec());
                 true
             })
@@ -274,7 +273,7 @@ pub fn read(node: &Node, r: &ListRead, out: &mut Vec<u8>) -> Result<(), String> 
         }
         (ListRead::Index { index, .. }, m) => {
             let got = match (m, crate::engine::list::position(len, *index)) {
-                (Some(m), Some(pos)) => e.list_at(key, m, pos).map_err(|e| e.to_string())?,
+                (Some(m), Some(pos)) => src.at(key, m, pos).map_err(|e| e.to_string())?,
                 _ => None,
             };
             match got {
@@ -286,7 +285,7 @@ pub fn read(node: &Node, r: &ListRead, out: &mut Vec<u8>) -> Result<(), String> 
             let mut p = Lpos::new(*opts, value, len);
             if let Some(m) = m {
                 let reverse = p.reverse();
-                e.list_scan(key, m, 0..len, reverse, |v| p.feed(v))
+                src.scan(key, m, 0..len, reverse, &mut |v| p.feed(v))
                     .map_err(|e| e.to_string())?;
             }
             match opts.count {

@@ -12,6 +12,7 @@ pub mod hash;
 pub mod ingest;
 pub mod list;
 mod list_reads;
+pub mod list_source;
 pub(crate) mod maintenance;
 mod open;
 pub mod ops;
