@@ -1,11 +1,13 @@
 //! End-to-end: `kubectl ringshift` as a person on call uses it, run as the binary against the
-//! local cluster with `--kubeconfig`/`--context`: status, plan with estimates, approve of a
-//! reviewed plan (a changed plan is refused), history, drain/undrain/reweight and bad input,
-//! in text, JSON and YAML.
+//! local cluster with `--kubeconfig`/`--context`: every command (status, watch, plan with
+//! estimates, approve of a reviewed plan with a changed plan refused, history, report from a
+//! real Prometheus, pause/resume, cancel, drain/undrain/reweight) and bad input, in text, JSON
+//! and YAML.
 
 use std::process::Command;
 use std::time::Duration;
 
+use ringshift_e2e::support::promql::Prometheus;
 use ringshift_e2e::support::{
     self, OperatorProcess, TestNamespace, bin_dir, create_cluster, install_crds, kubeconfig_path,
     preload, ringshift_api, scale, wait_balanced, wait_until,
@@ -65,6 +67,9 @@ async fn the_plugin_answers_and_steers_as_documented() {
         .await
         .expect("namespace");
     let op = OperatorProcess::start(&ns.name, "op-0", Duration::from_secs(6)).expect("operator");
+    let prom = Prometheus::start().expect("prometheus (apt-get install prometheus)");
+    prom.add_operator(&ns.name, &op.metrics_addr().await.expect("metrics"), "op-0")
+        .expect("operator target");
     let spec = json!({
         "replicas": 3,
         "vnodes": 8,
@@ -158,6 +163,68 @@ async fn the_plugin_answers_and_steers_as_documented() {
     let text = ok(n, &["history", NAME]);
     assert!(text.contains("->plug-3"), "{text}");
 
+    // watch returns once the cluster is Balanced, as it is now.
+    let text = ok(n, &["watch", NAME]);
+    assert!(text.contains("plug is Balanced"), "{text}");
+
+    // report: one PNG of the run from the Prometheus that scraped it.
+    let png = std::env::temp_dir().join(format!("{n}-report.png"));
+    let text = ok(
+        n,
+        &[
+            "report",
+            NAME,
+            "--png",
+            png.to_str().expect("path"),
+            "--prometheus",
+            &prom.url,
+            "--since",
+            "10m",
+        ],
+    );
+    assert!(text.contains("written to"), "{text}");
+    for panel in ["Client commands per second", "Moves in flight"] {
+        assert!(!text.contains(panel), "no data for {panel}: {text}");
+    }
+    let bytes = std::fs::read(&png).expect("png");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let _ = std::fs::remove_file(&png);
+    let (success, _, err) = plugin(
+        n,
+        &[
+            "report",
+            NAME,
+            "--png",
+            "/nonexistent/dir/r.png",
+            "--prometheus",
+            &prom.url,
+        ],
+    );
+    assert!(!success && err.contains("/nonexistent/dir/r.png"), "{err}");
+
+    // cancel: a finished move takes the annotation (the operator honours it only before the
+    // commit); an unknown one is an error.
+    let done_name = done[0]["name"].as_str().expect("name").to_string();
+    let out = ok(n, &["cancel", &done_name]);
+    assert!(out.contains("cancel requested"), "{out}");
+    let m = ringshift_api(&ns.client, &ns.name, "ShardMigration")
+        .get(&done_name)
+        .await
+        .expect("migration");
+    assert_eq!(
+        m.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("ringshift.dev/cancel"))
+            .map(String::as_str),
+        Some("true")
+    );
+    let (success, _, err) = plugin(n, &["cancel", "nosuch"]);
+    assert!(
+        !success && err.contains("no ShardMigration nosuch"),
+        "{err}"
+    );
+
     // With a finished move to measure, every planned move has an estimate.
     let plan = json_of(n, &["plan", NAME, "--drain", "1"]);
     assert_ne!(plan["basis"], "none", "{plan}");
@@ -171,14 +238,20 @@ async fn the_plugin_answers_and_steers_as_documented() {
     );
 
     // drain / undrain / reweight edit spec.members; repeating one changes nothing.
-    ringshift_api(&ns.client, &ns.name, "ShardCluster")
-        .patch(
-            NAME,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"migration": {"paused": true}}})),
-        )
-        .await
-        .expect("pause");
+    // pause / resume set spec.migration.paused (paused here so the edits below start nothing).
+    ok(n, &["resume", NAME]);
+    let paused = || async {
+        ringshift_api(&ns.client, &ns.name, "ShardCluster")
+            .get(NAME)
+            .await
+            .expect("cluster")
+            .data["spec"]["migration"]["paused"]
+            .clone()
+    };
+    assert_eq!(paused().await, json!(false));
+    let out = ok(n, &["pause", NAME]);
+    assert!(out.contains("paused"), "{out}");
+    assert_eq!(paused().await, json!(true));
     let out = ok(n, &["drain", NAME, "1"]);
     assert!(out.contains("plug-1 draining"), "{out}");
     assert_eq!(

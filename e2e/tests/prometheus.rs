@@ -17,28 +17,6 @@ use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The operator's metrics address, from its log line `serving /healthz, ... addr=...`.
-async fn operator_addr(op: &OperatorProcess) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = std::fs::read_to_string(&op.log).unwrap_or_default();
-        let addr = log
-            .lines()
-            .find(|l| l.contains("serving /healthz"))
-            .and_then(|l| l.find("127.0.0.1:").map(|i| &l[i..]))
-            .map(|a| {
-                a.chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect::<String>()
-            });
-        if let Some(a) = addr {
-            return a;
-        }
-        assert!(Instant::now() < deadline, "the operator logged no address");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The dashboard's expression with Grafana's variables filled in.
 fn instantiate(expr: &str, ns: &str, cluster: &str) -> String {
     expr.replace("$__rate_interval", "1m")
@@ -59,8 +37,12 @@ async fn dashboard_and_alerts_work_against_a_real_prometheus() {
         .await
         .expect("namespace");
     let op = OperatorProcess::start(&ns.name, "op-0", Duration::from_secs(5)).expect("operator");
-    prom.add_operator(&ns.name, &operator_addr(&op).await, "op-0")
-        .expect("operator target");
+    prom.add_operator(
+        &ns.name,
+        &op.metrics_addr().await.expect("operator metrics address"),
+        "op-0",
+    )
+    .expect("operator target");
     let name = "pm";
     apply_cluster(
         &ns.client,

@@ -68,6 +68,33 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
+    /// Its metrics address, from its log line `serving /healthz, ... addr=127.0.0.1:PORT`.
+    pub async fn metrics_addr(&self) -> Result<String, SupportError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let addr = log
+                .lines()
+                .find(|l| l.contains("serving /healthz"))
+                .and_then(|l| l.find("127.0.0.1:").map(|i| &l[i..]))
+                .map(|a| {
+                    a.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>()
+                });
+            if let Some(a) = addr {
+                return Ok(a);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(SupportError::Other(format!(
+                    "operator {} logged no metrics address in 30 s",
+                    self.identity
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Starts `ringshift-operator run` for `namespace` with a short lease.
     pub fn start(
         namespace: &str,
