@@ -214,7 +214,7 @@ impl Metrics {
         registry.register(
             "blocked_clients",
             "Connections waiting in a blocking command (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, \
-             BLMPOP)",
+             BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP)",
             m.blocked_clients.clone(),
         );
         let latency_by_index = crate::command::table::COMMANDS
