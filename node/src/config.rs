@@ -14,6 +14,16 @@ pub enum Durability {
     None,
 }
 
+/// How the node writes its log lines to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (ANSI colours only on a terminal).
+    Text,
+    /// One JSON object a line, the operator's shape: `timestamp`, `level`, `fields` (with
+    /// `message`), `target`, and the enclosing `span`/`spans`.
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "ringshift-node", version, about = "ringshift shard node")]
 pub struct Cli {
@@ -58,6 +68,9 @@ pub struct Cli {
     /// Memtable size of the data keyspace in bytes.
     #[arg(long, env = "RINGSHIFT_MEMTABLE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub memtable_bytes: u64,
+    /// Log format on stderr (`RUST_LOG` sets the filter).
+    #[arg(long, env = "RINGSHIFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Fault injection for tests (`name=value,...`; see node/README.md, "Failpoints"). Off
     /// unless given.
     #[arg(long, env = "RINGSHIFT_NODE_FAILPOINTS")]

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringshift_node::config::{Cli, Durability, read_secret};
+use ringshift_node::config::{Cli, Durability, LogFormat, read_secret};
 use ringshift_node::engine::{self, EngineConfig};
 use ringshift_node::node::{Node, NodeConfig};
 use ringshift_node::{admin, placement, pull, server};
@@ -14,18 +14,8 @@ use tokio::net::TcpListener;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // fjall and lsm-tree log every flush at info; keep them to warnings.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn")
-                }),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     if let Some(spec) = cli.failpoints.as_deref()
         && let Err(e) = ringshift_node::failpoints::arm(spec)
     {
@@ -45,6 +35,23 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "ringshift-node stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`; JSON has the operator's shape (its `init_logging`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // fjall and lsm-tree log every flush at info; keep them to warnings.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // No colour codes inside JSON strings, even on a terminal.
+        LogFormat::Json => builder.with_ansi(false).json().init(),
     }
 }
 

@@ -174,7 +174,12 @@ pub async fn install(
     match outcome {
         crate::engine::Outcome::Done => {
             node.metrics.epoch.set(epoch as i64);
-            tracing::info!(epoch, degraded = ?degraded, "placement installed");
+            tracing::info!(
+                cluster = %body.placement.cluster_uid(),
+                epoch,
+                degraded = ?degraded,
+                "placement installed"
+            );
             Ok(degraded)
         }
         // Re-checked in the writer, in order with other installs.

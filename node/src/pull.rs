@@ -10,6 +10,7 @@ use ringshift_node_api::client::{AdminClient, ClientError};
 use ringshift_node_api::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::admin::{ApiErr, ApiResult, api_err};
 use crate::changelog::LogOp;
@@ -243,6 +244,15 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
         fail_registered(node, &uid, &e);
         return Err(internal(e));
     }
+    tracing::info!(
+        cluster = %rec.request.caller.cluster_uid,
+        migration = %uid,
+        attempt = rec.request.caller.attempt,
+        epoch = rec.request.caller.epoch,
+        source = %rec.request.source.name,
+        ranges = %ranges::format_list(&rec.request.ranges),
+        "pull started"
+    );
     launch(node.clone(), rec, shared, cancelled, done);
     Ok(status)
 }
@@ -409,17 +419,32 @@ fn launch(
     if terminal(rec.status.phase) {
         return;
     }
-    tokio::spawn(async move {
-        let _done = done;
-        let mut p = Puller {
-            client: node.admin_client(&rec.request.source.admin_addr),
-            node,
-            rec,
-            status,
-            cancelled,
-        };
-        p.run().await;
-    });
+    // Every event of the task (progress, retries, completion, failure) carries the pull's
+    // identity, also after a restart resumed it. Its ranges (a list as long as the ring's
+    // tokens) are logged once, by "pull started".
+    let req = &rec.request;
+    let span = tracing::info_span!(
+        "pull",
+        cluster = %req.caller.cluster_uid,
+        migration = %req.caller.migration_uid,
+        attempt = req.caller.attempt,
+        epoch = req.caller.epoch,
+        source = %req.source.name,
+    );
+    tokio::spawn(
+        async move {
+            let _done = done;
+            let mut p = Puller {
+                client: node.admin_client(&rec.request.source.admin_addr),
+                node,
+                rec,
+                status,
+                cancelled,
+            };
+            p.run().await;
+        }
+        .instrument(span),
+    );
 }
 
 /// Why a step stopped.

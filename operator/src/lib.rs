@@ -9,6 +9,7 @@ pub mod driver;
 pub mod duration;
 pub mod http;
 pub mod leader;
+pub mod log_format;
 pub mod metrics;
 pub mod observed;
 pub mod plugin;

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use ringshift_operator::duration::parse_duration;
 use ringshift_operator::leader::LeaseConfig;
+use ringshift_operator::log_format::LogFormat;
 use ringshift_operator::runtime::{self, Settings};
 
 #[derive(Parser)]
@@ -18,12 +19,6 @@ use ringshift_operator::runtime::{self, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -73,7 +68,8 @@ struct RunArgs {
     /// Run without leader election (only for a single replica).
     #[arg(long)]
     no_leader_election: bool,
-    /// Log format.
+    /// Log format of the operator and of the shard nodes it renders (their
+    /// `RINGSHIFT_LOG_FORMAT`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
 }
@@ -147,6 +143,7 @@ fn run(args: RunArgs) -> ExitCode {
         http_listen: args.http_listen,
         lease,
         identity,
+        log_format: args.log_format,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::controller::{Context, cluster};
 use crate::http::{self, Health};
 use crate::leader::{self, LeaseConfig, Role};
+use crate::log_format::LogFormat;
 use crate::metrics::Metrics;
 
 /// Settings of a running operator.
@@ -26,6 +27,8 @@ pub struct Settings {
     pub lease: Option<LeaseConfig>,
     /// Identity in Events and the lease.
     pub identity: String,
+    /// The operator's log format, passed on to the nodes it renders.
+    pub log_format: LogFormat,
 }
 
 /// Failures that stop the process.
@@ -102,11 +105,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
 
     let client = Client::try_default().await.map_err(RunError::Client)?;
     tracing::info!(namespace = ?settings.namespace, "connected to the API server");
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        &settings.identity,
-        metrics.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), &settings.identity, metrics.clone())
+            .with_node_log_format(settings.log_format),
+    );
 
     let (leader_tx, mut leader_rx) = watch::channel(if settings.lease.is_none() {
         Role::Leading { generation: None }

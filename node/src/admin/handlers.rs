@@ -185,7 +185,15 @@ pub async fn fence(
         .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
     match outcome {
         Outcome::Fenced { offset: f } => {
-            tracing::info!(migration = %req.caller.migration_uid, attempt = req.caller.attempt, fence_offset = f, "fenced");
+            tracing::info!(
+                cluster = %req.caller.cluster_uid,
+                migration = %req.caller.migration_uid,
+                attempt = req.caller.attempt,
+                epoch = req.caller.epoch,
+                ranges = %ranges::format_list(&req.ranges),
+                fence_offset = f,
+                "fenced"
+            );
             Ok(Json(FenceResponse {
                 fence_offset: offset(&node, f),
             }))
@@ -214,7 +222,13 @@ pub async fn unfence(
         .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
     match outcome {
         Outcome::Done => {
-            tracing::info!(migration = %req.caller.migration_uid, attempt = req.caller.attempt, "unfenced");
+            tracing::info!(
+                cluster = %req.caller.cluster_uid,
+                migration = %req.caller.migration_uid,
+                attempt = req.caller.attempt,
+                epoch = req.caller.epoch,
+                "unfenced"
+            );
             Ok(Json(Done { ok: true }))
         }
         Outcome::Refused(m) => Err(api_err(ErrorReason::StaleAttempt, m)),
@@ -282,7 +296,13 @@ pub async fn drop_ranges(
         .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
     match outcome {
         Outcome::Done => {
-            tracing::info!(migration = %req.caller.migration_uid, epoch = req.ownership_ended_epoch, "dropped ranges");
+            tracing::info!(
+                cluster = %req.caller.cluster_uid,
+                migration = %req.caller.migration_uid,
+                epoch = req.ownership_ended_epoch,
+                ranges = %ranges::format_list(&req.ranges),
+                "dropped ranges"
+            );
             Ok(Json(Done { ok: true }))
         }
         Outcome::Refused(m) => Err(api_err(ErrorReason::Owned, m)),

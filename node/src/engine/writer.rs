@@ -493,7 +493,11 @@ fn commit(
     e.commit_latency.observe(started.elapsed());
     if let Err(err) = committed {
         // Nothing of this batch is acknowledged, nor of any later one.
-        tracing::error!(error = %err, "group commit failed; the writer stops");
+        tracing::error!(
+            error = %err,
+            failed_writes = back.answers.len(),
+            "group commit failed; the writer stops"
+        );
         let msg = format!("storage failure: {err}");
         for a in std::mem::take(&mut back.answers) {
             a.fail(&msg);

@@ -6,7 +6,7 @@
 pub mod resp;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ringshift_node_api::client::AdminClient;
@@ -86,7 +86,8 @@ impl NodeProc {
             .arg("--admin-token-file")
             .arg(self.dir.join("token"))
             .args(&self.extra)
-            .stdout(Stdio::null())
+            // stdout into the log too: a line printed outside the logger shows up there.
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();

@@ -456,7 +456,14 @@ async fn apply_owned(
     }
 
     let sts_api: Api<StatefulSet> = api(ctx, ns);
-    let desired_sts = statefulset::statefulset(cluster, replicas, storage, log_retention, tuning);
+    let desired_sts = statefulset::statefulset(
+        cluster,
+        replicas,
+        storage,
+        log_retention,
+        tuning,
+        ctx.node_log_format,
+    );
     if apply(&sts_api, &name, &desired_sts, sts)
         .await
         .during(|| format!("applying StatefulSet {ns}/{name}"))?

@@ -12,6 +12,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::desired::ring::RingError;
+use crate::log_format::LogFormat;
 use crate::metrics::Metrics;
 
 /// Why a reconcile failed; it is retried with backoff.
@@ -81,6 +82,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Log format of the nodes this operator renders (its own).
+    pub node_log_format: LogFormat,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -96,8 +99,15 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            node_log_format: LogFormat::default(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The nodes this operator renders log in `format`.
+    pub fn with_node_log_format(mut self, format: LogFormat) -> Self {
+        self.node_log_format = format;
+        self
     }
 
     /// Records a failure of `key` and returns how long to wait before retrying.

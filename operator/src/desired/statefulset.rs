@@ -23,6 +23,7 @@ use super::{owner_reference, pod_settings};
 /// User and group of the node image (distroless `nonroot`).
 const NODE_UID: i64 = 65532;
 use crate::crd::{ShardCluster, StorageSpec};
+use crate::log_format::LogFormat;
 
 /// Number of pods the StatefulSet must have.
 ///
@@ -123,13 +124,15 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 }
 
 /// The StatefulSet of `cluster` with `replicas` pods and `storage` volumes;
-/// nodes keep unread change-log records for `log_retention` and run with `tuning`.
+/// nodes keep unread change-log records for `log_retention`, run with `tuning` and log in
+/// `log_format` (the operator's own: one setting for every log the deployment writes).
 pub fn statefulset(
     cluster: &ShardCluster,
     replicas: i32,
     storage: &StorageSpec,
     log_retention: std::time::Duration,
     tuning: &Tuning,
+    log_format: LogFormat,
 ) -> StatefulSet {
     let name = cluster.name_any();
     let spec = &cluster.spec;
@@ -200,6 +203,11 @@ pub fn statefulset(
             field_env("POD_IP", "status.podIP"),
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
+            EnvVar {
+                name: "RINGSHIFT_LOG_FORMAT".into(),
+                value: Some(log_format.as_str().into()),
+                ..Default::default()
+            },
         ]),
         ports: Some(vec![
             ContainerPort {
@@ -364,11 +372,18 @@ mod tests {
     #[test]
     fn node_pods_meet_the_restricted_pod_security_level() {
         let c = cluster(serde_json::json!({"replicas": 1}));
-        let pod = statefulset(&c, 1, &c.spec.storage, HOUR, &Tuning::default())
-            .spec
-            .template
-            .spec
-            .unwrap();
+        let pod = statefulset(
+            &c,
+            1,
+            &c.spec.storage,
+            HOUR,
+            &Tuning::default(),
+            LogFormat::Text,
+        )
+        .spec
+        .template
+        .spec
+        .unwrap();
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
         assert_eq!(psc.run_as_user, Some(NODE_UID));
@@ -385,7 +400,14 @@ mod tests {
     #[test]
     fn pods_bind_the_pod_ip_and_carry_the_cluster_uid() {
         let c = cluster(serde_json::json!({"replicas": 3}));
-        let sts = statefulset(&c, 3, &c.spec.storage, HOUR, &Tuning::default());
+        let sts = statefulset(
+            &c,
+            3,
+            &c.spec.storage,
+            HOUR,
+            &Tuning::default(),
+            LogFormat::Text,
+        );
         let spec = sts.spec;
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
         assert_eq!(
@@ -454,7 +476,14 @@ mod tests {
                 key: "pass".into(),
             }),
         });
-        let sts = statefulset(&c, 3, &c.spec.storage, HOUR, &Tuning::default());
+        let sts = statefulset(
+            &c,
+            3,
+            &c.spec.storage,
+            HOUR,
+            &Tuning::default(),
+            LogFormat::Text,
+        );
         assert_eq!(live_storage(&sts), Some(c.spec.storage.clone()));
         let pod = sts.spec.template.spec.unwrap();
         let args = pod.containers[0].args.clone().unwrap();
@@ -476,13 +505,14 @@ mod tests {
             &c.spec.storage,
             HOUR,
             &Tuning::default(),
+            LogFormat::Text,
         ))
         .unwrap();
         assert!(v.get("status").is_none());
     }
 
     fn pod_of(c: &ShardCluster, tuning: &Tuning) -> (ObjectMeta, PodSpec) {
-        let t = statefulset(c, 3, &c.spec.storage, HOUR, tuning)
+        let t = statefulset(c, 3, &c.spec.storage, HOUR, tuning, LogFormat::Text)
             .spec
             .template;
         (t.metadata.unwrap(), t.spec.unwrap())
@@ -589,11 +619,33 @@ mod tests {
         let after = cluster(serde_json::json!({"pod": {"tolerations": [
             {"key": "k", "operator": "Exists"}]}}));
         let t = Tuning::default();
-        let a = statefulset(&before, 3, &before.spec.storage, HOUR, &t).spec;
-        let b = statefulset(&after, 3, &after.spec.storage, HOUR, &t).spec;
+        let a = statefulset(&before, 3, &before.spec.storage, HOUR, &t, LogFormat::Text).spec;
+        let b = statefulset(&after, 3, &after.spec.storage, HOUR, &t, LogFormat::Text).spec;
         assert_ne!(a.template, b.template);
         assert_eq!(a.selector, b.selector);
         assert_eq!(a.volume_claim_templates, b.volume_claim_templates);
+    }
+
+    #[test]
+    fn nodes_log_in_the_operators_format() {
+        let c = cluster(serde_json::json!({}));
+        let node = |format| {
+            let sts = statefulset(&c, 3, &c.spec.storage, HOUR, &Tuning::default(), format);
+            sts.spec.template.spec.unwrap().containers[0].clone()
+        };
+        let env_of = |n: &Container| -> Vec<Option<String>> {
+            let env = n.env.clone().unwrap();
+            env.into_iter()
+                .filter(|e| e.name == "RINGSHIFT_LOG_FORMAT")
+                .map(|e| e.value)
+                .collect()
+        };
+        let (json, text) = (node(LogFormat::Json), node(LogFormat::Text));
+        assert_eq!(env_of(&json), [Some("json".to_string())]);
+        assert_eq!(env_of(&text), [Some("text".to_string())]);
+        // Only that variable differs: the node's flags stay as they were.
+        assert_eq!(json.args, text.args);
+        assert!(!json.args.unwrap().iter().any(|a| a.contains("log-format")));
     }
 
     proptest::proptest! {
