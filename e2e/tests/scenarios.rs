@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use ringshift_e2e::load::Kind;
 use ringshift_e2e::support::phases::{
     CutoverRecordWatch, MoveSeen, list_moves, wait_cutover_started, wait_move, wait_move_phase,
 };
@@ -51,6 +52,8 @@ struct Setup<'a> {
     max_moves: u32,
     /// No other scenario runs meanwhile.
     alone: bool,
+    /// What the checked load writes.
+    kinds: &'a [Kind],
 }
 
 const SETUP: Setup<'static> = Setup {
@@ -59,6 +62,7 @@ const SETUP: Setup<'static> = Setup {
     source_retention: "1s",
     max_moves: 1,
     alone: false,
+    kinds: &[Kind::String],
 };
 
 /// The control plane is shared by this binary's tests, which run in parallel: the one that
@@ -94,6 +98,15 @@ impl Fixture {
     async fn start_with(test: &str, prefix: &str, failpoints: &str) -> Option<Fixture> {
         let setup = Setup {
             operator_failpoints: failpoints,
+            ..SETUP
+        };
+        Fixture::start_setup(test, prefix, setup).await
+    }
+
+    /// Like [`Fixture::start`], the load writing strings, hashes, lists and sorted sets.
+    async fn start_mixed(test: &str, prefix: &str) -> Option<Fixture> {
+        let setup = Setup {
+            kinds: &Kind::ALL,
             ..SETUP
         };
         Fixture::start_setup(test, prefix, setup).await
@@ -153,7 +166,7 @@ impl Fixture {
         preload(&ns, CLUSTER, PRELOAD, PRELOAD_KEYS, PRELOAD_VALUE)
             .await
             .expect("preload");
-        let load = CheckedLoad::start(
+        let load = CheckedLoad::start_mixed(
             &ns,
             CLUSTER,
             LoadShape {
@@ -162,6 +175,7 @@ impl Fixture {
                 rate: 800,
             },
             prefix,
+            setup.kinds,
         )
         .await
         .expect("load");
@@ -322,10 +336,11 @@ async fn replicas_changed_mid_migration() {
 }
 
 /// The source node of a move is SIGKILLed while the target copies from it; the kubelet restarts
-/// it and the move resumes or re-copies.
+/// it and the move resumes or re-copies. The load writes every kind (issue 14): hashes, lists
+/// and sorted sets move with their ranges like strings, nothing acknowledged lost.
 #[tokio::test]
 async fn source_node_killed_mid_copy() {
-    let Some(f) = Fixture::start("source_node_killed_mid_copy", "rel-srckill").await else {
+    let Some(f) = Fixture::start_mixed("source_node_killed_mid_copy", "rel-srckill").await else {
         return;
     };
     f.scale(4).await;
