@@ -126,11 +126,12 @@ async fn scale_out_and_in_under_load_loses_nothing() {
         );
     }
     println!(
-        "scale 3->5->2: {} writes acknowledged ({}), {} lost, {} stale reads, {} errors, longest stall {} ms, epochs {epochs:?}",
+        "scale 3->5->2: {} writes acknowledged ({}), {} lost, {} stale reads, {} keys verified, {} errors, longest stall {} ms, epochs {epochs:?}",
         report.stats.writes_acked,
         report.stats.by_kind(),
         report.lost_writes,
         report.stale_reads,
+        report.keys_verified,
         report.stats.errors(),
         report.stats.longest_stall.as_millis()
     );

@@ -345,8 +345,31 @@ impl ListLedger {
         self.records.record(key, op);
     }
 
+    /// The key's history for a person: what its writer was told, then each recorded operation.
     pub fn explain(&self, key: &str) -> String {
-        self.records.explain(key)
+        let empty = ListHistory::default();
+        let h = self.lists.get(key).unwrap_or(&empty);
+        let of = |o: ListOutcome| -> Vec<u64> {
+            h.ops
+                .iter()
+                .filter(|op| op.outcome == o)
+                .filter_map(|op| op.push)
+                .collect()
+        };
+        let trims = h.ops.iter().filter(|op| op.push.is_none()).count();
+        let header = format!(
+            "history of {key} (highest pushed {}, acknowledged pushes {:?}, maybe applied {:?}, pending {:?}, {trims} trims to the last {}; times UTC):",
+            h.sent,
+            of(ListOutcome::Acked),
+            of(ListOutcome::Maybe),
+            of(ListOutcome::Pending),
+            self.keep
+        );
+        let ops = self.records.explain(key);
+        match ops.split_once('\n') {
+            Some((_, rest)) => format!("{header}\n{rest}"),
+            None => header,
+        }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
