@@ -307,6 +307,15 @@ impl Fixture {
             };
         let done = conclude_with(scenario, faults, load, owners, started, preload_lost).await;
         done.assert_clean(scenario, &format!("operator log:\n{}", op.log_tail(40)));
+        let r = &done.report;
+        println!(
+            "{scenario}: {} writes acknowledged ({}), {} lost, {} stale reads, {} keys verified",
+            r.stats.writes_acked,
+            r.stats.by_kind(),
+            r.lost_writes,
+            r.stale_reads,
+            r.keys_verified
+        );
         drop(op);
         ns.cleanup().await;
     }

@@ -142,6 +142,8 @@ pub enum Violation {
     Garbled { key: String, value: String },
     /// A list lacks an acknowledged push that no trim can have removed.
     MissingElement { key: String, element: u64 },
+    /// A list holds an element an acknowledged trim certainly removed.
+    Resurrected { key: String, element: u64 },
     /// A list holds an answered push before one sent earlier.
     Reordered { key: String, found: u64, after: u64 },
 }
@@ -153,6 +155,7 @@ impl Violation {
             | Violation::Phantom { key, .. }
             | Violation::Garbled { key, .. }
             | Violation::MissingElement { key, .. }
+            | Violation::Resurrected { key, .. }
             | Violation::Reordered { key, .. } => key,
         }
     }
@@ -180,6 +183,12 @@ impl std::fmt::Display for Violation {
             Violation::Garbled { key, value } => write!(f, "garbled value at {key}: {value:?}"),
             Violation::MissingElement { key, element } => {
                 write!(f, "lost write: {key} lacks acknowledged push {element}")
+            }
+            Violation::Resurrected { key, element } => {
+                write!(
+                    f,
+                    "resurrected element: {key} has {element}, cut by an acknowledged trim"
+                )
             }
             Violation::Reordered { key, found, after } => {
                 write!(f, "reordered list: {key} has {found} after {after}")

@@ -234,6 +234,24 @@ impl ListHistory {
             })
     }
 
+    /// Whether answered push `v` (at `seq`) was certainly cut: an acknowledged trim ran after
+    /// `keep` acknowledged pushes that followed it. (An unanswered push may land after any
+    /// trim, so it is never certainly cut.)
+    fn certainly_trimmed(&self, seq: u64, keep: usize) -> bool {
+        self.ops
+            .iter()
+            .filter(|t| t.push.is_none() && t.seq > seq && t.outcome == ListOutcome::Acked)
+            .any(|t| {
+                let after = self
+                    .ops
+                    .iter()
+                    .filter(|p| p.push.is_some() && p.outcome == ListOutcome::Acked)
+                    .filter(|p| p.seq > seq && p.seq < t.seq)
+                    .count();
+                after >= keep
+            })
+    }
+
     /// Checks the list as read at one moment (after every acknowledged operation so far).
     fn check(&self, key: &str, keep: usize, found: &[String]) -> Vec<Violation> {
         let mut out = Vec::new();
@@ -265,6 +283,15 @@ impl ListHistory {
             // Answered pushes were applied in the order they were sent; only an unanswered one
             // may land after a later push.
             if !pending.contains(&v) {
+                // an element an acknowledged trim cut is back (e.g. an old copy of the list)
+                if let Some(op) = self.ops.iter().find(|o| o.push == Some(v))
+                    && self.certainly_trimmed(op.seq, keep)
+                {
+                    out.push(Violation::Resurrected {
+                        key: key.to_string(),
+                        element: v,
+                    });
+                }
                 if v < last_settled {
                     out.push(Violation::Reordered {
                         key: key.to_string(),
@@ -565,6 +592,14 @@ mod tests {
         l.trimmed("l", ListOutcome::Acked);
         push(&mut l, "l", ListOutcome::Acked);
         assert_eq!(l.check("l", &list(&[3, 4, 5])), vec![]);
+        // Planted bug: 1 and 2 were certainly cut by the acknowledged trim, yet they are back
+        assert_eq!(
+            l.check("l", &list(&[2, 3, 4, 5])),
+            vec![Violation::Resurrected {
+                key: "l".into(),
+                element: 2
+            }]
+        );
         // 3 and 4 were the last two when the trim ran: they must survive it
         assert_eq!(
             l.check("l", &list(&[4, 5])),
