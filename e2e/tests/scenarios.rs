@@ -365,11 +365,13 @@ async fn source_node_killed_mid_copy() {
     .await;
 }
 
-/// The target node of a move is SIGKILLed while it tails the source's log.
+/// The target node of a move is SIGKILLed while it tails the source's log (the load writes
+/// every kind).
 #[tokio::test]
 #[ignore = "long: reliability tier"]
 async fn target_node_killed_mid_catch_up() {
-    let Some(f) = Fixture::start("target_node_killed_mid_catch_up", "rel-tgtkill").await else {
+    let Some(f) = Fixture::start_mixed("target_node_killed_mid_catch_up", "rel-tgtkill").await
+    else {
         return;
     };
     f.scale(4).await;
@@ -386,16 +388,17 @@ async fn target_node_killed_mid_catch_up() {
 
 /// The source is SIGKILLed right after it took a cutover's fence (the operator is held for a
 /// moment after the fence): the fence survives the restart, the cutover either commits (the
-/// target had applied up to the fence) or aborts and retries; nothing is lost.
+/// target had applied up to the fence) or aborts and retries; nothing is lost, of any kind.
 #[tokio::test]
 #[ignore = "long: reliability tier"]
 async fn source_node_killed_after_fence() {
-    let Some(f) = Fixture::start_with(
-        "source_node_killed_after_fence",
-        "rel-fencekill",
-        "cutover.fenced:pause=1500",
-    )
-    .await
+    let setup = Setup {
+        operator_failpoints: "cutover.fenced:pause=1500",
+        kinds: &Kind::ALL,
+        ..SETUP
+    };
+    let Some(f) =
+        Fixture::start_setup("source_node_killed_after_fence", "rel-fencekill", setup).await
     else {
         return;
     };
