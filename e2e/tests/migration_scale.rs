@@ -177,7 +177,7 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     if let Err(e) = wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
         panic!("{e}\noperator log:\n{}", op.log_tail(40));
     }
-    let load = CheckedLoad::start(
+    let load = CheckedLoad::start_mixed(
         &ns,
         name,
         LoadShape {
@@ -186,6 +186,7 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
             rate: 800,
         },
         "crash",
+        &Kind::ALL,
     )
     .await
     .expect("load");
@@ -245,8 +246,12 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     let report = done.report;
     assert!(kills >= 2, "the operator was killed {kills} times");
     println!(
-        "operator killed {kills} times during 2 -> 4 -> 2: {} writes acknowledged, 0 lost",
-        report.stats.writes_acked
+        "operator killed {kills} times during 2 -> 4 -> 2: {} writes acknowledged ({}), {} lost, {} stale reads, {} keys verified",
+        report.stats.writes_acked,
+        report.stats.by_kind(),
+        report.lost_writes,
+        report.stale_reads,
+        report.keys_verified
     );
     drop(op);
     ns.cleanup().await;
