@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use kube::api::ListParams;
+use ringshift_e2e::load::Kind;
 use ringshift_e2e::support::report::conclude;
 use ringshift_e2e::support::{
     self, CheckedLoad, LoadShape, OperatorProcess, SplitBrainWatch, TestNamespace, apply_cluster,
@@ -43,7 +44,7 @@ async fn scale_out_and_in_under_load_loses_nothing() {
         Err(e) => panic!("{e}\noperator log:\n{}", op.log_tail(40)),
     };
 
-    let load = CheckedLoad::start(
+    let load = CheckedLoad::start_mixed(
         &ns,
         name,
         LoadShape {
@@ -52,6 +53,7 @@ async fn scale_out_and_in_under_load_loses_nothing() {
             rate: 1500,
         },
         "scale",
+        &Kind::ALL,
     )
     .await
     .expect("load");
@@ -115,9 +117,21 @@ async fn scale_out_and_in_under_load_loses_nothing() {
         "load ran: {:?}",
         report.stats
     );
+    for kind in Kind::ALL {
+        assert!(
+            report.stats.acked_by_kind[kind.index()] > 100,
+            "{} writes acknowledged: {:?}",
+            kind.name(),
+            report.stats
+        );
+    }
     println!(
-        "scale 3->5->2: {} writes acknowledged, {} errors, longest stall {} ms, epochs {epochs:?}",
+        "scale 3->5->2: {} writes acknowledged ({}), {} lost, {} stale reads, {} keys verified, {} errors, longest stall {} ms, epochs {epochs:?}",
         report.stats.writes_acked,
+        report.stats.by_kind(),
+        report.lost_writes,
+        report.stale_reads,
+        report.keys_verified,
         report.stats.errors(),
         report.stats.longest_stall.as_millis()
     );
@@ -163,7 +177,7 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     if let Err(e) = wait_balanced(&ns.client, &ns.name, name, STEP_TIMEOUT).await {
         panic!("{e}\noperator log:\n{}", op.log_tail(40));
     }
-    let load = CheckedLoad::start(
+    let load = CheckedLoad::start_mixed(
         &ns,
         name,
         LoadShape {
@@ -172,6 +186,7 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
             rate: 800,
         },
         "crash",
+        &Kind::ALL,
     )
     .await
     .expect("load");
@@ -231,8 +246,12 @@ async fn operator_killed_mid_migration_resumes_without_loss() {
     let report = done.report;
     assert!(kills >= 2, "the operator was killed {kills} times");
     println!(
-        "operator killed {kills} times during 2 -> 4 -> 2: {} writes acknowledged, 0 lost",
-        report.stats.writes_acked
+        "operator killed {kills} times during 2 -> 4 -> 2: {} writes acknowledged ({}), {} lost, {} stale reads, {} keys verified",
+        report.stats.writes_acked,
+        report.stats.by_kind(),
+        report.lost_writes,
+        report.stale_reads,
+        report.keys_verified
     );
     drop(op);
     ns.cleanup().await;

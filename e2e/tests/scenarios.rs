@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use ringshift_e2e::load::Kind;
 use ringshift_e2e::support::phases::{
     CutoverRecordWatch, MoveSeen, list_moves, wait_cutover_started, wait_move, wait_move_phase,
 };
@@ -51,6 +52,8 @@ struct Setup<'a> {
     max_moves: u32,
     /// No other scenario runs meanwhile.
     alone: bool,
+    /// What the checked load writes.
+    kinds: &'a [Kind],
 }
 
 const SETUP: Setup<'static> = Setup {
@@ -59,6 +62,7 @@ const SETUP: Setup<'static> = Setup {
     source_retention: "1s",
     max_moves: 1,
     alone: false,
+    kinds: &[Kind::String],
 };
 
 /// The control plane is shared by this binary's tests, which run in parallel: the one that
@@ -94,6 +98,15 @@ impl Fixture {
     async fn start_with(test: &str, prefix: &str, failpoints: &str) -> Option<Fixture> {
         let setup = Setup {
             operator_failpoints: failpoints,
+            ..SETUP
+        };
+        Fixture::start_setup(test, prefix, setup).await
+    }
+
+    /// Like [`Fixture::start`], the load writing strings, hashes, lists and sorted sets.
+    async fn start_mixed(test: &str, prefix: &str) -> Option<Fixture> {
+        let setup = Setup {
+            kinds: &Kind::ALL,
             ..SETUP
         };
         Fixture::start_setup(test, prefix, setup).await
@@ -153,7 +166,7 @@ impl Fixture {
         preload(&ns, CLUSTER, PRELOAD, PRELOAD_KEYS, PRELOAD_VALUE)
             .await
             .expect("preload");
-        let load = CheckedLoad::start(
+        let load = CheckedLoad::start_mixed(
             &ns,
             CLUSTER,
             LoadShape {
@@ -162,6 +175,7 @@ impl Fixture {
                 rate: 800,
             },
             prefix,
+            setup.kinds,
         )
         .await
         .expect("load");
@@ -293,6 +307,15 @@ impl Fixture {
             };
         let done = conclude_with(scenario, faults, load, owners, started, preload_lost).await;
         done.assert_clean(scenario, &format!("operator log:\n{}", op.log_tail(40)));
+        let r = &done.report;
+        println!(
+            "{scenario}: {} writes acknowledged ({}), {} lost, {} stale reads, {} keys verified",
+            r.stats.writes_acked,
+            r.stats.by_kind(),
+            r.lost_writes,
+            r.stale_reads,
+            r.keys_verified
+        );
         drop(op);
         ns.cleanup().await;
     }
@@ -322,10 +345,11 @@ async fn replicas_changed_mid_migration() {
 }
 
 /// The source node of a move is SIGKILLed while the target copies from it; the kubelet restarts
-/// it and the move resumes or re-copies.
+/// it and the move resumes or re-copies. The load writes every kind (issue 14): hashes, lists
+/// and sorted sets move with their ranges like strings, nothing acknowledged lost.
 #[tokio::test]
 async fn source_node_killed_mid_copy() {
-    let Some(f) = Fixture::start("source_node_killed_mid_copy", "rel-srckill").await else {
+    let Some(f) = Fixture::start_mixed("source_node_killed_mid_copy", "rel-srckill").await else {
         return;
     };
     f.scale(4).await;
@@ -341,11 +365,13 @@ async fn source_node_killed_mid_copy() {
     .await;
 }
 
-/// The target node of a move is SIGKILLed while it tails the source's log.
+/// The target node of a move is SIGKILLed while it tails the source's log (the load writes
+/// every kind).
 #[tokio::test]
 #[ignore = "long: reliability tier"]
 async fn target_node_killed_mid_catch_up() {
-    let Some(f) = Fixture::start("target_node_killed_mid_catch_up", "rel-tgtkill").await else {
+    let Some(f) = Fixture::start_mixed("target_node_killed_mid_catch_up", "rel-tgtkill").await
+    else {
         return;
     };
     f.scale(4).await;
@@ -362,16 +388,17 @@ async fn target_node_killed_mid_catch_up() {
 
 /// The source is SIGKILLed right after it took a cutover's fence (the operator is held for a
 /// moment after the fence): the fence survives the restart, the cutover either commits (the
-/// target had applied up to the fence) or aborts and retries; nothing is lost.
+/// target had applied up to the fence) or aborts and retries; nothing is lost, of any kind.
 #[tokio::test]
 #[ignore = "long: reliability tier"]
 async fn source_node_killed_after_fence() {
-    let Some(f) = Fixture::start_with(
-        "source_node_killed_after_fence",
-        "rel-fencekill",
-        "cutover.fenced:pause=1500",
-    )
-    .await
+    let setup = Setup {
+        operator_failpoints: "cutover.fenced:pause=1500",
+        kinds: &Kind::ALL,
+        ..SETUP
+    };
+    let Some(f) =
+        Fixture::start_setup("source_node_killed_after_fence", "rel-fencekill", setup).await
     else {
         return;
     };

@@ -2,7 +2,7 @@
 //! that no acknowledged write is lost. Exits 1 when the checker finds a violation.
 
 use clap::Parser;
-use ringshift_e2e::load::{Addrs, LoadConfig, Stats, StopFlag, run};
+use ringshift_e2e::load::{Addrs, Kind, LoadConfig, Stats, StopFlag, parse_mix, run};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,12 +37,25 @@ struct Args {
     op_timeout: Duration,
     #[arg(long, default_value = "load")]
     prefix: String,
+    /// What to write, comma separated: string, hash (HSET, a version per field), list (RPUSH,
+    /// LTRIM to the last 32), zset (ZADD, score = version); or `all`. Keys are dealt out
+    /// round-robin over the kinds.
+    #[arg(long, default_value = "string", value_parser = parse_kinds)]
+    mix: Kinds,
     /// Print a progress line every interval (0s = never).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     progress: Duration,
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// The kinds `--mix` names.
+#[derive(Debug, Clone)]
+struct Kinds(Vec<Kind>);
+
+fn parse_kinds(s: &str) -> Result<Kinds, String> {
+    parse_mix(s).map(Kinds).map_err(|e| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -82,6 +95,7 @@ async fn main() {
         op_timeout: args.op_timeout,
         rate: (args.rate > 0).then_some(args.rate),
         prefix: args.prefix.clone(),
+        kinds: args.mix.0.clone(),
     };
     let stats = Arc::new(Stats::default());
     let stop = StopFlag::default();
@@ -118,7 +132,7 @@ async fn main() {
     }
     let report = run(cfg, stats, stop).await;
     let s = &report.stats;
-    println!("writes acknowledged: {}", s.writes_acked);
+    println!("writes acknowledged: {} ({})", s.writes_acked, s.by_kind());
     println!("writes failed (maybe applied): {}", s.writes_failed);
     println!("reads ok/failed: {}/{}", s.reads_ok, s.reads_failed);
     println!(
@@ -140,6 +154,10 @@ async fn main() {
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "writesAcked": s.writes_acked,
+            "writesAckedByKind": Kind::ALL
+                .iter()
+                .map(|k| (k.name().to_string(), serde_json::json!(s.acked_by_kind[k.index()])))
+                .collect::<serde_json::Map<_, _>>(),
             "writesFailed": s.writes_failed,
             "readsOk": s.reads_ok,
             "readsFailed": s.reads_failed,

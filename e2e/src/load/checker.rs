@@ -66,6 +66,8 @@ pub enum OpKind {
     Set { version: u64 },
     /// GET, and the value it returned (None: nil, or no answer).
     Get { found: Option<String> },
+    /// A collection command, as it should read in a history (`HSET f3 v7`, `LRANGE -> 12`).
+    Command(String),
 }
 
 /// One operation on a key, as its client saw it.
@@ -103,6 +105,7 @@ impl std::fmt::Display for OpRecord {
                 };
                 write!(f, "GET -> {shown}")?
             }
+            OpKind::Command(text) => f.write_str(text)?,
         }
         write!(f, " {} via {}", self.class, self.coordinator)?;
         if let Some(e) = &self.error {
@@ -137,6 +140,12 @@ pub enum Violation {
     Phantom { key: String, found: u64, sent: u64 },
     /// The value could not be parsed as one of ours.
     Garbled { key: String, value: String },
+    /// A list lacks an acknowledged push that no trim can have removed.
+    MissingElement { key: String, element: u64 },
+    /// A list holds an element an acknowledged trim certainly removed.
+    Resurrected { key: String, element: u64 },
+    /// A list holds an answered push before one sent earlier.
+    Reordered { key: String, found: u64, after: u64 },
 }
 
 impl Violation {
@@ -144,8 +153,19 @@ impl Violation {
         match self {
             Violation::LostWrite { key, .. }
             | Violation::Phantom { key, .. }
-            | Violation::Garbled { key, .. } => key,
+            | Violation::Garbled { key, .. }
+            | Violation::MissingElement { key, .. }
+            | Violation::Resurrected { key, .. }
+            | Violation::Reordered { key, .. } => key,
         }
+    }
+
+    /// An acknowledged write missing or regressed (lost at the end, stale during the run).
+    pub fn is_loss(&self) -> bool {
+        matches!(
+            self,
+            Violation::LostWrite { .. } | Violation::MissingElement { .. }
+        )
     }
 }
 
@@ -161,6 +181,18 @@ impl std::fmt::Display for Violation {
                 write!(f, "phantom value: {key} has v{found}, highest sent v{sent}")
             }
             Violation::Garbled { key, value } => write!(f, "garbled value at {key}: {value:?}"),
+            Violation::MissingElement { key, element } => {
+                write!(f, "lost write: {key} lacks acknowledged push {element}")
+            }
+            Violation::Resurrected { key, element } => {
+                write!(
+                    f,
+                    "resurrected element: {key} has {element}, cut by an acknowledged trim"
+                )
+            }
+            Violation::Reordered { key, found, after } => {
+                write!(f, "reordered list: {key} has {found} after {after}")
+            }
         }
     }
 }
@@ -254,8 +286,6 @@ impl Ledger {
 
     /// Checks a value read for `key` (or found at the end) against what clients were told.
     pub fn check(&self, key: &str, value: Option<&str>) -> Option<Violation> {
-        let empty = KeyHistory::default();
-        let h = self.keys.get(key).unwrap_or(&empty);
         let found = match value {
             None => None,
             Some(v) => match decode_version(v) {
@@ -268,6 +298,13 @@ impl Ledger {
                 }
             },
         };
+        self.check_version(key, found)
+    }
+
+    /// Checks a version read for `key` (`None`: absent) against what clients were told.
+    pub fn check_version(&self, key: &str, found: Option<u64>) -> Option<Violation> {
+        let empty = KeyHistory::default();
+        let h = self.keys.get(key).unwrap_or(&empty);
         if h.admissible(found) {
             return None;
         }

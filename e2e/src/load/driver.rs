@@ -4,6 +4,7 @@
 use super::checker::{
     Ledger, OpKind, OpRecord, OutcomeClass, Violation, decode_version, encode_value,
 };
+use super::collections::{FieldLedger, Kind, ListLedger, ListOutcome};
 use super::stats::{Stats, StatsSnapshot};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct LoadConfig {
     pub rate: Option<u64>,
     /// Key prefix, so that several runs can share a cluster.
     pub prefix: String,
+    /// What the workers write: key `i` of a worker holds `kinds[i % kinds.len()]`.
+    pub kinds: Vec<Kind>,
 }
 
 impl Default for LoadConfig {
@@ -67,6 +70,7 @@ impl Default for LoadConfig {
             op_timeout: Duration::from_secs(5),
             rate: None,
             prefix: "load".into(),
+            kinds: vec![Kind::String],
         }
     }
 }
@@ -242,13 +246,22 @@ impl Rng {
     }
 }
 
-fn key_name(prefix: &str, worker: usize, i: usize) -> String {
-    format!("{prefix}:w{worker}:k{i}")
+fn key_name(prefix: &str, worker: usize, kind: Kind, i: usize) -> String {
+    format!("{prefix}:w{worker}:{}{i}", kind.tag())
 }
+
+/// Fields (hash) or members (sorted set) per key.
+const FIELDS_PER_KEY: u64 = 8;
+/// Elements a list keeps: `LTRIM key -LIST_KEEP -1`, one list write in `TRIM_EVERY`.
+const LIST_KEEP: usize = 32;
+const TRIM_EVERY: u64 = 8;
 
 /// What one worker knew at the end of the load phase.
 pub struct WorkerOutcome {
     ledger: Ledger,
+    hashes: FieldLedger,
+    zsets: FieldLedger,
+    lists: ListLedger,
     /// Violations seen during the run, each with the key's history at that moment.
     violations: Vec<(Violation, String)>,
 }
@@ -272,7 +285,17 @@ async fn worker(
     };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut ledger = Ledger::default();
+    let mut coll = Collections {
+        hashes: FieldLedger::default(),
+        zsets: FieldLedger::default(),
+        lists: ListLedger::new(LIST_KEEP),
+    };
     let mut violations = Vec::new();
+    let kinds = if cfg.kinds.is_empty() {
+        vec![Kind::String]
+    } else {
+        cfg.kinds.clone()
+    };
     let deadline = Instant::now() + cfg.duration;
     let pace = cfg
         .rate
@@ -285,15 +308,30 @@ async fn worker(
             tokio::time::sleep_until(next_at.into()).await;
             next_at += p;
         }
-        let key = key_name(
-            &cfg.prefix,
-            id,
-            (rng.next() as usize) % cfg.keys_per_worker.max(1),
-        );
+        let i = (rng.next() as usize) % cfg.keys_per_worker.max(1);
+        let kind = kinds[i % kinds.len()];
+        let key = key_name(&cfg.prefix, id, kind, i);
         let is_read = (rng.next() % 100) < u64::from(cfg.read_percent);
         let started = Instant::now();
         let start_ms = unix_ms();
-        let ok = if is_read {
+        let ok = if kind != Kind::String {
+            let pick = rng.next();
+            collection_op(
+                &mut client,
+                &mut coll,
+                Op {
+                    kind,
+                    key: &key,
+                    is_read,
+                    pick,
+                    writer: id,
+                    value_size: cfg.value_size,
+                },
+                &stats,
+                &mut violations,
+            )
+            .await
+        } else if is_read {
             let res = client
                 .run::<Option<String>>(redis::cmd("GET").arg(&key).clone())
                 .await;
@@ -355,7 +393,7 @@ async fn worker(
             match res {
                 Ok(()) => {
                     ledger.acked(&key, version);
-                    stats.write_acked();
+                    stats.kind_acked(Kind::String);
                     true
                 }
                 Err(OpError::Ambiguous(e)) => {
@@ -380,7 +418,279 @@ async fn worker(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    WorkerOutcome { ledger, violations }
+    WorkerOutcome {
+        ledger,
+        hashes: coll.hashes,
+        zsets: coll.zsets,
+        lists: coll.lists,
+        violations,
+    }
+}
+
+/// The ledgers of a worker's collection keys.
+struct Collections {
+    hashes: FieldLedger,
+    zsets: FieldLedger,
+    lists: ListLedger,
+}
+
+/// One collection operation to run.
+struct Op<'a> {
+    kind: Kind,
+    key: &'a str,
+    is_read: bool,
+    /// A random number choosing the field, member or list operation.
+    pick: u64,
+    writer: usize,
+    value_size: usize,
+}
+
+/// How a failed or answered operation is labelled, and what a list ledger makes of it.
+fn outcome_of<T>(res: &Result<T, OpError>) -> (OutcomeClass, Option<String>, ListOutcome) {
+    match res {
+        Ok(_) => (OutcomeClass::Acked, None, ListOutcome::Acked),
+        Err(e @ OpError::Ambiguous(t)) => (failure_class(e), Some(t.clone()), ListOutcome::Maybe),
+        Err(e @ OpError::NoAnswer(t)) => (failure_class(e), Some(t.clone()), ListOutcome::Pending),
+    }
+}
+
+/// A sorted-set score written by this load: a whole version (`7`, or `7.0` in some replies).
+fn parse_score(s: &str) -> Option<u64> {
+    s.parse::<u64>().ok().or_else(|| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
+            .map(|f| f as u64)
+    })
+}
+
+/// The version a hash field's value or a member's score holds.
+fn field_version(kind: Kind, raw: &str) -> Option<u64> {
+    match kind {
+        Kind::Zset => parse_score(raw),
+        _ => decode_version(raw),
+    }
+}
+
+/// Runs one hash, sorted-set or list operation and records it; true when it was answered.
+async fn collection_op(
+    client: &mut Client,
+    coll: &mut Collections,
+    op: Op<'_>,
+    stats: &Stats,
+    violations: &mut Vec<(Violation, String)>,
+) -> bool {
+    let start_ms = unix_ms();
+    let key = op.key;
+    if op.kind == Kind::List {
+        return list_op(client, &mut coll.lists, op, stats, violations).await;
+    }
+    let (ledger, field, read_cmd, write_cmd) = if op.kind == Kind::Hash {
+        let f = format!("f{}", op.pick % FIELDS_PER_KEY);
+        (&mut coll.hashes, f, "HGET", "HSET")
+    } else {
+        let m = format!("m{}", op.pick % FIELDS_PER_KEY);
+        (&mut coll.zsets, m, "ZSCORE", "ZADD")
+    };
+    if op.is_read {
+        let res = client
+            .run::<Option<String>>(redis::cmd(read_cmd).arg(key).arg(&field).clone())
+            .await;
+        let (class, error, _) = outcome_of(&res);
+        let shown = match &res {
+            Ok(Some(v)) => v.chars().take(24).collect(),
+            Ok(None) => "nil".to_string(),
+            Err(_) => "?".to_string(),
+        };
+        ledger.record(
+            key,
+            &field,
+            OpRecord {
+                op: OpKind::Command(format!("{read_cmd} {field} -> {shown}")),
+                class,
+                start_ms,
+                end_ms: unix_ms(),
+                coordinator: client.addr.clone(),
+                error,
+            },
+        );
+        match res {
+            Ok(v) => {
+                let viol = match v.as_deref().map(|raw| (raw, field_version(op.kind, raw))) {
+                    Some((raw, None)) => Some(Violation::Garbled {
+                        key: format!("{key} {field}"),
+                        value: raw.chars().take(64).collect(),
+                    }),
+                    Some((_, Some(n))) => ledger.check_field(key, &field, Some(n)),
+                    None => ledger.check_field(key, &field, None),
+                };
+                if let Some(viol) = viol {
+                    stats.violation();
+                    violations.push((viol, ledger.explain(key, &field)));
+                }
+                stats.read_ok();
+                true
+            }
+            Err(OpError::Ambiguous(e) | OpError::NoAnswer(e)) => {
+                stats.read_failed(&e);
+                false
+            }
+        }
+    } else {
+        let version = ledger.next_version(key, &field);
+        let cmd = if op.kind == Kind::Hash {
+            redis::cmd("HSET")
+                .arg(key)
+                .arg(&field)
+                .arg(encode_value(version, op.writer, op.value_size))
+                .clone()
+        } else {
+            redis::cmd("ZADD").arg(key).arg(version).arg(&field).clone()
+        };
+        let res = client.run::<()>(cmd).await;
+        let (class, error, outcome) = outcome_of(&res);
+        ledger.record(
+            key,
+            &field,
+            OpRecord {
+                op: OpKind::Command(format!("{write_cmd} {field} v{version}")),
+                class,
+                start_ms,
+                end_ms: unix_ms(),
+                coordinator: client.addr.clone(),
+                error,
+            },
+        );
+        match (res, outcome) {
+            (Ok(()), _) => {
+                ledger.acked(key, &field, version);
+                stats.kind_acked(op.kind);
+                true
+            }
+            (Err(OpError::Ambiguous(e) | OpError::NoAnswer(e)), outcome) => {
+                if outcome == ListOutcome::Pending {
+                    ledger.pending(key, &field, version);
+                } else {
+                    ledger.maybe_applied(key, &field, version);
+                }
+                stats.write_failed(&e);
+                false
+            }
+        }
+    }
+}
+
+/// `RPUSH key <version>`, one write in [`TRIM_EVERY`] an `LTRIM key -keep -1`, or a read of
+/// the whole list (`LRANGE key 0 -1`) checked against what was acknowledged so far.
+async fn list_op(
+    client: &mut Client,
+    lists: &mut ListLedger,
+    op: Op<'_>,
+    stats: &Stats,
+    violations: &mut Vec<(Violation, String)>,
+) -> bool {
+    let start_ms = unix_ms();
+    let key = op.key;
+    let record = |lists: &mut ListLedger, text: String, class, error, addr: &str| {
+        lists.record(
+            key,
+            OpRecord {
+                op: OpKind::Command(text),
+                class,
+                start_ms,
+                end_ms: unix_ms(),
+                coordinator: addr.to_string(),
+                error,
+            },
+        );
+    };
+    if op.is_read {
+        let res = client
+            .run::<Vec<String>>(redis::cmd("LRANGE").arg(key).arg(0).arg(-1).clone())
+            .await;
+        let (class, error, _) = outcome_of(&res);
+        let shown = match &res {
+            Ok(v) => format!("LRANGE -> {}", summarize(v)),
+            Err(_) => "LRANGE -> ?".to_string(),
+        };
+        record(lists, shown, class, error, &client.addr);
+        match res {
+            Ok(v) => {
+                for viol in lists.check(key, &v) {
+                    stats.violation();
+                    violations.push((viol, lists.explain(key)));
+                }
+                stats.read_ok();
+                true
+            }
+            Err(OpError::Ambiguous(e) | OpError::NoAnswer(e)) => {
+                stats.read_failed(&e);
+                false
+            }
+        }
+    } else if op.pick.is_multiple_of(TRIM_EVERY) {
+        let keep = lists.keep() as i64;
+        let res = client
+            .run::<()>(redis::cmd("LTRIM").arg(key).arg(-keep).arg(-1).clone())
+            .await;
+        let (class, error, outcome) = outcome_of(&res);
+        record(
+            lists,
+            format!("LTRIM -{keep} -1"),
+            class,
+            error,
+            &client.addr,
+        );
+        lists.trimmed(key, outcome);
+        match res {
+            Ok(()) => {
+                stats.kind_acked(Kind::List);
+                true
+            }
+            Err(OpError::Ambiguous(e) | OpError::NoAnswer(e)) => {
+                stats.write_failed(&e);
+                false
+            }
+        }
+    } else {
+        let version = lists.next_version(key);
+        let res = client
+            .run::<()>(redis::cmd("RPUSH").arg(key).arg(version).clone())
+            .await;
+        let (class, error, outcome) = outcome_of(&res);
+        record(
+            lists,
+            format!("RPUSH {version}"),
+            class,
+            error,
+            &client.addr,
+        );
+        lists.pushed(key, version, outcome);
+        match res {
+            Ok(()) => {
+                stats.kind_acked(Kind::List);
+                true
+            }
+            Err(OpError::Ambiguous(e) | OpError::NoAnswer(e)) => {
+                stats.write_failed(&e);
+                false
+            }
+        }
+    }
+}
+
+/// A list's elements for a history line: all of a short one, the ends of a long one.
+fn summarize(v: &[String]) -> String {
+    if v.len() <= 8 {
+        format!("[{}]", v.join(" "))
+    } else {
+        format!(
+            "[{} .. {}] ({} elements)",
+            v[..3].join(" "),
+            v[v.len() - 3..].join(" "),
+            v.len()
+        )
+    }
 }
 
 /// Reads every written key back (retrying transient errors) and checks it. Each violation
@@ -437,7 +747,112 @@ async fn verify(
             }
         }
     }
+    for out in outcomes {
+        verify_collections(
+            &mut client,
+            out,
+            &mut verified,
+            &mut unverifiable,
+            &mut violations,
+        )
+        .await;
+    }
     (verified, unverifiable, violations)
+}
+
+/// Runs a read, retrying transient errors; `None` when it never got an answer.
+async fn read_retrying<T: redis::FromRedisValue>(
+    client: &mut Client,
+    cmd: &redis::Cmd,
+) -> Option<(T, u64)> {
+    for attempt in 0..20u32 {
+        let start_ms = unix_ms();
+        match client.run::<T>(cmd.clone()).await {
+            Ok(v) => return Some((v, start_ms)),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt + 1))).await,
+        }
+    }
+    None
+}
+
+/// Reads every hash (`HGETALL`), sorted set (`ZRANGE 0 -1 WITHSCORES`) and list
+/// (`LRANGE 0 -1`) a worker wrote and checks each against its ledger.
+async fn verify_collections(
+    client: &mut Client,
+    out: &WorkerOutcome,
+    verified: &mut usize,
+    unverifiable: &mut usize,
+    violations: &mut Vec<(Violation, String)>,
+) {
+    for (kind, ledger) in [(Kind::Hash, &out.hashes), (Kind::Zset, &out.zsets)] {
+        for key in ledger.keys() {
+            let cmd = if kind == Kind::Hash {
+                redis::cmd("HGETALL").arg(key).clone()
+            } else {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .clone()
+            };
+            let Some((pairs, start_ms)) =
+                read_retrying::<Vec<(String, String)>>(client, &cmd).await
+            else {
+                *unverifiable += 1;
+                continue;
+            };
+            *verified += 1;
+            let found: Vec<(String, Option<u64>)> = pairs
+                .iter()
+                .map(|(f, raw)| (f.clone(), field_version(kind, raw)))
+                .collect();
+            for viol in ledger.check_all(key, &found) {
+                let field = viol
+                    .key()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let shown = pairs
+                    .iter()
+                    .map(|(f, raw)| format!("{f}={}", raw.chars().take(12).collect::<String>()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let read = final_read(client, start_ms, format!("{} -> {shown}", kind.name()));
+                let history = format!("{}\n  final check: {read}", ledger.explain(key, &field));
+                violations.push((viol, history));
+            }
+        }
+    }
+    for key in out.lists.keys() {
+        let cmd = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).clone();
+        let Some((elements, start_ms)) = read_retrying::<Vec<String>>(client, &cmd).await else {
+            *unverifiable += 1;
+            continue;
+        };
+        *verified += 1;
+        for viol in out.lists.check(key, &elements) {
+            let read = final_read(
+                client,
+                start_ms,
+                format!("LRANGE -> {}", summarize(&elements)),
+            );
+            let history = format!("{}\n  final check: {read}", out.lists.explain(key));
+            violations.push((viol, history));
+        }
+    }
+}
+
+fn final_read(client: &Client, start_ms: u64, text: String) -> OpRecord {
+    OpRecord {
+        op: OpKind::Command(text),
+        class: OutcomeClass::Acked,
+        start_ms,
+        end_ms: unix_ms(),
+        coordinator: client.addr.clone(),
+        error: None,
+    }
 }
 
 /// Runs the load until `cfg.duration` passes or `stop` is set, then verifies every key.
@@ -482,9 +897,10 @@ pub async fn finish(cfg: &LoadConfig, stats: &Stats, outcomes: Outcomes) -> Repo
     };
     let during = outcomes.iter().flat_map(|o| o.violations.iter());
     for (v, history) in during {
-        match v {
-            Violation::LostWrite { .. } => report.stale_reads += 1,
-            _ => report.phantoms += 1,
+        if v.is_loss() {
+            report.stale_reads += 1;
+        } else {
+            report.phantoms += 1;
         }
         if report.violations.len() < 20 {
             report
@@ -493,9 +909,10 @@ pub async fn finish(cfg: &LoadConfig, stats: &Stats, outcomes: Outcomes) -> Repo
         }
     }
     for (v, history) in &final_violations {
-        match v {
-            Violation::LostWrite { .. } => report.lost_writes += 1,
-            _ => report.phantoms += 1,
+        if v.is_loss() {
+            report.lost_writes += 1;
+        } else {
+            report.phantoms += 1;
         }
         if report.violations.len() < 40 {
             report

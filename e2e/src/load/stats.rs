@@ -8,6 +8,8 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Stats {
     writes_acked: AtomicU64,
+    /// Acknowledged writes per [`crate::load::Kind`] (string, hash, list, zset).
+    acked_by_kind: [AtomicU64; 4],
     writes_failed: AtomicU64,
     reads_ok: AtomicU64,
     reads_failed: AtomicU64,
@@ -21,6 +23,8 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatsSnapshot {
     pub writes_acked: u64,
+    /// Acknowledged writes per kind, indexed by [`crate::load::Kind::index`].
+    pub acked_by_kind: [u64; 4],
     pub writes_failed: u64,
     pub reads_ok: u64,
     pub reads_failed: u64,
@@ -36,6 +40,15 @@ impl StatsSnapshot {
     pub fn ops(&self) -> u64 {
         self.writes_acked + self.writes_failed + self.reads_ok + self.reads_failed
     }
+    /// `string 10, hash 3, ...` for the kinds that were written.
+    pub fn by_kind(&self) -> String {
+        crate::load::Kind::ALL
+            .iter()
+            .filter(|k| self.acked_by_kind[k.index()] > 0)
+            .map(|k| format!("{} {}", k.name(), self.acked_by_kind[k.index()]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
     pub fn errors(&self) -> u64 {
         self.writes_failed + self.reads_failed
     }
@@ -47,6 +60,11 @@ const MAX_SAMPLES: usize = 4 << 20;
 impl Stats {
     pub fn write_acked(&self) {
         self.writes_acked.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An acknowledged write of one kind (also counted in the total).
+    pub fn kind_acked(&self, kind: crate::load::Kind) {
+        self.write_acked();
+        self.acked_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
     pub fn write_failed(&self, err: &str) {
         self.writes_failed.fetch_add(1, Ordering::Relaxed);
@@ -88,6 +106,7 @@ impl Stats {
         };
         StatsSnapshot {
             writes_acked: self.writes_acked.load(Ordering::Relaxed),
+            acked_by_kind: std::array::from_fn(|i| self.acked_by_kind[i].load(Ordering::Relaxed)),
             writes_failed: self.writes_failed.load(Ordering::Relaxed),
             reads_ok: self.reads_ok.load(Ordering::Relaxed),
             reads_failed: self.reads_failed.load(Ordering::Relaxed),

@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::{SupportError, TestNamespace, follow_pods, ringshift_api};
-use crate::load::{Addrs, LoadConfig, Outcomes, Report, Stats, StopFlag, drive, finish};
+use crate::load::{Addrs, Kind, LoadConfig, Outcomes, Report, Stats, StopFlag, drive, finish};
 
 /// A running load; [`CheckedLoad::finish`] stops it and checks every key.
 pub struct CheckedLoad {
@@ -36,6 +36,18 @@ impl CheckedLoad {
         shape: LoadShape,
         prefix: &str,
     ) -> Result<Self, SupportError> {
+        Self::start_mixed(ns, cluster, shape, prefix, &[Kind::String]).await
+    }
+
+    /// Like [`CheckedLoad::start`], writing the given kinds (a worker's keys dealt out
+    /// round-robin over them).
+    pub async fn start_mixed(
+        ns: &TestNamespace,
+        cluster: &str,
+        shape: LoadShape,
+        prefix: &str,
+        kinds: &[Kind],
+    ) -> Result<Self, SupportError> {
         let addrs = std::env::temp_dir().join(format!("ringshift-{}-{prefix}-addrs", ns.name));
         let stop = StopFlag::default();
         follow_pods(&ns.client, &ns.name, cluster, addrs.clone(), stop.clone()).await?;
@@ -49,6 +61,7 @@ impl CheckedLoad {
             rate: Some(shape.rate),
             op_timeout: Duration::from_secs(3),
             prefix: prefix.into(),
+            kinds: kinds.to_vec(),
             ..LoadConfig::default()
         };
         let stats = Arc::new(Stats::default());
