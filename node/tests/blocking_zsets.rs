@@ -5,48 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::calls::{cmd, err, wait_blocked};
 use common::*;
 use redis::Value;
-
-fn cmd<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
-    let mut k = redis::cmd(args[0]);
-    for a in &args[1..] {
-        k.arg(*a);
-    }
-    k.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn err(c: &mut redis::Connection, args: &[&str]) -> String {
-    let mut k = redis::cmd(args[0]);
-    for a in &args[1..] {
-        k.arg(*a);
-    }
-    match k.query::<Value>(c) {
-        Ok(v) => panic!("{args:?} answered {v:?}, expected an error"),
-        Err(e) => format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
-            .trim()
-            .to_string(),
-    }
-}
-
-fn blocked_clients(c: &mut redis::Connection) -> u64 {
-    let info: String = cmd(c, &["INFO"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn wait_blocked(c: &mut redis::Connection, want: u64) {
-    let t = Instant::now();
-    while blocked_clients(c) != want {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "never {want} blocked"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[tokio::test]
 async fn blocking_sorted_set_pops_wait_wake_and_time_out() {

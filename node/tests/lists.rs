@@ -7,54 +7,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::calls::{blocked_clients, cmd, err, wait_blocked};
 use common::*;
 use redis::Value;
 use ringshift_node_api::*;
 
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
-fn cmd<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
-    let mut k = redis::cmd(args[0]);
-    for a in &args[1..] {
-        k.arg(*a);
-    }
-    k.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn err(c: &mut redis::Connection, args: &[&str]) -> String {
-    let mut k = redis::cmd(args[0]);
-    for a in &args[1..] {
-        k.arg(*a);
-    }
-    match k.query::<Value>(c) {
-        Ok(v) => panic!("{args:?} answered {v:?}, expected an error"),
-        Err(e) => {
-            let code = e.code().unwrap_or("").to_string();
-            let detail = e.detail().unwrap_or("").to_string();
-            format!("{code} {detail}").trim().to_string()
-        }
-    }
-}
-
 fn lrange(c: &mut redis::Connection, key: &str) -> Vec<String> {
     cmd(c, &["LRANGE", key, "0", "-1"])
-}
-
-/// INFO's blocked_clients.
-fn blocked_clients(c: &mut redis::Connection) -> u64 {
-    let info: String = cmd(c, &["INFO"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("INFO has blocked_clients")
-}
-
-fn wait_blocked(c: &mut redis::Connection, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while blocked_clients(c) != want {
-        assert!(Instant::now() < deadline, "blocked_clients never {want}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
