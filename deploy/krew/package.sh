@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packages `kubectl ringshift` for krew: a release build of the plugin in a tar.gz (with the
 # README section that documents it) and the krew Plugin manifest that points at it, with the
-# archive's sha256. `make krew URI_BASE=https://.../v0.1.0` (where you will publish the archive);
+# archive's sha256. `make krew URI_BASE=<the address you will publish the archive under>`;
 # writes target/krew/. The manifest is generated, never committed: its sha256 and URI belong to
 # one published archive. BIN=path skips the release build (the test uses a debug binary).
 set -euo pipefail

@@ -115,7 +115,7 @@ pub fn route_keys(node: &Node, keys: &[&[u8]]) -> Route {
 }
 
 /// Owner name of each key (None when the placement cannot answer).
-fn owners_of(node: &Node, keys: &[&[u8]]) -> Vec<Option<Arc<str>>> {
+pub(super) fn owners_of(node: &Node, keys: &[&[u8]]) -> Vec<Option<Arc<str>>> {
     let routing = node.engine.routing();
     keys.iter()
         .map(|k| {

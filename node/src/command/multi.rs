@@ -151,19 +151,6 @@ pub async fn command(
     Flow::Continue
 }
 
-/// Owner of each key (None: the placement cannot say).
-fn owners(node: &Node, keys: &[&[u8]]) -> Vec<Option<Arc<str>>> {
-    let routing = node.engine.routing();
-    keys.iter()
-        .map(|k| {
-            routing
-                .placement
-                .as_ref()
-                .and_then(|p| p.owners.owner(keys::key_hash(k)).cloned())
-        })
-        .collect()
-}
-
 /// Whether `keys`, the watched keys and the queued commands' keys all have one owner now.
 fn one_owner(node: &Node, state: &TxState, keys: &[&[u8]]) -> bool {
     let mut all: Vec<&[u8]> = keys.to_vec();
@@ -173,7 +160,7 @@ fn one_owner(node: &Node, state: &TxState, keys: &[&[u8]]) -> bool {
             all.extend(k.keys());
         }
     }
-    let owners = owners(node, &all);
+    let owners = super::exec::owners_of(node, &all);
     owners.windows(2).all(|w| w[0] == w[1])
 }
 
