@@ -27,6 +27,8 @@ mod strings_tests;
 mod tests;
 pub mod touched;
 pub mod tx;
+#[cfg(test)]
+mod tx_zset_tests;
 pub mod view;
 mod writer;
 pub mod zrange;
