@@ -89,11 +89,12 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
         match outcomes.next() {
             Some(Outcome::Data(r)) => exec::encode_data_into(out, r),
             Some(Outcome::NotServed(_, w)) => out.extend_from_slice(
-                &exec::run_group(node, args, Keyed::Write(w), false, None).await,
+                &exec::run_group(node, args.clone(), Keyed::Write(w), false, None).await,
             ),
             Some(Outcome::Failed(msg)) => reply::error(out, &format!("ERR storage failure: {msg}")),
             _ => reply::error(out, "ERR storage writer unavailable"),
         }
+        pubsub::notify_write(node, &args, &out[start..]).await;
         if let Some(shape) = shape {
             crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
         }
@@ -326,7 +327,14 @@ async fn keyed_command(
     }
     flush(node, pending, out).await;
     let start = out.len();
+    // (A copy of the request only while keyspace notifications are on.)
+    let notify = (matches!(keyed, Keyed::Write(_))
+        && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) != 0)
+        .then(|| args.clone());
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
+    if let Some(args) = notify {
+        pubsub::notify_write(node, &args, &out[start..]).await;
+    }
     if map_reply {
         crate::resp::resp3::array_to_map(out, start);
     }

@@ -179,6 +179,9 @@ pub struct Engine {
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
     /// Wakes blocked clients once a collection key they wait on is written here.
     pub ready: Arc<ready::KeyReady>,
+    /// Where the expiry sweep sends the keys it deleted (keyspace notifications' `expired`),
+    /// once the node has set it.
+    pub expired_feed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<Vec<u8>>>>,
 }
 
 impl Engine {
