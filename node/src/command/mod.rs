@@ -13,6 +13,7 @@ pub mod list;
 pub mod multi;
 pub mod parse;
 pub mod pubsub;
+mod reply_mode;
 pub mod set;
 mod strings;
 pub mod table;
@@ -54,6 +55,8 @@ pub struct ConnState {
     pub tx: multi::TxState,
     /// Pub/Sub subscriptions (None until the first SUBSCRIBE).
     pub subs: Option<crate::pubsub::Subscriber>,
+    /// CLIENT REPLY ON|OFF|SKIP.
+    pub reply: reply_mode::ReplyMode,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -126,11 +129,28 @@ pub async fn handle(
     pending: &mut Pipeline,
     out: &mut Vec<u8>,
 ) -> Flow {
+    // CLIENT REPLY: while replies may be dropped (or CLIENT may change that), this command's
+    // reply is appended here, apart from earlier pipelined ones, so it can be dropped alone.
+    let careful = conn.reply.engaged()
+        || args
+            .first()
+            .is_some_and(|a| a.eq_ignore_ascii_case(b"client"));
+    let push = args.first().is_some_and(|a| reply_mode::is_push(a));
+    if careful {
+        flush_for(node, conn, pending, out).await;
+    }
     let start = out.len();
     let proto = conn.proto;
     let empty = args.is_empty();
     let mut index = None;
     let flow = handle_in(node, conn, args, pending, &mut index, out).await;
+    if careful {
+        flush(node, pending, out).await;
+        if conn.reply.silenced() && !push {
+            out.truncate(start);
+        }
+        conn.reply.command_done();
+    }
     if !empty {
         conn.answering.push(index);
     }
