@@ -163,6 +163,18 @@ fn reply_of(raw: &[u8]) -> Reply<'_> {
     }
 }
 
+/// The direction word of LMPOP/ZMPOP (`first`: the index of numkeys; the blocking forms have
+/// their timeout before it).
+fn mpop_direction(args: &[Vec<u8>], first: usize) -> &[u8] {
+    let numkeys = args
+        .get(first)
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    args.get(first + 1 + numkeys)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
 fn has_word(args: &[Vec<u8>], words: &[&str]) -> bool {
     args.iter()
         .any(|a| words.iter().any(|w| a.eq_ignore_ascii_case(w.as_bytes())))
@@ -294,8 +306,8 @@ pub fn events_of(name: &str, args: &[Vec<u8>], raw: &[u8], now_ms: u64) -> Vec<E
         "lset" => one(LIST, "lset"),
         "lrem" => one(LIST, "lrem"),
         "ltrim" => one(LIST, "ltrim"),
-        "rpoplpush" | "lmove" if changed => {
-            let (from, to) = if name == "rpoplpush" {
+        "rpoplpush" | "lmove" | "brpoplpush" | "blmove" if changed => {
+            let (from, to) = if name.ends_with("rpoplpush") {
                 ("right".as_bytes(), "left".as_bytes())
             } else {
                 (arg(3), arg(4))
@@ -312,10 +324,24 @@ pub fn events_of(name: &str, args: &[Vec<u8>], raw: &[u8], now_ms: u64) -> Vec<E
             };
             vec![ev(LIST, pop, key), ev(LIST, push, arg(2))]
         }
-        "lmpop" => match r {
+        "lmpop" | "blmpop" => match r {
             Reply::Value(Some(k)) => {
-                let left = has_word(args, &["left"]);
+                let dir = mpop_direction(args, if name == "lmpop" { 1 } else { 2 });
+                let left = dir.eq_ignore_ascii_case(b"left");
                 vec![ev(LIST, if left { "lpop" } else { "rpop" }, k)]
+            }
+            _ => Vec::new(),
+        },
+        // The blocking pops answer [key, ...]: the key that was served.
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => match r {
+            Reply::Value(Some(k)) => {
+                let (class, ev_name) = match name {
+                    "blpop" => (LIST, "lpop"),
+                    "brpop" => (LIST, "rpop"),
+                    "bzpopmin" => (ZSET, "zpopmin"),
+                    _ => (ZSET, "zpopmax"),
+                };
+                vec![ev(class, ev_name, k)]
             }
             _ => Vec::new(),
         },
@@ -344,9 +370,10 @@ pub fn events_of(name: &str, args: &[Vec<u8>], raw: &[u8], now_ms: u64) -> Vec<E
         "zremrangebylex" => one(ZSET, "zremrangebylex"),
         "zpopmin" => one(ZSET, "zpopmin"),
         "zpopmax" => one(ZSET, "zpopmax"),
-        "zmpop" => match r {
+        "zmpop" | "bzmpop" => match r {
             Reply::Value(Some(k)) => {
-                let min = has_word(args, &["min"]);
+                let dir = mpop_direction(args, if name == "zmpop" { 1 } else { 2 });
+                let min = dir.eq_ignore_ascii_case(b"min");
                 vec![ev(ZSET, if min { "zpopmin" } else { "zpopmax" }, k)]
             }
             _ => Vec::new(),
@@ -438,6 +465,23 @@ mod tests {
         assert_eq!(
             names("LMPOP 2 x y LEFT", "*2\r\n$1\r\ny\r\n*1\r\n$1\r\nv\r\n"),
             vec![k("y", "lpop")]
+        );
+        assert_eq!(
+            names(
+                "BLMPOP 0 2 left y RIGHT",
+                "*2\r\n$4\r\nleft\r\n*1\r\n$1\r\nv\r\n"
+            ),
+            vec![k("left", "rpop")],
+            "the direction is the word after the keys, not a key named like one"
+        );
+        assert_eq!(
+            names("BRPOP a b 0", "*2\r\n$1\r\nb\r\n$1\r\nv\r\n"),
+            vec![k("b", "rpop")]
+        );
+        assert!(names("BLPOP a 1", "*-1\r\n").is_empty());
+        assert_eq!(
+            names("BZMPOP 0 1 z MIN", "*2\r\n$1\r\nz\r\n*0\r\n"),
+            vec![k("z", "zpopmin")]
         );
         assert!(names("SREM s x", ":0\r\n").is_empty());
         assert_eq!(names("SADD s x", ":1\r\n"), vec![k("s", "sadd")]);

@@ -266,4 +266,25 @@ async fn keyspace_notifications_reach_subscribers_on_every_member() {
         format!("[\"pmessage\", \"__key*\", \"__keyevent@0__:expired\", \"{on_b}\"]")
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Writes inside MULTI send theirs at EXEC (here a transaction forwarded to b); a blocking
+    // pop sends the pop of the key that served it.
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "El"]),
+        "OK"
+    );
+    assert_eq!(w.call(&["MULTI"]), "OK");
+    assert_eq!(w.call(&["RPUSH", &on_b, "x", "y"]), "QUEUED");
+    assert_eq!(w.call(&["RPOP", &on_b]), "QUEUED");
+    assert_eq!(w.call(&["EXEC"]), "[2, \"y\"]");
+    assert_eq!(
+        w.call(&["BLPOP", &on_b, "1"]),
+        format!("[\"{on_b}\", \"x\"]")
+    );
+    for event in ["rpush", "rpop", "lpop"] {
+        assert_eq!(
+            sub.read(),
+            format!("[\"pmessage\", \"__key*\", \"__keyevent@0__:{event}\", \"{on_b}\"]")
+        );
+    }
 }

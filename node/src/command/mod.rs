@@ -237,7 +237,13 @@ async fn handle_in(
                     let score_shape = (conn.proto >= 3)
                         .then(|| zset::resp3_shape(&args))
                         .flatten();
+                    let notify = (node.notify_flags.load(std::sync::atomic::Ordering::Relaxed)
+                        != 0)
+                        .then(|| args.clone());
                     let reply = blocking::run(node, &conn.client, name, args, keyed, timeout).await;
+                    if let Some(args) = notify {
+                        pubsub::notify_write(node, &args, &reply).await;
+                    }
                     let start = out.len();
                     out.extend_from_slice(&reply);
                     if let Some(shape) = score_shape {
