@@ -78,6 +78,25 @@ fn hash_digest(c: &mut redis::Connection, key: &str) -> (u64, usize) {
     }
 }
 
+/// Waits until `node`'s pull `uid` applied the source's log up to `f`, polling every 2 ms (the
+/// common `wait_pull` polls every 50 ms, coarser than the window measured here).
+async fn applied(node: &NodeProc, uid: &str, f: &Offset) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let admin = node.admin();
+    loop {
+        let s = admin.pull(uid).await.unwrap();
+        if s.applied_offset
+            .as_ref()
+            .is_some_and(|o| o.incarnation == f.incarnation && o.sequence >= f.sequence)
+        {
+            return;
+        }
+        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
+        assert!(Instant::now() < deadline, "catch-up stuck: {s:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// The node's (digest, keys) of `ranges`.
 async fn checksum(n: &NodeProc, ranges: &[HashRange]) -> (u64, u64) {
     let s = n
@@ -192,15 +211,13 @@ async fn move_hash(test: &str, ips: (&str, &str), elements: usize) -> MoveNumber
         .await
         .unwrap()
         .fence_offset;
-    wait_pull(&b, "mig-big", |s| {
-        s.applied_offset
-            .as_ref()
-            .is_some_and(|o| o.incarnation == f.incarnation && o.sequence >= f.sequence)
-    })
-    .await;
+    let fenced = cut_start.elapsed();
+    applied(&b, "mig-big", &f).await;
+    let caught_up = cut_start.elapsed();
     let p3 = p2.commit("a", "b").unwrap();
     install(&p3, &[&a, &b]).await;
     let cut_end = Instant::now();
+    println!("[{test}] cutover: fenced after {fenced:?}, caught up after {caught_up:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
