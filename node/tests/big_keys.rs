@@ -3,8 +3,9 @@
 //! chunks (no write waits for a large part of it), and the cutover (fence to commit) takes no
 //! longer than the same move of a small hash.
 //!
-//! Slow in a debug build (it builds the million elements through the data port), so it is
-//! `#[ignore]`d here and run by `make reliability`.
+//! About 10 s in a release build, but 1.5-2 min in a debug one (building the million elements
+//! through the data port): `#[ignore]`d in debug builds (`make test`); `make reliability` runs it
+//! in release.
 
 mod common;
 
@@ -253,15 +254,19 @@ async fn move_hash(test: &str, ips: (&str, &str), elements: usize) -> MoveNumber
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "builds a hash of 1,000,000 elements: run by make reliability"]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "1.5-2 min in a debug build: make reliability runs it in release"
+)]
 async fn a_million_element_hash_moves_without_stalling_writes_or_the_cutover() {
     let small = move_hash("bigkey-small", ("127.0.1.20", "127.0.1.21"), 100).await;
     let large = move_hash("bigkey-large", ("127.0.1.22", "127.0.1.23"), 1_000_000).await;
 
-    // The copy is long enough to tell a stall of the whole copy from a normal write.
-    assert!(large.copy > Duration::from_millis(400), "{:?}", large.copy);
+    // No write waited for a large part of the copy (a quarter of it; 100 ms at least, for a
+    // machine fast enough to copy the key in well under a second).
+    let bound = (large.copy / 4).max(Duration::from_millis(100));
     assert!(
-        large.copy_stall <= large.copy / 4,
+        large.copy_stall <= bound,
         "a write waited {:?} while the copy took {:?}",
         large.copy_stall,
         large.copy

@@ -135,7 +135,7 @@ pub async fn handle(
         || args
             .first()
             .is_some_and(|a| a.eq_ignore_ascii_case(b"client"));
-    let push = args.first().is_some_and(|a| reply_mode::is_push(a));
+    let push = careful && args.first().is_some_and(|a| reply_mode::is_push(a));
     if careful {
         flush_for(node, conn, pending, out).await;
     }
