@@ -98,7 +98,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             cluster_uid: cli.cluster_uid,
         },
     );
-    let (expired, feed) = tokio::sync::mpsc::unbounded_channel();
+    // (At most 1,024 sweep batches wait for their `expired` events to be published.)
+    let (expired, feed) = tokio::sync::mpsc::channel(1024);
     let _ = engine.expired_feed.set(expired);
     tokio::spawn(command::pubsub::publish_expired(node.clone(), feed));
     engine::spawn_maintenance(engine.clone());

@@ -166,10 +166,7 @@ async fn notify_events(node: &Arc<Node>, events: Vec<notify::Event>) {
 }
 
 /// Publishes `expired` for the keys the expiry sweep deleted, as the engine reports them.
-pub async fn publish_expired(
-    node: Arc<Node>,
-    mut feed: tokio::sync::mpsc::UnboundedReceiver<Vec<Vec<u8>>>,
-) {
+pub async fn publish_expired(node: Arc<Node>, mut feed: tokio::sync::mpsc::Receiver<Vec<Vec<u8>>>) {
     while let Some(keys) = feed.recv().await {
         let events = keys
             .into_iter()

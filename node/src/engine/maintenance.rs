@@ -96,7 +96,7 @@ pub(crate) async fn sweep_expired(
             && !keys.is_empty()
             && let Some(feed) = engine.expired_feed.get()
         {
-            let _ = feed.send(keys);
+            let _ = feed.try_send(keys);
         }
         if !full || examined >= SWEEP_PER_TICK {
             return Ok(());

@@ -180,8 +180,9 @@ pub struct Engine {
     /// Wakes blocked clients once a collection key they wait on is written here.
     pub ready: Arc<ready::KeyReady>,
     /// Where the expiry sweep sends the keys it deleted (keyspace notifications' `expired`),
-    /// once the node has set it.
-    pub expired_feed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<Vec<u8>>>>,
+    /// once the node has set it. Bounded: a sweep never waits for it, and batches that find it
+    /// full are dropped (their events are not sent).
+    pub expired_feed: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<Vec<u8>>>>,
 }
 
 impl Engine {
