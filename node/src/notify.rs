@@ -349,12 +349,9 @@ pub fn events_of(name: &str, args: &[Vec<u8>], raw: &[u8], now_ms: u64) -> Vec<E
         "srem" => one(SET, "srem"),
         "spop" => one(SET, "spop"),
         "smove" if changed => vec![ev(SET, "srem", key), ev(SET, "sadd", arg(2))],
-        "sinterstore" | "sunionstore" | "sdiffstore" => match (r, name) {
-            (Reply::Int(n), "sinterstore") if n > 0 => vec![ev(SET, "sinterstore", key)],
-            (Reply::Int(n), "sunionstore") if n > 0 => vec![ev(SET, "sunionstore", key)],
-            (Reply::Int(n), "sdiffstore") if n > 0 => vec![ev(SET, "sdiffstore", key)],
-            _ => Vec::new(),
-        },
+        "sinterstore" => one(SET, "sinterstore"),
+        "sunionstore" => one(SET, "sunionstore"),
+        "sdiffstore" => one(SET, "sdiffstore"),
         "zadd" => {
             let incr = has_word(&args[2.min(args.len())..], &["incr"]);
             match r {
