@@ -104,6 +104,8 @@ report = $(CURDIR)/target/reliability-report-k8s-$(1).jsonl
 reliability: build
 	@echo "[reliability] bad-input property tests with $(FUZZ_CASES) cases each"
 	@RINGSHIFT_FUZZ_CASES=$(FUZZ_CASES) $(STAGE) fuzz $(CARGO) test -p ringshift-node --test bad_input --test bad_input_live --test commands_fuzz
+	@echo "[reliability] a 1,000,000-element hash moves in bounded chunks (node/tests/big_keys.rs, release build)"
+	@$(STAGE) big-keys $(CARGO) test --release -p ringshift-node --test big_keys -- --nocapture
 	@echo "[reliability] ring weights at 10..2000 members (release build)"
 	@$(STAGE) ring-weights $(CARGO) test --release -p ringshift-ring --test props -- --ignored
 	@echo "[reliability] the protocol model's large configurations (operator/model/README.md)"

@@ -13,6 +13,7 @@ pub mod glob;
 pub mod keys;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod placement;
 pub mod pool;
 pub mod pubsub;

@@ -4,7 +4,7 @@ use clap::Parser;
 use ringshift_node::config::{Cli, Durability, LogFormat, read_secret};
 use ringshift_node::engine::{self, EngineConfig};
 use ringshift_node::node::{Node, NodeConfig};
-use ringshift_node::{admin, placement, pull, server};
+use ringshift_node::{admin, command, placement, pull, server};
 use tokio::net::TcpListener;
 
 // Requests are parsed on the runtime's threads and their buffers freed on the writer's (and
@@ -98,6 +98,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             cluster_uid: cli.cluster_uid,
         },
     );
+    // (At most 1,024 sweep batches wait for their `expired` events to be published.)
+    let (expired, feed) = tokio::sync::mpsc::channel(1024);
+    let _ = engine.expired_feed.set(expired);
+    tokio::spawn(command::pubsub::publish_expired(node.clone(), feed));
     engine::spawn_maintenance(engine.clone());
     pull::resume_all(&node);
     tracing::info!(data = %cli.listen, admin = %cli.admin_listen, "serving");

@@ -47,6 +47,8 @@ pub struct Node {
     pub encodings: crate::command::encoding::Limits,
     /// This node's Pub/Sub subscriptions.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// `notify-keyspace-events` (`crate::notify` flags; 0: off).
+    pub notify_flags: std::sync::atomic::AtomicU32,
 }
 
 impl Node {
@@ -70,6 +72,7 @@ impl Node {
             clients: Default::default(),
             encodings: Default::default(),
             pubsub: Default::default(),
+            notify_flags: Default::default(),
         })
     }
 

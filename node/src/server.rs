@@ -57,6 +57,7 @@ async fn serve_connection(
         answering: Vec::new(),
         tx: Default::default(),
         subs: None,
+        reply: Default::default(),
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);

@@ -171,3 +171,120 @@ async fn a_subscriber_that_stops_reading_is_disconnected_and_publishers_go_on() 
     assert_eq!(publisher.call(&["PUBLISH", "small", "ok"]), "1");
     assert_eq!(fast.read(), "[\"message\", \"small\", \"ok\"]");
 }
+
+/// A key (with `prefix`) that `member` owns under `p`.
+fn key_of(p: &ringshift_node_api::Placement, member: &str, prefix: &str) -> String {
+    (0..100_000)
+        .map(|i| format!("{prefix}:{i}"))
+        .find(|k| p.owner(ringshift_ring::key_hash(k.as_bytes())).unwrap() == member)
+        .expect("a key owned by the member")
+}
+
+/// Keyspace notifications: the classes CONFIG SET enables, Redis's channel and event names,
+/// and delivery to subscribers on every member, for writes local to the node written through,
+/// writes it forwards to their owner, and the owner's expiry.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyspace_notifications_reach_subscribers_on_every_member() {
+    let a = NodeProc::start("pubsub-notify", "a", "127.0.6.31");
+    let b = NodeProc::start("pubsub-notify", "b", "127.0.6.32");
+    let p = placement(&["a", "b"]);
+    install(&p, &[&a, &b]).await;
+    let (on_a, on_b) = (key_of(&p, "a", "k"), key_of(&p, "b", "k"));
+    let mut w = Resp::connect(&a.data_addr());
+    let mut sub = Resp::connect(&b.data_addr());
+    sub.set_timeout(Duration::from_secs(5));
+    assert_eq!(
+        sub.call(&["PSUBSCRIBE", "__key*"]),
+        "[\"psubscribe\", \"__key*\", 1]"
+    );
+
+    // Off by default: nothing is sent.
+    assert_eq!(
+        w.call(&["CONFIG", "GET", "notify-keyspace-events"]),
+        "[\"notify-keyspace-events\", \"\"]"
+    );
+    assert_eq!(w.call(&["SET", &on_a, "v"]), "OK");
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "Kq"]),
+        "(error) ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - \
+         Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
+    );
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "KEl"]),
+        "OK"
+    );
+    assert_eq!(
+        w.call(&["CONFIG", "GET", "notify-keyspace-events"]),
+        "[\"notify-keyspace-events\", \"lKE\"]"
+    );
+
+    // Only list events (l); a local write and a forwarded one.
+    assert_eq!(w.call(&["SET", &on_a, "v"]), "OK");
+    assert_eq!(w.call(&["RPUSH", &format!("{on_a}l"), "x"]), "1");
+    assert_eq!(w.call(&["LPUSH", &on_b, "x"]), "1");
+    let l = format!("{on_a}l");
+    for (channel, payload) in [
+        (format!("__keyspace@0__:{l}"), "rpush".to_string()),
+        ("__keyevent@0__:rpush".to_string(), l.clone()),
+        (format!("__keyspace@0__:{on_b}"), "lpush".to_string()),
+        ("__keyevent@0__:lpush".to_string(), on_b.clone()),
+    ] {
+        assert_eq!(
+            sub.read(),
+            format!("[\"pmessage\", \"__key*\", \"{channel}\", \"{payload}\"]")
+        );
+    }
+
+    // Generic and expired events; the expiry is the owner's (b, whose flags are set there).
+    let mut on_b_conn = Resp::connect(&b.data_addr());
+    assert_eq!(
+        on_b_conn.call(&["CONFIG", "SET", "notify-keyspace-events", "Egx"]),
+        "OK"
+    );
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "Eg"]),
+        "OK"
+    );
+    assert_eq!(w.call(&["DEL", &on_a]), "1");
+    assert_eq!(w.call(&["EXPIRE", &on_b, "100"]), "1");
+    assert_eq!(w.call(&["PEXPIRE", &on_b, "50"]), "1");
+    assert_eq!(
+        sub.read(),
+        format!("[\"pmessage\", \"__key*\", \"__keyevent@0__:del\", \"{on_a}\"]")
+    );
+    assert_eq!(
+        sub.read(),
+        format!("[\"pmessage\", \"__key*\", \"__keyevent@0__:expire\", \"{on_b}\"]")
+    );
+    assert_eq!(
+        sub.read(),
+        format!("[\"pmessage\", \"__key*\", \"__keyevent@0__:expire\", \"{on_b}\"]")
+    );
+    let started = Instant::now();
+    assert_eq!(
+        sub.read(),
+        format!("[\"pmessage\", \"__key*\", \"__keyevent@0__:expired\", \"{on_b}\"]")
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Writes inside MULTI send theirs at EXEC (here a transaction forwarded to b); a blocking
+    // pop sends the pop of the key that served it.
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "El"]),
+        "OK"
+    );
+    assert_eq!(w.call(&["MULTI"]), "OK");
+    assert_eq!(w.call(&["RPUSH", &on_b, "x", "y"]), "QUEUED");
+    assert_eq!(w.call(&["RPOP", &on_b]), "QUEUED");
+    assert_eq!(w.call(&["EXEC"]), "[2, \"y\"]");
+    assert_eq!(
+        w.call(&["BLPOP", &on_b, "1"]),
+        format!("[\"{on_b}\", \"x\"]")
+    );
+    for event in ["rpush", "rpop", "lpop"] {
+        assert_eq!(
+            sub.read(),
+            format!("[\"pmessage\", \"__key*\", \"__keyevent@0__:{event}\", \"{on_b}\"]")
+        );
+    }
+}

@@ -311,3 +311,23 @@ fn auth_is_required_when_a_password_is_set() {
         "PONG"
     );
 }
+
+/// CLIENT REPLY OFF / SKIP / ON in one pipeline, also around pipelined writes: the node sends
+/// exactly the bytes redis-server sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_reply_silences_replies_like_redis_server() {
+    let (server, server_addr) = common::script::start_redis("reply-server", "127.0.1.4");
+    let node = NodeProc::start("reply", "a", "127.0.1.5");
+    install(&placement(&["a"]), &[&node]).await;
+    let input = b"SET a 1\r\nCLIENT REPLY OFF\r\nSET b 2\r\nSET c 3\r\nGET a\r\n\
+        CLIENT REPLY ON\r\nGET b\r\nCLIENT REPLY SKIP\r\nSET d 4\r\nGET d\r\n\
+        CLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\nCLIENT REPLY maybe\r\nCLIENT REPLY\r\n\
+        CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nGET c\r\nCLIENT REPLY ON\r\nQUIT\r\n";
+    let want = raw(&server_addr, input);
+    assert!(want.starts_with(b"+OK\r\n+OK\r\n$1\r\n2\r\n$1\r\n4\r\n+OK\r\n-ERR syntax error"));
+    assert_eq!(
+        String::from_utf8_lossy(&raw(&node.data_addr(), input)),
+        String::from_utf8_lossy(&want)
+    );
+    drop(server);
+}

@@ -1,6 +1,6 @@
 //! Sorted sets against real nodes: the same command script on redis-server and a node with
-//! the replies compared, encodings and their thresholds, multi-key commands across owners,
-//! and a move of a 20,000-member sorted set while ZADD/ZINCRBY/ZREM/ZPOPMIN hit it.
+//! the replies compared (also queued in MULTI), encodings and their thresholds, multi-key
+//! commands across owners, and a move of a 20,000-member sorted set while ZADD/ZINCRBY/ZREM/ZPOPMIN hit it.
 
 mod common;
 
@@ -254,6 +254,69 @@ async fn pipelined_writes_see_each_other_like_redis_server() {
         pipe.query(&mut c).unwrap()
     };
     assert_eq!(run(&node.data_addr()), run(&server_addr));
+    drop(server);
+}
+
+/// Sorted-set reads queued in MULTI see the transaction's own earlier writes.
+const IN_MULTI: &str = "
+ZADD z 1 a 2 b 3 c
+MULTI
+ZADD z 5 a 0 d
+ZREM z b
+ZSCORE z a
+ZMSCORE z a b d nope
+ZCARD z
+ZRANK z a
+ZREVRANK z d
+ZRANK z b
+ZRANGE z 0 -1 WITHSCORES
+ZRANGE z (0 +inf BYSCORE LIMIT 0 2
+ZREVRANGEBYSCORE z +inf -inf WITHSCORES
+ZREVRANGE z 0 1
+ZCOUNT z 0 4
+ZINCRBY z 10 c
+ZRANGE z 0 0 REV WITHSCORES
+ZPOPMIN z
+ZRANGE z 0 -1
+ZADD lex 0 a 0 b 0 c 0 d
+ZRANGEBYLEX lex [b +
+ZREVRANGEBYLEX lex (d -
+ZLEXCOUNT lex [a (c
+ZUNION 2 z lex WITHSCORES
+ZINTER 2 z lex
+ZDIFF 2 lex z
+ZINTERCARD 2 z lex
+ZADD one 7 x
+ZRANDMEMBER one
+ZRANDMEMBER one 2 WITHSCORES
+ZSCAN one 0
+SET str v
+ZSCORE str a
+ZRANGE str 0 -1
+DEL z
+ZCARD z
+ZSCORE z a
+ZRANGE z 0 -1
+EXEC
+ZRANGE lex 0 -1 WITHSCORES
+ZCARD z
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sorted_set_reads_in_multi_see_its_writes_like_redis_server() {
+    let (server, server_addr) = start_redis("zsets-multi-server", "127.0.12.10");
+    let node = NodeProc::start("zsets-multi", "a", "127.0.12.11");
+    install(&placement(&["a"]), &[&node]).await;
+    for resp3 in [false, true] {
+        for addr in [&server_addr, &node.data_addr()] {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let mut c = client.get_connection().unwrap();
+            redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
+        }
+        let want = run(&server_addr, IN_MULTI, resp3);
+        let got = run(&node.data_addr(), IN_MULTI, resp3);
+        compare(IN_MULTI, &want, &got);
+    }
     drop(server);
 }
 

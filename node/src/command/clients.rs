@@ -181,6 +181,7 @@ impl Clients {
 fn subcommand_error(out: &mut Vec<u8>, sub: &str, given: &[u8]) {
     const KNOWN: &[&str] = &[
         "setname", "getname", "id", "setinfo", "info", "list", "no-evict", "kill", "unblock",
+        "reply",
     ];
     if KNOWN.contains(&sub) {
         reply::error(

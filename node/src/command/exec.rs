@@ -491,10 +491,6 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
 
 /// Answers a read from `view` (committed data, or a transaction's view in the writer),
 /// appending the reply to `out`.
-/// The answer to a sorted-set read queued in MULTI.
-const READ_IN_MULTI: &str =
-    "ERR sorted-set reads inside MULTI are not supported yet (their writes are)";
-
 pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec<u8>) {
     let start = out.len();
     use crate::engine::collection::{self, CollMeta};
@@ -525,13 +521,10 @@ pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec
             }
             ReadCmd::Hash(h) => super::hash::read(view, h, out)?,
             ReadCmd::Set(s) => super::set::read(view, s, out)?,
-            // Sorted-set reads scan the score index of committed data only; inside a
-            // transaction they would miss its own earlier writes, so they are refused there.
-            // List reads go through the transaction's view.
-            ReadCmd::ZSet(z) => match view.committed() {
-                Some(_) => super::zset::read(node, z, out)?,
-                None => reply::error(out, READ_IN_MULTI),
-            },
+            // Sorted-set reads scan through the view (inside a transaction: the writer's
+            // batch view, so they see its own earlier writes).
+            ReadCmd::ZSet(z) => super::zset::read(view, z, out)?,
+            // List reads use the engine's ordered scans when the view is committed data.
             ReadCmd::List(l) => match view.committed() {
                 Some(engine) => super::list::read(engine, l, out)?,
                 None => super::list::read(&ViewList(view), l, out)?,

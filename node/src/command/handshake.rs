@@ -1,6 +1,8 @@
 //! What clients send while connecting: HELLO (RESP2 or RESP3) and CONFIG GET.
 
 use super::info::{REDIS_COMPAT_VERSION, auth};
+use std::sync::atomic::Ordering;
+
 use super::{ConnState, lower};
 use crate::glob;
 use crate::node::Node;
@@ -119,11 +121,19 @@ fn settings(node: &Node) -> Vec<(&'static str, String)> {
     ]
     .into_iter()
     .chain(node.encodings.settings())
+    .chain([(
+        "notify-keyspace-events",
+        crate::notify::format_flags(node.notify_flags.load(Ordering::Relaxed)),
+    )])
     .collect()
 }
 
-/// CONFIG GET pattern [pattern ...]; CONFIG SET and the rest are not supported (the node is
-/// configured by its flags and the operator).
+/// The keyspace notification classes (per node, as in Redis Cluster: the node a client writes
+/// through decides which events its writes send).
+const NOTIFY: &str = "notify-keyspace-events";
+
+/// CONFIG GET pattern [pattern ...]; CONFIG SET of the encoding thresholds and
+/// notify-keyspace-events only (the node is otherwise configured by its flags and the operator).
 pub fn config(node: &Node, conn: &ConnState, args: &[Vec<u8>], out: &mut Vec<u8>) {
     let sub = lower(&args[1]);
     match sub.as_str() {
@@ -146,11 +156,29 @@ pub fn config(node: &Node, conn: &ConnState, args: &[Vec<u8>], out: &mut Vec<u8>
         "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             // Only the encoding thresholds OBJECT ENCODING reports by can be set; all or none.
             // `save ""` (no RDB snapshots) is what the node is already, so it is accepted as is.
-            let pairs: Vec<(String, &[u8])> = args[2..]
+            let mut pairs: Vec<(String, &[u8])> = args[2..]
                 .chunks_exact(2)
                 .map(|p| (lower(&p[0]), p[1].as_slice()))
                 .filter(|(n, v)| !(n == "save" && v.is_empty()))
                 .collect();
+            // Keyspace notifications: checked first, applied with the rest.
+            let mut notify = None;
+            for (n, v) in pairs.iter().filter(|(n, _)| n == NOTIFY) {
+                match crate::notify::parse_flags(v) {
+                    Some(f) => notify = Some(f),
+                    None => {
+                        reply::error(
+                            out,
+                            &format!(
+                                "ERR CONFIG SET failed (possibly related to argument '{n}') - {}",
+                                crate::notify::INVALID_CLASS
+                            ),
+                        );
+                        return;
+                    }
+                }
+            }
+            pairs.retain(|(n, _)| n != NOTIFY);
             if let Some((name, _)) = pairs.iter().find(|(n, _)| !node.encodings.knows(n)) {
                 reply::error(
                     out,
@@ -164,6 +192,9 @@ pub fn config(node: &Node, conn: &ConnState, args: &[Vec<u8>], out: &mut Vec<u8>
             {
                 reply::error(out, "ERR CONFIG SET failed: argument must be a number");
                 return;
+            }
+            if let Some(f) = notify {
+                node.notify_flags.store(f, Ordering::Relaxed);
             }
             reply::simple(out, "OK");
         }

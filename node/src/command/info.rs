@@ -44,6 +44,9 @@ pub fn connection_command(
             Some(_) => reply::error(out, "ERR DB index is out of range"),
             None => reply::error(out, "ERR value is not an integer or out of range"),
         },
+        "client" if args.len() == 3 && args[1].eq_ignore_ascii_case(b"reply") => {
+            conn.reply.client_reply(&args[2], out);
+        }
         "client" => {
             let now = node.engine.now_ms();
             let after = super::clients::client(&node.clients, &conn.client, args, now, out);

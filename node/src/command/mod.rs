@@ -13,6 +13,7 @@ pub mod list;
 pub mod multi;
 pub mod parse;
 pub mod pubsub;
+mod reply_mode;
 pub mod set;
 mod strings;
 pub mod table;
@@ -54,6 +55,8 @@ pub struct ConnState {
     pub tx: multi::TxState,
     /// Pub/Sub subscriptions (None until the first SUBSCRIBE).
     pub subs: Option<crate::pubsub::Subscriber>,
+    /// CLIENT REPLY ON|OFF|SKIP.
+    pub reply: reply_mode::ReplyMode,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -89,11 +92,12 @@ pub async fn flush(node: &Arc<Node>, pending: &mut Pipeline, out: &mut Vec<u8>) 
         match outcomes.next() {
             Some(Outcome::Data(r)) => exec::encode_data_into(out, r),
             Some(Outcome::NotServed(_, w)) => out.extend_from_slice(
-                &exec::run_group(node, args, Keyed::Write(w), false, None).await,
+                &exec::run_group(node, args.clone(), Keyed::Write(w), false, None).await,
             ),
             Some(Outcome::Failed(msg)) => reply::error(out, &format!("ERR storage failure: {msg}")),
             _ => reply::error(out, "ERR storage writer unavailable"),
         }
+        pubsub::notify_write(node, &args, &out[start..]).await;
         if let Some(shape) = shape {
             crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
         }
@@ -125,11 +129,28 @@ pub async fn handle(
     pending: &mut Pipeline,
     out: &mut Vec<u8>,
 ) -> Flow {
+    // CLIENT REPLY: while replies may be dropped (or CLIENT may change that), this command's
+    // reply is appended here, apart from earlier pipelined ones, so it can be dropped alone.
+    let careful = conn.reply.engaged()
+        || args
+            .first()
+            .is_some_and(|a| a.eq_ignore_ascii_case(b"client"));
+    let push = careful && args.first().is_some_and(|a| reply_mode::is_push(a));
+    if careful {
+        flush_for(node, conn, pending, out).await;
+    }
     let start = out.len();
     let proto = conn.proto;
     let empty = args.is_empty();
     let mut index = None;
     let flow = handle_in(node, conn, args, pending, &mut index, out).await;
+    if careful {
+        flush(node, pending, out).await;
+        if conn.reply.silenced() && !push {
+            out.truncate(start);
+        }
+        conn.reply.command_done();
+    }
     if !empty {
         conn.answering.push(index);
     }
@@ -216,7 +237,13 @@ async fn handle_in(
                     let score_shape = (conn.proto >= 3)
                         .then(|| zset::resp3_shape(&args))
                         .flatten();
+                    let notify = (node.notify_flags.load(std::sync::atomic::Ordering::Relaxed)
+                        != 0)
+                        .then(|| args.clone());
                     let reply = blocking::run(node, &conn.client, name, args, keyed, timeout).await;
+                    if let Some(args) = notify {
+                        pubsub::notify_write(node, &args, &reply).await;
+                    }
                     let start = out.len();
                     out.extend_from_slice(&reply);
                     if let Some(shape) = score_shape {
@@ -326,7 +353,14 @@ async fn keyed_command(
     }
     flush(node, pending, out).await;
     let start = out.len();
+    // (A copy of the request only while keyspace notifications are on.)
+    let notify = (matches!(keyed, Keyed::Write(_))
+        && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) != 0)
+        .then(|| args.clone());
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
+    if let Some(args) = notify {
+        pubsub::notify_write(node, &args, &out[start..]).await;
+    }
     if map_reply {
         crate::resp::resp3::array_to_map(out, start);
     }

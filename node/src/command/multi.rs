@@ -318,7 +318,7 @@ async fn run_exec(node: &Arc<Node>, conn: &mut ConnState, out: &mut Vec<u8>) -> 
         TxEnd::Error(msg) => reply::error(out, &msg),
         TxEnd::Applied(replies) => {
             let (_, _, slots) = plan(node, conn.proto, &queued);
-            return write_replies(node, conn, slots, replies, out).await;
+            return write_replies(node, conn, &queued, slots, replies, out).await;
         }
     }
     Flow::Continue
@@ -328,6 +328,7 @@ async fn run_exec(node: &Arc<Node>, conn: &mut ConnState, out: &mut Vec<u8>) -> 
 async fn write_replies(
     node: &Arc<Node>,
     conn: &mut ConnState,
+    queued: &[Queued],
     slots: Vec<Slot>,
     replies: Vec<TxReply>,
     out: &mut Vec<u8>,
@@ -335,7 +336,7 @@ async fn write_replies(
     let mut replies: Vec<Option<TxReply>> = replies.into_iter().map(Some).collect();
     reply::array_len(out, slots.len());
     let mut flow = Flow::Continue;
-    for slot in slots {
+    for (slot, q) in slots.into_iter().zip(queued) {
         let start = out.len();
         match slot {
             Slot::Error(msg) => reply::error(out, &msg),
@@ -345,6 +346,7 @@ async fn write_replies(
                     Some(TxReply::Raw(raw)) => out.extend_from_slice(&raw),
                     None => reply::error(out, "ERR transaction reply missing"),
                 }
+                super::pubsub::notify_write(node, &q.args, &out[start..]).await;
                 if map {
                     crate::resp::resp3::array_to_map(out, start);
                 }

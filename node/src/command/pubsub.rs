@@ -9,10 +9,12 @@
 //! answer for this node's subscribers only, as Redis Cluster's do.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{ConnState, lower};
 use crate::node::Node;
+use crate::notify;
 use crate::pubsub::Subscriber;
 use crate::resp::reply;
 
@@ -139,6 +141,43 @@ pub fn deliver(conn: &ConnState, out: &mut Vec<u8>) -> bool {
         m.encode(conn.proto, out);
     }
     false
+}
+
+/// Publishes the keyspace notifications of a write this node answered (`raw`: its RESP2
+/// reply), as PUBLISH does. Nothing to do while notify-keyspace-events is empty.
+pub async fn notify_write(node: &Arc<Node>, args: &[Vec<u8>], raw: &[u8]) {
+    if node.notify_flags.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let Some(first) = args.first() else {
+        return;
+    };
+    let events = notify::events_of(&lower(first), args, raw, crate::keys::now_ms());
+    notify_events(node, events).await;
+}
+
+async fn notify_events(node: &Arc<Node>, events: Vec<notify::Event>) {
+    let flags = node.notify_flags.load(Ordering::Relaxed);
+    for e in events {
+        for (channel, message) in notify::messages(flags, &e) {
+            publish(node, &channel, &message).await;
+        }
+    }
+}
+
+/// Publishes `expired` for the keys the expiry sweep deleted, as the engine reports them.
+pub async fn publish_expired(node: Arc<Node>, mut feed: tokio::sync::mpsc::Receiver<Vec<Vec<u8>>>) {
+    while let Some(keys) = feed.recv().await {
+        let events = keys
+            .into_iter()
+            .map(|key| notify::Event {
+                class: notify::EXPIRED,
+                name: "expired",
+                key,
+            })
+            .collect();
+        notify_events(&node, events).await;
+    }
 }
 
 /// Delivers here and on every other member; the cluster-wide count of receivers.

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use super::blocking;
 use crate::engine::collection::{CollMeta, CollType, Held};
 use crate::engine::ops::DataCmd;
+use crate::engine::view::KeyView;
 use crate::engine::writer_parse_int as parse_int;
 use crate::engine::zrange::{LexRange, RangeBy, RangeQuery, ScoreRange};
 use crate::engine::zscore::{self, NOT_FLOAT};
 use crate::engine::zset::{self, AddFlags, Aggregate, Input, PopReply, ZOp, ZsetCmd};
-use crate::node::Node;
 use crate::resp::reply;
 use crate::resp::resp3_scores::ScoreShape;
 
@@ -558,15 +558,17 @@ fn err(e: crate::engine::EngineError) -> String {
 }
 
 /// A ZUNION/ZINTER/ZDIFF input (a set's members score 1); Err(WRONGTYPE) for another type.
-fn input(node: &Node, key: &[u8]) -> Result<Result<HashMap<Vec<u8>, f64>, &'static str>, String> {
-    let m = match node.engine.held(key).map_err(err)? {
+fn input(
+    view: &dyn KeyView,
+    key: &[u8],
+) -> Result<Result<HashMap<Vec<u8>, f64>, &'static str>, String> {
+    let m = match Held::of(view.get(key).map_err(err)?.as_ref()) {
         Held::Nothing => return Ok(Ok(HashMap::new())),
         Held::Coll(m) if matches!(m.ty, CollType::ZSet | CollType::Set) => m,
         _ => return Ok(Err(crate::engine::collection::WRONGTYPE)),
     };
     let is_set = m.ty == CollType::Set;
-    Ok(Ok(node
-        .engine
+    Ok(Ok(view
         .all_elements(key, &m)
         .map_err(err)?
         .into_iter()
@@ -575,6 +577,18 @@ fn input(node: &Node, key: &[u8]) -> Result<Result<HashMap<Vec<u8>, f64>, &'stat
             (f, s)
         })
         .collect()))
+}
+
+fn score_of(
+    view: &dyn KeyView,
+    key: &[u8],
+    m: &CollMeta,
+    member: &[u8],
+) -> Result<Option<f64>, String> {
+    Ok(view
+        .element(key, m, member)
+        .map_err(err)?
+        .map(|v| zset::stored_score(&v)))
 }
 
 fn members_reply(out: &mut Vec<u8>, got: &[(Vec<u8>, f64)], with_scores: bool) {
@@ -595,7 +609,9 @@ fn score_reply(out: &mut Vec<u8>, s: Option<f64>) {
 }
 
 /// Answers a sorted-set read.
-pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> {
+/// Answers a sorted-set read from `view` (committed data, or a transaction's view in the
+/// writer, which sees the transaction's own earlier writes).
+pub fn read(view: &dyn KeyView, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> {
     if let ZsetRead::Combine { keys, .. } | ZsetRead::InterCard { keys, .. } = r {
         let weights = match r {
             ZsetRead::Combine { weights, .. } => weights.clone(),
@@ -603,7 +619,7 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
         };
         let mut inputs = Vec::with_capacity(keys.len());
         for (i, k) in keys.iter().enumerate() {
-            match input(node, k)? {
+            match input(view, k)? {
                 Ok(members) => inputs.push(Input {
                     members,
                     weight: weights.get(i).copied().unwrap_or(1.0),
@@ -630,7 +646,7 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
         return Ok(());
     }
     let key = r.keys()[0];
-    let meta: Option<CollMeta> = match node.engine.collection(key, CollType::ZSet).map_err(err)? {
+    let meta: Option<CollMeta> = match view.collection(key, CollType::ZSet).map_err(err)? {
         Ok(m) => m,
         Err(wrongtype) => {
             reply::error(out, wrongtype);
@@ -665,25 +681,23 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
         return Ok(());
     };
     match r {
-        ZsetRead::Score { member, .. } => {
-            score_reply(out, node.engine.zset_score(key, &m, member).map_err(err)?)
-        }
+        ZsetRead::Score { member, .. } => score_reply(out, score_of(view, key, &m, member)?),
         ZsetRead::MScore { members, .. } => {
             reply::array_len(out, members.len());
             for member in members {
-                score_reply(out, node.engine.zset_score(key, &m, member).map_err(err)?);
+                score_reply(out, score_of(view, key, &m, member)?);
             }
         }
         ZsetRead::Card(_) => reply::int(out, m.count as i64),
         ZsetRead::Count { by, .. } => {
             let q = RangeQuery::new(by.clone(), false);
-            let n = node.engine.zset_range(key, &m, &q).map_err(err)?.len();
+            let n = view.zset_range(key, &m, &q).map_err(err)?.len();
             reply::int(out, n as i64);
         }
         ZsetRead::Range {
             query, with_scores, ..
         } => {
-            let got = node.engine.zset_range(key, &m, query).map_err(err)?;
+            let got = view.zset_range(key, &m, query).map_err(err)?;
             members_reply(out, &got, *with_scores);
         }
         ZsetRead::Rank {
@@ -691,7 +705,7 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
             rev,
             with_score,
             ..
-        } => match node.engine.zset_rank(key, &m, member).map_err(err)? {
+        } => match view.zset_rank(key, &m, member).map_err(err)? {
             None if *with_score => out.extend_from_slice(b"*-1\r\n"),
             None => reply::nil(out),
             Some((rank, score)) => {
@@ -715,7 +729,7 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
                 reply::error(out, "ERR value is out of range");
                 return Ok(());
             }
-            let got = random_elements(&*node.engine, key, &m, count.unwrap_or(1))?;
+            let got = random_elements(view, key, &m, count.unwrap_or(1))?;
             let got: Vec<(Vec<u8>, f64)> = got
                 .into_iter()
                 .map(|(f, v)| (f, zset::stored_score(&v)))
@@ -729,7 +743,7 @@ pub fn read(node: &Node, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> 
             }
         }
         ZsetRead::Scan { scan, .. } => {
-            let (next, got) = scan_page(&*node.engine, key, Some(&m), scan)?;
+            let (next, got) = scan_page(view, key, Some(&m), scan)?;
             reply::array_len(out, 2);
             reply::bulk(out, next.to_string().as_bytes());
             reply::array_len(out, got.len() * 2);

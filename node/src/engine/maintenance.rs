@@ -92,7 +92,12 @@ pub(crate) async fn sweep_expired(
             return Ok(());
         }
         examined += candidates.len();
-        engine.run(Op::Expired(candidates)).await?;
+        if let super::Outcome::Expired(keys) = engine.run(Op::Expired(candidates)).await?
+            && !keys.is_empty()
+            && let Some(feed) = engine.expired_feed.get()
+        {
+            let _ = feed.try_send(keys);
+        }
         if !full || examined >= SWEEP_PER_TICK {
             return Ok(());
         }

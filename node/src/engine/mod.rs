@@ -27,6 +27,8 @@ mod strings_tests;
 mod tests;
 pub mod touched;
 pub mod tx;
+#[cfg(test)]
+mod tx_zset_tests;
 pub mod view;
 mod writer;
 pub mod zrange;
@@ -177,6 +179,10 @@ pub struct Engine {
     pub(crate) watchers: std::sync::atomic::AtomicUsize,
     /// Wakes blocked clients once a collection key they wait on is written here.
     pub ready: Arc<ready::KeyReady>,
+    /// Where the expiry sweep sends the keys it deleted (keyspace notifications' `expired`),
+    /// once the node has set it. Bounded: a sweep never waits for it, and batches that find it
+    /// full are dropped (their events are not sent).
+    pub expired_feed: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<Vec<u8>>>>,
 }
 
 impl Engine {

@@ -177,6 +177,7 @@ pub fn open(
         clock_skew_ms: Default::default(),
         watchers: Default::default(),
         ready: Default::default(),
+        expired_feed: Default::default(),
     });
     writer::spawn(engine.clone(), routing, head).map_err(|source| EngineError::Io {
         path: dir.display().to_string(),

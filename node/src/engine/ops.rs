@@ -263,6 +263,8 @@ pub enum Outcome {
         now_ms: u64,
     },
     Done,
+    /// The expiry sweep's deletes ran: the keys it deleted.
+    Expired(Vec<Vec<u8>>),
     /// A clear chunk ran; `done`: the ranges held no more keys.
     Cleared {
         done: bool,

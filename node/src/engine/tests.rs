@@ -30,7 +30,7 @@ pub(super) fn no_placement(_: &[u8]) -> Result<Installed, String> {
     Err("no placement in these tests".into())
 }
 
-fn owns_everything() -> Arc<Installed> {
+pub(super) fn owns_everything() -> Arc<Installed> {
     Arc::new(Installed {
         cluster_uid: "c".into(),
         epoch: 1,

@@ -4,6 +4,7 @@
 //! written once against this trait.
 
 use super::collection::{CollMeta, CollType, Held};
+use super::zrange::RangeQuery;
 use super::{Engine, EngineError, KvPair};
 use crate::keys::Stored;
 
@@ -28,10 +29,26 @@ pub trait KeyView {
         min: usize,
         group: usize,
     ) -> Result<(Vec<KvPair>, Option<Vec<u8>>), EngineError>;
+    /// The members of a sorted set that `q` selects, in its order, with their scores (an
+    /// ordered scan of the score index, or of the members for lex ranges, that stops as soon as
+    /// the range is complete).
+    fn zset_range(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        q: &RangeQuery,
+    ) -> Result<Vec<(Vec<u8>, f64)>, EngineError>;
+    /// A sorted-set member's rank from the lowest score (0-based) and its score.
+    fn zset_rank(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        member: &[u8],
+    ) -> Result<Option<(u64, f64)>, EngineError>;
     /// The clock expiries are judged by (unix ms).
     fn now_ms(&self) -> u64;
-    /// The engine itself when this view is the committed data (reads that have no batch
-    /// form yet, the sorted-set scans, need it).
+    /// The engine itself when this view is the committed data (list reads, which have an
+    /// ordered-scan form only there, use it).
     fn committed(&self) -> Option<&Engine> {
         None
     }
@@ -74,6 +91,24 @@ impl KeyView for Engine {
         group: usize,
     ) -> Result<(Vec<KvPair>, Option<Vec<u8>>), EngineError> {
         Engine::elements_from(self, key, meta, from, min, group)
+    }
+
+    fn zset_range(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        q: &RangeQuery,
+    ) -> Result<Vec<(Vec<u8>, f64)>, EngineError> {
+        Engine::zset_range(self, key, meta, q)
+    }
+
+    fn zset_rank(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        member: &[u8],
+    ) -> Result<Option<(u64, f64)>, EngineError> {
+        Engine::zset_rank(self, key, meta, member)
     }
 
     fn now_ms(&self) -> u64 {

@@ -943,6 +943,7 @@ impl Writer {
                 Outcome::Done
             }
             Op::Expired(candidates) => {
+                let mut deleted = Vec::new();
                 for (index_key, skey, at) in candidates {
                     // The stored state, expired or not (`current` hides expired keys, which
                     // are exactly the ones to delete here).
@@ -960,9 +961,12 @@ impl Writer {
                         continue;
                     }
                     b.set_index(index_key, false);
+                    if let Some((_, key)) = keys::split_storage_key(&skey) {
+                        deleted.push(key.to_vec());
+                    }
                     self.write(skey, None, b)?;
                 }
-                Outcome::Done
+                Outcome::Expired(deleted)
             }
         }))
     }

@@ -8,6 +8,7 @@ use crate::engine::collection::{self, CollMeta};
 use crate::engine::ops::{DataReply, Op, Outcome};
 use crate::engine::tx::{Transaction, TxItem, TxReply};
 use crate::engine::view::{self, KeyView};
+use crate::engine::zrange::RangeQuery;
 use crate::engine::{EngineError, KvPair};
 use crate::keys::{self, Stored};
 use crate::routing::Route;
@@ -58,6 +59,24 @@ impl KeyView for BatchView<'_> {
             min,
             group,
         ))
+    }
+
+    fn zset_range(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        q: &RangeQuery,
+    ) -> Result<Vec<(Vec<u8>, f64)>, EngineError> {
+        Ok(self.w.zset_walk(key, meta, q.clone(), self.b)?)
+    }
+
+    fn zset_rank(
+        &self,
+        key: &[u8],
+        meta: &CollMeta,
+        member: &[u8],
+    ) -> Result<Option<(u64, f64)>, EngineError> {
+        Ok(self.w.zset_rank_in(key, meta, member, self.b)?)
     }
 
     fn now_ms(&self) -> u64 {

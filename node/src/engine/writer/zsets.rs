@@ -9,6 +9,7 @@ use super::{Batch, Writer};
 use crate::engine::collection::{self, CollMeta, CollType, Effect, Held};
 use crate::engine::ops::DataReply;
 use crate::engine::zrange::{self, RangeBy, RangeQuery, Step, Walk};
+use crate::engine::zscore;
 use crate::engine::zset::{self, Input, ZsetCmd};
 use crate::keys;
 
@@ -89,7 +90,7 @@ impl Writer {
     }
 
     /// The members `q` selects in `key`'s set (`m`), as of this batch.
-    fn zset_walk(
+    pub(super) fn zset_walk(
         &self,
         key: &[u8],
         m: &CollMeta,
@@ -107,6 +108,28 @@ impl Writer {
             zset::offer(&mut walk, by_member, field, v)
         })?;
         Ok(walk.finish())
+    }
+
+    /// A member's rank from the lowest score (0-based) and its score, as of this batch: the
+    /// score index records below the member's own, counted.
+    pub(super) fn zset_rank_in(
+        &self,
+        key: &[u8],
+        m: &CollMeta,
+        member: &[u8],
+        b: &Batch,
+    ) -> Result<Option<(u64, f64)>, fjall::Error> {
+        let Some(score) = self.scores(key, Some(m), &[member], b)?.pop().flatten() else {
+            return Ok(None);
+        };
+        let prefix = collection::family_prefix(key, m.version, zset::FAMILY_SCORES);
+        let at = [prefix.as_slice(), &zscore::index_field(score, member)].concat();
+        let mut rank = 0;
+        self.sub_walk(&prefix, Some(&at), false, b, |_, _| {
+            rank += 1;
+            Step::Continue
+        })?;
+        Ok(Some((rank, score)))
     }
 
     /// Current scores of `members` (None: absent).
