@@ -7,6 +7,7 @@
 mod cluster_view;
 mod container;
 pub mod digest;
+pub mod dns;
 pub mod endpoints;
 pub mod env;
 mod events;
@@ -144,6 +145,8 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
     let view = cluster_view::ClusterView::start(&client);
     let api = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, cfg.api_port);
     tokio::spawn(proxy::run(view.clone(), net.clone(), api));
+    tokio::spawn(dns::ensure_service(client.clone(), net.dns_ip()));
+    tokio::spawn(dns::run(view.clone(), net.dns_ip()));
 
     let http = reqwest::Client::builder()
         .no_proxy()
