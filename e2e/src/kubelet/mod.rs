@@ -78,7 +78,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub node_name: String,
     pub bin_dir: PathBuf,
-    /// KUBERNETES_SERVICE_PORT given to pods.
+    /// The apiserver's port on 127.0.0.1: where the kubernetes Service's proxy sends.
     pub api_port: u16,
     /// Which block of loopback addresses pods get (see `ip_pool`).
     pub ip_block: u8,
@@ -91,8 +91,6 @@ pub struct Ctx {
     pub bin_dir: PathBuf,
     pub node_name: String,
     pub self_exe: PathBuf,
-    /// The apiserver's port on 127.0.0.1 (the kubernetes Service's endpoint).
-    pub api_port: u16,
     pub net: net_plan::NetPlan,
     pub ips: Mutex<IpPool>,
     pub http: reqwest::Client,
@@ -158,7 +156,6 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         bin_dir: cfg.bin_dir.clone(),
         node_name: cfg.node_name.clone(),
         self_exe: std::env::current_exe().map_err(KubeletError::SelfExe)?,
-        api_port: cfg.api_port,
         net,
         ips: Mutex::new(IpPool::new(cfg.ip_block)),
         images: image_store::ImageStore::new(cfg.state_dir.join("images"), http.clone()),
