@@ -169,5 +169,24 @@ async fn pods_have_their_own_network_with_services_and_cluster_dns() {
     let (code, body) = http_get(&cli_ip, PORT, "/kube?path=/api").await.unwrap();
     assert_eq!((code, body.as_str()), (200, r#"{"status":200}"#));
 
+    // Deleting a pod removes its network namespace (named after its UID) with it.
+    let cluster = std::env::var("RINGSHIFT_CLUSTER").unwrap_or_else(|_| "0".into());
+    let netns = std::path::PathBuf::from(format!(
+        "/run/netns/rs{cluster}-{}",
+        cli.metadata.uid.clone().unwrap()
+    ));
+    assert!(netns.exists(), "{} missing", netns.display());
+    pods.delete("cli", &Default::default()).await.unwrap();
+    support::wait_until("client pod gone", Duration::from_secs(30), || async {
+        match pods.get_opt("cli").await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("still there".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!netns.exists(), "{} left behind", netns.display());
+
     ns.cleanup().await;
 }
