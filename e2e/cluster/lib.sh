@@ -99,7 +99,7 @@ wait_until() {
 remove_pod_network() {
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-    [[ $ns == "$NETNS_PREFIX"* ]] && ip netns del "$ns"
+    if [[ $ns == "$NETNS_PREFIX"* ]]; then ip netns del "$ns" || log "could not remove netns $ns"; fi
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
   ip route del table local local "$SERVICE_CIDR" dev lo 2>/dev/null || true
