@@ -30,10 +30,11 @@ struct Cli {
     /// Where image binaries are found (default: the directory of this executable).
     #[arg(long, env = "RINGSHIFT_BIN_DIR")]
     bin_dir: Option<PathBuf>,
-    /// The API server's port on 127.0.0.1, given to pods as KUBERNETES_SERVICE_PORT.
+    /// The API server's port on 127.0.0.1 (pods reach it through the kubernetes Service).
     #[arg(long, default_value_t = 6443)]
     api_port: u16,
-    /// Block of pod addresses, 127.(16N).0.0/12 (one per cluster on the machine).
+    /// Address block 127.(16N).0.0/12 of this cluster: pod network, bridge rsbrN, Services
+    /// (one per cluster on the machine; see net_plan).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=9))]
     ip_block: u8,
 }
