@@ -25,6 +25,8 @@ KCM_PORT=$((10257 + CLUSTER_INDEX))
 # by the process kubelet; tests install the chart with image.registry=$REGISTRY.
 REGISTRY_PORT=$((15000 + CLUSTER_INDEX))
 REGISTRY="127.0.0.1:$REGISTRY_PORT"
+# The kubelet API (logs, exec, attach, port-forward; e2e/kubelet-api), HTTPS on loopback.
+KUBELET_PORT=$((10240 + CLUSTER_INDEX))
 NODE_NAME=local
 
 log() { echo "[cluster] $*" >&2; }

@@ -11,12 +11,23 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use super::stdin_relay::{self, StdinRelay};
+
 /// A running container process (the leader of its own process group).
 #[derive(Debug)]
 pub struct Proc {
     pub child: Child,
     pub pid: u32,
     pub pid_file: PathBuf,
+    /// Input for a container with `stdin: true`; dropped with the process.
+    pub stdin: Option<StdinRelay>,
+}
+
+/// Where a container with `stdin: true` takes input from (see `stdin_relay`).
+#[derive(Debug, Clone)]
+pub struct StdinSpec {
+    pub socket: PathBuf,
+    pub once: bool,
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
@@ -26,10 +37,24 @@ pub fn proc_start(pid: u32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Starts `self_exe shim plan` in a private mount namespace, output appended to `log`.
-pub fn spawn(self_exe: &Path, plan: &Path, log: &Path, pid_file: &Path) -> std::io::Result<Proc> {
+/// Starts `self_exe shim plan` in a private mount namespace, output appended to `log`, input
+/// from a stdin relay when `stdin` is given (else /dev/null).
+pub fn spawn(
+    self_exe: &Path,
+    plan: &Path,
+    log: &Path,
+    pid_file: &Path,
+    stdin: Option<&StdinSpec>,
+) -> std::io::Result<Proc> {
     let out = OpenOptions::new().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
+    let (relay, input) = match stdin {
+        Some(spec) => {
+            let (relay, read_end) = stdin_relay::start(&spec.socket, spec.once)?;
+            (Some(relay), Stdio::from(read_end))
+        }
+        None => (None, Stdio::null()),
+    };
     let mut child = Command::new("unshare")
         .arg("--mount")
         .arg("--propagation")
@@ -38,7 +63,7 @@ pub fn spawn(self_exe: &Path, plan: &Path, log: &Path, pid_file: &Path) -> std::
         .arg(self_exe)
         .arg("shim")
         .arg(plan)
-        .stdin(Stdio::null())
+        .stdin(input)
         .stdout(out)
         .stderr(err)
         .process_group(0)
@@ -59,6 +84,7 @@ pub fn spawn(self_exe: &Path, plan: &Path, log: &Path, pid_file: &Path) -> std::
         child,
         pid,
         pid_file: pid_file.to_path_buf(),
+        stdin: relay,
     })
 }
 

@@ -150,8 +150,18 @@ impl Worker {
             ),
         );
         let pid_file = self.dir.join(format!("{}.pid", c.name));
-        let proc = process::spawn(&self.ctx.self_exe, &plan_path, &log, &pid_file)
-            .map_err(|e| run_err(format!("spawning {}: {e}", plan.program.display())))?;
+        let stdin = c.stdin.unwrap_or(false).then(|| process::StdinSpec {
+            socket: self.dir.join(format!("{}.stdin.sock", c.name)),
+            once: c.stdin_once.unwrap_or(false),
+        });
+        let proc = process::spawn(
+            &self.ctx.self_exe,
+            &plan_path,
+            &log,
+            &pid_file,
+            stdin.as_ref(),
+        )
+        .map_err(|e| run_err(format!("spawning {}: {e}", plan.program.display())))?;
         Ok((proc, plan, image_id))
     }
 
