@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	utilexec "k8s.io/utils/exec"
+)
+
+func TestNsenterArgs(t *testing.T) {
+	got := strings.Join(nsenterArgs(7, []string{"net", "pid"}, 65532, 65533, []string{"redis-cli", "PING"}), " ")
+	want := "--target 7 --mount --root --wd --net --pid --setgid 65533 --setuid 65532 -- redis-cli PING"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if got := strings.Join(nsenterArgs(7, nil, 0, 0, []string{"id"}), " "); got != "--target 7 --mount --root --wd -- id" {
+		t.Fatalf("root container: %s", got)
+	}
+}
+
+func TestStatusIDsReadsEffectiveIDs(t *testing.T) {
+	status := "Name:\tx\nUid:\t1000\t65532\t65532\t65532\nGid:\t1000\t65533\t65533\t65533\n"
+	uid, gid, err := statusIDs(status)
+	if err != nil || uid != 65532 || gid != 65533 {
+		t.Fatalf("%d %d %v", uid, gid, err)
+	}
+	if _, _, err := statusIDs("Name:\tx\n"); err == nil {
+		t.Fatal("status without ids accepted")
+	}
+}
+
+func TestEnviron(t *testing.T) {
+	got := environ([]byte("A=1\x00PATH=/bin\x00\x00"))
+	if strings.Join(got, ",") != "A=1,PATH=/bin" {
+		t.Fatalf("%q", got)
+	}
+}
+
+// nopCloser turns a buffer into the WriteCloser the streaming library hands out.
+type nopCloser struct{ *bytes.Buffer }
+
+func (nopCloser) Close() error { return nil }
+
+// sleeper starts a stand-in container process and a pod dir whose pid file names it.
+func sleeper(t *testing.T) (*store, *exec.Cmd) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("nsenter needs root")
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip("no nsenter")
+	}
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "GREETING=from-the-container"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var start uint64
+	for i := 0; i < 50; i++ { // until exec replaced the forked child's environment
+		if env, _ := os.ReadFile(filepathJoinProc(cmd.Process.Pid, "environ")); bytes.Contains(env, []byte("GREETING")) {
+			start, _ = procStart(cmd.Process.Pid)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s := podFixture(t, "", 0)
+	writePidFile(t, filepath.Join(s.podsDir, "ns_p", "c.pid"), cmd.Process.Pid, start)
+	return s, cmd
+}
+
+func filepathJoinProc(pid int, name string) string {
+	return filepath.Join("/proc", itoa(pid), name)
+}
+
+func TestExecRunsWithTheContainersEnvironmentAndReportsExitCodes(t *testing.T) {
+	s, _ := sleeper(t)
+	target := &execTarget{store: s, ns: "ns", pod: "p"}
+	out, errOut := nopCloser{new(bytes.Buffer)}, nopCloser{new(bytes.Buffer)}
+	err := target.ExecInContainer(context.Background(), "ns/p", "", "c", []string{"sh", "-c", "read x; echo $GREETING $x; echo oops >&2"},
+		strings.NewReader("hello\n"), out, errOut, false, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "from-the-container hello\n" || errOut.String() != "oops\n" {
+		t.Fatalf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+	err = target.ExecInContainer(context.Background(), "ns/p", "", "c", []string{"sh", "-c", "exit 3"}, nil, nopCloser{new(bytes.Buffer)}, nil, false, nil, 0)
+	var code utilexec.CodeExitError
+	if !errors.As(err, &code) || code.ExitStatus() != 3 {
+		t.Fatalf("want exit code 3, got %v", err)
+	}
+}
+
+func TestExecWithTTYGivesATerminal(t *testing.T) {
+	s, _ := sleeper(t)
+	target := &execTarget{store: s, ns: "ns", pod: "p"}
+	out := nopCloser{new(bytes.Buffer)}
+	err := target.ExecInContainer(context.Background(), "ns/p", "", "c", []string{"sh", "-c", "test -t 0 && test -t 1 && echo tty"},
+		nil, out, nil, true, nil, 0)
+	if err != nil || !strings.Contains(out.String(), "tty") {
+		t.Fatalf("%q %v", out.String(), err)
+	}
+}
+
+func TestExecIntoAStoppedContainerIsNotFound(t *testing.T) {
+	s := podFixture(t, "", 0)
+	writePidFile(t, filepath.Join(s.podsDir, "ns_p", "c.pid"), os.Getpid(), 1)
+	target := &execTarget{store: s, ns: "ns", pod: "p"}
+	err := target.ExecInContainer(context.Background(), "ns/p", "", "c", []string{"true"}, nil, nil, nil, false, nil, 0)
+	if !errors.Is(err, errNotFound) {
+		t.Fatalf("want not found, got %v", err)
+	}
+}
+
+func TestPortForwardCopiesBothWays(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // the pod's port: answers each line upper-cased
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			_, _ = c.Write(bytes.ToUpper(line))
+		}
+	}()
+	s := podFixture(t, "", 0)
+	if err := os.WriteFile(filepath.Join(s.podsDir, "ns_p", "pod-info.json"), []byte(`{"uid":"u","ip":"127.0.0.1"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := int32(ln.Addr().(*net.TCPAddr).Port)
+	client, server := net.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- (&forwardTarget{store: s, ns: "ns", pod: "p"}).PortForward(context.Background(), "ns/p", "u", port, server)
+	}()
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := bufio.NewReader(client).ReadString('\n')
+	if err != nil || reply != "PING\n" {
+		t.Fatalf("%q %v", reply, err)
+	}
+	_ = client.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the forward did not end when the client closed")
+	}
+}
+
+func TestPortForwardToAPodWithoutAddressIsNotFound(t *testing.T) {
+	s := podFixture(t, "", 0)
+	_, server := net.Pipe()
+	err := (&forwardTarget{store: s, ns: "ns", pod: "p"}).PortForward(context.Background(), "ns/p", "u", 80, server)
+	if !errors.Is(err, errNotFound) {
+		t.Fatalf("want not found, got %v", err)
+	}
+}
+
+func TestAttachSendsInputToTheStdinSocketAndFollowsOutputUntilTheContainerStops(t *testing.T) {
+	s, proc := sleeper(t)
+	dir := filepath.Join(s.podsDir, "ns_p")
+	sock := filepath.Join(dir, "c.stdin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		data, _ := io.ReadAll(c)
+		got <- string(data)
+		// The container answers, then exits.
+		f, _ := os.OpenFile(filepath.Join(dir, "c.log"), os.O_APPEND|os.O_WRONLY, 0)
+		_, _ = f.WriteString("PONG\n[kubelet 2026-12-07T10:00:09Z] container exited: code 0\n")
+		_ = f.Close()
+		_ = proc.Process.Kill()
+		_ = proc.Wait()
+	}()
+	out := nopCloser{new(bytes.Buffer)}
+	err = (&attachTarget{store: s, ns: "ns", pod: "p"}).AttachContainer(context.Background(), "ns/p", "", "c",
+		strings.NewReader("PING\n"), out, nil, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := <-got; in != "PING\n" {
+		t.Fatalf("stdin got %q", in)
+	}
+	if out.String() != "PONG\n" {
+		t.Fatalf("attach output %q", out.String())
+	}
+}
