@@ -23,7 +23,6 @@ use ringshift_e2e::support::{
 };
 use serde_json::json;
 
-
 /// The README's quick-start block.
 fn readme_quick_start() -> String {
     let text = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
