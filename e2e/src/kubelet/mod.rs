@@ -23,6 +23,7 @@ pub mod scheduling;
 pub mod shim;
 pub mod status;
 pub mod stdin_relay;
+pub mod tty;
 pub mod unpack;
 pub mod volumes;
 mod worker;

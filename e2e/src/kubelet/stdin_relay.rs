@@ -8,7 +8,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
@@ -30,18 +30,23 @@ impl Drop for StdinRelay {
 /// Creates the pipe and starts serving `socket`; returns the relay and the pipe's read end for
 /// the container's stdin.
 pub fn start(socket: &Path, once: bool) -> std::io::Result<(StdinRelay, OwnedFd)> {
-    let _ = std::fs::remove_file(socket);
-    let listener = bind_long(socket)?;
     let (tx, rx) = pipe::pipe()?;
     let read_end = rx.into_blocking_fd()?;
-    let task = tokio::spawn(relay(listener, tx, once));
-    Ok((
-        StdinRelay {
-            task,
-            socket: socket.to_path_buf(),
-        },
-        read_end,
-    ))
+    Ok((start_with(socket, tx, once)?, read_end))
+}
+
+/// Serves `socket`, writing what clients send to `input` (a terminal's master side for `tty`).
+pub fn start_with<W>(socket: &Path, input: W, once: bool) -> std::io::Result<StdinRelay>
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = std::fs::remove_file(socket);
+    let listener = bind_long(socket)?;
+    let task = tokio::spawn(relay(listener, input, once));
+    Ok(StdinRelay {
+        task,
+        socket: socket.to_path_buf(),
+    })
 }
 
 /// Binds through the directory's descriptor (`/proc/self/fd/N/name`): socket addresses hold at
@@ -60,7 +65,7 @@ fn bind_long(socket: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(short)
 }
 
-async fn relay(listener: UnixListener, mut tx: pipe::Sender, once: bool) {
+async fn relay<W: AsyncWrite + Unpin>(listener: UnixListener, mut tx: W, once: bool) {
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             return;

@@ -8,7 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 )
@@ -22,7 +26,7 @@ type attachTarget struct {
 	ns, pod string
 }
 
-func (t *attachTarget) AttachContainer(ctx context.Context, _ string, _ string, container string, in io.Reader, out, errOut io.WriteCloser, _ bool, _ <-chan remotecommand.TerminalSize) error {
+func (t *attachTarget) AttachContainer(ctx context.Context, _ string, _ string, container string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	logPath, err := t.store.containerFile(t.ns, t.pod, container, ".log")
 	if err != nil {
 		return err
@@ -45,6 +49,9 @@ func (t *attachTarget) AttachContainer(ctx context.Context, _ string, _ string, 
 			defer conn.Close()
 			_, _ = io.Copy(conn, in)
 		}()
+	}
+	if tty && resize != nil {
+		t.applySizes(container, resize)
 	}
 	defer func() {
 		for _, w := range []io.WriteCloser{out, errOut} {
@@ -125,4 +132,27 @@ func dialLongUnix(path string) (net.Conn, error) {
 	defer dir.Close()
 	short := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path))
 	return net.DialTimeout("unix", short, 5*time.Second)
+}
+
+// applySizes sets the client's window sizes on the container's terminal (its path is in
+// <container>.tty, written by the kubelet for `tty: true`); without one they are dropped.
+func (t *attachTarget) applySizes(container string, resize <-chan remotecommand.TerminalSize) {
+	var term *os.File
+	if path, err := t.store.containerFile(t.ns, t.pod, container, ".tty"); err == nil {
+		if name, err := os.ReadFile(path); err == nil {
+			term, _ = os.OpenFile(strings.TrimSpace(string(name)), os.O_RDWR|syscall.O_NOCTTY, 0)
+		}
+	}
+	go func() {
+		if term != nil {
+			defer term.Close()
+		}
+		for size := range resize {
+			// 0x0 is a client without a terminal size (not a terminal itself): the container
+			// keeps the size it started with rather than one its line editor cannot use.
+			if term != nil && size.Width > 0 && size.Height > 0 {
+				_ = unix.IoctlSetWinsize(int(term.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: size.Height, Col: size.Width})
+			}
+		}
+	}()
 }

@@ -43,6 +43,8 @@ func runWithTTY(c *exec.Cmd, in io.Reader, out io.Writer, resize <-chan remoteco
 	if err != nil {
 		return err
 	}
+	// The kubelet's terminals start at 80x24 too: line editors need a size before the first resize.
+	_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
 	defer master.Close()
 	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
@@ -53,6 +55,9 @@ func runWithTTY(c *exec.Cmd, in io.Reader, out io.Writer, resize <-chan remoteco
 	}
 	go func() {
 		for size := range resize {
+			if size.Width == 0 || size.Height == 0 {
+				continue // a client that has no terminal size; keep the default
+			}
 			_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: size.Height, Col: size.Width})
 		}
 	}()

@@ -153,6 +153,10 @@ impl Worker {
         let stdin = c.stdin.unwrap_or(false).then(|| process::StdinSpec {
             socket: self.dir.join(format!("{}.stdin.sock", c.name)),
             once: c.stdin_once.unwrap_or(false),
+            tty_file: c
+                .tty
+                .unwrap_or(false)
+                .then(|| self.dir.join(format!("{}.tty", c.name))),
         });
         let proc = process::spawn(
             &self.ctx.self_exe,
