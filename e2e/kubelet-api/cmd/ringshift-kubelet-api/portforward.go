@@ -23,17 +23,29 @@ type forwardTarget struct {
 
 const dialTimeout = 10 * time.Second
 
-// PortForward dials the pod's address on port, from inside the pod's network namespace when it
-// has one of its own (so servers bound to the pod address or to all addresses are reached
-// alike), and copies both ways until either side closes.
+// forwardAddress is where a port-forward connects: in a pod with a network namespace of its own,
+// localhost inside it, as a container runtime does (so, as on a real cluster, a server bound
+// only to the pod address is not reached); in a pod sharing the host's namespace (today's
+// process kubelet) the pod's own address, the only one its servers listen on.
+func forwardAddress(ownNetns bool, podIP string, port int32) string {
+	host := podIP
+	if ownNetns {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+// PortForward connects to the pod's port (see forwardAddress) and copies both ways until either
+// side closes.
 func (t *forwardTarget) PortForward(ctx context.Context, _ string, _ string, port int32, stream io.ReadWriteCloser) error {
 	defer stream.Close()
 	info, err := t.store.info(t.ns, t.pod)
 	if err != nil {
 		return err
 	}
-	addr := net.JoinHostPort(info.IP, strconv.Itoa(int(port)))
-	conn, err := t.dial(ctx, addr)
+	netns := t.netns()
+	addr := forwardAddress(netns != "", info.IP, port)
+	conn, err := t.dial(ctx, netns, addr)
 	if err != nil {
 		return fmt.Errorf("dialing %s in pod %s/%s: %w", addr, t.ns, t.pod, err)
 	}
@@ -57,9 +69,8 @@ func (t *forwardTarget) PortForward(ctx context.Context, _ string, _ string, por
 	return nil
 }
 
-func (t *forwardTarget) dial(ctx context.Context, addr string) (net.Conn, error) {
+func (t *forwardTarget) dial(ctx context.Context, netns, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: dialTimeout}
-	netns := t.netns()
 	if netns == "" {
 		return d.DialContext(ctx, "tcp", addr)
 	}

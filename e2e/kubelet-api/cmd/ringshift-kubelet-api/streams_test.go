@@ -173,6 +173,15 @@ func TestPortForwardCopiesBothWays(t *testing.T) {
 	}
 }
 
+func TestForwardAddress(t *testing.T) {
+	if got := forwardAddress(true, "10.0.0.5", 6379); got != "127.0.0.1:6379" {
+		t.Errorf("own namespace: %s", got)
+	}
+	if got := forwardAddress(false, "127.40.0.11", 6379); got != "127.40.0.11:6379" {
+		t.Errorf("host namespace: %s", got)
+	}
+}
+
 func TestPortForwardToAPodWithoutAddressIsNotFound(t *testing.T) {
 	s := podFixture(t, "", 0)
 	_, server := net.Pipe()
