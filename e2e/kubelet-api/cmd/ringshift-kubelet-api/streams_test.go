@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	utilexec "k8s.io/utils/exec"
 )
 
@@ -227,4 +229,104 @@ func TestAttachSendsInputToTheStdinSocketAndFollowsOutputUntilTheContainerStops(
 	if out.String() != "PONG\n" {
 		t.Fatalf("attach output %q", out.String())
 	}
+}
+
+// listenInNetns opens a listener on 127.0.0.1 inside the network namespace at nsPath.
+func listenInNetns(t *testing.T, nsPath string) net.Listener {
+	t.Helper()
+	ch := make(chan net.Listener, 1)
+	errs := make(chan error, 1)
+	go func() {
+		// Moved back before unlocking: a locked thread that exits in another namespace may be
+		// the main thread, whose namespace /proc/self/ns/net then reports for the whole test.
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errs <- err
+			return
+		}
+		defer own.Close()
+		target, err := os.Open(nsPath)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errs <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errs <- err
+			return
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		if err != nil {
+			errs <- err
+			return
+		}
+		ch <- ln
+	}()
+	select {
+	case ln := <-ch:
+		return ln
+	case err := <-errs:
+		t.Fatal(err)
+		return nil
+	}
+}
+
+func TestPortForwardDialsLocalhostInsideAPodsOwnNetworkNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	// The "container": a process in a network namespace of its own, loopback up.
+	cmd := exec.Command("unshare", "--net", "--", "sh", "-c", "ip link set lo up && exec sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("unshare:", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	var start uint64
+	for i := 0; i < 100; i++ { // until unshare has exec'd sleep in the new namespace
+		comm, _ := os.ReadFile(filepathJoinProc(pid, "comm"))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			start, _ = procStart(pid)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if start == 0 {
+		t.Fatal("the namespaced process did not start")
+	}
+	ln := listenInNetns(t, filepathJoinProc(pid, "ns/net"))
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = c.Write([]byte("inside\n"))
+			_ = c.Close()
+		}
+	}()
+	s := podFixture(t, "", 0)
+	dir := filepath.Join(s.podsDir, "ns_p")
+	writePidFile(t, filepath.Join(dir, "c.pid"), pid, start)
+	// The pod address is not where a runtime dials; a wrong one proves it.
+	if err := os.WriteFile(filepath.Join(dir, "pod-info.json"), []byte(`{"uid":"u","ip":"192.0.2.1"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client, server := net.Pipe()
+	port := int32(ln.Addr().(*net.TCPAddr).Port)
+	forwarded := make(chan error, 1)
+	go func() {
+		forwarded <- (&forwardTarget{store: s, ns: "ns", pod: "p"}).PortForward(context.Background(), "ns/p", "u", port, server)
+	}()
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	reply, err := bufio.NewReader(client).ReadString('\n')
+	if err != nil || reply != "inside\n" {
+		t.Fatalf("%q %v (forward: %v)", reply, err, <-forwarded)
+	}
+	_ = client.Close()
 }
