@@ -14,6 +14,7 @@ use super::super::image_config::{self, ImageConfigError};
 use super::super::image_ref::{self, ImageRef};
 use super::super::image_store::{PullError, Pulled};
 use super::super::images;
+use super::super::pod_info;
 use super::super::process::{self, log_line};
 use super::super::shim::{BindMount, LaunchPlan, RootFs, RunAs};
 use super::super::volumes;
@@ -137,6 +138,13 @@ impl Worker {
         let text = serde_json::to_vec_pretty(&plan).map_err(|e| run_err(e.to_string()))?;
         write_private(&plan_path, &text)
             .map_err(|e| run_err(format!("writing {}: {e}", plan_path.display())))?;
+        // For the kubelet API server (port-forward dials the pod), fresh at every start.
+        let info = pod_info::PodInfo {
+            uid: self.uid.clone(),
+            ip: self.ip.map(|i| i.to_string()).unwrap_or_default(),
+        };
+        pod_info::write(&self.dir, &info)
+            .map_err(|e| run_err(format!("writing {}: {e}", pod_info::FILE)))?;
         let log = self.log_path(c);
         log_line(
             &log,

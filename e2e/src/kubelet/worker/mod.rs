@@ -25,7 +25,7 @@ use super::env::PodFacts;
 use super::events::{self, NORMAL, WARNING};
 use super::process::{log_line, signal_group};
 use super::status::{PodView, RunState, pod_status};
-use super::{pod_info, volumes};
+use super::volumes;
 
 const TICK: Duration = Duration::from_millis(250);
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
@@ -232,15 +232,6 @@ impl Worker {
             return;
         }
         let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
-        let info = pod_info::PodInfo {
-            uid: self.uid.clone(),
-            ip: ip.clone(),
-        };
-        if let Err(e) = pod_info::write(&self.dir, &info) {
-            self.message = Some(format!("writing {}: {e}", pod_info::FILE));
-            self.next_prepare = now + PREPARE_RETRY;
-            return;
-        }
         let facts = PodFacts {
             pod: &self.pod,
             pod_ip: ip,
