@@ -27,6 +27,11 @@ KUBELET_PORT=$((10240 + CLUSTER_INDEX))
 # by the process kubelet; tests install the chart with image.registry=$REGISTRY.
 REGISTRY_PORT=$((15000 + CLUSTER_INDEX))
 REGISTRY="127.0.0.1:$REGISTRY_PORT"
+# The pod network (see e2e/src/kubelet/net_plan.rs): bridge rsbrN owns 127.(16N+8).0.1/13, each pod
+# has its own network namespace rsN-<pod uid>; Services take 127.(16N+15).0.0/16, local on the host.
+BRIDGE="rsbr$CLUSTER_INDEX"
+NETNS_PREFIX="rs$CLUSTER_INDEX-"
+SERVICE_CIDR="127.$((16 * CLUSTER_INDEX + 15)).0.0/16"
 NODE_NAME=local
 
 log() { echo "[cluster] $*" >&2; }
@@ -90,6 +95,16 @@ wait_until() {
     ((SECONDS < deadline)) || die "timed out after ${secs}s waiting for $what"
     sleep 0.5
   done
+}
+
+# remove_pod_network: every pod namespace of this cluster, its bridge and the Service route.
+remove_pod_network() {
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    [[ $ns == "$NETNS_PREFIX"* ]] && ip netns del "$ns"
+  done
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
+  ip route del table local local "$SERVICE_CIDR" dev lo 2>/dev/null || true
 }
 
 kc() { kubectl --kubeconfig "$STATE/kubeconfig" "$@"; }

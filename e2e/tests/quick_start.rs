@@ -11,8 +11,7 @@
 //! - images are `<local registry>/...:dev` (`image.tag=dev`), and `redis:7` is
 //!   `<local registry>/redis:7`, redis-cli from this machine (e2e/images/push-redis-cli.sh):
 //!   Docker Hub cannot be reached here;
-//! - the harness has no cluster DNS yet, so redis-cli is pointed at the address of pod `demo-0`
-//!   instead of `demo.<namespace>`, and the Service `demo` is reached with
+//! - after the scale, the key is read back from this machine through
 //!   `kubectl port-forward service/demo`.
 
 use std::time::Instant;
@@ -123,19 +122,10 @@ async fn readme_quick_start_runs_on_the_harness() {
     .unwrap();
     let ready_at = t0.elapsed();
 
-    // kubectl run -it --rm cli --image=redis:7 -- redis-cli -h demo.$NS, then SET and GET.
-    let demo0 = kubectl(&[
-        "get",
-        "pod",
-        "-n",
-        &ns.name,
-        "demo-0",
-        "-o",
-        "jsonpath={.status.podIP}",
-    ])
-    .await
-    .unwrap();
-    let replies = redis_cli_in_cluster(&ns.name, &demo0, "SET hello world\nGET hello\n").await;
+    // kubectl run -it --rm cli --image=redis:7 -- redis-cli -h demo.$NS (cluster DNS, the
+    // Service's clusterIP), then SET and GET.
+    let service = format!("demo.{}", ns.name);
+    let replies = redis_cli_in_cluster(&ns.name, &service, "SET hello world\nGET hello\n").await;
     assert!(replies.contains("OK\nworld\n"), "SET then GET: {replies}");
 
     // kubectl scale --replicas=5, then wait for Balanced (and Ready again).

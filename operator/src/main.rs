@@ -38,7 +38,7 @@ struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
-    /// Address of /healthz, /readyz and /metrics (in a pod: `$(POD_IP):8080`).
+    /// Address of /healthz, /readyz and /metrics (in a pod: `0.0.0.0:8080`).
     #[arg(
         long = "listen",
         alias = "http-listen",

@@ -1,6 +1,7 @@
-//! A small pod program for the harness's own tests. It serves HTTP on $POD_IP (never 0.0.0.0)
-//! and answers questions about what the pod sees: its address, files under its mounts, its
-//! environment, and what the API server allows its service account (in-cluster config).
+//! A small pod program for the harness's own tests. It serves HTTP on $POD_IP (on 0.0.0.0 with
+//! --listen-all) and answers questions about what the pod sees: its address, files under its
+//! mounts, its environment, what the API server allows its service account (in-cluster config),
+//! and what it reaches over the pod network (Services, cluster DNS).
 //!
 //!   GET  /healthz /readyz              (readyz fails with --unready, healthz after
 //!                                      --unhealthy-after-ms)
@@ -10,6 +11,9 @@
 //!   GET  /file?path=F                  content or 404
 //!   PUT  /file?path=F  (body)          writes F (creating parent dirs)
 //!   GET  /kube?path=/api/...           {"status": <HTTP status of the API server's answer>}
+//!   GET  /fetch?host=H&port=P&path=/x  {"status","body"} of GET http://H:P/x from inside the pod
+//!                                      (H may be a cluster DNS name, resolved by the pod's
+//!                                      resolv.conf); 502 with the error when it fails
 //!   POST /exit?code=N                  exits with code N
 
 use std::collections::HashMap;
@@ -44,6 +48,9 @@ struct Args {
     /// Keep running on SIGTERM (for grace-period tests).
     #[arg(long)]
     ignore_sigterm: bool,
+    /// Bind 0.0.0.0 (every interface of the pod's network) instead of $POD_IP.
+    #[arg(long)]
+    listen_all: bool,
 }
 
 type Q = Query<HashMap<String, String>>;
@@ -103,6 +110,35 @@ async fn write_file(q: Q, body: axum::body::Bytes) -> Response {
             format!("{}: {e}", p.display()),
         )
             .into_response(),
+    }
+}
+
+/// GET http://host:port/path from inside the pod; the host name goes through the system
+/// resolver (the pod's /etc/resolv.conf), as any program in a pod would.
+async fn fetch(q: Q) -> Response {
+    let (host, port, path) = match (param(&q, "host"), param(&q, "port"), param(&q, "path")) {
+        (Ok(h), Ok(p), Ok(path)) => (h, p, path),
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r.into_response(),
+    };
+    let result = async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| format!("client: {e}"))?;
+        let resp = client
+            .get(format!("http://{host}:{port}{path}"))
+            .send()
+            .await
+            .map_err(|e| format!("GET http://{host}:{port}{path}: {e:?}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| format!("body: {e}"))?;
+        Ok::<_, String>(json!({"status": status, "body": body}))
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
     }
 }
 
@@ -168,6 +204,7 @@ async fn main() -> ExitCode {
         .route("/files", get(files))
         .route("/file", get(read_file).put(write_file))
         .route("/kube", get(kube_get))
+        .route("/fetch", get(fetch))
         .route("/exit", axum::routing::post(|q: Q| async move {
             let code = q.get("code").and_then(|c| c.parse::<i32>().ok()).unwrap_or(1);
             println!("testpod: exiting with {code} on request");
@@ -177,6 +214,11 @@ async fn main() -> ExitCode {
             });
             "bye"
         }));
+    let ip = if args.listen_all {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        ip
+    };
     let listener = match tokio::net::TcpListener::bind((ip, args.port)).await {
         Ok(l) => l,
         Err(e) => {

@@ -23,7 +23,8 @@ pub struct PodFacts<'a> {
     pub pod_ip: String,
     pub host_ip: String,
     pub node_name: &'a str,
-    /// The API server's port on 127.0.0.1 (KUBERNETES_SERVICE_PORT).
+    /// The `default/kubernetes` Service's clusterIP and port (KUBERNETES_SERVICE_HOST/PORT).
+    pub api_host: String,
     pub api_port: u16,
 }
 
@@ -54,7 +55,7 @@ pub fn build_env(
     sources: &Sources,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let mut env: Vec<(String, String)> = vec![
-        ("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()),
+        ("KUBERNETES_SERVICE_HOST".into(), facts.api_host.clone()),
         ("KUBERNETES_SERVICE_PORT".into(), facts.api_port.to_string()),
         (
             "KUBERNETES_SERVICE_PORT_HTTPS".into(),
@@ -375,7 +376,8 @@ mod tests {
             pod_ip: "127.0.0.12".into(),
             host_ip: "127.0.0.1".into(),
             node_name: "local",
-            api_port: 6443,
+            api_host: "127.15.0.1".into(),
+            api_port: 443,
         }
     }
 
@@ -398,7 +400,9 @@ mod tests {
         assert_eq!(get(&env, "APP"), Some("web"));
         assert_eq!(get(&env, "ADDR"), Some("127.0.0.12:6379"));
         assert_eq!(get(&env, "LATER_REF"), Some("$(DEFINED_LATER)"));
-        assert_eq!(get(&env, "KUBERNETES_SERVICE_HOST"), Some("127.0.0.1"));
+        // In-cluster clients reach the apiserver through the kubernetes Service.
+        assert_eq!(get(&env, "KUBERNETES_SERVICE_HOST"), Some("127.15.0.1"));
+        assert_eq!(get(&env, "KUBERNETES_SERVICE_PORT"), Some("443"));
         let args = expand_args(&["--bind=$(POD_IP)".into(), "$$(POD_IP)".into()], &env);
         assert_eq!(args, vec!["--bind=127.0.0.12", "$(POD_IP)"]);
     }

@@ -1,7 +1,8 @@
 //! Loopback addresses for pods: every pod instance gets its own 127.x.y.z.
 //!
 //! Cluster N of the machine (`--ip-block N`, 0-9) owns 127.(16N).0.0 - 127.(16N+15).255.255, so
-//! clusters side by side never share an address. Pods get the upper half, handed out
+//! clusters side by side never share an address. Pods get the upper half but its last /16
+//! (127.(16N+15).0.0/16 holds the Services, see `net_plan`), handed out
 //! round-robin from 127.(16N+8).0.10 upward so that a recreated pod usually gets a different
 //! address (as on a real cluster) and a dying process's sockets never collide with a new pod's.
 //! The lower half is left to processes started outside the kubelet (the node's integration
@@ -13,8 +14,8 @@ use std::net::Ipv4Addr;
 /// First index handed out: 127.(16N+8).0.10 (the lower half of the block is left for the
 /// control plane, tests and tools).
 const FIRST: u32 = (8 << 16) + 10;
-/// Size of a block's index space: 16 second-level octets.
-const LAST: u32 = (16 << 16) - 1;
+/// Last index handed out: 127.(16N+14).255.255 (127.(16N+15).0.0/16 is the Service network).
+const LAST: u32 = (15 << 16) - 1;
 pub const MAX_BLOCK: u8 = 9;
 
 /// The address of `index` in `block`, or None for indexes whose last octet is 0 or 255.
@@ -91,7 +92,9 @@ mod tests {
             IpPool::new(2).allocate(None),
             Some(Ipv4Addr::new(127, 40, 0, 10))
         );
-        assert_eq!(address(0, LAST - 1), Some(Ipv4Addr::new(127, 15, 255, 254)));
+        assert_eq!(address(0, LAST - 1), Some(Ipv4Addr::new(127, 14, 255, 254)));
+        // The Service network is never handed to a pod.
+        assert_eq!(address(0, 15 << 16 | 0x0101), None);
         assert_eq!(address(1, FIRST), Some(Ipv4Addr::new(127, 24, 0, 10)));
         // The lower half (tests and benchmarks on the host) is never handed out.
         assert_eq!(address(0, (1 << 16) + 30), None);
@@ -145,7 +148,7 @@ mod tests {
             in_use: BTreeSet::new(),
             cursor: LAST - 1,
         };
-        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 15, 255, 254)));
+        assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 14, 255, 254)));
         assert_eq!(pool.allocate(None), Some(Ipv4Addr::new(127, 8, 0, 10)));
     }
 }

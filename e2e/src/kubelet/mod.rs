@@ -1,11 +1,15 @@
 //! The process kubelet: plays scheduler and kubelet for a local control plane without a
 //! container runtime. It binds every unscheduled pod to its node and runs each container as a
-//! local process on the pod's own loopback address, in a private mount namespace with the pod's
-//! volumes bind-mounted (see e2e/README.md).
+//! local process in the pod's own network namespace (a loopback address on the cluster's bridge,
+//! see `net_plan`) and a private mount namespace with the pod's volumes bind-mounted; it also
+//! proxies ClusterIP Services and answers cluster DNS (see e2e/README.md).
 
 pub mod api_server;
+mod cluster_view;
 mod container;
 pub mod digest;
+pub mod dns;
+pub mod endpoints;
 pub mod env;
 mod events;
 pub mod expand;
@@ -15,10 +19,13 @@ pub mod image_ref;
 pub mod image_store;
 pub mod images;
 pub mod ip_pool;
+pub mod net_plan;
+pub mod netns;
 mod node;
 pub mod pod_info;
 pub mod probe;
 pub mod process;
+pub mod proxy;
 pub mod scheduling;
 pub mod shim;
 pub mod status;
@@ -59,6 +66,8 @@ pub enum KubeletError {
     Register { node: String, source: kube::Error },
     #[error("locating own executable: {0}")]
     SelfExe(#[source] std::io::Error),
+    #[error("setting up the pod network: {0}")]
+    Network(#[source] netns::NetError),
     #[error("state dir {path}: {source}")]
     StateDir {
         path: PathBuf,
@@ -88,7 +97,9 @@ pub struct Ctx {
     pub bin_dir: PathBuf,
     pub node_name: String,
     pub self_exe: PathBuf,
+    /// The apiserver's port on 127.0.0.1 (the kubernetes Service's endpoint).
     pub api_port: u16,
+    pub net: net_plan::NetPlan,
     pub ips: Mutex<IpPool>,
     pub http: reqwest::Client,
     /// Pods (by UID) a scheduling task is placing, so an event per status patch does not
@@ -134,6 +145,11 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         source,
     })?;
     process::kill_stale(&pods_dir);
+    let net = net_plan::NetPlan::new(cfg.ip_block);
+    netns::remove_leftovers(&net).await;
+    netns::ensure_bridge(&net)
+        .await
+        .map_err(KubeletError::Network)?;
     let kubelet_port = cfg.api_server.as_ref().map(|a| a.port);
     node::register(&client, &cfg.node_name, kubelet_port)
         .await
@@ -153,6 +169,11 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
             cfg.state_dir.clone(),
         )))
     });
+    let view = cluster_view::ClusterView::start(&client);
+    let api = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, cfg.api_port);
+    tokio::spawn(proxy::run(view.clone(), net.clone(), api));
+    tokio::spawn(dns::ensure_service(client.clone(), net.dns_ip()));
+    tokio::spawn(dns::run(view.clone(), net.dns_ip()));
 
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -165,6 +186,7 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
         node_name: cfg.node_name.clone(),
         self_exe: std::env::current_exe().map_err(KubeletError::SelfExe)?,
         api_port: cfg.api_port,
+        net,
         ips: Mutex::new(IpPool::new(cfg.ip_block)),
         images: image_store::ImageStore::new(cfg.state_dir.join("images"), http.clone()),
         http,

@@ -1,4 +1,4 @@
-//! Container processes: spawning through `unshare` and the shim, signalling the process group,
+//! Container processes: spawning through `nsenter` (the pod's network), `unshare` and the shim, signalling the process group,
 //! and pid files ("PID STARTTIME") that `e2e/cluster/down` and a restarted kubelet use to stop
 //! exactly these processes.
 
@@ -51,11 +51,13 @@ pub fn proc_start(pid: u32) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Starts `self_exe shim plan` in a private mount namespace, output appended to `log`, input
-/// from a stdin relay when `stdin` is given (else /dev/null).
+/// Starts `self_exe shim plan` in the pod's network namespace `netns` (a path under
+/// /run/netns) and a private mount namespace, output appended to `log`, input from a stdin
+/// relay when `stdin` is given (else /dev/null).
 pub fn spawn(
     self_exe: &Path,
     plan: &Path,
+    netns: &str,
     log: &Path,
     pid_file: &Path,
     stdin: Option<&StdinSpec>,
@@ -87,7 +89,10 @@ pub fn spawn(
         }
         None => (None, Stdio::null(), out.into(), err.into()),
     };
-    let mut child = Command::new("unshare")
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .arg("--")
+        .arg("unshare")
         .arg("--mount")
         .arg("--propagation")
         .arg("private")

@@ -5,7 +5,7 @@
 //!   with a fresh writable layer, /proc, a few /dev nodes and the pod's volumes inside it,
 //!   chroots into it, drops to the container's user and groups and execs the entrypoint; or
 //! - (a harness image mapped to a workspace binary) bind-mounts the pod's volumes at their mount
-//!   paths on the host's tree, hides the harness state dir (so a pod cannot see other pods'
+//!   paths on the host's tree (and the pod's resolv.conf over /etc/resolv.conf), hides the harness state dir (so a pod cannot see other pods'
 //!   volumes or the admin credentials), and execs the binary.
 
 use std::convert::Infallible;
@@ -31,6 +31,9 @@ pub struct LaunchPlan {
     /// Drop to this user before exec (else the kubelet's, root).
     #[serde(default)]
     pub run_as: Option<RunAs>,
+    /// The pod's resolv.conf (cluster DNS), bound read-only over /etc/resolv.conf.
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// An overlay: the image's unpacked layers (read-only, shared by every container of the image)
@@ -56,8 +59,9 @@ pub struct RunAs {
 
 /// Device nodes a container gets (bound from the host), as a runtime's default set.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
-/// Host files bound read-only into a root filesystem so that name resolution works.
-const HOST_FILES: &[&str] = &["/etc/resolv.conf", "/etc/hosts"];
+/// Host files bound read-only into a root filesystem (/etc/resolv.conf is the pod's own).
+const HOST_FILES: &[&str] = &["/etc/hosts"];
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BindMount {
@@ -116,14 +120,25 @@ pub fn run(plan_path: &Path) -> Result<Infallible, ShimError> {
             path: plan_path.to_path_buf(),
             source,
         })?;
+    let mut mounts = plan.mounts.clone();
+    if let Some(resolv) = &plan.resolv_conf {
+        mounts.insert(
+            0,
+            BindMount {
+                source: resolv.clone(),
+                target: RESOLV_CONF.into(),
+                read_only: true,
+            },
+        );
+    }
     if let Some(root) = &plan.root {
         ensure_private_namespace()?;
-        enter_root(root, &plan.mounts)?;
+        enter_root(root, &mounts)?;
     } else {
-        if !plan.mounts.is_empty() || !plan.hide.is_empty() {
+        if !mounts.is_empty() || !plan.hide.is_empty() {
             ensure_private_namespace()?;
         }
-        bind_all(&plan.mounts, Path::new("/"))?;
+        bind_all(&mounts, Path::new("/"))?;
         hide(&plan.hide)?;
     }
     if let Some(who) = &plan.run_as {
@@ -326,6 +341,7 @@ mod tests {
             working_dir: "/".into(),
             root: None,
             run_as: None,
+            resolv_conf: None,
         };
         let text = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<LaunchPlan>(&text).unwrap(), plan);
@@ -348,6 +364,7 @@ mod tests {
             working_dir: "/".into(),
             root: None,
             run_as: None,
+            resolv_conf: None,
         };
         let path = dir.join("plan.json");
         std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();

@@ -86,10 +86,12 @@ pub fn node_args(
     let mut args: Vec<String> = [
         "--data-dir",
         DATA_DIR,
+        // Every interface of the pod's own network, as servers on a real cluster bind (so
+        // `kubectl port-forward` reaches them); peers and the operator dial the pod IP.
         "--listen",
-        &format!("$(POD_IP):{DATA_PORT}"),
+        &format!("0.0.0.0:{DATA_PORT}"),
         "--admin-listen",
-        &format!("$(POD_IP):{ADMIN_PORT}"),
+        &format!("0.0.0.0:{ADMIN_PORT}"),
         "--member-name",
         "$(POD_NAME)",
         "--cluster-uid",
@@ -398,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn pods_bind_the_pod_ip_and_carry_the_cluster_uid() {
+    fn pods_bind_every_interface_and_carry_the_cluster_uid() {
         let c = cluster(serde_json::json!({"replicas": 3}));
         let sts = statefulset(
             &c,
@@ -424,9 +426,9 @@ mod tests {
                 "--data-dir",
                 "/data",
                 "--listen",
-                "$(POD_IP):6379",
+                "0.0.0.0:6379",
                 "--admin-listen",
-                "$(POD_IP):8080",
+                "0.0.0.0:8080",
                 "--member-name",
                 "$(POD_NAME)",
                 "--cluster-uid",
@@ -443,7 +445,8 @@ mod tests {
                 "durable"
             ]
         );
-        assert!(!args.iter().any(|a| a.contains("0.0.0.0")));
+        // No address but the wildcard: the pod's network namespace is its own.
+        assert!(!args.iter().any(|a| a.contains("POD_IP")));
         let env = node.env.clone().unwrap();
         let pod_ip = env.iter().find(|e| e.name == "POD_IP").unwrap();
         assert_eq!(

@@ -7,13 +7,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
 use kube::api::Api;
 
-use super::super::env::{PodFacts, Sources, build_env, expand_args};
+use super::super::env::{Sources, build_env, expand_args};
 use super::super::events::NORMAL;
 use super::super::fs_group;
 use super::super::image_config::{self, ImageConfigError};
 use super::super::image_ref::{self, ImageRef};
 use super::super::image_store::{PullError, Pulled};
 use super::super::images;
+use super::super::netns;
 use super::super::pod_info;
 use super::super::process::{self, log_line};
 use super::super::shim::{BindMount, LaunchPlan, RootFs, RunAs};
@@ -75,15 +76,8 @@ impl Worker {
         c: &Container,
     ) -> Result<(process::Proc, LaunchPlan, String), LaunchError> {
         let config_err = |m: String| ("CreateContainerConfigError", m, CONFIG_RETRY);
-        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
         let sources = self.fetch_sources(c).await.map_err(config_err)?;
-        let facts = PodFacts {
-            pod: &self.pod,
-            pod_ip: ip,
-            host_ip: "127.0.0.1".into(),
-            node_name: &self.ctx.node_name,
-            api_port: self.ctx.api_port,
-        };
+        let facts = self.facts();
         let mut env = build_env(c, &facts, &sources).map_err(|e| config_err(e.to_string()))?;
         env.extend(self.harness_env(c).await.map_err(config_err)?);
         let command = expand_args(c.command.as_deref().unwrap_or_default(), &env);
@@ -129,6 +123,7 @@ impl Worker {
                     working_dir: working_dir(c, None),
                     root: None,
                     run_as: None,
+                    resolv_conf: Some(self.resolv_conf_path()),
                 };
                 (plan, image_id)
             }
@@ -166,9 +161,11 @@ impl Worker {
                 .unwrap_or(false)
                 .then(|| self.dir.join(format!("{}.tty", c.name))),
         });
+        let netns = netns::path(&self.ctx.net, &self.uid);
         let proc = process::spawn(
             &self.ctx.self_exe,
             &plan_path,
+            &netns,
             &log,
             &pid_file,
             stdin.as_ref(),
@@ -267,6 +264,7 @@ impl Worker {
             working_dir: working_dir(c, pulled.config.working_dir.as_deref()),
             root: Some(root),
             run_as: Some(run_as),
+            resolv_conf: Some(self.resolv_conf_path()),
         };
         Ok((plan, image_id))
     }

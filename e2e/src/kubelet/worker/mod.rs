@@ -23,10 +23,14 @@ use super::Ctx;
 use super::container::Ctr;
 use super::env::PodFacts;
 use super::events::{self, NORMAL, WARNING};
+use super::net_plan::resolv_conf;
+use super::netns;
 use super::process::{log_line, signal_group};
 use super::status::{PodView, RunState, pod_status};
 use super::volumes;
 
+/// The port of the `default/kubernetes` Service (the apiserver creates it with 443).
+const KUBERNETES_SERVICE_PORT: u16 = 443;
 const TICK: Duration = Duration::from_millis(250);
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
 const CONFIG_RETRY: Duration = Duration::from_secs(2);
@@ -78,6 +82,8 @@ struct Worker {
     name: String,
     dir: PathBuf,
     ip: Option<Ipv4Addr>,
+    /// The pod's network namespace exists (with `ip` on its eth0).
+    net_ready: bool,
     volumes: Option<HashMap<String, PathBuf>>,
     next_prepare: Instant,
     message: Option<String>,
@@ -142,6 +148,7 @@ impl Worker {
             name,
             dir,
             ip: None,
+            net_ready: false,
             volumes: None,
             next_prepare: now,
             message: None,
@@ -175,7 +182,7 @@ impl Worker {
         if self.gone {
             self.kill_all(Signal::SIGKILL);
             self.wait_all().await;
-            self.cleanup();
+            self.cleanup().await;
             return Flow::Done;
         }
         if self.pod.metadata.deletion_timestamp.is_some() {
@@ -201,7 +208,12 @@ impl Worker {
         Flow::Continue
     }
 
-    /// Address, directories and volumes; retried until they succeed.
+    /// The pod's resolv.conf (bind-mounted at /etc/resolv.conf in every container).
+    pub(super) fn resolv_conf_path(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+
+    /// Address, network namespace, directories and volumes; retried until they succeed.
     async fn prepare(&mut self, now: Instant) {
         if self.ip.is_none() {
             let preferred = self
@@ -231,14 +243,24 @@ impl Worker {
             self.next_prepare = now + PREPARE_RETRY;
             return;
         }
-        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
-        let facts = PodFacts {
-            pod: &self.pod,
-            pod_ip: ip,
-            host_ip: "127.0.0.1".into(),
-            node_name: &self.ctx.node_name,
-            api_port: self.ctx.api_port,
-        };
+        let resolv = resolv_conf(self.ctx.net.dns_ip(), &self.ns);
+        if let Err(e) = std::fs::write(self.resolv_conf_path(), resolv) {
+            self.message = Some(format!("writing resolv.conf: {e}"));
+            self.next_prepare = now + PREPARE_RETRY;
+            return;
+        }
+        if let (false, Some(ip)) = (self.net_ready, self.ip) {
+            match netns::create_pod(&self.ctx.net, &self.uid, ip).await {
+                Ok(()) => self.net_ready = true,
+                Err(e) => {
+                    tracing::warn!(pod = %self.key(), error = %e, "pod network not ready");
+                    self.message = Some(format!("setting up the pod network: {e}"));
+                    self.next_prepare = now + PREPARE_RETRY;
+                    return;
+                }
+            }
+        }
+        let facts = self.facts();
         match volumes::prepare(&self.ctx.client, &self.ctx.state_dir, &self.dir, &facts).await {
             Ok(v) => {
                 self.volumes = Some(v);
@@ -456,7 +478,7 @@ impl Worker {
             self.report().await;
             return Flow::Continue;
         }
-        self.cleanup();
+        self.cleanup().await;
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
@@ -476,8 +498,30 @@ impl Worker {
         }
     }
 
-    /// Removes what belongs to this pod instance (not its logs, not PVC data) and frees its address.
-    fn cleanup(&mut self) {
+    /// What the downward API and the Service environment tell this pod's containers.
+    pub(super) fn facts(&self) -> PodFacts<'_> {
+        PodFacts {
+            pod: &self.pod,
+            pod_ip: self.ip.map(|i| i.to_string()).unwrap_or_default(),
+            host_ip: "127.0.0.1".into(),
+            node_name: &self.ctx.node_name,
+            api_host: self.ctx.net.kubernetes_service_ip().to_string(),
+            api_port: KUBERNETES_SERVICE_PORT,
+        }
+    }
+
+    /// Removes what belongs to this pod instance (not its logs, not PVC data): its network
+    /// namespace, its files, and frees its address.
+    async fn cleanup(&mut self) {
+        if self.net_ready {
+            match netns::delete(&self.ctx.net.netns(&self.uid)).await {
+                Ok(()) => self.net_ready = false,
+                Err(e) => {
+                    tracing::warn!(pod = %self.key(), error = %e, "removing the pod network failed")
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.resolv_conf_path());
         for c in self.init.iter().chain(self.main.iter()) {
             for suffix in ["pid", "plan.json", "probe.json"] {
                 let _ = std::fs::remove_file(self.dir.join(format!("{}.{suffix}", c.spec.name)));

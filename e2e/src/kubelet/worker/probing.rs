@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::Probe;
 
 use super::super::container::Ctr;
 use super::super::images;
+use super::super::netns;
 use super::super::probe;
 use super::super::shim::LaunchPlan;
 use super::{WARNING, Worker, write_private};
@@ -106,7 +107,7 @@ impl Worker {
         }
     }
 
-    /// Runs an exec probe's command with the container's environment and mounts.
+    /// Runs an exec probe's command with the container's environment, network and mounts.
     async fn exec_probe(
         &self,
         c: &Ctr,
@@ -125,7 +126,7 @@ impl Worker {
             let (program, args) = command.split_first().ok_or("exec probe without command")?;
             let mut child = tokio::process::Command::new("nsenter")
                 .arg(format!("--target={pid}"))
-                .args(["--mount", "--root", "--wd"])
+                .args(["--net", "--mount", "--root", "--wd"])
                 .arg(format!("--setuid={}", who.uid))
                 .arg(format!("--setgid={}", who.gid))
                 .arg("--")
@@ -156,8 +157,9 @@ impl Worker {
         let path = self.dir.join(format!("{}.probe.json", c.spec.name));
         let text = serde_json::to_vec(&plan).map_err(|e| e.to_string())?;
         write_private(&path, &text).map_err(|e| e.to_string())?;
-        let mut child = tokio::process::Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
+        let mut child = tokio::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns::path(&self.ctx.net, &self.uid)))
+            .args(["--", "unshare", "--mount", "--propagation", "private", "--"])
             .arg(&self.ctx.self_exe)
             .arg("shim")
             .arg(&path)
