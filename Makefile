@@ -55,6 +55,7 @@ rules:
 unit:
 	RINGSHIFT_E2E=off $(CARGO) test --workspace
 	e2e/images/build-tool.sh test
+	e2e/kubelet-api/build.sh test
 
 # $(call with_cluster,CMD): runs CMD against the local cluster with RINGSHIFT_E2E=require. Starts
 # the cluster (Kubernetes $RINGSHIFT_K8S_VERSION, default the newest) unless it already runs with

@@ -21,6 +21,8 @@ API_PORT=$((6443 + CLUSTER_INDEX))
 ETCD_PORT=$((2379 + 10 * CLUSTER_INDEX))
 ETCD_PEER_PORT=$((2380 + 10 * CLUSTER_INDEX))
 KCM_PORT=$((10257 + CLUSTER_INDEX))
+# The kubelet API (logs, exec, attach, port-forward; e2e/kubelet-api), HTTPS on loopback.
+KUBELET_PORT=$((10240 + CLUSTER_INDEX))
 # The cluster's OCI registry (e2e/images): node and operator images are pushed there and pulled
 # by the process kubelet; tests install the chart with image.registry=$REGISTRY.
 REGISTRY_PORT=$((15000 + CLUSTER_INDEX))

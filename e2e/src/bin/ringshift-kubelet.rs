@@ -37,6 +37,20 @@ struct Cli {
     /// (one per cluster on the machine; see net_plan).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=9))]
     ip_block: u8,
+    /// The kubelet API server program (e2e/kubelet-api); with it the kubelet serves `kubectl
+    /// logs`, `exec`, `attach` and `port-forward` on 127.0.0.1:--kubelet-port.
+    #[arg(long, requires_all = ["kubelet_port", "tls_cert", "tls_key", "client_ca"])]
+    api_server_bin: Option<PathBuf>,
+    #[arg(long)]
+    kubelet_port: Option<u16>,
+    /// Serving certificate and key of the kubelet API.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA that signed the apiserver's kubelet client certificate.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +83,24 @@ fn main() -> ExitCode {
         eprintln!("ringshift-kubelet: cannot tell the bin dir; pass --bin-dir");
         return ExitCode::FAILURE;
     };
+    let api_server = match (
+        cli.api_server_bin,
+        cli.kubelet_port,
+        cli.tls_cert,
+        cli.tls_key,
+        cli.client_ca,
+    ) {
+        (Some(bin), Some(port), Some(cert), Some(key), Some(client_ca)) => {
+            Some(kubelet::api_server::ApiServerConfig {
+                bin,
+                port,
+                cert,
+                key,
+                client_ca,
+            })
+        }
+        _ => None,
+    };
     let cfg = kubelet::Config {
         kubeconfig: cli.kubeconfig,
         state_dir: cli.state_dir,
@@ -76,6 +108,7 @@ fn main() -> ExitCode {
         bin_dir,
         api_port: cli.api_port,
         ip_block: cli.ip_block,
+        api_server,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

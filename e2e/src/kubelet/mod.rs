@@ -4,6 +4,7 @@
 //! see `net_plan`) and a private mount namespace with the pod's volumes bind-mounted; it also
 //! proxies ClusterIP Services and answers cluster DNS (see e2e/README.md).
 
+pub mod api_server;
 mod cluster_view;
 mod container;
 pub mod digest;
@@ -21,12 +22,15 @@ pub mod ip_pool;
 pub mod net_plan;
 pub mod netns;
 mod node;
+pub mod pod_info;
 pub mod probe;
 pub mod process;
 pub mod proxy;
 pub mod scheduling;
 pub mod shim;
 pub mod status;
+pub mod stdin_relay;
+pub mod tty;
 pub mod unpack;
 pub mod volumes;
 mod worker;
@@ -82,6 +86,8 @@ pub struct Config {
     pub api_port: u16,
     /// Which block of loopback addresses pods get (see `ip_pool`).
     pub ip_block: u8,
+    /// The kubelet API server to run (none: `kubectl logs`/`exec`/... are not served).
+    pub api_server: Option<api_server::ApiServerConfig>,
 }
 
 /// Shared by all pod workers.
@@ -99,6 +105,15 @@ pub struct Ctx {
     pub scheduling: Mutex<HashSet<String>>,
     /// Images pulled from registries, unpacked under `$STATE/images`.
     pub images: image_store::ImageStore,
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A worker ended: `finished` when it finalized its pod (rather than crashing).
@@ -133,13 +148,25 @@ pub async fn run(cfg: Config) -> Result<(), KubeletError> {
     netns::ensure_bridge(&net)
         .await
         .map_err(KubeletError::Network)?;
-    node::register(&client, &cfg.node_name)
+    let kubelet_port = cfg.api_server.as_ref().map(|a| a.port);
+    node::register(&client, &cfg.node_name, kubelet_port)
         .await
         .map_err(|source| KubeletError::Register {
             node: cfg.node_name.clone(),
             source,
         })?;
-    tokio::spawn(node::heartbeat_loop(client.clone(), cfg.node_name.clone()));
+    tokio::spawn(node::heartbeat_loop(
+        client.clone(),
+        cfg.node_name.clone(),
+        kubelet_port,
+    ));
+    // Dropped (and its child killed) when `run` returns.
+    let _api_server = cfg.api_server.clone().map(|a| {
+        AbortOnDrop(tokio::spawn(api_server::supervise(
+            a,
+            cfg.state_dir.clone(),
+        )))
+    });
     let view = cluster_view::ClusterView::start(&client);
     let api = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, cfg.api_port);
     tokio::spawn(proxy::run(view.clone(), net.clone(), api));

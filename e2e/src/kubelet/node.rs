@@ -12,7 +12,13 @@ use super::env::{NODE_CPU, NODE_MEMORY};
 
 const HEARTBEAT: Duration = Duration::from_secs(20);
 
-pub async fn register(client: &Client, name: &str) -> Result<(), kube::Error> {
+/// `kubelet_port`: where the kubelet API listens (announced in daemonEndpoints, which the
+/// apiserver dials for logs, exec, attach and port-forward).
+pub async fn register(
+    client: &Client,
+    name: &str,
+    kubelet_port: Option<u16>,
+) -> Result<(), kube::Error> {
     let api: Api<Node> = Api::all(client.clone());
     if api.get_opt(name).await?.is_none() {
         let node: Node = serde_json::from_value(json!({
@@ -32,7 +38,7 @@ pub async fn register(client: &Client, name: &str) -> Result<(), kube::Error> {
             Err(e) => return Err(e),
         }
     }
-    heartbeat(&api, name, &kubelet_version(client).await).await
+    heartbeat(&api, name, &kubelet_version(client).await, kubelet_port).await
 }
 
 /// The control plane's version with a `-ringshift` suffix: this kubelet follows whichever
@@ -47,7 +53,12 @@ async fn kubelet_version(client: &Client) -> String {
     }
 }
 
-async fn heartbeat(api: &Api<Node>, name: &str, version: &str) -> Result<(), kube::Error> {
+async fn heartbeat(
+    api: &Api<Node>,
+    name: &str,
+    version: &str,
+    kubelet_port: Option<u16>,
+) -> Result<(), kube::Error> {
     let now = k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -71,6 +82,7 @@ async fn heartbeat(api: &Api<Node>, name: &str, version: &str) -> Result<(), kub
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
         "capacity": capacity,
         "allocatable": capacity,
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port.unwrap_or(0)}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "ringshift local",
             "containerRuntimeVersion": "ringshift-process://0.1.0", "kubeletVersion": version,
@@ -83,14 +95,14 @@ async fn heartbeat(api: &Api<Node>, name: &str, version: &str) -> Result<(), kub
 }
 
 /// Keeps the Node's heartbeat fresh; errors are logged and retried.
-pub async fn heartbeat_loop(client: Client, name: String) {
+pub async fn heartbeat_loop(client: Client, name: String, kubelet_port: Option<u16>) {
     let api: Api<Node> = Api::all(client.clone());
     let version = kubelet_version(&client).await;
     loop {
         tokio::time::sleep(HEARTBEAT).await;
-        if let Err(e) = heartbeat(&api, &name, &version).await {
+        if let Err(e) = heartbeat(&api, &name, &version, kubelet_port).await {
             tracing::warn!(node = %name, error = %e, "node heartbeat failed");
-            if let Err(e) = register(&client, &name).await {
+            if let Err(e) = register(&client, &name, kubelet_port).await {
                 tracing::warn!(node = %name, error = %e, "re-registering node failed");
             }
         }

@@ -11,12 +11,37 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use super::stdin_relay::{self, StdinRelay};
+use super::tty;
+
 /// A running container process (the leader of its own process group).
 #[derive(Debug)]
 pub struct Proc {
     pub child: Child,
     pub pid: u32,
     pub pid_file: PathBuf,
+    /// `<container>.tty` (the terminal's path) when it has one.
+    pub tty_file: Option<PathBuf>,
+    /// Input for a container with `stdin: true`; dropped with the process.
+    pub stdin: Option<StdinRelay>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(tty_file) = &self.tty_file {
+            let _ = std::fs::remove_file(tty_file);
+        }
+    }
+}
+
+/// Where a container with `stdin: true` takes input from (see `stdin_relay`).
+#[derive(Debug, Clone)]
+pub struct StdinSpec {
+    pub socket: PathBuf,
+    pub once: bool,
+    /// `tty: true`: a terminal instead of a pipe and the log file (see `tty`), its path written
+    /// to this file.
+    pub tty_file: Option<PathBuf>,
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
@@ -27,16 +52,43 @@ pub fn proc_start(pid: u32) -> Option<u64> {
 }
 
 /// Starts `self_exe shim plan` in the pod's network namespace `netns` (a path under
-/// /run/netns) and a private mount namespace, output appended to `log`.
+/// /run/netns) and a private mount namespace, output appended to `log`, input from a stdin
+/// relay when `stdin` is given (else /dev/null).
 pub fn spawn(
     self_exe: &Path,
     plan: &Path,
     netns: &str,
     log: &Path,
     pid_file: &Path,
+    stdin: Option<&StdinSpec>,
 ) -> std::io::Result<Proc> {
     let out = OpenOptions::new().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
+    let (relay, input, out, err) = match stdin {
+        Some(StdinSpec {
+            socket,
+            once,
+            tty_file: Some(tty_file),
+        }) => {
+            let t = tty::open()?;
+            std::fs::write(tty_file, t.name.as_os_str().as_encoded_bytes())?;
+            let keys = tokio::fs::File::from_std(std::fs::File::from(t.master.try_clone()?));
+            let relay = stdin_relay::start_with(socket, keys, *once)?;
+            tty::copy_output(t.master, log);
+            let (o, e) = (t.slave.try_clone()?, t.slave.try_clone()?);
+            (
+                Some(relay),
+                Stdio::from(t.slave),
+                Stdio::from(o),
+                Stdio::from(e),
+            )
+        }
+        Some(spec) => {
+            let (relay, read_end) = stdin_relay::start(&spec.socket, spec.once)?;
+            (Some(relay), Stdio::from(read_end), out.into(), err.into())
+        }
+        None => (None, Stdio::null(), out.into(), err.into()),
+    };
     let mut child = Command::new("nsenter")
         .arg(format!("--net={netns}"))
         .arg("--")
@@ -48,7 +100,7 @@ pub fn spawn(
         .arg(self_exe)
         .arg("shim")
         .arg(plan)
-        .stdin(Stdio::null())
+        .stdin(input)
         .stdout(out)
         .stderr(err)
         .process_group(0)
@@ -69,6 +121,8 @@ pub fn spawn(
         child,
         pid,
         pid_file: pid_file.to_path_buf(),
+        tty_file: stdin.and_then(|s| s.tty_file.clone()),
+        stdin: relay,
     })
 }
 

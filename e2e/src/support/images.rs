@@ -160,3 +160,35 @@ async fn helm_run(args: Vec<String>) -> Result<(), SupportError> {
         )))
     }
 }
+
+/// `<registry>/redis:7`: redis-cli from this machine (`e2e/images/push-redis-cli.sh`), standing
+/// in for Docker Hub's redis:7, which cannot be pulled here.
+pub fn redis_cli_image() -> String {
+    format!("{}/redis:7", registry())
+}
+
+static REDIS_CLI_PUSHED: OnceCell<()> = OnceCell::const_new();
+
+/// Pushes `redis_cli_image()` once per test process.
+pub async fn push_redis_cli_image() -> Result<(), SupportError> {
+    REDIS_CLI_PUSHED
+        .get_or_try_init(|| async {
+            let script = repo_root().join("e2e/images/push-redis-cli.sh");
+            let out =
+                tokio::task::spawn_blocking(move || Command::new(&script).arg(registry()).output())
+                    .await
+                    .map_err(|e| SupportError::Other(format!("push-redis-cli.sh: {e}")))?
+                    .map_err(|e| SupportError::Other(format!("push-redis-cli.sh: {e}")))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(SupportError::Other(format!(
+                    "e2e/images/push-redis-cli.sh {} failed: {}",
+                    registry(),
+                    String::from_utf8_lossy(&out.stderr)
+                )))
+            }
+        })
+        .await
+        .map(|_| ())
+}

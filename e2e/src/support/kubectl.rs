@@ -1,8 +1,12 @@
 //! kubectl against the cluster under test, for steps a user would do with kubectl (apply a
 //! directory of manifests, scale, wait) and for the repo's files (crds/, deploy/).
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{SupportError, kubeconfig_path};
 
@@ -36,4 +40,91 @@ pub async fn kubectl(args: &[&str]) -> Result<String, SupportError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
+}
+
+/// Runs `kubectl ARGS` with `stdin` as its input and returns its whole output and exit status,
+/// for tests that check what kubectl prints and exits with (`kubectl exec`, `kubectl run -i`).
+pub async fn kubectl_output(args: &[&str], stdin: &[u8]) -> Result<Output, SupportError> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let shown = args.join(" ");
+    let input = stdin.to_vec();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Output> {
+        let mut child = Command::new("kubectl")
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig_path())
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut sink) = child.stdin.take() {
+            sink.write_all(&input)?;
+        }
+        child.wait_with_output()
+    })
+    .await
+    .map_err(|e| SupportError::Other(format!("kubectl {shown}: {e}")))?
+    .map_err(|e| SupportError::Other(format!("kubectl {shown}: {e}")))
+}
+
+/// A running `kubectl port-forward`; stopped when dropped.
+pub struct PortForward {
+    _child: tokio::process::Child,
+    pub local_port: u16,
+}
+
+/// Starts `kubectl port-forward -n NS TARGET LOCAL:REMOTE` and waits until it listens.
+pub async fn port_forward(
+    namespace: &str,
+    target: &str,
+    local_port: u16,
+    remote_port: u16,
+) -> Result<PortForward, SupportError> {
+    let ports = format!("{local_port}:{remote_port}");
+    let mut child = tokio::process::Command::new("kubectl")
+        .args(["port-forward", "-n", namespace, target, &ports])
+        .env("KUBECONFIG", kubeconfig_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| SupportError::Other(format!("kubectl port-forward: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| SupportError::Other("kubectl port-forward: no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("Forwarding from 127.0.0.1:") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if listening != Ok(true) {
+        let _ = child.start_kill();
+        let out = child.wait_with_output().await;
+        let err = out
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
+        return Err(SupportError::Other(format!(
+            "kubectl port-forward {target} {ports} did not start listening: {}",
+            err.trim()
+        )));
+    }
+    // Keep draining its output ("Handling connection for ...") so it never blocks on a pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(PortForward {
+        _child: child,
+        local_port,
+    })
+}
+
+/// The first port of `range` free on 127.0.0.1 (for a port-forward's local end).
+pub fn free_local_port(range: std::ops::Range<u16>) -> Option<u16> {
+    range
+        .into_iter()
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
 }

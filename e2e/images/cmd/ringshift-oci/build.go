@@ -54,6 +54,8 @@ func runBuild(args []string) error {
 	dest := fs.String("dest", "", "its path in the image (default /usr/local/bin/<name>)")
 	report := fs.String("report", "", "also write the report as JSON to this file")
 	insecure := fs.Bool("insecure", false, "plain HTTP to the registry (implied for loopback hosts)")
+	asCmd := fs.Bool("cmd", false, "make the program the image's Cmd, with no Entrypoint (as in images whose\n"+
+		"users pass a whole command line, e.g. `kubectl run --image=redis:7 -- redis-cli ...`)")
 	var labels, files multiFlag
 	fs.Var(&labels, "label", "KEY=VALUE image label (repeatable)")
 	fs.Var(&files, "file", "SRC:DEST extra file (repeatable)")
@@ -119,6 +121,10 @@ func runBuild(args []string) error {
 		labelMap[k] = v
 	}
 	user := fmt.Sprintf("%d:%d", nonRootID, nonRootID)
+	entrypoint, cmd := []string{*dest}, []string(nil)
+	if *asCmd {
+		entrypoint, cmd = nil, []string{*dest}
+	}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	img, err = mutate.ConfigFile(img, &v1.ConfigFile{
@@ -129,7 +135,8 @@ func runBuild(args []string) error {
 		Created: v1.Time{Time: time.Unix(0, 0).UTC()},
 		RootFS:  v1.RootFS{Type: "layers"},
 		Config: v1.Config{
-			Entrypoint: []string{*dest},
+			Entrypoint: entrypoint,
+			Cmd:        cmd,
 			User:       user,
 			WorkingDir: "/",
 			Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin"},

@@ -15,6 +15,7 @@ use super::super::image_ref::{self, ImageRef};
 use super::super::image_store::{PullError, Pulled};
 use super::super::images;
 use super::super::netns;
+use super::super::pod_info;
 use super::super::process::{self, log_line};
 use super::super::shim::{BindMount, LaunchPlan, RootFs, RunAs};
 use super::super::volumes;
@@ -132,6 +133,13 @@ impl Worker {
         let text = serde_json::to_vec_pretty(&plan).map_err(|e| run_err(e.to_string()))?;
         write_private(&plan_path, &text)
             .map_err(|e| run_err(format!("writing {}: {e}", plan_path.display())))?;
+        // For the kubelet API server (port-forward dials the pod), fresh at every start.
+        let info = pod_info::PodInfo {
+            uid: self.uid.clone(),
+            ip: self.ip.map(|i| i.to_string()).unwrap_or_default(),
+        };
+        pod_info::write(&self.dir, &info)
+            .map_err(|e| run_err(format!("writing {}: {e}", pod_info::FILE)))?;
         let log = self.log_path(c);
         log_line(
             &log,
@@ -145,9 +153,24 @@ impl Worker {
             ),
         );
         let pid_file = self.dir.join(format!("{}.pid", c.name));
+        let stdin = c.stdin.unwrap_or(false).then(|| process::StdinSpec {
+            socket: self.dir.join(format!("{}.stdin.sock", c.name)),
+            once: c.stdin_once.unwrap_or(false),
+            tty_file: c
+                .tty
+                .unwrap_or(false)
+                .then(|| self.dir.join(format!("{}.tty", c.name))),
+        });
         let netns = netns::path(&self.ctx.net, &self.uid);
-        let proc = process::spawn(&self.ctx.self_exe, &plan_path, &netns, &log, &pid_file)
-            .map_err(|e| run_err(format!("spawning {}: {e}", plan.program.display())))?;
+        let proc = process::spawn(
+            &self.ctx.self_exe,
+            &plan_path,
+            &netns,
+            &log,
+            &pid_file,
+            stdin.as_ref(),
+        )
+        .map_err(|e| run_err(format!("spawning {}: {e}", plan.program.display())))?;
         Ok((proc, plan, image_id))
     }
 
