@@ -61,6 +61,9 @@ pub(crate) struct Allocator {
     order: LoadOrder,
     /// Reused by `carve`.
     scratch: Vec<Range>,
+    /// The taker of the join in progress: its new ranges are appended unsorted and sorted
+    /// once the join has cut them all (see [`MemberRanges::push`]).
+    collecting: Option<u32>,
 }
 
 /// One of a giver's ranges during a hand-off: `(p, t]`, neighbours x (owns p) and y (owns the
@@ -129,6 +132,7 @@ impl Allocator {
             owners: 0,
             order: LoadOrder::default(),
             scratch: Vec::new(),
+            collecting: None,
         }
     }
 
@@ -308,7 +312,11 @@ impl Allocator {
             self.owners += 1;
         }
         m.load += r.span();
-        m.ranges.insert(r);
+        if self.collecting == Some(owner) {
+            m.ranges.push(r);
+        } else {
+            m.ranges.insert(r);
+        }
         self.order.mark(owner);
     }
 
@@ -534,6 +542,12 @@ impl Allocator {
         let total: usize = needs.iter().sum();
         let spare = budget.saturating_sub(total) as u128;
         let mut touched = Vec::new();
+        // Cutting reads and changes only the donors' range lists, so the taker's new ranges
+        // can wait unsorted until all are cut.
+        self.collecting = Some(taker);
+        self.members[taker as usize]
+            .ranges
+            .reserve(budget.min(total + 1));
         for ((&d, &give), &need) in set.iter().zip(&gives).zip(&needs) {
             if give == 0 {
                 continue;
@@ -541,6 +555,8 @@ impl Allocator {
             let pieces = need as u128 + spare * give / amount;
             self.carve(d, taker, give, pieces, &mut touched);
         }
+        self.collecting = None;
+        self.members[taker as usize].ranges.settle();
         self.merge_around(&touched);
     }
 
@@ -600,6 +616,9 @@ impl Allocator {
             }
         }
         let num = sum.saturating_sub(amount);
+        // The level share of a weight, divided out once per run of equal weights (a 128-bit
+        // division per donor was most of a join's levelling).
+        let mut share: Option<(u32, u128)> = None;
         let mut gives: Vec<u128> = set
             .iter()
             .enumerate()
@@ -608,11 +627,15 @@ impl Allocator {
                     return 0;
                 }
                 let m = &self.members[d as usize];
-                let keep = (num * u128::from(m.weight))
-                    .checked_div(wsum)
-                    .unwrap_or(0)
-                    .min(m.load);
-                m.load - keep
+                let level = match share {
+                    Some((w, l)) if w == m.weight => l,
+                    _ => {
+                        let l = (num * u128::from(m.weight)).checked_div(wsum).unwrap_or(0);
+                        share = Some((m.weight, l));
+                        l
+                    }
+                };
+                m.load - level.min(m.load)
             })
             .collect();
         let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);

@@ -4,9 +4,9 @@
 //! largest step of a join in a 1000-member ring, yet one operation changes the load of at
 //! most `vnodes` donors and the joiner (a leave: the leaver and its recipients). So the order
 //! is kept, and after an operation only the members it changed are taken out, sorted and
-//! merged back in: linear in the members, with a cheap comparison per step.
+//! merged back in: a short search per changed member and block copies of the rest.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 
 /// A member's (positive) load and weight, to order members by load per weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,16 +50,37 @@ pub(crate) fn most_loaded_first(a: &Norm, b: &Norm) -> Ordering {
     b.cmp_norm(a).then(a.id.cmp(&b.id))
 }
 
+/// Sort `norms` with [`most_loaded_first`]; when they share one positive weight (every member
+/// of an equal-weight ring) by the plain key (load descending, id), which sorts the same and
+/// several times faster than the cross-multiplying comparison.
+fn sort_most_loaded_first(norms: &mut [Norm]) {
+    let weight = norms.first().map_or(0, |n| n.weight);
+    if weight > 0 && norms.iter().all(|n| n.weight == weight) {
+        norms.sort_unstable_by_key(|n| (Reverse(n.load_less_one), n.id));
+    } else {
+        norms.sort_unstable_by(most_loaded_first);
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct LoadOrder {
     /// Members with a load, as of the last [`LoadOrder::refresh`], most loaded first.
     sorted: Vec<Norm>,
+    /// Per member id, its index in `sorted` ([`UNLISTED`] if none): a changed member's old
+    /// entry is found without a search.
+    pos: Vec<u32>,
     /// Members whose load, weight or activity changed since then.
     changed: Vec<u32>,
     is_changed: Vec<bool>,
-    /// The previous `sorted`, reused as the next merge's output.
+    /// Buffers reused across refreshes: the previous `sorted` (the next merge's output), the
+    /// changed members' new entries and the positions of their old ones.
     spare: Vec<Norm>,
+    fresh: Vec<Norm>,
+    stale: Vec<usize>,
 }
+
+/// `pos` of a member not in the order.
+const UNLISTED: u32 = u32::MAX;
 
 impl LoadOrder {
     /// Record that member `id`'s load, weight or activity changed.
@@ -67,6 +88,7 @@ impl LoadOrder {
         let i = id as usize;
         if i >= self.is_changed.len() {
             self.is_changed.resize(i + 1, false);
+            self.pos.resize(i + 1, UNLISTED);
         }
         if !self.is_changed[i] {
             self.is_changed[i] = true;
@@ -80,14 +102,28 @@ impl LoadOrder {
         if self.changed.is_empty() {
             return;
         }
-        let mut fresh: Vec<Norm> = self.changed.iter().filter_map(|&id| current(id)).collect();
-        fresh.sort_unstable_by(most_loaded_first);
-        let is_changed = &self.is_changed;
-        self.sorted.retain(|n| !is_changed[n.id as usize]);
-        merge(&self.sorted, &fresh, &mut self.spare);
-        std::mem::swap(&mut self.sorted, &mut self.spare);
+        self.fresh.clear();
+        self.stale.clear();
         for id in self.changed.drain(..) {
-            self.is_changed[id as usize] = false;
+            let i = id as usize;
+            self.is_changed[i] = false;
+            if self.pos[i] != UNLISTED {
+                self.stale.push(self.pos[i] as usize);
+                self.pos[i] = UNLISTED;
+            }
+            self.fresh.extend(current(id));
+        }
+        self.stale.sort_unstable();
+        sort_most_loaded_first(&mut self.fresh);
+        let first_insert = merge(&self.sorted, &self.stale, &self.fresh, &mut self.spare);
+        std::mem::swap(&mut self.sorted, &mut self.spare);
+        // Entries before the first removal or insertion kept their index.
+        let first = self
+            .stale
+            .first()
+            .map_or(first_insert, |&s| s.min(first_insert));
+        for (i, n) in self.sorted.iter().enumerate().skip(first) {
+            self.pos[n.id as usize] = i as u32;
         }
     }
 
@@ -98,18 +134,67 @@ impl LoadOrder {
     }
 }
 
-/// Merge `few` into `many` (both sorted most loaded first) into `out`: a binary search per
-/// entry of `few` and block copies of `many` in between.
-fn merge(many: &[Norm], few: &[Norm], out: &mut Vec<Norm>) {
+/// Merge `few` into `many` (both sorted most loaded first) into `out`, leaving out the entries
+/// of `many` at the (ascending) positions `stale`: block copies of `many` between a search per
+/// run of `few`. The changed members of an operation tend to land next to each other (a join
+/// levels its donors to one load), so each search gallops from the previous one and a run of
+/// them goes in at once. Returns where the first entry of `few` went.
+fn merge(many: &[Norm], stale: &[usize], few: &[Norm], out: &mut Vec<Norm>) -> usize {
     out.clear();
-    let mut rest = many;
-    for f in few {
-        let k = rest.partition_point(|x| most_loaded_first(x, f).is_lt());
-        out.extend_from_slice(&rest[..k]);
-        out.push(*f);
-        rest = &rest[k..];
+    let mut first = None;
+    out.reserve(many.len() + few.len());
+    let before = |a: &Norm, b: &Norm| most_loaded_first(a, b).is_lt();
+    let (mut from, mut s, mut i) = (0, 0, 0);
+    while i < few.len() {
+        // Stale entries still sort among the others, so the search may include them.
+        let at = from + gallop(&many[from..], |x| before(x, &few[i]));
+        copy_live(many, stale, &mut s, from, at, out);
+        first.get_or_insert(out.len());
+        from = at;
+        // `few[i]` goes here (it may equal the stale entry at `at`), with those after it that
+        // sort before `many[at]` too.
+        let run = 1 + few[i + 1..]
+            .iter()
+            .take_while(|f| many.get(at).is_none_or(|x| before(f, x)))
+            .count();
+        out.extend_from_slice(&few[i..i + run]);
+        i += run;
     }
-    out.extend_from_slice(rest);
+    copy_live(many, stale, &mut s, from, many.len(), out);
+    first.unwrap_or(out.len())
+}
+
+/// Copy `many[from..to]` to `out`, skipping the positions `stale[*s..]` inside it (advancing
+/// `s` past them).
+fn copy_live(
+    many: &[Norm],
+    stale: &[usize],
+    s: &mut usize,
+    mut from: usize,
+    to: usize,
+    out: &mut Vec<Norm>,
+) {
+    while let Some(&at) = stale.get(*s).filter(|&&at| at < to) {
+        out.extend_from_slice(&many[from..at]);
+        from = at + 1;
+        *s += 1;
+    }
+    if from < to {
+        out.extend_from_slice(&many[from..to]);
+    }
+}
+
+/// `slice.partition_point(pred)`, searching from the front in doubling steps: costs the log of
+/// the answer rather than of the length.
+fn gallop<T>(slice: &[T], pred: impl Fn(&T) -> bool) -> usize {
+    let mut lo = 0;
+    let mut step = 1;
+    while lo + step <= slice.len() && pred(&slice[lo + step - 1]) {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(slice.len());
+    lo + slice[lo..hi].partition_point(pred)
 }
 
 #[cfg(test)]
@@ -143,5 +228,41 @@ mod tests {
         order.mark(2);
         order.refresh(current(&state));
         assert_eq!(ids(&order), vec![2, 1, 3, 0]);
+    }
+
+    proptest::proptest! {
+        /// After any sequence of changes (including marks that change nothing, members that
+        /// stop owning and come back, and loads tied with others), the kept order equals a
+        /// fresh sort of every member with a load.
+        #[test]
+        fn refresh_matches_a_full_sort(
+            steps in proptest::collection::vec(
+                proptest::collection::vec((0u32..40, 0u128..6, 0u32..4), 0..30),
+                1..12,
+            ),
+        ) {
+            let mut state = vec![(0u128, 1u32); 40];
+            let mut order = LoadOrder::default();
+            for step in steps {
+                for (id, load, weight) in step {
+                    state[id as usize] = (load, weight);
+                    order.mark(id);
+                }
+                let current = |id: u32| {
+                    let (load, weight) = state[id as usize];
+                    (load > 0).then(|| Norm::new(load, weight, id))
+                };
+                order.refresh(current);
+                let mut expected: Vec<Norm> = (0..40).filter_map(current).collect();
+                expected.sort_by(most_loaded_first);
+                proptest::prop_assert_eq!(order.sorted(), &expected[..]);
+            }
+        }
+
+        #[test]
+        fn gallop_is_partition_point(mut v in proptest::collection::vec(0u8..50, 0..70), x in 0u8..55) {
+            v.sort_unstable();
+            proptest::prop_assert_eq!(gallop(&v, |&e| e < x), v.partition_point(|&e| e < x));
+        }
     }
 }
