@@ -34,7 +34,7 @@ use crate::range::FULL_SPAN;
 use crate::spec::RingOp;
 use crate::token_list::{NodeId, TokenList};
 use std::cmp::{Ordering, Reverse};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 pub(crate) struct MemberState {
     pub name: String,
@@ -111,6 +111,53 @@ fn pieces_needed(ranges: &[Range], amount: u128) -> usize {
     ranges.len().max(1)
 }
 
+/// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
+/// they give `amount` in total (which their loads must exceed). Returns each one's part.
+fn level(set: &[Norm], amount: u128) -> Vec<u128> {
+    let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
+    while k < set.len() {
+        let d = &set[k];
+        sum += d.load();
+        wsum += u128::from(d.weight);
+        k += 1;
+        if sum > amount
+            && let Some(n) = set.get(k)
+            && (sum - amount) * u128::from(n.weight) >= n.load() * wsum
+        {
+            break;
+        }
+    }
+    let num = sum.saturating_sub(amount);
+    // The level share of a weight, divided out once per run of equal weights (a 128-bit
+    // division per donor was most of a join's levelling).
+    let mut share: Option<(u32, u128)> = None;
+    let mut gives: Vec<u128> = set
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if i >= k {
+                return 0;
+            }
+            let level = match share {
+                Some((w, l)) if w == d.weight => l,
+                _ => {
+                    let l = (num * u128::from(d.weight)).checked_div(wsum).unwrap_or(0);
+                    share = Some((d.weight, l));
+                    l
+                }
+            };
+            d.load() - level.min(d.load())
+        })
+        .collect();
+    let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);
+    for g in &mut gives {
+        let d = excess.min(*g);
+        *g -= d;
+        excess -= d;
+    }
+    gives
+}
+
 fn span_between(p: u64, t: u64) -> u128 {
     if p == t {
         FULL_SPAN
@@ -156,6 +203,11 @@ impl Allocator {
                 self.weights.remove(&weight);
             }
         }
+    }
+
+    /// The active members' ids by name.
+    pub fn by_name(&self) -> &BTreeMap<String, u32> {
+        &self.by_name
     }
 
     /// Active members (in join order).
@@ -476,14 +528,17 @@ impl Allocator {
         }
         let amount = amount.min(sum);
         let total_weight = self.total_weight;
-        let mut set: Vec<u32> = donors[..k].iter().map(|d| d.id).collect();
+        // The donors' loads and weights as of the refresh above (nothing changes them before
+        // the cuts), contiguous rather than read from the members.
+        donors.truncate(k);
+        let mut set = donors;
         let (gives, needs) = loop {
-            let gives = self.level(&set, amount);
+            let gives = level(&set, amount);
             // Each donor's part is cut from its largest ranges.
             let needs: Vec<usize> = set
                 .iter()
                 .zip(&gives)
-                .map(|(d, &g)| pieces_needed(self.members[*d as usize].ranges.by_size(), g))
+                .map(|(d, &g)| pieces_needed(self.members[d.id as usize].ranges.by_size(), g))
                 .collect();
             let total: usize = needs.iter().sum();
             if total <= budget || set.len() == 1 {
@@ -491,31 +546,25 @@ impl Allocator {
             }
             // Drop the donors needing the most pieces (their amount goes to the others), but only
             // those that stay within 5% of their fair share: balance wins over the token cap.
-            // Most pieces first, then smallest part, then position: a total order, so an
-            // unstable sort of the keys themselves gives the same result.
-            let mut keyed: Vec<(Reverse<usize>, u128, usize)> = (0..set.len())
-                .map(|i| (Reverse(needs[i]), gives[i], i))
+            // Most pieces first, then smallest part, then position: a total order, taken from a
+            // heap because the loop usually stops after a few.
+            let mut order: BinaryHeap<Reverse<(Reverse<usize>, u128, usize)>> = (0..set.len())
+                .map(|i| Reverse((Reverse(needs[i]), gives[i], i)))
                 .collect();
-            keyed.sort_unstable();
-            let order = keyed.into_iter().map(|k| k.2);
             let mut freed = 0usize;
+            let mut dropped = 0usize;
             let mut drop = vec![false; set.len()];
-            let mut kept_load: u128 = set.iter().map(|&d| self.members[d as usize].load).sum();
-            let mut kept_weight: u128 = set
-                .iter()
-                .map(|&d| u128::from(self.members[d as usize].weight))
-                .sum();
-            for i in order {
-                if total - freed <= budget || set.len() - drop.iter().filter(|x| **x).count() == 1 {
+            let mut kept_load: u128 = set.iter().map(Norm::load).sum();
+            let mut kept_weight: u128 = set.iter().map(|d| u128::from(d.weight)).sum();
+            while let Some(Reverse((_, _, i))) = order.pop() {
+                if total - freed <= budget || set.len() - dropped == 1 {
                     break;
                 }
-                let m = &self.members[set[i] as usize];
-                let load = m.load;
-                let fair = FULL_SPAN * u128::from(m.weight) / total_weight.max(1);
+                let (load, weight) = (set[i].load(), u128::from(set[i].weight));
+                let fair = FULL_SPAN * weight / total_weight.max(1);
                 if kept_load - load <= amount || load * SLACK > fair * (SLACK + 1) {
                     continue;
                 }
-                let weight = u128::from(m.weight);
                 // Algorithm 2: the donors that stay must not be levelled under 90% of their
                 // fair share either (algorithm 1 dropped donors until a few gave all).
                 if self.algorithm >= 2
@@ -527,6 +576,7 @@ impl Allocator {
                 kept_load -= load;
                 kept_weight -= weight;
                 freed += needs[i];
+                dropped += 1;
                 drop[i] = true;
             }
             if freed == 0 {
@@ -548,12 +598,12 @@ impl Allocator {
         self.members[taker as usize]
             .ranges
             .reserve(budget.min(total + 1));
-        for ((&d, &give), &need) in set.iter().zip(&gives).zip(&needs) {
+        for ((d, &give), &need) in set.iter().zip(&gives).zip(&needs) {
             if give == 0 {
                 continue;
             }
-            let pieces = need as u128 + spare * give / amount;
-            self.carve(d, taker, give, pieces, &mut touched);
+            let extra = if spare > 0 { spare * give / amount } else { 0 };
+            self.carve(d.id, taker, give, need as u128 + extra, &mut touched);
         }
         self.collecting = None;
         self.members[taker as usize].ranges.settle();
@@ -595,56 +645,6 @@ impl Allocator {
     /// not one per capped member.
     fn lightest_weight(&self) -> u32 {
         self.weights.keys().next().copied().unwrap_or(1)
-    }
-
-    /// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
-    /// they give `amount` in total (which their loads must exceed). Returns each one's part.
-    fn level(&self, set: &[u32], amount: u128) -> Vec<u128> {
-        let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
-        while k < set.len() {
-            let d = &self.members[set[k] as usize];
-            sum += d.load;
-            wsum += u128::from(d.weight);
-            k += 1;
-            if sum > amount
-                && let Some(&next) = set.get(k)
-            {
-                let n = &self.members[next as usize];
-                if (sum - amount) * u128::from(n.weight) >= n.load * wsum {
-                    break;
-                }
-            }
-        }
-        let num = sum.saturating_sub(amount);
-        // The level share of a weight, divided out once per run of equal weights (a 128-bit
-        // division per donor was most of a join's levelling).
-        let mut share: Option<(u32, u128)> = None;
-        let mut gives: Vec<u128> = set
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| {
-                if i >= k {
-                    return 0;
-                }
-                let m = &self.members[d as usize];
-                let level = match share {
-                    Some((w, l)) if w == m.weight => l,
-                    _ => {
-                        let l = (num * u128::from(m.weight)).checked_div(wsum).unwrap_or(0);
-                        share = Some((m.weight, l));
-                        l
-                    }
-                };
-                m.load - level.min(m.load)
-            })
-            .collect();
-        let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);
-        for g in &mut gives {
-            let d = excess.min(*g);
-            *g -= d;
-            excess -= d;
-        }
-        gives
     }
 
     /// Cut `amount` out of `donor`'s `pieces` largest ranges (more if those cannot cover it),
