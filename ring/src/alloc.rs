@@ -485,12 +485,9 @@ impl Allocator {
         self.refresh_order();
         let ranked = self.order.sorted();
         let is_donor = |d: &&Norm| d.id != taker;
-        let mut donors: Vec<Norm> = ranked
-            .iter()
-            .filter(is_donor)
-            .take(budget)
-            .copied()
-            .collect();
+        // Sized up front: collecting a filtered iterator grows the vector step by step.
+        let mut donors: Vec<Norm> = Vec::with_capacity(budget.min(ranked.len()));
+        donors.extend(ranked.iter().filter(is_donor).take(budget).copied());
         if donors.is_empty() {
             return;
         }
@@ -591,7 +588,7 @@ impl Allocator {
 
         let total: usize = needs.iter().sum();
         let spare = budget.saturating_sub(total) as u128;
-        let mut touched = Vec::new();
+        let mut touched = Vec::with_capacity(budget + set.len());
         // Cutting reads and changes only the donors' range lists, so the taker's new ranges
         // can wait unsorted until all are cut.
         self.collecting = Some(taker);

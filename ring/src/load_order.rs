@@ -84,6 +84,7 @@ const UNLISTED: u32 = u32::MAX;
 
 impl LoadOrder {
     /// Record that member `id`'s load, weight or activity changed.
+    #[inline]
     pub fn mark(&mut self, id: u32) {
         let i = id as usize;
         if i >= self.is_changed.len() {

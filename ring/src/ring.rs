@@ -51,7 +51,7 @@ impl Ring {
         }
         let mut tokens = Vec::with_capacity(alloc.tokens.len());
         let mut owners = Vec::with_capacity(alloc.tokens.len());
-        for (t, id) in alloc.tokens.sorted() {
+        for (t, id) in alloc.tokens.iter_sorted() {
             tokens.push(t);
             owners.push(slot.get(id as usize).copied().unwrap_or(0));
         }
