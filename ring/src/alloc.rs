@@ -59,8 +59,6 @@ pub(crate) struct Allocator {
     owners: usize,
     /// Members owning tokens, most loaded first (the donors of a join).
     order: LoadOrder,
-    /// Reused by `carve`.
-    scratch: Vec<Range>,
     /// The taker of the join in progress: its new ranges are appended unsorted and sorted
     /// once the join has cut them all (see [`MemberRanges::push`]).
     collecting: Option<u32>,
@@ -178,7 +176,6 @@ impl Allocator {
             weights: BTreeMap::new(),
             owners: 0,
             order: LoadOrder::default(),
-            scratch: Vec::new(),
             collecting: None,
         }
     }
@@ -662,34 +659,36 @@ impl Allocator {
             covered += ranges[k].span();
             k += 1;
         }
-        // A copy (cutting changes the donor's list), into a buffer reused across cuts.
-        let mut chosen = std::mem::take(&mut self.scratch);
-        chosen.clear();
-        chosen.extend_from_slice(&ranges[..k]);
-        self.water_fill_ranges(&chosen, taker, amount.min(covered), touched);
-        self.scratch = chosen;
+        self.water_fill_largest(donor, k, taker, amount.min(covered), touched);
     }
 
-    /// Cut exactly `amount` (at most their total span) out of `ranges` (largest first) for
+    /// Cut exactly `amount` (at most their total span) out of `donor`'s `k` largest ranges for
     /// `taker`, smallest first, each range giving at most an equal share of what is left (so the
-    /// cut is spread evenly). Returns the number of pieces cut.
-    fn water_fill_ranges(
+    /// cut is spread evenly).
+    ///
+    /// No copy of the chosen ranges is needed: cutting the `i`-th largest range only shrinks it
+    /// (moving it later in the list) or removes it, so the ranges before it stay in place.
+    fn water_fill_largest(
         &mut self,
-        ranges: &[Range],
+        donor: u32,
+        k: usize,
         taker: u32,
         amount: u128,
         touched: &mut Vec<NodeId>,
-    ) -> usize {
+    ) {
         let mut left = amount;
-        let mut pieces = 0;
-        let k = ranges.len();
-        for (i, r) in ranges.iter().rev().enumerate() {
+        for i in (0..k).rev() {
             if left == 0 {
                 break;
             }
+            let r = self.members[donor as usize].ranges.by_size()[i];
             let (t, span) = (r.node, r.span());
-            let remaining = (k - i) as u128;
-            let piece = span.min(left.div_ceil(remaining));
+            let remaining = (i + 1) as u128;
+            let piece = if remaining == 1 {
+                span.min(left)
+            } else {
+                span.min(left.div_ceil(remaining))
+            };
             if piece >= span {
                 self.reassign(t, taker);
                 touched.push(t);
@@ -699,9 +698,7 @@ impl Allocator {
                 touched.push(n);
             }
             left -= piece;
-            pieces += 1;
         }
-        pieces
     }
 
     // ---- leave / weight decrease ----

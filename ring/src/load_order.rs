@@ -6,7 +6,7 @@
 //! is kept, and after an operation only the members it changed are taken out, sorted and
 //! merged back in: a short search per changed member and block copies of the rest.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Ordering;
 
 /// A member's (positive) load and weight, to order members by load per weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +50,34 @@ pub(crate) fn most_loaded_first(a: &Norm, b: &Norm) -> Ordering {
     b.cmp_norm(a).then(a.id.cmp(&b.id))
 }
 
-/// Sort `norms` with [`most_loaded_first`]; when they share one positive weight (every member
-/// of an equal-weight ring) by the plain key (load descending, id), which sorts the same and
-/// several times faster than the cross-multiplying comparison.
-fn sort_most_loaded_first(norms: &mut [Norm]) {
-    let weight = norms.first().map_or(0, |n| n.weight);
-    if weight > 0 && norms.iter().all(|n| n.weight == weight) {
-        norms.sort_unstable_by_key(|n| (Reverse(n.load_less_one), n.id));
-    } else {
-        norms.sort_unstable_by(most_loaded_first);
+/// Sort `v` by `less`: by insertion while that stays cheap, as it does on the nearly sorted
+/// input an operation mostly produces (taken in id order, the donors of a join end at one level
+/// and tie by id; the joiner moves to the front), else by the standard unstable sort (which
+/// costs about a hundred instructions per entry at the sizes here).
+fn sort_nearly_sorted<T: Copy>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
+    let mut moves = 4 * v.len() + 16;
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && less(&x, &v[j - 1]) {
+            if moves == 0 {
+                v[j] = x;
+                v.sort_unstable_by(|a, b| {
+                    if less(a, b) {
+                        Ordering::Less
+                    } else if less(b, a) {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Equal
+                    }
+                });
+                return;
+            }
+            moves -= 1;
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
     }
 }
 
@@ -69,14 +88,28 @@ pub(crate) struct LoadOrder {
     /// Per member id, its index in `sorted` ([`UNLISTED`] if none): a changed member's old
     /// entry is found without a search.
     pos: Vec<u32>,
-    /// Members whose load, weight or activity changed since then.
-    changed: Vec<u32>,
-    is_changed: Vec<bool>,
+    /// Members whose load, weight or activity changed since then: one bit per member id, so
+    /// they are read back in id order.
+    changed: Vec<u64>,
+    any_changed: bool,
     /// Buffers reused across refreshes: the previous `sorted` (the next merge's output), the
     /// changed members' new entries and the positions of their old ones.
     spare: Vec<Norm>,
     fresh: Vec<Norm>,
     stale: Vec<usize>,
+    /// The old entries' positions as bits, read back in ascending order.
+    stale_bits: Vec<u64>,
+}
+
+/// Call `f` with the index of every set bit of `words`, ascending, clearing them.
+fn for_each_bit(words: &mut [u64], mut f: impl FnMut(usize)) {
+    for (w, word) in words.iter_mut().enumerate() {
+        let mut bits = std::mem::take(word);
+        while bits != 0 {
+            f(w * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
 }
 
 /// `pos` of a member not in the order.
@@ -87,35 +120,34 @@ impl LoadOrder {
     #[inline]
     pub fn mark(&mut self, id: u32) {
         let i = id as usize;
-        if i >= self.is_changed.len() {
-            self.is_changed.resize(i + 1, false);
+        if i >= self.pos.len() {
             self.pos.resize(i + 1, UNLISTED);
+            self.changed.resize(i / 64 + 1, 0);
         }
-        if !self.is_changed[i] {
-            self.is_changed[i] = true;
-            self.changed.push(id);
-        }
+        self.changed[i / 64] |= 1 << (i % 64);
+        self.any_changed = true;
     }
 
     /// Bring the order up to date; `current(id)` is a changed member's state, `None` when it is
     /// inactive or owns nothing.
     pub fn refresh(&mut self, current: impl Fn(u32) -> Option<Norm>) {
-        if self.changed.is_empty() {
+        if !std::mem::take(&mut self.any_changed) {
             return;
         }
         self.fresh.clear();
-        self.stale.clear();
-        for id in self.changed.drain(..) {
-            let i = id as usize;
-            self.is_changed[i] = false;
+        self.stale_bits.clear();
+        self.stale_bits.resize(self.sorted.len() / 64 + 1, 0);
+        for_each_bit(&mut self.changed, |i| {
             if self.pos[i] != UNLISTED {
-                self.stale.push(self.pos[i] as usize);
+                let at = self.pos[i] as usize;
+                self.stale_bits[at / 64] |= 1 << (at % 64);
                 self.pos[i] = UNLISTED;
             }
-            self.fresh.extend(current(id));
-        }
-        self.stale.sort_unstable();
-        sort_most_loaded_first(&mut self.fresh);
+            self.fresh.extend(current(i as u32));
+        });
+        self.stale.clear();
+        for_each_bit(&mut self.stale_bits, |at| self.stale.push(at));
+        sort_nearly_sorted(&mut self.fresh, |a, b| most_loaded_first(a, b).is_lt());
         let first_insert = merge(&self.sorted, &self.stale, &self.fresh, &mut self.spare);
         std::mem::swap(&mut self.sorted, &mut self.spare);
         // Entries before the first removal or insertion kept their index.
@@ -130,7 +162,7 @@ impl LoadOrder {
 
     /// Every member with a load, most loaded first (call [`LoadOrder::refresh`] first).
     pub fn sorted(&self) -> &[Norm] {
-        debug_assert!(self.changed.is_empty());
+        debug_assert!(!self.any_changed);
         &self.sorted
     }
 }
@@ -176,7 +208,10 @@ fn copy_live(
     out: &mut Vec<Norm>,
 ) {
     while let Some(&at) = stale.get(*s).filter(|&&at| at < to) {
-        out.extend_from_slice(&many[from..at]);
+        // Stale entries often sit together: skip the empty copies between them.
+        if from < at {
+            out.extend_from_slice(&many[from..at]);
+        }
         from = at + 1;
         *s += 1;
     }
