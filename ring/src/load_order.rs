@@ -295,6 +295,29 @@ mod tests {
             }
         }
 
+        /// Nearly sorted input (a few entries out of place) and arbitrary input, which runs out
+        /// of cheap moves and falls back to the standard sort, both come out sorted.
+        #[test]
+        fn sort_nearly_sorted_sorts(
+            mut v in proptest::collection::vec(0u32..1000, 0..200),
+            swaps in proptest::collection::vec((0usize..200, 0usize..200), 0..4),
+            presort in proptest::bool::ANY,
+        ) {
+            if presort {
+                v.sort_unstable();
+                let n = v.len();
+                for (a, b) in swaps {
+                    if n > 0 {
+                        v.swap(a % n, b % n);
+                    }
+                }
+            }
+            let mut expected = v.clone();
+            expected.sort_unstable();
+            sort_nearly_sorted(&mut v, |a, b| a < b);
+            proptest::prop_assert_eq!(v, expected);
+        }
+
         #[test]
         fn gallop_is_partition_point(mut v in proptest::collection::vec(0u8..50, 0..70), x in 0u8..55) {
             v.sort_unstable();
