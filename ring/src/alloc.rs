@@ -23,9 +23,11 @@
 //! Speed (a 1000-member build makes about 63 000 cuts): tokens live in a linked list addressed
 //! by node id ([`TokenList`]), so that splitting, moving and merging a range needs no search;
 //! each member keeps its ranges sorted largest first ([`MemberRanges`]), so that a donor's
-//! largest ranges are a prefix; and the sums the rules need per operation (total and lightest
-//! weight, how many members own tokens) are kept up to date instead of recounted. None of this
-//! changes a decision: `tests/pinned_layouts.rs` pins the tokens of both algorithms.
+//! largest ranges are a prefix (a joiner's new ranges are appended and sorted once per join);
+//! the members owning tokens are kept ordered by load per weight ([`LoadOrder`]), updated only
+//! for the members an operation changed; and the sums the rules need per operation (total and
+//! lightest weight, how many members own tokens) are kept up to date instead of recounted. None
+//! of this changes a decision: `tests/pinned_layouts.rs` pins the tokens of both algorithms.
 
 use crate::error::{Error, Result};
 use crate::load_order::{LoadOrder, Norm};
@@ -126,8 +128,8 @@ fn level(set: &[Norm], amount: u128) -> Vec<u128> {
         }
     }
     let num = sum.saturating_sub(amount);
-    // The level share of a weight, divided out once per run of equal weights (a 128-bit
-    // division per donor was most of a join's levelling).
+    // The level share of a weight, divided out once per run of equal weights instead of a
+    // 128-bit division per donor.
     let mut share: Option<(u32, u128)> = None;
     let mut gives: Vec<u128> = set
         .iter()
