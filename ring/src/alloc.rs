@@ -23,9 +23,11 @@
 //! Speed (a 1000-member build makes about 63 000 cuts): tokens live in a linked list addressed
 //! by node id ([`TokenList`]), so that splitting, moving and merging a range needs no search;
 //! each member keeps its ranges sorted largest first ([`MemberRanges`]), so that a donor's
-//! largest ranges are a prefix; and the sums the rules need per operation (total and lightest
-//! weight, how many members own tokens) are kept up to date instead of recounted. None of this
-//! changes a decision: `tests/pinned_layouts.rs` pins the tokens of both algorithms.
+//! largest ranges are a prefix (a joiner's new ranges are appended and sorted once per join);
+//! the members owning tokens are kept ordered by load per weight ([`LoadOrder`]), updated only
+//! for the members an operation changed; and the sums the rules need per operation (total and
+//! lightest weight, how many members own tokens) are kept up to date instead of recounted. None
+//! of this changes a decision: `tests/pinned_layouts.rs` pins the tokens of both algorithms.
 
 use crate::error::{Error, Result};
 use crate::load_order::{LoadOrder, Norm};
@@ -34,7 +36,7 @@ use crate::range::FULL_SPAN;
 use crate::spec::RingOp;
 use crate::token_list::{NodeId, TokenList};
 use std::cmp::{Ordering, Reverse};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 pub(crate) struct MemberState {
     pub name: String,
@@ -59,8 +61,9 @@ pub(crate) struct Allocator {
     owners: usize,
     /// Members owning tokens, most loaded first (the donors of a join).
     order: LoadOrder,
-    /// Reused by `carve`.
-    scratch: Vec<Range>,
+    /// The taker of the join in progress: its new ranges are appended unsorted and sorted
+    /// once the join has cut them all (see [`MemberRanges::push`]).
+    collecting: Option<u32>,
 }
 
 /// One of a giver's ranges during a hand-off: `(p, t]`, neighbours x (owns p) and y (owns the
@@ -108,6 +111,53 @@ fn pieces_needed(ranges: &[Range], amount: u128) -> usize {
     ranges.len().max(1)
 }
 
+/// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
+/// they give `amount` in total (which their loads must exceed). Returns each one's part.
+fn level(set: &[Norm], amount: u128) -> Vec<u128> {
+    let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
+    while k < set.len() {
+        let d = &set[k];
+        sum += d.load();
+        wsum += u128::from(d.weight);
+        k += 1;
+        if sum > amount
+            && let Some(n) = set.get(k)
+            && (sum - amount) * u128::from(n.weight) >= n.load() * wsum
+        {
+            break;
+        }
+    }
+    let num = sum.saturating_sub(amount);
+    // The level share of a weight, divided out once per run of equal weights instead of a
+    // 128-bit division per donor.
+    let mut share: Option<(u32, u128)> = None;
+    let mut gives: Vec<u128> = set
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if i >= k {
+                return 0;
+            }
+            let level = match share {
+                Some((w, l)) if w == d.weight => l,
+                _ => {
+                    let l = (num * u128::from(d.weight)).checked_div(wsum).unwrap_or(0);
+                    share = Some((d.weight, l));
+                    l
+                }
+            };
+            d.load() - level.min(d.load())
+        })
+        .collect();
+    let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);
+    for g in &mut gives {
+        let d = excess.min(*g);
+        *g -= d;
+        excess -= d;
+    }
+    gives
+}
+
 fn span_between(p: u64, t: u64) -> u128 {
     if p == t {
         FULL_SPAN
@@ -128,7 +178,7 @@ impl Allocator {
             weights: BTreeMap::new(),
             owners: 0,
             order: LoadOrder::default(),
-            scratch: Vec::new(),
+            collecting: None,
         }
     }
 
@@ -152,6 +202,11 @@ impl Allocator {
                 self.weights.remove(&weight);
             }
         }
+    }
+
+    /// The active members' ids by name.
+    pub fn by_name(&self) -> &BTreeMap<String, u32> {
+        &self.by_name
     }
 
     /// Active members (in join order).
@@ -308,7 +363,11 @@ impl Allocator {
             self.owners += 1;
         }
         m.load += r.span();
-        m.ranges.insert(r);
+        if self.collecting == Some(owner) {
+            m.ranges.push(r);
+        } else {
+            m.ranges.insert(r);
+        }
         self.order.mark(owner);
     }
 
@@ -425,12 +484,9 @@ impl Allocator {
         self.refresh_order();
         let ranked = self.order.sorted();
         let is_donor = |d: &&Norm| d.id != taker;
-        let mut donors: Vec<Norm> = ranked
-            .iter()
-            .filter(is_donor)
-            .take(budget)
-            .copied()
-            .collect();
+        // Sized up front: collecting a filtered iterator grows the vector step by step.
+        let mut donors: Vec<Norm> = Vec::with_capacity(budget.min(ranked.len()));
+        donors.extend(ranked.iter().filter(is_donor).take(budget).copied());
         if donors.is_empty() {
             return;
         }
@@ -468,14 +524,17 @@ impl Allocator {
         }
         let amount = amount.min(sum);
         let total_weight = self.total_weight;
-        let mut set: Vec<u32> = donors[..k].iter().map(|d| d.id).collect();
+        // The donors' loads and weights as of the refresh above (nothing changes them before
+        // the cuts), contiguous rather than read from the members.
+        donors.truncate(k);
+        let mut set = donors;
         let (gives, needs) = loop {
-            let gives = self.level(&set, amount);
+            let gives = level(&set, amount);
             // Each donor's part is cut from its largest ranges.
             let needs: Vec<usize> = set
                 .iter()
                 .zip(&gives)
-                .map(|(d, &g)| pieces_needed(self.members[*d as usize].ranges.by_size(), g))
+                .map(|(d, &g)| pieces_needed(self.members[d.id as usize].ranges.by_size(), g))
                 .collect();
             let total: usize = needs.iter().sum();
             if total <= budget || set.len() == 1 {
@@ -483,31 +542,25 @@ impl Allocator {
             }
             // Drop the donors needing the most pieces (their amount goes to the others), but only
             // those that stay within 5% of their fair share: balance wins over the token cap.
-            // Most pieces first, then smallest part, then position: a total order, so an
-            // unstable sort of the keys themselves gives the same result.
-            let mut keyed: Vec<(Reverse<usize>, u128, usize)> = (0..set.len())
-                .map(|i| (Reverse(needs[i]), gives[i], i))
+            // Most pieces first, then smallest part, then position: a total order, taken from a
+            // heap because the loop usually stops after a few.
+            let mut order: BinaryHeap<Reverse<(Reverse<usize>, u128, usize)>> = (0..set.len())
+                .map(|i| Reverse((Reverse(needs[i]), gives[i], i)))
                 .collect();
-            keyed.sort_unstable();
-            let order = keyed.into_iter().map(|k| k.2);
             let mut freed = 0usize;
+            let mut dropped = 0usize;
             let mut drop = vec![false; set.len()];
-            let mut kept_load: u128 = set.iter().map(|&d| self.members[d as usize].load).sum();
-            let mut kept_weight: u128 = set
-                .iter()
-                .map(|&d| u128::from(self.members[d as usize].weight))
-                .sum();
-            for i in order {
-                if total - freed <= budget || set.len() - drop.iter().filter(|x| **x).count() == 1 {
+            let mut kept_load: u128 = set.iter().map(Norm::load).sum();
+            let mut kept_weight: u128 = set.iter().map(|d| u128::from(d.weight)).sum();
+            while let Some(Reverse((_, _, i))) = order.pop() {
+                if total - freed <= budget || set.len() - dropped == 1 {
                     break;
                 }
-                let m = &self.members[set[i] as usize];
-                let load = m.load;
-                let fair = FULL_SPAN * u128::from(m.weight) / total_weight.max(1);
+                let (load, weight) = (set[i].load(), u128::from(set[i].weight));
+                let fair = FULL_SPAN * weight / total_weight.max(1);
                 if kept_load - load <= amount || load * SLACK > fair * (SLACK + 1) {
                     continue;
                 }
-                let weight = u128::from(m.weight);
                 // Algorithm 2: the donors that stay must not be levelled under 90% of their
                 // fair share either (algorithm 1 dropped donors until a few gave all).
                 if self.algorithm >= 2
@@ -519,6 +572,7 @@ impl Allocator {
                 kept_load -= load;
                 kept_weight -= weight;
                 freed += needs[i];
+                dropped += 1;
                 drop[i] = true;
             }
             if freed == 0 {
@@ -533,14 +587,22 @@ impl Allocator {
 
         let total: usize = needs.iter().sum();
         let spare = budget.saturating_sub(total) as u128;
-        let mut touched = Vec::new();
-        for ((&d, &give), &need) in set.iter().zip(&gives).zip(&needs) {
+        let mut touched = Vec::with_capacity(budget + set.len());
+        // Cutting reads and changes only the donors' range lists, so the taker's new ranges
+        // can wait unsorted until all are cut.
+        self.collecting = Some(taker);
+        self.members[taker as usize]
+            .ranges
+            .reserve(budget.min(total + 1));
+        for ((d, &give), &need) in set.iter().zip(&gives).zip(&needs) {
             if give == 0 {
                 continue;
             }
-            let pieces = need as u128 + spare * give / amount;
-            self.carve(d, taker, give, pieces, &mut touched);
+            let extra = if spare > 0 { spare * give / amount } else { 0 };
+            self.carve(d.id, taker, give, need as u128 + extra, &mut touched);
         }
+        self.collecting = None;
+        self.members[taker as usize].ranges.settle();
         self.merge_around(&touched);
     }
 
@@ -581,49 +643,6 @@ impl Allocator {
         self.weights.keys().next().copied().unwrap_or(1)
     }
 
-    /// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
-    /// they give `amount` in total (which their loads must exceed). Returns each one's part.
-    fn level(&self, set: &[u32], amount: u128) -> Vec<u128> {
-        let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
-        while k < set.len() {
-            let d = &self.members[set[k] as usize];
-            sum += d.load;
-            wsum += u128::from(d.weight);
-            k += 1;
-            if sum > amount
-                && let Some(&next) = set.get(k)
-            {
-                let n = &self.members[next as usize];
-                if (sum - amount) * u128::from(n.weight) >= n.load * wsum {
-                    break;
-                }
-            }
-        }
-        let num = sum.saturating_sub(amount);
-        let mut gives: Vec<u128> = set
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| {
-                if i >= k {
-                    return 0;
-                }
-                let m = &self.members[d as usize];
-                let keep = (num * u128::from(m.weight))
-                    .checked_div(wsum)
-                    .unwrap_or(0)
-                    .min(m.load);
-                m.load - keep
-            })
-            .collect();
-        let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);
-        for g in &mut gives {
-            let d = excess.min(*g);
-            *g -= d;
-            excess -= d;
-        }
-        gives
-    }
-
     /// Cut `amount` out of `donor`'s `pieces` largest ranges (more if those cannot cover it),
     /// water-filling the chosen ranges, for `taker`.
     fn carve(
@@ -642,34 +661,36 @@ impl Allocator {
             covered += ranges[k].span();
             k += 1;
         }
-        // A copy (cutting changes the donor's list), into a buffer reused across cuts.
-        let mut chosen = std::mem::take(&mut self.scratch);
-        chosen.clear();
-        chosen.extend_from_slice(&ranges[..k]);
-        self.water_fill_ranges(&chosen, taker, amount.min(covered), touched);
-        self.scratch = chosen;
+        self.water_fill_largest(donor, k, taker, amount.min(covered), touched);
     }
 
-    /// Cut exactly `amount` (at most their total span) out of `ranges` (largest first) for
+    /// Cut exactly `amount` (at most their total span) out of `donor`'s `k` largest ranges for
     /// `taker`, smallest first, each range giving at most an equal share of what is left (so the
-    /// cut is spread evenly). Returns the number of pieces cut.
-    fn water_fill_ranges(
+    /// cut is spread evenly).
+    ///
+    /// No copy of the chosen ranges is needed: cutting the `i`-th largest range only shrinks it
+    /// (moving it later in the list) or removes it, so the ranges before it stay in place.
+    fn water_fill_largest(
         &mut self,
-        ranges: &[Range],
+        donor: u32,
+        k: usize,
         taker: u32,
         amount: u128,
         touched: &mut Vec<NodeId>,
-    ) -> usize {
+    ) {
         let mut left = amount;
-        let mut pieces = 0;
-        let k = ranges.len();
-        for (i, r) in ranges.iter().rev().enumerate() {
+        for i in (0..k).rev() {
             if left == 0 {
                 break;
             }
+            let r = self.members[donor as usize].ranges.by_size()[i];
             let (t, span) = (r.node, r.span());
-            let remaining = (k - i) as u128;
-            let piece = span.min(left.div_ceil(remaining));
+            let remaining = (i + 1) as u128;
+            let piece = if remaining == 1 {
+                span.min(left)
+            } else {
+                span.min(left.div_ceil(remaining))
+            };
             if piece >= span {
                 self.reassign(t, taker);
                 touched.push(t);
@@ -679,9 +700,7 @@ impl Allocator {
                 touched.push(n);
             }
             left -= piece;
-            pieces += 1;
         }
-        pieces
     }
 
     // ---- leave / weight decrease ----

@@ -4,7 +4,7 @@
 //! largest step of a join in a 1000-member ring, yet one operation changes the load of at
 //! most `vnodes` donors and the joiner (a leave: the leaver and its recipients). So the order
 //! is kept, and after an operation only the members it changed are taken out, sorted and
-//! merged back in: linear in the members, with a cheap comparison per step.
+//! merged back in: a short search per changed member and block copies of the rest.
 
 use std::cmp::Ordering;
 
@@ -50,66 +50,187 @@ pub(crate) fn most_loaded_first(a: &Norm, b: &Norm) -> Ordering {
     b.cmp_norm(a).then(a.id.cmp(&b.id))
 }
 
+/// Sort `v` by `less`: by insertion while that stays cheap, as it does on the nearly sorted
+/// input an operation mostly produces (taken in id order, the donors of a join end at one level
+/// and tie by id; the joiner moves to the front), else by the standard unstable sort (which
+/// costs about a hundred instructions per entry at the sizes here).
+fn sort_nearly_sorted<T: Copy>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
+    let mut moves = 4 * v.len() + 16;
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && less(&x, &v[j - 1]) {
+            if moves == 0 {
+                v[j] = x;
+                v.sort_unstable_by(|a, b| {
+                    if less(a, b) {
+                        Ordering::Less
+                    } else if less(b, a) {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Equal
+                    }
+                });
+                return;
+            }
+            moves -= 1;
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct LoadOrder {
     /// Members with a load, as of the last [`LoadOrder::refresh`], most loaded first.
     sorted: Vec<Norm>,
-    /// Members whose load, weight or activity changed since then.
-    changed: Vec<u32>,
-    is_changed: Vec<bool>,
-    /// The previous `sorted`, reused as the next merge's output.
+    /// Per member id, its index in `sorted` ([`UNLISTED`] if none): a changed member's old
+    /// entry is found without a search.
+    pos: Vec<u32>,
+    /// Members whose load, weight or activity changed since then: one bit per member id, so
+    /// they are read back in id order.
+    changed: Vec<u64>,
+    any_changed: bool,
+    /// Buffers reused across refreshes: the previous `sorted` (the next merge's output), the
+    /// changed members' new entries and the positions of their old ones.
     spare: Vec<Norm>,
+    fresh: Vec<Norm>,
+    stale: Vec<usize>,
+    /// The old entries' positions as bits, read back in ascending order.
+    stale_bits: Vec<u64>,
 }
+
+/// Call `f` with the index of every set bit of `words`, ascending, clearing them.
+fn for_each_bit(words: &mut [u64], mut f: impl FnMut(usize)) {
+    for (w, word) in words.iter_mut().enumerate() {
+        let mut bits = std::mem::take(word);
+        while bits != 0 {
+            f(w * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+}
+
+/// `pos` of a member not in the order.
+const UNLISTED: u32 = u32::MAX;
 
 impl LoadOrder {
     /// Record that member `id`'s load, weight or activity changed.
+    #[inline]
     pub fn mark(&mut self, id: u32) {
         let i = id as usize;
-        if i >= self.is_changed.len() {
-            self.is_changed.resize(i + 1, false);
+        if i >= self.pos.len() {
+            self.pos.resize(i + 1, UNLISTED);
+            self.changed.resize(i / 64 + 1, 0);
         }
-        if !self.is_changed[i] {
-            self.is_changed[i] = true;
-            self.changed.push(id);
-        }
+        self.changed[i / 64] |= 1 << (i % 64);
+        self.any_changed = true;
     }
 
     /// Bring the order up to date; `current(id)` is a changed member's state, `None` when it is
     /// inactive or owns nothing.
     pub fn refresh(&mut self, current: impl Fn(u32) -> Option<Norm>) {
-        if self.changed.is_empty() {
+        if !std::mem::take(&mut self.any_changed) {
             return;
         }
-        let mut fresh: Vec<Norm> = self.changed.iter().filter_map(|&id| current(id)).collect();
-        fresh.sort_unstable_by(most_loaded_first);
-        let is_changed = &self.is_changed;
-        self.sorted.retain(|n| !is_changed[n.id as usize]);
-        merge(&self.sorted, &fresh, &mut self.spare);
+        self.fresh.clear();
+        self.stale_bits.clear();
+        self.stale_bits.resize(self.sorted.len() / 64 + 1, 0);
+        for_each_bit(&mut self.changed, |i| {
+            if self.pos[i] != UNLISTED {
+                let at = self.pos[i] as usize;
+                self.stale_bits[at / 64] |= 1 << (at % 64);
+                self.pos[i] = UNLISTED;
+            }
+            self.fresh.extend(current(i as u32));
+        });
+        self.stale.clear();
+        for_each_bit(&mut self.stale_bits, |at| self.stale.push(at));
+        sort_nearly_sorted(&mut self.fresh, |a, b| most_loaded_first(a, b).is_lt());
+        let first_insert = merge(&self.sorted, &self.stale, &self.fresh, &mut self.spare);
         std::mem::swap(&mut self.sorted, &mut self.spare);
-        for id in self.changed.drain(..) {
-            self.is_changed[id as usize] = false;
+        // Entries before the first removal or insertion kept their index.
+        let first = self
+            .stale
+            .first()
+            .map_or(first_insert, |&s| s.min(first_insert));
+        for (i, n) in self.sorted.iter().enumerate().skip(first) {
+            self.pos[n.id as usize] = i as u32;
         }
     }
 
     /// Every member with a load, most loaded first (call [`LoadOrder::refresh`] first).
     pub fn sorted(&self) -> &[Norm] {
-        debug_assert!(self.changed.is_empty());
+        debug_assert!(!self.any_changed);
         &self.sorted
     }
 }
 
-/// Merge `few` into `many` (both sorted most loaded first) into `out`: a binary search per
-/// entry of `few` and block copies of `many` in between.
-fn merge(many: &[Norm], few: &[Norm], out: &mut Vec<Norm>) {
+/// Merge `few` into `many` (both sorted most loaded first) into `out`, leaving out the entries
+/// of `many` at the (ascending) positions `stale`: block copies of `many` between a search per
+/// run of `few`. The changed members of an operation tend to land next to each other (a join
+/// levels its donors to one load), so each search gallops from the previous one and a run of
+/// them goes in at once. Returns where the first entry of `few` went.
+fn merge(many: &[Norm], stale: &[usize], few: &[Norm], out: &mut Vec<Norm>) -> usize {
     out.clear();
-    let mut rest = many;
-    for f in few {
-        let k = rest.partition_point(|x| most_loaded_first(x, f).is_lt());
-        out.extend_from_slice(&rest[..k]);
-        out.push(*f);
-        rest = &rest[k..];
+    let mut first = None;
+    out.reserve(many.len() + few.len());
+    let before = |a: &Norm, b: &Norm| most_loaded_first(a, b).is_lt();
+    let (mut from, mut s, mut i) = (0, 0, 0);
+    while i < few.len() {
+        // Stale entries still sort among the others, so the search may include them.
+        let at = from + gallop(&many[from..], |x| before(x, &few[i]));
+        copy_live(many, stale, &mut s, from, at, out);
+        first.get_or_insert(out.len());
+        from = at;
+        // `few[i]` goes here (it may equal the stale entry at `at`), with those after it that
+        // sort before `many[at]` too.
+        let run = 1 + few[i + 1..]
+            .iter()
+            .take_while(|f| many.get(at).is_none_or(|x| before(f, x)))
+            .count();
+        out.extend_from_slice(&few[i..i + run]);
+        i += run;
     }
-    out.extend_from_slice(rest);
+    copy_live(many, stale, &mut s, from, many.len(), out);
+    first.unwrap_or(out.len())
+}
+
+/// Copy `many[from..to]` to `out`, skipping the positions `stale[*s..]` inside it (advancing
+/// `s` past them).
+fn copy_live(
+    many: &[Norm],
+    stale: &[usize],
+    s: &mut usize,
+    mut from: usize,
+    to: usize,
+    out: &mut Vec<Norm>,
+) {
+    while let Some(&at) = stale.get(*s).filter(|&&at| at < to) {
+        // Stale entries often sit together: skip the empty copies between them.
+        if from < at {
+            out.extend_from_slice(&many[from..at]);
+        }
+        from = at + 1;
+        *s += 1;
+    }
+    if from < to {
+        out.extend_from_slice(&many[from..to]);
+    }
+}
+
+/// `slice.partition_point(pred)`, searching from the front in doubling steps: costs the log of
+/// the answer rather than of the length.
+fn gallop<T>(slice: &[T], pred: impl Fn(&T) -> bool) -> usize {
+    let mut lo = 0;
+    let mut step = 1;
+    while lo + step <= slice.len() && pred(&slice[lo + step - 1]) {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(slice.len());
+    lo + slice[lo..hi].partition_point(pred)
 }
 
 #[cfg(test)]
@@ -143,5 +264,64 @@ mod tests {
         order.mark(2);
         order.refresh(current(&state));
         assert_eq!(ids(&order), vec![2, 1, 3, 0]);
+    }
+
+    proptest::proptest! {
+        /// After any sequence of changes (including marks that change nothing, members that
+        /// stop owning and come back, and loads tied with others), the kept order equals a
+        /// fresh sort of every member with a load.
+        #[test]
+        fn refresh_matches_a_full_sort(
+            steps in proptest::collection::vec(
+                proptest::collection::vec((0u32..40, 0u128..6, 0u32..4), 0..30),
+                1..12,
+            ),
+        ) {
+            let mut state = vec![(0u128, 1u32); 40];
+            let mut order = LoadOrder::default();
+            for step in steps {
+                for (id, load, weight) in step {
+                    state[id as usize] = (load, weight);
+                    order.mark(id);
+                }
+                let current = |id: u32| {
+                    let (load, weight) = state[id as usize];
+                    (load > 0).then(|| Norm::new(load, weight, id))
+                };
+                order.refresh(current);
+                let mut expected: Vec<Norm> = (0..40).filter_map(current).collect();
+                expected.sort_by(most_loaded_first);
+                proptest::prop_assert_eq!(order.sorted(), &expected[..]);
+            }
+        }
+
+        /// Nearly sorted input (a few entries out of place) and arbitrary input, which runs out
+        /// of cheap moves and falls back to the standard sort, both come out sorted.
+        #[test]
+        fn sort_nearly_sorted_sorts(
+            mut v in proptest::collection::vec(0u32..1000, 0..200),
+            swaps in proptest::collection::vec((0usize..200, 0usize..200), 0..4),
+            presort in proptest::bool::ANY,
+        ) {
+            if presort {
+                v.sort_unstable();
+                let n = v.len();
+                for (a, b) in swaps {
+                    if n > 0 {
+                        v.swap(a % n, b % n);
+                    }
+                }
+            }
+            let mut expected = v.clone();
+            expected.sort_unstable();
+            sort_nearly_sorted(&mut v, |a, b| a < b);
+            proptest::prop_assert_eq!(v, expected);
+        }
+
+        #[test]
+        fn gallop_is_partition_point(mut v in proptest::collection::vec(0u8..50, 0..70), x in 0u8..55) {
+            v.sort_unstable();
+            proptest::prop_assert_eq!(gallop(&v, |&e| e < x), v.partition_point(|&e| e < x));
+        }
     }
 }

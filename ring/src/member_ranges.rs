@@ -40,8 +40,10 @@ const FRONT: usize = 4;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct MemberRanges {
-    /// Sorted by span descending, then token ascending.
+    /// Sorted by span descending, then token ascending, up to `sorted`; entries after it were
+    /// appended by [`MemberRanges::push`] and are not sorted yet.
     by_size: Vec<Range>,
+    sorted: usize,
 }
 
 /// Where an entry of (span - 1, token) sorts relative to `r`.
@@ -60,14 +62,42 @@ impl MemberRanges {
 
     pub fn clear(&mut self) {
         self.by_size.clear();
+        self.sorted = 0;
     }
 
     /// Largest first, ties by token.
     pub fn by_size(&self) -> &[Range] {
+        debug_assert!(self.is_settled());
         &self.by_size
     }
 
+    /// Append `r` without keeping the order: a joiner receives its pieces one by one, and
+    /// inserting each into its sorted place moved half the list every time. Call
+    /// [`MemberRanges::settle`] before anything else reads or changes the list.
+    pub fn push(&mut self, r: Range) {
+        self.by_size.push(r);
+    }
+
+    /// Sort the ranges appended by [`MemberRanges::push`] into place.
+    pub fn settle(&mut self) {
+        if !self.is_settled() {
+            self.by_size
+                .sort_unstable_by(|a, b| order(a, b.span_less_one, b.token));
+            self.sorted = self.by_size.len();
+        }
+    }
+
+    fn is_settled(&self) -> bool {
+        self.sorted == self.by_size.len()
+    }
+
+    /// Room for `extra` more ranges.
+    pub fn reserve(&mut self, extra: usize) {
+        self.by_size.reserve(extra);
+    }
+
     fn find(&self, span: u128, token: u64) -> Result<usize, usize> {
+        debug_assert!(self.is_settled());
         let key = (span - 1) as u64;
         // A join cuts a donor's largest ranges, which sit at the front and were just read.
         let mut front = self.by_size.iter().take(FRONT);
@@ -78,15 +108,18 @@ impl MemberRanges {
     }
 
     pub fn insert(&mut self, r: Range) {
+        debug_assert!(self.is_settled());
         let (Ok(i) | Err(i)) = self
             .by_size
             .binary_search_by(|e| order(e, r.span_less_one, r.token));
         self.by_size.insert(i, r);
+        self.sorted += 1;
     }
 
     /// Remove the range of `span` ended by `token`, if held.
     pub fn remove(&mut self, span: u128, token: u64) -> Option<Range> {
         let i = self.find(span, token).ok()?;
+        self.sorted -= 1;
         Some(self.by_size.remove(i))
     }
 
@@ -143,5 +176,23 @@ mod tests {
         m.insert(r(1 << 64, 0)); // the whole ring
         m.resize(1 << 64, 0, 1);
         assert_eq!(spans(&m)[3..], [(5, 3), (1, 0)]);
+    }
+
+    #[test]
+    fn pushed_ranges_settle_into_the_same_order_as_inserted_ones() {
+        let ranges = [(5, 9), (7, 1), (5, 3), (1, 4), (9, 2), (7, 0)];
+        let mut inserted = MemberRanges::default();
+        let mut pushed = MemberRanges::default();
+        inserted.insert(r(3, 8));
+        pushed.insert(r(3, 8));
+        for (s, t) in ranges {
+            inserted.insert(r(s, t));
+            pushed.push(r(s, t));
+        }
+        pushed.settle();
+        assert_eq!(spans(&pushed), spans(&inserted));
+        assert_eq!(pushed.remove(5, 3), Some(r(5, 3)));
+        pushed.insert(r(2, 3));
+        assert_eq!(spans(&pushed)[4..], [(3, 8), (2, 3), (1, 4)]);
     }
 }

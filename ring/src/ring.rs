@@ -33,25 +33,25 @@ pub struct Balance {
 
 impl Ring {
     pub(crate) fn from_allocator(alloc: &Allocator) -> Result<Ring> {
-        let mut active: Vec<(u32, &crate::alloc::MemberState)> = alloc.active().collect();
-        if active.is_empty() {
+        if alloc.by_name().is_empty() {
             return Err(Error::EmptyRing);
         }
         if alloc.tokens.is_empty() {
             return Err(Error::ZeroTotalWeight);
         }
-        active.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        // The active members in name order (the allocator's name index is sorted already).
         let mut slot = vec![u32::MAX; alloc.members.len()];
-        let mut members = Vec::with_capacity(active.len());
-        let mut loads = Vec::with_capacity(active.len());
-        for (i, (id, m)) in active.iter().enumerate() {
-            slot[*id as usize] = i as u32;
+        let mut members = Vec::with_capacity(alloc.by_name().len());
+        let mut loads = Vec::with_capacity(alloc.by_name().len());
+        for (i, &id) in alloc.by_name().values().enumerate() {
+            let m = &alloc.members[id as usize];
+            slot[id as usize] = i as u32;
             members.push(Member::new(m.name.clone(), m.weight));
             loads.push(m.load);
         }
         let mut tokens = Vec::with_capacity(alloc.tokens.len());
         let mut owners = Vec::with_capacity(alloc.tokens.len());
-        for (t, id) in alloc.tokens.sorted() {
+        for (t, id) in alloc.tokens.iter_sorted() {
             tokens.push(t);
             owners.push(slot.get(id as usize).copied().unwrap_or(0));
         }
@@ -242,11 +242,31 @@ fn radix_index(tokens: &[u64], owners: &[u32]) -> (Vec<u32>, u32) {
     let buckets = 1usize << bits;
     let n = tokens.len();
     let owner_at = |i: usize| if i >= n { owners[0] } else { owners[i] };
+    let entry = |uniform: bool, lo: usize| {
+        let first = owner_at(lo);
+        if uniform && first < DIRECT {
+            DIRECT | first
+        } else {
+            lo as u32
+        }
+    };
     let mut index = Vec::with_capacity(buckets);
     let mut lo = 0usize;
-    for b in 0..buckets {
+    while index.len() < buckets {
+        let b = index.len();
         while lo < n && ((tokens[lo] >> shift) as usize) < b {
             lo += 1;
+        }
+        // Buckets before the one of token `lo` hold no token: all their hashes are its owner's
+        // (most buckets; filled as one run instead of one by one).
+        let next = if lo < n {
+            (tokens[lo] >> shift) as usize
+        } else {
+            buckets
+        };
+        if next > b {
+            index.resize(next, entry(true, lo));
+            continue;
         }
         let end = ((b as u64) << shift) | ((1u64 << shift) - 1);
         // Tokens inside the bucket, then the first one at or after its end: one owner for all?
@@ -260,11 +280,7 @@ fn radix_index(tokens: &[u64], owners: &[u32]) -> (Vec<u32>, u32) {
                 break;
             }
         }
-        index.push(if uniform && first < DIRECT {
-            DIRECT | first
-        } else {
-            lo as u32
-        });
+        index.push(entry(uniform, lo));
     }
     (index, shift)
 }

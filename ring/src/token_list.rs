@@ -123,24 +123,25 @@ impl TokenList {
     }
 
     /// Every (token, owner) in ascending token order.
+    #[cfg(test)]
     pub fn sorted(&self) -> Vec<(u64, u32)> {
-        let first = self
+        self.iter_sorted().collect()
+    }
+
+    /// Every (token, owner) in ascending token order, walking the list from the lowest token.
+    pub fn iter_sorted(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let mut id = self
             .nodes
             .iter()
             .enumerate()
             .filter(|(_, n)| n.owner != NIL)
             .min_by_key(|(_, n)| n.token)
-            .map(|(i, _)| i as NodeId);
-        let mut out = Vec::with_capacity(self.len);
-        if let Some(first) = first {
-            let mut id = first;
-            for _ in 0..self.len {
-                let n = &self.nodes[id as usize];
-                out.push((n.token, n.owner));
-                id = n.next;
-            }
-        }
-        out
+            .map_or(NIL, |(i, _)| i as NodeId);
+        (0..self.len).map(move |_| {
+            let n = &self.nodes[id as usize];
+            id = n.next;
+            (n.token, n.owner)
+        })
     }
 }
 
