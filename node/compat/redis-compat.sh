@@ -44,6 +44,6 @@ log "building ringshift-node"
 (cd "$ROOT" && cargo build -q -p ringshift-node --bins)
 cd "$ROOT"
 exec target/debug/ringshift-redis-compat --redis-src "$src" \
-  --units "${UNITS:-string incr keyspace expire hash list set zset multi scan}" \
+  --units "${UNITS:-string incr keyspace expire hash list set zset multi pubsub scan}" \
   --unit-timeout "${UNIT_TIMEOUT:-300}" --work-dir "$ROOT/target/redis-compat" \
   --failing-out "${FAILING_OUT:-$ROOT/node/compat/failing-tests.txt}"
