@@ -274,15 +274,12 @@ where
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (reader, writer) = reflector::store();
-    let channels: [(
-        mpsc::UnboundedSender<Touched<K>>,
-        mpsc::UnboundedReceiver<Touched<K>>,
-    ); N] = std::array::from_fn(|_| mpsc::unbounded());
-    let (senders, receivers): (Vec<_>, Vec<_>) = channels.into_iter().unzip();
-    let receivers: [mpsc::UnboundedReceiver<Touched<K>>; N] = match receivers.try_into() {
-        Ok(r) => r,
-        Err(_) => unreachable!("N channels make N receivers"),
-    };
+    let mut senders = Vec::with_capacity(N);
+    let receivers: [mpsc::UnboundedReceiver<Touched<K>>; N] = std::array::from_fn(|_| {
+        let (tx, rx) = mpsc::unbounded();
+        senders.push(tx);
+        rx
+    });
     let store = reader.clone();
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let task = async move {
