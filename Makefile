@@ -15,7 +15,7 @@ LOCAL_KUBECONFIG := $(RINGSHIFT_STATE)/kubeconfig
 CLUSTER := e2e/cluster
 STAGE := .ci/stage
 
-.PHONY: build test lint unit smoke e2e demo bench crds rules reliability redis-compat krew cluster-up cluster-down images help
+.PHONY: build test lint unit smoke e2e demo bench operator-scale crds rules reliability redis-compat krew cluster-up cluster-down images help
 
 help:
 	@echo "make build        build every binary of the workspace (debug)"
@@ -23,6 +23,7 @@ help:
 	@echo "make e2e          the e2e suite against the current KUBECONFIG"
 	@echo "make demo         chart + a cluster under live load, scaled 3->5->2, with a summary"
 	@echo "make bench        benchmark binaries (print tables)"
+	@echo "make operator-scale  one operator for 100 clusters on the local cluster: API requests, p99, RSS"
 	@echo "make redis-compat Redis's own test suite against redis-server and a ringshift node: per-unit table"
 	@echo "make crds         regenerate crds/ from the operator's Rust types"
 	@echo "make rules        promtool check + unit tests of the alert rules (deploy/prometheus/)"
@@ -145,6 +146,14 @@ demo: build
 
 bench:
 	$(CARGO) bench --workspace --benches
+
+# One operator for many clusters on the local cluster (not part of `make test`): API requests/s
+# idle and per move in flight (kube-apiserver's apiserver_request_total), reconcile p99, RSS.
+# SCALE_ARGS passes flags, e.g. SCALE_ARGS="--clusters 50 --operator /path/to/other/operator".
+SCALE_ARGS ?=
+operator-scale:
+	$(CARGO) build -p ringshift-operator -p ringshift-e2e --bins
+	@$(call with_cluster,$(CURDIR)/target/debug/ringshift-operator-scale $(SCALE_ARGS))
 
 # Redis's own test suite (units of issue 14) against redis-server and a standalone node; prints
 # the per-unit table and writes node/compat/failing-tests.txt. A measurement: exits 0. See

@@ -3,6 +3,7 @@
 //! end-to-end tests.
 
 pub mod demo;
+pub mod exposition;
 pub mod kubelet;
 pub mod load;
 pub mod support;

@@ -147,7 +147,7 @@ fn expected_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
         (
             "policy",
             "poddisruptionbudgets",
-            &["get", "create", "patch"],
+            &["get", "list", "watch", "create", "patch"],
         ),
         ("", "events", &["create", "patch"]),
         ("events.k8s.io", "events", &["create", "patch"]),

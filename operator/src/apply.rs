@@ -112,6 +112,40 @@ where
     Ok(Applied::Patched)
 }
 
+/// Like [`apply`], but the patch carries `live`'s resourceVersion, so that it lands only on
+/// the version `desired` was derived from (a newer one fails with 409 Conflict and the caller
+/// decides again). Without `live`, the object is created or applied as by [`apply`].
+pub async fn apply_unchanged_since<K>(
+    api: &Api<K>,
+    name: &str,
+    desired: &impl Serialize,
+    live: Option<&K>,
+) -> Result<Applied, kube::Error>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let mut desired = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+    if let Some(live) = live {
+        let live_value = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
+        if !needs_apply(&desired, &live_value) {
+            return Ok(Applied::Unchanged);
+        }
+        if let (Some(meta), Some(rv)) = (
+            desired.get_mut("metadata").and_then(Value::as_object_mut),
+            live.meta().resource_version.clone(),
+        ) {
+            meta.insert("resourceVersion".into(), Value::String(rv));
+        }
+    }
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await?;
+    Ok(Applied::Patched)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

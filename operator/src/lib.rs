@@ -1,6 +1,7 @@
 //! The ringshift operator: CRD types, the cluster controller and its runtime.
 
 pub mod apply;
+pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

@@ -10,6 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use crate::cache;
 use crate::controller::{Context, cluster};
 use crate::http::{self, Health};
 use crate::leader::{self, LeaseConfig, Role};
@@ -105,10 +106,6 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
 
     let client = Client::try_default().await.map_err(RunError::Client)?;
     tracing::info!(namespace = ?settings.namespace, "connected to the API server");
-    let ctx = Arc::new(
-        Context::new(client.clone(), &settings.identity, metrics.clone())
-            .with_node_log_format(settings.log_format),
-    );
 
     let (leader_tx, mut leader_rx) = watch::channel(if settings.lease.is_none() {
         Role::Leading { generation: None }
@@ -142,8 +139,43 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             _ = &mut signal => break,
         }
         let role = *leader_rx.borrow();
-        tracing::info!(identity = %settings.identity, ?role, "leading: starting controllers");
+        tracing::info!(identity = %settings.identity, ?role, "leading: filling the caches");
         metrics.leader.set(1);
+        // One watch per kind for this term, shared by both controllers; they start once every
+        // cache holds a complete list (a reconcile on a half-filled cache would see objects
+        // missing).
+        let (stores, cluster_feeds, driver_feeds, reflectors) =
+            cache::start(&client, settings.namespace.as_deref());
+        let filled = tokio::select! {
+            r = stores.ready() => r.map(|()| true),
+            _ = wait_until(&mut leader_rx, |r| *r != role) => Ok(false),
+            _ = &mut signal => {
+                drop(reflectors);
+                metrics.leader.set(0);
+                break;
+            }
+        };
+        match filled {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(identity = %settings.identity, "lost leadership while filling the caches");
+                drop(reflectors);
+                metrics.leader.set(0);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "caches could not be filled; standing by for a new term");
+                drop(reflectors);
+                metrics.leader.set(0);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        tracing::info!(identity = %settings.identity, ?role, "leading: starting controllers");
+        let ctx = Arc::new(
+            Context::new(client.clone(), &settings.identity, metrics.clone(), stores)
+                .with_node_log_format(settings.log_format),
+        );
         let (ctl_stop_tx, ctl_stop_rx) = watch::channel(false);
         let ctl_stop = {
             let mut rx = ctl_stop_rx.clone();
@@ -158,10 +190,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             }
         };
         let controller = futures::future::join(
-            cluster::run(ctx.clone(), settings.namespace.as_deref(), ctl_stop),
+            cluster::run(ctx.clone(), cluster_feeds, ctl_stop),
             crate::driver::run(
                 ctx.clone(),
-                settings.namespace.as_deref(),
+                driver_feeds,
                 crate::driver::Leadership::new(leader_rx.clone()),
                 driver_stop,
             ),
@@ -182,6 +214,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         // (still leading) reconciles in flight may finish (bounded). Then stand by or exit.
         ctl_stop_tx.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut controller).await;
+        drop(reflectors);
         metrics.leader.set(0);
         metrics.forget_clusters();
         if stopping {

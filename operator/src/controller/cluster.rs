@@ -11,17 +11,17 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, Error, KubeContext, finalizer, undecodable};
-use crate::apply::{Applied, apply};
+use crate::apply::{Applied, apply, apply_unchanged_since};
+use crate::cache::ClusterFeeds;
 use crate::conditions::{DesiredCondition, Status, merge_conditions, types};
 use crate::crd::{ShardCluster, ShardClusterStatus, ShardMigration, ShardPlacement};
 use crate::desired::names::{self, CLUSTER_LABEL, FIELD_MANAGER};
@@ -48,68 +48,49 @@ where
     Api::namespaced(ctx.client.clone(), ns)
 }
 
-/// Runs the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+/// How long the controller gathers triggers for one cluster before it reconciles: a move in
+/// flight changes its ShardMigration status every few hundred milliseconds, and one reconcile
+/// per burst reports them all.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// Runs the controller until `shutdown` resolves, woken by the shared caches' `feeds` (the
+/// caches `ctx.stores` must be ready: see `crate::cache`).
 pub async fn run(
     ctx: Arc<Context>,
-    namespace: Option<&str>,
+    feeds: ClusterFeeds,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
-    fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as Resource>::DynamicType: Default,
-    {
+    fn in_ns(ns: Option<String>, cluster: &str) -> ObjectRef<Guarded> {
+        let r = ObjectRef::<Guarded>::new(cluster);
         match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
+            Some(ns) => r.within(&ns),
+            None => r,
         }
     }
-    let managed =
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=ringshift-operator");
-    let members = watcher::Config::default().labels("app.kubernetes.io/name=ringshift-node");
-    Controller::new(
-        scoped::<Guarded>(&client, namespace),
-        watcher::Config::default(),
-    )
-    .owns(scoped::<StatefulSet>(&client, namespace), managed.clone())
-    .owns(scoped::<Service>(&client, namespace), managed.clone())
-    .owns(scoped::<Secret>(&client, namespace), managed.clone())
-    .owns(
-        scoped::<ShardPlacement>(&client, namespace),
-        watcher::Config::default(),
-    )
-    .watches(scoped::<Pod>(&client, namespace), members, |pod: Pod| {
-        let ns = pod.namespace();
-        pod.labels().get(CLUSTER_LABEL).map(|c| {
-            let r = ObjectRef::<Guarded>::new(c);
-            match ns {
-                Some(ns) => r.within(&ns),
-                None => r,
+    Controller::for_stream(feeds.clusters, ctx.stores.clusters.clone())
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
+        .owns_stream(feeds.statefulsets)
+        .owns_stream(feeds.services)
+        .owns_stream(feeds.secrets)
+        .owns_stream(feeds.pdbs)
+        .owns_stream(feeds.placements)
+        .watches_stream(feeds.pods, |pod: Pod| {
+            let c = pod.labels().get(CLUSTER_LABEL)?.clone();
+            Some(in_ns(pod.namespace(), &c))
+        })
+        .watches_stream(feeds.migrations, |m: DeserializeGuard<ShardMigration>| {
+            let m = m.0.ok()?;
+            Some(in_ns(m.namespace(), &m.spec.cluster))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "controller event"),
             }
         })
-    })
-    .watches(
-        scoped::<DeserializeGuard<ShardMigration>>(&client, namespace),
-        watcher::Config::default(),
-        |m: DeserializeGuard<ShardMigration>| {
-            let m = m.0.ok()?;
-            let r = ObjectRef::<Guarded>::new(&m.spec.cluster);
-            Some(match m.namespace() {
-                Some(ns) => r.within(&ns),
-                None => r,
-            })
-        },
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "controller event"),
-        }
-    })
-    .await;
+        .await;
 }
 
 fn key(obj: &Guarded) -> String {
@@ -162,36 +143,38 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     }
 
-    let sts_api: Api<StatefulSet> = api(ctx, &ns);
-    let placement_api: Api<ShardPlacement> = api(ctx, &ns);
-    let sts = sts_api
-        .get_opt(&name)
-        .await
-        .during(|| format!("reading StatefulSet {ns}/{name}"))?;
-    let placement = placement_api
-        .get_opt(&name)
-        .await
-        .during(|| format!("reading ShardPlacement {ns}/{name}"))?;
-    // A name that cannot be a label value has no pods (validation refuses it below); listing
-    // by it would fail on every reconcile instead of reporting the reason.
-    let pods = if fits_label_value(&name) {
-        api::<Pod>(ctx, &ns)
-            .list(&ListParams::default().labels(&names::selector_string(&name)))
+    // Everything here is read from the shared caches (`crate::cache`): a stale read only costs
+    // a retry, since the writes below are idempotent or carry a precondition. The reads a
+    // decision's safety rests on are made live where that decision is taken.
+    let stores = &ctx.stores;
+    let sts = stores
+        .statefulsets
+        .get(&ObjectRef::new(&name).within(&ns))
+        .map(|s| (*s).clone());
+    let placement = match stores.placement(&ns, &name) {
+        Some(p) => match &p.0 {
+            Ok(p) => Some(p.clone()),
+            Err(e) => {
+                return Err(Error::Undecodable {
+                    what: format!("ShardPlacement {ns}/{name}"),
+                    message: e.error.clone(),
+                });
+            }
+        },
+        // Live: without a placement the desired ring starts afresh and is written. A cache
+        // that has not seen the placement yet must not make that decision.
+        None => api::<ShardPlacement>(ctx, &ns)
+            .get_opt(&name)
             .await
-            .during(|| format!("listing pods of {ns}/{name}"))?
-            .items
+            .during(|| format!("reading ShardPlacement {ns}/{name}"))?,
+    };
+    // A name that cannot be a label value has no pods (validation refuses it below).
+    let pods = if fits_label_value(&name) {
+        stores.pods_with(&ns, &names::selector_labels(&name))
     } else {
         Vec::new()
     };
-    let migrations: Vec<ShardMigration> = api::<DeserializeGuard<ShardMigration>>(ctx, &ns)
-        .list(&ListParams::default())
-        .await
-        .during(|| format!("listing ShardMigrations in {ns}"))?
-        .items
-        .into_iter()
-        .filter_map(|m| m.0.ok())
-        .filter(|m| m.spec.cluster == name)
-        .collect();
+    let migrations: Vec<ShardMigration> = stores.migrations_of(&ns, &name);
     let mut pod_facts: Vec<PodFacts> = pods.iter().map(pod_facts).collect();
     pod_facts.sort_by_key(|p| names::ordinal(&name, &p.name).unwrap_or(i32::MAX));
 
@@ -213,6 +196,8 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         .as_ref()
         .and_then(|a| a.password_secret_ref.as_ref())
     {
+        // Live: the user's Secret is not labelled as ours, so no cache holds it (watching
+        // every Secret would cache all of them); read once per reconcile with auth set.
         Some(r) => Some(lookup_secret(ctx, &ns, &r.name).await?),
         None => None,
     };
@@ -260,13 +245,39 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     let outcome = match &desired_ring {
         Some(desired_ring) if invalid.is_empty() && placement_error.is_none() => {
             let current_replicas = sts.as_ref().and_then(|s| s.spec.replicas);
-            let replicas = statefulset::replicas(
+            let mut replicas = statefulset::replicas(
                 &name,
                 cluster.spec.replicas,
                 current_replicas,
                 &view.data_holders,
                 view.all_acknowledged,
             );
+            if current_replicas.is_some_and(|c| replicas < c) {
+                // Live: removing members is safe only if they hold no data, and a cached
+                // placement may predate the commit that gave one of them ranges.
+                let fresh = api::<ShardPlacement>(ctx, &ns)
+                    .get_opt(&name)
+                    .await
+                    .during(|| format!("re-reading ShardPlacement {ns}/{name}"))?;
+                let fresh_acks = fresh
+                    .as_ref()
+                    .and_then(|p| p.status.as_ref())
+                    .map(|s| s.acks.clone())
+                    .unwrap_or_default();
+                let fresh_view = ring::placement_view(
+                    ring::committed(fresh.as_ref())?.as_ref(),
+                    desired_ring,
+                    &fresh_acks,
+                    &pod_names,
+                )?;
+                replicas = replicas.max(statefulset::replicas(
+                    &name,
+                    cluster.spec.replicas,
+                    current_replicas,
+                    &fresh_view.data_holders,
+                    fresh_view.all_acknowledged,
+                ));
+            }
             let storage = live_storage
                 .clone()
                 .unwrap_or_else(|| cluster.spec.storage.clone());
@@ -436,18 +447,19 @@ async fn apply_owned(
     let svc_api: Api<Service> = api(ctx, ns);
     for svc in [services::headless(cluster), services::client(cluster)] {
         let svc_name = svc.metadata.name.clone().unwrap_or_default();
-        let live = svc_api
-            .get_opt(&svc_name)
-            .await
-            .during(|| format!("reading Service {ns}/{svc_name}"))?;
-        apply(&svc_api, &svc_name, &svc, live.as_ref())
+        let live = ctx
+            .stores
+            .services
+            .get(&ObjectRef::new(&svc_name).within(ns));
+        apply(&svc_api, &svc_name, &svc, live.as_deref())
             .await
             .during(|| format!("applying Service {ns}/{svc_name}"))?;
     }
 
     let placement_api: Api<ShardPlacement> = api(ctx, ns);
     let desired_placement = ring::placement_object(cluster, desired_ring)?;
-    if apply(&placement_api, &name, &desired_placement, placement)
+    // The desired ring was derived from `placement`'s ring: written only onto that version.
+    if apply_unchanged_since(&placement_api, &name, &desired_placement, placement)
         .await
         .during(|| format!("applying ShardPlacement {ns}/{name}"))?
         == Applied::Patched
@@ -474,11 +486,8 @@ async fn apply_owned(
 
     let pdb_api: Api<PodDisruptionBudget> = api(ctx, ns);
     let pdb_name = names::pdb(&name);
-    let live = pdb_api
-        .get_opt(&pdb_name)
-        .await
-        .during(|| format!("reading PodDisruptionBudget {ns}/{pdb_name}"))?;
-    apply(&pdb_api, &pdb_name, &pdb::pdb(cluster), live.as_ref())
+    let live = ctx.stores.pdbs.get(&ObjectRef::new(&pdb_name).within(ns));
+    apply(&pdb_api, &pdb_name, &pdb::pdb(cluster), live.as_deref())
         .await
         .during(|| format!("applying PodDisruptionBudget {ns}/{pdb_name}"))?;
     Ok(())
@@ -506,10 +515,11 @@ async fn lookup_secret(ctx: &Context, ns: &str, name: &str) -> Result<SecretLook
 async fn ensure_admin_secret(cluster: &ShardCluster, ctx: &Context, ns: &str) -> Result<(), Error> {
     let secret_api: Api<Secret> = api(ctx, ns);
     let secret_name = names::admin_secret(&cluster.name_any());
-    if secret_api
-        .get_metadata_opt(&secret_name)
-        .await
-        .during(|| format!("reading Secret {ns}/{secret_name}"))?
+    // A Secret the cache has not seen yet is created again: the API server refuses (409).
+    if ctx
+        .stores
+        .secrets
+        .get(&ObjectRef::new(&secret_name).within(ns))
         .is_some()
     {
         return Ok(());
@@ -558,11 +568,12 @@ async fn roll_one_pod(
         return Ok(());
     };
     let pod_api: Api<Pod> = api(ctx, ns);
-    let uid = pod_api
-        .get_metadata_opt(&pod)
-        .await
-        .during(|| format!("reading pod {ns}/{pod}"))?
-        .and_then(|p| p.metadata.uid);
+    // The UID precondition makes a cached UID safe: a pod re-created since is not deleted.
+    let uid = ctx
+        .stores
+        .pods
+        .get(&ObjectRef::new(&pod).within(ns))
+        .and_then(|p| p.metadata.uid.clone());
     let dp = DeleteParams {
         preconditions: Some(Preconditions {
             uid,

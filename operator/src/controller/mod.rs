@@ -11,6 +11,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::cache::Stores;
 use crate::desired::ring::RingError;
 use crate::log_format::LogFormat;
 use crate::metrics::Metrics;
@@ -36,6 +37,14 @@ pub enum Error {
     /// An object without a namespace (the CRDs are namespaced).
     #[error("object {0} has no namespace")]
     NoNamespace(String),
+    /// A cached object that does not deserialize (its own reconcile reports why).
+    #[error("{what} does not deserialize: {message}")]
+    Undecodable {
+        /// Which object.
+        what: String,
+        /// The decoding error.
+        message: String,
+    },
 }
 
 impl Error {
@@ -56,6 +65,7 @@ impl Error {
             Self::Ring(_) => "PlacementUnreadable".into(),
             Self::Token(_) => "TokenGeneration".into(),
             Self::NoNamespace(_) => "NoNamespace".into(),
+            Self::Undecodable { .. } => "Undecodable".into(),
         }
     }
 }
@@ -84,13 +94,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Log format of the nodes this operator renders (its own).
     pub node_log_format: LogFormat,
+    /// The shared caches reconciles read (see `crate::cache`).
+    pub stores: Stores,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    /// A context for `client`, reporting events as `identity`.
-    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>) -> Self {
+    /// A context for `client` and the caches `stores`, reporting events as `identity`.
+    pub fn new(client: Client, identity: &str, metrics: Arc<Metrics>, stores: Stores) -> Self {
         let reporter = Reporter {
             controller: "ringshift-operator".into(),
             instance: Some(identity.to_string()),
@@ -100,6 +112,7 @@ impl Context {
             client,
             metrics,
             node_log_format: LogFormat::default(),
+            stores,
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -45,6 +45,8 @@ pub async fn report(
         .namespace()
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
     tracing::warn!(cluster = %name, namespace = %ns, error = %invalid.error, "ShardCluster does not decode");
+    // Live: the cache keeps only the metadata of an object that does not decode, and the
+    // conditions to merge are in its status. Only undecodable clusters get here.
     let ar = ApiResource::erase::<ShardCluster>(&());
     let dyn_api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
     let Some(live) = dyn_api

@@ -19,6 +19,7 @@ use super::convert::{
 use super::cutover::{self, Outcome};
 use super::env::Env;
 use super::failpoints;
+use super::follow;
 use super::metrics::PhaseTimeLabels;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{RecordEdit, set_record, update};
@@ -169,7 +170,9 @@ pub async fn drive(
             Step::Persist(next) => persist(dctx, env, &mut d, next, &obs).await?,
             Step::Wait { reason, after_ms } => {
                 note_progress(dctx, env, &mut d, &obs, Some(reason)).await?;
-                return Ok(Duration::from_millis(after_ms.min(10_000)));
+                let asked = Duration::from_millis(after_ms.min(10_000));
+                let looks = dctx.looks.next(&uid_of(&d.obj), d.state.phase);
+                return Ok(follow::wait(d.state.phase, asked, looks));
             }
             Step::StartPull {
                 attempt: _,

@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, ListParams};
-use kube::core::DeserializeGuard;
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use ringshift_planner::Policy;
 use ringshift_planner::phase::PhasePolicy;
@@ -13,6 +12,7 @@ use ringshift_ring::{Placement, RingSpec};
 
 use super::Error;
 use super::placement_io::Writer;
+use crate::cache::Stores;
 use crate::crd::{ApprovalMode, ShardCluster, ShardMigration, ShardPlacement};
 use crate::desired::names::{self, ADMIN_PORT, ADMIN_TOKEN_KEY, DATA_PORT};
 use crate::observed::pod_facts;
@@ -65,23 +65,24 @@ pub struct Env {
 }
 
 impl Env {
-    /// Reads the cluster, its pods, migrations and admin token. `Ok(None)` when there is nothing
-    /// to drive (the cluster is gone, being deleted, or its spec is invalid: the cluster
-    /// controller reports why).
-    pub async fn load(
+    /// Reads the cluster, its pods, migrations and admin token from the shared caches (a
+    /// stale read costs a retry: every status write carries a precondition, every node call the
+    /// attempt, and the commit points re-read live, see placement_io.rs). `Ok(None)` when there
+    /// is nothing to drive (the cluster is gone, being deleted, unreadable, or its spec is
+    /// invalid: the cluster controller reports why).
+    pub fn load(
         client: &kube::Client,
+        stores: &Stores,
         placement_obj: &ShardPlacement,
     ) -> Result<Option<Env>, Error> {
         let ns = placement_obj
             .namespace()
             .ok_or_else(|| Error::NoNamespace(placement_obj.name_any()))?;
         let name = placement_obj.spec.cluster.clone();
-        let clusters: Api<ShardCluster> = Api::namespaced(client.clone(), &ns);
-        let Some(cluster) = clusters
-            .get_opt(&name)
-            .await
-            .map_err(|e| Error::kube(format!("reading ShardCluster {ns}/{name}"), e))?
-        else {
+        let Some(cached) = stores.cluster(&ns, &name) else {
+            return Ok(None);
+        };
+        let Ok(cluster) = cached.0.clone() else {
             return Ok(None);
         };
         if cluster.meta().deletion_timestamp.is_some() {
@@ -115,13 +116,8 @@ impl Env {
                 Error::Document(format!("ShardPlacement {ns}/{name} status.placement: {e}"))
             })?;
 
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let pods = pods
-            .list(&ListParams::default().labels(&names::selector_string(&name)))
-            .await
-            .map_err(|e| Error::kube(format!("listing pods of {ns}/{name}"), e))?;
-        let members = pods
-            .items
+        let members = stores
+            .pods_with(&ns, &names::selector_labels(&name))
             .iter()
             .filter(|p| p.meta().deletion_timestamp.is_none())
             .map(|p| {
@@ -135,25 +131,18 @@ impl Env {
             })
             .collect();
 
-        let migs: Api<DeserializeGuard<ShardMigration>> = Api::namespaced(client.clone(), &ns);
-        let mut migrations: Vec<ShardMigration> = migs
-            .list(&ListParams::default().labels(&format!("{}={name}", names::CLUSTER_LABEL)))
-            .await
-            .map_err(|e| Error::kube(format!("listing ShardMigrations of {ns}/{name}"), e))?
-            .items
+        let mut migrations: Vec<ShardMigration> = stores
+            .migrations_of(&ns, &name)
             .into_iter()
-            .filter_map(|m| m.0.ok())
-            .filter(|m| m.spec.cluster == name)
+            .filter(|m| m.labels().get(names::CLUSTER_LABEL) == Some(&name))
             .collect();
         migrations.sort_by_key(|m| m.name_any());
 
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
         let secret_name = names::admin_secret(&name);
-        let token = secrets
-            .get_opt(&secret_name)
-            .await
-            .map_err(|e| Error::kube(format!("reading Secret {ns}/{secret_name}"), e))?
-            .and_then(|s| s.data)
+        let token = stores
+            .secrets
+            .get(&ObjectRef::new(&secret_name).within(&ns))
+            .and_then(|s| s.data.clone())
             .and_then(|d| d.get(ADMIN_TOKEN_KEY).cloned())
             .and_then(|b| String::from_utf8(b.0).ok())
             .map(|t| t.trim().to_string());

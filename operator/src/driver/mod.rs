@@ -12,6 +12,7 @@ mod cutover;
 mod drive;
 mod env;
 pub mod failpoints;
+pub mod follow;
 pub mod metrics;
 mod nodes;
 mod placement_io;
@@ -30,7 +31,6 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use ringshift_node_api::PlacementAccepted;
 use ringshift_planner::moves::MoveView;
@@ -38,6 +38,7 @@ use ringshift_planner::{Phase, plan};
 use ringshift_ring::Placement;
 use tokio::sync::watch;
 
+use crate::cache::DriverFeeds;
 use crate::controller::Context;
 use crate::crd::{
     CutoverState, MigrationPhase, NodeAck, ShardCluster, ShardMigration, ShardMigrationSpec,
@@ -55,6 +56,12 @@ pub use drive::CANCEL_ANNOTATION;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "migration";
+
+/// Next look at a cluster with moves in flight or members behind, unless a move asks sooner.
+const BUSY_RESYNC: Duration = Duration::from_secs(10);
+/// Next look at a settled cluster (every member on the epoch, no move in flight). It reads only
+/// the caches, and every change that matters wakes the driver earlier by watch event.
+const IDLE_RESYNC: Duration = Duration::from_secs(60);
 
 /// Why a round failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +180,8 @@ pub struct DriverCtx {
     pushed: nodes::PushedEndpoints,
     /// Source drops in flight, by migration UID (see `Step::DropSource` in drive.rs).
     drops: std::sync::Mutex<BTreeMap<String, tokio::task::JoinHandle<Result<(), String>>>>,
+    /// Looks at each waiting move since its last phase change (see `follow`).
+    looks: follow::Looks,
     /// Copy and catch-up progress meters for the ETA, by (migration UID, what).
     meters: std::sync::Mutex<BTreeMap<(String, &'static str), ringshift_planner::eta::RateMeter>>,
 }
@@ -190,6 +199,7 @@ impl DriverCtx {
             rates: drive::RateMeter::new(),
             pushed: nodes::PushedEndpoints::default(),
             meters: std::sync::Mutex::new(BTreeMap::new()),
+            looks: follow::Looks::default(),
             drops: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -220,24 +230,14 @@ impl DriverCtx {
 
 type Guarded = DeserializeGuard<ShardPlacement>;
 
-/// Runs the driver until `shutdown` resolves. `namespace` limits it to one namespace.
+/// Runs the driver until `shutdown` resolves, woken by the shared caches' `feeds` (the caches
+/// `ctx.stores` must be ready: see `crate::cache`).
 pub async fn run(
     ctx: Arc<Context>,
-    namespace: Option<&str>,
+    feeds: DriverFeeds,
     leadership: Leadership,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
-    fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as Resource>::DynamicType: Default,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
     fn by_cluster(ns: Option<String>, cluster: &str) -> ObjectRef<Guarded> {
         let r = ObjectRef::<Guarded>::new(cluster);
         match ns {
@@ -245,42 +245,31 @@ pub async fn run(
             None => r,
         }
     }
+    let placements = ctx.stores.placements.clone();
     let dctx = Arc::new(DriverCtx::new(ctx, leadership));
-    let members = watcher::Config::default().labels("app.kubernetes.io/name=ringshift-node");
     // Drops run on tasks of their own: when the term ends they are aborted too, whether or not
     // a round is running then (rounds stop by themselves, see `Leadership::run`).
     let on_loss = abort_drops_when_the_term_ends(dctx.clone());
-    let controller = Controller::new(
-        scoped::<Guarded>(&client, namespace),
-        watcher::Config::default(),
-    )
-    .watches(
-        scoped::<DeserializeGuard<ShardMigration>>(&client, namespace),
-        watcher::Config::default(),
-        |m: DeserializeGuard<ShardMigration>| {
+    let controller = Controller::for_stream(feeds.placements, placements)
+        .watches_stream(feeds.migrations, |m: DeserializeGuard<ShardMigration>| {
             let m = m.0.ok()?;
             Some(by_cluster(m.namespace(), &m.spec.cluster))
-        },
-    )
-    .watches(scoped::<Pod>(&client, namespace), members, |pod: Pod| {
-        let c = pod.labels().get(CLUSTER_LABEL)?.clone();
-        Some(by_cluster(pod.namespace(), &c))
-    })
-    .watches(
-        scoped::<DeserializeGuard<ShardCluster>>(&client, namespace),
-        watcher::Config::default(),
-        |c: DeserializeGuard<ShardCluster>| {
+        })
+        .watches_stream(feeds.pods, |pod: Pod| {
+            let c = pod.labels().get(CLUSTER_LABEL)?.clone();
+            Some(by_cluster(pod.namespace(), &c))
+        })
+        .watches_stream(feeds.clusters, |c: DeserializeGuard<ShardCluster>| {
             let c = c.0.ok()?;
             Some(by_cluster(c.namespace(), &c.name_any()))
-        },
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, dctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "driver event");
-        }
-    });
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, dctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "driver event");
+            }
+        });
     tokio::select! {
         () = controller => {}
         () = on_loss => {}
@@ -335,7 +324,7 @@ pub fn error_policy(obj: Arc<Guarded>, error: &Error, dctx: Arc<DriverCtx>) -> A
 }
 
 async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
-    let Some(mut env) = Env::load(&dctx.base.client, sp).await? else {
+    let Some(mut env) = Env::load(&dctx.base.client, &dctx.base.stores, sp)? else {
         return Ok(Action::await_change());
     };
     env.generation = dctx.leadership.generation();
@@ -450,19 +439,27 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_millis(50)));
     }
 
-    let mut next = Duration::from_secs(10);
-    for m in env
+    let unfinished: Vec<&ShardMigration> = env
         .migrations
         .iter()
         .filter(|m| !m.status.as_ref().is_some_and(|s| s.phase.is_finished()))
-    {
+        .collect();
+    dctx.looks
+        .retain(&unfinished.iter().map(|m| uid_of(m)).collect());
+    let settled = unfinished.is_empty()
+        && nodes
+            .endpoints
+            .keys()
+            .all(|m| env.acked(m) >= placement.epoch());
+    let mut next = if settled { IDLE_RESYNC } else { BUSY_RESYNC };
+    for m in unfinished {
         let wait = drive::drive(dctx, &env, &nodes, m, &the_plan).await?;
         next = next.min(wait);
     }
     collect_garbage(&env).await?;
     publish_gauges(dctx, &env);
     Ok(Action::requeue(
-        next.clamp(Duration::from_millis(20), Duration::from_secs(10)),
+        next.clamp(Duration::from_millis(20), IDLE_RESYNC),
     ))
 }
 

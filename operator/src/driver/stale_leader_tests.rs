@@ -441,6 +441,7 @@ async fn leadership_loss_aborts_the_drops_in_flight() {
         client,
         "test",
         Arc::new(crate::metrics::Metrics::new()),
+        crate::cache::Stores::empty(),
     ));
     let (tx, rx) = tokio::sync::watch::channel(Role::Leading {
         generation: Some(3),
