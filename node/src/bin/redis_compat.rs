@@ -165,7 +165,9 @@ fn run_unit(src: &Path, ip: &str, unit: &str, limit: Duration, log: &Path) -> Un
             "--singledb",
             "--cluster-mode",
         ])
-        .args(["--durable", "--clients", "1", "--timeout", "60"])
+        // Per-test limit: the fuzzing tests make thousands of durable (fdatasync'd) writes,
+        // 40-50 s for a debug node on 2 idle cores; 60 s cut whole units short under load.
+        .args(["--durable", "--clients", "1", "--timeout", "240"])
         // Replication-stream tests attach as a replica (SYNC): they hang against an external
         // redis-server (cutting the rest of the unit) and test Redis's replication, which
         // ringshift does not have.
