@@ -205,14 +205,7 @@ async fn sorted_set_commands_answer_like_redis_server() {
     install(&placement(&["a"]), &[&node]).await;
     // RESP2, then RESP3 (scores as doubles, WITHSCORES as pairs).
     for resp3 in [false, true] {
-        for addr in [&server_addr, &node.data_addr()] {
-            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
-            let mut c = client.get_connection().unwrap();
-            redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
-        }
-        let want = run(&server_addr, WRITES, resp3);
-        let got = run(&node.data_addr(), WRITES, resp3);
-        compare(WRITES, &want, &got);
+        compare_from_empty(&server_addr, &node.data_addr(), WRITES, resp3);
     }
     drop(server);
 }
@@ -309,14 +302,7 @@ async fn sorted_set_reads_in_multi_see_its_writes_like_redis_server() {
     let node = NodeProc::start("zsets-multi", "a", "127.0.12.11");
     install(&placement(&["a"]), &[&node]).await;
     for resp3 in [false, true] {
-        for addr in [&server_addr, &node.data_addr()] {
-            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
-            let mut c = client.get_connection().unwrap();
-            redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
-        }
-        let want = run(&server_addr, IN_MULTI, resp3);
-        let got = run(&node.data_addr(), IN_MULTI, resp3);
-        compare(IN_MULTI, &want, &got);
+        compare_from_empty(&server_addr, &node.data_addr(), IN_MULTI, resp3);
     }
     drop(server);
 }
