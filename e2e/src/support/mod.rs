@@ -31,6 +31,7 @@ pub mod phases;
 mod pods;
 pub mod promql;
 pub mod report;
+mod services;
 mod split_brain;
 mod wait;
 
@@ -54,6 +55,7 @@ pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,
     wait_pods_ready,
 };
+pub use services::{api_server_ip, cluster_ip};
 pub use split_brain::{SplitBrainWatch, admin_token};
 pub use wait::{WaitError, wait_until};
 
