@@ -41,7 +41,10 @@ use std::time::Duration;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub use kubectl::{PortForward, free_local_port, kubectl, kubectl_output, port_forward, repo_root};
+pub use kubectl::{
+    PortForward, cluster_local_port, free_local_port, kubectl, kubectl_exec, kubectl_output,
+    kubectl_run_redis_cli, kubectl_wait, local_redis_cli, port_forward, repo_root,
+};
 pub use load::{CheckedLoad, LoadShape, preload, scale, verify_preload};
 pub use namespace::{
     TestNamespace, restricted_container_security_context, restricted_pod_security_context,
