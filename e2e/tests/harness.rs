@@ -459,14 +459,7 @@ async fn env_from_secrets_and_config_maps_with_var_expansion() {
     assert_eq!(var("MODE").await, "fast");
     assert_eq!(var("ADDR").await, format!("{ip}:{PORT}"));
     // In-cluster clients are pointed at the kubernetes Service, as on a real cluster.
-    let api_ip =
-        kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(env.client.clone(), "default")
-            .get("kubernetes")
-            .await
-            .unwrap()
-            .spec
-            .and_then(|s| s.cluster_ip)
-            .unwrap();
+    let api_ip = support::api_server_ip(&env.client).await.unwrap();
     assert_eq!(var("KUBERNETES_SERVICE_HOST").await, api_ip);
     assert_eq!(var("KUBERNETES_SERVICE_PORT").await, "443");
     assert_eq!(

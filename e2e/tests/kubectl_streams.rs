@@ -10,37 +10,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use ringshift_e2e::support::{
-    self, OperatorProcess, TestNamespace, apply_cluster, free_local_port, images, install_crds,
-    kubectl, kubectl_output, pod_ip, port_forward, wait_balanced, wait_ready,
+    self, OperatorProcess, TestNamespace, apply_cluster, cluster_local_port, images, install_crds,
+    kubectl, kubectl_exec, kubectl_run_redis_cli, local_redis_cli, pod_ip, port_forward,
+    wait_balanced, wait_ready,
 };
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-/// The security settings a `restricted` namespace asks of `kubectl run`'s pod named `name`.
-fn restricted_overrides(name: &str) -> String {
-    json!({"spec": {
-        "securityContext": support::restricted_pod_security_context(),
-        "containers": [{"name": name, "securityContext": support::restricted_container_security_context()}]
-    }})
-    .to_string()
-}
-
-async fn redis_cli(port: u16, args: &[&str]) -> String {
-    let mut all = vec![
-        "-h".to_string(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-    ];
-    all.extend(args.iter().map(|s| s.to_string()));
-    let out = tokio::process::Command::new("redis-cli")
-        .args(&all)
-        .output()
-        .await
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_exec_port_forward_and_run_attach_reach_a_shard_node() {
@@ -94,39 +70,17 @@ async fn logs_exec_port_forward_and_run_attach_reach_a_shard_node() {
 
     // kubectl exec: the command runs in the container (its image's binary) and its exit code
     // comes back, 0 and not.
-    let out = kubectl_output(
-        &[
-            "exec",
-            "-n",
-            &ns.name,
-            &pod,
-            "--",
-            "ringshift-node",
-            "--version",
-        ],
-        b"",
-    )
-    .await
-    .unwrap();
+    let out = kubectl_exec(&ns.name, &pod, &["ringshift-node", "--version"])
+        .await
+        .unwrap();
     assert!(out.status.success(), "exec succeeds: {out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("ringshift-node "),
         "exec output: {out:?}"
     );
-    let out = kubectl_output(
-        &[
-            "exec",
-            "-n",
-            &ns.name,
-            &pod,
-            "--",
-            "ringshift-node",
-            "--no-such-flag",
-        ],
-        b"",
-    )
-    .await
-    .unwrap();
+    let out = kubectl_exec(&ns.name, &pod, &["ringshift-node", "--no-such-flag"])
+        .await
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -138,52 +92,33 @@ async fn logs_exec_port_forward_and_run_attach_reach_a_shard_node() {
     );
 
     // kubectl port-forward: a Redis client on this machine talks to the node through it.
-    let cluster: u16 = std::env::var("RINGSHIFT_CLUSTER")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let base = 16000 + 100 * cluster;
-    let local = free_local_port(base..base + 100).expect("a free local port");
+    let local = cluster_local_port(16000, 100).expect("a free local port");
     let pf = port_forward(&ns.name, &format!("pod/{pod}"), local, 6379)
         .await
         .unwrap();
-    assert_eq!(redis_cli(pf.local_port, &["PING"]).await, "PONG");
     assert_eq!(
-        redis_cli(pf.local_port, &["SET", "pf-key", "through-the-tunnel"]).await,
+        local_redis_cli(pf.local_port, &["PING"]).await.unwrap(),
+        "PONG"
+    );
+    assert_eq!(
+        local_redis_cli(pf.local_port, &["SET", "pf-key", "through-the-tunnel"])
+            .await
+            .unwrap(),
         "OK"
     );
     assert_eq!(
-        redis_cli(pf.local_port, &["GET", "pf-key"]).await,
+        local_redis_cli(pf.local_port, &["GET", "pf-key"])
+            .await
+            .unwrap(),
         "through-the-tunnel"
     );
     drop(pf);
 
     // kubectl run -i --rm: input goes to the container's stdin (stdinOnce: end of input then
     // ends redis-cli), its output comes back, and the pod is removed.
-    let overrides = restricted_overrides("cli");
-    let image = format!("--image={}", images::redis_cli_image());
-    let out = kubectl_output(
-        &[
-            "run",
-            "-i",
-            "--rm",
-            "cli",
-            "-n",
-            &ns.name,
-            &image,
-            "--restart=Never",
-            "--override-type=strategic",
-            "--overrides",
-            &overrides,
-            "--",
-            "redis-cli",
-            "-h",
-            &ip,
-        ],
-        b"GET pf-key\nPING\n",
-    )
-    .await
-    .unwrap();
+    let out = kubectl_run_redis_cli(&ns.name, &ip, "GET pf-key\nPING\n")
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "kubectl run -i: {out:?}");
     assert!(

@@ -109,13 +109,7 @@ async fn pods_have_their_own_network_with_services_and_cluster_dns() {
 
     // Pod to pod directly, then through the Service's clusterIP (the kubelet's proxy).
     assert_eq!(fetch_from(&cli_ip, &srv_ip, PORT).await, Ok(srv_ip.clone()));
-    let cluster_ip = services
-        .get("srv")
-        .await
-        .unwrap()
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .unwrap();
+    let cluster_ip = support::cluster_ip(&services, "srv").await.unwrap();
     assert!(cluster_ip.starts_with("127."), "{cluster_ip}");
     support::wait_until("service reachable", Duration::from_secs(20), || async {
         fetch_from(&cli_ip, &cluster_ip, 80).await.map(|_| ())
@@ -155,13 +149,7 @@ async fn pods_have_their_own_network_with_services_and_cluster_dns() {
     assert!(missing.is_err(), "{missing:?}");
 
     // In-cluster API access goes through the kubernetes Service (its clusterIP is what pods see).
-    let api_ip = Api::<Service>::namespaced(env.client.clone(), "default")
-        .get("kubernetes")
-        .await
-        .unwrap()
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .unwrap();
+    let api_ip = support::api_server_ip(&env.client).await.unwrap();
     let (_, host_env) = http_get(&cli_ip, PORT, "/env?name=KUBERNETES_SERVICE_HOST")
         .await
         .unwrap();

@@ -17,10 +17,9 @@
 use std::time::Instant;
 
 use ringshift_e2e::support::{
-    self, TestNamespace, free_local_port, images, install_crds, kubectl, kubectl_output,
-    port_forward, repo_root,
+    self, TestNamespace, cluster_local_port, images, install_crds, kubectl, kubectl_output,
+    kubectl_run_redis_cli, kubectl_wait, local_redis_cli, port_forward, repo_root,
 };
-use serde_json::json;
 
 /// The README's quick-start block.
 fn readme_quick_start() -> String {
@@ -34,34 +33,7 @@ fn readme_quick_start() -> String {
 
 /// `kubectl run -i --rm` of the redis:7 stand-in with `input` as redis-cli's input; its output.
 async fn redis_cli_in_cluster(ns: &str, host: &str, input: &str) -> String {
-    let image = format!("--image={}", images::redis_cli_image());
-    let overrides = json!({"spec": {
-        "securityContext": support::restricted_pod_security_context(),
-        "containers": [{"name": "cli", "securityContext": support::restricted_container_security_context()}]
-    }})
-    .to_string();
-    let out = kubectl_output(
-        &[
-            "run",
-            "-n",
-            ns,
-            "-i",
-            "--rm",
-            "cli",
-            &image,
-            "--restart=Never",
-            "--override-type=strategic",
-            "--overrides",
-            &overrides,
-            "--",
-            "redis-cli",
-            "-h",
-            host,
-        ],
-        input.as_bytes(),
-    )
-    .await
-    .unwrap();
+    let out = kubectl_run_redis_cli(ns, host, input).await.unwrap();
     assert!(out.status.success(), "kubectl run: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -110,16 +82,9 @@ async fn readme_quick_start_runs_on_the_harness() {
         .unwrap();
     assert!(applied.status.success(), "kubectl apply: {applied:?}");
     // kubectl wait --for=condition=Ready
-    kubectl(&[
-        "wait",
-        "-n",
-        &ns.name,
-        "--for=condition=Ready",
-        "shardcluster/demo",
-        "--timeout=5m",
-    ])
-    .await
-    .unwrap();
+    kubectl_wait(&ns.name, "shardcluster/demo", "Ready", "5m")
+        .await
+        .unwrap();
     let ready_at = t0.elapsed();
 
     // kubectl run -it --rm cli --image=redis:7 -- redis-cli -h demo.$NS (cluster DNS, the
@@ -132,26 +97,12 @@ async fn readme_quick_start_runs_on_the_harness() {
     kubectl(&["scale", "-n", &ns.name, "shardcluster/demo", "--replicas=5"])
         .await
         .unwrap();
-    kubectl(&[
-        "wait",
-        "-n",
-        &ns.name,
-        "--for=condition=Balanced",
-        "shardcluster/demo",
-        "--timeout=5m",
-    ])
-    .await
-    .unwrap();
-    kubectl(&[
-        "wait",
-        "-n",
-        &ns.name,
-        "--for=condition=Ready",
-        "shardcluster/demo",
-        "--timeout=5m",
-    ])
-    .await
-    .unwrap();
+    kubectl_wait(&ns.name, "shardcluster/demo", "Balanced", "5m")
+        .await
+        .unwrap();
+    kubectl_wait(&ns.name, "shardcluster/demo", "Ready", "5m")
+        .await
+        .unwrap();
     let members = kubectl(&[
         "get",
         "pods",
@@ -167,28 +118,16 @@ async fn readme_quick_start_runs_on_the_harness() {
     assert_eq!(members.lines().count(), 5, "five members: {members}");
 
     // The key survived the moves; through the Service `demo` from this machine.
-    let cluster: u16 = std::env::var("RINGSHIFT_CLUSTER")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let base = 16050 + 100 * cluster;
-    let local = free_local_port(base..base + 50).expect("a free local port");
+    let local = cluster_local_port(16050, 50).expect("a free local port");
     let pf = port_forward(&ns.name, "service/demo", local, 6379)
         .await
         .unwrap();
-    let out = tokio::process::Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pf.local_port.to_string(),
-            "GET",
-            "hello",
-        ])
-        .output()
-        .await
-        .expect("redis-cli");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "world");
+    assert_eq!(
+        local_redis_cli(pf.local_port, &["GET", "hello"])
+            .await
+            .unwrap(),
+        "world"
+    );
     drop(pf);
     eprintln!(
         "quick start: Ready after {:.0?}, scaled to 5 and Balanced after {:.0?}",

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::moves::*;
 use common::*;
 use ringshift_node_api::*;
 
@@ -45,10 +46,7 @@ struct MoveNumbers {
 fn keys_in(ranges: &[HashRange], prefix: &str, n: usize) -> Vec<String> {
     (0..)
         .map(|i| format!("{prefix}{i}"))
-        .filter(|k| {
-            let h = ringshift_ring::key_hash(k.as_bytes());
-            ranges.iter().any(|r| r.start <= h && h <= r.end)
-        })
+        .filter(|k| in_ranges(ranges, k))
         .take(n)
         .collect()
 }
@@ -79,38 +77,6 @@ fn hash_digest(c: &mut redis::Connection, key: &str) -> (u64, usize) {
     }
 }
 
-/// Waits until `node`'s pull `uid` applied the source's log up to `f`, polling every 2 ms (the
-/// common `wait_pull` polls every 50 ms, coarser than the window measured here).
-async fn applied(node: &NodeProc, uid: &str, f: &Offset) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let admin = node.admin();
-    loop {
-        let s = admin.pull(uid).await.unwrap();
-        if s.applied_offset
-            .as_ref()
-            .is_some_and(|o| o.incarnation == f.incarnation && o.sequence >= f.sequence)
-        {
-            return;
-        }
-        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
-        assert!(Instant::now() < deadline, "catch-up stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// The node's (digest, keys) of `ranges`.
-async fn checksum(n: &NodeProc, ranges: &[HashRange]) -> (u64, u64) {
-    let s = n
-        .admin()
-        .checksum(&ChecksumRequest {
-            ranges: ranges.to_vec(),
-            snapshot_of: None,
-        })
-        .await
-        .unwrap();
-    (s.digest, s.keys)
-}
-
 /// Builds `key` with `elements` fields `f<i>` = `value-<i>`.
 fn build_hash(c: &mut redis::Connection, key: &str, elements: usize) {
     for start in (0..elements).step_by(FIELDS_PER_CALL) {
@@ -131,10 +97,7 @@ async fn move_hash(test: &str, ips: (&str, &str), elements: usize) -> MoveNumber
     let b = NodeProc::start(test, "b", ips.1);
     let p1 = placement(&["a"]);
     install(&p1, &[&a, &b]).await;
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
-    let transfers = p2.pending_transfers().unwrap();
-    assert_eq!(transfers.len(), 1);
-    let ranges: Vec<HashRange> = transfers[0].ranges.iter().copied().collect();
+    let (p2, ranges) = split_to_b(&p1);
     let big = keys_in(&ranges, "big:", 1).remove(0);
     let others = keys_in(&ranges, "other:", 200);
 
@@ -186,16 +149,7 @@ async fn move_hash(test: &str, ips: (&str, &str), elements: usize) -> MoveNumber
     // Copy: from the pull's start until it catches up (copy and verification done).
     let mig = caller(p2.epoch(), "mig-big", 1);
     let copy_start = Instant::now();
-    b.admin()
-        .start_pull(&StartPull {
-            caller: mig.clone(),
-            source: a.endpoint(),
-            ranges: ranges.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &mig, &ranges).await;
     let s = wait_pull(&b, "mig-big", |s| s.phase == PullPhase::CatchingUp).await;
     let copy_end = Instant::now();
     assert_eq!(s.verified, Some(true));
@@ -203,17 +157,13 @@ async fn move_hash(test: &str, ips: (&str, &str), elements: usize) -> MoveNumber
 
     // Cutover, as the operator runs it: fence at a, b applies up to the fence offset, commit.
     let cut_start = Instant::now();
-    let f = a
-        .admin()
-        .fence(&FenceRequest {
-            caller: mig.clone(),
-            ranges: ranges.clone(),
-        })
-        .await
-        .unwrap()
-        .fence_offset;
+    let f = fence(&a, &mig, &ranges).await;
     let fenced = cut_start.elapsed();
-    applied(&b, "mig-big", &f).await;
+    // Polled every 2 ms: the common 50 ms is coarser than the window measured here.
+    wait_pull_every(&b, "mig-big", Duration::from_millis(2), |s| {
+        applied_up_to(s, &f)
+    })
+    .await;
     let caught_up = cut_start.elapsed();
     let p3 = p2.commit("a", "b").unwrap();
     install(&p3, &[&a, &b]).await;

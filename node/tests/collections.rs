@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::calls::{cmd, err};
+use common::moves::*;
 use common::*;
 use redis::Value;
 use ringshift_node_api::*;
@@ -279,16 +280,8 @@ async fn move_collections(test: &str, ips: [&str; 2], fields: usize, small: usiz
     let b = NodeProc::start(test, "b", ips[1]);
     let p1 = placement(&["a"]);
     install(&p1, &[&a, &b]).await;
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
-    let ranges: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
-    let moving = |k: &str| {
-        let h = ringshift_ring::key_hash(k.as_bytes());
-        ranges.iter().any(|r| r.start <= h && h <= r.end)
-    };
+    let (p2, ranges) = split_to_b(&p1);
+    let moving = |k: &str| in_ranges(&ranges, k);
     // The big hash lives in the moving ranges.
     let big = (0..)
         .map(|i| format!("big{i}"))
@@ -436,54 +429,19 @@ async fn move_collections(test: &str, ips: [&str; 2], fields: usize, small: usiz
 
     let started = Instant::now();
     let mig = caller(p2.epoch(), "mig-coll", 1);
-    b.admin()
-        .start_pull(&StartPull {
-            caller: mig.clone(),
-            source: a.endpoint(),
-            ranges: ranges.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &mig, &ranges).await;
     let s = wait_pull(&b, "mig-coll", |s| s.phase == PullPhase::CatchingUp).await;
     let copy_took = started.elapsed();
     assert_eq!(s.verified, Some(true));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let f = a
-        .admin()
-        .fence(&FenceRequest {
-            caller: mig.clone(),
-            ranges: ranges.clone(),
-        })
-        .await
-        .unwrap()
-        .fence_offset;
+    let f = fence(&a, &mig, &ranges).await;
     stop.store(true, Ordering::Relaxed);
     let writes = load.join().unwrap();
     assert!(writes > 100, "load made {writes} writes");
-    wait_pull(&b, "mig-coll", |s| {
-        s.applied_offset
-            .as_ref()
-            .is_some_and(|o| o.sequence >= f.sequence)
-    })
-    .await;
-    let sum = |n: &NodeProc| {
-        let admin = n.admin();
-        let ranges = ranges.clone();
-        async move {
-            admin
-                .checksum(&ChecksumRequest {
-                    ranges,
-                    snapshot_of: None,
-                })
-                .await
-                .unwrap()
-        }
-    };
-    let (sa, sb) = (sum(&a).await, sum(&b).await);
-    assert_eq!((sa.digest, sa.keys), (sb.digest, sb.keys));
-    assert!(sa.keys > FIELDS as u64);
+    wait_pull(&b, "mig-coll", |s| applied_up_to(s, &f)).await;
+    let sa = checksum(&a, &ranges).await;
+    assert_eq!(sa, checksum(&b, &ranges).await);
+    assert!(sa.1 > FIELDS as u64);
 
     let p3 = p2.commit("a", "b").unwrap();
     install(&p3, &[&a, &b]).await;

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::moves::*;
 use common::*;
 use ringshift_node_api::*;
 use serde_json::Value;
@@ -91,23 +92,9 @@ async fn a_pulls_events_carry_its_migration_and_epoch() {
     let b = NodeProc::start_with("logjson-pull", "b", "127.0.20.3", &json);
     let p1 = placement(&["a"]);
     install(&p1, &[&a, &b]).await;
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    let (p2, ranges) = split_to_b(&p1);
     install(&p2, &[&a, &b]).await;
-    let ranges: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
-    b.admin()
-        .start_pull(&StartPull {
-            caller: caller(p2.epoch(), "mig-7", 3),
-            source: a.endpoint(),
-            ranges: ranges.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &caller(p2.epoch(), "mig-7", 3), &ranges).await;
     wait_pull(&b, "mig-7", |s| s.phase == PullPhase::CatchingUp).await;
 
     let started = event(&b, "pull started");

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::moves::*;
 use common::*;
 use ringshift_node_api::*;
 
@@ -41,68 +42,26 @@ async fn a_range_moves_with_writes_going_on() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Epoch 2: the change to [a, b] starts; a still owns everything until the commit.
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    let (p2, ranges) = split_to_b(&p1);
     install(&p2, &[&a, &b]).await;
-    let transfers = p2.pending_transfers().unwrap();
-    assert_eq!(transfers.len(), 1);
-    let ranges: Vec<HashRange> = transfers[0].ranges.iter().copied().collect();
     let mig = caller(p2.epoch(), "mig-1", 1);
-    let started = b
-        .admin()
-        .start_pull(&StartPull {
-            caller: mig.clone(),
-            source: a.endpoint(),
-            ranges: ranges.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    let started = start_pull(&b, &a, &mig, &ranges).await;
     assert_eq!(started.phase, PullPhase::Starting);
     let s = wait_pull(&b, "mig-1", |s| s.phase == PullPhase::CatchingUp).await;
     assert_eq!(s.verified, Some(true));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Cutover: fence at a, wait until b applied up to F.
-    let f = a
-        .admin()
-        .fence(&FenceRequest {
-            caller: mig.clone(),
-            ranges: ranges.clone(),
-        })
-        .await
-        .unwrap()
-        .fence_offset;
+    let f = fence(&a, &mig, &ranges).await;
     stop.store(true, Ordering::Relaxed);
     let writes = load.join().unwrap();
     assert!(writes > 100, "load made {writes} writes");
-    let s = wait_pull(&b, "mig-1", |s| {
-        s.applied_offset
-            .as_ref()
-            .is_some_and(|o| o.sequence >= f.sequence)
-    })
-    .await;
-    assert_eq!(s.applied_offset.unwrap().incarnation, f.incarnation);
+    wait_pull(&b, "mig-1", |s| applied_up_to(s, &f)).await;
 
     // Same data on both sides for the moved ranges.
-    let sum_a = a
-        .admin()
-        .checksum(&ChecksumRequest {
-            ranges: ranges.clone(),
-            snapshot_of: None,
-        })
-        .await
-        .unwrap();
-    let sum_b = b
-        .admin()
-        .checksum(&ChecksumRequest {
-            ranges: ranges.clone(),
-            snapshot_of: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!((sum_a.digest, sum_a.keys), (sum_b.digest, sum_b.keys));
-    assert!(sum_a.keys > 0);
+    let sum_a = checksum(&a, &ranges).await;
+    assert_eq!(sum_a, checksum(&b, &ranges).await);
+    assert!(sum_a.1 > 0);
 
     // Commit: b owns the ranges; a's fence lifts with the placement; every acknowledged write
     // reads back through either node.
@@ -137,15 +96,7 @@ async fn a_range_moves_with_writes_going_on() {
         })
         .await
         .unwrap();
-    let gone = a
-        .admin()
-        .checksum(&ChecksumRequest {
-            ranges: ranges.clone(),
-            snapshot_of: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(gone.keys, 0);
+    assert_eq!(checksum(&a, &ranges).await.1, 0);
     assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut cb).unwrap(), before);
     let total: i64 = redis::cmd("DBSIZE").query::<i64>(&mut ca).unwrap() + before;
     assert_eq!(total as usize, acked.len());
@@ -166,13 +117,8 @@ async fn a_throttled_copy_resumes_after_the_target_is_killed() {
             .query(&mut ca)
             .unwrap();
     }
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    let (p2, ranges) = split_to_b(&p1);
     install(&p2, &[&a, &b]).await;
-    let ranges: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
     let mig = caller(p2.epoch(), "mig-r", 1);
     let start = StartPull {
         caller: mig.clone(),
@@ -194,23 +140,7 @@ async fn a_throttled_copy_resumes_after_the_target_is_killed() {
     assert!(resumed.keys_copied > 0, "{resumed:?}");
     let s = wait_pull(&b, "mig-r", |s| s.phase == PullPhase::CatchingUp).await;
     assert_eq!(s.verified, Some(true));
-    let sum_a = a
-        .admin()
-        .checksum(&ChecksumRequest {
-            ranges: ranges.clone(),
-            snapshot_of: None,
-        })
-        .await
-        .unwrap();
-    let sum_b = b
-        .admin()
-        .checksum(&ChecksumRequest {
-            ranges,
-            snapshot_of: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!((sum_a.digest, sum_a.keys), (sum_b.digest, sum_b.keys));
+    assert_eq!(checksum(&a, &ranges).await, checksum(&b, &ranges).await);
     // Starting the same attempt again is idempotent.
     assert_eq!(
         b.admin().start_pull(&start).await.unwrap().phase,

@@ -6,21 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::moves::*;
 use common::*;
 use ringshift_node_api::client::ClientError;
 use ringshift_node_api::*;
-
-async fn checksum(node: &NodeProc, ranges: &[HashRange]) -> (u64, u64) {
-    let s = node
-        .admin()
-        .checksum(&ChecksumRequest {
-            ranges: ranges.to_vec(),
-            snapshot_of: None,
-        })
-        .await
-        .unwrap();
-    (s.digest, s.keys)
-}
 
 fn reason(r: Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorReason> {
     match r {
@@ -192,24 +181,10 @@ async fn a_failed_apply_during_catch_up_loses_no_record() {
     let p1 = placement(&["a"]);
     install(&p1, &[&a, &b]).await;
     set_all(&a, "key", 100, "before");
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    let (p2, r) = split_to_b(&p1);
     install(&p2, &[&a, &b]).await;
-    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
     let mig = caller(p2.epoch(), "m1", 1);
-    b.admin()
-        .start_pull(&StartPull {
-            caller: mig.clone(),
-            source: a.endpoint(),
-            ranges: r.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &mig, &r).await;
     wait_pull(&b, "m1", |s| s.phase == PullPhase::CatchingUp).await;
     // One pipeline: its records reach the tail together, as one pulled batch.
     let mut pipe = redis::pipe();
@@ -221,21 +196,8 @@ async fn a_failed_apply_during_catch_up_loses_no_record() {
     }
     let _: () = pipe.query(&mut a.redis()).unwrap();
     wait_hits(&b, "fail-apply", 1).await;
-    let f = a
-        .admin()
-        .fence(&FenceRequest {
-            caller: mig.clone(),
-            ranges: r.clone(),
-        })
-        .await
-        .unwrap()
-        .fence_offset;
-    wait_pull(&b, "m1", |s| {
-        s.applied_offset
-            .as_ref()
-            .is_some_and(|o| o.sequence >= f.sequence)
-    })
-    .await;
+    let f = fence(&a, &mig, &r).await;
+    wait_pull(&b, "m1", |s| applied_up_to(s, &f)).await;
     assert_eq!(checksum(&b, &r).await, checksum(&a, &r).await);
 }
 
@@ -248,23 +210,9 @@ async fn pull_until_ingestion_paused(
     let p1 = placement(&["a"]);
     install(&p1, &[a, b]).await;
     set_all(a, "key", 300, "old");
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    let (p2, r) = split_to_b(&p1);
     install(&p2, &[a, b]).await;
-    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
-    b.admin()
-        .start_pull(&StartPull {
-            caller: caller(p2.epoch(), "m1", 1),
-            source: a.endpoint(),
-            ranges: r.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(b, a, &caller(p2.epoch(), "m1", 1), &r).await;
     wait_hits(b, "pause-ingest-finish", 1).await;
     (r, p2)
 }
@@ -349,23 +297,9 @@ async fn a_recopy_forgets_the_old_copy_s_offsets() {
     let p1 = placement(&["a"]);
     install(&p1, &[&a, &b]).await;
     set_all(&a, "key", 100, "v");
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    let (p2, r) = split_to_b(&p1);
     install(&p2, &[&a, &b]).await;
-    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
-    b.admin()
-        .start_pull(&StartPull {
-            caller: caller(p2.epoch(), "m1", 1),
-            source: a.endpoint(),
-            ranges: r.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &caller(p2.epoch(), "m1", 1), &r).await;
     let s = wait_pull(&b, "m1", |s| s.phase == PullPhase::CatchingUp).await;
     assert!(s.applied_offset.is_some() && s.verified == Some(true));
     // The source loses its data directory: its log answers "re-copy".
@@ -447,16 +381,7 @@ async fn a_pull_completes_across_another_commit() {
     let transfers = p2.pending_transfers().unwrap();
     let to_b = transfers.iter().find(|t| t.target == "b").unwrap();
     let r: Vec<HashRange> = to_b.ranges.iter().copied().collect();
-    b.admin()
-        .start_pull(&StartPull {
-            caller: caller(p2.epoch(), "m1", 1),
-            source: a.endpoint(),
-            ranges: r.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &caller(p2.epoch(), "m1", 1), &r).await;
     wait_hits(&b, "slow-pull-clear", 1).await;
     let p3 = p2.commit("a", "c").unwrap();
     install(&p3, &[&a, &b]).await;
@@ -476,40 +401,13 @@ async fn a_recopy_after_the_commit_never_clears_the_new_owner() {
     let p1 = placement(&["a"]);
     install(&p1, &[&a, &b]).await;
     set_all(&a, "key", 200, "v");
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
+    let (p2, r) = split_to_b(&p1);
     install(&p2, &[&a, &b]).await;
-    let r: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
     let mig = caller(p2.epoch(), "m1", 1);
-    b.admin()
-        .start_pull(&StartPull {
-            caller: mig.clone(),
-            source: a.endpoint(),
-            ranges: r.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &mig, &r).await;
     wait_pull(&b, "m1", |s| s.phase == PullPhase::CatchingUp).await;
-    let f = a
-        .admin()
-        .fence(&FenceRequest {
-            caller: mig.clone(),
-            ranges: r.clone(),
-        })
-        .await
-        .unwrap()
-        .fence_offset;
-    wait_pull(&b, "m1", |s| {
-        s.applied_offset
-            .as_ref()
-            .is_some_and(|o| o.sequence >= f.sequence)
-    })
-    .await;
+    let f = fence(&a, &mig, &r).await;
+    wait_pull(&b, "m1", |s| applied_up_to(s, &f)).await;
     let moved = checksum(&a, &r).await;
     assert!(moved.1 > 0, "the moved ranges hold keys");
     // Committed: the source installs the new placement; the push to the target is delayed.

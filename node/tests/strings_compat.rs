@@ -203,16 +203,7 @@ async fn string_keyspace_and_connection_commands_answer_like_redis_server() {
     let node = NodeProc::start("strings-compat", "a", "127.0.1.47");
     install(&placement(&["a"]), &[&node]).await;
     for (script, resp3) in [(STRINGS, false), (KEYSPACE, false), (STRINGS, true)] {
-        let flush = |addr: &str| {
-            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
-            let mut c = client.get_connection().unwrap();
-            redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
-        };
-        flush(&server_addr);
-        flush(&node.data_addr());
-        let want = run(&server_addr, script, resp3);
-        let got = run(&node.data_addr(), script, resp3);
-        compare(script, &want, &got);
+        compare_from_empty(&server_addr, &node.data_addr(), script, resp3);
     }
     drop(server);
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use common::calls::{cmd, err};
+use common::moves::*;
 use common::script::*;
 use common::*;
 use redis::Value;
@@ -204,14 +205,7 @@ async fn sorted_set_commands_answer_like_redis_server() {
     install(&placement(&["a"]), &[&node]).await;
     // RESP2, then RESP3 (scores as doubles, WITHSCORES as pairs).
     for resp3 in [false, true] {
-        for addr in [&server_addr, &node.data_addr()] {
-            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
-            let mut c = client.get_connection().unwrap();
-            redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
-        }
-        let want = run(&server_addr, WRITES, resp3);
-        let got = run(&node.data_addr(), WRITES, resp3);
-        compare(WRITES, &want, &got);
+        compare_from_empty(&server_addr, &node.data_addr(), WRITES, resp3);
     }
     drop(server);
 }
@@ -308,14 +302,7 @@ async fn sorted_set_reads_in_multi_see_its_writes_like_redis_server() {
     let node = NodeProc::start("zsets-multi", "a", "127.0.12.11");
     install(&placement(&["a"]), &[&node]).await;
     for resp3 in [false, true] {
-        for addr in [&server_addr, &node.data_addr()] {
-            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
-            let mut c = client.get_connection().unwrap();
-            redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
-        }
-        let want = run(&server_addr, IN_MULTI, resp3);
-        let got = run(&node.data_addr(), IN_MULTI, resp3);
-        compare(IN_MULTI, &want, &got);
+        compare_from_empty(&server_addr, &node.data_addr(), IN_MULTI, resp3);
     }
     drop(server);
 }
@@ -400,16 +387,8 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
     let b = NodeProc::start("zsets-move", "b", "127.0.12.7");
     let p1 = placement(&["a"]);
     install(&p1, &[&a, &b]).await;
-    let p2 = p1.set_target(evolve(&p1, &["a", "b"])).unwrap();
-    let ranges: Vec<HashRange> = p2.pending_transfers().unwrap()[0]
-        .ranges
-        .iter()
-        .copied()
-        .collect();
-    let moving = |k: &str| {
-        let h = ringshift_ring::key_hash(k.as_bytes());
-        ranges.iter().any(|r| r.start <= h && h <= r.end)
-    };
+    let (p2, ranges) = split_to_b(&p1);
+    let moving = |k: &str| in_ranges(&ranges, k);
     let big = (0..)
         .map(|i| format!("big{i}"))
         .find(|k| moving(k))
@@ -507,16 +486,7 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
 
     let started = Instant::now();
     let mig = caller(p2.epoch(), "mig-zset", 1);
-    b.admin()
-        .start_pull(&StartPull {
-            caller: mig.clone(),
-            source: a.endpoint(),
-            ranges: ranges.clone(),
-            bytes_per_sec: None,
-            verify: true,
-        })
-        .await
-        .unwrap();
+    start_pull(&b, &a, &mig, &ranges).await;
     let s = wait_pull(&b, "mig-zset", |s| s.phase == PullPhase::CatchingUp).await;
     let copy_took = started.elapsed();
     assert_eq!(s.verified, Some(true));
@@ -526,36 +496,10 @@ async fn a_20k_member_sorted_set_moves_with_writes_going_on() {
     assert!(writes > 100, "load made {writes} writes");
     // What the source serves before the cutover, in order, is what the target must serve.
     let before = zrange(&mut c, &big);
-    let f = a
-        .admin()
-        .fence(&FenceRequest {
-            caller: mig.clone(),
-            ranges: ranges.clone(),
-        })
-        .await
-        .unwrap()
-        .fence_offset;
-    wait_pull(&b, "mig-zset", |s| {
-        s.applied_offset
-            .as_ref()
-            .is_some_and(|o| o.sequence >= f.sequence)
-    })
-    .await;
-    let sum = |n: &NodeProc| {
-        let admin = n.admin();
-        let ranges = ranges.clone();
-        async move {
-            admin
-                .checksum(&ChecksumRequest {
-                    ranges,
-                    snapshot_of: None,
-                })
-                .await
-                .unwrap()
-        }
-    };
-    let (sa, sb) = (sum(&a).await, sum(&b).await);
-    assert_eq!((sa.digest, sa.keys), (sb.digest, sb.keys));
+    let f = fence(&a, &mig, &ranges).await;
+    wait_pull(&b, "mig-zset", |s| applied_up_to(s, &f)).await;
+    let sa = checksum(&a, &ranges).await;
+    assert_eq!(sa, checksum(&b, &ranges).await);
 
     let mut cb = b.redis();
     let p3 = p2.commit("a", "b").unwrap();

@@ -96,20 +96,7 @@ pub async fn apply<K>(
 where
     K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    let desired = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
-    if let Some(live) = live {
-        let live = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
-        if !needs_apply(&desired, &live) {
-            return Ok(Applied::Unchanged);
-        }
-    }
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await?;
-    Ok(Applied::Patched)
+    apply_at(api, name, desired, live, None).await
 }
 
 /// Like [`apply`], but the patch carries `live`'s resourceVersion, so that it lands only on
@@ -124,26 +111,59 @@ pub async fn apply_unchanged_since<K>(
 where
     K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    let mut desired = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+    let resource_version = live.and_then(|l| l.meta().resource_version.clone());
+    apply_at(api, name, desired, live, resource_version).await
+}
+
+/// The one apply both public functions share: `resource_version`, when given, is the
+/// precondition the patch carries.
+async fn apply_at<K>(
+    api: &Api<K>,
+    name: &str,
+    desired: &impl Serialize,
+    live: Option<&K>,
+    resource_version: Option<String>,
+) -> Result<Applied, kube::Error>
+where
+    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let desired = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+    let live = live
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(kube::Error::SerdeError)?;
+    let Some(body) = patch_body(desired, live.as_ref(), resource_version) else {
+        return Ok(Applied::Unchanged);
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(Applied::Patched)
+}
+
+/// The patch to send for `desired`, or `None` when `live` already has it. With a `live`
+/// object, `resource_version` is set in the patch's metadata so that it applies only to
+/// that version; without one there is nothing to pin to.
+fn patch_body(
+    mut desired: Value,
+    live: Option<&Value>,
+    resource_version: Option<String>,
+) -> Option<Value> {
     if let Some(live) = live {
-        let live_value = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
-        if !needs_apply(&desired, &live_value) {
-            return Ok(Applied::Unchanged);
+        if !needs_apply(&desired, live) {
+            return None;
         }
         if let (Some(meta), Some(rv)) = (
             desired.get_mut("metadata").and_then(Value::as_object_mut),
-            live.meta().resource_version.clone(),
+            resource_version,
         ) {
             meta.insert("resourceVersion".into(), Value::String(rv));
         }
     }
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await?;
-    Ok(Applied::Patched)
+    Some(desired)
 }
 
 #[cfg(test)]
@@ -228,6 +248,32 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn patch_body_pins_the_live_version_only_when_a_write_is_due() {
+        let desired = json!({"metadata": {"name": "p"}, "spec": {"epoch": 2}});
+        let live = json!({"metadata": {"name": "p", "resourceVersion": "7"}, "spec": {"epoch": 1}});
+        let pinned = patch_body(desired.clone(), Some(&live), Some("7".into()));
+        assert_eq!(
+            pinned
+                .as_ref()
+                .and_then(|b| b["metadata"]["resourceVersion"].as_str()),
+            Some("7")
+        );
+        let unpinned = patch_body(desired.clone(), Some(&live), None);
+        assert_eq!(unpinned, Some(desired.clone()));
+        let current =
+            json!({"metadata": {"name": "p", "resourceVersion": "8"}, "spec": {"epoch": 2}});
+        assert_eq!(
+            patch_body(desired.clone(), Some(&current), Some("8".into())),
+            None
+        );
+        // Nothing live yet: a create, with no version to pin to.
+        assert_eq!(
+            patch_body(desired.clone(), None, Some("9".into())),
+            Some(desired)
+        );
     }
 
     proptest::proptest! {

@@ -144,6 +144,14 @@ impl NetPlan {
             v.extend(args(rest));
             v
         };
+        // `ip route add DEST... dev eth0 src IP`: every route leaves by eth0 from the pod's address.
+        let src = ip.to_string();
+        let route = |dest: &[&str]| {
+            let mut v = ipn(&["route", "add"]);
+            v.extend(args(dest));
+            v.extend(args(&["dev", "eth0", "src", &src]));
+            v
+        };
         PodSetup {
             links: vec![
                 args(&[
@@ -159,41 +167,9 @@ impl NetPlan {
                 ipn(&["link", "set", "lo", "up"]),
                 ipn(&["link", "set", "eth0", "up"]),
                 ipn(&["addr", "add", &format!("{ip}/{POD_PREFIX}"), "dev", "eth0"]),
-                ipn(&[
-                    "route",
-                    "add",
-                    "table",
-                    "local",
-                    &self.pod_cidr(),
-                    "dev",
-                    "eth0",
-                    "src",
-                    &ip.to_string(),
-                ]),
-                ipn(&[
-                    "route",
-                    "add",
-                    "table",
-                    "local",
-                    &self.service_cidr(),
-                    "via",
-                    &gw,
-                    "dev",
-                    "eth0",
-                    "src",
-                    &ip.to_string(),
-                ]),
-                ipn(&[
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &gw,
-                    "dev",
-                    "eth0",
-                    "src",
-                    &ip.to_string(),
-                ]),
+                route(&["table", "local", &self.pod_cidr()]),
+                route(&["table", "local", &self.service_cidr(), "via", &gw]),
+                route(&["default", "via", &gw]),
             ],
         }
     }

@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{SupportError, kubeconfig_path};
+use super::images::redis_cli_image;
+use super::{
+    SupportError, kubeconfig_path, restricted_container_security_context,
+    restricted_pod_security_context,
+};
 
 /// The workspace root (the parent of the e2e crate).
 pub fn repo_root() -> PathBuf {
@@ -127,4 +131,92 @@ pub fn free_local_port(range: std::ops::Range<u16>) -> Option<u16> {
     range
         .into_iter()
         .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+}
+
+/// `kubectl wait -n NS --for=condition=CONDITION OBJECT --timeout=TIMEOUT`, as the README
+/// writes it (`timeout` in kubectl's form, e.g. `5m`).
+pub async fn kubectl_wait(
+    namespace: &str,
+    object: &str,
+    condition: &str,
+    timeout: &str,
+) -> Result<String, SupportError> {
+    let condition = format!("--for=condition={condition}");
+    let timeout = format!("--timeout={timeout}");
+    kubectl(&["wait", "-n", namespace, &condition, object, &timeout]).await
+}
+
+/// `kubectl exec -n NS POD -- COMMAND...`: its whole output and exit status.
+pub async fn kubectl_exec(
+    namespace: &str,
+    pod: &str,
+    command: &[&str],
+) -> Result<Output, SupportError> {
+    let mut args = vec!["exec", "-n", namespace, pod, "--"];
+    args.extend_from_slice(command);
+    kubectl_output(&args, b"").await
+}
+
+/// The `--overrides` a `restricted` namespace asks of `kubectl run`'s container `container`.
+pub fn restricted_run_overrides(container: &str) -> String {
+    serde_json::json!({"spec": {
+        "securityContext": restricted_pod_security_context(),
+        "containers": [{"name": container, "securityContext": restricted_container_security_context()}]
+    }})
+    .to_string()
+}
+
+/// `kubectl run -n NS -i --rm cli --image=<redis:7 stand-in> --restart=Never -- redis-cli -h
+/// HOST` with `input` on redis-cli's stdin: kubectl's whole output and exit status.
+pub async fn kubectl_run_redis_cli(
+    namespace: &str,
+    host: &str,
+    input: &str,
+) -> Result<Output, SupportError> {
+    let image = format!("--image={}", redis_cli_image());
+    let overrides = restricted_run_overrides("cli");
+    kubectl_output(
+        &[
+            "run",
+            "-n",
+            namespace,
+            "-i",
+            "--rm",
+            "cli",
+            &image,
+            "--restart=Never",
+            "--override-type=strategic",
+            "--overrides",
+            &overrides,
+            "--",
+            "redis-cli",
+            "-h",
+            host,
+        ],
+        input.as_bytes(),
+    )
+    .await
+}
+
+/// A free local port in `base + 100 * $RINGSHIFT_CLUSTER ..` (`span` ports), so that the
+/// port-forwards of tests against different clusters on one machine never collide.
+pub fn cluster_local_port(base: u16, span: u16) -> Option<u16> {
+    let cluster: u16 = std::env::var("RINGSHIFT_CLUSTER")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let start = base + 100 * cluster;
+    free_local_port(start..start + span)
+}
+
+/// redis-cli on this machine against 127.0.0.1:`port` (a port-forward's local end): its
+/// trimmed stdout.
+pub async fn local_redis_cli(port: u16, args: &[&str]) -> Result<String, SupportError> {
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| SupportError::Other(format!("redis-cli: {e}")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -31,6 +31,7 @@ pub mod phases;
 mod pods;
 pub mod promql;
 pub mod report;
+mod services;
 mod split_brain;
 mod wait;
 
@@ -40,7 +41,10 @@ use std::time::Duration;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub use kubectl::{PortForward, free_local_port, kubectl, kubectl_output, port_forward, repo_root};
+pub use kubectl::{
+    PortForward, cluster_local_port, free_local_port, kubectl, kubectl_exec, kubectl_output,
+    kubectl_run_redis_cli, kubectl_wait, local_redis_cli, port_forward, repo_root,
+};
 pub use load::{CheckedLoad, LoadShape, preload, scale, verify_preload};
 pub use namespace::{
     TestNamespace, restricted_container_security_context, restricted_pod_security_context,
@@ -54,6 +58,7 @@ pub use pods::{
     http_get, http_put, pod_ip, pod_log, pod_ready, wait_pod_ready, wait_pod_uid_changed,
     wait_pods_ready,
 };
+pub use services::{api_server_ip, cluster_ip};
 pub use split_brain::{SplitBrainWatch, admin_token};
 pub use wait::{WaitError, wait_until};
 

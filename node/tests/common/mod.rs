@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod calls;
+pub mod moves;
 pub mod resp;
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ringshift_node_api::client::AdminClient;
-use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall, PullPhase, PullStatus};
+use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall, PullStatus};
 use ringshift_ring::{Member, RingSpec};
 
 pub mod script;
@@ -227,20 +228,12 @@ pub fn caller(epoch: u64, migration: &str, attempt: u64) -> ringshift_node_api::
     }
 }
 
-/// Polls the pull `uid` on `node` until `done` holds (at most 60 s); fails if it fails.
+/// Polls the pull `uid` on `node` every 50 ms until `done` holds (at most 60 s); fails if it
+/// fails.
 pub async fn wait_pull(
     node: &NodeProc,
     uid: &str,
     done: impl Fn(&PullStatus) -> bool,
 ) -> PullStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = node.admin().pull(uid).await.unwrap();
-        if done(&s) {
-            return s;
-        }
-        assert!(s.phase != PullPhase::Failed, "pull failed: {s:?}");
-        assert!(Instant::now() < deadline, "pull stuck: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    moves::wait_pull_every(node, uid, Duration::from_millis(50), done).await
 }

@@ -103,3 +103,20 @@ pub fn compare(script: &str, want: &[Result<Value, String>], got: &[Result<Value
     }
     assert!(diffs.is_empty(), "replies differ:\n{}", diffs.join("\n"));
 }
+
+/// Empties the server at `addr` (FLUSHALL).
+pub fn flushall(addr: &str) {
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut c = client.get_connection().unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
+}
+
+/// Runs `script` on an emptied redis-server and an emptied node and fails on the first lines
+/// whose replies differ.
+pub fn compare_from_empty(server_addr: &str, node_addr: &str, script: &str, resp3: bool) {
+    flushall(server_addr);
+    flushall(node_addr);
+    let want = run(server_addr, script, resp3);
+    let got = run(node_addr, script, resp3);
+    compare(script, &want, &got);
+}
