@@ -1,39 +1,5 @@
 #!/usr/bin/env bash
-# Builds ringshift-oci (this directory's Go module: an OCI registry and an image builder) once
-# per source version into $RINGSHIFT_CACHE/oci/ (default ~/.cache/ringshift), the way
-# cluster/build-k8s.sh builds the Kubernetes programs: the machine's Go, GOTOOLCHAIN=local,
-# -mod=readonly, module and build caches under the same cache dir. Prints the binary's path.
-# `build-tool.sh test` runs go vet and the module's unit tests instead (make unit).
-set -euo pipefail
+# Builds ringshift-oci (this directory's Go module: an OCI registry and an image builder) and
+# prints its path; `build-tool.sh test` runs go vet and its unit tests (see ../go-build.sh).
 HERE="$(cd "$(dirname "$0")" && pwd)"
-CACHE="${RINGSHIFT_CACHE:-$HOME/.cache/ringshift}"
-log() { echo "[ringshift-oci] $*" >&2; }
-
-if [[ ${1:-} == test ]]; then
-  if [[ -x /usr/local/go/bin/go ]]; then PATH="/usr/local/go/bin:$PATH"; fi
-  export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build"
-  export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
-  cd "$HERE" && go vet ./... && go test ./...
-  exit
-fi
-
-# The cached binary is named by a hash of the module's sources: editing them rebuilds it.
-sum=$(cd "$HERE" && find go.mod go.sum cmd -type f -name '*' ! -name '*_test.go' -print0 | sort -z |
-  xargs -0 sha256sum | sha256sum | cut -c1-16)
-OUT="$CACHE/oci/ringshift-oci-$sum"
-if [[ -x $OUT ]]; then echo "$OUT"; exit 0; fi
-
-if [[ -x /usr/local/go/bin/go ]]; then PATH="/usr/local/go/bin:$PATH"; fi
-command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
-export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build"
-export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
-mkdir -p "$CACHE/oci" "$GOMODCACHE" "$GOCACHE"
-exec 9>"$CACHE/oci/build.lock"
-flock 9
-if [[ -x $OUT ]]; then echo "$OUT"; exit 0; fi
-log "building with $(go env GOVERSION)"
-start=$SECONDS
-(cd "$HERE" && go build -trimpath -ldflags "-s -w" -o "$OUT.tmp" ./cmd/ringshift-oci)
-mv "$OUT.tmp" "$OUT"
-log "built $OUT in $((SECONDS - start)) s"
-echo "$OUT"
+exec "$HERE/../go-build.sh" "$HERE" ringshift-oci "$@"
