@@ -9,9 +9,8 @@ use crate::changelog::LogOp;
 use crate::engine::open::{META_DEGRADED, META_PLACEMENT};
 use crate::engine::ops::{DataCmd, MetaPut, Op, Outcome};
 use crate::keys;
-use crate::ranges;
 use crate::routing::{Fence, Route, Routing};
-use ringshift_ring::HashRange;
+use ringshift_ring::{HashRange, RangeSet};
 
 impl Writer {
     /// Evaluates one operation, all or nothing: one that writes several records and fails
@@ -134,20 +133,18 @@ impl Writer {
                     }
                 }
                 let owned = installed.owners.ranges_of(&self.routing.me);
-                let was = self.routing.owned_ranges();
-                // Ranges that came or went: a WATCH of a key there aborts.
-                let changed: Vec<HashRange> = was
-                    .iter()
-                    .filter(|r| !ranges::covered_by(r, &owned))
-                    .chain(owned.iter().filter(|r| !ranges::covered_by(r, &was)))
-                    .copied()
-                    .collect();
-                self.touches.touch_ranges(changed);
+                let owned_set: RangeSet = owned.iter().copied().collect();
+                let was = self.routing.owned_set();
+                // Hashes that came or went: a WATCH of a key there aborts.
+                self.touches.touch_ranges(
+                    was.difference(&owned_set)
+                        .union(&owned_set.difference(&was)),
+                );
                 // A fence is lifted by a placement that moves its range away.
                 let (keep, lift): (Vec<Fence>, Vec<Fence>) =
                     std::mem::take(&mut self.routing.fences)
                         .into_iter()
-                        .partition(|f| ranges::any_overlap(&f.ranges, &owned));
+                        .partition(|f| f.ranges.overlaps(&owned_set));
                 for f in lift {
                     b.meta.insert(fence_key(&f.migration_uid).to_vec(), None);
                 }
@@ -157,7 +154,7 @@ impl Writer {
                     .engine
                     .ingest_gate
                     .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = owned.clone();
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = owned_set;
                 b.meta.insert(META_PLACEMENT.to_vec(), Some(raw));
                 b.meta.insert(
                     META_DEGRADED.to_vec(),
@@ -173,7 +170,7 @@ impl Writer {
                 Outcome::Done
             }
             Op::Apply { ops, meta, guard } => {
-                if ranges::any_overlap(&guard, &self.routing.owned_ranges()) {
+                if guard.overlaps(&self.routing.owned_set()) {
                     return Ok(Pending::Now(Outcome::Refused(
                         "this node owns the pulled ranges now".into(),
                     )));
@@ -188,12 +185,12 @@ impl Writer {
                 Outcome::Done
             }
             Op::Clear { ranges: rs, meta } => {
-                if ranges::any_overlap(&rs, &self.routing.owned_ranges()) {
+                if rs.overlaps(&self.routing.owned_set()) {
                     return Ok(Pending::Now(Outcome::Refused(
                         "refusing to clear ranges this node owns".into(),
                     )));
                 }
-                for r in rs {
+                for &r in &rs {
                     self.apply_log_op(LogOp::ClearRange { range: r }, b)?;
                 }
                 self.meta(meta, b);
@@ -205,7 +202,7 @@ impl Writer {
                 counts,
                 guard,
             } => {
-                if ranges::any_overlap(&guard, &self.routing.owned_ranges()) {
+                if guard.overlaps(&self.routing.owned_set()) {
                     return Ok(Pending::Now(Outcome::Refused(
                         "this node owns the pulled ranges now".into(),
                     )));
@@ -225,12 +222,12 @@ impl Writer {
                 after,
                 max,
             } => {
-                if ranges::any_overlap(&rs, &self.routing.owned_ranges()) {
+                if rs.overlaps(&self.routing.owned_set()) {
                     return Ok(Pending::Now(Outcome::Refused(
                         "refusing to clear ranges this node owns".into(),
                     )));
                 }
-                let removed = self.clear_chunk(&rs, after.as_ref(), max, b)?;
+                let removed = self.clear_chunk(rs.ranges(), after.as_ref(), max, b)?;
                 b.cleared = true;
                 Outcome::Cleared {
                     done: removed < max,
@@ -238,6 +235,7 @@ impl Writer {
             }
             Op::Flush => {
                 let owned = self.routing.owned_ranges();
+                let owned_set: RangeSet = owned.iter().copied().collect();
                 if let Some(reason) = &self.routing.degraded {
                     return Ok(Pending::Now(Outcome::Refused(format!("DEGRADED {reason}"))));
                 }
@@ -245,7 +243,7 @@ impl Writer {
                     .routing
                     .fences
                     .iter()
-                    .find(|f| ranges::any_overlap(&f.ranges, &owned))
+                    .find(|f| f.ranges.overlaps(&owned_set))
                 {
                     let epoch = self.routing.epoch();
                     return Ok(Pending::Now(Outcome::Refused(format!(
@@ -345,10 +343,9 @@ impl Writer {
     /// expired then has its delete at or below F, so a new owner whose clock runs behind ours
     /// does not serve it again. (Keys that expire later, inside the fence, are left to the new
     /// owner's clock: reads of a fenced range are held, so nobody saw them expire here.)
-    fn expire_due(&mut self, rs: &[ranges::HashRange], b: &mut Batch) -> Result<(), fjall::Error> {
-        let wanted = |skey: &[u8]| {
-            keys::split_storage_key(skey).is_some_and(|(h, _)| ranges::contains(rs, h))
-        };
+    fn expire_due(&mut self, rs: &RangeSet, b: &mut Batch) -> Result<(), fjall::Error> {
+        let wanted =
+            |skey: &[u8]| keys::split_storage_key(skey).is_some_and(|(h, _)| rs.contains(h));
         let mut due: Vec<Vec<u8>> = Vec::new();
         let below = b.now.saturating_add(1).to_be_bytes().to_vec();
         for item in self.engine.expiry.range(..below) {
