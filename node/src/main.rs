@@ -60,8 +60,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         .admin_token_file
         .as_deref()
         .map(read_secret)
-        .transpose()?;
-    let password = cli.password_file.as_deref().map(read_secret).transpose()?;
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let password = cli
+        .password_file
+        .as_deref()
+        .map(read_secret)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let config = EngineConfig {
         member: cli.member_name.clone(),
         durable: cli.durability == Durability::Durable,
