@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ringshift_node_api::PlacementInstall;
 
-use crate::engine::{EngineError, Op};
+use crate::engine::{Op, WriteError};
 use crate::routing::{Installed, MemberAddrs, OwnerTable, Routing};
 
 /// Why a placement was refused or could not be installed. `admin/` alone maps these to HTTP.
@@ -45,16 +45,10 @@ pub enum PlacementError {
     /// The accepted body cannot be encoded for storage.
     #[error("{0}")]
     Store(#[source] serde_json::Error),
-    /// The writer re-checked the install in order with other installs and refused it.
-    #[error("{0}")]
-    Overtaken(String),
-    /// The writer's commit failed.
-    #[error("{0}")]
-    Failed(String),
-    #[error("unexpected writer answer")]
-    Unexpected,
+    /// Not written; `WriteError::Refused`: the writer re-checked the install in order with
+    /// other installs and refused it.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Write(#[from] WriteError),
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
 }
@@ -182,30 +176,22 @@ pub async fn install(
     .await??;
     let raw = serde_json::to_vec(body).map_err(PlacementError::Store)?;
     let epoch = installed.epoch;
-    let outcome = node
-        .engine
-        .run(Op::Install {
+    // Re-checked in the writer, in order with other installs (refused: `WriteError::Refused`).
+    node.engine
+        .run_done(Op::Install {
             installed: Arc::new(installed),
             raw,
             degraded: degraded.clone(),
         })
         .await?;
-    match outcome {
-        crate::engine::Outcome::Done => {
-            node.metrics.epoch.set(epoch as i64);
-            tracing::info!(
-                cluster = %body.placement.cluster_uid(),
-                epoch,
-                degraded = ?degraded,
-                "placement installed"
-            );
-            Ok(degraded)
-        }
-        // Re-checked in the writer, in order with other installs.
-        crate::engine::Outcome::Refused(m) => Err(PlacementError::Overtaken(m)),
-        crate::engine::Outcome::Failed(m) => Err(PlacementError::Failed(m)),
-        _ => Err(PlacementError::Unexpected),
-    }
+    node.metrics.epoch.set(epoch as i64);
+    tracing::info!(
+        cluster = %body.placement.cluster_uid(),
+        epoch,
+        degraded = ?degraded,
+        "placement installed"
+    );
+    Ok(degraded)
 }
 
 #[cfg(test)]

@@ -14,13 +14,13 @@ use tracing::Instrument;
 
 use crate::changelog::LogOp;
 use crate::engine::ingest::WireChunk;
-use crate::engine::{Engine, Op, Outcome};
+use crate::engine::{Engine, Op, Outcome, WriteError};
 use crate::node::Node;
 use crate::wire;
 use ringshift_ring::RangeSet;
 
 mod errors;
-pub use errors::{ClaimError, PersistError, PullError};
+pub use errors::{ClaimError, PullError};
 
 const META_PULL_PREFIX: &[u8] = b"pull/";
 const CHUNK_ENTRIES: usize = 32_768;
@@ -251,7 +251,7 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> Result<PullStatus, PullE
 }
 
 /// A registered pull that could not be persisted: it never ran.
-fn fail_registered(node: &Node, uid: &str, why: &PersistError) {
+fn fail_registered(node: &Node, uid: &str, why: &WriteError) {
     if let Some(r) = node.pulls.lock().running.get(uid)
         && let Ok(mut s) = r.status.lock()
     {
@@ -337,12 +337,8 @@ fn set_status(node: &Node, status: &PullStatus) {
     }
 }
 
-async fn persist(engine: &Engine, rec: &PullRecord) -> Result<(), PersistError> {
-    match engine.run(Op::Meta(vec![record_meta(rec)])).await? {
-        Outcome::Done => Ok(()),
-        Outcome::Failed(m) => Err(PersistError::Failed(m)),
-        _ => Err(PersistError::Unexpected),
-    }
+async fn persist(engine: &Engine, rec: &PullRecord) -> Result<(), WriteError> {
+    engine.run_done(Op::Meta(vec![record_meta(rec)])).await
 }
 
 /// Resumes the pulls persisted in the data directory.

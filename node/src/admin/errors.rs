@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ringshift_node_api::{ApiError, ErrorReason};
 
+use crate::engine::WriteError;
 use crate::placement::PlacementError;
 use crate::pull::{ClaimError, PullError};
 
@@ -61,18 +62,18 @@ fn placement_reason(e: &PlacementError) -> ErrorReason {
             ErrorReason::OtherCluster
         }
         // The writer re-checks the epoch in order with other installs: a newer one won.
-        PlacementError::StaleEpoch { .. } | PlacementError::Overtaken(_) => ErrorReason::StaleEpoch,
+        PlacementError::StaleEpoch { .. } | PlacementError::Write(WriteError::Refused(_)) => {
+            ErrorReason::StaleEpoch
+        }
         PlacementError::DifferentAtEpoch { .. } | PlacementError::RingDiffers { .. } => {
             ErrorReason::Conflict
         }
         PlacementError::Unresolvable(_)
         | PlacementError::Unencodable(_)
         | PlacementError::Undecodable(_) => ErrorReason::BadRequest,
-        PlacementError::Store(_)
-        | PlacementError::Failed(_)
-        | PlacementError::Unexpected
-        | PlacementError::Engine(_)
-        | PlacementError::Task(_) => ErrorReason::Internal,
+        PlacementError::Store(_) | PlacementError::Write(_) | PlacementError::Task(_) => {
+            ErrorReason::Internal
+        }
     }
 }
 

@@ -90,6 +90,21 @@ pub enum EngineError {
     GcFailed(String),
 }
 
+/// Why an operation that answers `Done` did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The writer refused it (the text says why: a newer epoch, ownership, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Its group commit failed.
+    #[error("{0}")]
+    Failed(String),
+    #[error("unexpected writer answer")]
+    Unexpected,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClearError {
     #[error("{0}")]
@@ -293,6 +308,16 @@ impl Engine {
     /// Submits and waits.
     pub async fn run(&self, op: Op) -> Result<Outcome, EngineError> {
         self.submit(op).await.map_err(|_| EngineError::WriterGone)
+    }
+
+    /// Runs an operation whose success is `Outcome::Done`.
+    pub async fn run_done(&self, op: Op) -> Result<(), WriteError> {
+        match self.run(op).await? {
+            Outcome::Done => Ok(()),
+            Outcome::Refused(m) => Err(WriteError::Refused(m)),
+            Outcome::Failed(m) => Err(WriteError::Failed(m)),
+            _ => Err(WriteError::Unexpected),
+        }
     }
 
     pub fn routing(&self) -> Arc<Routing> {

@@ -1,7 +1,7 @@
 //! Why a pull could not be started, cancelled or persisted, and why a drop could not claim its
 //! ranges. Domain errors: `admin/` alone turns them into HTTP status codes and bodies.
 
-use crate::engine::EngineError;
+use crate::engine::{EngineError, WriteError};
 
 /// Why `pull::start` or `pull::cancel` refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,20 +25,9 @@ pub enum PullError {
     Poisoned,
     #[error(transparent)]
     Storage(#[from] EngineError),
+    /// The pull record could not be stored through the writer.
     #[error(transparent)]
-    Persist(#[from] PersistError),
-}
-
-/// Why a pull record could not be stored through the writer.
-#[derive(Debug, thiserror::Error)]
-pub enum PersistError {
-    /// The writer's commit failed (its text says why).
-    #[error("{0}")]
-    Failed(String),
-    #[error("unexpected writer answer")]
-    Unexpected,
-    #[error(transparent)]
-    Engine(#[from] EngineError),
+    Persist(#[from] WriteError),
 }
 
 /// Why a drop may not take its ranges now.
