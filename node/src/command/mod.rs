@@ -251,7 +251,7 @@ async fn handle_in(
                         crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
                     }
                 }
-                Some(Err(msg)) => error(out, &msg),
+                Some(Err(msg)) => error(out, &msg.to_string()),
                 None => error(out, "ERR syntax error"),
             }
             Flow::Continue
