@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::ranges::HashRange;
+use ringshift_ring::HashRange;
 
 /// Default cap on range slots kept across all epochs (each slot is ~40 bytes).
 pub const DEFAULT_CAP_SLOTS: usize = 16_384;
@@ -316,7 +316,7 @@ mod tests {
         ) {
             let mut owned: Vec<HashRange> = owned.into_iter().map(|(s, l)| r(s, s + l)).collect();
             owned.sort_by_key(|x| x.start);
-            let owned = crate::ranges::normalize(&owned).unwrap_or_default();
+            let owned: Vec<HashRange> = owned.into_iter().collect::<ringshift_ring::RangeSet>().into();
             let fences: Vec<HashRange> = fences.into_iter().map(|(s, l)| r(s, s + l)).collect();
             let pieces = cut_at(&owned, &fences);
             let points = |rs: &[HashRange]| rs.iter().flat_map(|x| x.start..=x.end).collect::<Vec<u64>>();

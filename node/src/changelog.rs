@@ -2,7 +2,7 @@
 //! watermark past filtered records so a reader can tell it has seen everything up to an offset.
 
 use crate::keys::split_storage_key;
-use crate::ranges::{self, HashRange};
+use ringshift_ring::{HashRange, RangeSet};
 
 /// What a log record says happened. Post-images: replaying a record sets the key to its
 /// resulting state, so replay is idempotent.
@@ -173,15 +173,15 @@ impl LogRecord {
     }
 
     /// True if the record concerns any hash in `filter`.
-    pub fn touches(&self, filter: &[HashRange]) -> bool {
+    pub fn touches(&self, filter: &RangeSet) -> bool {
         match &self.op {
             LogOp::Put { skey, .. }
             | LogOp::Del { skey }
             | LogOp::SubPut { skey, .. }
             | LogOp::SubDel { skey } => {
-                split_storage_key(skey).is_some_and(|(hash, _)| ranges::contains(filter, hash))
+                split_storage_key(skey).is_some_and(|(hash, _)| filter.contains(hash))
             }
-            LogOp::ClearRange { range } => filter.iter().any(|f| ranges::overlaps(f, range)),
+            LogOp::ClearRange { range } => filter.iter().any(|f| f.overlaps(range)),
         }
     }
 }
@@ -271,7 +271,7 @@ pub fn tail<I>(
     log: I,
     after: u64,
     durable_head: u64,
-    filter: &[HashRange],
+    filter: &RangeSet,
     max_records: usize,
 ) -> TailBatch
 where
@@ -377,7 +377,7 @@ mod tests {
             let log: Vec<(u64, LogRecord)> =
                 hashes.iter().enumerate().map(|(i, h)| (i as u64 + 1, put(*h))).collect();
             let head = (head_cut.min(log.len())) as u64;
-            let filter = [HashRange { start: 0, end: split }];
+            let filter = RangeSet::single(HashRange { start: 0, end: split });
             let mut after = 0;
             let mut seen = Vec::new();
             for _ in 0..200 {
@@ -431,7 +431,13 @@ mod tests {
     #[test]
     fn watermark_passes_filtered_records() {
         let log = vec![(1, put(5)), (2, put(500)), (3, put(600))];
-        let b = tail(log, 0, 3, &[HashRange { start: 0, end: 10 }], 10);
+        let b = tail(
+            log,
+            0,
+            3,
+            &RangeSet::single(HashRange { start: 0, end: 10 }),
+            10,
+        );
         assert_eq!(b.records.len(), 1);
         assert_eq!(b.watermark, 3);
     }

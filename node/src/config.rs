@@ -77,13 +77,29 @@ pub struct Cli {
     pub failpoints: Option<String>,
 }
 
+/// Why a secret file (admin token, password) is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is empty")]
+    Empty { path: String },
+}
+
 /// Reads a secret file, trimming a trailing newline.
-pub fn read_secret(path: &std::path::Path) -> Result<String, String> {
-    let s = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn read_secret(path: &std::path::Path) -> Result<String, SecretError> {
+    let s = std::fs::read_to_string(path).map_err(|source| SecretError::Unreadable {
+        path: path.display().to_string(),
+        source,
+    })?;
     let s = s.trim_end_matches(['\n', '\r']).to_string();
     if s.is_empty() {
-        return Err(format!("{} is empty", path.display()));
+        return Err(SecretError::Empty {
+            path: path.display().to_string(),
+        });
     }
     Ok(s)
 }

@@ -3,7 +3,7 @@
 //! bytes`. The expiry word is the expiry in unix ms (0 = none); its top bit marks a collection's
 //! metadata record (`engine::collection`) instead of a string (expiry ms never reaches 2^63).
 
-use crate::ranges::HashRange;
+use ringshift_ring::HashRange;
 
 /// Ring hash of a user key (XXH3-64 over the Redis hash tag), as the ring crate defines it.
 pub fn key_hash(key: &[u8]) -> u64 {

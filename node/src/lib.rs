@@ -18,7 +18,6 @@ pub mod placement;
 pub mod pool;
 pub mod pubsub;
 pub mod pull;
-pub mod ranges;
 pub mod resp;
 pub mod routing;
 pub mod server;

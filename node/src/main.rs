@@ -56,12 +56,11 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let admin_token = cli
-        .admin_token_file
-        .as_deref()
-        .map(read_secret)
-        .transpose()?;
-    let password = cli.password_file.as_deref().map(read_secret).transpose()?;
+    let secret = |path: Option<&std::path::Path>| {
+        path.map(read_secret).transpose().map_err(|e| e.to_string())
+    };
+    let admin_token = secret(cli.admin_token_file.as_deref())?;
+    let password = secret(cli.password_file.as_deref())?;
     let config = EngineConfig {
         member: cli.member_name.clone(),
         durable: cli.durability == Durability::Durable,

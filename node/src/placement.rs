@@ -4,28 +4,61 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ringshift_node_api::{ErrorReason, PlacementInstall};
+use ringshift_node_api::PlacementInstall;
 
-use crate::engine::Op;
+use crate::engine::{Op, WriteError};
 use crate::routing::{Installed, MemberAddrs, OwnerTable, Routing};
 
+/// Why a placement was refused or could not be installed. `admin/` alone maps these to HTTP.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    pub reason: ErrorReason,
-    pub message: String,
-}
-
-fn refuse(reason: ErrorReason, message: String) -> Refusal {
-    Refusal { reason, message }
+pub enum PlacementError {
+    /// The node was started with `--cluster-uid` of another cluster.
+    #[error("placement of cluster {uid} refused: this node was started for cluster {expected}")]
+    NotStartedFor { uid: String, expected: String },
+    #[error("placement of cluster {uid} refused: this node belongs to cluster {installed}")]
+    OtherCluster { uid: String, installed: String },
+    #[error("placement epoch {epoch} is lower than the installed epoch {installed}")]
+    StaleEpoch { epoch: u64, installed: u64 },
+    #[error("a different placement is already installed at epoch {epoch}")]
+    DifferentAtEpoch { epoch: u64 },
+    /// The sender's owners digest differs from this node's replay of the same placement.
+    #[error(
+        "placement epoch {epoch} resolves to a different ownership here (digest {mine:016x}, \
+         sender {sender:016x}): this node's ring code differs from the sender's for \
+         ring algorithm {algorithm}; refusing it rather than serving another ownership (run the \
+         same ringshift version on operator and nodes)"
+    )]
+    RingDiffers {
+        epoch: u64,
+        mine: u64,
+        sender: u64,
+        algorithm: u32,
+    },
+    #[error("placement does not resolve: {0}")]
+    Unresolvable(#[source] ringshift_ring::Error),
+    /// The placement cannot be written back as JSON (kept to compare later installs).
+    #[error("{0}")]
+    Unencodable(#[source] serde_json::Error),
+    /// A persisted placement that does not parse.
+    #[error("{0}")]
+    Undecodable(#[source] serde_json::Error),
+    /// The accepted body cannot be encoded for storage.
+    #[error("{0}")]
+    Store(#[source] serde_json::Error),
+    /// Not written; `WriteError::Refused`: the writer re-checked the install in order with
+    /// other installs and refused it.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Owner table and addresses of a placement install.
-pub fn to_installed(body: &PlacementInstall) -> Result<Installed, String> {
+pub fn to_installed(body: &PlacementInstall) -> Result<Installed, PlacementError> {
     let current = body
         .placement
         .current()
-        .map_err(|e| format!("placement does not resolve: {e}"))?;
+        .map_err(PlacementError::Unresolvable)?;
     let entries = current
         .ranges()
         .map(|(r, owner)| (r, Arc::<str>::from(owner)))
@@ -49,14 +82,16 @@ pub fn to_installed(body: &PlacementInstall) -> Result<Installed, String> {
         owners: OwnerTable::new(entries),
         members,
         write_pause_budget_ms: body.write_pause_budget_ms,
-        placement_json: serde_json::to_string(&body.placement).map_err(|e| e.to_string())?,
+        placement_json: serde_json::to_string(&body.placement)
+            .map_err(PlacementError::Unencodable)?,
     })
 }
 
 /// Decoder for the persisted placement (the PUT body as accepted).
-pub fn decode_persisted(raw: &[u8]) -> Result<Installed, String> {
-    let body: PlacementInstall = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
-    to_installed(&body)
+pub fn decode_persisted(raw: &[u8]) -> Result<Installed, crate::engine::DecodeError> {
+    let body: PlacementInstall =
+        serde_json::from_slice(raw).map_err(PlacementError::Undecodable)?;
+    Ok(to_installed(&body)?)
 }
 
 /// What installing `body` would do, or why it is refused (pure: no I/O).
@@ -65,72 +100,52 @@ pub fn plan_install(
     configured_uid: Option<&str>,
     incarnation: &str,
     body: &PlacementInstall,
-) -> Result<(Installed, Option<String>), Refusal> {
+) -> Result<(Installed, Option<String>), PlacementError> {
     // Cheap refusals first: resolving a large placement takes seconds.
     let (uid, epoch) = (body.placement.cluster_uid(), body.placement.epoch());
     if let Some(expected) = configured_uid
         && expected != uid
     {
-        return Err(refuse(
-            ErrorReason::OtherCluster,
-            format!(
-                "placement of cluster {uid} refused: this node was started for cluster {expected}"
-            ),
-        ));
+        return Err(PlacementError::NotStartedFor {
+            uid: uid.to_string(),
+            expected: expected.to_string(),
+        });
     }
     if let Some(cur) = &routing.placement {
         if cur.cluster_uid != uid {
-            return Err(refuse(
-                ErrorReason::OtherCluster,
-                format!(
-                    "placement of cluster {uid} refused: this node belongs to cluster {}",
-                    cur.cluster_uid
-                ),
-            ));
+            return Err(PlacementError::OtherCluster {
+                uid: uid.to_string(),
+                installed: cur.cluster_uid.clone(),
+            });
         }
         if epoch < cur.epoch {
-            return Err(refuse(
-                ErrorReason::StaleEpoch,
-                format!(
-                    "placement epoch {epoch} is lower than the installed epoch {}",
-                    cur.epoch
-                ),
-            ));
+            return Err(PlacementError::StaleEpoch {
+                epoch,
+                installed: cur.epoch,
+            });
         }
         if epoch == cur.epoch
             && serde_json::to_string(&body.placement).ok().as_ref() != Some(&cur.placement_json)
         {
-            return Err(refuse(
-                ErrorReason::Conflict,
-                format!(
-                    "a different placement is already installed at epoch {}",
-                    cur.epoch
-                ),
-            ));
+            return Err(PlacementError::DifferentAtEpoch { epoch: cur.epoch });
         }
     }
     if let Some(expected) = body.owners_digest {
-        let mine = body.placement.current().map(|c| c.digest()).map_err(|e| {
-            refuse(
-                ErrorReason::BadRequest,
-                format!("placement does not resolve: {e}"),
-            )
-        })?;
+        let mine = body
+            .placement
+            .current()
+            .map(|c| c.digest())
+            .map_err(PlacementError::Unresolvable)?;
         if mine != expected {
-            return Err(refuse(
-                ErrorReason::Conflict,
-                format!(
-                    "placement epoch {} resolves to a different ownership here (digest {mine:016x}, \
-                     sender {expected:016x}): this node's ring code differs from the sender's for \
-                     ring algorithm {}; refusing it rather than serving another ownership (run the \
-                     same ringshift version on operator and nodes)",
-                    body.placement.epoch(),
-                    body.placement.base().algorithm
-                ),
-            ));
+            return Err(PlacementError::RingDiffers {
+                epoch: body.placement.epoch(),
+                mine,
+                sender: expected,
+                algorithm: body.placement.base().algorithm,
+            });
         }
     }
-    let installed = to_installed(body).map_err(|m| refuse(ErrorReason::BadRequest, m))?;
+    let installed = to_installed(body)?;
     let owns = !installed.owners.ranges_of(&routing.me).is_empty();
     let degraded = match body.incarnations.get(&routing.me) {
         Some(seen) if seen != incarnation && owns => Some(format!(
@@ -147,7 +162,7 @@ pub fn plan_install(
 pub async fn install(
     node: &crate::node::Node,
     body: &PlacementInstall,
-) -> Result<Option<String>, Refusal> {
+) -> Result<Option<String>, PlacementError> {
     let routing = node.engine.routing();
     let (uid, incarnation, copy) = (
         node.cfg.cluster_uid.clone(),
@@ -158,38 +173,25 @@ pub async fn install(
     let (installed, degraded) = tokio::task::spawn_blocking(move || {
         plan_install(&routing, uid.as_deref(), &incarnation, &copy)
     })
-    .await
-    .map_err(|e| refuse(ErrorReason::Internal, e.to_string()))??;
-    let raw = serde_json::to_vec(body).map_err(|e| refuse(ErrorReason::Internal, e.to_string()))?;
+    .await??;
+    let raw = serde_json::to_vec(body).map_err(PlacementError::Store)?;
     let epoch = installed.epoch;
-    let outcome = node
-        .engine
-        .run(Op::Install {
+    // Re-checked in the writer, in order with other installs (refused: `WriteError::Refused`).
+    node.engine
+        .run_done(Op::Install {
             installed: Arc::new(installed),
             raw,
             degraded: degraded.clone(),
         })
-        .await
-        .map_err(|e| refuse(ErrorReason::Internal, e.to_string()))?;
-    match outcome {
-        crate::engine::Outcome::Done => {
-            node.metrics.epoch.set(epoch as i64);
-            tracing::info!(
-                cluster = %body.placement.cluster_uid(),
-                epoch,
-                degraded = ?degraded,
-                "placement installed"
-            );
-            Ok(degraded)
-        }
-        // Re-checked in the writer, in order with other installs.
-        crate::engine::Outcome::Refused(m) => Err(refuse(ErrorReason::StaleEpoch, m)),
-        crate::engine::Outcome::Failed(m) => Err(refuse(ErrorReason::Internal, m)),
-        _ => Err(refuse(
-            ErrorReason::Internal,
-            "unexpected writer answer".into(),
-        )),
-    }
+        .await?;
+    node.metrics.epoch.set(epoch as i64);
+    tracing::info!(
+        cluster = %body.placement.cluster_uid(),
+        epoch,
+        degraded = ?degraded,
+        "placement installed"
+    );
+    Ok(degraded)
 }
 
 #[cfg(test)]
@@ -234,8 +236,8 @@ mod tests {
         assert!(plan_install(&r, None, "inc", &b).is_ok());
         b.owners_digest = Some(digest ^ 1);
         let e = plan_install(&r, None, "inc", &b).unwrap_err();
-        assert_eq!(e.reason, ErrorReason::Conflict);
-        assert!(e.message.contains("ring code differs"), "{}", e.message);
+        assert!(matches!(e, PlacementError::RingDiffers { .. }), "{e:?}");
+        assert!(e.to_string().contains("ring code differs"), "{e}");
     }
 
     #[test]
@@ -243,30 +245,29 @@ mod tests {
         let b = body("c1", &["a", "b"]);
         let r = routing_with(&b);
         let other = body("c2", &["a", "b"]);
-        assert_eq!(
-            plan_install(&r, None, "inc", &other).unwrap_err().reason,
-            ErrorReason::OtherCluster
-        );
+        assert!(matches!(
+            plan_install(&r, None, "inc", &other),
+            Err(PlacementError::OtherCluster { .. })
+        ));
         assert!(plan_install(&r, None, "inc", &b).is_ok());
         let changed = body("c1", &["a", "b", "c"]);
-        assert_eq!(
-            plan_install(&r, None, "inc", &changed).unwrap_err().reason,
-            ErrorReason::Conflict
+        assert!(matches!(
+            plan_install(&r, None, "inc", &changed),
+            Err(PlacementError::DifferentAtEpoch { epoch: 1 })
+        ));
+        let started_for_zz = plan_install(
+            &Routing {
+                me: "a".into(),
+                ..Routing::default()
+            },
+            Some("zz"),
+            "inc",
+            &b,
         );
-        assert_eq!(
-            plan_install(
-                &Routing {
-                    me: "a".into(),
-                    ..Routing::default()
-                },
-                Some("zz"),
-                "inc",
-                &b
-            )
-            .unwrap_err()
-            .reason,
-            ErrorReason::OtherCluster
-        );
+        assert!(matches!(
+            started_for_zz,
+            Err(PlacementError::NotStartedFor { .. })
+        ));
     }
 
     #[test]

@@ -105,7 +105,7 @@ async fn exchange(s: &mut TcpStream, frame: &[u8]) -> Result<Vec<u8>, String> {
         let mut chunk = [0u8; 8192];
         let mut scanner = reply::ReplyScanner::default();
         loop {
-            if let Some(n) = scanner.scan(&buf)? {
+            if let Some(n) = scanner.scan(&buf).map_err(|e| e.to_string())? {
                 if n != buf.len() {
                     return Err("peer sent more than one reply".to_string());
                 }

@@ -12,13 +12,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::admin::{ApiErr, ApiResult, api_err};
 use crate::changelog::LogOp;
 use crate::engine::ingest::WireChunk;
-use crate::engine::{Engine, Op, Outcome};
+use crate::engine::{Engine, Op, Outcome, WriteError};
 use crate::node::Node;
-use crate::ranges::{self, HashRange};
 use crate::wire;
+use ringshift_ring::RangeSet;
+
+mod errors;
+pub use errors::{ClaimError, PullError};
 
 const META_PULL_PREFIX: &[u8] = b"pull/";
 const CHUNK_ENTRIES: usize = 32_768;
@@ -58,10 +60,10 @@ impl Running {
                 .unwrap_or(true)
     }
 
-    fn ranges(&self) -> Vec<HashRange> {
+    fn ranges(&self) -> RangeSet {
         self.status
             .lock()
-            .map(|s| s.ranges.clone())
+            .map(|s| s.ranges.iter().copied().collect())
             .unwrap_or_default()
     }
 }
@@ -79,7 +81,7 @@ fn terminal(phase: PullPhase) -> bool {
 struct Claims {
     running: HashMap<String, Running>,
     /// Drops in progress: (id, ranges).
-    drops: Vec<(u64, Vec<HashRange>)>,
+    drops: Vec<(u64, RangeSet)>,
     next_drop: u64,
 }
 
@@ -125,23 +127,21 @@ impl Pulls {
 
     /// Claims `rs` for a drop, unless a pull that may still write into them, or another drop,
     /// overlaps them (checked and registered atomically).
-    pub fn claim_drop(&self, rs: &[HashRange]) -> Result<DropClaim<'_>, String> {
+    pub fn claim_drop(&self, rs: &RangeSet) -> Result<DropClaim<'_>, ClaimError> {
         let mut c = self.lock();
         if let Some((uid, _)) = c
             .running
             .iter()
-            .find(|(_, r)| r.active() && ranges::any_overlap(&r.ranges(), rs))
+            .find(|(_, r)| r.active() && r.ranges().overlaps(rs))
         {
-            return Err(format!(
-                "the pull of migration {uid} writes into these ranges; cancel it first"
-            ));
+            return Err(ClaimError::PullWritesInto { uid: uid.clone() });
         }
-        if c.drops.iter().any(|(_, d)| ranges::any_overlap(d, rs)) {
-            return Err("a drop of these ranges is already in progress".into());
+        if c.drops.iter().any(|(_, d)| d.overlaps(rs)) {
+            return Err(ClaimError::DropInProgress);
         }
         c.next_drop += 1;
         let id = c.next_drop;
-        c.drops.push((id, rs.to_vec()));
+        c.drops.push((id, rs.clone()));
         Ok(DropClaim { pulls: self, id })
     }
 }
@@ -159,8 +159,9 @@ fn record_meta(rec: &PullRecord) -> (Vec<u8>, Option<Vec<u8>>) {
 
 /// Starts a pull (or returns the running one for the same attempt). Refused while a drop of an
 /// overlapping range runs, or another migration's pull writes into one.
-pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
+pub async fn start(node: &Arc<Node>, req: StartPull) -> Result<PullStatus, PullError> {
     let uid = req.caller.migration_uid.clone();
+    let wanted: RangeSet = req.ranges.iter().copied().collect();
     let status = PullStatus {
         migration_uid: uid.clone(),
         attempt: req.caller.attempt,
@@ -182,18 +183,19 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
             let mut c = node.pulls.lock();
             let mut older = None;
             if let Some(cur) = c.running.get(&uid) {
-                let cur_status = cur.status.lock().map(|s| s.clone()).map_err(internal)?;
+                let cur_status = cur
+                    .status
+                    .lock()
+                    .map(|s| s.clone())
+                    .map_err(|_| PullError::Poisoned)?;
                 if cur_status.attempt == req.caller.attempt && !terminal(cur_status.phase) {
                     return Ok(cur_status);
                 }
                 if cur_status.attempt > req.caller.attempt {
-                    return Err(api_err(
-                        ErrorReason::StaleAttempt,
-                        format!(
-                            "pull of migration {uid} runs attempt {}",
-                            cur_status.attempt
-                        ),
-                    ));
+                    return Err(PullError::StaleAttempt {
+                        uid: uid.clone(),
+                        attempt: cur_status.attempt,
+                    });
                 }
                 // An older attempt (or a cancelled one) whose task still runs: stop it and
                 // wait until nothing of it can land, then look again.
@@ -205,24 +207,15 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
             match older {
                 Some(finished) => Err(finished),
                 None => {
-                    if c.drops
-                        .iter()
-                        .any(|(_, d)| ranges::any_overlap(d, &req.ranges))
-                    {
-                        return Err(api_err(
-                            ErrorReason::Conflict,
-                            "a drop of these ranges is in progress on this node; retry when it is done",
-                        ));
+                    if c.drops.iter().any(|(_, d)| d.overlaps(&wanted)) {
+                        return Err(PullError::DropInProgress);
                     }
                     if let Some((other, _)) = c.running.iter().find(|(other, r)| {
-                        **other != uid
-                            && r.active()
-                            && ranges::any_overlap(&r.ranges(), &req.ranges)
+                        **other != uid && r.active() && r.ranges().overlaps(&wanted)
                     }) {
-                        return Err(api_err(
-                            ErrorReason::Conflict,
-                            format!("migration {other} is already pulling into these ranges"),
-                        ));
+                        return Err(PullError::RangesTaken {
+                            other: other.clone(),
+                        });
                     }
                     // Registered before anything is awaited: a drop arriving meanwhile sees
                     // this pull.
@@ -242,7 +235,7 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
     };
     if let Err(e) = persist(&node.engine, &rec).await {
         fail_registered(node, &uid, &e);
-        return Err(internal(e));
+        return Err(e.into());
     }
     tracing::info!(
         cluster = %rec.request.caller.cluster_uid,
@@ -250,7 +243,7 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
         attempt = rec.request.caller.attempt,
         epoch = rec.request.caller.epoch,
         source = %rec.request.source.name,
-        ranges = %ranges::format_list(&rec.request.ranges),
+        ranges = %wanted,
         "pull started"
     );
     launch(node.clone(), rec, shared, cancelled, done);
@@ -258,7 +251,7 @@ pub async fn start(node: &Arc<Node>, req: StartPull) -> ApiResult<PullStatus> {
 }
 
 /// A registered pull that could not be persisted: it never ran.
-fn fail_registered(node: &Node, uid: &str, why: &str) {
+fn fail_registered(node: &Node, uid: &str, why: &WriteError) {
     if let Some(r) = node.pulls.lock().running.get(uid)
         && let Ok(mut s) = r.status.lock()
     {
@@ -269,40 +262,38 @@ fn fail_registered(node: &Node, uid: &str, why: &str) {
 
 /// Stops a pull and records it as cancelled. Data already copied stays (a later copy clears it;
 /// a drop removes it).
-pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> ApiResult<PullStatus> {
+pub async fn cancel(node: &Arc<Node>, caller: &Caller) -> Result<PullStatus, PullError> {
     let uid = &caller.migration_uid;
     let finished = {
         let c = node.pulls.lock();
         let Some(cur) = c.running.get(uid) else {
-            return Err(api_err(
-                ErrorReason::NotFound,
-                format!("no pull for migration {uid}"),
-            ));
+            return Err(PullError::NoPull { uid: uid.clone() });
         };
-        let attempt = cur.status.lock().map(|s| s.attempt).map_err(internal)?;
+        let attempt = cur
+            .status
+            .lock()
+            .map(|s| s.attempt)
+            .map_err(|_| PullError::Poisoned)?;
         if attempt > caller.attempt {
-            return Err(api_err(
-                ErrorReason::StaleAttempt,
-                format!("pull of migration {uid} runs attempt {attempt}"),
-            ));
+            return Err(PullError::StaleAttempt {
+                uid: uid.clone(),
+                attempt,
+            });
         }
         let _ = cur.cancel.send(true);
         cur.finished.clone()
     };
     // Cancelled means nothing of this pull lands afterwards: wait for its task to end.
     wait_ended(finished).await;
-    let raw = node.engine.meta_get(&pull_key(uid)).map_err(internal)?;
+    let raw = node.engine.meta_get(&pull_key(uid))?;
     let mut rec: PullRecord = match raw.and_then(|r| serde_json::from_slice(&r).ok()) {
         Some(r) => r,
         None => {
-            return Err(api_err(
-                ErrorReason::NotFound,
-                format!("no pull record for migration {uid}"),
-            ));
+            return Err(PullError::NoRecord { uid: uid.clone() });
         }
     };
     rec.status.phase = PullPhase::Cancelled;
-    persist(&node.engine, &rec).await.map_err(internal)?;
+    persist(&node.engine, &rec).await?;
     set_status(node, &rec.status);
     let client = node.admin_client(&rec.request.source.admin_addr);
     let caller = current_caller(node, &rec.request.caller);
@@ -346,17 +337,8 @@ fn set_status(node: &Node, status: &PullStatus) {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiErr {
-    api_err(ErrorReason::Internal, e.to_string())
-}
-
-async fn persist(engine: &Engine, rec: &PullRecord) -> Result<(), String> {
-    match engine.run(Op::Meta(vec![record_meta(rec)])).await {
-        Ok(Outcome::Done) => Ok(()),
-        Ok(Outcome::Failed(m)) => Err(m),
-        Ok(_) => Err("unexpected writer answer".into()),
-        Err(e) => Err(e.to_string()),
-    }
+async fn persist(engine: &Engine, rec: &PullRecord) -> Result<(), WriteError> {
+    engine.run_done(Op::Meta(vec![record_meta(rec)])).await
 }
 
 /// Resumes the pulls persisted in the data directory.
@@ -606,7 +588,7 @@ impl Puller {
         }
     }
 
-    async fn clear_in_chunks(&mut self, rs: &[HashRange]) -> Result<(), Stop> {
+    async fn clear_in_chunks(&mut self, rs: &RangeSet) -> Result<(), Stop> {
         if *self.cancelled.borrow() {
             return Err(Stop::Cancelled);
         }
@@ -615,6 +597,11 @@ impl Puller {
             Err(crate::engine::ClearError::Owned(m)) => Err(Stop::Owned(m)),
             Err(crate::engine::ClearError::Failed(m)) => Err(Stop::Retry(m)),
         }
+    }
+
+    /// The pulled ranges as a set.
+    fn range_set(&self) -> RangeSet {
+        self.rec.status.ranges.iter().copied().collect()
     }
 
     /// Clear the ranges, then open the source snapshot; both recorded before copying.
@@ -626,10 +613,8 @@ impl Puller {
         self.rec.status.applied_offset = None;
         self.rec.cursor = None;
         let meta = vec![record_meta(&self.rec)];
-        if ranges::any_overlap(
-            &self.rec.status.ranges,
-            &self.node.engine.routing().owned_ranges(),
-        ) {
+        let rs = self.range_set();
+        if rs.overlaps(&self.node.engine.routing().owned_set()) {
             // The move committed and this node was told: what it holds is the owner's data.
             return Err(Stop::Owned(
                 "this node owns the ranges; nothing to copy, nothing to clear".into(),
@@ -651,18 +636,14 @@ impl Puller {
         match self
             .node
             .engine
-            .clear_after_in_chunks(&self.rec.status.ranges, None, slow)
+            .clear_after_in_chunks(&rs, None, slow)
             .await
         {
             Ok(()) => {}
             Err(crate::engine::ClearError::Owned(m)) => return Err(Stop::Owned(m)),
             Err(crate::engine::ClearError::Failed(m)) => return Err(Stop::Retry(m)),
         }
-        self.write(Op::Clear {
-            ranges: self.rec.status.ranges.clone(),
-            meta,
-        })
-        .await?;
+        self.write(Op::Clear { ranges: rs, meta }).await?;
         tracing::info!(migration = %self.uid(), offset = opened.offset.sequence, "copying snapshot");
         self.rec.status.snapshot_offset = Some(opened.offset);
         self.rec.status.phase = PullPhase::Copying;
@@ -681,7 +662,7 @@ impl Puller {
         if Some(&opened.offset) != self.rec.status.snapshot_offset.as_ref() {
             return Err(Stop::Recopy("the source's snapshot changed".into()));
         }
-        let ranges = self.rec.status.ranges.clone();
+        let ranges = self.range_set();
         // A unit ingested before a crash but not recorded lies past the persisted cursor:
         // remove it, so the copy resumes on exactly what the cursor says.
         let cursor = match self.rec.cursor.as_deref() {
@@ -720,7 +701,7 @@ impl Puller {
             if *self.cancelled.borrow() {
                 return Err(Stop::Cancelled);
             }
-            if ranges::any_overlap(&ranges, &self.node.engine.routing().owned_ranges()) {
+            if ranges.overlaps(&self.node.engine.routing().owned_set()) {
                 return Err(Stop::Owned("this node owns the pulled ranges now".into()));
             }
             let engine = self.node.engine.clone();
@@ -882,7 +863,7 @@ impl Puller {
             "/v1/log?incarnation={}&after={}&ranges={}&max={TAIL_MAX}&reader={}&waitMs={TAIL_WAIT_MS}",
             applied.incarnation,
             applied.sequence,
-            ranges::format_list(&self.rec.status.ranges),
+            self.range_set(),
             self.uid(),
         );
         let started = Instant::now();
@@ -896,16 +877,8 @@ impl Puller {
         for (_, rec) in batch.records {
             match rec.op {
                 LogOp::ClearRange { range } => {
-                    for mine in &self.rec.status.ranges {
-                        if ranges::overlaps(mine, &range) {
-                            ops.push(LogOp::ClearRange {
-                                range: HashRange {
-                                    start: mine.start.max(range.start),
-                                    end: mine.end.min(range.end),
-                                },
-                            });
-                        }
-                    }
+                    let mine = self.range_set().intersection(&RangeSet::single(range));
+                    ops.extend(mine.iter().map(|&r| LogOp::ClearRange { range: r }));
                 }
                 op => {
                     if let LogOp::Put { skey, value, .. } | LogOp::SubPut { skey, value } = &op {
@@ -929,7 +902,7 @@ impl Puller {
             next.status.bytes_copied += bytes;
             let meta = vec![record_meta(&next)];
             // A pulled range clear removes the bulk of its keys in bounded batches first.
-            let clears: Vec<HashRange> = ops
+            let clears: RangeSet = ops
                 .iter()
                 .filter_map(|op| match op {
                     LogOp::ClearRange { range } => Some(*range),
@@ -942,7 +915,7 @@ impl Puller {
             self.write(Op::Apply {
                 ops,
                 meta,
-                guard: self.rec.status.ranges.clone(),
+                guard: self.range_set(),
             })
             .await?;
             self.rec = next;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ranges::{self, HashRange};
+use ringshift_ring::{HashRange, RangeSet};
 
 /// Addresses of a member as the placement install told us.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub struct Installed {
 pub struct Fence {
     pub migration_uid: String,
     pub attempt: u64,
-    pub ranges: Vec<HashRange>,
+    pub ranges: RangeSet,
     pub offset: u64,
 }
 
@@ -104,11 +104,7 @@ impl Routing {
                 if let Some(reason) = &self.degraded {
                     return Route::Degraded(reason.clone());
                 }
-                match self
-                    .fences
-                    .iter()
-                    .find(|f| ranges::contains(&f.ranges, hash))
-                {
+                match self.fences.iter().find(|f| f.ranges.contains(hash)) {
                     Some(f) => Route::Fenced {
                         epoch: p.epoch,
                         migration_uid: f.migration_uid.clone(),
@@ -128,11 +124,17 @@ impl Routing {
         self.placement.as_ref().map_or(0, |p| p.epoch)
     }
 
+    /// The owner table's ranges of this member, as the table holds them (adjacent ones apart).
     pub fn owned_ranges(&self) -> Vec<HashRange> {
         self.placement
             .as_ref()
             .map(|p| p.owners.ranges_of(&self.me))
             .unwrap_or_default()
+    }
+
+    /// The hashes this member owns, as a set.
+    pub fn owned_set(&self) -> RangeSet {
+        self.owned_ranges().into_iter().collect()
     }
 }
 
@@ -174,7 +176,7 @@ mod tests {
         r.fences.push(Fence {
             migration_uid: "m".into(),
             attempt: 1,
-            ranges: vec![HashRange { start: 0, end: 10 }],
+            ranges: RangeSet::single(HashRange { start: 0, end: 10 }),
             offset: 7,
         });
         assert!(matches!(r.route(5), Route::Fenced { .. }));

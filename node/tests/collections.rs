@@ -31,7 +31,7 @@ async fn stored_elements(n: &NodeProc, ranges: Option<&[HashRange]>) -> u64 {
         None => "/v1/debug/stored-elements".to_string(),
         Some(r) => format!(
             "/v1/debug/stored-elements?ranges={}",
-            ringshift_node::ranges::format_list(r)
+            r.iter().copied().collect::<ringshift_ring::RangeSet>()
         ),
     };
     let raw = n.admin().get_raw(&path).await.unwrap();

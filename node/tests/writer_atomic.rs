@@ -8,8 +8,8 @@ use std::sync::Arc;
 use ringshift_node::changelog::LogOp;
 use ringshift_node::engine::{EngineConfig, Op, Outcome, open};
 use ringshift_node::keys;
-use ringshift_node::ranges::HashRange;
 use ringshift_node::routing::{Installed, OwnerTable};
+use ringshift_ring::{HashRange, RangeSet};
 
 #[tokio::test]
 async fn a_pulled_batch_that_fails_part_way_leaves_nothing_behind() {
@@ -61,7 +61,7 @@ async fn a_pulled_batch_that_fails_part_way_leaves_nothing_behind() {
         .run(Op::Apply {
             ops: ops.clone(),
             meta: vec![(b"pull/x".to_vec(), Some(b"cursor".to_vec()))],
-            guard: vec![full],
+            guard: RangeSet::single(full),
         })
         .await
         .unwrap();
@@ -84,7 +84,7 @@ async fn a_pulled_batch_that_fails_part_way_leaves_nothing_behind() {
         .run(Op::Apply {
             ops,
             meta: vec![],
-            guard: vec![full],
+            guard: RangeSet::single(full),
         })
         .await
         .unwrap();

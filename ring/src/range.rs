@@ -62,6 +62,11 @@ impl HashRange {
         self.start <= hash && hash <= self.end
     }
 
+    /// Whether the two ranges share at least one hash.
+    pub fn overlaps(&self, other: &HashRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+
     /// Number of hashes in the range (0 for an invalid range with start > end).
     pub fn span(&self) -> u128 {
         if self.start > self.end {
@@ -115,7 +120,7 @@ impl RangeSet {
     }
 
     /// The empty set.
-    pub fn empty() -> Self {
+    pub const fn empty() -> Self {
         RangeSet { ranges: Vec::new() }
     }
 
@@ -174,6 +179,33 @@ impl RangeSet {
     /// Iterate the ranges in order.
     pub fn iter(&self) -> std::slice::Iter<'_, HashRange> {
         self.ranges.iter()
+    }
+
+    /// Whether every hash of `range` is in the set (false for an invalid range).
+    pub fn covers(&self, range: &HashRange) -> bool {
+        // Maximal ranges: a covered range lies inside the one range holding its start.
+        let i = self.ranges.partition_point(|r| r.end < range.start);
+        range.start <= range.end
+            && self
+                .ranges
+                .get(i)
+                .is_some_and(|r| r.start <= range.start && range.end <= r.end)
+    }
+
+    /// Whether the two sets share at least one hash (a merge walk, nothing allocated).
+    pub fn overlaps(&self, other: &RangeSet) -> bool {
+        let (mut i, mut j) = (0, 0);
+        while let (Some(a), Some(b)) = (self.ranges.get(i), other.ranges.get(j)) {
+            if a.overlaps(b) {
+                return true;
+            }
+            if a.end < b.end {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        false
     }
 
     /// Hashes in either set.
@@ -243,6 +275,20 @@ impl RangeSet {
     /// Hashes in `self` but not in `other`.
     pub fn difference(&self, other: &RangeSet) -> RangeSet {
         self.intersection(&other.complement())
+    }
+}
+
+/// The set covering the ranges (any order, overlapping allowed). Like [`RangeSet::single`], an
+/// invalid range (start > end) contributes nothing; [`RangeSet::new`] refuses it instead.
+impl FromIterator<HashRange> for RangeSet {
+    fn from_iter<I: IntoIterator<Item = HashRange>>(ranges: I) -> Self {
+        let mut v: Vec<HashRange> = ranges.into_iter().filter(|r| r.start <= r.end).collect();
+        v.sort_unstable();
+        let mut set = RangeSet::empty();
+        for r in v {
+            set.push_sorted(r);
+        }
+        set
     }
 }
 
@@ -347,6 +393,65 @@ mod tests {
         assert_eq!(RangeSet::full().complement(), RangeSet::empty());
         assert_eq!(RangeSet::empty().complement(), RangeSet::full());
         assert_eq!(RangeSet::full().span(), FULL_SPAN);
+    }
+
+    #[test]
+    fn coverage_and_overlap_at_the_edges() {
+        let s = RangeSet::new([r(0, 9), r(10, 20), r(30, u64::MAX)]).unwrap();
+        // Adjacent ranges merge, so a range across their seam is covered.
+        assert!(s.covers(&r(5, 15)));
+        assert!(!s.covers(&r(5, 25)));
+        assert!(!s.covers(&r(21, 29)));
+        assert!(s.covers(&r(u64::MAX, u64::MAX)));
+        assert!(!s.covers(&HashRange { start: 7, end: 3 }));
+        assert!(!RangeSet::empty().covers(&r(0, 0)));
+
+        let gap = RangeSet::new([r(21, 29)]).unwrap();
+        assert!(!s.overlaps(&gap));
+        assert!(s.overlaps(&RangeSet::new([r(21, 30)]).unwrap()));
+        assert!(s.overlaps(&RangeSet::new([r(25, 26), r(20, 20)]).unwrap()));
+        assert!(!s.overlaps(&RangeSet::empty()));
+        assert!(RangeSet::full().overlaps(&RangeSet::single(r(u64::MAX, u64::MAX))));
+        assert!(r(0, 5).overlaps(&r(5, 9)) && !r(0, 5).overlaps(&r(6, 9)));
+    }
+
+    /// Up to five ranges in a small space, so that they often touch and overlap.
+    fn small_ranges() -> impl proptest::strategy::Strategy<Value = Vec<HashRange>> {
+        use proptest::prelude::*;
+        proptest::collection::vec((0u64..48, 0u64..12), 0..5)
+            .prop_map(|v| v.into_iter().map(|(s, l)| r(s, s + l)).collect())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn covers_and_overlaps_agree_with_membership(
+            a in small_ranges(),
+            b in small_ranges(),
+            probe in (0u64..60, 0u64..8),
+        ) {
+            let (sa, sb): (RangeSet, RangeSet) = (a.iter().copied().collect(), b.iter().copied().collect());
+            let hashes = 0u64..64;
+            for h in hashes.clone() {
+                proptest::prop_assert_eq!(sa.contains(h), a.iter().any(|x| x.contains(h)));
+            }
+            let shared = hashes.clone().any(|h| sa.contains(h) && sb.contains(h));
+            proptest::prop_assert_eq!(sa.overlaps(&sb), shared);
+            let p = r(probe.0, probe.0 + probe.1);
+            proptest::prop_assert_eq!(sa.covers(&p), (p.start..=p.end).all(|h| sa.contains(h)));
+        }
+    }
+
+    #[test]
+    fn collecting_merges_and_skips_invalid_ranges() {
+        let s: RangeSet = [
+            r(10, 20),
+            HashRange { start: 9, end: 1 },
+            r(0, 9),
+            r(40, 41),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(s.ranges(), &[r(0, 20), r(40, 41)]);
     }
 
     #[test]

@@ -7,11 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use ringshift_node_api::*;
+use ringshift_ring::RangeSet;
 
 use super::{ApiResult, api_err, authorize, check_caller, parse_body, validate_ranges};
 use crate::engine::{Op, Outcome};
 use crate::node::Node;
-use crate::ranges;
 
 pub async fn metrics(State(node): State<Arc<Node>>) -> String {
     let routing = node.engine.routing();
@@ -73,12 +73,13 @@ pub async fn stored_elements(
 ) -> ApiResult<Json<serde_json::Value>> {
     authorize(&node, &headers)?;
     let ranges = match q.get("ranges") {
-        None => vec![crate::ranges::HashRange::FULL],
-        Some(r) => crate::ranges::parse_list(r)
-            .ok_or_else(|| api_err(ErrorReason::BadRequest, "malformed ranges"))?,
+        None => RangeSet::full(),
+        Some(r) => r
+            .parse::<RangeSet>()
+            .map_err(|_| api_err(ErrorReason::BadRequest, "malformed ranges"))?,
     };
     let engine = node.engine.clone();
-    let n = tokio::task::spawn_blocking(move || engine.stored_elements(&ranges))
+    let n = tokio::task::spawn_blocking(move || engine.stored_elements(ranges.ranges()))
         .await
         .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
         .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
@@ -115,7 +116,7 @@ pub async fn status(
             .map(|f| FenceView {
                 migration_uid: f.migration_uid.clone(),
                 attempt: f.attempt,
-                ranges: f.ranges.clone(),
+                ranges: f.ranges.ranges().to_vec(),
                 fence_offset: offset(&node, f.offset),
             })
             .collect(),
@@ -145,9 +146,7 @@ pub async fn put_placement(
 ) -> ApiResult<Json<PlacementAccepted>> {
     authorize(&node, &headers)?;
     let body: PlacementInstall = parse_body(&body)?;
-    let degraded = crate::placement::install(&node, &body)
-        .await
-        .map_err(|r| api_err(r.reason, r.message))?;
+    let degraded = crate::placement::install(&node, &body).await?;
     Ok(Json(PlacementAccepted {
         epoch: body.placement.epoch(),
         incarnation: node.engine.incarnation.clone(),
@@ -164,8 +163,8 @@ pub async fn fence(
     let req: FenceRequest = parse_body(&body)?;
     let rs = validate_ranges(&req.ranges)?;
     check_caller(&node, &req.caller).await?;
-    let owned = node.engine.routing().owned_ranges();
-    if let Some(r) = rs.iter().find(|r| !ranges::covered_by(r, &owned)) {
+    let owned = node.engine.routing().owned_set();
+    if let Some(r) = rs.iter().find(|r| !owned.covers(r)) {
         return Err(api_err(
             ErrorReason::Conflict,
             format!(
@@ -190,7 +189,7 @@ pub async fn fence(
                 migration = %req.caller.migration_uid,
                 attempt = req.caller.attempt,
                 epoch = req.caller.epoch,
-                ranges = %ranges::format_list(&req.ranges),
+                ranges = %RangeSet::from_iter(req.ranges.iter().copied()),
                 fence_offset = f,
                 "fenced"
             );
@@ -265,17 +264,14 @@ pub async fn drop_ranges(
             ),
         ));
     }
-    if ranges::any_overlap(&rs, &routing.owned_ranges()) {
+    if rs.overlaps(&routing.owned_set()) {
         return Err(api_err(
             ErrorReason::Owned,
             "refusing to drop ranges this node owns",
         ));
     }
     // Held until the drop ends: no pull of these ranges starts meanwhile (and none runs).
-    let _claim = node
-        .pulls
-        .claim_drop(&rs)
-        .map_err(|m| api_err(ErrorReason::Conflict, m))?;
+    let _claim = node.pulls.claim_drop(&rs)?;
     let slow = Some(crate::failpoints::SLOW_DROP_CHUNK);
     match node.engine.clear_after_in_chunks(&rs, None, slow).await {
         Ok(()) => {}
@@ -300,7 +296,7 @@ pub async fn drop_ranges(
                 cluster = %req.caller.cluster_uid,
                 migration = %req.caller.migration_uid,
                 epoch = req.ownership_ended_epoch,
-                ranges = %ranges::format_list(&req.ranges),
+                ranges = %RangeSet::from_iter(req.ranges.iter().copied()),
                 "dropped ranges"
             );
             Ok(Json(Done { ok: true }))
@@ -346,7 +342,7 @@ pub async fn checksum(
     let engine = node.engine.clone();
     let at = session.offset;
     let (digest, keys) =
-        tokio::task::spawn_blocking(move || engine.checksum(&session.snapshot, &rs))
+        tokio::task::spawn_blocking(move || engine.checksum(&session.snapshot, rs.ranges()))
             .await
             .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?
             .map_err(|e| api_err(ErrorReason::Internal, e.to_string()))?;
@@ -364,15 +360,16 @@ pub async fn start_pull(
 ) -> ApiResult<Json<PullStatus>> {
     authorize(&node, &headers)?;
     let mut req: StartPull = parse_body(&body)?;
-    req.ranges = validate_ranges(&req.ranges)?;
+    let rs = validate_ranges(&req.ranges)?;
+    req.ranges = rs.ranges().to_vec();
     check_caller(&node, &req.caller).await?;
-    if ranges::any_overlap(&req.ranges, &node.engine.routing().owned_ranges()) {
+    if rs.overlaps(&node.engine.routing().owned_set()) {
         return Err(api_err(
             ErrorReason::Owned,
             "refusing to pull into ranges this node owns",
         ));
     }
-    crate::pull::start(&node, req).await.map(Json)
+    Ok(Json(crate::pull::start(&node, req).await?))
 }
 
 pub async fn list_pulls(
@@ -412,5 +409,5 @@ pub async fn cancel_pull(
         ));
     }
     check_caller(&node, &caller).await?;
-    crate::pull::cancel(&node, &caller).await.map(Json)
+    Ok(Json(crate::pull::cancel(&node, &caller).await?))
 }

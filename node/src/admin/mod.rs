@@ -1,16 +1,17 @@
 //! Admin HTTP API (see `ringshift-node-api` for the endpoint table).
 
+mod errors;
 mod handlers;
 mod source;
-pub use source::{hex_decode, hex_encode};
+pub use errors::{ApiErr, ApiResult, api_err};
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use ringshift_node_api::{ApiError, Caller, ErrorReason};
+use ringshift_node_api::{Caller, ErrorReason};
+use ringshift_ring::{HashRange, RangeSet};
 use serde::de::DeserializeOwned;
 
 use crate::engine::Op;
@@ -49,40 +50,6 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/debug/stored-elements", get(handlers::stored_elements))
         .with_state(node)
 }
-
-/// An error answer: status plus [`ApiError`] JSON.
-#[derive(Debug)]
-pub struct ApiErr(pub StatusCode, pub ApiError);
-
-impl IntoResponse for ApiErr {
-    fn into_response(self) -> Response {
-        (self.0, axum::Json(self.1)).into_response()
-    }
-}
-
-pub fn api_err(reason: ErrorReason, error: impl Into<String>) -> ApiErr {
-    let status = match reason {
-        ErrorReason::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorReason::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorReason::NotFound => StatusCode::NOT_FOUND,
-        ErrorReason::Recopy => StatusCode::GONE,
-        ErrorReason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorReason::OtherCluster
-        | ErrorReason::StaleEpoch
-        | ErrorReason::StaleAttempt
-        | ErrorReason::Owned
-        | ErrorReason::Conflict => StatusCode::CONFLICT,
-    };
-    ApiErr(
-        status,
-        ApiError {
-            reason,
-            error: error.into(),
-        },
-    )
-}
-
-pub type ApiResult<T> = Result<T, ApiErr>;
 
 /// Bearer-token check (constant-time comparison).
 pub fn authorize(node: &Node, headers: &HeaderMap) -> ApiResult<()> {
@@ -190,12 +157,11 @@ pub async fn check_caller(node: &Node, caller: &Caller) -> ApiResult<()> {
     }
 }
 
-pub fn validate_ranges(
-    ranges: &[ringshift_ring::HashRange],
-) -> ApiResult<Vec<ringshift_ring::HashRange>> {
+/// The requested ranges as a set (sorted, merged); refuses an empty list.
+pub fn validate_ranges(ranges: &[HashRange]) -> ApiResult<RangeSet> {
     if ranges.is_empty() {
         return Err(api_err(ErrorReason::BadRequest, "ranges must not be empty"));
     }
-    crate::ranges::normalize(ranges)
-        .ok_or_else(|| api_err(ErrorReason::BadRequest, "a range has start > end"))
+    RangeSet::new(ranges.iter().copied())
+        .map_err(|_| api_err(ErrorReason::BadRequest, "a range has start > end"))
 }

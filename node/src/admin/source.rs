@@ -10,11 +10,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use ringshift_node_api::*;
+use ringshift_ring::RangeSet;
 
 use super::{ApiResult, api_err, authorize, check_caller, parse_body, validate_ranges};
 use crate::engine::{EngineError, Op, Outcome, SourceSession};
 use crate::node::Node;
-use crate::ranges;
 use crate::wire;
 
 const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
@@ -32,8 +32,8 @@ pub async fn open_snapshot(
     // once they are fenced (a cutover is under way) or no longer owned (it committed), so a
     // pull starting over then never clears its target, which may be the owner by now.
     let routing = node.engine.routing();
-    let owned = routing.owned_ranges();
-    if let Some(r) = rs.iter().find(|r| !ranges::covered_by(r, &owned)) {
+    let owned = routing.owned_set();
+    if let Some(r) = rs.iter().find(|r| !owned.covers(r)) {
         return Err(api_err(
             ErrorReason::Conflict,
             format!(
@@ -44,11 +44,7 @@ pub async fn open_snapshot(
             ),
         ));
     }
-    if let Some(f) = routing
-        .fences
-        .iter()
-        .find(|f| ranges::any_overlap(&f.ranges, &rs))
-    {
+    if let Some(f) = routing.fences.iter().find(|f| f.ranges.overlaps(&rs)) {
         return Err(api_err(
             ErrorReason::Conflict,
             format!(
@@ -162,7 +158,7 @@ pub async fn chunk(
     let body = tokio::task::spawn_blocking(move || {
         engine.read_chunk_wire(
             &session.session.snapshot,
-            &session.ranges,
+            session.ranges.ranges(),
             after.as_ref(),
             max,
             max_bytes,
@@ -191,7 +187,7 @@ pub async fn log(
         .ok_or_else(|| bad("after must be a decimal u64"))?;
     let filter = q
         .get("ranges")
-        .and_then(|r| crate::ranges::parse_list(r))
+        .and_then(|r| r.parse::<RangeSet>().ok())
         .ok_or_else(|| bad("ranges must be start-end[,start-end...]"))?;
     let max: usize = q
         .get("max")
@@ -219,7 +215,7 @@ fn tail(
     node: &Node,
     incarnation: &str,
     after: u64,
-    filter: &[HashRange],
+    filter: &RangeSet,
     max: usize,
 ) -> ApiResult<crate::changelog::TailBatch> {
     node.engine
@@ -230,18 +226,4 @@ fn tail(
             | EngineError::Ahead { .. } => api_err(ErrorReason::Recopy, e.to_string()),
             other => api_err(ErrorReason::Internal, other.to_string()),
         })
-}
-
-pub fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }

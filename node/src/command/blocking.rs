@@ -6,6 +6,7 @@
 //! (`engine::ready`), and otherwise retries every `RETRY` for writes on other nodes. A
 //! forwarded blocking command is one attempt: only the client's own node waits.
 
+use super::arg_error::ArgError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,14 +59,14 @@ pub fn timeout_at(name: &str, argc: usize) -> Option<usize> {
 }
 
 /// A timeout in seconds (a float) with Redis 7.0's errors; None = wait forever (0).
-pub fn parse_timeout(raw: &[u8]) -> Result<Option<Duration>, String> {
+pub fn parse_timeout(raw: &[u8]) -> Result<Option<Duration>, ArgError> {
     let secs: f64 = std::str::from_utf8(raw)
         .ok()
         .map(str::trim)
         .filter(|s| !s.is_empty() && s.len() == raw.len())
         .and_then(|s| s.parse().ok())
         .filter(|f: &f64| !f.is_nan())
-        .ok_or("ERR timeout is not a float or out of range")?;
+        .ok_or(ArgError::from("ERR timeout is not a float or out of range"))?;
     let ms = (secs * 1000.0).ceil();
     // (Redis 7.0 converts to a long long: a value past its range wraps to a negative one.)
     if !(0.0..9.2e18).contains(&ms) {

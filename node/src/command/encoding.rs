@@ -8,8 +8,8 @@
 //! `list-compress-depth` only shape the nodes of its quicklist: they are kept for CONFIG GET and
 //! change nothing here). CONFIG SET may change them.
 
-use crate::engine::KvPair;
 use crate::engine::view::KeyView;
+use crate::engine::{EngineError, KvPair};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::engine::collection::{CollMeta, CollType};
@@ -118,15 +118,13 @@ pub fn encoding(
     view: &dyn KeyView,
     key: &[u8],
     m: &CollMeta,
-) -> Result<&'static str, String> {
+) -> Result<&'static str, EngineError> {
     let l = &node.encodings;
-    let elements = |limit: u64| -> Result<Option<Vec<KvPair>>, String> {
+    let elements = |limit: u64| -> Result<Option<Vec<KvPair>>, EngineError> {
         if m.count > limit {
             return Ok(None);
         }
-        view.all_elements(key, m)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        view.all_elements(key, m).map(Some)
     };
     Ok(match m.ty {
         CollType::Hash => {

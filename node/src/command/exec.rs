@@ -489,21 +489,30 @@ pub fn local_read(node: &Node, r: &ReadCmd, out: &mut Vec<u8>) {
     local_read_in(node, &*node.engine, r, out);
 }
 
+/// Why a read is answered with an error reply (its text) instead of its result.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// A string command on a collection.
+    #[error("{}", crate::engine::collection::WRONGTYPE)]
+    WrongType,
+    #[error("ERR storage failure: {0}")]
+    Storage(#[from] crate::engine::EngineError),
+}
+
 /// Answers a read from `view` (committed data, or a transaction's view in the writer),
 /// appending the reply to `out`.
 pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec<u8>) {
     let start = out.len();
     use crate::engine::collection::{self, CollMeta};
-    let any =
-        |k: &[u8]| -> Result<Option<Stored>, String> { view.get(k).map_err(|e| e.to_string()) };
+    let any = |k: &[u8]| -> Result<Option<Stored>, ReadError> { Ok(view.get(k)?) };
     // A string command's view: a collection is the wrong type.
-    let get = |k: &[u8]| -> Result<Option<Stored>, String> {
+    let get = |k: &[u8]| -> Result<Option<Stored>, ReadError> {
         match any(k)? {
-            Some(s) if s.typed => Err(collection::WRONGTYPE.to_string()),
+            Some(s) if s.typed => Err(ReadError::WrongType),
             s => Ok(s),
         }
     };
-    let res: Result<(), String> = (|| {
+    let res: Result<(), ReadError> = (|| {
         match r {
             ReadCmd::Get(k) => match get(k)? {
                 Some(s) => reply::bulk(out, &s.value),
@@ -608,11 +617,7 @@ pub fn local_read_in(node: &Node, view: &dyn KeyView, r: &ReadCmd, out: &mut Vec
     })();
     if let Err(e) = res {
         out.truncate(start);
-        if e == collection::WRONGTYPE {
-            reply::error(out, &e);
-        } else {
-            reply::error(out, &format!("ERR storage failure: {e}"));
-        }
+        reply::error(out, &e.to_string());
     }
 }
 

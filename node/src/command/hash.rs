@@ -1,16 +1,17 @@
 //! Hash commands: parsing (Redis 7 syntax and errors) and the reads, answered from the key's
 //! metadata and its elements. Writes are `engine::hash` commands evaluated in the writer.
 
-use crate::engine::KvPair;
+use super::arg_error::ArgError;
 use crate::engine::collection::{CollMeta, CollType, Rng};
 use crate::engine::hash::{HSetMode, HashCmd};
 use crate::engine::ops::DataCmd;
 use crate::engine::strings::{NOT_FLOAT, parse_float};
 use crate::engine::view::KeyView;
 use crate::engine::writer_parse_int as parse_int;
+use crate::engine::{EngineError, KvPair};
 use crate::resp::reply;
 
-use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
+use super::parse::{Keyed, ReadCmd};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HashRead {
@@ -82,7 +83,7 @@ pub struct ElementScan {
 /// full scan of a big collection from re-reading its head once per few elements.
 const SCAN_MIN_PAGE: usize = 512;
 
-pub fn parse_scan(args: &[Vec<u8>], allow_novalues: bool) -> Result<ElementScan, String> {
+pub fn parse_scan(args: &[Vec<u8>], allow_novalues: bool) -> Result<ElementScan, ArgError> {
     let cursor = std::str::from_utf8(&args[2])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -101,29 +102,29 @@ pub fn parse_scan(args: &[Vec<u8>], allow_novalues: bool) -> Result<ElementScan,
             i += 1;
             continue;
         }
-        let v = args.get(i + 1).ok_or(SYNTAX)?;
+        let v = args.get(i + 1).ok_or(ArgError::Syntax)?;
         match opt.as_str() {
             "count" => {
-                let n = parse_int(v).ok_or(NOT_INT)?;
+                let n = parse_int(v).ok_or(ArgError::NotInteger)?;
                 if n < 1 {
-                    return Err(SYNTAX.into());
+                    return Err(ArgError::Syntax);
                 }
                 s.count = n as usize;
             }
             "match" => s.pattern = Some(v.clone()),
-            _ => return Err(SYNTAX.into()),
+            _ => return Err(ArgError::Syntax),
         }
         i += 2;
     }
     Ok(s)
 }
 
-fn arity(name: &str) -> String {
-    format!("ERR wrong number of arguments for '{name}' command")
+fn arity(name: &str) -> ArgError {
+    ArgError::Arity(name.to_string())
 }
 
 /// `Ok(None)`: not a hash command.
-pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
+pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, ArgError> {
     let key = || args[1].clone();
     let read = |r| Ok(Some(Keyed::Read(ReadCmd::Hash(r))));
     let write = |c| Ok(Some(Keyed::Write(DataCmd::Hash(c))));
@@ -159,7 +160,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
         "hincrby" => write(HashCmd::IncrBy {
             key: key(),
             field: args[2].clone(),
-            delta: parse_int(&args[3]).ok_or(NOT_INT)?,
+            delta: parse_int(&args[3]).ok_or(ArgError::NotInteger)?,
         }),
         "hincrbyfloat" => {
             match parse_float(&args[3]) {
@@ -205,7 +206,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             let with_values = match args.get(3) {
                 None => false,
                 Some(w) if args.len() == 4 && w.eq_ignore_ascii_case(b"withvalues") => true,
-                Some(_) => return Err(SYNTAX.into()),
+                Some(_) => return Err(ArgError::Syntax),
             };
             read(HashRead::RandField {
                 key: key(),
@@ -222,19 +223,20 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
 const MAX_RANDOM_REPEATS: u64 = 10_000_000;
 
 /// The count of HRANDFIELD/SRANDMEMBER, with Redis's range errors.
-pub fn random_count(raw: &[u8]) -> Result<i64, String> {
-    let c = parse_int(raw).ok_or(NOT_INT)?;
+pub fn random_count(raw: &[u8]) -> Result<i64, ArgError> {
+    let c = parse_int(raw).ok_or(ArgError::NotInteger)?;
     if c == i64::MIN {
         return Err(format!(
             "ERR value is out of range, value must between {} and {}",
             -i64::MAX,
             i64::MAX
-        ));
+        )
+        .into());
     }
     if c < 0 && c.unsigned_abs() > MAX_RANDOM_REPEATS {
         return Err(format!(
             "ERR value is out of range: ringshift answers at most {MAX_RANDOM_REPEATS} elements with repeats"
-        ));
+        ).into());
     }
     Ok(c)
 }
@@ -258,16 +260,15 @@ pub fn random_elements(
     key: &[u8],
     m: &CollMeta,
     count: i64,
-) -> Result<Vec<KvPair>, String> {
-    let e = |x: crate::engine::EngineError| x.to_string();
+) -> Result<Vec<KvPair>, EngineError> {
     let mut rng = Rng::new();
     let n = m.count as usize;
     if count >= 0 && count as u64 >= m.count {
-        return view.all_elements(key, m).map_err(e);
+        return view.all_elements(key, m);
     }
     let want = count.unsigned_abs() as usize;
     if count < 0 {
-        let all = view.all_elements(key, m).map_err(e)?;
+        let all = view.all_elements(key, m)?;
         if all.is_empty() {
             return Ok(Vec::new());
         }
@@ -281,7 +282,7 @@ pub fn random_elements(
         picks.insert(rng.below(n));
     }
     let mut out = Vec::with_capacity(want);
-    let all = view.all_elements(key, m).map_err(e)?;
+    let all = view.all_elements(key, m)?;
     for (i, el) in all.into_iter().enumerate() {
         if picks.contains(&i) {
             out.push(el);
@@ -324,14 +325,12 @@ pub fn scan_page(
     key: &[u8],
     m: Option<&CollMeta>,
     s: &ElementScan,
-) -> Result<(u64, Vec<KvPair>), String> {
+) -> Result<(u64, Vec<KvPair>), EngineError> {
     let Some(m) = m else {
         return Ok((0, Vec::new()));
     };
     let page = s.count.max(SCAN_MIN_PAGE);
-    let (got, next) = view
-        .elements_from(key, m, &resume_at(s.cursor), page, CURSOR_BYTES)
-        .map_err(|e| e.to_string())?;
+    let (got, next) = view.elements_from(key, m, &resume_at(s.cursor), page, CURSOR_BYTES)?;
     let next = next.map_or(0, |f| cursor_of(&f));
     let got = got
         .into_iter()
@@ -345,28 +344,25 @@ pub fn scan_page(
 }
 
 /// Answers a hash read.
-pub fn read(view: &dyn KeyView, r: &HashRead, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn read(view: &dyn KeyView, r: &HashRead, out: &mut Vec<u8>) -> Result<(), EngineError> {
     let key = r.key();
-    let meta = match view
-        .collection(key, CollType::Hash)
-        .map_err(|e| e.to_string())?
-    {
+    let meta = match view.collection(key, CollType::Hash)? {
         Ok(m) => m,
         Err(wrongtype) => {
             reply::error(out, wrongtype);
             return Ok(());
         }
     };
-    let field = |f: &[u8]| -> Result<Option<Vec<u8>>, String> {
+    let field = |f: &[u8]| -> Result<Option<Vec<u8>>, EngineError> {
         match &meta {
             None => Ok(None),
-            Some(m) => view.element(key, m, f).map_err(|e| e.to_string()),
+            Some(m) => view.element(key, m, f),
         }
     };
-    let all = || -> Result<Vec<KvPair>, String> {
+    let all = || -> Result<Vec<KvPair>, EngineError> {
         match &meta {
             None => Ok(Vec::new()),
-            Some(m) => view.all_elements(key, m).map_err(|e| e.to_string()),
+            Some(m) => view.all_elements(key, m),
         }
     };
     match r {

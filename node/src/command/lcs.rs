@@ -1,10 +1,9 @@
 //! LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]: the longest common subsequence
 //! of two strings (missing keys read as empty), by dynamic programming over both lengths.
 
+use super::arg_error::ArgError;
 use crate::engine::writer_parse_int as parse_int;
 use crate::resp::reply;
-
-use super::parse::{NOT_INT, SYNTAX};
 
 /// What LCS answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +18,7 @@ pub struct LcsOpts {
 /// to its address space): strings whose lengths multiply past this get Redis' memory error.
 const MAX_CELLS: u64 = 32 * 1024 * 1024;
 
-pub fn parse_opts(opts: &[Vec<u8>]) -> Result<LcsOpts, String> {
+pub fn parse_opts(opts: &[Vec<u8>]) -> Result<LcsOpts, ArgError> {
     let mut o = LcsOpts {
         len: false,
         idx: false,
@@ -36,11 +35,11 @@ pub fn parse_opts(opts: &[Vec<u8>]) -> Result<LcsOpts, String> {
             "idx" => o.idx = true,
             "withmatchlen" => o.with_match_len = true,
             "minmatchlen" if i + 1 < opts.len() => {
-                let n = parse_int(&opts[i + 1]).ok_or(NOT_INT)?;
+                let n = parse_int(&opts[i + 1]).ok_or(ArgError::NotInteger)?;
                 o.min_match_len = n.max(0) as u64;
                 i += 1;
             }
-            _ => return Err(SYNTAX.into()),
+            _ => return Err(ArgError::Syntax),
         }
         i += 1;
     }

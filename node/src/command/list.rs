@@ -3,6 +3,8 @@
 //! non-blocking attempt `command::blocking` retries. Multi-key commands need one owner
 //! (CROSSSLOT otherwise, decided in `exec`).
 
+use super::arg_error::ArgError;
+use crate::engine::EngineError;
 use crate::engine::list::{End, ListCmd, ListMeta, Lpos, LposOpts, PopReply, span};
 use crate::engine::list_source::ListSource;
 use crate::engine::ops::DataCmd;
@@ -10,7 +12,7 @@ use crate::engine::writer_parse_int as parse_int;
 use crate::resp::reply;
 
 use super::blocking;
-use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
+use super::parse::{Keyed, ReadCmd};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListRead {
@@ -44,27 +46,27 @@ impl ListRead {
 
 const POSITIVE: &str = "ERR value is out of range, must be positive";
 
-fn int(raw: &[u8]) -> Result<i64, String> {
-    parse_int(raw).ok_or_else(|| NOT_INT.to_string())
+fn int(raw: &[u8]) -> Result<i64, ArgError> {
+    parse_int(raw).ok_or(ArgError::NotInteger)
 }
 
 /// An integer in `min..` with Redis' `msg` for anything else (non-integers included).
-fn at_least(raw: &[u8], min: i64, msg: &str) -> Result<i64, String> {
+fn at_least(raw: &[u8], min: i64, msg: &str) -> Result<i64, ArgError> {
     parse_int(raw)
         .filter(|n| *n >= min)
-        .ok_or_else(|| format!("ERR {msg}"))
+        .ok_or_else(|| ArgError::from(format!("ERR {msg}")))
 }
 
-fn end(raw: &[u8]) -> Result<End, String> {
-    End::parse(raw).ok_or_else(|| SYNTAX.to_string())
+fn end(raw: &[u8]) -> Result<End, ArgError> {
+    End::parse(raw).ok_or(ArgError::Syntax)
 }
 
 /// LMPOP/BLMPOP from `numkeys` at `args[at]`: keys, end and the optional COUNT.
-fn mpop(args: &[Vec<u8>], at: usize) -> Result<(Vec<Vec<u8>>, End, u64), String> {
+fn mpop(args: &[Vec<u8>], at: usize) -> Result<(Vec<Vec<u8>>, End, u64), ArgError> {
     let n = at_least(&args[at], 1, "numkeys should be greater than 0")? as usize;
     let where_at = at.saturating_add(n).saturating_add(1);
     let Some(w) = args.get(where_at) else {
-        return Err(SYNTAX.into());
+        return Err(ArgError::Syntax);
     };
     let end = end(w)?;
     let mut count = None;
@@ -74,7 +76,7 @@ fn mpop(args: &[Vec<u8>], at: usize) -> Result<(Vec<Vec<u8>>, End, u64), String>
             Some(c) if count.is_none() && args[i].eq_ignore_ascii_case(b"count") => {
                 count = Some(at_least(c, 1, "count should be greater than 0")? as u64);
             }
-            _ => return Err(SYNTAX.into()),
+            _ => return Err(ArgError::Syntax),
         }
         i += 2;
     }
@@ -82,7 +84,7 @@ fn mpop(args: &[Vec<u8>], at: usize) -> Result<(Vec<Vec<u8>>, End, u64), String>
 }
 
 /// `Ok(None)`: not a list command.
-pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
+pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, ArgError> {
     let key = || args[1].clone();
     let read = |r| Ok(Some(Keyed::Read(ReadCmd::List(r))));
     let write = |c| Ok(Some(Keyed::Write(DataCmd::List(c))));
@@ -97,7 +99,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
         "lpop" | "rpop" => {
             let count = match args.get(2) {
                 None => None,
-                Some(_) if args.len() > 3 => return Err(super::table::arity_error(name)),
+                Some(_) if args.len() > 3 => return Err(super::table::arity_error(name).into()),
                 Some(c) => Some(at_least(c, 0, POSITIVE.trim_start_matches("ERR "))? as u64),
             };
             write(ListCmd::Pop {
@@ -177,7 +179,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             } else if args[2].eq_ignore_ascii_case(b"after") {
                 false
             } else {
-                return Err(SYNTAX.into());
+                return Err(ArgError::Syntax);
             };
             write(ListCmd::Insert {
                 key: key(),
@@ -216,12 +218,12 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
 }
 
 /// LPOS's RANK / COUNT / MAXLEN (a repeated option: the last one wins, as in Redis).
-fn lpos_opts(opts: &[Vec<u8>]) -> Result<LposOpts, String> {
+fn lpos_opts(opts: &[Vec<u8>]) -> Result<LposOpts, ArgError> {
     let mut o = LposOpts::default();
     let mut i = 0;
     while i < opts.len() {
         let Some(v) = opts.get(i + 1) else {
-            return Err(SYNTAX.into());
+            return Err(ArgError::Syntax);
         };
         match opts[i].to_ascii_lowercase().as_slice() {
             b"rank" => {
@@ -237,7 +239,7 @@ fn lpos_opts(opts: &[Vec<u8>]) -> Result<LposOpts, String> {
             }
             b"count" => o.count = Some(at_least(v, 0, "COUNT can't be negative")? as u64),
             b"maxlen" => o.maxlen = at_least(v, 0, "MAXLEN can't be negative")? as u64,
-            _ => return Err(SYNTAX.into()),
+            _ => return Err(ArgError::Syntax),
         }
         i += 2;
     }
@@ -245,9 +247,9 @@ fn lpos_opts(opts: &[Vec<u8>]) -> Result<LposOpts, String> {
 }
 
 /// Answers a list read.
-pub fn read(src: &dyn ListSource, r: &ListRead, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn read(src: &dyn ListSource, r: &ListRead, out: &mut Vec<u8>) -> Result<(), EngineError> {
     let key = r.key();
-    let meta: Option<ListMeta> = match src.meta(key).map_err(|e| e.to_string())? {
+    let meta: Option<ListMeta> = match src.meta(key)? {
         Ok(m) => m,
         Err(wrongtype) => {
             reply::error(out, wrongtype);
@@ -264,8 +266,7 @@ pub fn read(src: &dyn ListSource, r: &ListRead, out: &mut Vec<u8>) -> Result<(),
             src.scan(key, m, s, false, &mut |v| {
                 items.push(v.to_vec());
                 true
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             reply::array_len(out, items.len());
             for v in items {
                 reply::bulk(out, &v);
@@ -273,7 +274,7 @@ pub fn read(src: &dyn ListSource, r: &ListRead, out: &mut Vec<u8>) -> Result<(),
         }
         (ListRead::Index { index, .. }, m) => {
             let got = match (m, crate::engine::list::position(len, *index)) {
-                (Some(m), Some(pos)) => src.at(key, m, pos).map_err(|e| e.to_string())?,
+                (Some(m), Some(pos)) => src.at(key, m, pos)?,
                 _ => None,
             };
             match got {
@@ -285,8 +286,7 @@ pub fn read(src: &dyn ListSource, r: &ListRead, out: &mut Vec<u8>) -> Result<(),
             let mut p = Lpos::new(*opts, value, len);
             if let Some(m) = m {
                 let reverse = p.reverse();
-                src.scan(key, m, 0..len, reverse, &mut |v| p.feed(v))
-                    .map_err(|e| e.to_string())?;
+                src.scan(key, m, 0..len, reverse, &mut |v| p.feed(v))?;
             }
             match opts.count {
                 None => match p.found.first() {
@@ -308,12 +308,13 @@ pub fn read(src: &dyn ListSource, r: &ListRead, out: &mut Vec<u8>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::parse::{NOT_INT, SYNTAX};
 
     fn args(s: &str) -> Vec<Vec<u8>> {
         s.split(' ').map(|p| p.as_bytes().to_vec()).collect()
     }
 
-    fn parsed(s: &str) -> Result<Keyed, String> {
+    fn parsed(s: &str) -> Result<Keyed, ArgError> {
         let a = args(s);
         let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
         parse(&name, &a).map(|k| k.expect("a list command"))
@@ -389,6 +390,7 @@ mod tests {
         assert!(
             opts("LPOS k a RANK 0")
                 .unwrap_err()
+                .to_string()
                 .starts_with("ERR RANK can't be zero")
         );
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Command dispatch for the data port.
 
+pub mod arg_error;
 pub mod blocking;
 pub mod clients;
 pub mod encoding;
@@ -223,7 +224,7 @@ async fn handle_in(
     match parse::parse_keyed(name, &args, keys::now_ms()) {
         Err(msg) => {
             flush(node, pending, out).await;
-            error(out, &msg);
+            error(out, &msg.to_string());
             Flow::Continue
         }
         Ok(Some(keyed)) if blocking::is_blocking(name) => {
@@ -250,7 +251,7 @@ async fn handle_in(
                         crate::resp::resp3_scores::scores_to_doubles(out, start, shape);
                     }
                 }
-                Some(Err(msg)) => error(out, &msg),
+                Some(Err(msg)) => error(out, &msg.to_string()),
                 None => error(out, "ERR syntax error"),
             }
             Flow::Continue
@@ -416,7 +417,7 @@ async fn forwarded(node: &Arc<Node>, args: Vec<Vec<u8>>, v2: bool) -> Vec<u8> {
             out
         }
         Err(msg) => {
-            error(&mut out, &msg);
+            error(&mut out, &msg.to_string());
             out
         }
     }

@@ -12,6 +12,7 @@
 //! there at EXEC. A WATCHed key that moves (or whose range is fenced) before EXEC makes EXEC
 //! answer a null array, as a modification does.
 
+use super::arg_error::ArgError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,20 +33,20 @@ pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous
 pub struct Queued {
     pub name: &'static str,
     pub args: Vec<Vec<u8>>,
-    pub keyed: Result<Option<Keyed>, String>,
+    pub keyed: Result<Option<Keyed>, ArgError>,
 }
 
 impl Queued {
     /// Looked up and parsed as when queued (a forwarded transaction's command).
-    pub fn parse(args: Vec<Vec<u8>>) -> Result<Queued, String> {
+    pub fn parse(args: Vec<Vec<u8>>) -> Result<Queued, ArgError> {
         let Some(first) = args.first() else {
             return Err("ERR empty command in forwarded transaction".into());
         };
         let Some(spec) = table::index(first).map(|i| &table::COMMANDS[i]) else {
-            return Err(table::unknown_command_error(&args));
+            return Err(table::unknown_command_error(&args).into());
         };
         if !table::arity_ok(spec.arity, args.len()) {
-            return Err(table::arity_error(spec.name));
+            return Err(table::arity_error(spec.name).into());
         }
         let keyed = parse::parse_keyed(spec.name, &args, keys::now_ms());
         Ok(Queued {
@@ -250,7 +251,7 @@ fn plan(node: &Arc<Node>, proto: u8, queued: &[Queued]) -> (Vec<TxItem>, Vec<Vec
     let mut slots = Vec::new();
     for q in queued {
         match &q.keyed {
-            Err(msg) => slots.push(Slot::Error(msg.clone())),
+            Err(msg) => slots.push(Slot::Error(msg.to_string())),
             Ok(Some(k)) => {
                 keys.extend(k.keys().iter().map(|k| k.to_vec()));
                 slots.push(Slot::Writer(items.len(), super::resp3_shape(proto, k)));

@@ -1,5 +1,6 @@
 //! Parses keyed commands into what they do, with Redis' syntax errors, before any routing.
 
+use super::arg_error::ArgError;
 use crate::engine::ops::{DataCmd, ExpireCond};
 use crate::engine::writer_parse_int as parse_int;
 
@@ -97,7 +98,7 @@ pub const NOT_INT: &str = "ERR value is not an integer or out of range";
 pub const SYNTAX: &str = "ERR syntax error";
 
 /// Parses a keyed command (arity already checked). `Ok(None)`: not a keyed command.
-pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>, String> {
+pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>, ArgError> {
     let a = |i: usize| args[i].clone();
     let rest = || args[1..].to_vec();
     if name.starts_with('h')
@@ -145,7 +146,7 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
             delta: -1,
         }),
         "incrby" | "decrby" => {
-            let n = parse_int(&args[2]).ok_or(NOT_INT)?;
+            let n = parse_int(&args[2]).ok_or(ArgError::NotInteger)?;
             let delta = if name == "decrby" {
                 n.checked_neg().ok_or("ERR decrement would overflow")?
             } else {
@@ -156,7 +157,7 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
         "expire" | "pexpire" => {
             // Options are checked before the time, as Redis does.
             let cond = parse_expire_options(&args[3..])?;
-            let n = parse_int(&args[2]).ok_or(NOT_INT)?;
+            let n = parse_int(&args[2]).ok_or(ArgError::NotInteger)?;
             let ms = if name == "expire" {
                 n.checked_mul(1000)
             } else {
@@ -191,7 +192,7 @@ pub fn parse_keyed(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<K
 }
 
 /// EXPIRE/PEXPIRE options with Redis 7's errors.
-pub fn parse_expire_options(opts: &[Vec<u8>]) -> Result<ExpireCond, String> {
+pub fn parse_expire_options(opts: &[Vec<u8>]) -> Result<ExpireCond, ArgError> {
     let mut c = ExpireCond::default();
     for o in opts {
         match o.to_ascii_lowercase().as_slice() {
@@ -200,10 +201,9 @@ pub fn parse_expire_options(opts: &[Vec<u8>]) -> Result<ExpireCond, String> {
             b"gt" => c.gt = true,
             b"lt" => c.lt = true,
             _ => {
-                return Err(format!(
-                    "ERR Unsupported option {}",
-                    String::from_utf8_lossy(o)
-                ));
+                return Err(
+                    format!("ERR Unsupported option {}", String::from_utf8_lossy(o)).into(),
+                );
             }
         }
     }
@@ -275,11 +275,13 @@ mod tests {
         assert!(
             cond("EXPIRE k 10 NX XX")
                 .unwrap_err()
+                .to_string()
                 .starts_with("ERR NX and XX")
         );
         assert!(
             cond("EXPIRE k 10 GT LT")
                 .unwrap_err()
+                .to_string()
                 .starts_with("ERR GT and LT")
         );
         assert_eq!(

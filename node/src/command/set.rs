@@ -2,6 +2,8 @@
 //! commands evaluated in the writer; multi-key commands need one owner (CROSSSLOT otherwise,
 //! decided in `exec`).
 
+use super::arg_error::ArgError;
+use crate::engine::EngineError;
 use crate::engine::view::KeyView;
 use std::collections::BTreeSet;
 
@@ -12,7 +14,7 @@ use crate::engine::writer_parse_int as parse_int;
 use crate::resp::reply;
 
 use super::hash::{ElementScan, parse_scan, random_elements, scan_page};
-use super::parse::{Keyed, ReadCmd, SYNTAX};
+use super::parse::{Keyed, ReadCmd};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetRead {
@@ -43,7 +45,7 @@ impl SetRead {
 }
 
 /// `Ok(None)`: not a set command.
-pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
+pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, ArgError> {
     let key = || args[1].clone();
     let read = |r| Ok(Some(Keyed::Read(ReadCmd::Set(r))));
     let write = |c| Ok(Some(Keyed::Write(DataCmd::Sets(c))));
@@ -59,7 +61,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
         "spop" => {
             let count = match args.get(2) {
                 None => None,
-                Some(_) if args.len() > 3 => return Err(SYNTAX.into()),
+                Some(_) if args.len() > 3 => return Err(ArgError::Syntax),
                 Some(c) => {
                     let n = parse_int(c).ok_or("ERR value is out of range, must be positive")?;
                     Some(
@@ -93,7 +95,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
         "srandmember" => {
             let count = match args.get(2) {
                 None => None,
-                Some(_) if args.len() > 3 => return Err(SYNTAX.into()),
+                Some(_) if args.len() > 3 => return Err(ArgError::Syntax),
                 Some(c) => Some(super::hash::random_count(c)?),
             };
             read(SetRead::RandMember { key: key(), count })
@@ -121,7 +123,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
                             .and_then(|l| u64::try_from(l).ok())
                             .ok_or("ERR LIMIT can't be negative")?;
                     }
-                    _ => return Err(SYNTAX.into()),
+                    _ => return Err(ArgError::Syntax),
                 }
                 i += 2;
             }
@@ -149,21 +151,19 @@ fn op_of(name: &str) -> SetOp {
 fn set_meta(
     view: &dyn KeyView,
     key: &[u8],
-) -> Result<Result<Option<CollMeta>, &'static str>, String> {
+) -> Result<Result<Option<CollMeta>, &'static str>, EngineError> {
     view.collection(key, CollType::Set)
-        .map_err(|e| e.to_string())
 }
 
 fn members(
     view: &dyn KeyView,
     key: &[u8],
     m: Option<&CollMeta>,
-) -> Result<BTreeSet<Vec<u8>>, String> {
+) -> Result<BTreeSet<Vec<u8>>, EngineError> {
     match m {
         None => Ok(BTreeSet::new()),
         Some(m) => Ok(view
-            .all_elements(key, m)
-            .map_err(|e| e.to_string())?
+            .all_elements(key, m)?
             .into_iter()
             .map(|(f, _)| f)
             .collect()),
@@ -171,7 +171,7 @@ fn members(
 }
 
 /// Answers a set read.
-pub fn read(view: &dyn KeyView, r: &SetRead, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn read(view: &dyn KeyView, r: &SetRead, out: &mut Vec<u8>) -> Result<(), EngineError> {
     if let SetRead::Combine { keys, .. } | SetRead::InterCard { keys, .. } = r {
         let mut sets = Vec::with_capacity(keys.len());
         for k in keys {
@@ -208,13 +208,10 @@ pub fn read(view: &dyn KeyView, r: &SetRead, out: &mut Vec<u8>) -> Result<(), St
             return Ok(());
         }
     };
-    let has = |m: &[u8]| -> Result<bool, String> {
+    let has = |m: &[u8]| -> Result<bool, EngineError> {
         match &meta {
             None => Ok(false),
-            Some(c) => Ok(view
-                .element(key, c, m)
-                .map_err(|e| e.to_string())?
-                .is_some()),
+            Some(c) => Ok(view.element(key, c, m)?.is_some()),
         }
     };
     match r {

@@ -2,20 +2,21 @@
 //! GETSET, GETDEL, GETEX, APPEND, GETRANGE/SUBSTR, SETRANGE, INCRBYFLOAT, MSETNX, EXPIREAT,
 //! PEXPIREAT, EXPIRETIME, PEXPIRETIME, TOUCH, OBJECT), with Redis 7's errors.
 
+use super::arg_error::ArgError;
 use crate::engine::ops::{DataCmd, ExpireCond, SetCond, SetExpiry};
 use crate::engine::strings::{GetExExpiry, NOT_FLOAT, REDIS_MAX_STRING_LEN, StrCmd, parse_float};
 use crate::engine::writer_parse_int as parse_int;
 
 use crate::resp::reply;
 
-use super::parse::{Keyed, NOT_INT, ObjectSub, ReadCmd, SYNTAX, parse_expire_options};
+use super::parse::{Keyed, ObjectSub, ReadCmd, parse_expire_options};
 
-fn int(v: &[u8]) -> Result<i64, String> {
-    parse_int(v).ok_or_else(|| NOT_INT.to_string())
+fn int(v: &[u8]) -> Result<i64, ArgError> {
+    parse_int(v).ok_or(ArgError::NotInteger)
 }
 
 /// `Ok(None)`: not one of these commands.
-pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>, String> {
+pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>, ArgError> {
     let key = || args[1].clone();
     Ok(Some(match name {
         "setnx" => Keyed::Write(DataCmd::Str(StrCmd::SetNx {
@@ -24,7 +25,7 @@ pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>,
         })),
         "setex" | "psetex" => {
             let n = int(&args[2])?;
-            let invalid = || format!("ERR invalid expire time in '{name}' command");
+            let invalid = || ArgError::from(format!("ERR invalid expire time in '{name}' command"));
             if n <= 0 {
                 return Err(invalid());
             }
@@ -132,7 +133,7 @@ pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>,
                 Some([opt, n]) if opt.eq_ignore_ascii_case(b"samples") => {
                     int(n)?;
                 }
-                Some(_) => return Err(SYNTAX.into()),
+                Some(_) => return Err(ArgError::Syntax),
             }
             Keyed::Read(ReadCmd::MemoryUsage(args[2].clone()))
         }
@@ -162,7 +163,7 @@ pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>,
                         }
                         i += 1;
                     }
-                    _ => return Err(SYNTAX.into()),
+                    _ => return Err(ArgError::Syntax),
                 }
                 i += 1;
             }
@@ -191,7 +192,8 @@ pub fn parse(name: &str, args: &[Vec<u8>], now_ms: u64) -> Result<Option<Keyed>,
                 return Err(format!(
                     "ERR wrong number of arguments for 'object|{}' command",
                     String::from_utf8_lossy(&args[1]).to_ascii_lowercase()
-                ));
+                )
+                .into());
             }
             Keyed::Read(ReadCmd::Object {
                 key: args[2].clone(),
@@ -225,7 +227,7 @@ pub struct ExtOpts {
 }
 
 impl ExtOpts {
-    pub fn parse(opts: &[Vec<u8>], is_set: bool) -> Result<ExtOpts, String> {
+    pub fn parse(opts: &[Vec<u8>], is_set: bool) -> Result<ExtOpts, ArgError> {
         let mut o = ExtOpts::default();
         let mut i = 0;
         while i < opts.len() {
@@ -253,7 +255,7 @@ impl ExtOpts {
                     }
                     i += 1;
                 }
-                _ => return Err(SYNTAX.into()),
+                _ => return Err(ArgError::Syntax),
             }
             i += 1;
         }
@@ -261,12 +263,12 @@ impl ExtOpts {
     }
 
     /// The absolute expiry (unix ms) the options ask for, checked as Redis does.
-    pub fn expire_at(&self, now_ms: u64, name: &str) -> Result<Option<u64>, String> {
+    pub fn expire_at(&self, now_ms: u64, name: &str) -> Result<Option<u64>, ArgError> {
         let Some((unit, raw)) = &self.expire else {
             return Ok(None);
         };
         let n = int(raw)?;
-        let invalid = || format!("ERR invalid expire time in '{name}' command");
+        let invalid = || ArgError::from(format!("ERR invalid expire time in '{name}' command"));
         let seconds = matches!(unit, Unit::Ex | Unit::ExAt);
         if n <= 0 || seconds && n > i64::MAX / 1000 {
             return Err(invalid());
@@ -283,7 +285,7 @@ impl ExtOpts {
 
 /// A bit offset of SETBIT/GETBIT: within a string of Redis' 512 MiB (SETBIT builds at most
 /// `MAX_STRING_LEN`, see `engine::strings`).
-fn bit_offset(v: &[u8]) -> Result<u64, String> {
+fn bit_offset(v: &[u8]) -> Result<u64, ArgError> {
     match parse_int(v) {
         Some(n) if n >= 0 && (n as u64 >> 3) < REDIS_MAX_STRING_LEN => Ok(n as u64),
         _ => Err("ERR bit offset is not an integer or out of range".into()),
@@ -291,7 +293,7 @@ fn bit_offset(v: &[u8]) -> Result<u64, String> {
 }
 
 /// GETEX's options; `None` when it only reads.
-fn parse_getex(opts: &[Vec<u8>], now_ms: u64) -> Result<Option<GetExExpiry>, String> {
+fn parse_getex(opts: &[Vec<u8>], now_ms: u64) -> Result<Option<GetExExpiry>, ArgError> {
     let o = ExtOpts::parse(opts, false)?;
     if o.persist {
         return Ok(Some(GetExExpiry::Persist));
@@ -300,7 +302,7 @@ fn parse_getex(opts: &[Vec<u8>], now_ms: u64) -> Result<Option<GetExExpiry>, Str
 }
 
 /// SET with every Redis 7 option.
-pub fn parse_set(args: &[Vec<u8>], now_ms: u64) -> Result<DataCmd, String> {
+pub fn parse_set(args: &[Vec<u8>], now_ms: u64) -> Result<DataCmd, ArgError> {
     let o = ExtOpts::parse(&args[3..], true)?;
     let expiry = match o.expire_at(now_ms, "set")? {
         Some(at) => SetExpiry::At(at),
@@ -407,6 +409,7 @@ pub fn range_of(v: &[u8], start: i64, end: i64) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::parse::{NOT_INT, SYNTAX};
 
     fn args(s: &str) -> Vec<Vec<u8>> {
         s.split(' ').map(|p| p.as_bytes().to_vec()).collect()

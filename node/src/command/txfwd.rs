@@ -243,7 +243,7 @@ fn parse_tx(args: &[Vec<u8>], boot: &str) -> Result<(Vec<Watch>, Vec<Queued>, bo
     while pos < args.len() {
         let argc = num(&args[pos]).ok_or_else(bad)?;
         let cmd = args.get(pos + 1..pos + 1 + argc).ok_or_else(bad)?.to_vec();
-        queued.push(Queued::parse(cmd)?);
+        queued.push(Queued::parse(cmd).map_err(|e| e.to_string())?);
         pos += 1 + argc;
     }
     Ok((watched, queued, foreign))

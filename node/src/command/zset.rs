@@ -2,9 +2,11 @@
 //! `engine::zset` commands evaluated in the writer; multi-key commands need one owner
 //! (CROSSSLOT otherwise, decided in `exec`).
 
+use super::arg_error::ArgError;
 use std::collections::HashMap;
 
 use super::blocking;
+use crate::engine::EngineError;
 use crate::engine::collection::{CollMeta, CollType, Held};
 use crate::engine::ops::DataCmd;
 use crate::engine::view::KeyView;
@@ -16,7 +18,7 @@ use crate::resp::reply;
 use crate::resp::resp3_scores::ScoreShape;
 
 use super::hash::{ElementScan, parse_scan, random_count, random_elements, scan_page};
-use super::parse::{Keyed, NOT_INT, ReadCmd, SYNTAX};
+use super::parse::{Keyed, ReadCmd};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ZsetRead {
@@ -126,8 +128,8 @@ pub fn resp3_shape(args: &[Vec<u8>]) -> Option<ScoreShape> {
     }
 }
 
-fn score_arg(v: &[u8]) -> Result<f64, String> {
-    zscore::parse_score(v).ok_or_else(|| NOT_FLOAT.to_string())
+fn score_arg(v: &[u8]) -> Result<f64, ArgError> {
+    zscore::parse_score(v).ok_or(ArgError::from(NOT_FLOAT))
 }
 
 fn is(a: &[u8], word: &str) -> bool {
@@ -135,7 +137,7 @@ fn is(a: &[u8], word: &str) -> bool {
 }
 
 /// ZADD's options and pairs, with Redis's checks in Redis's order.
-fn parse_zadd(args: &[Vec<u8>]) -> Result<ZsetCmd, String> {
+fn parse_zadd(args: &[Vec<u8>]) -> Result<ZsetCmd, ArgError> {
     let mut flags = AddFlags::default();
     let mut i = 2;
     while let Some(a) = args.get(i) {
@@ -153,7 +155,7 @@ fn parse_zadd(args: &[Vec<u8>]) -> Result<ZsetCmd, String> {
     }
     let rest = &args[i..];
     if rest.is_empty() || !rest.len().is_multiple_of(2) {
-        return Err(SYNTAX.into());
+        return Err(ArgError::Syntax);
     }
     if flags.nx && flags.xx {
         return Err("ERR XX and NX options at the same time are not compatible".into());
@@ -167,7 +169,7 @@ fn parse_zadd(args: &[Vec<u8>]) -> Result<ZsetCmd, String> {
     let pairs = rest
         .chunks_exact(2)
         .map(|p| Ok((score_arg(&p[0])?, p[1].clone())))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, ArgError>>()?;
     Ok(ZsetCmd::Add {
         key: args[1].clone(),
         flags,
@@ -192,7 +194,7 @@ fn parse_range(
     store: bool,
     mut kind: Kind,
     rev: Option<bool>,
-) -> Result<(RangeQuery, bool), String> {
+) -> Result<(RangeQuery, bool), ArgError> {
     let mut with_scores = false;
     let mut limit: Option<(i64, i64)> = None;
     let mut dir = rev;
@@ -203,8 +205,8 @@ fn parse_range(
         if !store && is(a, "withscores") {
             with_scores = true;
         } else if is(a, "limit") && left >= 2 {
-            let o = parse_int(&args[j + 1]).ok_or(NOT_INT)?;
-            let c = parse_int(&args[j + 2]).ok_or(NOT_INT)?;
+            let o = parse_int(&args[j + 1]).ok_or(ArgError::NotInteger)?;
+            let c = parse_int(&args[j + 2]).ok_or(ArgError::NotInteger)?;
             limit = Some((o, c));
             j += 2;
         } else if rev.is_none() && dir.is_none() && is(a, "rev") {
@@ -214,7 +216,7 @@ fn parse_range(
         } else if kind == Kind::Auto && is(a, "byscore") {
             kind = Kind::Score;
         } else {
-            return Err(SYNTAX.into());
+            return Err(ArgError::Syntax);
         }
         j += 1;
     }
@@ -240,8 +242,8 @@ fn parse_range(
         Kind::Score => RangeBy::Score(ScoreRange::parse(lo, hi)?),
         Kind::Lex => RangeBy::Lex(LexRange::parse(lo, hi)?),
         _ => RangeBy::Rank {
-            start: parse_int(lo).ok_or(NOT_INT)?,
-            end: parse_int(hi).ok_or(NOT_INT)?,
+            start: parse_int(lo).ok_or(ArgError::NotInteger)?,
+            end: parse_int(hi).ok_or(ArgError::NotInteger)?,
         },
     };
     let mut query = RangeQuery::new(by, rev);
@@ -268,16 +270,14 @@ fn parse_setop(
     op: ZOp,
     store: bool,
     card: bool,
-) -> Result<SetOpArgs, String> {
-    let n = parse_int(&args[at]).ok_or(NOT_INT)?;
+) -> Result<SetOpArgs, ArgError> {
+    let n = parse_int(&args[at]).ok_or(ArgError::NotInteger)?;
     if n < 1 {
-        return Err(format!(
-            "ERR at least 1 input key is needed for '{name}' command"
-        ));
+        return Err(format!("ERR at least 1 input key is needed for '{name}' command").into());
     }
     let n = n as usize;
     if n > args.len() - at - 1 {
-        return Err(SYNTAX.into());
+        return Err(ArgError::Syntax);
     }
     let mut o = SetOpArgs {
         keys: args[at + 1..at + 1 + n].to_vec(),
@@ -305,7 +305,7 @@ fn parse_setop(
             } else if is(v, "max") {
                 Aggregate::Max
             } else {
-                return Err(SYNTAX.into());
+                return Err(ArgError::Syntax);
             };
             j += 2;
         } else if !store && !card && is(a, "withscores") {
@@ -317,7 +317,7 @@ fn parse_setop(
                 .ok_or("ERR LIMIT can't be negative")?;
             j += 2;
         } else {
-            return Err(SYNTAX.into());
+            return Err(ArgError::Syntax);
         }
     }
     Ok(o)
@@ -334,7 +334,7 @@ fn op_of(name: &str) -> ZOp {
 }
 
 /// `Ok(None)`: not a sorted-set command.
-pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
+pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, ArgError> {
     let key = || args[1].clone();
     let read = |r| Ok(Some(Keyed::Read(ReadCmd::ZSet(r))));
     let write = |c| Ok(Some(Keyed::Write(DataCmd::ZSet(c))));
@@ -355,8 +355,8 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
         "zremrangebyrank" => write(ZsetCmd::RemRange {
             key: key(),
             by: RangeBy::Rank {
-                start: parse_int(&args[2]).ok_or(NOT_INT)?,
-                end: parse_int(&args[3]).ok_or(NOT_INT)?,
+                start: parse_int(&args[2]).ok_or(ArgError::NotInteger)?,
+                end: parse_int(&args[3]).ok_or(ArgError::NotInteger)?,
             },
         }),
         "zremrangebyscore" => write(ZsetCmd::RemRange {
@@ -369,12 +369,13 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
         }),
         "zpopmin" | "zpopmax" => {
             if args.len() > 3 {
-                return Err(SYNTAX.into());
+                return Err(ArgError::Syntax);
             }
             let count = match args.get(2) {
                 None => None,
-                Some(c) => Some(parse_int(c).ok_or(NOT_INT).and_then(|n| {
-                    u64::try_from(n).map_err(|_| "ERR value is out of range, must be positive")
+                Some(c) => Some(parse_int(c).ok_or(ArgError::NotInteger).and_then(|n| {
+                    u64::try_from(n)
+                        .map_err(|_| ArgError::from("ERR value is out of range, must be positive"))
                 })?),
             };
             write(ZsetCmd::Pop {
@@ -471,7 +472,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             let with_score = match args.get(3) {
                 None => false,
                 Some(a) if args.len() == 4 && is(a, "withscore") => true,
-                Some(_) => return Err(SYNTAX.into()),
+                Some(_) => return Err(ArgError::Syntax),
             };
             read(ZsetRead::Rank {
                 key: key(),
@@ -506,7 +507,7 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
             let with_scores = match args.get(3) {
                 None => false,
                 Some(w) if args.len() == 4 && is(w, "withscores") => true,
-                Some(_) => return Err(SYNTAX.into()),
+                Some(_) => return Err(ArgError::Syntax),
             };
             read(ZsetRead::RandMember {
                 key: key(),
@@ -523,19 +524,19 @@ pub fn parse(name: &str, args: &[Vec<u8>]) -> Result<Option<Keyed>, String> {
 }
 
 /// ZMPOP's `numkeys key... MIN|MAX [COUNT n]` from `at` (numkeys): (keys, max, count).
-pub fn parse_mpop(args: &[Vec<u8>], at: usize) -> Result<(Vec<Vec<u8>>, bool, u64), String> {
+pub fn parse_mpop(args: &[Vec<u8>], at: usize) -> Result<(Vec<Vec<u8>>, bool, u64), ArgError> {
     const NUMKEYS: &str = "ERR numkeys should be greater than 0";
     let n = parse_int(&args[at]).filter(|n| *n > 0).ok_or(NUMKEYS)? as usize;
     let where_at = at
         .checked_add(n + 1)
         .filter(|w| *w < args.len())
-        .ok_or(SYNTAX)?;
+        .ok_or(ArgError::Syntax)?;
     let max = if is(&args[where_at], "max") {
         true
     } else if is(&args[where_at], "min") {
         false
     } else {
-        return Err(SYNTAX.into());
+        return Err(ArgError::Syntax);
     };
     let mut count = None;
     let mut j = where_at + 1;
@@ -547,30 +548,25 @@ pub fn parse_mpop(args: &[Vec<u8>], at: usize) -> Result<(Vec<Vec<u8>>, bool, u6
             count = Some(c as u64);
             j += 2;
         } else {
-            return Err(SYNTAX.into());
+            return Err(ArgError::Syntax);
         }
     }
     Ok((args[at + 1..where_at].to_vec(), max, count.unwrap_or(1)))
-}
-
-fn err(e: crate::engine::EngineError) -> String {
-    e.to_string()
 }
 
 /// A ZUNION/ZINTER/ZDIFF input (a set's members score 1); Err(WRONGTYPE) for another type.
 fn input(
     view: &dyn KeyView,
     key: &[u8],
-) -> Result<Result<HashMap<Vec<u8>, f64>, &'static str>, String> {
-    let m = match Held::of(view.get(key).map_err(err)?.as_ref()) {
+) -> Result<Result<HashMap<Vec<u8>, f64>, &'static str>, EngineError> {
+    let m = match Held::of(view.get(key)?.as_ref()) {
         Held::Nothing => return Ok(Ok(HashMap::new())),
         Held::Coll(m) if matches!(m.ty, CollType::ZSet | CollType::Set) => m,
         _ => return Ok(Err(crate::engine::collection::WRONGTYPE)),
     };
     let is_set = m.ty == CollType::Set;
     Ok(Ok(view
-        .all_elements(key, &m)
-        .map_err(err)?
+        .all_elements(key, &m)?
         .into_iter()
         .map(|(f, v)| {
             let s = if is_set { 1.0 } else { zset::stored_score(&v) };
@@ -584,10 +580,9 @@ fn score_of(
     key: &[u8],
     m: &CollMeta,
     member: &[u8],
-) -> Result<Option<f64>, String> {
+) -> Result<Option<f64>, EngineError> {
     Ok(view
-        .element(key, m, member)
-        .map_err(err)?
+        .element(key, m, member)?
         .map(|v| zset::stored_score(&v)))
 }
 
@@ -611,7 +606,7 @@ fn score_reply(out: &mut Vec<u8>, s: Option<f64>) {
 /// Answers a sorted-set read.
 /// Answers a sorted-set read from `view` (committed data, or a transaction's view in the
 /// writer, which sees the transaction's own earlier writes).
-pub fn read(view: &dyn KeyView, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn read(view: &dyn KeyView, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), EngineError> {
     if let ZsetRead::Combine { keys, .. } | ZsetRead::InterCard { keys, .. } = r {
         let weights = match r {
             ZsetRead::Combine { weights, .. } => weights.clone(),
@@ -646,7 +641,7 @@ pub fn read(view: &dyn KeyView, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), S
         return Ok(());
     }
     let key = r.keys()[0];
-    let meta: Option<CollMeta> = match view.collection(key, CollType::ZSet).map_err(err)? {
+    let meta: Option<CollMeta> = match view.collection(key, CollType::ZSet)? {
         Ok(m) => m,
         Err(wrongtype) => {
             reply::error(out, wrongtype);
@@ -691,13 +686,13 @@ pub fn read(view: &dyn KeyView, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), S
         ZsetRead::Card(_) => reply::int(out, m.count as i64),
         ZsetRead::Count { by, .. } => {
             let q = RangeQuery::new(by.clone(), false);
-            let n = view.zset_range(key, &m, &q).map_err(err)?.len();
+            let n = view.zset_range(key, &m, &q)?.len();
             reply::int(out, n as i64);
         }
         ZsetRead::Range {
             query, with_scores, ..
         } => {
-            let got = view.zset_range(key, &m, query).map_err(err)?;
+            let got = view.zset_range(key, &m, query)?;
             members_reply(out, &got, *with_scores);
         }
         ZsetRead::Rank {
@@ -705,7 +700,7 @@ pub fn read(view: &dyn KeyView, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), S
             rev,
             with_score,
             ..
-        } => match view.zset_rank(key, &m, member).map_err(err)? {
+        } => match view.zset_rank(key, &m, member)? {
             None if *with_score => out.extend_from_slice(b"*-1\r\n"),
             None => reply::nil(out),
             Some((rank, score)) => {
@@ -760,6 +755,7 @@ pub fn read(view: &dyn KeyView, r: &ZsetRead, out: &mut Vec<u8>) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::parse::{NOT_INT, SYNTAX};
 
     fn args(s: &str) -> Vec<Vec<u8>> {
         s.split(' ').map(|p| p.as_bytes().to_vec()).collect()
@@ -768,7 +764,7 @@ mod tests {
     fn parse_err(s: &str) -> String {
         let a = args(s);
         let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
-        parse(&name, &a).unwrap_err()
+        parse(&name, &a).unwrap_err().to_string()
     }
 
     #[test]

@@ -332,7 +332,7 @@ mod tests {
         ) {
             let (start, end) = (a.min(b), a.max(b));
             let raw = sub_key(&key, 7, b"f");
-            let (lo, hi) = keys::range_bounds(crate::ranges::HashRange { start, end });
+            let (lo, hi) = keys::range_bounds(ringshift_ring::HashRange { start, end });
             let inside = lo.as_slice() <= raw.as_slice()
                 && hi.is_none_or(|hi| raw.as_slice() < hi.as_slice());
             let h = keys::key_hash(&key);

@@ -11,7 +11,7 @@ use fjall::{Keyspace, Readable, Snapshot};
 use super::collection::{self, CollMeta};
 use super::{Engine, EngineError, KvPair};
 use crate::keys::{self, Stored};
-use crate::ranges::HashRange;
+use ringshift_ring::HashRange;
 
 /// Where a copy stream stands: after a data-keyspace storage key, or after a sub-key (every
 /// data entry copied already).
@@ -26,18 +26,32 @@ impl CopyCursor {
     /// storage key (the form of old), `s` + hex for a sub-key.
     pub fn to_param(&self) -> String {
         match self {
-            CopyCursor::Data(k) => crate::admin::hex_encode(k),
-            CopyCursor::Sub(k) => format!("s{}", crate::admin::hex_encode(k)),
+            CopyCursor::Data(k) => hex_encode(k),
+            CopyCursor::Sub(k) => format!("s{}", hex_encode(k)),
         }
     }
 
     /// None when malformed.
     pub fn from_param(p: &str) -> Option<CopyCursor> {
         match p.strip_prefix('s') {
-            Some(h) => crate::admin::hex_decode(h).map(CopyCursor::Sub),
-            None => crate::admin::hex_decode(p).map(CopyCursor::Data),
+            Some(h) => hex_decode(h).map(CopyCursor::Sub),
+            None => hex_decode(p).map(CopyCursor::Data),
         }
     }
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// (lower, upper) bounds of `r` in a keyspace keyed by hash first, after `after` if it lies
@@ -235,5 +249,29 @@ impl Engine {
             }
         }
         Ok((digest, n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CopyCursor;
+
+    #[test]
+    fn cursors_round_trip_through_their_parameter() {
+        for c in [
+            CopyCursor::Data(vec![0, 0x7f, 0xff]),
+            CopyCursor::Sub(vec![0xab, 0x01]),
+            CopyCursor::Data(Vec::new()),
+        ] {
+            assert_eq!(CopyCursor::from_param(&c.to_param()), Some(c));
+        }
+        assert_eq!(CopyCursor::Sub(vec![0xab]).to_param(), "sab");
+    }
+
+    #[test]
+    fn malformed_cursors_are_refused() {
+        assert_eq!(CopyCursor::from_param("abc"), None);
+        assert_eq!(CopyCursor::from_param("zz"), None);
+        assert_eq!(CopyCursor::from_param("s0g"), None);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::ranges::HashRange;
+use ringshift_ring::HashRange;
 
 const BITS: u32 = 16;
 const BUCKETS: usize = 1 << BITS;

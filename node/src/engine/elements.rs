@@ -96,7 +96,10 @@ impl Engine {
     }
 
     /// Elements physically stored in `ranges`, stale versions included.
-    pub fn stored_elements(&self, ranges: &[crate::ranges::HashRange]) -> Result<u64, EngineError> {
+    pub fn stored_elements(
+        &self,
+        ranges: &[ringshift_ring::HashRange],
+    ) -> Result<u64, EngineError> {
         let mut n = 0;
         for r in ranges {
             let (lo, hi) = crate::keys::range_bounds(*r);

@@ -7,13 +7,13 @@
 
 use super::{Engine, EngineError, collection};
 use crate::keys;
-use crate::ranges::{self, HashRange};
+use ringshift_ring::RangeSet;
 
 /// What must still hold when a unit's tables are registered (checked under the engine's ingest
 /// gate, which a placement install takes exclusively): otherwise the unit is discarded.
 pub struct Guard<'a> {
     /// The pulled ranges: the node must not own any of them.
-    pub ranges: &'a [HashRange],
+    pub ranges: &'a RangeSet,
     /// True once the pull was cancelled.
     pub cancelled: &'a dyn Fn() -> bool,
 }
@@ -22,9 +22,11 @@ fn never() -> bool {
     false
 }
 
+static NO_RANGES: RangeSet = RangeSet::empty();
+
 /// No checks (benchmarks and tests of the ingestion itself).
 pub const UNGUARDED: Guard<'static> = Guard {
-    ranges: &[],
+    ranges: &NO_RANGES,
     cancelled: &never,
 };
 
@@ -143,9 +145,7 @@ pub fn ingest<C: Entries>(
                 return Err(corrupt("entries out of storage-key order"));
             }
             if let Some(at) = at {
-                let mut ik = at.to_be_bytes().to_vec();
-                ik.extend_from_slice(skey);
-                unit.index.push(ik);
+                unit.index.push(super::writer::expiry_index_key(at, skey));
             }
             // Sorted input: consecutive keys share a bucket, so count runs.
             let b = super::counts::bucket(hash);
@@ -176,7 +176,7 @@ pub fn ingest<C: Entries>(
     if (guard.cancelled)() {
         return Err(EngineError::Discarded("the pull was cancelled".into()));
     }
-    if ranges::any_overlap(guard.ranges, &gate) {
+    if guard.ranges.overlaps(&gate) {
         return Err(EngineError::Discarded(
             "this node owns the pulled ranges now".into(),
         ));

@@ -45,12 +45,12 @@ use tokio::sync::{oneshot, watch};
 
 use crate::changelog::{self, TailBatch};
 use crate::keys::{self, Stored};
-use crate::ranges::HashRange;
 use crate::routing::Routing;
+use ringshift_ring::{HashRange, RangeSet};
 
 pub use copy::CopyCursor;
 pub use maintenance::spawn as spawn_maintenance;
-pub use open::{EngineConfig, META_PLACEMENT, PlacementDecoder, open};
+pub use open::{DecodeError, EngineConfig, META_PLACEMENT, PlacementDecoder, open};
 pub use ops::{DataCmd, DataReply, Op, Outcome};
 pub use writer::parse_int as writer_parse_int;
 pub use writer::{attempt_key, fence_key};
@@ -61,6 +61,8 @@ pub enum EngineError {
     Fjall(#[from] fjall::Error),
     #[error("corrupt metadata {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("corrupt metadata placement: {0}")]
+    CorruptPlacement(#[source] DecodeError),
     #[error("data directory {path}: {source}")]
     Io {
         path: String,
@@ -86,6 +88,21 @@ pub enum EngineError {
     Discarded(String),
     #[error("removing stale collection elements failed: {0}")]
     GcFailed(String),
+}
+
+/// Why an operation that answers `Done` did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The writer refused it (the text says why: a newer epoch, ownership, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Its group commit failed.
+    #[error("{0}")]
+    Failed(String),
+    #[error("unexpected writer answer")]
+    Unexpected,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +140,7 @@ pub struct SnapshotSession {
 #[derive(Clone)]
 pub struct SourceSession {
     pub attempt: u64,
-    pub ranges: Vec<HashRange>,
+    pub ranges: RangeSet,
     pub session: Arc<SnapshotSession>,
     /// Unix ms of the last chunk or checksum served; idle sessions are closed (a held snapshot
     /// keeps old versions from being compacted away).
@@ -154,7 +171,7 @@ pub struct Engine {
     /// Ranges this node owns as the writer last evaluated an install. A bulk ingestion checks
     /// them (and its cancellation) and registers its tables under the read lock; an install
     /// takes the write lock, so no copy lands in ranges after the node took them over.
-    pub(crate) ingest_gate: RwLock<Vec<HashRange>>,
+    pub(crate) ingest_gate: RwLock<RangeSet>,
     /// Set once the committer runs.
     writer: std::sync::OnceLock<writer::Handle>,
     /// Reader pins: reader -> (sequence it has applied, unix ms of its last read).
@@ -254,7 +271,7 @@ impl Engine {
     /// clear in `Op::Apply`) finds at most a chunk left and its batch stays small. Only for
     /// ranges this node does not serve (refused otherwise); if interrupted, the caller's logged
     /// clear has not happened and is simply run again.
-    pub async fn clear_in_chunks(&self, ranges: &[HashRange]) -> Result<(), ClearError> {
+    pub async fn clear_in_chunks(&self, ranges: &RangeSet) -> Result<(), ClearError> {
         self.clear_after_in_chunks(ranges, None, None).await
     }
 
@@ -262,7 +279,7 @@ impl Engine {
     /// what was ingested past its persisted cursor); `failpoint` (a delay) runs before each chunk.
     pub async fn clear_after_in_chunks(
         &self,
-        ranges: &[HashRange],
+        ranges: &RangeSet,
         after: Option<&CopyCursor>,
         failpoint: Option<&'static str>,
     ) -> Result<(), ClearError> {
@@ -272,7 +289,7 @@ impl Engine {
             }
             match self
                 .run(Op::ClearChunk {
-                    ranges: ranges.to_vec(),
+                    ranges: ranges.clone(),
                     after: after.cloned(),
                     max: CLEAR_CHUNK,
                 })
@@ -291,6 +308,16 @@ impl Engine {
     /// Submits and waits.
     pub async fn run(&self, op: Op) -> Result<Outcome, EngineError> {
         self.submit(op).await.map_err(|_| EngineError::WriterGone)
+    }
+
+    /// Runs an operation whose success is `Outcome::Done`.
+    pub async fn run_done(&self, op: Op) -> Result<(), WriteError> {
+        match self.run(op).await? {
+            Outcome::Done => Ok(()),
+            Outcome::Refused(m) => Err(WriteError::Refused(m)),
+            Outcome::Failed(m) => Err(WriteError::Failed(m)),
+            _ => Err(WriteError::Unexpected),
+        }
     }
 
     pub fn routing(&self) -> Arc<Routing> {
@@ -441,7 +468,7 @@ impl Engine {
         &self,
         incarnation: &str,
         after: u64,
-        filter: &[HashRange],
+        filter: &RangeSet,
         max: usize,
     ) -> Result<TailBatch, EngineError> {
         if incarnation != self.incarnation {

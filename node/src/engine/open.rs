@@ -39,8 +39,12 @@ pub struct EngineConfig {
     pub memtable_bytes: u64,
 }
 
+/// Why a persisted placement could not be turned back into routing (the placement module's
+/// error, opaque to the engine so that it does not depend on that module).
+pub type DecodeError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Turns a persisted placement back into routing; supplied by the placement module.
-pub type PlacementDecoder = fn(&[u8]) -> Result<crate::routing::Installed, String>;
+pub type PlacementDecoder = fn(&[u8]) -> Result<crate::routing::Installed, DecodeError>;
 
 pub fn open(
     dir: &Path,
@@ -120,10 +124,7 @@ pub fn open(
         ..Routing::default()
     };
     if let Some(raw) = meta.get(META_PLACEMENT)? {
-        let installed = decode_placement(&raw).map_err(|detail| EngineError::Corrupt {
-            what: "placement",
-            detail,
-        })?;
+        let installed = decode_placement(&raw).map_err(EngineError::CorruptPlacement)?;
         routing.placement = Some(Arc::new(installed));
     }
     if let Some(raw) = meta.get(META_DEGRADED)? {
@@ -163,7 +164,7 @@ pub fn open(
         head_tx: watch::channel(head).0,
         routing: RwLock::new(Arc::new(routing.clone())),
         routing_tx: watch::channel(0).0,
-        ingest_gate: RwLock::new(routing.owned_ranges()),
+        ingest_gate: RwLock::new(routing.owned_set()),
         writer: Default::default(),
         pins: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(HashMap::new()),

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::changelog::LogOp;
-use crate::ranges::HashRange;
 use crate::routing::{Installed, Route};
+use ringshift_ring::RangeSet;
 
 use super::SnapshotSession;
 use super::hash::HashCmd;
@@ -175,7 +175,7 @@ pub enum Op {
     Fence {
         migration_uid: String,
         attempt: u64,
-        ranges: Vec<HashRange>,
+        ranges: RangeSet,
     },
     Unfence {
         migration_uid: String,
@@ -193,17 +193,17 @@ pub enum Op {
     Apply {
         ops: Vec<LogOp>,
         meta: Vec<MetaPut>,
-        guard: Vec<HashRange>,
+        guard: RangeSet,
     },
     /// Remove every key of the ranges (logged as range clears).
     Clear {
-        ranges: Vec<HashRange>,
+        ranges: RangeSet,
         meta: Vec<MetaPut>,
     },
     /// Remove up to `max` keys of the ranges (only storage keys above `after`, if given),
     /// unlogged (see `Engine::clear_in_chunks`). Refused once this node owns any of the ranges.
     ClearChunk {
-        ranges: Vec<HashRange>,
+        ranges: RangeSet,
         after: Option<super::CopyCursor>,
         max: usize,
     },
@@ -220,7 +220,7 @@ pub enum Op {
         meta: Vec<MetaPut>,
         index: Vec<Vec<u8>>,
         counts: Vec<(u32, i64)>,
-        guard: Vec<HashRange>,
+        guard: RangeSet,
     },
     /// FLUSHALL/FLUSHDB: remove every key of the ranges this node serves, logged as range
     /// clears. Refused while any of them is fenced (or the node is degraded).

@@ -66,7 +66,7 @@ async fn string_commands_log_post_images_that_replay_to_the_same_state() {
     assert_eq!(data(&e, getdel).await, DataReply::Bulk(k("2")));
 
     // Every record is a whole post-image with the absolute expiry.
-    let t = e.tail(&e.incarnation, 0, &[HashRange::FULL], 1000).unwrap();
+    let t = e.tail(&e.incarnation, 0, &RangeSet::full(), 1000).unwrap();
     let puts: Vec<(Vec<u8>, Vec<u8>, Option<u64>)> = t
         .records
         .iter()
@@ -98,7 +98,7 @@ async fn string_commands_log_post_images_that_replay_to_the_same_state() {
         .run(Op::Apply {
             ops,
             meta: Vec::new(),
-            guard: vec![HashRange::FULL],
+            guard: RangeSet::full(),
         })
         .await
         .unwrap();
@@ -113,7 +113,7 @@ async fn string_commands_log_post_images_that_replay_to_the_same_state() {
     // FLUSHALL clears what the node owns, logged as range clears; refused while fenced.
     assert!(matches!(e.run(Op::Flush).await.unwrap(), Outcome::Done));
     assert_eq!(e.get(b"a").unwrap(), None);
-    let t = e.tail(&e.incarnation, 0, &[HashRange::FULL], 1000).unwrap();
+    let t = e.tail(&e.incarnation, 0, &RangeSet::full(), 1000).unwrap();
     assert!(
         t.records
             .iter()
@@ -122,7 +122,7 @@ async fn string_commands_log_post_images_that_replay_to_the_same_state() {
     e.run(Op::Fence {
         migration_uid: "m".into(),
         attempt: 1,
-        ranges: vec![HashRange::FULL],
+        ranges: RangeSet::full(),
     })
     .await
     .unwrap();

@@ -26,7 +26,7 @@ pub(super) fn config() -> EngineConfig {
     }
 }
 
-pub(super) fn no_placement(_: &[u8]) -> Result<Installed, String> {
+pub(super) fn no_placement(_: &[u8]) -> Result<Installed, super::DecodeError> {
     Err("no placement in these tests".into())
 }
 
@@ -79,10 +79,7 @@ async fn fenced_writes_are_not_applied_and_never_get_an_offset_above_the_fence()
         assert!(matches!(rx.await.unwrap(), Outcome::Data(DataReply::Ok)));
     }
     assert_eq!(e.head(), 50);
-    let full = vec![HashRange {
-        start: 0,
-        end: u64::MAX,
-    }];
+    let full = RangeSet::full();
     let fence = e.submit(Op::Fence {
         migration_uid: "m".into(),
         attempt: 1,
@@ -135,17 +132,7 @@ async fn fenced_writes_are_not_applied_and_never_get_an_offset_above_the_fence()
     assert_eq!(e.head(), 51);
 
     // The tail sees every record once, in order, with post-images.
-    let t = e
-        .tail(
-            &e.incarnation,
-            0,
-            &[HashRange {
-                start: 0,
-                end: u64::MAX,
-            }],
-            1000,
-        )
-        .unwrap();
+    let t = e.tail(&e.incarnation, 0, &RangeSet::full(), 1000).unwrap();
     assert_eq!(t.records.len(), 51);
     assert_eq!(t.watermark, 51);
     assert!(t.records.windows(2).all(|w| w[0].0 + 1 == w[1].0));
@@ -154,15 +141,17 @@ async fn fenced_writes_are_not_applied_and_never_get_an_offset_above_the_fence()
         other => panic!("unexpected {other:?}"),
     }
     // An empty filter still moves the watermark to the head.
-    let t = e.tail(&e.incarnation, 10, &[], 1000).unwrap();
+    let t = e
+        .tail(&e.incarnation, 10, &RangeSet::empty(), 1000)
+        .unwrap();
     assert!(t.records.is_empty());
     assert_eq!(t.watermark, 51);
     assert!(matches!(
-        e.tail("other", 0, &[], 10),
+        e.tail("other", 0, &RangeSet::empty(), 10),
         Err(EngineError::WrongIncarnation { .. })
     ));
     assert!(matches!(
-        e.tail(&e.incarnation, 99, &[], 10),
+        e.tail(&e.incarnation, 99, &RangeSet::empty(), 10),
         Err(EngineError::Ahead { .. })
     ));
     let _ = std::fs::remove_dir_all(&d);
@@ -237,10 +226,7 @@ async fn evaluation_sees_the_batch_being_committed() {
     let fence = e.submit(Op::Fence {
         migration_uid: "m".into(),
         attempt: 1,
-        ranges: vec![HashRange {
-            start: 0,
-            end: u64::MAX,
-        }],
+        ranges: RangeSet::full(),
     });
     let after = e.submit(Op::Data(DataCmd::IncrBy {
         key: b"n".to_vec(),
@@ -275,7 +261,7 @@ async fn a_refused_write_holds_back_the_connection_s_later_writes() {
     let fence = e.submit(Op::Fence {
         migration_uid: "m".into(),
         attempt: 1,
-        ranges: vec![HashRange { start: h, end: h }],
+        ranges: RangeSet::single(HashRange { start: h, end: h }),
     });
     let cmd = |k: &str, v: &str| match set(k, v) {
         Op::Data(c) => c,
@@ -337,14 +323,14 @@ async fn large_clears_run_in_bounded_chunks() {
     let full = [HashRange::FULL];
     assert_eq!(e.count(&full).unwrap(), 25_000);
     assert!(matches!(
-        e.clear_in_chunks(&full).await,
+        e.clear_in_chunks(&RangeSet::full()).await,
         Err(ClearError::Owned(_))
     ));
     e.run(install(owned_by("b", 2))).await.unwrap();
     let head = e.head();
     let one = e
         .run(Op::ClearChunk {
-            ranges: full.to_vec(),
+            ranges: RangeSet::full(),
             after: None,
             max: CLEAR_CHUNK,
         })
@@ -352,12 +338,12 @@ async fn large_clears_run_in_bounded_chunks() {
         .unwrap();
     assert!(matches!(one, Outcome::Cleared { done: false }));
     assert_eq!(e.count(&full).unwrap(), 25_000 - CLEAR_CHUNK as u64);
-    e.clear_in_chunks(&full).await.unwrap();
+    e.clear_in_chunks(&RangeSet::full()).await.unwrap();
     assert_eq!(e.count(&full).unwrap(), 0);
     assert_eq!(e.head(), head, "chunks are not logged");
     let logged = e
         .run(Op::Clear {
-            ranges: full.to_vec(),
+            ranges: RangeSet::full(),
             meta: vec![],
         })
         .await
@@ -434,13 +420,13 @@ async fn key_counts_follow_writes_deletes_and_clears() {
     e.run(Op::Apply {
         ops: pulled,
         meta: vec![],
-        guard: half.to_vec(),
+        guard: RangeSet::single(half[0]),
     })
     .await
     .unwrap();
     check(&e);
     e.run(Op::ClearChunk {
-        ranges: half.to_vec(),
+        ranges: RangeSet::single(half[0]),
         after: None,
         max: 100,
     })
@@ -448,7 +434,7 @@ async fn key_counts_follow_writes_deletes_and_clears() {
     .unwrap();
     check(&e);
     e.run(Op::Clear {
-        ranges: half.to_vec(),
+        ranges: RangeSet::single(half[0]),
         meta: vec![],
     })
     .await
@@ -526,7 +512,7 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
         meta: vec![],
         index: unit.index,
         counts: unit.counts,
-        guard: vec![HashRange::FULL],
+        guard: RangeSet::full(),
     })
     .await
     .unwrap();
@@ -539,7 +525,7 @@ async fn bulk_ingestion_of_a_pulled_snapshot() {
     let mut rest = entries[1000..2000].chunks(1000).map(<[KvPair]>::to_vec);
     ingest::ingest(&e, || rest.next(), u64::MAX, &ingest::UNGUARDED).unwrap();
     assert_eq!(e.count(&full).unwrap(), 2000);
-    e.clear_after_in_chunks(&full, Some(&cursor), None)
+    e.clear_after_in_chunks(&RangeSet::full(), Some(&cursor), None)
         .await
         .unwrap();
     // (After a real crash the counters are rebuilt from the data when the node opens.)
@@ -629,7 +615,7 @@ async fn expiry_never_logs_inside_a_fence_and_only_on_the_owner() {
         .run(Op::Fence {
             migration_uid: "m".into(),
             attempt: 1,
-            ranges: vec![HashRange::FULL],
+            ranges: RangeSet::full(),
         })
         .await
         .unwrap()
@@ -713,7 +699,7 @@ async fn a_key_expired_at_the_source_stays_expired_on_a_target_whose_clock_is_be
             }
         })
         .collect();
-    let guard = vec![HashRange::FULL];
+    let guard = RangeSet::full();
     dst.run(Op::Apply {
         ops,
         meta: vec![],

@@ -10,7 +10,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::keys;
-use crate::ranges::{self, HashRange};
+#[cfg(test)]
+use ringshift_ring::HashRange;
+use ringshift_ring::RangeSet;
 
 /// Keys remembered at most (older stamps are folded into the floor).
 pub const KEY_CAP: usize = 100_000;
@@ -25,7 +27,7 @@ pub struct TouchLog {
     key_cap: usize,
     /// Highest stamp of an evicted key.
     key_floor: u64,
-    moves: VecDeque<(Vec<HashRange>, u64)>,
+    moves: VecDeque<(RangeSet, u64)>,
     range_cap: usize,
     range_floor: u64,
 }
@@ -73,7 +75,7 @@ impl TouchLog {
     }
 
     /// A fence, an unfence or an ownership change of `rs`.
-    pub fn touch_ranges(&mut self, rs: Vec<HashRange>) {
+    pub fn touch_ranges(&mut self, rs: RangeSet) {
         if rs.is_empty() {
             return;
         }
@@ -101,7 +103,7 @@ impl TouchLog {
         };
         self.moves
             .iter()
-            .any(|(rs, s)| *s > stamp && ranges::contains(rs, hash))
+            .any(|(rs, s)| *s > stamp && rs.contains(hash))
     }
 }
 
@@ -164,12 +166,12 @@ mod tests {
         let mut t = TouchLog::new(10, 1);
         let h = keys::key_hash(b"k");
         let w = t.stamp();
-        t.touch_ranges(vec![HashRange { start: h, end: h }]);
+        t.touch_ranges(RangeSet::single(HashRange { start: h, end: h }));
         assert!(t.modified_since(&sk("k"), w));
         let other = if h == 0 { sk_with(1) } else { sk_with(h - 1) };
         assert!(!t.modified_since(&other, w));
         // The event is evicted by the next one: every older watch aborts.
-        t.touch_ranges(vec![HashRange { start: 0, end: 0 }]);
+        t.touch_ranges(RangeSet::single(HashRange { start: 0, end: 0 }));
         assert!(t.modified_since(&other, w));
     }
 

@@ -58,23 +58,28 @@ pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
 /// peer sending more is broken, and recursing without a bound would overflow the stack).
 const MAX_REPLY_DEPTH: usize = 32;
 
+/// Why bytes from a peer are not a RESP2 reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedReply {
+    #[error("invalid length in reply")]
+    Length,
+    #[error("reply nested deeper than {MAX_REPLY_DEPTH} arrays")]
+    TooDeep,
+    #[error("unexpected reply type byte {0}")]
+    TypeByte(u8),
+}
+
 /// Length of the first complete reply in `buf`; `Ok(None)` if more bytes are needed.
-pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
+pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, MalformedReply> {
     fn line(buf: &[u8], from: usize) -> Option<usize> {
         buf.get(from..)?
             .windows(2)
             .position(|w| w == b"\r\n")
             .map(|p| p + from)
     }
-    fn num(b: &[u8]) -> Result<i64, String> {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| "invalid length in reply".to_string())
-    }
-    fn at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, String> {
+    fn at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, MalformedReply> {
         if depth > MAX_REPLY_DEPTH {
-            return Err(format!("reply nested deeper than {MAX_REPLY_DEPTH} arrays"));
+            return Err(MalformedReply::TooDeep);
         }
         let Some(&t) = buf.get(pos) else {
             return Ok(None);
@@ -103,10 +108,18 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
                 }
                 Ok(Some(p))
             }
-            other => Err(format!("unexpected reply type byte {other}")),
+            other => Err(MalformedReply::TypeByte(other)),
         }
     }
     at(buf, 0, 0)
+}
+
+/// A length or count field of a reply.
+fn num(b: &[u8]) -> Result<i64, MalformedReply> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(MalformedReply::Length)
 }
 
 /// `reply_len` over a buffer that grows: resumes where the last call stopped, so a large
@@ -124,13 +137,7 @@ pub struct ReplyScanner {
 impl ReplyScanner {
     /// Length of the first complete reply in `buf` (the same bytes as before, plus more);
     /// `Ok(None)` if more bytes are needed.
-    pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, String> {
-        let num = |b: &[u8]| -> Result<i64, String> {
-            std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| "invalid length in reply".to_string())
-        };
+    pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, MalformedReply> {
         loop {
             if self.started && self.open.is_empty() {
                 return Ok(Some(self.pos));
@@ -169,9 +176,7 @@ impl ReplyScanner {
                     self.pos = eol + 2;
                     if n > 0 {
                         if self.open.len() >= MAX_REPLY_DEPTH {
-                            return Err(format!(
-                                "reply nested deeper than {MAX_REPLY_DEPTH} arrays"
-                            ));
+                            return Err(MalformedReply::TooDeep);
                         }
                         self.started = true;
                         self.open.push(n);
@@ -179,7 +184,7 @@ impl ReplyScanner {
                         self.item_done();
                     }
                 }
-                other => return Err(format!("unexpected reply type byte {other}")),
+                other => return Err(MalformedReply::TypeByte(other)),
             }
         }
     }

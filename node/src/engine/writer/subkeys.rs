@@ -10,7 +10,7 @@ use crate::changelog;
 use crate::engine::collection::{self, CollMeta};
 use crate::engine::{CopyCursor, Outcome};
 use crate::keys;
-use crate::ranges::HashRange;
+use ringshift_ring::HashRange;
 
 impl Writer {
     /// An element's current value: this batch, the batches being committed, then the keyspace.
