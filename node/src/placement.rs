@@ -1,5 +1,6 @@
 //! Accepting a placement: validation against the installed one (cluster UID, epoch), the owner
-//! table derived from it, the degraded check, and pulling a newer placement from a peer.
+//! table derived from it and the degraded check. Pulling a newer placement from a peer is
+//! `node.rs`'s `refresh_placement_from`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

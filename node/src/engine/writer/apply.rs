@@ -82,10 +82,19 @@ impl Writer {
                     ranges: fence_ranges,
                     offset: self.seq,
                 };
+                // Encoded before any state changes: an empty record would make the data
+                // directory refuse to open, so a fence that cannot be encoded is refused.
+                let raw = match serde_json::to_vec(&fence) {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        return Ok(Pending::Now(Outcome::Refused(format!(
+                            "cannot encode the fence of migration {migration_uid}: {e}"
+                        ))));
+                    }
+                };
                 self.routing
                     .fences
                     .retain(|f| f.migration_uid != migration_uid);
-                let raw = serde_json::to_vec(&fence).unwrap_or_default();
                 b.meta.insert(fence_key(&migration_uid).to_vec(), Some(raw));
                 b.meta.insert(
                     attempt_key(&migration_uid),
