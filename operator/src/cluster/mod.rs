@@ -3,6 +3,7 @@
 
 pub mod conditions;
 pub mod desired;
+mod error;
 mod finalizer;
 pub mod observed;
 pub mod rebalance;
@@ -11,4 +12,5 @@ pub mod status;
 mod undecodable;
 pub mod validate;
 
+pub use error::Error;
 pub use reconcile::run;
