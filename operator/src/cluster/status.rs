@@ -74,7 +74,7 @@ pub fn moves_in_flight(migrations: &[ShardMigration]) -> i32 {
                 .as_ref()
                 .map(|s| s.phase)
                 .unwrap_or_default()
-                .is_finished()
+                .is_terminal()
         })
         .count();
     i32::try_from(n).unwrap_or(i32::MAX)

@@ -99,16 +99,8 @@ pub struct CutoverRecord {
     pub state: CutoverState,
 }
 
-/// State of a cutover record. Committed only rolls forward.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum CutoverState {
-    /// The fence is (being) taken; neither committed nor aborted yet.
-    Committing,
-    /// The new owners are committed; only rolls forward.
-    Committed,
-    /// Abandoned; the source may be unfenced.
-    Aborted,
-}
+/// State of a cutover record: the planner's own type.
+pub use ringshift_planner::CutoverState;
 
 /// The placement a member has installed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

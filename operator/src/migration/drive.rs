@@ -13,8 +13,8 @@ use ringshift_planner::room::{RoomCheck, RoomPolicy, check_room};
 use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
 use super::convert::{
-    apply_state, committed_record, crd_phase, cutover_of, drop_request, move_state, offset_text,
-    pull_view, ranges_of, settle_progress, uid_of,
+    apply_state, committed_record, cutover_of, drop_request, move_state, offset_text, pull_view,
+    ranges_of, settle_progress, uid_of,
 };
 use super::cutover::{self, Outcome};
 use super::env::Env;
@@ -646,7 +646,7 @@ async fn persist(
                 .migration
                 .phase_seconds
                 .get_or_create(&PhaseTimeLabels {
-                    phase: format!("{:?}", crd_phase(before)),
+                    phase: format!("{:?}", before),
                 })
                 .observe(spent);
         }
@@ -665,15 +665,11 @@ async fn persist(
                 } else {
                     EventType::Normal
                 },
-                &format!("{:?}", crd_phase(next.phase)),
+                &format!("{:?}", next.phase),
                 "Migrate",
                 match &next.reason {
-                    Some(r) => format!(
-                        "{:?} -> {:?}: {r}",
-                        crd_phase(before),
-                        crd_phase(next.phase)
-                    ),
-                    None => format!("{:?} -> {:?}", crd_phase(before), crd_phase(next.phase)),
+                    Some(r) => format!("{:?} -> {:?}: {r}", before, next.phase),
+                    None => format!("{:?} -> {:?}", before, next.phase),
                 },
             )
             .await;

@@ -48,7 +48,7 @@ use crate::crd::{
 use crate::k8s::reconcile::{measured, retry_in};
 use crate::k8s::{self, Context, ObjectKey, Reason};
 use crate::leader::Role;
-use convert::{crd_ranges, phase_of, uid_of};
+use convert::{crd_ranges, uid_of};
 use env::Env;
 use metrics::{ClusterLabels, PhaseLabels};
 use nodes::Nodes;
@@ -386,7 +386,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
                 name: m.name_any(),
                 source: m.spec.source.clone(),
                 target: m.spec.target.clone(),
-                phase: phase_of(m.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                phase: m.status.as_ref().map(|s| s.phase).unwrap_or_default(),
                 ranges: convert::ranges_of(&m.spec.ranges)?,
             })
         })
@@ -438,7 +438,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     let unfinished: Vec<&ShardMigration> = env
         .migrations
         .iter()
-        .filter(|m| !m.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .filter(|m| !m.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
         .collect();
     dctx.looks
         .retain(&unfinished.iter().map(|m| uid_of(m)).collect());
@@ -731,7 +731,7 @@ async fn collect_garbage(env: &Env) -> Result<(), Error> {
     let mut finished: Vec<&ShardMigration> = env
         .migrations
         .iter()
-        .filter(|m| m.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .filter(|m| m.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
         .collect();
     if finished.len() <= env.limits.history_limit {
         return Ok(());
@@ -760,8 +760,8 @@ fn publish_gauges(dctx: &DriverCtx, env: &Env) {
     let (mut bytes, mut lag, mut no_room) = (0i64, 0i64, 0i64);
     for mig in &env.migrations {
         let s = mig.status.clone().unwrap_or_default();
-        *by_phase.entry(phase_of(s.phase)).or_default() += 1;
-        if !s.phase.is_finished() {
+        *by_phase.entry(s.phase).or_default() += 1;
+        if !s.phase.is_terminal() {
             no_room += i64::from(
                 s.conditions
                     .iter()
@@ -789,7 +789,7 @@ fn publish_gauges(dctx: &DriverCtx, env: &Env) {
             .get_or_create(&PhaseLabels {
                 namespace: env.ns.clone(),
                 cluster: env.name.clone(),
-                phase: format!("{:?}", convert::crd_phase(phase)),
+                phase: format!("{:?}", phase),
             })
             .set(by_phase.get(&phase).copied().unwrap_or(0));
     }

@@ -8,7 +8,6 @@ use ringshift_ring::Placement;
 use ringshift_planner::phase::record_may_replace;
 
 use super::Error;
-use super::convert::planner_state;
 use crate::crd::{CutoverRecord, CutoverState, ShardPlacement, ShardPlacementStatus};
 
 /// Outcome of a guarded status write.
@@ -57,10 +56,7 @@ pub fn set_record(
         }
         // An attempt beyond u32 cannot come from this operator: treat it as newer than any.
         let seen = u32::try_from(r.attempt).unwrap_or(u32::MAX);
-        if !record_may_replace(
-            Some((seen, planner_state(r.state))),
-            (attempt, planner_state(state)),
-        ) {
+        if !record_may_replace(Some((seen, r.state)), (attempt, state)) {
             return RecordEdit::Refused {
                 attempt: r.attempt,
                 state: r.state,
