@@ -1,6 +1,6 @@
 //! Crash safety of the migration driver (issue 6, item 3): the operator is made to crash at
 //! each of its named step boundaries (`RINGSHIFT_FAILPOINTS`, see
-//! `operator/src/driver/failpoints.rs`) while a cluster scales between 2 and 3 members under a
+//! `operator/src/migration/failpoints.rs`) while a cluster scales between 2 and 3 members under a
 //! checked load; a successor without failpoints resumes from status. Each case asserts that the
 //! failpoint really fired, that no acknowledged write was lost or read stale, that the cluster
 //! ends Balanced with every move Completed, and that no two members ever served the same hash

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ringshift_operator::duration::parse_duration;
+use ringshift_operator::duration::{DurationError, parse_duration};
 use ringshift_operator::leader::LeaseConfig;
 use ringshift_operator::log_format::LogFormat;
 use ringshift_operator::runtime::{self, Settings};
@@ -75,11 +75,11 @@ struct RunArgs {
 }
 
 /// A duration flag: `250ms`, `15s`, `1m`, or a bare number of seconds.
-fn duration_arg(s: &str) -> Result<Duration, String> {
+fn duration_arg(s: &str) -> Result<Duration, DurationError> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    parse_duration(s).map_err(|e| e.to_string())
+    parse_duration(s)
 }
 
 fn init_logging(format: LogFormat) {
@@ -117,7 +117,7 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
-    if let Err(e) = ringshift_operator::driver::failpoints::init() {
+    if let Err(e) = ringshift_operator::migration::failpoints::init() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

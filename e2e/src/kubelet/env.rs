@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod, ResourceFieldSelector};
+use ringshift_operator::k8s::quantity;
 
 use super::expand::expand;
 
@@ -320,33 +321,10 @@ fn resource_value(
     Ok(format!("{}", (amount / divisor).ceil() as u64))
 }
 
-/// Parses a Kubernetes quantity (`250m`, `1.5`, `64Mi`, `2G`, `1e3`).
+/// A non-negative Kubernetes quantity (`250m`, `1.5`, `64Mi`, `2G`, `1e3`), parsed by the
+/// operator's own parser.
 pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return None,
-    };
-    let v = num * mult;
-    (v.is_finite() && v >= 0.0).then_some(v)
+    quantity::parse(q.trim()).ok().filter(|v| *v >= 0.0)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! The move's phase machine is not re-written here: [`Ringshift::decide`] builds the
 //! planner's `Observed` from the model state and calls `ringshift_planner::phase::next_step`
 //! (and `after_abort` / `after_drop`), so the model and the operator cannot drift. Everything
-//! else (node handlers, the cutover sequence of `operator/src/driver/cutover.rs`, the status
+//! else (node handlers, the cutover sequence of `operator/src/migration/cutover.rs`, the status
 //! edits) is re-stated in the model; each such piece names the code it stands for.
 //!
 //! Old (buggy) and new (fixed) behaviour is selected per finding by [`Rules`]. Abstractions,
@@ -421,7 +421,7 @@ pub enum AfterDrop {
     Cancelled,
 }
 
-/// Stage of an in-flight cutover (operator/src/driver/cutover.rs `run` and `abort`).
+/// Stage of an in-flight cutover (operator/src/migration/cutover.rs `run` and `abort`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cut {
     Record,
@@ -668,7 +668,7 @@ impl Ringshift {
     }
 
     /// A ShardPlacement status edit by replica `op`: `update()` in
-    /// operator/src/driver/placement_io.rs re-reads the object, edits, and writes with the read
+    /// operator/src/migration/placement_io.rs re-reads the object, edits, and writes with the read
     /// resourceVersion as precondition. A write that meets a concurrent one fails and changes
     /// nothing, which is the same as the edit not having run yet, so read-edit-write is one
     /// atomic step here (the commit's `update_known` likewise re-reads on a conflict). Under
@@ -1107,7 +1107,7 @@ impl Ringshift {
         }
     }
 
-    /// operator/src/driver/cutover.rs `run` and `abort`, one stage per step.
+    /// operator/src/migration/cutover.rs `run` and `abort`, one stage per step.
     #[allow(clippy::too_many_arguments)]
     fn cutover(
         &self,

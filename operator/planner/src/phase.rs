@@ -11,15 +11,24 @@ use serde::{Deserialize, Serialize};
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Phase {
+    /// Planned, not started.
     #[default]
     Pending,
+    /// The target pulls a snapshot of the ranges.
     Copying,
+    /// The target tails the source's change log.
     CatchingUp,
+    /// Fence, drain, commit the new owner.
     CuttingOver,
+    /// Committed; the source drops its copy after retention.
     Cleanup,
+    /// Done.
     Completed,
+    /// Abandoned before the commit; nothing lost, nothing half-owned.
     Cancelled,
+    /// Stopped with a reason a person can act on.
     Failed,
 }
 
@@ -71,11 +80,16 @@ pub enum TransferState {
     Gone,
 }
 
-/// The cutover record of this move in ShardPlacement status (rule 4), if any.
+/// State of a move's cutover record in ShardPlacement status (rule 4). Committed only rolls
+/// forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CutoverState {
+    /// The fence is (being) taken; neither committed nor aborted yet.
     Committing,
+    /// The new owners are committed; only rolls forward.
     Committed,
+    /// Abandoned; the source may be unfenced.
     Aborted,
 }
 

@@ -130,34 +130,9 @@ pub struct ShardMigrationStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// Phase of a migration.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
-pub enum MigrationPhase {
-    /// Planned, not started.
-    #[default]
-    Pending,
-    /// The target pulls a snapshot of the ranges.
-    Copying,
-    /// The target tails the source's change log.
-    CatchingUp,
-    /// Fence, drain, commit the new owner.
-    CuttingOver,
-    /// Committed; the source drops its copy after retention.
-    Cleanup,
-    /// Done.
-    Completed,
-    /// Abandoned before the commit; nothing lost, nothing half-owned.
-    Cancelled,
-    /// Stopped with a reason a person can act on.
-    Failed,
-}
-
-impl MigrationPhase {
-    /// Whether the migration has finished (no more work, counts towards history).
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Completed | Self::Cancelled | Self::Failed)
-    }
-}
+/// Phase of a migration: the planner's own type (its schema comes with the planner's
+/// `schema` feature).
+pub use ringshift_planner::Phase as MigrationPhase;
 
 /// Copy progress.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -78,7 +78,7 @@ fn latest_ring(migrations: &[ShardMigration]) -> Option<&str> {
     let newest = |unfinished: bool| {
         migrations
             .iter()
-            .filter(|m| !unfinished || !phase(m).is_finished())
+            .filter(|m| !unfinished || !phase(m).is_terminal())
             .max_by_key(|m| (created_ms(m), m.metadata.name.clone()))
     };
     newest(true)

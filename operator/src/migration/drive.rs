@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::runtime::events::EventType;
 use ringshift_node_api::{Caller, ErrorReason, PullPhase, StartPull};
 use ringshift_planner::eta::{catch_up_eta_seconds, eta_seconds, format_eta, percent};
 use ringshift_planner::phase::{Observed, after_abort, after_drop, next_step};
@@ -13,20 +13,20 @@ use ringshift_planner::room::{RoomCheck, RoomPolicy, check_room};
 use ringshift_planner::{MoveState, Phase, Plan, Step, TransferState};
 
 use super::convert::{
-    apply_state, committed_record, crd_phase, cutover_of, drop_request, move_state, offset_text,
-    pull_view, ranges_of, settle_progress, uid_of,
+    apply_state, committed_record, cutover_of, drop_request, move_state, offset_text, pull_view,
+    ranges_of, settle_progress, uid_of,
 };
 use super::cutover::{self, Outcome};
 use super::env::Env;
 use super::failpoints;
 use super::follow;
 use super::metrics::PhaseTimeLabels;
-use super::nodes::{CALL_TIMEOUT, Nodes, describe};
+use super::nodes::{CALL_TIMEOUT, NodeCallError, Nodes, describe};
 use super::placement_io::{RecordEdit, set_record, update};
 use super::{DriverCtx, Error, sync_nodes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::conditions::{DesiredCondition, Status, find, set_condition};
+use crate::cluster::conditions::{DesiredCondition, Status, find, set_condition};
 use crate::crd::{CutoverState, MigrationProgress, ShardMigration};
 
 /// Annotation that cancels a move before its commit.
@@ -328,11 +328,8 @@ pub async fn drive(
                                     .await
                                 {
                                     Ok(Ok(_)) => Ok(()),
-                                    Ok(Err(e)) => Err(describe(&e)),
-                                    Err(_) => Err(format!(
-                                        "no answer within {} s",
-                                        DROP_TIMEOUT.as_secs()
-                                    )),
+                                    Ok(Err(e)) => Err(NodeCallError::Client(e)),
+                                    Err(_) => Err(NodeCallError::NoAnswer(DROP_TIMEOUT)),
                                 }
                             });
                             drops.insert(uid.clone(), task);
@@ -341,7 +338,7 @@ pub async fn drive(
                     }
                 };
                 let result = match answer {
-                    Some(task) => task.await.unwrap_or_else(|e| Err(e.to_string())),
+                    Some(task) => task.await.unwrap_or_else(|e| Err(e.into())),
                     None => return Ok(Duration::from_millis(500)),
                 };
                 match result {
@@ -611,7 +608,7 @@ async fn write(env: &Env, d: &mut Driven) -> Result<(), Error> {
             d.obj = o;
             Ok(())
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::conflict(format!(
             "ShardMigration {name} changed since it was read"
         ))),
         Err(e) => Err(Error::kube(
@@ -649,7 +646,7 @@ async fn persist(
                 .migration
                 .phase_seconds
                 .get_or_create(&PhaseTimeLabels {
-                    phase: format!("{:?}", crd_phase(before)),
+                    phase: format!("{:?}", before),
                 })
                 .observe(spent);
         }
@@ -660,29 +657,20 @@ async fn persist(
             reason = next.reason.as_deref().unwrap_or(""), "migration phase"
         );
         let warning = matches!(next.phase, Phase::Failed);
-        let _ = dctx
-            .base
-            .recorder
+        dctx.base
             .publish(
-                &Event {
-                    type_: if warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: format!("{:?}", crd_phase(next.phase)),
-                    note: Some(match &next.reason {
-                        Some(r) => format!(
-                            "{:?} -> {:?}: {r}",
-                            crd_phase(before),
-                            crd_phase(next.phase)
-                        ),
-                        None => format!("{:?} -> {:?}", crd_phase(before), crd_phase(next.phase)),
-                    }),
-                    action: "Migrate".into(),
-                    secondary: None,
+                &d.obj,
+                if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
                 },
-                &d.obj.object_ref(&()),
+                &format!("{:?}", next.phase),
+                "Migrate",
+                match &next.reason {
+                    Some(r) => format!("{:?} -> {:?}: {r}", before, next.phase),
+                    None => format!("{:?} -> {:?}", before, next.phase),
+                },
             )
             .await;
     }
@@ -713,18 +701,13 @@ async fn note_progress(
     write(env, d).await?;
     if let Some(note) = full {
         tracing::warn!(cluster = %env.name, migration = %d.obj.name_any(), target = %d.obj.spec.target, %note, "move waits for room on its target");
-        let _ = dctx
-            .base
-            .recorder
+        dctx.base
             .publish(
-                &Event {
-                    type_: EventType::Warning,
-                    reason: "InsufficientSpace".into(),
-                    note: Some(note),
-                    action: "Migrate".into(),
-                    secondary: None,
-                },
-                &d.obj.object_ref(&()),
+                &d.obj,
+                EventType::Warning,
+                "InsufficientSpace",
+                "Migrate",
+                note,
             )
             .await;
     }

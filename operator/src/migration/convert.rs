@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use ringshift_node_api::{Caller, DropRequest, Offset, PullPhase, PullStatus};
 use ringshift_planner::phase::{PullFailure, PullView};
-use ringshift_planner::{CutoverState, MoveState, Phase};
+use ringshift_planner::{CutoverState, MoveState};
 use ringshift_ring::{HashRange, RangeSet};
 
 use crate::crd::{self, CutoverRecord, MigrationPhase, ShardMigration, ShardMigrationStatus};
@@ -64,32 +64,6 @@ pub fn crd_ranges(set: &RangeSet) -> Vec<crd::HashRange> {
         .collect()
 }
 
-pub fn phase_of(p: MigrationPhase) -> Phase {
-    match p {
-        MigrationPhase::Pending => Phase::Pending,
-        MigrationPhase::Copying => Phase::Copying,
-        MigrationPhase::CatchingUp => Phase::CatchingUp,
-        MigrationPhase::CuttingOver => Phase::CuttingOver,
-        MigrationPhase::Cleanup => Phase::Cleanup,
-        MigrationPhase::Completed => Phase::Completed,
-        MigrationPhase::Cancelled => Phase::Cancelled,
-        MigrationPhase::Failed => Phase::Failed,
-    }
-}
-
-pub fn crd_phase(p: Phase) -> MigrationPhase {
-    match p {
-        Phase::Pending => MigrationPhase::Pending,
-        Phase::Copying => MigrationPhase::Copying,
-        Phase::CatchingUp => MigrationPhase::CatchingUp,
-        Phase::CuttingOver => MigrationPhase::CuttingOver,
-        Phase::Cleanup => MigrationPhase::Cleanup,
-        Phase::Completed => MigrationPhase::Completed,
-        Phase::Cancelled => MigrationPhase::Cancelled,
-        Phase::Failed => MigrationPhase::Failed,
-    }
-}
-
 pub fn ms_of(t: &Time) -> u64 {
     u64::try_from(t.0.as_millisecond()).unwrap_or(0)
 }
@@ -105,7 +79,7 @@ pub fn move_state(status: Option<&ShardMigrationStatus>) -> MoveState {
         return MoveState::default();
     };
     MoveState {
-        phase: phase_of(s.phase),
+        phase: s.phase,
         attempt: u32::try_from(s.attempt).unwrap_or(0),
         copy_attempt: u32::try_from(s.copy_attempt).unwrap_or(0),
         since_ms: s.phase_started.as_ref().map(ms_of).unwrap_or(0),
@@ -118,7 +92,7 @@ pub fn move_state(status: Option<&ShardMigrationStatus>) -> MoveState {
 
 /// Writes the planner's state into a status, keeping the fields it does not own.
 pub fn apply_state(status: &mut ShardMigrationStatus, state: &MoveState) {
-    status.phase = crd_phase(state.phase);
+    status.phase = state.phase;
     status.attempt = i64::from(state.attempt);
     status.copy_attempt = i64::from(state.copy_attempt);
     status.phase_started = time_of(state.since_ms);
@@ -244,16 +218,7 @@ pub fn cutover_of(records: &[CutoverRecord], uid: &str, attempt: u32) -> Option<
     records
         .iter()
         .find(|r| r.migration_uid == uid && r.attempt == i64::from(attempt))
-        .map(|r| planner_state(r.state))
-}
-
-/// A record's state as the planner's.
-pub fn planner_state(s: crd::CutoverState) -> CutoverState {
-    match s {
-        crd::CutoverState::Committing => CutoverState::Committing,
-        crd::CutoverState::Committed => CutoverState::Committed,
-        crd::CutoverState::Aborted => CutoverState::Aborted,
-    }
+        .map(|r| r.state)
 }
 
 /// Whether any record says this migration committed (whatever the attempt).
@@ -387,7 +352,7 @@ mod tests {
     #[test]
     fn state_round_trips_through_status() {
         let state = MoveState {
-            phase: Phase::Cleanup,
+            phase: MigrationPhase::Cleanup,
             attempt: 3,
             copy_attempt: 2,
             since_ms: 1_700_000_000_123,

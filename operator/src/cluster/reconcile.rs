@@ -3,7 +3,7 @@
 //! the only writer of ShardCluster status.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -14,21 +14,29 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, KubeContext, finalizer, undecodable};
-use crate::apply::{Applied, apply, apply_unchanged_since};
+use ringshift_ring::{Placement, RingSpec};
+
+use super::Error;
+use super::conditions::{DesiredCondition, Status, merge_conditions, types};
+use super::desired::names::{self, CLUSTER_LABEL, FIELD_MANAGER};
+use super::desired::tuning::Tuning;
+use super::desired::{pdb, ring, secret, services, statefulset};
+use super::observed::{PodFacts, next_pod_to_roll, pod_facts};
+use super::status::{self, Inputs, PlacementView, busy_members};
+use super::validate::{Existing, Invalid, SecretLookup, fits_label_value, validate};
+use super::{finalizer, undecodable};
 use crate::cache::ClusterFeeds;
-use crate::conditions::{DesiredCondition, Status, merge_conditions, types};
-use crate::crd::{ShardCluster, ShardClusterStatus, ShardMigration, ShardPlacement};
-use crate::desired::names::{self, CLUSTER_LABEL, FIELD_MANAGER};
-use crate::desired::{pdb, ring, secret, services, statefulset};
-use crate::observed::{PodFacts, next_pod_to_roll, pod_facts};
-use crate::status::{self, Inputs, busy_members};
-use crate::validate::{Existing, Invalid, SecretLookup, fits_label_value, validate};
+use crate::crd::{
+    NodeAck, ShardCluster, ShardClusterStatus, ShardMigration, ShardPlacement, StorageSpec,
+};
+use crate::k8s::apply::{self as ssa, Applied};
+use crate::k8s::reconcile::{measured, retry_in};
+use crate::k8s::{self, Context, KubeContext, ObjectKey};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "shardcluster";
@@ -39,14 +47,6 @@ const BUSY_RESYNC: Duration = Duration::from_secs(30);
 const IDLE_RESYNC: Duration = Duration::from_secs(300);
 
 type Guarded = DeserializeGuard<ShardCluster>;
-
-fn api<K>(ctx: &Context, ns: &str) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as Resource>::DynamicType: Default,
-{
-    Api::namespaced(ctx.client.clone(), ns)
-}
 
 /// How long the controller gathers triggers for one cluster before it reconciles: a move in
 /// flight changes its ShardMigration status every few hundred milliseconds, and one reconcile
@@ -93,90 +93,104 @@ pub async fn run(
         .await;
 }
 
-fn key(obj: &Guarded) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
 /// Reconciles one ShardCluster (or reports why it cannot be read).
 pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = match &obj.0 {
-        Ok(cluster) => reconcile_cluster(cluster, &ctx).await,
-        Err(invalid) => undecodable::report(&obj, invalid, &ctx).await,
-    };
-    let error_reason = result.as_ref().err().map(Error::reason);
-    ctx.metrics.observe(
-        CONTROLLER,
-        started.elapsed().as_secs_f64(),
-        error_reason.as_deref(),
-    );
-    if result.is_ok() {
-        ctx.succeeded(&key(&obj));
-    }
-    result
+    let key = ObjectKey::lossy(&*obj);
+    measured(&ctx, CONTROLLER, &key, async {
+        match &obj.0 {
+            Ok(cluster) => reconcile_cluster(cluster, &ctx).await,
+            Err(invalid) => Ok(undecodable::report(&obj, invalid, &ctx).await?),
+        }
+    })
+    .await
 }
 
 /// Requeues a failed reconcile with exponential backoff.
 pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(&key(&obj));
-    tracing::warn!(cluster = %key(&obj), error = %error, retry_in = ?delay, "reconcile failed");
+    let key = ObjectKey::lossy(&*obj);
+    let delay = retry_in(&ctx, CONTROLLER, &key, None);
+    tracing::warn!(cluster = %key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
-/// What the reconcile did to owned objects, for status.
-struct Outcome {
-    expected_pods: i32,
-    apply_error: Option<String>,
-    retry: Option<Error>,
-}
-
+/// One pass over a ShardCluster: observe -> validate -> build -> apply -> status.
 async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Action, Error> {
-    let name = cluster.name_any();
-    let ns = cluster
-        .namespace()
-        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    let key = ObjectKey::of(cluster)?;
     if cluster.metadata.deletion_timestamp.is_some() {
-        return finalizer::finalize(cluster, ctx, &ns).await;
+        return Ok(finalizer::finalize(cluster, ctx, &key.namespace).await?);
     }
-    if finalizer::ensure(cluster, ctx, &ns).await? {
+    if finalizer::ensure(cluster, ctx, &key.namespace).await? {
         // The patch triggers another reconcile with the new metadata.
         return Ok(Action::await_change());
     }
+    let seen = observe(cluster, ctx, &key).await?;
+    let checked = validate_spec(cluster, &seen);
+    let desired = build(cluster, ctx, &key, &seen, &checked).await?;
+    let outcome = apply(cluster, ctx, &key, &seen, desired.as_ref()).await?;
+    write_status(cluster, ctx, &key, &seen, &checked, outcome).await
+}
 
-    // Everything here is read from the shared caches (`crate::cache`): a stale read only costs
-    // a retry, since the writes below are idempotent or carry a precondition. The reads a
-    // decision's safety rests on are made live where that decision is taken.
+/// What a reconcile found: the cluster's owned objects, pods and moves, and its ring.
+struct Observed {
+    sts: Option<StatefulSet>,
+    placement: Option<ShardPlacement>,
+    /// Member pods, by ordinal.
+    pods: Vec<PodFacts>,
+    migrations: Vec<ShardMigration>,
+    /// Storage of the StatefulSet, when it exists.
+    live_storage: Option<StorageSpec>,
+    /// The desired ring in the ShardPlacement spec.
+    current_ring: Option<RingSpec>,
+    /// The committed placement in the ShardPlacement status.
+    committed: Option<Placement>,
+    /// Why the ShardPlacement could not be read, if it could not.
+    placement_error: Option<String>,
+    password_secret: Option<SecretLookup>,
+}
+
+/// Reads what the cluster has now. Everything comes from the shared caches (`crate::cache`)
+/// but the reads named live below: a stale read only costs a retry, since the writes that
+/// follow are idempotent or carry a precondition, and the reads a decision's safety rests on
+/// are made live where that decision is taken.
+async fn observe(
+    cluster: &ShardCluster,
+    ctx: &Context,
+    key: &ObjectKey,
+) -> Result<Observed, Error> {
+    let (ns, name) = (&key.namespace, &key.name);
     let stores = &ctx.stores;
     let sts = stores
         .statefulsets
-        .get(&ObjectRef::new(&name).within(&ns))
+        .get(&ObjectRef::new(name).within(ns))
         .map(|s| (*s).clone());
-    let placement = match stores.placement(&ns, &name) {
+    let placement = match stores.placement(ns, name) {
         Some(p) => match &p.0 {
             Ok(p) => Some(p.clone()),
             Err(e) => {
-                return Err(Error::Undecodable {
-                    what: format!("ShardPlacement {ns}/{name}"),
+                return Err(k8s::Error::Undecodable {
+                    what: format!("ShardPlacement {key}"),
                     message: e.error.clone(),
-                });
+                }
+                .into());
             }
         },
         // Live: without a placement the desired ring starts afresh and is written. A cache
         // that has not seen the placement yet must not make that decision.
-        None => api::<ShardPlacement>(ctx, &ns)
-            .get_opt(&name)
+        None => ctx
+            .api::<ShardPlacement>(ns)
+            .get_opt(name)
             .await
-            .during(|| format!("reading ShardPlacement {ns}/{name}"))?,
+            .during(|| format!("reading ShardPlacement {key}"))?,
     };
-    // A name that cannot be a label value has no pods (validation refuses it below).
-    let pods = if fits_label_value(&name) {
-        stores.pods_with(&ns, &names::selector_labels(&name))
+    // A name that cannot be a label value has no pods (validation refuses it).
+    let pods = if fits_label_value(name) {
+        stores.pods_with(ns, &names::selector_labels(name))
     } else {
         Vec::new()
     };
-    let migrations: Vec<ShardMigration> = stores.migrations_of(&ns, &name);
-    let mut pod_facts: Vec<PodFacts> = pods.iter().map(pod_facts).collect();
-    pod_facts.sort_by_key(|p| names::ordinal(&name, &p.name).unwrap_or(i32::MAX));
+    let migrations: Vec<ShardMigration> = stores.migrations_of(ns, name);
+    let mut pods: Vec<PodFacts> = pods.iter().map(pod_facts).collect();
+    pods.sort_by_key(|p| names::ordinal(name, &p.name).unwrap_or(i32::MAX));
 
     let live_storage = sts.as_ref().and_then(statefulset::live_storage);
     // An unreadable ShardPlacement blocks every change (who holds data is unknown) but
@@ -198,138 +212,237 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     {
         // Live: the user's Secret is not labelled as ours, so no cache holds it (watching
         // every Secret would cache all of them); read once per reconcile with auth set.
-        Some(r) => Some(lookup_secret(ctx, &ns, &r.name).await?),
+        Some(r) => Some(lookup_secret(ctx, ns, &r.name).await?),
         None => None,
     };
-    let existing = Existing {
-        storage: live_storage.as_ref(),
-        vnodes: current_ring.as_ref().map(|r| r.vnodes),
+    Ok(Observed {
+        sts,
+        placement,
+        pods,
+        migrations,
+        live_storage,
+        current_ring,
+        committed,
+        placement_error,
         password_secret,
-    };
-    let pod_names: Vec<String> = pod_facts.iter().map(|p| p.name.clone()).collect();
-    let acks = placement
-        .as_ref()
+    })
+}
+
+impl Observed {
+    fn pod_names(&self) -> Vec<String> {
+        self.pods.iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn acks(&self) -> Vec<NodeAck> {
+        acks_of(self.placement.as_ref())
+    }
+}
+
+fn acks_of(placement: Option<&ShardPlacement>) -> Vec<NodeAck> {
+    placement
         .and_then(|p| p.status.as_ref())
         .map(|s| s.acks.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    let mut invalid: Vec<Invalid> = Vec::new();
-    let mut desired_ring = None;
-    let mut log_retention = std::time::Duration::from_secs(3600);
-    let mut tuning = crate::desired::tuning::Tuning::default();
+/// The spec checked against what exists, and the desired ring it asks for.
+struct Checked {
+    /// What is wrong with the spec (empty when it is valid).
+    invalid: Vec<Invalid>,
+    /// The ring the spec asks for, when the spec is valid.
+    desired_ring: Option<RingSpec>,
+    log_retention: Duration,
+    tuning: Tuning,
+    /// The committed placement against the desired ring (or the current one).
+    view: PlacementView,
+    /// Why the ShardPlacement could not be read, if it could not.
+    placement_error: Option<String>,
+}
+
+/// Validates the spec against what exists and derives the desired ring from it.
+fn validate_spec(cluster: &ShardCluster, seen: &Observed) -> Checked {
+    let name = cluster.name_any();
+    let existing = Existing {
+        storage: seen.live_storage.as_ref(),
+        vnodes: seen.current_ring.as_ref().map(|r| r.vnodes),
+        password_secret: seen.password_secret.clone(),
+    };
+    let mut checked = Checked {
+        invalid: Vec::new(),
+        desired_ring: None,
+        log_retention: Duration::from_secs(3600),
+        tuning: Tuning::default(),
+        view: PlacementView::default(),
+        placement_error: seen.placement_error.clone(),
+    };
     match validate(&name, &cluster.spec, &existing) {
-        Ok(valid) => match ring::desired_ring(current_ring.as_ref(), &valid) {
+        Ok(valid) => match ring::desired_ring(seen.current_ring.as_ref(), &valid) {
             Ok(r) => {
-                desired_ring = Some(r);
-                log_retention = valid.change_log_retention;
-                tuning = valid.tuning;
+                checked.desired_ring = Some(r);
+                checked.log_retention = valid.change_log_retention;
+                checked.tuning = valid.tuning;
             }
-            Err(e) => invalid.push(Invalid {
+            Err(e) => checked.invalid.push(Invalid {
                 reason: "RingInvalid",
                 message: format!("the desired ring cannot be built: {e}"),
             }),
         },
-        Err(errors) => invalid = errors,
+        Err(errors) => checked.invalid = errors,
     }
-    let view_ring = desired_ring.clone().or_else(|| current_ring.clone());
-    let view = match &view_ring {
-        Some(r) => {
-            ring::placement_view(committed.as_ref(), r, &acks, &pod_names).unwrap_or_else(|e| {
-                placement_error.get_or_insert(e.to_string());
-                Default::default()
-            })
-        }
-        None => Default::default(),
-    };
+    if let Some(r) = checked.desired_ring.as_ref().or(seen.current_ring.as_ref()) {
+        checked.view =
+            ring::placement_view(seen.committed.as_ref(), r, &seen.acks(), &seen.pod_names())
+                .unwrap_or_else(|e| {
+                    checked.placement_error.get_or_insert(e.to_string());
+                    PlacementView::default()
+                });
+    }
+    checked
+}
 
-    let outcome = match &desired_ring {
-        Some(desired_ring) if invalid.is_empty() && placement_error.is_none() => {
-            let current_replicas = sts.as_ref().and_then(|s| s.spec.replicas);
-            let mut replicas = statefulset::replicas(
-                &name,
-                cluster.spec.replicas,
-                current_replicas,
-                &view.data_holders,
-                view.all_acknowledged,
-            );
-            if current_replicas.is_some_and(|c| replicas < c) {
-                // Live: removing members is safe only if they hold no data, and a cached
-                // placement may predate the commit that gave one of them ranges.
-                let fresh = api::<ShardPlacement>(ctx, &ns)
-                    .get_opt(&name)
-                    .await
-                    .during(|| format!("re-reading ShardPlacement {ns}/{name}"))?;
-                let fresh_acks = fresh
-                    .as_ref()
-                    .and_then(|p| p.status.as_ref())
-                    .map(|s| s.acks.clone())
-                    .unwrap_or_default();
-                let fresh_view = ring::placement_view(
-                    ring::committed(fresh.as_ref())?.as_ref(),
-                    desired_ring,
-                    &fresh_acks,
-                    &pod_names,
-                )?;
-                replicas = replicas.max(statefulset::replicas(
-                    &name,
-                    cluster.spec.replicas,
-                    current_replicas,
-                    &fresh_view.data_holders,
-                    fresh_view.all_acknowledged,
-                ));
-            }
-            let storage = live_storage
-                .clone()
-                .unwrap_or_else(|| cluster.spec.storage.clone());
-            let r = apply_owned(
-                cluster,
-                ctx,
-                &ns,
-                desired_ring,
-                placement.as_ref(),
-                sts.as_ref(),
-                replicas,
-                &storage,
-                log_retention,
-                &tuning,
-            )
-            .await;
-            let mut outcome = Outcome {
-                expected_pods: replicas,
-                apply_error: None,
-                retry: None,
-            };
-            match r {
-                Ok(()) => {
-                    roll_one_pod(
-                        cluster,
-                        ctx,
-                        &ns,
-                        sts.as_ref(),
-                        &pod_facts,
-                        replicas,
-                        &migrations,
-                    )
-                    .await?;
-                }
-                Err(e) if is_permanent(&e) => outcome.apply_error = Some(e.to_string()),
-                Err(e) => outcome.retry = Some(e),
-            }
-            outcome
-        }
-        _ => Outcome {
-            expected_pods: sts.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0),
+/// The objects a cluster owns, as its spec wants them.
+struct Desired {
+    replicas: i32,
+    /// Operations of the desired ring (for the log).
+    ring_ops: usize,
+    services: [Service; 2],
+    placement: ShardPlacement,
+    statefulset: StatefulSet,
+    pdb: PodDisruptionBudget,
+}
+
+/// Builds the owned objects, or `None` when the spec is invalid or the placement unreadable
+/// (then nothing is changed).
+async fn build(
+    cluster: &ShardCluster,
+    ctx: &Context,
+    key: &ObjectKey,
+    seen: &Observed,
+    checked: &Checked,
+) -> Result<Option<Desired>, Error> {
+    let Some(desired_ring) = &checked.desired_ring else {
+        return Ok(None);
+    };
+    if !checked.invalid.is_empty() || checked.placement_error.is_some() {
+        return Ok(None);
+    }
+    let name = &key.name;
+    let current_replicas = seen.sts.as_ref().and_then(|s| s.spec.replicas);
+    let mut replicas = statefulset::replicas(
+        name,
+        cluster.spec.replicas,
+        current_replicas,
+        &checked.view.data_holders,
+        checked.view.all_acknowledged,
+    );
+    if current_replicas.is_some_and(|c| replicas < c) {
+        // Live: removing members is safe only if they hold no data, and a cached
+        // placement may predate the commit that gave one of them ranges.
+        let fresh = ctx
+            .api::<ShardPlacement>(&key.namespace)
+            .get_opt(name)
+            .await
+            .during(|| format!("re-reading ShardPlacement {key}"))?;
+        let fresh_view = ring::placement_view(
+            ring::committed(fresh.as_ref())?.as_ref(),
+            desired_ring,
+            &acks_of(fresh.as_ref()),
+            &seen.pod_names(),
+        )?;
+        replicas = replicas.max(statefulset::replicas(
+            name,
+            cluster.spec.replicas,
+            current_replicas,
+            &fresh_view.data_holders,
+            fresh_view.all_acknowledged,
+        ));
+    }
+    let storage = seen
+        .live_storage
+        .clone()
+        .unwrap_or_else(|| cluster.spec.storage.clone());
+    Ok(Some(Desired {
+        replicas,
+        ring_ops: desired_ring.ops.len(),
+        services: [services::headless(cluster), services::client(cluster)],
+        placement: ring::placement_object(cluster, desired_ring)?,
+        statefulset: statefulset::statefulset(
+            cluster,
+            replicas,
+            &storage,
+            checked.log_retention,
+            &checked.tuning,
+            ctx.node_log_format,
+        ),
+        pdb: pdb::pdb(cluster),
+    }))
+}
+
+/// What applying the owned objects did, for status.
+struct Outcome {
+    expected_pods: i32,
+    apply_error: Option<String>,
+    retry: Option<Error>,
+}
+
+/// Applies the desired objects and replaces the next out-of-date pod. A refusal the API server
+/// would repeat is reported on the status instead of retried.
+async fn apply(
+    cluster: &ShardCluster,
+    ctx: &Context,
+    key: &ObjectKey,
+    seen: &Observed,
+    desired: Option<&Desired>,
+) -> Result<Outcome, Error> {
+    let Some(desired) = desired else {
+        return Ok(Outcome {
+            expected_pods: seen.sts.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0),
             apply_error: None,
             retry: None,
-        },
+        });
     };
+    let mut outcome = Outcome {
+        expected_pods: desired.replicas,
+        apply_error: None,
+        retry: None,
+    };
+    match apply_owned(cluster, ctx, key, desired, seen).await {
+        Ok(()) => {
+            roll_one_pod(
+                cluster,
+                ctx,
+                &key.namespace,
+                seen.sts.as_ref(),
+                &seen.pods,
+                desired.replicas,
+                &seen.migrations,
+            )
+            .await?;
+        }
+        Err(Error::Api(e)) if e.is_permanent() => outcome.apply_error = Some(e.to_string()),
+        Err(e) => outcome.retry = Some(e),
+    }
+    Ok(outcome)
+}
 
+/// Computes and writes the status, publishes the cluster's metrics, and decides when to look
+/// again.
+async fn write_status(
+    cluster: &ShardCluster,
+    ctx: &Context,
+    key: &ObjectKey,
+    seen: &Observed,
+    checked: &Checked,
+    outcome: Outcome,
+) -> Result<Action, Error> {
+    let name = &key.name;
+    let sts = seen.sts.as_ref();
     let outdated = match sts
-        .as_ref()
         .and_then(|s| s.status.as_ref())
         .and_then(|s| s.update_revision.clone())
     {
-        Some(rev) => pod_facts
+        Some(rev) => seen
+            .pods
             .iter()
             .filter(|p| p.revision.as_deref() != Some(rev.as_str()))
             .count(),
@@ -337,23 +450,22 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     };
     let inputs = Inputs {
         generation: cluster.metadata.generation,
-        invalid: &invalid,
+        invalid: &checked.invalid,
         statefulset_exists: sts.is_some(),
         expected_pods: outcome.expected_pods,
         sts_replicas: sts
-            .as_ref()
             .and_then(|s| s.status.as_ref())
             .map(|s| s.replicas)
             .unwrap_or(0),
-        pods: &pod_facts,
+        pods: &seen.pods,
         outdated_pods: outdated,
-        placement: view,
-        migrations: &migrations,
-        selector: names::selector_string(&name),
+        placement: checked.view.clone(),
+        migrations: &seen.migrations,
+        selector: names::selector_string(name),
         apply_error: outcome.apply_error.clone(),
-        placement_error: placement_error.clone(),
-        awaiting_approval: match (&desired_ring, &committed) {
-            (Some(ring), Some(p)) => status::published_plan(&name, &cluster.spec, ring, p),
+        placement_error: checked.placement_error.clone(),
+        awaiting_approval: match (&checked.desired_ring, &seen.committed) {
+            (Some(ring), Some(p)) => status::published_plan(name, &cluster.spec, ring, p),
             _ => None,
         },
         paused: cluster.spec.migration.paused,
@@ -362,25 +474,29 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     let (mut next, desired_conditions) = status::compute(&inputs);
     publish_metrics(
         ctx,
-        &ns,
-        &name,
+        &key.namespace,
+        name,
         &next,
         &desired_conditions,
-        committed.as_ref(),
+        seen.committed.as_ref(),
     );
     let stable = next.state.as_deref() == Some("Ready");
-    write_status(cluster, ctx, &ns, &mut next, &desired_conditions).await?;
+    patch_status(cluster, ctx, key, &mut next, &desired_conditions).await?;
 
     if let Some(e) = outcome.retry {
         return Err(e);
     }
-    Ok(if placement_error.is_some() {
+    Ok(if checked.placement_error.is_some() {
         // Written by the driver: look again later even without an event.
         Action::requeue(BUSY_RESYNC)
-    } else if invalid.iter().any(|i| i.reason == "PasswordSecretMissing") {
+    } else if checked
+        .invalid
+        .iter()
+        .any(|i| i.reason == "PasswordSecretMissing")
+    {
         // A Secret the user creates later wakes nothing here (its Secrets are not watched).
         Action::requeue(BUSY_RESYNC)
-    } else if !invalid.is_empty() || outcome.apply_error.is_some() {
+    } else if !checked.invalid.is_empty() || outcome.apply_error.is_some() {
         // Nothing to do until the spec changes; owned objects' events still wake us.
         Action::await_change()
     } else if stable {
@@ -395,13 +511,13 @@ fn publish_metrics(
     ctx: &Context,
     ns: &str,
     name: &str,
-    status: &crate::crd::ShardClusterStatus,
-    conditions: &[crate::conditions::DesiredCondition],
-    committed: Option<&ringshift_ring::Placement>,
+    status: &ShardClusterStatus,
+    conditions: &[DesiredCondition],
+    committed: Option<&Placement>,
 ) {
     let on: Vec<(&str, bool)> = conditions
         .iter()
-        .map(|c| (c.type_, c.status == crate::conditions::Status::True))
+        .map(|c| (c.type_, c.status == Status::True))
         .collect();
     let full = 2f64.powi(64);
     let shares: Vec<(String, f64)> = committed
@@ -423,71 +539,58 @@ fn publish_metrics(
     );
 }
 
-/// A client error the same request would get again (the object is refused).
-fn is_permanent(e: &Error) -> bool {
-    matches!(e, Error::Kube { source: kube::Error::Api(s), .. } if matches!(s.code, 400 | 403 | 404 | 422))
-}
-
-#[allow(clippy::too_many_arguments)]
+/// Server-side applies the desired objects (creating the admin-token Secret first).
 async fn apply_owned(
     cluster: &ShardCluster,
     ctx: &Context,
-    ns: &str,
-    desired_ring: &ringshift_ring::RingSpec,
-    placement: Option<&ShardPlacement>,
-    sts: Option<&StatefulSet>,
-    replicas: i32,
-    storage: &crate::crd::StorageSpec,
-    log_retention: std::time::Duration,
-    tuning: &crate::desired::tuning::Tuning,
+    key: &ObjectKey,
+    desired: &Desired,
+    seen: &Observed,
 ) -> Result<(), Error> {
-    let name = cluster.name_any();
+    let (ns, name) = (&key.namespace, &key.name);
     ensure_admin_secret(cluster, ctx, ns).await?;
 
-    let svc_api: Api<Service> = api(ctx, ns);
-    for svc in [services::headless(cluster), services::client(cluster)] {
+    let svc_api: Api<Service> = ctx.api(ns);
+    for svc in &desired.services {
         let svc_name = svc.metadata.name.clone().unwrap_or_default();
         let live = ctx
             .stores
             .services
             .get(&ObjectRef::new(&svc_name).within(ns));
-        apply(&svc_api, &svc_name, &svc, live.as_deref())
+        ssa::apply(&svc_api, &svc_name, svc, live.as_deref())
             .await
             .during(|| format!("applying Service {ns}/{svc_name}"))?;
     }
 
-    let placement_api: Api<ShardPlacement> = api(ctx, ns);
-    let desired_placement = ring::placement_object(cluster, desired_ring)?;
-    // The desired ring was derived from `placement`'s ring: written only onto that version.
-    if apply_unchanged_since(&placement_api, &name, &desired_placement, placement)
-        .await
-        .during(|| format!("applying ShardPlacement {ns}/{name}"))?
+    let placement_api: Api<ShardPlacement> = ctx.api(ns);
+    // The desired ring was derived from the observed placement's ring: written only onto
+    // that version.
+    if ssa::apply_unchanged_since(
+        &placement_api,
+        name,
+        &desired.placement,
+        seen.placement.as_ref(),
+    )
+    .await
+    .during(|| format!("applying ShardPlacement {key}"))?
         == Applied::Patched
     {
-        tracing::info!(cluster = %name, namespace = %ns, ops = desired_ring.ops.len(), "desired ring updated");
+        tracing::info!(cluster = %name, namespace = %ns, ops = desired.ring_ops, "desired ring updated");
     }
 
-    let sts_api: Api<StatefulSet> = api(ctx, ns);
-    let desired_sts = statefulset::statefulset(
-        cluster,
-        replicas,
-        storage,
-        log_retention,
-        tuning,
-        ctx.node_log_format,
-    );
-    if apply(&sts_api, &name, &desired_sts, sts)
+    let sts_api: Api<StatefulSet> = ctx.api(ns);
+    if ssa::apply(&sts_api, name, &desired.statefulset, seen.sts.as_ref())
         .await
-        .during(|| format!("applying StatefulSet {ns}/{name}"))?
+        .during(|| format!("applying StatefulSet {key}"))?
         == Applied::Patched
     {
-        tracing::info!(cluster = %name, namespace = %ns, replicas, "StatefulSet applied");
+        tracing::info!(cluster = %name, namespace = %ns, replicas = desired.replicas, "StatefulSet applied");
     }
 
-    let pdb_api: Api<PodDisruptionBudget> = api(ctx, ns);
-    let pdb_name = names::pdb(&name);
+    let pdb_api: Api<PodDisruptionBudget> = ctx.api(ns);
+    let pdb_name = names::pdb(name);
     let live = ctx.stores.pdbs.get(&ObjectRef::new(&pdb_name).within(ns));
-    apply(&pdb_api, &pdb_name, &pdb::pdb(cluster), live.as_deref())
+    ssa::apply(&pdb_api, &pdb_name, &desired.pdb, live.as_deref())
         .await
         .during(|| format!("applying PodDisruptionBudget {ns}/{pdb_name}"))?;
     Ok(())
@@ -495,7 +598,8 @@ async fn apply_owned(
 
 /// Whether the Secret `name` exists and which keys it has (never its values).
 async fn lookup_secret(ctx: &Context, ns: &str, name: &str) -> Result<SecretLookup, Error> {
-    let secret = api::<Secret>(ctx, ns)
+    let secret = ctx
+        .api::<Secret>(ns)
         .get_opt(name)
         .await
         .during(|| format!("reading Secret {ns}/{name}"))?;
@@ -513,7 +617,7 @@ async fn lookup_secret(ctx: &Context, ns: &str, name: &str) -> Result<SecretLook
 
 /// Creates the admin-token Secret once; an existing one is never rewritten.
 async fn ensure_admin_secret(cluster: &ShardCluster, ctx: &Context, ns: &str) -> Result<(), Error> {
-    let secret_api: Api<Secret> = api(ctx, ns);
+    let secret_api: Api<Secret> = ctx.api(ns);
     let secret_name = names::admin_secret(&cluster.name_any());
     // A Secret the cache has not seen yet is created again: the API server refuses (409).
     if ctx
@@ -540,10 +644,9 @@ async fn ensure_admin_secret(cluster: &ShardCluster, ctx: &Context, ns: &str) ->
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(source) => Err(Error::Kube {
-            action: format!("creating Secret {ns}/{secret_name}"),
-            source,
-        }),
+        Err(source) => {
+            Err(k8s::Error::kube(format!("creating Secret {ns}/{secret_name}"), source).into())
+        }
     }
 }
 
@@ -567,7 +670,7 @@ async fn roll_one_pod(
     let Some(pod) = next_pod_to_roll(pods, expected, update_revision, &busy) else {
         return Ok(());
     };
-    let pod_api: Api<Pod> = api(ctx, ns);
+    let pod_api: Api<Pod> = ctx.api(ns);
     // The UID precondition makes a cached UID safe: a pod re-created since is not deleted.
     let uid = ctx
         .stores
@@ -585,15 +688,11 @@ async fn roll_one_pod(
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(()),
         Err(source) => {
-            return Err(Error::Kube {
-                action: format!("deleting pod {ns}/{pod}"),
-                source,
-            });
+            return Err(k8s::Error::kube(format!("deleting pod {ns}/{pod}"), source).into());
         }
     }
     tracing::info!(cluster = %cluster.name_any(), namespace = %ns, pod = %pod, "replacing a member pod with the new template");
-    publish(
-        ctx,
+    ctx.publish(
         cluster,
         EventType::Normal,
         "RollingMember",
@@ -606,10 +705,10 @@ async fn roll_one_pod(
 
 /// Merges the conditions, writes the status when it changed, and publishes
 /// Events for condition transitions.
-async fn write_status(
+async fn patch_status(
     cluster: &ShardCluster,
     ctx: &Context,
-    ns: &str,
+    key: &ObjectKey,
     next: &mut ShardClusterStatus,
     desired: &[DesiredCondition],
 ) -> Result<(), Error> {
@@ -619,20 +718,19 @@ async fn write_status(
     if *next == old {
         return Ok(());
     }
-    let name = cluster.name_any();
     let patch = json!({
         "apiVersion": ShardCluster::api_version(&()),
         "kind": ShardCluster::kind(&()),
         "status": next,
     });
-    api::<ShardCluster>(ctx, ns)
+    ctx.api::<ShardCluster>(&key.namespace)
         .patch_status(
-            &name,
+            &key.name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await
-        .during(|| format!("writing status of ShardCluster {ns}/{name}"))?;
+        .during(|| format!("writing status of ShardCluster {key}"))?;
     for d in desired {
         let before = old.conditions.iter().find(|c| c.type_ == d.type_);
         if transitioned(before, d) {
@@ -665,27 +763,7 @@ async fn announce(
         || (d.type_ == types::BALANCED && d.status == Status::True);
     if interesting {
         tracing::info!(cluster = %cluster.name_any(), condition = d.type_, status = d.status.as_str(), reason = %d.reason, message = %d.message, "condition changed");
-        publish(ctx, cluster, type_, &d.reason, d.type_, d.message.clone()).await;
-    }
-}
-
-/// Publishes an Event about `cluster`; failures are logged, not fatal.
-pub(crate) async fn publish(
-    ctx: &Context,
-    obj: &impl Resource<DynamicType = ()>,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "publishing an Event failed");
+        ctx.publish(cluster, type_, &d.reason, d.type_, d.message.clone())
+            .await;
     }
 }

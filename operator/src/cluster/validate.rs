@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::cluster::desired::names;
+use crate::cluster::desired::pod_settings::is_reserved_label;
+use crate::cluster::desired::statefulset::same_storage;
+use crate::cluster::desired::tuning::{self, Tuning, memory_quantity};
 use crate::crd::{DEFAULT_WEIGHT, ShardClusterSpec, StorageSpec};
-use crate::desired::names;
-use crate::desired::pod_settings::is_reserved_label;
-use crate::desired::statefulset::same_storage;
-use crate::desired::tuning::{self, Tuning, memory_quantity};
 use crate::duration::parse_duration;
+use crate::k8s::quantity;
 
 /// Largest vnodes the ring accepts.
 pub const MAX_VNODES: i32 = 1024;
@@ -99,53 +100,12 @@ pub enum SecretLookup {
     Keys(Vec<String>),
 }
 
-/// The value of a Kubernetes quantity (`1Gi`, `500m`, `2`, `1e3`) in base units, `None` when it
-/// is not one.
-pub fn quantity_value(q: &str) -> Option<f64> {
-    let bytes = q.as_bytes();
-    let mut i = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
-    let digits_start = i;
-    while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-        i += 1;
-    }
-    let number = &q[..i];
-    let mantissa = &q[digits_start..i];
-    if mantissa.is_empty() || mantissa == "." || mantissa.matches('.').count() > 1 {
-        return None;
-    }
-    let value: f64 = number.parse().ok()?;
-    let scale = match &q[i..] {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        exp if exp.starts_with(['e', 'E']) => {
-            let e: i32 = exp[1..].parse().ok()?;
-            10f64.powi(e)
-        }
-        _ => return None,
-    };
-    Some(value * scale).filter(|v| v.is_finite())
-}
-
 fn check_resources(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) {
     let Some(r) = &spec.resources else { return };
     let mut bad = Vec::new();
     for (kind, map) in [("requests", &r.requests), ("limits", &r.limits)] {
         for (name, q) in map {
-            match quantity_value(&q.0) {
+            match quantity::parse(&q.0).ok() {
                 Some(v) if v >= 0.0 => {}
                 _ => bad.push(format!(
                     "spec.resources.{kind}.{name}: {:?} is not a non-negative quantity (e.g. \
@@ -156,8 +116,8 @@ fn check_resources(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) {
         }
     }
     for (name, req) in &r.requests {
-        let limit = r.limits.get(name).and_then(|l| quantity_value(&l.0));
-        if let (Some(req_v), Some(lim_v)) = (quantity_value(&req.0), limit)
+        let limit = r.limits.get(name).and_then(|l| quantity::parse(&l.0).ok());
+        if let (Some(req_v), Some(lim_v)) = (quantity::parse(&req.0).ok(), limit)
             && req_v > lim_v
         {
             bad.push(format!(
@@ -281,6 +241,7 @@ fn check_tuning(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) -> Tuning {
     let t = match tuning::resolve(spec.tuning.as_ref()) {
         Ok(t) => t,
         Err(bad) => {
+            let bad: Vec<String> = bad.iter().map(ToString::to_string).collect();
             errors.push(Invalid::new("InvalidTuning", bad.join("; ")));
             return Tuning::default();
         }
@@ -293,7 +254,7 @@ fn check_tuning(spec: &ShardClusterSpec, errors: &mut Vec<Invalid>) -> Tuning {
         .and_then(|r| r.limits.get("memory"))
         .filter(|_| spec.tuning.is_some());
     if let Some(limit) = limit
-        && let Some(v) = quantity_value(&limit.0)
+        && let Some(v) = quantity::parse(&limit.0).ok()
         && v < t.buffer_bytes() as f64
     {
         errors.push(Invalid::new(
@@ -412,7 +373,7 @@ pub fn validate(
             ),
         ));
     }
-    if !quantity_value(&spec.storage.size.0).is_some_and(|v| v > 0.0) {
+    if !quantity::parse(&spec.storage.size.0).is_ok_and(|v| v > 0.0) {
         errors.push(Invalid::new(
             "InvalidStorageSize",
             format!(
@@ -674,21 +635,6 @@ mod tests {
             reasons(validate("demo", &s, &Existing::default())),
             vec!["UnknownMember"]
         );
-    }
-
-    #[test]
-    fn quantities_parse_like_kubernetes() {
-        assert_eq!(quantity_value("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity_value("500m"), Some(0.5));
-        assert_eq!(quantity_value("2"), Some(2.0));
-        assert_eq!(quantity_value("1e3"), Some(1000.0));
-        assert_eq!(quantity_value("1.5G"), Some(1.5e9));
-        assert_eq!(quantity_value("-1Gi"), Some(-1024.0 * 1024.0 * 1024.0));
-        for bad in [
-            "", "lots", "1GB", "Gi", ".", "1..2", "1 Gi", "0x10", "1e", "1e999999",
-        ] {
-            assert_eq!(quantity_value(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use ringshift_ring::Placement;
 use ringshift_planner::phase::record_may_replace;
 
 use super::Error;
-use super::convert::planner_state;
 use crate::crd::{CutoverRecord, CutoverState, ShardPlacement, ShardPlacementStatus};
 
 /// Outcome of a guarded status write.
@@ -21,21 +20,12 @@ pub enum Written {
 
 /// Sets the placement document and the fields derived from it.
 pub fn set_placement(status: &mut ShardPlacementStatus, p: &Placement) -> Result<(), Error> {
-    status.placement =
-        Some(serde_json::to_value(p).map_err(|e| Error::Document(format!("placement: {e}")))?);
-    status.epoch = Some(p.epoch().to_string());
-    status.in_transition = !p.is_balanced();
-    Ok(())
+    Ok(status.set_committed(p)?)
 }
 
 /// The committed placement in a status.
 pub fn placement_of(status: &ShardPlacementStatus) -> Result<Option<Placement>, Error> {
-    status
-        .placement
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| Error::Document(format!("status.placement: {e}")))
+    Ok(status.committed()?)
 }
 
 /// What [`set_record`] did.
@@ -66,10 +56,7 @@ pub fn set_record(
         }
         // An attempt beyond u32 cannot come from this operator: treat it as newer than any.
         let seen = u32::try_from(r.attempt).unwrap_or(u32::MAX);
-        if !record_may_replace(
-            Some((seen, planner_state(r.state))),
-            (attempt, planner_state(state)),
-        ) {
+        if !record_may_replace(Some((seen, r.state)), (attempt, state)) {
             return RecordEdit::Refused {
                 attempt: r.attempt,
                 state: r.state,
@@ -110,7 +97,7 @@ pub fn check_generation(stored: Option<i64>, mine: Option<i64>) -> Result<bool, 
 
 /// Re-reads the object, lets `edit` change its status (returning false when nothing changes),
 /// and writes it back with the read resourceVersion as precondition. A concurrent write makes
-/// this fail with [`Error::Conflict`]; a newer leader's generation on the object, with
+/// this fail with [`Error::is_conflict`]; a newer leader's generation on the object, with
 /// [`Error::StaleLeader`].
 pub async fn update<F>(w: &Writer, edit: F) -> Result<Written, Error>
 where
@@ -150,7 +137,7 @@ where
     F: FnMut(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
     match write_edit(w, known, &mut edit).await {
-        Err(Error::Conflict(_)) => {
+        Err(e) if e.is_conflict() => {
             let fresh = read(w).await?;
             write_edit(w, fresh, edit).await.map(|(w, _)| w)
         }
@@ -191,7 +178,7 @@ where
         .await
     {
         Ok(o) => Ok((Written::Done, o)),
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::conflict(format!(
             "ShardPlacement {name} changed since it was read"
         ))),
         Err(e) => Err(Error::kube(

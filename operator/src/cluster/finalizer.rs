@@ -1,5 +1,6 @@
 //! The volume finalizer: with deletePolicy Delete, deleting a ShardCluster
-//! deletes its PersistentVolumeClaims (and so its data).
+//! deletes its PersistentVolumeClaims (and so its data). Only API calls fail here, so its
+//! errors are the toolkit's.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -9,11 +10,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::cluster::publish;
-use super::{Context, Error, KubeContext};
+use super::desired::names::{self, VOLUME_FINALIZER};
+use super::validate::fits_label_value;
 use crate::crd::{DeletePolicy, ShardCluster};
-use crate::desired::names::{self, VOLUME_FINALIZER};
-use crate::validate::fits_label_value;
+use crate::k8s::{Context, Error, KubeContext};
 
 /// Finalizers the cluster should carry for its policy, if they differ from the current ones.
 pub fn wanted_finalizers(current: &[String], policy: DeletePolicy) -> Option<Vec<String>> {
@@ -46,7 +46,7 @@ async fn set_finalizers(
     let name = cluster.name_any();
     // resourceVersion makes the merge patch a compare-and-swap of the list.
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": cluster.resource_version()}});
-    Api::<ShardCluster>::namespaced(ctx.client.clone(), ns)
+    ctx.api::<ShardCluster>(ns)
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .during(|| format!("updating finalizers of ShardCluster {ns}/{name}"))?;
@@ -73,7 +73,7 @@ pub async fn finalize(cluster: &ShardCluster, ctx: &Context, ns: &str) -> Result
     let name = cluster.name_any();
     // A name that cannot be a label value never got a StatefulSet or volumes.
     if cluster.spec.delete_policy == DeletePolicy::Delete && fits_label_value(&name) {
-        let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+        let sts_api: Api<StatefulSet> = ctx.api(ns);
         match sts_api
             .delete(&names::statefulset(&name), &DeleteParams::background())
             .await
@@ -81,13 +81,13 @@ pub async fn finalize(cluster: &ShardCluster, ctx: &Context, ns: &str) -> Result
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(source) => {
-                return Err(Error::Kube {
-                    action: format!("deleting StatefulSet {ns}/{name}"),
+                return Err(Error::kube(
+                    format!("deleting StatefulSet {ns}/{name}"),
                     source,
-                });
+                ));
             }
         }
-        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        let pvc_api: Api<PersistentVolumeClaim> = ctx.api(ns);
         let pvcs = pvc_api
             .list(&ListParams::default().labels(&names::selector_string(&name)))
             .await
@@ -100,15 +100,11 @@ pub async fn finalize(cluster: &ShardCluster, ctx: &Context, ns: &str) -> Result
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(source) => {
-                    return Err(Error::Kube {
-                        action: format!("deleting PVC {ns}/{pvc_name}"),
-                        source,
-                    });
+                    return Err(Error::kube(format!("deleting PVC {ns}/{pvc_name}"), source));
                 }
             }
         }
-        publish(
-            ctx,
+        ctx.publish(
             cluster,
             EventType::Normal,
             "VolumesDeleted",

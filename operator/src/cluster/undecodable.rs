@@ -7,14 +7,14 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, KubeContext};
-use crate::conditions::{DesiredCondition, Status, merge_conditions, types};
+use super::conditions::{DesiredCondition, Status, merge_conditions, types};
+use super::desired::names::FIELD_MANAGER;
 use crate::crd::ShardCluster;
-use crate::desired::names::FIELD_MANAGER;
+use crate::k8s::{Context, Error, KubeContext};
 
 /// Conditions of a cluster whose spec does not decode.
 pub fn conditions(error: &str) -> Vec<DesiredCondition> {
@@ -81,15 +81,13 @@ pub async fn report(
         )
         .await
         .during(|| format!("writing status of ShardCluster {ns}/{name}"))?;
-    let ev = Event {
-        type_: EventType::Warning,
-        reason: "SpecNotDecodable".into(),
-        note: Some(desired[0].message.clone()),
-        action: "Validate".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, "publishing an Event failed");
-    }
+    ctx.publish(
+        obj,
+        EventType::Warning,
+        "SpecNotDecodable",
+        "Validate",
+        desired[0].message.clone(),
+    )
+    .await;
     Ok(Action::await_change())
 }

@@ -9,22 +9,16 @@ use ringshift_ring::{Member, Placement, RingSpec};
 
 use super::names;
 use super::owner_reference;
-use crate::crd::{NodeAck, ShardCluster, ShardPlacement, ShardPlacementSpec};
-use crate::status::PlacementView;
-use crate::validate::ValidSpec;
+use crate::cluster::status::PlacementView;
+use crate::cluster::validate::ValidSpec;
+use crate::crd::{DocumentError, NodeAck, ShardCluster, ShardPlacement, ShardPlacementSpec};
 
 /// Why the ShardPlacement could not be read or the ring not built.
 #[derive(Debug, thiserror::Error)]
 pub enum RingError {
     /// A ring or placement document that does not parse.
-    #[error("ShardPlacement {field} does not parse: {source}")]
-    Parse {
-        /// Which field.
-        field: &'static str,
-        /// Parser error.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("ShardPlacement {0}")]
+    Document(#[from] DocumentError),
     /// The ring library refused the ring or placement.
     #[error("ring: {0}")]
     Ring(#[from] ringshift_ring::Error),
@@ -32,26 +26,15 @@ pub enum RingError {
 
 /// The desired ring currently in the ShardPlacement spec.
 pub fn current_ring(placement: Option<&ShardPlacement>) -> Result<Option<RingSpec>, RingError> {
-    placement
-        .map(|p| serde_json::from_value(p.spec.ring.clone()))
-        .transpose()
-        .map_err(|source| RingError::Parse {
-            field: "spec.ring",
-            source,
-        })
+    Ok(placement.map(|p| p.spec.desired_ring()).transpose()?)
 }
 
 /// The committed placement in the ShardPlacement status, if any.
 pub fn committed(placement: Option<&ShardPlacement>) -> Result<Option<Placement>, RingError> {
-    placement
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.placement.clone())
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|source| RingError::Parse {
-            field: "status.placement",
-            source,
-        })
+    Ok(placement
+        .map(ShardPlacement::committed)
+        .transpose()?
+        .flatten())
 }
 
 /// The desired ring: the current one evolved to the desired members, so the
@@ -79,17 +62,9 @@ pub fn placement_object(
     ring: &RingSpec,
 ) -> Result<ShardPlacement, RingError> {
     let name = cluster.name_any();
-    let ring = serde_json::to_value(ring).map_err(|source| RingError::Parse {
-        field: "spec.ring",
-        source,
-    })?;
     let mut p = ShardPlacement::new(
         &names::placement(&name),
-        ShardPlacementSpec {
-            cluster: name.clone(),
-            cluster_uid: cluster.uid().unwrap_or_default(),
-            ring,
-        },
+        ShardPlacementSpec::new(&name, &cluster.uid().unwrap_or_default(), ring)?,
     );
     p.metadata = ObjectMeta {
         name: Some(names::placement(&name)),
@@ -148,8 +123,8 @@ pub fn placement_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::validate::{Existing, validate};
     use crate::crd::ShardClusterSpec;
-    use crate::validate::{Existing, validate};
 
     fn valid(spec: serde_json::Value) -> ValidSpec {
         let spec: ShardClusterSpec = serde_json::from_value(spec).unwrap();

@@ -175,7 +175,7 @@ async fn a_stale_leaders_delayed_abort_fails_after_the_new_leader_committed() {
     release.send(()).unwrap();
     let result = stale.await.unwrap();
     assert!(
-        matches!(result, Err(Error::Conflict(_))),
+        matches!(result, Err(ref e) if e.is_conflict()),
         "the stale write must fail its precondition, got {:?}",
         result.err()
     );
@@ -437,7 +437,7 @@ async fn leadership_loss_aborts_the_drops_in_flight() {
     use crate::leader::Role;
     let fake = FakeApi::new();
     let client = writer_at(&fake, None).api.into_client();
-    let base = Arc::new(crate::controller::Context::new(
+    let base = Arc::new(crate::k8s::Context::new(
         client,
         "test",
         Arc::new(crate::metrics::Metrics::new()),
@@ -449,7 +449,7 @@ async fn leadership_loss_aborts_the_drops_in_flight() {
     let dctx = Arc::new(super::DriverCtx::new(base, super::Leadership::new(rx)));
     let drop_task = tokio::spawn(async {
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-        Ok::<(), String>(())
+        Ok::<(), super::nodes::NodeCallError>(())
     });
     let handle = drop_task.abort_handle();
     dctx.drops.lock().unwrap().insert("m1".into(), drop_task);

@@ -24,6 +24,7 @@ use super::placement_io::{
 };
 use super::{Error, record_acks};
 use crate::crd::{CutoverState, ShardMigration};
+use crate::k8s;
 use ringshift_planner::moves::ring_id;
 
 /// How the cutover ended.
@@ -152,7 +153,7 @@ pub async fn run(
             failpoints::hit("cutover.recorded");
             obj
         }
-        Err(Error::Conflict(m)) => return Ok(Outcome::NotStarted { reason: m }),
+        Err(Error::Api(k8s::Error::Conflict(m))) => return Ok(Outcome::NotStarted { reason: m }),
         Err(e) => return Err(e),
     };
     let who = caller(env, mig, epoch, attempt);
@@ -254,7 +255,7 @@ pub async fn run(
             failpoints::hit("cutover.committed");
             next
         }
-        (Ok(_), _) | (Err(Error::Conflict(_)), _) => {
+        (Ok(_), _) | (Err(Error::Api(k8s::Error::Conflict(_))), _) => {
             let reason = if lost {
                 "the cutover record changed under this leader".to_string()
             } else {
@@ -342,7 +343,7 @@ pub(super) async fn abort(
         // A commit (of any attempt) rolls forward; a newer attempt's record means this attempt
         // was aborted and released already. Either way this replica is behind: no unfence.
         tracing::warn!(migration_uid = %uid, attempt, recorded_attempt = newer, recorded = ?state, "not recording the abort: a record that only moves forward stands");
-        return Err(Error::Conflict(format!(
+        return Err(Error::conflict(format!(
             "attempt {newer} of the move is recorded {state:?}; not aborting attempt {attempt}"
         )));
     }

@@ -20,16 +20,17 @@ pub mod room;
 #[cfg(test)]
 mod stale_leader_tests;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use ringshift_node_api::PlacementAccepted;
@@ -39,14 +40,15 @@ use ringshift_ring::Placement;
 use tokio::sync::watch;
 
 use crate::cache::DriverFeeds;
-use crate::controller::Context;
+use crate::cluster::desired::names::CLUSTER_LABEL;
 use crate::crd::{
     CutoverState, MigrationPhase, NodeAck, ShardCluster, ShardMigration, ShardMigrationSpec,
     ShardPlacement,
 };
-use crate::desired::names::CLUSTER_LABEL;
+use crate::k8s::reconcile::{measured, retry_in};
+use crate::k8s::{self, Context, ObjectKey, Reason};
 use crate::leader::Role;
-use convert::{crd_ranges, phase_of, uid_of};
+use convert::{crd_ranges, uid_of};
 use env::Env;
 use metrics::{ClusterLabels, PhaseLabels};
 use nodes::Nodes;
@@ -66,15 +68,9 @@ const IDLE_RESYNC: Duration = Duration::from_secs(60);
 /// Why a round failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{action}: {source}")]
-    Kube {
-        action: String,
-        #[source]
-        source: kube::Error,
-    },
-    /// Optimistic concurrency: somebody else wrote first.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// An API call, a lost write race or an object without a namespace (see [`k8s::Error`]).
+    #[error(transparent)]
+    Api(#[from] k8s::Error),
     /// A stored document that does not parse.
     #[error("{0}")]
     Document(String),
@@ -84,11 +80,12 @@ pub enum Error {
     Plan(#[from] ringshift_planner::moves::PlanError),
     #[error(transparent)]
     Convert(#[from] convert::ConvertError),
+    /// A ShardPlacement field that does not hold its document.
+    #[error("ShardPlacement {0}")]
+    Placement(#[from] crate::crd::DocumentError),
     /// A node call that must succeed before going on.
     #[error("node: {0}")]
     Node(String),
-    #[error("object {0} has no namespace")]
-    NoNamespace(String),
     /// Another replica took the lease since this one did (rule 13): it writes nothing more.
     #[error(
         "ShardPlacement status carries leader generation {stored}, above this replica's {mine}: \
@@ -102,21 +99,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// A client error while doing `action`.
     pub fn kube(action: String, source: kube::Error) -> Error {
-        Error::Kube { action, source }
+        Error::Api(k8s::Error::kube(action, source))
     }
 
-    /// Short reason for metrics.
-    pub fn reason(&self) -> &'static str {
+    /// Somebody else wrote first (`what` says where).
+    pub fn conflict(what: String) -> Error {
+        Error::Api(k8s::Error::Conflict(what))
+    }
+
+    /// Whether somebody else wrote first: the round is retried soon, without backoff.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Api(e) if e.is_conflict())
+    }
+}
+
+impl Reason for Error {
+    fn reason(&self) -> Cow<'static, str> {
         match self {
-            Error::Kube { .. } => "ApiError",
-            Error::Conflict(_) => "Conflict",
-            Error::Document(_) | Error::Ring(_) | Error::Convert(_) => "BadDocument",
-            Error::Plan(_) => "PlanError",
-            Error::Node(_) => "NodeError",
-            Error::NoNamespace(_) => "NoNamespace",
-            Error::StaleLeader { .. } => "StaleLeader",
-            Error::LeadershipLost => "LeadershipLost",
+            Error::Api(e) => e.reason(),
+            Error::Document(_) | Error::Ring(_) | Error::Convert(_) | Error::Placement(_) => {
+                "BadDocument".into()
+            }
+            Error::Plan(_) => "PlanError".into(),
+            Error::Node(_) => "NodeError".into(),
+            Error::StaleLeader { .. } => "StaleLeader".into(),
+            Error::LeadershipLost => "LeadershipLost".into(),
         }
     }
 }
@@ -179,7 +188,9 @@ pub struct DriverCtx {
     rates: drive::RateMeter,
     pushed: nodes::PushedEndpoints,
     /// Source drops in flight, by migration UID (see `Step::DropSource` in drive.rs).
-    drops: std::sync::Mutex<BTreeMap<String, tokio::task::JoinHandle<Result<(), String>>>>,
+    drops: std::sync::Mutex<
+        BTreeMap<String, tokio::task::JoinHandle<Result<(), nodes::NodeCallError>>>,
+    >,
     /// Looks at each waiting move since its last phase change (see `follow`).
     looks: follow::Looks,
     /// Copy and catch-up progress meters for the ETA, by (migration UID, what).
@@ -283,43 +294,33 @@ async fn abort_drops_when_the_term_ends(dctx: Arc<DriverCtx>) {
     std::future::pending::<()>().await;
 }
 
-fn key(obj: &Guarded) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
 /// One round for one cluster.
 pub async fn reconcile(obj: Arc<Guarded>, dctx: Arc<DriverCtx>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = match &obj.0 {
-        Ok(p) => {
-            let r = dctx.leadership.run(round(p, &dctx)).await;
-            if matches!(r, Err(Error::LeadershipLost)) {
-                dctx.abort_drops();
+    let key = ObjectKey::lossy(&*obj);
+    measured(&dctx.base, CONTROLLER, &key, async {
+        match &obj.0 {
+            Ok(p) => {
+                let r = dctx.leadership.run(round(p, &dctx)).await;
+                if matches!(r, Err(Error::LeadershipLost)) {
+                    dctx.abort_drops();
+                }
+                r
             }
-            r
+            Err(e) => {
+                tracing::warn!(placement = %key, error = %e, "ShardPlacement does not deserialize");
+                Ok(Action::await_change())
+            }
         }
-        Err(e) => {
-            tracing::warn!(placement = %key(&obj), error = %e, "ShardPlacement does not deserialize");
-            Ok(Action::await_change())
-        }
-    };
-    let reason = result.as_ref().err().map(Error::reason);
-    dctx.base
-        .metrics
-        .observe(CONTROLLER, started.elapsed().as_secs_f64(), reason);
-    if result.is_ok() {
-        dctx.base.succeeded(&format!("driver/{}", key(&obj)));
-    }
-    result
+    })
+    .await
 }
 
 pub fn error_policy(obj: Arc<Guarded>, error: &Error, dctx: Arc<DriverCtx>) -> Action {
+    let key = ObjectKey::lossy(&*obj);
     // Conflicts are expected when two writers race; look again soon.
-    let delay = match error {
-        Error::Conflict(_) => Duration::from_millis(200),
-        _ => dctx.base.backoff(&format!("driver/{}", key(&obj))),
-    };
-    tracing::warn!(placement = %key(&obj), error = %error, retry_in = ?delay, "migration round failed");
+    let soon = error.is_conflict().then_some(Duration::from_millis(200));
+    let delay = retry_in(&dctx.base, CONTROLLER, &key, soon);
+    tracing::warn!(placement = %key, error = %error, retry_in = ?delay, "migration round failed");
     Action::requeue(delay)
 }
 
@@ -385,7 +386,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
                 name: m.name_any(),
                 source: m.spec.source.clone(),
                 target: m.spec.target.clone(),
-                phase: phase_of(m.status.as_ref().map(|s| s.phase).unwrap_or_default()),
+                phase: m.status.as_ref().map(|s| s.phase).unwrap_or_default(),
                 ranges: convert::ranges_of(&m.spec.ranges)?,
             })
         })
@@ -409,22 +410,17 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
         if matches!(written, Written::Done) {
             failpoints::hit("replan.written");
             tracing::info!(cluster = %env.name, epoch = next.epoch(), transfers = the_plan.transfers.len(), "re-planned for a new desired ring");
-            let _ = dctx
-                .base
-                .recorder
+            dctx.base
                 .publish(
-                    &Event {
-                        type_: EventType::Normal,
-                        reason: "Replanned".into(),
-                        note: Some(format!(
-                            "desired ring changed: {} transfer(s) planned at epoch {}",
-                            the_plan.transfers.len(),
-                            next.epoch()
-                        )),
-                        action: "Plan".into(),
-                        secondary: None,
-                    },
-                    &env.cluster.object_ref(&()),
+                    &env.cluster,
+                    EventType::Normal,
+                    "Replanned",
+                    "Plan",
+                    format!(
+                        "desired ring changed: {} transfer(s) planned at epoch {}",
+                        the_plan.transfers.len(),
+                        next.epoch()
+                    ),
                 )
                 .await;
         }
@@ -442,7 +438,7 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     let unfinished: Vec<&ShardMigration> = env
         .migrations
         .iter()
-        .filter(|m| !m.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .filter(|m| !m.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
         .collect();
     dctx.looks
         .retain(&unfinished.iter().map(|m| uid_of(m)).collect());
@@ -507,7 +503,7 @@ pub(crate) async fn sync_nodes(
 /// Records the epochs (and incarnations) members acknowledged.
 pub(crate) async fn record_acks(
     w: &placement_io::Writer,
-    answers: &BTreeMap<String, Result<PlacementAccepted, String>>,
+    answers: &BTreeMap<String, Result<PlacementAccepted, nodes::NodeCallError>>,
 ) -> Result<(), Error> {
     let accepted: Vec<(&String, &PlacementAccepted)> = answers
         .iter()
@@ -549,7 +545,7 @@ pub(crate) async fn record_acks(
     match r {
         Ok(_) => Ok(()),
         // Acks are re-collected next round.
-        Err(Error::Conflict(_)) => Ok(()),
+        Err(e) if e.is_conflict() => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -723,7 +719,7 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
         })
         .await;
         if let Err(e) = r
-            && !matches!(e, Error::Conflict(_))
+            && !e.is_conflict()
         {
             return Err(e);
         }
@@ -735,7 +731,7 @@ async fn collect_garbage(env: &Env) -> Result<(), Error> {
     let mut finished: Vec<&ShardMigration> = env
         .migrations
         .iter()
-        .filter(|m| m.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .filter(|m| m.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
         .collect();
     if finished.len() <= env.limits.history_limit {
         return Ok(());
@@ -764,8 +760,8 @@ fn publish_gauges(dctx: &DriverCtx, env: &Env) {
     let (mut bytes, mut lag, mut no_room) = (0i64, 0i64, 0i64);
     for mig in &env.migrations {
         let s = mig.status.clone().unwrap_or_default();
-        *by_phase.entry(phase_of(s.phase)).or_default() += 1;
-        if !s.phase.is_finished() {
+        *by_phase.entry(s.phase).or_default() += 1;
+        if !s.phase.is_terminal() {
             no_room += i64::from(
                 s.conditions
                     .iter()
@@ -793,7 +789,7 @@ fn publish_gauges(dctx: &DriverCtx, env: &Env) {
             .get_or_create(&PhaseLabels {
                 namespace: env.ns.clone(),
                 cluster: env.name.clone(),
-                phase: format!("{:?}", convert::crd_phase(phase)),
+                phase: format!("{:?}", phase),
             })
             .set(by_phase.get(&phase).copied().unwrap_or(0));
     }

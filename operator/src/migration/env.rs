@@ -13,10 +13,11 @@ use ringshift_ring::{Placement, RingSpec};
 use super::Error;
 use super::placement_io::Writer;
 use crate::cache::Stores;
-use crate::crd::{ApprovalMode, ShardCluster, ShardMigration, ShardPlacement};
-use crate::desired::names::{self, ADMIN_PORT, ADMIN_TOKEN_KEY, DATA_PORT};
-use crate::observed::pod_facts;
-use crate::validate::{Existing, validate};
+use crate::cluster::desired::names::{self, ADMIN_PORT, ADMIN_TOKEN_KEY, DATA_PORT};
+use crate::cluster::observed::pod_facts;
+use crate::cluster::validate::{Existing, validate};
+use crate::crd::{ApprovalMode, DocumentError, ShardCluster, ShardMigration, ShardPlacement};
+use crate::k8s;
 
 /// A member pod as the driver needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +78,7 @@ impl Env {
     ) -> Result<Option<Env>, Error> {
         let ns = placement_obj
             .namespace()
-            .ok_or_else(|| Error::NoNamespace(placement_obj.name_any()))?;
+            .ok_or_else(|| k8s::Error::NoNamespace(placement_obj.name_any()))?;
         let name = placement_obj.spec.cluster.clone();
         let Some(cached) = stores.cluster(&ns, &name) else {
             return Ok(None);
@@ -104,17 +105,10 @@ impl Env {
         let Ok(valid) = validate(&name, &cluster.spec, &Existing::default()) else {
             return Ok(None);
         };
-        let desired: RingSpec = serde_json::from_value(placement_obj.spec.ring.clone())
-            .map_err(|e| Error::Document(format!("ShardPlacement {ns}/{name} spec.ring: {e}")))?;
-        let placement = placement_obj
-            .status
-            .as_ref()
-            .and_then(|s| s.placement.clone())
-            .map(serde_json::from_value::<Placement>)
-            .transpose()
-            .map_err(|e| {
-                Error::Document(format!("ShardPlacement {ns}/{name} status.placement: {e}"))
-            })?;
+        let unreadable =
+            |e: DocumentError| Error::Document(format!("ShardPlacement {ns}/{name} {e}"));
+        let desired: RingSpec = placement_obj.spec.desired_ring().map_err(unreadable)?;
+        let placement = placement_obj.committed().map_err(unreadable)?;
 
         let members = stores
             .pods_with(&ns, &names::selector_labels(&name))

@@ -12,6 +12,29 @@ use super::env::Env;
 /// How long one admin call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a call to a node got no answer (its text goes to logs and move status messages).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeCallError {
+    /// The member's pod has no address yet.
+    #[error("{0} has no address")]
+    NoAddress(String),
+    /// The failpoint `push.fail` refused the push to this member (tests only).
+    #[error("{0}: placement push failed (failpoint push.fail)")]
+    PushFailpoint(String),
+    /// The placement push to this member took longer than [`CALL_TIMEOUT`].
+    #[error("{0}: placement push timed out")]
+    PushTimedOut(String),
+    /// A call (running on its own task) got no answer in time.
+    #[error("no answer within {} s", .0.as_secs())]
+    NoAnswer(Duration),
+    /// The node refused, or the request failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The task running the call ended without an answer (aborted or panicked).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Admin clients of a cluster's members, for one round.
 pub struct Nodes {
     http: reqwest::Client,
@@ -73,21 +96,19 @@ impl Nodes {
         &self,
         member: &str,
         body: &PlacementInstall,
-    ) -> Result<(PlacementAccepted, Duration), String> {
+    ) -> Result<(PlacementAccepted, Duration), NodeCallError> {
         let Some(c) = self.client(member) else {
-            return Err(format!("{member} has no address"));
+            return Err(NodeCallError::NoAddress(member.to_string()));
         };
         let key = format!("{member}@{}", body.placement.epoch());
         if super::failpoints::fails("push.fail", &key) {
-            return Err(format!(
-                "{member}: placement push failed (failpoint push.fail)"
-            ));
+            return Err(NodeCallError::PushFailpoint(member.to_string()));
         }
         let t0 = Instant::now();
         match tokio::time::timeout(CALL_TIMEOUT, c.put_placement(body)).await {
             Ok(Ok(a)) => Ok((a, t0.elapsed())),
-            Ok(Err(e)) => Err(describe(&e)),
-            Err(_) => Err(format!("{member}: placement push timed out")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(NodeCallError::PushTimedOut(member.to_string())),
         }
     }
 
@@ -96,7 +117,7 @@ impl Nodes {
         &self,
         members: &[String],
         body: &PlacementInstall,
-    ) -> BTreeMap<String, Result<PlacementAccepted, String>> {
+    ) -> BTreeMap<String, Result<PlacementAccepted, NodeCallError>> {
         let calls = members
             .iter()
             .map(|m| async move { (m.clone(), self.push_one(m, body).await.map(|(a, _)| a)) });

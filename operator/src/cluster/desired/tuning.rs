@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::crd::{Durability, NodeResources, NodeTuning};
-use crate::validate::quantity_value;
+use crate::k8s::quantity;
 
 const MI: u64 = 1024 * 1024;
 /// The node's default read cache (`--cache-bytes`, node/src/config.rs).
@@ -49,19 +49,34 @@ impl Default for Tuning {
     }
 }
 
-/// A whole number of bytes from a quantity (`256Mi`, `1G`, `1048576`), or why it is not one.
-fn bytes(field: &str, q: &Quantity) -> Result<u64, String> {
-    match quantity_value(&q.0) {
-        Some(v) if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 => Ok(v as u64),
-        _ => Err(format!(
-            "spec.tuning.{field}: {:?} is not a whole, non-negative number of bytes (e.g. 256Mi)",
-            q.0
-        )),
-    }
+/// What is wrong with one field of `spec.tuning`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TuningError {
+    /// Not a whole, non-negative number of bytes.
+    #[error(
+        "spec.tuning.{field}: {value:?} is not a whole, non-negative number of bytes (e.g. 256Mi)"
+    )]
+    NotBytes {
+        /// The field's name in the spec.
+        field: &'static str,
+        /// The quantity as written.
+        value: String,
+    },
+    /// A memtable below [`MIN_MEMTABLE_BYTES`].
+    #[error("spec.tuning.memtableBytes: {0} is below the minimum of 1Mi")]
+    MemtableTooSmall(String),
 }
 
-/// The tuning the nodes run with, or what is wrong with `spec.tuning`.
-pub fn resolve(tuning: Option<&NodeTuning>) -> Result<Tuning, Vec<String>> {
+/// A whole number of bytes from a quantity (`256Mi`, `1G`, `1048576`).
+fn bytes(field: &'static str, q: &Quantity) -> Result<u64, TuningError> {
+    quantity::whole(&q.0).map_err(|_| TuningError::NotBytes {
+        field,
+        value: q.0.clone(),
+    })
+}
+
+/// The tuning the nodes run with, or what is wrong with `spec.tuning` (every bad field).
+pub fn resolve(tuning: Option<&NodeTuning>) -> Result<Tuning, Vec<TuningError>> {
     let mut t = Tuning::default();
     let Some(spec) = tuning else { return Ok(t) };
     let mut errors = Vec::new();
@@ -73,10 +88,9 @@ pub fn resolve(tuning: Option<&NodeTuning>) -> Result<Tuning, Vec<String>> {
     }
     if let Some(q) = &spec.memtable_bytes {
         match bytes("memtableBytes", q) {
-            Ok(b) if b < MIN_MEMTABLE_BYTES => errors.push(format!(
-                "spec.tuning.memtableBytes: {} is below the minimum of 1Mi",
-                q.0
-            )),
+            Ok(b) if b < MIN_MEMTABLE_BYTES => {
+                errors.push(TuningError::MemtableTooSmall(q.0.clone()))
+            }
             Ok(b) => t.memtable_bytes = b,
             Err(e) => errors.push(e),
         }
@@ -206,9 +220,23 @@ mod tests {
             "cacheBytes": "-1Gi", "memtableBytes": "1500m"
         }))))
         .unwrap_err();
-        assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].starts_with("spec.tuning.cacheBytes"), "{e:?}");
-        assert!(e[1].starts_with("spec.tuning.memtableBytes"), "{e:?}");
+        assert_eq!(
+            e,
+            [
+                TuningError::NotBytes {
+                    field: "cacheBytes",
+                    value: "-1Gi".into()
+                },
+                TuningError::NotBytes {
+                    field: "memtableBytes",
+                    value: "1500m".into()
+                },
+            ]
+        );
+        assert_eq!(
+            e[0].to_string(),
+            "spec.tuning.cacheBytes: \"-1Gi\" is not a whole, non-negative number of bytes (e.g. 256Mi)"
+        );
         for bad in ["lots", "0", "512Ki"] {
             let e = resolve(Some(&tuning(serde_json::json!({"memtableBytes": bad}))));
             assert!(e.is_err(), "{bad}");
@@ -242,7 +270,7 @@ mod tests {
             durability: Durability::Durable,
         };
         let requests = resources(None, &big).requests.unwrap();
-        let request = quantity_value(&requests["memory"].0).unwrap() as u64;
+        let request = quantity::whole(&requests["memory"].0).unwrap();
         assert!(request >= big.buffer_bytes() + BASE_MEMORY_BYTES);
         assert_eq!(requests["memory"].0, "4736Mi");
     }
