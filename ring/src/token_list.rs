@@ -122,6 +122,27 @@ impl TokenList {
         self.len -= 1;
     }
 
+    /// Load the nodes `ids` and their predecessors into the cache, all at once. A join's cuts
+    /// each read a node and the one before it, scattered over the list; read cut by cut, every
+    /// one of those reads waited for memory in turn (a third of a 1000-member build's time).
+    /// Read here in two passes of independent loads, their waits overlap. Changes nothing.
+    pub fn warm(&self, ids: impl IntoIterator<Item = NodeId>, prevs: &mut Vec<NodeId>) {
+        prevs.clear();
+        let mut sum = 0u64;
+        for id in ids {
+            if let Some(n) = self.nodes.get(id as usize) {
+                sum = sum.wrapping_add(n.token);
+                prevs.push(n.prev);
+            }
+        }
+        for &p in prevs.iter() {
+            if let Some(n) = self.nodes.get(p as usize) {
+                sum = sum.wrapping_add(n.token);
+            }
+        }
+        std::hint::black_box(sum);
+    }
+
     /// Every (token, owner) in ascending token order.
     #[cfg(test)]
     pub fn sorted(&self) -> Vec<(u64, u32)> {
