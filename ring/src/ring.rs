@@ -49,12 +49,12 @@ impl Ring {
             members.push(Member::new(m.name.clone(), m.weight));
             loads.push(m.load);
         }
-        let mut tokens = Vec::with_capacity(alloc.tokens.len());
-        let mut owners = Vec::with_capacity(alloc.tokens.len());
-        for (t, id) in alloc.tokens.iter_sorted() {
-            tokens.push(t);
-            owners.push(slot.get(id as usize).copied().unwrap_or(0));
-        }
+        let pairs = alloc.tokens.sorted_pairs();
+        let tokens: Vec<u64> = pairs.iter().map(|p| p.0).collect();
+        let owners: Vec<u32> = pairs
+            .iter()
+            .map(|p| slot.get(p.1 as usize).copied().unwrap_or(0))
+            .collect();
         let (index, shift) = radix_index(&tokens, &owners);
         Ok(Ring {
             members,
