@@ -26,8 +26,10 @@
 //! largest ranges are a prefix (a joiner's new ranges are appended and sorted once per join);
 //! the members owning tokens are kept ordered by load per weight ([`LoadOrder`]), updated only
 //! for the members an operation changed; and the sums the rules need per operation (total and
-//! lightest weight, how many members own tokens) are kept up to date instead of recounted. None
-//! of this changes a decision: `tests/pinned_layouts.rs` pins the tokens of both algorithms.
+//! lightest weight, how many members own tokens) are kept up to date instead of recounted. The
+//! list's nodes are scattered in memory, so a join loads the nodes its cuts will read in one pass
+//! first (see [`TokenList::warm`]). None of this changes a decision: `tests/pinned_layouts.rs`
+//! pins the tokens of both algorithms.
 
 use crate::error::{Error, Result};
 use crate::load_order::{LoadOrder, Norm};
