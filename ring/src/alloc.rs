@@ -26,8 +26,10 @@
 //! largest ranges are a prefix (a joiner's new ranges are appended and sorted once per join);
 //! the members owning tokens are kept ordered by load per weight ([`LoadOrder`]), updated only
 //! for the members an operation changed; and the sums the rules need per operation (total and
-//! lightest weight, how many members own tokens) are kept up to date instead of recounted. None
-//! of this changes a decision: `tests/pinned_layouts.rs` pins the tokens of both algorithms.
+//! lightest weight, how many members own tokens) are kept up to date instead of recounted. The
+//! list's nodes are scattered in memory, so a join loads the nodes its cuts will read in one pass
+//! first (see [`TokenList::warm`]). None of this changes a decision: `tests/pinned_layouts.rs`
+//! pins the tokens of both algorithms.
 
 use crate::error::{Error, Result};
 use crate::load_order::{LoadOrder, Norm};
@@ -95,6 +97,21 @@ const SLACK: u128 = 20;
 
 /// Algorithm 2 grants a member at most this many times `vnodes` tokens, however heavy.
 const MAX_WEIGHT_RATIO: u32 = 16;
+
+/// The low bits of a [`drop_rank`]: the donor's position.
+const DROP_INDEX: u128 = (1 << 31) - 1;
+
+/// The order in which a join drops donors to keep its pieces within budget, as one integer
+/// (smallest first): most pieces first, then smallest part, then position. Packed because the
+/// heap of a join compares these about a thousand times: pieces in the top 32 bits (a donor
+/// cannot need more pieces than there are tokens, which node ids count in 32 bits), the part
+/// (at most 2^64) in the next 65, the position (below 2^31: at most one donor per member) in
+/// the low 31.
+fn drop_rank(pieces: usize, part: u128, position: usize) -> u128 {
+    debug_assert!(part <= FULL_SPAN && (position as u128) <= DROP_INDEX);
+    let pieces = u32::try_from(pieces).unwrap_or(u32::MAX);
+    (u128::from(!pieces) << 96) | (part << 31) | position as u128
+}
 
 /// How many of `ranges` (largest first) it takes to cover `amount`.
 fn pieces_needed(ranges: &[Range], amount: u128) -> usize {
@@ -544,15 +561,16 @@ impl Allocator {
             // those that stay within 5% of their fair share: balance wins over the token cap.
             // Most pieces first, then smallest part, then position: a total order, taken from a
             // heap because the loop usually stops after a few.
-            let mut order: BinaryHeap<Reverse<(Reverse<usize>, u128, usize)>> = (0..set.len())
-                .map(|i| Reverse((Reverse(needs[i]), gives[i], i)))
+            let mut order: BinaryHeap<Reverse<u128>> = (0..set.len())
+                .map(|i| Reverse(drop_rank(needs[i], gives[i], i)))
                 .collect();
             let mut freed = 0usize;
             let mut dropped = 0usize;
             let mut drop = vec![false; set.len()];
             let mut kept_load: u128 = set.iter().map(Norm::load).sum();
             let mut kept_weight: u128 = set.iter().map(|d| u128::from(d.weight)).sum();
-            while let Some(Reverse((_, _, i))) = order.pop() {
+            while let Some(Reverse(rank)) = order.pop() {
+                let i = (rank & DROP_INDEX) as usize;
                 if total - freed <= budget || set.len() - dropped == 1 {
                     break;
                 }
@@ -588,6 +606,13 @@ impl Allocator {
         let total: usize = needs.iter().sum();
         let spare = budget.saturating_sub(total) as u128;
         let mut touched = Vec::with_capacity(budget + set.len());
+        // The token nodes the cuts will read (see `TokenList::warm`).
+        let cuts = set.iter().zip(&needs).flat_map(|(d, &need)| {
+            let ranges = self.members[d.id as usize].ranges.by_size();
+            ranges[..need.min(ranges.len())].iter().map(|r| r.node)
+        });
+        self.tokens.warm(cuts, &mut touched);
+        touched.clear();
         // Cutting reads and changes only the donors' range lists, so the taker's new ranges
         // can wait unsorted until all are cut.
         self.collecting = Some(taker);
@@ -1063,6 +1088,23 @@ impl Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The packed drop order is the order it stands for: most pieces first, then the
+        /// smallest part, then the position; and it gives the position back.
+        #[test]
+        fn drop_rank_orders_like_pieces_part_position(
+            a in (0usize..1 << 32, 0u128..=FULL_SPAN, 0usize..1 << 31),
+            b in (0usize..1 << 32, 0u128..=FULL_SPAN, 0usize..1 << 31),
+            same_pieces in proptest::bool::ANY,
+        ) {
+            let b = if same_pieces { (a.0, b.1, b.2) } else { b };
+            let (ra, rb) = (drop_rank(a.0, a.1, a.2), drop_rank(b.0, b.1, b.2));
+            let tuple = |(n, g, i): (usize, u128, usize)| (Reverse(n), g, i);
+            proptest::prop_assert_eq!(ra.cmp(&rb), tuple(a).cmp(&tuple(b)));
+            proptest::prop_assert_eq!((ra & DROP_INDEX) as usize, a.2);
+        }
+    }
 
     fn churn(n: usize, ops: usize, seed: u64) -> Vec<RingOp> {
         let mut out: Vec<RingOp> = (0..n)

@@ -4,7 +4,11 @@
 //! largest step of a join in a 1000-member ring, yet one operation changes the load of at
 //! most `vnodes` donors and the joiner (a leave: the leaver and its recipients). So the order
 //! is kept, and after an operation only the members it changed are taken out, sorted and
-//! merged back in: a short search per changed member and block copies of the rest.
+//! merged back in: a short search per changed member and block copies of the rest, from the
+//! first position that changes. A join's donors were the most loaded members, so their old
+//! entries sit at the head: they are dropped there (the order starts later in its vector)
+//! instead of moving every entry behind them, and the entries the join changed go back in near
+//! the tail, so a join touches about as many entries as it changed.
 
 use std::cmp::Ordering;
 
@@ -83,8 +87,11 @@ fn sort_nearly_sorted<T: Copy>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
 
 #[derive(Debug, Default)]
 pub(crate) struct LoadOrder {
-    /// Members with a load, as of the last [`LoadOrder::refresh`], most loaded first.
+    /// Members with a load, as of the last [`LoadOrder::refresh`], most loaded first, from
+    /// `start` on; the entries before `start` are dropped ones not yet compacted away (see
+    /// [`LoadOrder::drop_stale_head`]).
     sorted: Vec<Norm>,
+    start: usize,
     /// Per member id, its index in `sorted` ([`UNLISTED`] if none): a changed member's old
     /// entry is found without a search.
     pos: Vec<u32>,
@@ -92,8 +99,8 @@ pub(crate) struct LoadOrder {
     /// they are read back in id order.
     changed: Vec<u64>,
     any_changed: bool,
-    /// Buffers reused across refreshes: the previous `sorted` (the next merge's output), the
-    /// changed members' new entries and the positions of their old ones.
+    /// Buffers reused across refreshes: the part of `sorted` being rebuilt, the changed
+    /// members' new entries and the positions of their old ones.
     spare: Vec<Norm>,
     fresh: Vec<Norm>,
     stale: Vec<usize>,
@@ -148,14 +155,79 @@ impl LoadOrder {
         self.stale.clear();
         for_each_bit(&mut self.stale_bits, |at| self.stale.push(at));
         sort_nearly_sorted(&mut self.fresh, |a, b| most_loaded_first(a, b).is_lt());
-        let first_insert = merge(&self.sorted, &self.stale, &self.fresh, &mut self.spare);
-        std::mem::swap(&mut self.sorted, &mut self.spare);
-        // Entries before the first removal or insertion kept their index.
+        let head = self.drop_stale_head();
+        // Rebuild from the first position that changes: the first remaining old entry or where
+        // the first new one goes (old entries still sort among the others, so the search may
+        // include them).
+        let insert_at = match self.fresh.first() {
+            Some(f) => {
+                self.start
+                    + gallop(&self.sorted[self.start..], |x| {
+                        most_loaded_first(x, f).is_lt()
+                    })
+            }
+            None => self.sorted.len(),
+        };
         let first = self
             .stale
-            .first()
-            .map_or(first_insert, |&s| s.min(first_insert));
+            .get(head)
+            .map_or(insert_at, |&s| s.min(insert_at));
+        self.spare.clear();
+        self.spare.extend_from_slice(&self.sorted[first..]);
+        self.sorted.truncate(first);
+        for s in &mut self.stale[head..] {
+            *s -= first;
+        }
+        merge(
+            &self.spare,
+            &self.stale[head..],
+            &self.fresh,
+            &mut self.sorted,
+        );
         for (i, n) in self.sorted.iter().enumerate().skip(first) {
+            self.pos[n.id as usize] = i as u32;
+        }
+        if self.start > self.sorted.len() / 2 {
+            self.compact();
+        }
+    }
+
+    /// Drop the old entries at the head of the order without moving what follows them: a
+    /// join's donors were the most loaded members, so their old entries are (nearly) a prefix,
+    /// and rebuilding the order behind them moved every entry on each join. The few current
+    /// entries among them (donors a join did not cut) move to the end of that prefix, keeping
+    /// their order, and the order then starts after the dropped ones. Takes the leading old
+    /// positions while they make up at least half of the entries they span; returns how many.
+    fn drop_stale_head(&mut self) -> usize {
+        let (mut count, mut end) = (0, self.start);
+        for (k, &p) in self.stale.iter().enumerate() {
+            if p + 1 - self.start > 2 * (k + 1) {
+                break;
+            }
+            (count, end) = (k + 1, p + 1);
+        }
+        let mut write = end;
+        let mut s = count;
+        for read in (self.start..end).rev() {
+            if s > 0 && self.stale[s - 1] == read {
+                s -= 1;
+                continue;
+            }
+            write -= 1;
+            let n = self.sorted[read];
+            self.sorted[write] = n;
+            self.pos[n.id as usize] = write as u32;
+        }
+        self.start = write;
+        count
+    }
+
+    /// Remove the dropped entries before `start` once they outnumber the others (so the
+    /// vector stays at most twice the members it orders).
+    fn compact(&mut self) {
+        self.sorted.drain(..self.start);
+        self.start = 0;
+        for (i, n) in self.sorted.iter().enumerate() {
             self.pos[n.id as usize] = i as u32;
         }
     }
@@ -163,18 +235,16 @@ impl LoadOrder {
     /// Every member with a load, most loaded first (call [`LoadOrder::refresh`] first).
     pub fn sorted(&self) -> &[Norm] {
         debug_assert!(!self.any_changed);
-        &self.sorted
+        &self.sorted[self.start..]
     }
 }
 
-/// Merge `few` into `many` (both sorted most loaded first) into `out`, leaving out the entries
-/// of `many` at the (ascending) positions `stale`: block copies of `many` between a search per
-/// run of `few`. The changed members of an operation tend to land next to each other (a join
-/// levels its donors to one load), so each search gallops from the previous one and a run of
-/// them goes in at once. Returns where the first entry of `few` went.
-fn merge(many: &[Norm], stale: &[usize], few: &[Norm], out: &mut Vec<Norm>) -> usize {
-    out.clear();
-    let mut first = None;
+/// Merge `few` into `many` (both sorted most loaded first), appending to `out`, leaving out the
+/// entries of `many` at the (ascending) positions `stale`: block copies of `many` between a
+/// search per run of `few`. The changed members of an operation tend to land next to each other
+/// (a join levels its donors to one load), so each search gallops from the previous one and a
+/// run of them goes in at once.
+fn merge(many: &[Norm], stale: &[usize], few: &[Norm], out: &mut Vec<Norm>) {
     out.reserve(many.len() + few.len());
     let before = |a: &Norm, b: &Norm| most_loaded_first(a, b).is_lt();
     let (mut from, mut s, mut i) = (0, 0, 0);
@@ -182,7 +252,6 @@ fn merge(many: &[Norm], stale: &[usize], few: &[Norm], out: &mut Vec<Norm>) -> u
         // Stale entries still sort among the others, so the search may include them.
         let at = from + gallop(&many[from..], |x| before(x, &few[i]));
         copy_live(many, stale, &mut s, from, at, out);
-        first.get_or_insert(out.len());
         from = at;
         // `few[i]` goes here (it may equal the stale entry at `at`), with those after it that
         // sort before `many[at]` too.
@@ -194,7 +263,6 @@ fn merge(many: &[Norm], stale: &[usize], few: &[Norm], out: &mut Vec<Norm>) -> u
         i += run;
     }
     copy_live(many, stale, &mut s, from, many.len(), out);
-    first.unwrap_or(out.len())
 }
 
 /// Copy `many[from..to]` to `out`, skipping the positions `stale[*s..]` inside it (advancing

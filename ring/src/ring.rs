@@ -49,12 +49,12 @@ impl Ring {
             members.push(Member::new(m.name.clone(), m.weight));
             loads.push(m.load);
         }
-        let mut tokens = Vec::with_capacity(alloc.tokens.len());
-        let mut owners = Vec::with_capacity(alloc.tokens.len());
-        for (t, id) in alloc.tokens.iter_sorted() {
-            tokens.push(t);
-            owners.push(slot.get(id as usize).copied().unwrap_or(0));
-        }
+        let pairs = alloc.tokens.sorted_pairs();
+        let tokens: Vec<u64> = pairs.iter().map(|p| p.0).collect();
+        let owners: Vec<u32> = pairs
+            .iter()
+            .map(|p| slot.get(p.1 as usize).copied().unwrap_or(0))
+            .collect();
         let (index, shift) = radix_index(&tokens, &owners);
         Ok(Ring {
             members,
@@ -235,13 +235,16 @@ impl Ring {
 const DIRECT: u32 = 1 << 31;
 
 /// Radix index over the top `bits` bits of the hash, about four buckets per token, so that most
-/// lookups are one load from the index.
+/// lookups are one load from the index. Built one run of buckets per token group (most buckets
+/// hold no token and are filled as a block) rather than bucket by bucket.
 fn radix_index(tokens: &[u64], owners: &[u32]) -> (Vec<u32>, u32) {
     let bits = (usize::BITS - tokens.len().leading_zeros() + 2).clamp(1, 20);
     let shift = 64 - bits;
     let buckets = 1usize << bits;
     let n = tokens.len();
     let owner_at = |i: usize| if i >= n { owners[0] } else { owners[i] };
+    // The entry of a bucket whose first token (or the first after it) is `lo`; `uniform` when
+    // every hash of the bucket belongs to that token's owner.
     let entry = |uniform: bool, lo: usize| {
         let first = owner_at(lo);
         if uniform && first < DIRECT {
@@ -250,37 +253,79 @@ fn radix_index(tokens: &[u64], owners: &[u32]) -> (Vec<u32>, u32) {
             lo as u32
         }
     };
-    let mut index = Vec::with_capacity(buckets);
-    let mut lo = 0usize;
-    while index.len() < buckets {
-        let b = index.len();
-        while lo < n && ((tokens[lo] >> shift) as usize) < b {
-            lo += 1;
+    let mut index = vec![0u32; buckets];
+    // The first bucket not filled yet, and the first token not placed yet.
+    let (mut b, mut lo) = (0usize, 0usize);
+    while lo < n {
+        let tb = (tokens[lo] >> shift) as usize;
+        // Buckets before token `lo`'s hold no token: all their hashes are its owner's.
+        index[b..tb].fill(entry(true, lo));
+        // Bucket `tb` holds tokens `lo..hi`; its hashes past the last of them belong to the
+        // token after it (wrapping), unless that last token ends the bucket exactly.
+        let end = tokens[lo] | ((1u64 << shift) - 1);
+        let mut hi = lo + 1;
+        while hi < n && tokens[hi] <= end {
+            hi += 1;
         }
-        // Buckets before the one of token `lo` hold no token: all their hashes are its owner's
-        // (most buckets; filled as one run instead of one by one).
-        let next = if lo < n {
-            (tokens[lo] >> shift) as usize
-        } else {
-            buckets
-        };
-        if next > b {
-            index.resize(next, entry(true, lo));
-            continue;
-        }
-        let end = ((b as u64) << shift) | ((1u64 << shift) - 1);
-        // Tokens inside the bucket, then the first one at or after its end: one owner for all?
-        let mut j = lo;
+        let last = if tokens[hi - 1] == end { hi - 1 } else { hi };
         let first = owner_at(lo);
-        let mut uniform = true;
-        while j < n && tokens[j] < end {
-            j += 1;
-            if owner_at(j) != first {
-                uniform = false;
-                break;
-            }
-        }
-        index.push(entry(uniform, lo));
+        let uniform = (lo + 1..=last).all(|j| owner_at(j) == first);
+        index[tb] = entry(uniform, lo);
+        b = tb + 1;
+        lo = hi;
     }
+    index[b..].fill(entry(true, n));
     (index, shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The index entry of every bucket by its definition: the bucket's hashes are owned by the
+    /// first token at or after its start through the first token at or after its end.
+    fn reference_index(tokens: &[u64], owners: &[u32], shift: u32) -> Vec<u32> {
+        let n = tokens.len();
+        let owner_at = |i: usize| if i >= n { owners[0] } else { owners[i] };
+        let mask = (1u64 << shift) - 1;
+        (0..=(u64::MAX >> shift))
+            .map(|b| {
+                let (start, end) = (b << shift, (b << shift) | mask);
+                let lo = tokens.partition_point(|&t| t < start);
+                let hi = tokens.partition_point(|&t| t < end);
+                let first = owner_at(lo);
+                if (lo..=hi).all(|i| owner_at(i) == first) && first < DIRECT {
+                    DIRECT | first
+                } else {
+                    lo as u32
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Tokens anywhere, at bucket starts and at bucket ends, few or many owners: each
+        /// bucket is direct exactly when one member owns all of it.
+        #[test]
+        fn radix_index_matches_its_definition(
+            raw in proptest::collection::vec((any::<u64>(), 0u8..4, 0u32..3), 1..200),
+        ) {
+            let bits = (usize::BITS - raw.len().leading_zeros() + 2).clamp(1, 20);
+            let mask = (1u64 << (64 - bits)) - 1;
+            let mut parts: Vec<(u64, u32)> = raw
+                .iter()
+                .map(|&(t, edge, o)| match edge {
+                    0 => (t & !mask, o),
+                    1 => (t | mask, o),
+                    _ => (t, o),
+                })
+                .collect();
+            parts.sort_unstable();
+            parts.dedup_by_key(|p| p.0);
+            let (tokens, owners): (Vec<u64>, Vec<u32>) = parts.into_iter().unzip();
+            let (index, shift) = radix_index(&tokens, &owners);
+            prop_assert_eq!(index, reference_index(&tokens, &owners, shift));
+        }
+    }
 }
