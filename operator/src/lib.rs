@@ -1,20 +1,14 @@
 //! The ringshift operator: CRD types, the cluster controller and its runtime.
 
-pub mod apply;
 pub mod cache;
-pub mod conditions;
-pub mod controller;
+pub mod cluster;
 pub mod crd;
-pub mod desired;
-pub mod driver;
 pub mod duration;
 pub mod http;
+pub mod k8s;
 pub mod leader;
 pub mod log_format;
 pub mod metrics;
-pub mod observed;
+pub mod migration;
 pub mod plugin;
-pub mod rebalance;
 pub mod runtime;
-pub mod status;
-pub mod validate;

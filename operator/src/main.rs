@@ -117,7 +117,7 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
-    if let Err(e) = ringshift_operator::driver::failpoints::init() {
+    if let Err(e) = ringshift_operator::migration::failpoints::init() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

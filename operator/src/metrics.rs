@@ -21,7 +21,7 @@ pub struct ReconcileLabels {
 pub struct ErrorLabels {
     /// Controller name.
     pub controller: String,
-    /// Error kind (see `controller::Error::reason`).
+    /// Error kind (see `k8s::Error::reason`).
     pub reason: String,
 }
 
@@ -56,7 +56,7 @@ pub struct ClusterMetrics {
     /// Share of the hash space each member owns in the committed placement (0-1).
     pub ring_share: Family<MemberLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// `status.rebalance.percent` of the latest ring change.
-    pub rebalance_percent: Family<crate::driver::metrics::ClusterLabels, Gauge>,
+    pub rebalance_percent: Family<crate::migration::metrics::ClusterLabels, Gauge>,
     /// Members last published per (namespace, cluster), to drop the series of those gone.
     members: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<String>>>,
 }
@@ -118,7 +118,7 @@ impl ClusterMetrics {
         }
         last.insert((namespace.into(), cluster.into()), now);
         self.rebalance_percent
-            .get_or_create(&crate::driver::metrics::ClusterLabels {
+            .get_or_create(&crate::migration::metrics::ClusterLabels {
                 namespace: namespace.into(),
                 cluster: cluster.into(),
             })
@@ -137,7 +137,7 @@ pub struct Metrics {
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
     /// Metrics of the migration driver.
-    pub migration: crate::driver::metrics::MigrationMetrics,
+    pub migration: crate::migration::metrics::MigrationMetrics,
     /// Per-cluster conditions, ring shares and progress.
     pub cluster: ClusterMetrics,
     /// The registry to encode.
@@ -181,7 +181,7 @@ impl Metrics {
             "1 while this replica is the leader",
             leader.clone(),
         );
-        let migration = crate::driver::metrics::MigrationMetrics::new();
+        let migration = crate::migration::metrics::MigrationMetrics::new();
         migration.register(&mut registry);
         let cluster = ClusterMetrics::default();
         cluster.register(&mut registry);
@@ -201,28 +201,31 @@ impl Metrics {
     pub fn touch_every_family(&self) {
         self.observe("example", 0.0, Some("example"));
         let m = &self.migration;
-        let cluster = crate::driver::metrics::ClusterLabels {
+        let cluster = crate::migration::metrics::ClusterLabels {
             namespace: "example".into(),
             cluster: "example".into(),
         };
-        drop(m.moves.get_or_create(&crate::driver::metrics::PhaseLabels {
-            namespace: "example".into(),
-            cluster: "example".into(),
-            phase: "Pending".into(),
-        }));
+        drop(
+            m.moves
+                .get_or_create(&crate::migration::metrics::PhaseLabels {
+                    namespace: "example".into(),
+                    cluster: "example".into(),
+                    phase: "Pending".into(),
+                }),
+        );
         drop(m.bytes_copied.get_or_create(&cluster));
         drop(m.lag.get_or_create(&cluster));
         drop(m.cutovers_over_budget.get_or_create(&cluster));
         drop(m.moves_waiting_for_room.get_or_create(&cluster));
         drop(
             m.cutover_stage
-                .get_or_create(&crate::driver::metrics::StageLabels {
+                .get_or_create(&crate::migration::metrics::StageLabels {
                     stage: "fence".into(),
                 }),
         );
         drop(
             m.phase_seconds
-                .get_or_create(&crate::driver::metrics::PhaseTimeLabels {
+                .get_or_create(&crate::migration::metrics::PhaseTimeLabels {
                     phase: "Copying".into(),
                 }),
         );

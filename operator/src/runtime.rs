@@ -11,8 +11,9 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::cache;
-use crate::controller::{Context, cluster};
+use crate::cluster;
 use crate::http::{self, Health};
+use crate::k8s::Context;
 use crate::leader::{self, LeaseConfig, Role};
 use crate::log_format::LogFormat;
 use crate::metrics::Metrics;
@@ -191,10 +192,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         };
         let controller = futures::future::join(
             cluster::run(ctx.clone(), cluster_feeds, ctl_stop),
-            crate::driver::run(
+            crate::migration::run(
                 ctx.clone(),
                 driver_feeds,
-                crate::driver::Leadership::new(leader_rx.clone()),
+                crate::migration::Leadership::new(leader_rx.clone()),
                 driver_stop,
             ),
         );

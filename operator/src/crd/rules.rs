@@ -1,6 +1,6 @@
 //! CEL validation rules (`x-kubernetes-validations`) of the ShardCluster CRD: the cross-field
 //! rules the API server can enforce, so a bad edit is refused at `kubectl apply` time. The
-//! operator keeps checking the same things (crate::validate) as defence, for objects written
+//! operator keeps checking the same things (crate::cluster::validate) as defence, for objects written
 //! before a rule existed.
 
 use std::collections::BTreeMap;
@@ -9,9 +9,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, ValidationRule,
 };
 
-use crate::desired::pod_settings::{RESERVED_LABEL_PREFIX, reserved_label_keys};
-use crate::desired::tuning::{DEFAULT_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES, MEMTABLES};
-use crate::validate::MAX_NAME;
+use crate::cluster::desired::pod_settings::{RESERVED_LABEL_PREFIX, reserved_label_keys};
+use crate::cluster::desired::tuning::{DEFAULT_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES, MEMTABLES};
+use crate::cluster::validate::MAX_NAME;
 
 fn rule(rule: &str, message: &str, field_path: Option<&str>) -> ValidationRule {
     ValidationRule {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::estimate::Sample;
 use crate::crd::{MigrationPhase, ShardMigration};
-use crate::driver::convert::ranges_of;
+use crate::migration::convert::ranges_of;
 
 /// One move of the history.
 #[derive(Debug, Clone, Serialize, PartialEq)]

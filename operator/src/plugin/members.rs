@@ -2,9 +2,9 @@
 //! a member's weight and drain flag from. A member the list does not name has the default
 //! weight and is not drained, so an edit that brings a member back to that removes its entry.
 
+use crate::cluster::desired::names;
+use crate::cluster::validate::MAX_WEIGHT;
 use crate::crd::{DEFAULT_WEIGHT, MemberSpec};
-use crate::desired::names;
-use crate::validate::MAX_WEIGHT;
 
 /// One edit of one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,11 +18,11 @@ use kube::{Client, ResourceExt};
 use ringshift_ring::{FULL_SPAN, Placement, RingSpec};
 use serde_json::json;
 
+use crate::cluster::desired::names;
+use crate::cluster::desired::ring::desired_ring;
+use crate::cluster::validate::{Existing, validate};
 use crate::crd::{ShardCluster, ShardMigration, ShardPlacement};
-use crate::desired::names;
-use crate::desired::ring::desired_ring;
-use crate::driver::CANCEL_ANNOTATION;
-use crate::validate::{Existing, validate};
+use crate::migration::CANCEL_ANNOTATION;
 use estimate::{Basis, Inputs};
 use history::HistoryRow;
 use members::Edit;
@@ -121,7 +121,7 @@ impl Ctx {
             .await
             .ok()?
             .ok()?;
-        crate::driver::room::gauge(&text, crate::driver::room::DATA_GAUGE)
+        crate::migration::room::gauge(&text, crate::migration::room::DATA_GAUGE)
     }
 
     async fn committed(
@@ -133,9 +133,9 @@ impl Ctx {
             .get_opt(&names::placement(name))
             .await
             .map_err(|e| kube_err(&format!("read ShardPlacement {name}"), e))?;
-        let ring = crate::desired::ring::current_ring(p.as_ref())
+        let ring = crate::cluster::desired::ring::current_ring(p.as_ref())
             .map_err(|e| PluginError::Invalid(e.to_string()))?;
-        let placement = crate::desired::ring::committed(p.as_ref())
+        let placement = crate::cluster::desired::ring::committed(p.as_ref())
             .map_err(|e| PluginError::Invalid(e.to_string()))?;
         Ok((ring, placement))
     }
@@ -155,7 +155,7 @@ pub async fn status(ctx: &Ctx, name: &str) -> Result<StatusView, PluginError> {
         .items
         .iter()
         .map(|p| {
-            let f = crate::observed::pod_facts(p);
+            let f = crate::cluster::observed::pod_facts(p);
             let share = current
                 .as_ref()
                 .map(|m| m.ranges_of(&f.name).span() as f64 / FULL_SPAN as f64)
@@ -232,7 +232,7 @@ pub struct WhatIf {
     pub drain: Vec<String>,
 }
 
-fn invalid_spec(errs: &[crate::validate::Invalid]) -> PluginError {
+fn invalid_spec(errs: &[crate::cluster::validate::Invalid]) -> PluginError {
     PluginError::Invalid(
         errs.iter()
             .map(|e| format!("{}: {}", e.reason, e.message))

@@ -26,7 +26,7 @@ use super::placement_io::{RecordEdit, set_record, update};
 use super::{DriverCtx, Error, sync_nodes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::conditions::{DesiredCondition, Status, find, set_condition};
+use crate::cluster::conditions::{DesiredCondition, Status, find, set_condition};
 use crate::crd::{CutoverState, MigrationProgress, ShardMigration};
 
 /// Annotation that cancels a move before its commit.

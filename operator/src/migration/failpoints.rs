@@ -120,7 +120,7 @@ pub const FALLIBLE: &[&str] = &["push.fail"];
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error(
-        "{ENV}: unknown failpoint {0:?} (known: see `ringshift_operator::driver::failpoints::ALL`)"
+        "{ENV}: unknown failpoint {0:?} (known: see `ringshift_operator::migration::failpoints::ALL`)"
     )]
     Unknown(String),
     #[error("{ENV}: {0:?}: the hit count must be a whole number of at least 1")]

@@ -39,12 +39,12 @@ use ringshift_ring::Placement;
 use tokio::sync::watch;
 
 use crate::cache::DriverFeeds;
-use crate::controller::Context;
+use crate::cluster::desired::names::CLUSTER_LABEL;
 use crate::crd::{
     CutoverState, MigrationPhase, NodeAck, ShardCluster, ShardMigration, ShardMigrationSpec,
     ShardPlacement,
 };
-use crate::desired::names::CLUSTER_LABEL;
+use crate::k8s::Context;
 use crate::leader::Role;
 use convert::{crd_ranges, phase_of, uid_of};
 use env::Env;

@@ -1,9 +1,5 @@
 //! Controllers and their shared context.
 
-pub mod cluster;
-mod finalizer;
-mod undecodable;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +8,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::cache::Stores;
-use crate::desired::ring::RingError;
+use crate::cluster::desired::ring::RingError;
 use crate::log_format::LogFormat;
 use crate::metrics::Metrics;
 

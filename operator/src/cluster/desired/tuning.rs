@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use crate::cluster::validate::quantity_value;
 use crate::crd::{Durability, NodeResources, NodeTuning};
-use crate::validate::quantity_value;
 
 const MI: u64 = 1024 * 1024;
 /// The node's default read cache (`--cache-bytes`, node/src/config.rs).

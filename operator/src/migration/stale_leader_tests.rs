@@ -437,7 +437,7 @@ async fn leadership_loss_aborts_the_drops_in_flight() {
     use crate::leader::Role;
     let fake = FakeApi::new();
     let client = writer_at(&fake, None).api.into_client();
-    let base = Arc::new(crate::controller::Context::new(
+    let base = Arc::new(crate::k8s::Context::new(
         client,
         "test",
         Arc::new(crate::metrics::Metrics::new()),

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::cluster::desired::names;
+use crate::cluster::desired::pod_settings::is_reserved_label;
+use crate::cluster::desired::statefulset::same_storage;
+use crate::cluster::desired::tuning::{self, Tuning, memory_quantity};
 use crate::crd::{DEFAULT_WEIGHT, ShardClusterSpec, StorageSpec};
-use crate::desired::names;
-use crate::desired::pod_settings::is_reserved_label;
-use crate::desired::statefulset::same_storage;
-use crate::desired::tuning::{self, Tuning, memory_quantity};
 use crate::duration::parse_duration;
 
 /// Largest vnodes the ring accepts.

@@ -11,10 +11,10 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, KubeContext};
-use crate::conditions::{DesiredCondition, Status, merge_conditions, types};
+use crate::cluster::conditions::{DesiredCondition, Status, merge_conditions, types};
+use crate::cluster::desired::names::FIELD_MANAGER;
 use crate::crd::ShardCluster;
-use crate::desired::names::FIELD_MANAGER;
+use crate::k8s::{Context, Error, KubeContext};
 
 /// Conditions of a cluster whose spec does not decode.
 pub fn conditions(error: &str) -> Vec<DesiredCondition> {

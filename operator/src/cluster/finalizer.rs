@@ -9,11 +9,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::cluster::publish;
-use super::{Context, Error, KubeContext};
+use super::reconcile::publish;
+use crate::cluster::desired::names::{self, VOLUME_FINALIZER};
+use crate::cluster::validate::fits_label_value;
 use crate::crd::{DeletePolicy, ShardCluster};
-use crate::desired::names::{self, VOLUME_FINALIZER};
-use crate::validate::fits_label_value;
+use crate::k8s::{Context, Error, KubeContext};
 
 /// Finalizers the cluster should carry for its policy, if they differ from the current ones.
 pub fn wanted_finalizers(current: &[String], policy: DeletePolicy) -> Option<Vec<String>> {

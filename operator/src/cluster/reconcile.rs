@@ -19,16 +19,17 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, KubeContext, finalizer, undecodable};
-use crate::apply::{Applied, apply, apply_unchanged_since};
+use super::{finalizer, undecodable};
 use crate::cache::ClusterFeeds;
-use crate::conditions::{DesiredCondition, Status, merge_conditions, types};
+use crate::cluster::conditions::{DesiredCondition, Status, merge_conditions, types};
+use crate::cluster::desired::names::{self, CLUSTER_LABEL, FIELD_MANAGER};
+use crate::cluster::desired::{pdb, ring, secret, services, statefulset};
+use crate::cluster::observed::{PodFacts, next_pod_to_roll, pod_facts};
+use crate::cluster::status::{self, Inputs, busy_members};
+use crate::cluster::validate::{Existing, Invalid, SecretLookup, fits_label_value, validate};
 use crate::crd::{ShardCluster, ShardClusterStatus, ShardMigration, ShardPlacement};
-use crate::desired::names::{self, CLUSTER_LABEL, FIELD_MANAGER};
-use crate::desired::{pdb, ring, secret, services, statefulset};
-use crate::observed::{PodFacts, next_pod_to_roll, pod_facts};
-use crate::status::{self, Inputs, busy_members};
-use crate::validate::{Existing, Invalid, SecretLookup, fits_label_value, validate};
+use crate::k8s::apply::{Applied, apply, apply_unchanged_since};
+use crate::k8s::{Context, Error, KubeContext};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "shardcluster";
@@ -216,7 +217,7 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
     let mut invalid: Vec<Invalid> = Vec::new();
     let mut desired_ring = None;
     let mut log_retention = std::time::Duration::from_secs(3600);
-    let mut tuning = crate::desired::tuning::Tuning::default();
+    let mut tuning = crate::cluster::desired::tuning::Tuning::default();
     match validate(&name, &cluster.spec, &existing) {
         Ok(valid) => match ring::desired_ring(current_ring.as_ref(), &valid) {
             Ok(r) => {
@@ -396,12 +397,17 @@ fn publish_metrics(
     ns: &str,
     name: &str,
     status: &crate::crd::ShardClusterStatus,
-    conditions: &[crate::conditions::DesiredCondition],
+    conditions: &[crate::cluster::conditions::DesiredCondition],
     committed: Option<&ringshift_ring::Placement>,
 ) {
     let on: Vec<(&str, bool)> = conditions
         .iter()
-        .map(|c| (c.type_, c.status == crate::conditions::Status::True))
+        .map(|c| {
+            (
+                c.type_,
+                c.status == crate::cluster::conditions::Status::True,
+            )
+        })
         .collect();
     let full = 2f64.powi(64);
     let shares: Vec<(String, f64)> = committed
@@ -439,7 +445,7 @@ async fn apply_owned(
     replicas: i32,
     storage: &crate::crd::StorageSpec,
     log_retention: std::time::Duration,
-    tuning: &crate::desired::tuning::Tuning,
+    tuning: &crate::cluster::desired::tuning::Tuning,
 ) -> Result<(), Error> {
     let name = cluster.name_any();
     ensure_admin_secret(cluster, ctx, ns).await?;

@@ -13,10 +13,10 @@ use ringshift_ring::{Placement, RingSpec};
 use super::Error;
 use super::placement_io::Writer;
 use crate::cache::Stores;
+use crate::cluster::desired::names::{self, ADMIN_PORT, ADMIN_TOKEN_KEY, DATA_PORT};
+use crate::cluster::observed::pod_facts;
+use crate::cluster::validate::{Existing, validate};
 use crate::crd::{ApprovalMode, ShardCluster, ShardMigration, ShardPlacement};
-use crate::desired::names::{self, ADMIN_PORT, ADMIN_TOKEN_KEY, DATA_PORT};
-use crate::observed::pod_facts;
-use crate::validate::{Existing, validate};
 
 /// A member pod as the driver needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

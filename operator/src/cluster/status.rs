@@ -3,10 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::conditions::{DesiredCondition, Status, types};
+use crate::cluster::conditions::{DesiredCondition, Status, types};
+use crate::cluster::observed::PodFacts;
+use crate::cluster::validate::Invalid;
 use crate::crd::{MigrationPhase, ShardClusterStatus, ShardMigration};
-use crate::observed::PodFacts;
-use crate::validate::Invalid;
 
 /// What the committed placement says, reduced for status decisions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -375,7 +375,7 @@ pub fn compute(i: &Inputs<'_>) -> (ShardClusterStatus, Vec<DesiredCondition>) {
         state: Some(state.to_string()),
         conditions: Vec::new(),
         pending_plan: i.awaiting_approval.clone(),
-        rebalance: crate::rebalance::rebalance(i.migrations, i.now_ms),
+        rebalance: crate::cluster::rebalance::rebalance(i.migrations, i.now_ms),
     };
     (status, vec![ready, progressing, balanced, degraded])
 }

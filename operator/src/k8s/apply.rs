@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::desired::names::FIELD_MANAGER;
+use crate::cluster::desired::names::FIELD_MANAGER;
 
 /// Whether every field of `desired` has the same value in `live` (fields the
 /// server or other managers added to `live` are ignored).

@@ -9,9 +9,9 @@ use ringshift_ring::{Member, Placement, RingSpec};
 
 use super::names;
 use super::owner_reference;
+use crate::cluster::status::PlacementView;
+use crate::cluster::validate::ValidSpec;
 use crate::crd::{NodeAck, ShardCluster, ShardPlacement, ShardPlacementSpec};
-use crate::status::PlacementView;
-use crate::validate::ValidSpec;
 
 /// Why the ShardPlacement could not be read or the ring not built.
 #[derive(Debug, thiserror::Error)]
@@ -148,8 +148,8 @@ pub fn placement_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::validate::{Existing, validate};
     use crate::crd::ShardClusterSpec;
-    use crate::validate::{Existing, validate};
 
     fn valid(spec: serde_json::Value) -> ValidSpec {
         let spec: ShardClusterSpec = serde_json::from_value(spec).unwrap();
