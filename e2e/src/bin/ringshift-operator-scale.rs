@@ -75,6 +75,7 @@ const GROUP: &str = "ringshift.dev";
 const REQUESTS: &str = "apiserver_request_total";
 const RECONCILE: &str = "ringshift_operator_reconcile_duration_seconds_bucket";
 const DURATION: &str = "apiserver_request_duration_seconds_bucket";
+const STEPS: &str = "ringshift_operator_reconcile_step_seconds_bucket";
 
 fn shard_clusters(client: &Client, ns: Option<&str>) -> Api<DynamicObject> {
     resource(client, ns, "ShardCluster", "shardclusters")
@@ -244,6 +245,21 @@ async fn reconcile_buckets(
     for c in ["shardcluster", "migration"] {
         out.insert(c.to_string(), buckets(&s, &[("controller", c)]));
     }
+    // Steps of a reconcile, keyed "controller step" (operators that report them).
+    let steps = samples(&text, STEPS)?;
+    let names: std::collections::BTreeSet<(String, String)> = steps
+        .iter()
+        .filter_map(|x| {
+            Some((
+                x.labels.get("controller")?.clone(),
+                x.labels.get("step")?.clone(),
+            ))
+        })
+        .collect();
+    for (c, st) in names {
+        let b = buckets(&steps, &[("controller", &c), ("step", &st)]);
+        out.insert(format!("{c} {st}"), b);
+    }
     Ok(out)
 }
 
@@ -262,19 +278,16 @@ fn total(d: &BTreeMap<Vec<String>, f64>) -> f64 {
 
 /// Whether a request of (verb, resource, subresource) can be the operator's: its own kinds,
 /// Events, and the kinds it reads or writes, but not the status subresources of built-in kinds
-/// (the controller-manager and the kubelet write those as pods start).
+/// (the controller-manager and the kubelet write those as pods start), nor the pod and claim
+/// writes of the StatefulSet and volume controllers (the operator only deletes pods and claims).
 fn operator_kind(key: &[String]) -> bool {
-    let (resource, sub) = (key[1].as_str(), key[2].as_str());
+    let (verb, resource, sub) = (key[0].as_str(), key[1].as_str(), key[2].as_str());
     match resource {
         // Events are counted from the Events themselves (`operator_events`): the
         // controller-manager writes many more of them.
         "shardclusters" | "shardplacements" | "shardmigrations" => true,
-        "statefulsets"
-        | "services"
-        | "secrets"
-        | "poddisruptionbudgets"
-        | "pods"
-        | "persistentvolumeclaims" => sub.is_empty(),
+        "statefulsets" | "services" | "secrets" | "poddisruptionbudgets" => sub.is_empty(),
+        "pods" | "persistentvolumeclaims" => sub.is_empty() && verb == "DELETE",
         _ => false,
     }
 }
@@ -589,6 +602,17 @@ async fn measure(
         created("201"),
         created("409")
     );
+    for (k, after) in rm1.iter().filter(|(k, _)| k.contains(' ')) {
+        let before = rm0.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        println!(
+            "reconcile step while moving: {k:<22} {}",
+            latency_line(before, after).replace("requests", "steps")
+        );
+    }
+    println!(
+        "operator requests per move: {:.1} (requests of the operator's kinds and its Events over the window, less background and own)",
+        ours_moving / scaled.len().max(1) as f64
+    );
     println!(
         "API server latency while moving (its apiserver_request_duration_seconds, WATCH left out): ringshift.dev kinds {}; all kinds {}",
         latency_line(&s0.latency_ours, &s1.latency_ours),
@@ -650,6 +674,10 @@ mod tests {
         assert!(!operator_kind(&key("PUT", "statefulsets", "status")));
         assert!(!operator_kind(&key("PATCH", "pods", "status")));
         assert!(!operator_kind(&key("PUT", "endpoints", "")));
+        // The StatefulSet controller creates pods and claims; the operator only deletes them.
+        assert!(!operator_kind(&key("POST", "pods", "")));
+        assert!(!operator_kind(&key("PUT", "persistentvolumeclaims", "")));
+        assert!(operator_kind(&key("DELETE", "pods", "")));
     }
 
     #[test]

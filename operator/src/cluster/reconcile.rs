@@ -144,6 +144,7 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     }
 
+    let step = Instant::now();
     // Everything here is read from the shared caches (`crate::cache`): a stale read only costs
     // a retry, since the writes below are idempotent or carry a precondition. The reads a
     // decision's safety rests on are made live where that decision is taken.
@@ -243,6 +244,9 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         None => Default::default(),
     };
 
+    // From the caches, but for the rare live reads (no cached placement, spec.auth's Secret).
+    ctx.metrics
+        .observe_step(CONTROLLER, "decide", step.elapsed());
     let outcome = match &desired_ring {
         Some(desired_ring) if invalid.is_empty() && placement_error.is_none() => {
             let current_replicas = sts.as_ref().and_then(|s| s.spec.replicas);
@@ -282,6 +286,7 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
             let storage = live_storage
                 .clone()
                 .unwrap_or_else(|| cluster.spec.storage.clone());
+            let applying = Instant::now();
             let r = apply_owned(
                 cluster,
                 ctx,
@@ -316,6 +321,8 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
                 Err(e) if is_permanent(&e) => outcome.apply_error = Some(e.to_string()),
                 Err(e) => outcome.retry = Some(e),
             }
+            ctx.metrics
+                .observe_step(CONTROLLER, "apply", applying.elapsed());
             outcome
         }
         _ => Outcome {
@@ -370,7 +377,10 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         committed.as_ref(),
     );
     let stable = next.state.as_deref() == Some("Ready");
+    let writing = Instant::now();
     write_status(cluster, ctx, &ns, &mut next, &desired_conditions).await?;
+    ctx.metrics
+        .observe_step(CONTROLLER, "status", writing.elapsed());
 
     if let Some(e) = outcome.retry {
         return Err(e);
@@ -675,7 +685,8 @@ async fn announce(
     }
 }
 
-/// Publishes an Event about `cluster`; failures are logged, not fatal.
+/// Publishes an Event about `cluster` on a task of its own (an Event is best effort, and the
+/// reconcile does not wait for the API server to store it); failures are logged, not fatal.
 pub(crate) async fn publish(
     ctx: &Context,
     obj: &impl Resource<DynamicType = ()>,
@@ -691,7 +702,11 @@ pub(crate) async fn publish(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "publishing an Event failed");
-    }
+    let recorder = ctx.recorder.clone();
+    let reference = obj.object_ref(&());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason = %ev.reason, "publishing an Event failed");
+        }
+    });
 }

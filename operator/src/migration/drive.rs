@@ -256,8 +256,12 @@ pub async fn drive(
                 return Ok(Duration::from_millis(100));
             }
             Step::Cutover { attempt } => {
+                let step = Instant::now();
                 let outcome =
                     cutover::run(env, nodes, &d.obj, attempt, d.state.copy_attempt).await?;
+                dctx.base
+                    .metrics
+                    .observe_step(super::CONTROLLER, "cutover", step.elapsed());
                 return after_cutover(dctx, env, &mut d, &obs, outcome).await;
             }
             Step::RecordAbort { attempt } => {
@@ -599,25 +603,34 @@ fn room_turned_false(
     }
 }
 
-/// Writes the move's status with its resourceVersion as precondition.
-async fn write(env: &Env, d: &mut Driven) -> Result<(), Error> {
+/// Writes the move's status with its resourceVersion as precondition, and remembers what was
+/// written until the cache shows it (`own_writes`).
+async fn write(dctx: &DriverCtx, env: &Env, d: &mut Driven) -> Result<(), Error> {
     let api: Api<ShardMigration> = Api::namespaced(env.client.clone(), &env.ns);
     let name = d.obj.name_any();
+    let replaced = d.obj.resource_version();
     match api
         .replace_status(&name, &PostParams::default(), &d.obj)
         .await
     {
         Ok(o) => {
+            dctx.own.record(&o, replaced.as_deref());
             d.obj = o;
             Ok(())
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
-            "ShardMigration {name} changed since it was read"
-        ))),
-        Err(e) => Err(Error::kube(
-            format!("writing ShardMigration {name} status"),
-            e,
-        )),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            dctx.own.forget(&d.obj);
+            Err(Error::Conflict(format!(
+                "ShardMigration {name} changed since it was read"
+            )))
+        }
+        Err(e) => {
+            dctx.own.forget(&d.obj);
+            Err(Error::kube(
+                format!("writing ShardMigration {name} status"),
+                e,
+            ))
+        }
     }
 }
 
@@ -635,7 +648,7 @@ async fn persist(
     settle_progress(&mut status);
     status.observed_generation = d.obj.metadata.generation;
     d.obj.status = Some(status);
-    write(env, d).await?;
+    write(dctx, env, d).await?;
     if before != next.phase
         && let Some(point) = failpoints::after_persist(next.phase)
     {
@@ -659,32 +672,27 @@ async fn persist(
             attempt = next.attempt, from = ?before, to = ?next.phase,
             reason = next.reason.as_deref().unwrap_or(""), "migration phase"
         );
-        let warning = matches!(next.phase, Phase::Failed);
-        let _ = dctx
-            .base
-            .recorder
-            .publish(
-                &Event {
-                    type_: if warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
+        if let Some(type_) = super::announce::event_of(before, next.phase) {
+            let note = match &next.reason {
+                Some(r) => format!(
+                    "{:?} -> {:?}: {r}",
+                    crd_phase(before),
+                    crd_phase(next.phase)
+                ),
+                None => format!("{:?} -> {:?}", crd_phase(before), crd_phase(next.phase)),
+            };
+            super::publish_later(
+                dctx,
+                Event {
+                    type_,
                     reason: format!("{:?}", crd_phase(next.phase)),
-                    note: Some(match &next.reason {
-                        Some(r) => format!(
-                            "{:?} -> {:?}: {r}",
-                            crd_phase(before),
-                            crd_phase(next.phase)
-                        ),
-                        None => format!("{:?} -> {:?}", crd_phase(before), crd_phase(next.phase)),
-                    }),
+                    note: Some(note),
                     action: "Migrate".into(),
                     secondary: None,
                 },
-                &d.obj.object_ref(&()),
-            )
-            .await;
+                d.obj.object_ref(&()),
+            );
+        }
     }
     d.state = next;
     Ok(())
@@ -710,23 +718,20 @@ async fn note_progress(
     }
     let full = room_turned_false(&before, &status);
     d.obj.status = Some(status);
-    write(env, d).await?;
+    write(dctx, env, d).await?;
     if let Some(note) = full {
         tracing::warn!(cluster = %env.name, migration = %d.obj.name_any(), target = %d.obj.spec.target, %note, "move waits for room on its target");
-        let _ = dctx
-            .base
-            .recorder
-            .publish(
-                &Event {
-                    type_: EventType::Warning,
-                    reason: "InsufficientSpace".into(),
-                    note: Some(note),
-                    action: "Migrate".into(),
-                    secondary: None,
-                },
-                &d.obj.object_ref(&()),
-            )
-            .await;
+        super::publish_later(
+            dctx,
+            Event {
+                type_: EventType::Warning,
+                reason: "InsufficientSpace".into(),
+                note: Some(note),
+                action: "Migrate".into(),
+                secondary: None,
+            },
+            d.obj.object_ref(&()),
+        );
     }
     Ok(())
 }
