@@ -74,6 +74,8 @@ enum BenchError {
 const GROUP: &str = "ringshift.dev";
 const REQUESTS: &str = "apiserver_request_total";
 const RECONCILE: &str = "ringshift_operator_reconcile_duration_seconds_bucket";
+const DURATION: &str = "apiserver_request_duration_seconds_bucket";
+const STEPS: &str = "ringshift_operator_reconcile_step_seconds_bucket";
 
 fn shard_clusters(client: &Client, ns: Option<&str>) -> Api<DynamicObject> {
     resource(client, ns, "ShardCluster", "shardclusters")
@@ -93,8 +95,20 @@ fn resource(client: &Client, ns: Option<&str>, kind: &str, plural: &str) -> Api<
     }
 }
 
-/// Requests counted by the API server, by (verb, resource, subresource), leases left out.
-async fn api_requests(client: &Client) -> Result<BTreeMap<Vec<String>, f64>, BenchError> {
+/// One reading of the API server's own metrics.
+struct ApiScrape {
+    /// Requests by (verb, resource, subresource), leases and non-resource URLs left out.
+    requests: BTreeMap<Vec<String>, f64>,
+    /// The same by (verb, resource, subresource, code): duplicate creates (409) show here.
+    by_code: BTreeMap<Vec<String>, f64>,
+    /// Latency buckets (the API server's `apiserver_request_duration_seconds`) of the requests
+    /// to ringshift's kinds, and of every request; WATCH and CONNECT (long-running) left out.
+    latency_ours: Vec<(f64, f64)>,
+    latency_all: Vec<(f64, f64)>,
+}
+
+/// Reads kube-apiserver's /metrics once.
+async fn scrape(client: &Client) -> Result<ApiScrape, BenchError> {
     let text = client
         .request_text(
             http::Request::get("/metrics")
@@ -110,7 +124,36 @@ async fn api_requests(client: &Client) -> Result<BTreeMap<Vec<String>, f64>, Ben
             r != "leases" && !r.is_empty()
         })
         .collect();
-    Ok(sum_by(&all, &["verb", "resource", "subresource"]))
+    let timed: Vec<Sample> = samples(&text, DURATION)?
+        .into_iter()
+        .filter(|s| {
+            let v = s.labels.get("verb").map(String::as_str).unwrap_or("");
+            let r = s.labels.get("resource").map(String::as_str).unwrap_or("");
+            v != "WATCH" && v != "CONNECT" && r != "leases" && !r.is_empty()
+        })
+        .collect();
+    Ok(ApiScrape {
+        requests: sum_by(&all, &["verb", "resource", "subresource"]),
+        by_code: sum_by(&all, &["verb", "resource", "subresource", "code"]),
+        latency_ours: buckets(&timed, &[("group", GROUP)]),
+        latency_all: buckets(&timed, &[]),
+    })
+}
+
+/// Requests counted by the API server, by (verb, resource, subresource), leases left out.
+async fn api_requests(client: &Client) -> Result<BTreeMap<Vec<String>, f64>, BenchError> {
+    Ok(scrape(client).await?.requests)
+}
+
+/// `p50 / p99` of the latency observed between two readings, with the request count.
+fn latency_line(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
+    let d = bucket_delta(before, after);
+    let n = d.last().map(|b| b.1).unwrap_or(0.0);
+    format!(
+        "p50 {} / p99 {} ({n:.0} requests)",
+        fmt_p99(quantile_bound(&d, 0.5)),
+        fmt_p99(quantile_bound(&d, 0.99))
+    )
 }
 
 /// The operator process under test.
@@ -127,7 +170,11 @@ impl Operator {
         let child = Command::new(bin)
             .args(["run", "--no-leader-election", "--listen", "127.0.0.1:0"])
             .env("KUBECONFIG", kubeconfig_path())
-            .env("RUST_LOG", "info")
+            // RINGSHIFT_SCALE_RUST_LOG: e.g. debug spans of one module while investigating.
+            .env(
+                "RUST_LOG",
+                std::env::var("RINGSHIFT_SCALE_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -198,6 +245,21 @@ async fn reconcile_buckets(
     for c in ["shardcluster", "migration"] {
         out.insert(c.to_string(), buckets(&s, &[("controller", c)]));
     }
+    // Steps of a reconcile, keyed "controller step" (operators that report them).
+    let steps = samples(&text, STEPS)?;
+    let names: std::collections::BTreeSet<(String, String)> = steps
+        .iter()
+        .filter_map(|x| {
+            Some((
+                x.labels.get("controller")?.clone(),
+                x.labels.get("step")?.clone(),
+            ))
+        })
+        .collect();
+    for (c, st) in names {
+        let b = buckets(&steps, &[("controller", &c), ("step", &st)]);
+        out.insert(format!("{c} {st}"), b);
+    }
     Ok(out)
 }
 
@@ -216,19 +278,16 @@ fn total(d: &BTreeMap<Vec<String>, f64>) -> f64 {
 
 /// Whether a request of (verb, resource, subresource) can be the operator's: its own kinds,
 /// Events, and the kinds it reads or writes, but not the status subresources of built-in kinds
-/// (the controller-manager and the kubelet write those as pods start).
+/// (the controller-manager and the kubelet write those as pods start), nor the pod and claim
+/// writes of the StatefulSet and volume controllers (the operator only deletes pods and claims).
 fn operator_kind(key: &[String]) -> bool {
-    let (resource, sub) = (key[1].as_str(), key[2].as_str());
+    let (verb, resource, sub) = (key[0].as_str(), key[1].as_str(), key[2].as_str());
     match resource {
         // Events are counted from the Events themselves (`operator_events`): the
         // controller-manager writes many more of them.
         "shardclusters" | "shardplacements" | "shardmigrations" => true,
-        "statefulsets"
-        | "services"
-        | "secrets"
-        | "poddisruptionbudgets"
-        | "pods"
-        | "persistentvolumeclaims" => sub.is_empty(),
+        "statefulsets" | "services" | "secrets" | "poddisruptionbudgets" => sub.is_empty(),
+        "pods" | "persistentvolumeclaims" => sub.is_empty() && verb == "DELETE",
         _ => false,
     }
 }
@@ -309,7 +368,7 @@ fn print_rates(title: &str, d: &BTreeMap<Vec<String>, f64>, seconds: f64) {
 fn fmt_p99(b: Option<f64>) -> String {
     match b {
         None => "no reconcile".into(),
-        Some(x) if x.is_infinite() => "> 32 s".into(),
+        Some(x) if x.is_infinite() => "beyond the last bucket".into(),
         Some(x) => format!("<= {:.0} ms", x * 1000.0),
     }
 }
@@ -460,7 +519,8 @@ async fn measure(
     // Moves: scale `moves` clusters to two members, follow until every move finished.
     let scaled: Vec<(String, String)> = clusters.iter().take(args.moves).cloned().collect();
     let em0 = operator_events(client).await?;
-    let m0 = api_requests(client).await?;
+    let s0 = scrape(client).await?;
+    let m0 = s0.requests.clone();
     let rm0 = reconcile_buckets(&http, &addr).await?;
     for (ns, name) in &scaled {
         shard_clusters(client, Some(ns))
@@ -500,7 +560,8 @@ async fn measure(
             )));
         }
     }
-    let m1 = api_requests(client).await?;
+    let s1 = scrape(client).await?;
+    let m1 = s1.requests.clone();
     let em1 = operator_events(client).await?;
     let rm1 = reconcile_buckets(&http, &addr).await?;
     let moving = delta(&m0, &m1);
@@ -519,6 +580,44 @@ async fn measure(
     print_rates("idle, everything but leases", &idle, idle_s);
     print_rates("background (operator frozen)", &background, base_s);
     print_rates("moves in flight, everything but leases", &moving, window);
+    let codes = delta(&s0.by_code, &s1.by_code);
+    let created = |code: &str| {
+        codes
+            .get(&vec![
+                "POST".to_string(),
+                "shardmigrations".to_string(),
+                String::new(),
+                code.to_string(),
+            ])
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let conflicts: f64 = codes
+        .iter()
+        .filter(|(k, _)| k[3] == "409" && operator_kind(k))
+        .map(|(_, v)| v)
+        .sum();
+    println!(
+        "while moving: ShardMigration POSTs {:.0} created / {:.0} refused (409); 409 conflicts on the operator's kinds {conflicts:.0}",
+        created("201"),
+        created("409")
+    );
+    for (k, after) in rm1.iter().filter(|(k, _)| k.contains(' ')) {
+        let before = rm0.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        println!(
+            "reconcile step while moving: {k:<22} {}",
+            latency_line(before, after).replace("requests", "steps")
+        );
+    }
+    println!(
+        "operator requests per move: {:.1} (requests of the operator's kinds and its Events over the window, less background and own)",
+        ours_moving / scaled.len().max(1) as f64
+    );
+    println!(
+        "API server latency while moving (its apiserver_request_duration_seconds, WATCH left out): ringshift.dev kinds {}; all kinds {}",
+        latency_line(&s0.latency_ours, &s1.latency_ours),
+        latency_line(&s0.latency_all, &s1.latency_all)
+    );
     println!();
     println!(
         "| {} | clusters | idle req/s per cluster (goal <= 0.05): operator's kinds / all | req/s per move in flight (goal <= 5): operator's kinds / all | reconcile p99 shardcluster / migration, idle (goal <= 100 ms) | same, moving | RSS idle / peak MiB (goal <= 150) |",
@@ -575,6 +674,10 @@ mod tests {
         assert!(!operator_kind(&key("PUT", "statefulsets", "status")));
         assert!(!operator_kind(&key("PATCH", "pods", "status")));
         assert!(!operator_kind(&key("PUT", "endpoints", "")));
+        // The StatefulSet controller creates pods and claims; the operator only deletes them.
+        assert!(!operator_kind(&key("POST", "pods", "")));
+        assert!(!operator_kind(&key("PUT", "persistentvolumeclaims", "")));
+        assert!(operator_kind(&key("DELETE", "pods", "")));
     }
 
     #[test]

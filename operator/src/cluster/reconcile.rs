@@ -3,7 +3,7 @@
 //! the only writer of ShardCluster status.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -123,11 +123,23 @@ async fn reconcile_cluster(cluster: &ShardCluster, ctx: &Context) -> Result<Acti
         // The patch triggers another reconcile with the new metadata.
         return Ok(Action::await_change());
     }
+    // `decide` is what comes from the caches (but for the rare live reads: no cached placement,
+    // spec.auth's Secret, the placement before a scale-down); `apply` and `status` are API writes.
+    let step = Instant::now();
     let seen = observe(cluster, ctx, &key).await?;
     let checked = validate_spec(cluster, &seen);
     let desired = build(cluster, ctx, &key, &seen, &checked).await?;
+    ctx.metrics
+        .observe_step(CONTROLLER, "decide", step.elapsed());
+    let step = Instant::now();
     let outcome = apply(cluster, ctx, &key, &seen, desired.as_ref()).await?;
-    write_status(cluster, ctx, &key, &seen, &checked, outcome).await
+    ctx.metrics
+        .observe_step(CONTROLLER, "apply", step.elapsed());
+    let step = Instant::now();
+    let action = write_status(cluster, ctx, &key, &seen, &checked, outcome).await;
+    ctx.metrics
+        .observe_step(CONTROLLER, "status", step.elapsed());
+    action
 }
 
 /// What a reconcile found: the cluster's owned objects, pods and moves, and its ring.

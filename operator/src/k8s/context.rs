@@ -61,7 +61,8 @@ impl Context {
         scoped(&self.client, ns)
     }
 
-    /// Publishes an Event about `obj`; a failure is logged, not fatal (Events are best effort).
+    /// Publishes an Event about `obj` on a task of its own (an Event is best effort, and a
+    /// reconcile does not wait for the API server to store it); a failure is logged, not fatal.
     pub async fn publish(
         &self,
         obj: &impl Resource<DynamicType = ()>,
@@ -77,8 +78,12 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "publishing an Event failed");
-        }
+        let recorder = self.recorder.clone();
+        let reference = obj.object_ref(&());
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, reason = %ev.reason, "publishing an Event failed");
+            }
+        });
     }
 }

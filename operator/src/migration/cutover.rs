@@ -19,8 +19,8 @@ use super::env::Env;
 use super::failpoints;
 use super::nodes::{CALL_TIMEOUT, Nodes, describe};
 use super::placement_io::{
-    RecordEdit, Writer, Written, placement_of, set_placement, set_record, update, update_known,
-    update_returning,
+    RecordEdit, Writer, Written, placement_of, set_placement, set_record, update,
+    update_known_returning, update_returning,
 };
 use super::{Error, record_acks};
 use crate::crd::{CutoverState, ShardMigration};
@@ -226,7 +226,7 @@ pub async fn run(
     // write returned (its resourceVersion is the precondition; re-read when it moved on).
     let mut lost = false;
     let mut committed: Option<Placement> = None;
-    let written = update_known(&w, recorded, |st| {
+    let written = update_known_returning(&w, recorded, |st| {
         lost = false;
         committed = None;
         let Some(p) = placement_of(st)? else {
@@ -250,10 +250,10 @@ pub async fn run(
         Ok(true)
     })
     .await;
-    let next = match (written, committed) {
-        (Ok(Written::Done), Some(next)) => {
+    let (next, written_obj) = match (written, committed) {
+        (Ok((Written::Done, obj)), Some(next)) => {
             failpoints::hit("cutover.committed");
-            next
+            (next, obj)
         }
         (Ok(_), _) | (Err(Error::Api(k8s::Error::Conflict(_))), _) => {
             let reason = if lost {
@@ -305,7 +305,8 @@ pub async fn run(
             }),
         );
     }
-    match record_acks(&w, &answers).await {
+    // On the object the commit returned: one request, no read (a conflict reads afresh).
+    match record_acks(&w, Some(written_obj), &answers).await {
         Ok(()) => failpoints::hit("cutover.acked"),
         Err(e) => tracing::debug!(error = %e, "acks not recorded yet"),
     }

@@ -256,8 +256,12 @@ pub async fn drive(
                 return Ok(Duration::from_millis(100));
             }
             Step::Cutover { attempt } => {
+                let step = Instant::now();
                 let outcome =
                     cutover::run(env, nodes, &d.obj, attempt, d.state.copy_attempt).await?;
+                dctx.base
+                    .metrics
+                    .observe_step(super::CONTROLLER, "cutover", step.elapsed());
                 return after_cutover(dctx, env, &mut d, &obs, outcome).await;
             }
             Step::RecordAbort { attempt } => {
@@ -596,25 +600,34 @@ fn room_turned_false(
     }
 }
 
-/// Writes the move's status with its resourceVersion as precondition.
-async fn write(env: &Env, d: &mut Driven) -> Result<(), Error> {
+/// Writes the move's status with its resourceVersion as precondition, and remembers what was
+/// written until the cache shows it (`own_writes`).
+async fn write(dctx: &DriverCtx, env: &Env, d: &mut Driven) -> Result<(), Error> {
     let api: Api<ShardMigration> = Api::namespaced(env.client.clone(), &env.ns);
     let name = d.obj.name_any();
+    let replaced = d.obj.resource_version();
     match api
         .replace_status(&name, &PostParams::default(), &d.obj)
         .await
     {
         Ok(o) => {
+            dctx.own.record(&o, replaced.as_deref());
             d.obj = o;
             Ok(())
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::conflict(format!(
-            "ShardMigration {name} changed since it was read"
-        ))),
-        Err(e) => Err(Error::kube(
-            format!("writing ShardMigration {name} status"),
-            e,
-        )),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            dctx.own.forget(&d.obj);
+            Err(Error::conflict(format!(
+                "ShardMigration {name} changed since it was read"
+            )))
+        }
+        Err(e) => {
+            dctx.own.forget(&d.obj);
+            Err(Error::kube(
+                format!("writing ShardMigration {name} status"),
+                e,
+            ))
+        }
     }
 }
 
@@ -632,7 +645,7 @@ async fn persist(
     settle_progress(&mut status);
     status.observed_generation = d.obj.metadata.generation;
     d.obj.status = Some(status);
-    write(env, d).await?;
+    write(dctx, env, d).await?;
     if before != next.phase
         && let Some(point) = failpoints::after_persist(next.phase)
     {
@@ -656,23 +669,20 @@ async fn persist(
             attempt = next.attempt, from = ?before, to = ?next.phase,
             reason = next.reason.as_deref().unwrap_or(""), "migration phase"
         );
-        let warning = matches!(next.phase, Phase::Failed);
-        dctx.base
-            .publish(
-                &d.obj,
-                if warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                &format!("{:?}", next.phase),
-                "Migrate",
-                match &next.reason {
-                    Some(r) => format!("{:?} -> {:?}: {r}", before, next.phase),
-                    None => format!("{:?} -> {:?}", before, next.phase),
-                },
-            )
-            .await;
+        if let Some(type_) = super::announce::event_of(before, next.phase) {
+            dctx.base
+                .publish(
+                    &d.obj,
+                    type_,
+                    &format!("{:?}", next.phase),
+                    "Migrate",
+                    match &next.reason {
+                        Some(r) => format!("{:?} -> {:?}: {r}", before, next.phase),
+                        None => format!("{:?} -> {:?}", before, next.phase),
+                    },
+                )
+                .await;
+        }
     }
     d.state = next;
     Ok(())
@@ -698,7 +708,7 @@ async fn note_progress(
     }
     let full = room_turned_false(&before, &status);
     d.obj.status = Some(status);
-    write(env, d).await?;
+    write(dctx, env, d).await?;
     if let Some(note) = full {
         tracing::warn!(cluster = %env.name, migration = %d.obj.name_any(), target = %d.obj.spec.target, %note, "move waits for room on its target");
         dctx.base

@@ -7,6 +7,7 @@
 //! persisted before its side effect and every side effect is idempotent, so a new leader picks
 //! up from status.
 
+mod announce;
 pub mod convert;
 mod cutover;
 mod drive;
@@ -15,6 +16,7 @@ pub mod failpoints;
 pub mod follow;
 pub mod metrics;
 mod nodes;
+mod own_writes;
 mod placement_io;
 pub mod room;
 #[cfg(test)]
@@ -23,7 +25,7 @@ mod stale_leader_tests;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -193,6 +195,8 @@ pub struct DriverCtx {
     >,
     /// Looks at each waiting move since its last phase change (see `follow`).
     looks: follow::Looks,
+    /// ShardMigrations as this replica last wrote them, until the cache shows the writes.
+    own: own_writes::OwnWrites,
     /// Copy and catch-up progress meters for the ETA, by (migration UID, what).
     meters: std::sync::Mutex<BTreeMap<(String, &'static str), ringshift_planner::eta::RateMeter>>,
 }
@@ -211,6 +215,7 @@ impl DriverCtx {
             pushed: nodes::PushedEndpoints::default(),
             meters: std::sync::Mutex::new(BTreeMap::new()),
             looks: follow::Looks::default(),
+            own: own_writes::OwnWrites::default(),
             drops: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -325,10 +330,20 @@ pub fn error_policy(obj: Arc<Guarded>, error: &Error, dctx: Arc<DriverCtx>) -> A
 }
 
 async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
+    let step = Instant::now();
     let Some(mut env) = Env::load(&dctx.base.client, &dctx.base.stores, sp)? else {
         return Ok(Action::await_change());
     };
     env.generation = dctx.leadership.generation();
+    // The cache may not show this replica's last ShardMigration writes yet: planning on it
+    // would create a move again, and writing on it would conflict (see `own_writes`).
+    env.migrations = dctx
+        .own
+        .overlay(&env.ns, &env.name, std::mem::take(&mut env.migrations));
+    env.migrations.sort_by_key(|m| m.name_any());
+    dctx.base
+        .metrics
+        .observe_step(CONTROLLER, "decide", step.elapsed());
     let w = env.writer();
     // A new leader stores its generation before it acts (rule 13): from then on a replica that
     // lost the lease can write nothing. The cached copy tells whether that is still to do.
@@ -374,8 +389,12 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     };
 
     // Every node runs the committed placement.
+    let step = Instant::now();
     sync_nodes(&env, &nodes, &placement, &dctx.pushed).await?;
     release_orphans(&env, &nodes).await?;
+    dctx.base
+        .metrics
+        .observe_step(CONTROLLER, "sync", step.elapsed());
 
     // Plan against the placement in transition.
     let views: Vec<MoveView> = env
@@ -430,7 +449,11 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     if !the_plan.create.is_empty() {
-        create_moves(&env, &placement, &the_plan.create).await?;
+        let step = Instant::now();
+        create_moves(&env, &placement, &the_plan.create, &dctx.own).await?;
+        dctx.base
+            .metrics
+            .observe_step(CONTROLLER, "create", step.elapsed());
         failpoints::hit("moves.created");
         return Ok(Action::requeue(Duration::from_millis(50)));
     }
@@ -449,10 +472,14 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
             .all(|m| env.acked(m) >= placement.epoch());
     let mut next = if settled { IDLE_RESYNC } else { BUSY_RESYNC };
     for m in unfinished {
+        let step = Instant::now();
         let wait = drive::drive(dctx, &env, &nodes, m, &the_plan).await?;
+        dctx.base
+            .metrics
+            .observe_step(CONTROLLER, "drive", step.elapsed());
         next = next.min(wait);
     }
-    collect_garbage(&env).await?;
+    collect_garbage(&env, &dctx.own).await?;
     publish_gauges(dctx, &env);
     Ok(Action::requeue(
         next.clamp(Duration::from_millis(20), IDLE_RESYNC),
@@ -497,12 +524,15 @@ pub(crate) async fn sync_nodes(
             }
         }
     }
-    record_acks(&env.writer(), &answers).await
+    // Not a commit point: the cached copy's resourceVersion is the precondition (a stale copy
+    // costs a conflict, then a live read), so an ack costs one request, not two.
+    record_acks(&env.writer(), Some(env.placement_obj.clone()), &answers).await
 }
 
 /// Records the epochs (and incarnations) members acknowledged.
 pub(crate) async fn record_acks(
     w: &placement_io::Writer,
+    known: Option<ShardPlacement>,
     answers: &BTreeMap<String, Result<PlacementAccepted, nodes::NodeCallError>>,
 ) -> Result<(), Error> {
     let accepted: Vec<(&String, &PlacementAccepted)> = answers
@@ -512,7 +542,7 @@ pub(crate) async fn record_acks(
     if accepted.is_empty() {
         return Ok(());
     }
-    let r = update(w, |st| {
+    let edit = |st: &mut crate::crd::ShardPlacementStatus| {
         let mut changed = false;
         for (member, a) in &accepted {
             let inc = (!a.incarnation.is_empty()).then(|| a.incarnation.clone());
@@ -540,8 +570,11 @@ pub(crate) async fn record_acks(
         }
         st.acks.sort_by(|a, b| a.member.cmp(&b.member));
         Ok(changed)
-    })
-    .await;
+    };
+    let r = match known {
+        Some(obj) => placement_io::update_known(w, obj, edit).await,
+        None => update(w, edit).await,
+    };
     match r {
         Ok(_) => Ok(()),
         // Acks are re-collected next round.
@@ -555,6 +588,7 @@ async fn create_moves(
     env: &Env,
     placement: &Placement,
     create: &[ringshift_planner::MoveSpec],
+    own: &own_writes::OwnWrites,
 ) -> Result<(), Error> {
     let api: Api<ShardMigration> = Api::namespaced(env.client.clone(), &env.ns);
     let owner = env.placement_obj.controller_owner_ref(&());
@@ -581,7 +615,8 @@ async fn create_moves(
             status: None,
         };
         match api.create(&PostParams::default(), &obj).await {
-            Ok(_) => {
+            Ok(created) => {
+                own.record(&created, None);
                 tracing::info!(cluster = %env.name, migration = %m.name, source = %m.source, target = %m.target, ranges = m.ranges.len(), "migration planned")
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -727,7 +762,7 @@ async fn release_orphans(env: &Env, nodes: &Nodes) -> Result<(), Error> {
     Ok(())
 }
 /// Deletes finished ShardMigrations beyond the cluster's history limit (oldest first).
-async fn collect_garbage(env: &Env) -> Result<(), Error> {
+async fn collect_garbage(env: &Env, own: &own_writes::OwnWrites) -> Result<(), Error> {
     let mut finished: Vec<&ShardMigration> = env
         .migrations
         .iter()
@@ -740,6 +775,7 @@ async fn collect_garbage(env: &Env) -> Result<(), Error> {
     let api: Api<ShardMigration> = Api::namespaced(env.client.clone(), &env.ns);
     let excess = finished.len() - env.limits.history_limit;
     for m in finished.into_iter().take(excess) {
+        own.forget(m);
         match api.delete(&m.name_any(), &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}

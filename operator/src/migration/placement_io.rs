@@ -128,20 +128,29 @@ where
 /// `known`'s resourceVersion, so it lands only if nothing changed since; otherwise the object is
 /// read afresh and `edit` runs again on what is there now (it must decide from its argument
 /// alone, and reset whatever it records, since it may run twice).
-pub async fn update_known<F>(
+pub async fn update_known<F>(w: &Writer, known: ShardPlacement, edit: F) -> Result<Written, Error>
+where
+    F: FnMut(&mut ShardPlacementStatus) -> Result<bool, Error>,
+{
+    update_known_returning(w, known, edit).await.map(|(w, _)| w)
+}
+
+/// Like [`update_known`], but returns the object as written (or as read, when unchanged), for
+/// a following write that needs no read of its own.
+pub async fn update_known_returning<F>(
     w: &Writer,
     known: ShardPlacement,
     mut edit: F,
-) -> Result<Written, Error>
+) -> Result<(Written, ShardPlacement), Error>
 where
     F: FnMut(&mut ShardPlacementStatus) -> Result<bool, Error>,
 {
     match write_edit(w, known, &mut edit).await {
         Err(e) if e.is_conflict() => {
             let fresh = read(w).await?;
-            write_edit(w, fresh, edit).await.map(|(w, _)| w)
+            write_edit(w, fresh, edit).await
         }
-        other => other.map(|(w, _)| w),
+        other => other,
     }
 }
 

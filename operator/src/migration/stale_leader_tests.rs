@@ -15,8 +15,9 @@ use tokio::sync::{Notify, oneshot};
 use super::placement_io::{
     Writer, Written, claim, set_record, update, update_known, update_returning,
 };
-use super::{Error, convert::cutover_of};
+use super::{Error, convert::cutover_of, record_acks};
 use crate::crd::{CutoverState, ShardPlacement, ShardPlacementSpec};
+use ringshift_node_api::PlacementAccepted;
 
 const NAME: &str = "demo";
 
@@ -466,4 +467,41 @@ async fn leadership_loss_aborts_the_drops_in_flight() {
     .expect("the drop task was aborted");
     assert!(dctx.drops.lock().unwrap().is_empty());
     watchdog.abort();
+}
+
+fn accepted(
+    epoch: u64,
+) -> std::collections::BTreeMap<String, Result<PlacementAccepted, super::nodes::NodeCallError>> {
+    std::collections::BTreeMap::from([(
+        "demo-1".to_string(),
+        Ok(PlacementAccepted {
+            epoch,
+            incarnation: "i1".into(),
+            degraded: None,
+        }),
+    )])
+}
+
+#[tokio::test]
+async fn acks_on_the_cached_copy_cost_one_request_and_a_stale_copy_a_conflict_then_a_read() {
+    let fake = FakeApi::new();
+    let api = writer_at(&fake, None);
+    let cached = fake.current();
+    record_acks(&api, Some(cached.clone()), &accepted(2))
+        .await
+        .unwrap();
+    assert_eq!(reads(&fake), 0, "written on the cached copy, no read");
+    let acks = fake.current().status.unwrap_or_default().acks;
+    assert_eq!(
+        (acks[0].member.as_str(), acks[0].epoch.as_str()),
+        ("demo-1", "2")
+    );
+
+    // The same stale copy again (the cache has not seen the first ack yet): the write is
+    // refused, the object read afresh, and the newer epoch lands on it.
+    record_acks(&api, Some(cached), &accepted(3)).await.unwrap();
+    assert_eq!(reads(&fake), 1, "one read after the conflict");
+    let acks = fake.current().status.unwrap_or_default().acks;
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].epoch, "3");
 }
