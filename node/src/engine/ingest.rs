@@ -143,9 +143,7 @@ pub fn ingest<C: Entries>(
                 return Err(corrupt("entries out of storage-key order"));
             }
             if let Some(at) = at {
-                let mut ik = at.to_be_bytes().to_vec();
-                ik.extend_from_slice(skey);
-                unit.index.push(ik);
+                unit.index.push(super::writer::expiry_index_key(at, skey));
             }
             // Sorted input: consecutive keys share a bucket, so count runs.
             let b = super::counts::bucket(hash);
