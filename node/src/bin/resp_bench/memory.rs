@@ -267,7 +267,10 @@ fn measure(t: &Target, n: u64) -> Result<Vec<Row>, MemoryBenchError> {
     let used_before = if t.kind == Kind::Redis {
         // The AOF is measured as written: no automatic rewrite (which would also hold off
         // BGSAVE below).
-        command(&t.addr, &["CONFIG", "SET", "auto-aof-rewrite-percentage", "0"])?;
+        command(
+            &t.addr,
+            &["CONFIG", "SET", "auto-aof-rewrite-percentage", "0"],
+        )?;
         used(&t.addr)?
     } else {
         0
@@ -299,7 +302,10 @@ fn measure(t: &Target, n: u64) -> Result<Vec<Row>, MemoryBenchError> {
                 }
             });
             let aof_bytes = aof.iter().filter(|(g, _)| g == "aof").map(|(_, b)| b).sum();
-            row("disk: AOF as written (appendfsync everysec)".into(), aof_bytes);
+            row(
+                "disk: AOF as written (appendfsync everysec)".into(),
+                aof_bytes,
+            );
             let deadline = Instant::now() + Duration::from_secs(300);
             // Refused (an error) while a rewrite runs: asked again until it is taken.
             while command(&t.addr, &["BGSAVE"])?.starts_with('-') {
