@@ -6,7 +6,6 @@ use crate::engine::KvPair;
 use std::collections::BTreeMap;
 
 use super::{Batch, Writer};
-use crate::changelog;
 use crate::engine::collection::{self, CollMeta};
 use crate::engine::{CopyCursor, Outcome};
 use crate::keys;
@@ -53,8 +52,8 @@ impl Writer {
         if value.is_some() {
             self.engine.sub_presence.note(&skey);
         }
-        let raw = changelog::encode_sub(b.now, &skey, value.as_deref());
-        self.append_raw(raw, b);
+        self.seq += 1;
+        b.entry.push_sub(self.seq, b.now, &skey, value.as_deref());
         b.set_sub(skey, value);
     }
 
