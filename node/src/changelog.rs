@@ -56,7 +56,19 @@ pub fn encode_put(ts_ms: u64, skey: &[u8], value: &[u8], exp_word: u64) -> Vec<u
 
 /// Encodes a sub-key put (`SubPut`) or, with `value` None, a sub-key delete (`SubDel`).
 pub fn encode_sub(ts_ms: u64, skey: &[u8], value: Option<&[u8]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(13 + skey.len() + value.map_or(0, <[u8]>::len));
+    let mut out = Vec::with_capacity(sub_len(skey, value));
+    sub_into(&mut out, ts_ms, skey, value);
+    out
+}
+
+fn sub_len(skey: &[u8], value: Option<&[u8]>) -> usize {
+    match value {
+        Some(v) => 8 + 1 + 4 + skey.len() + v.len(),
+        None => 8 + 1 + skey.len(),
+    }
+}
+
+fn sub_into(out: &mut Vec<u8>, ts_ms: u64, skey: &[u8], value: Option<&[u8]>) {
     out.extend_from_slice(&ts_ms.to_be_bytes());
     match value {
         Some(v) => {
@@ -70,7 +82,6 @@ pub fn encode_sub(ts_ms: u64, skey: &[u8], value: Option<&[u8]>) -> Vec<u8> {
             out.extend_from_slice(skey);
         }
     }
-    out
 }
 
 fn put_len(skey: &[u8], value: &[u8]) -> usize {
@@ -208,6 +219,15 @@ impl EntryBuilder {
         self.bytes
             .extend_from_slice(&(raw.len() as u32).to_be_bytes());
         self.bytes.extend_from_slice(raw);
+    }
+
+    /// Appends an element's record (`encode_sub`), encoded in place.
+    pub fn push_sub(&mut self, seq: u64, ts_ms: u64, skey: &[u8], value: Option<&[u8]>) {
+        self.first_seq.get_or_insert(seq);
+        self.bytes.extend_from_slice(&seq.to_be_bytes());
+        self.bytes
+            .extend_from_slice(&(sub_len(skey, value) as u32).to_be_bytes());
+        sub_into(&mut self.bytes, ts_ms, skey, value);
     }
 
     /// Appends a put record, encoded in place (the writer's hot path).
@@ -418,6 +438,9 @@ mod tests {
                         let word = crate::keys::expiry_word(*expires_at, *typed);
                         b.push_put(*seq, r.ts_ms, skey, value, word)
                     }
+                    // So are element writes.
+                    LogOp::SubPut { skey, value } => b.push_sub(*seq, r.ts_ms, skey, Some(value)),
+                    LogOp::SubDel { skey } => b.push_sub(*seq, r.ts_ms, skey, None),
                     _ => b.push(*seq, &r.encode()),
                 }
             }

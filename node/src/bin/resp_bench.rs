@@ -8,6 +8,8 @@
 //!         [--tests set,get]   (redis-benchmark -t names, e.g. hset,sadd,lpush,lpop,lrange_100)
 //!         [--serve-secs S]   (start the servers and keep them up for S seconds, for profiling;
 //!                             RINGSHIFT_BENCH_NODE_STDERR=1 passes the nodes' stderr through)
+//!         [--memory-hashes N] (instead of redis-benchmark: memory and disk bytes per key after
+//!                             writing N small hashes; see `memory.rs`)
 //!
 //! All servers run at once and take turns on each test (median of R rounds), so load from other
 //! jobs on a shared machine hits them alike. `--baseline-bin` adds a second ringshift node built
@@ -27,6 +29,8 @@ use ringshift_node_api::{MemberEndpoint, Placement, PlacementInstall};
 use ringshift_ring::{Member, RingSpec};
 
 mod common;
+#[path = "resp_bench/memory.rs"]
+mod memory;
 use common::{Proc, TOKEN, arg, start_node, test_net_ip, wait_child_port};
 
 const CLIENTS: &str = "50";
@@ -156,6 +160,11 @@ fn run() -> Result<(), String> {
         targets.push(("ringshift baseline", ip(23)));
     }
     targets.retain(|(name, _)| only.as_deref().is_none_or(|o| name.contains(o)));
+    let memory_hashes = opt("--memory-hashes").and_then(|s| s.parse::<u64>().ok());
+    if memory_hashes.is_some() {
+        // appendfsync always would write the same files as everysec.
+        targets.retain(|(name, _)| *name != "redis always");
+    }
     // Every server runs for the whole benchmark and the targets take turns on each test, so a
     // burst of load from other jobs on the machine hits all of them alike.
     let mut procs = Vec::new();
@@ -177,6 +186,27 @@ fn run() -> Result<(), String> {
         drop(procs);
         let _ = std::fs::remove_dir_all(&root);
         return Ok(());
+    }
+    if let Some(n) = memory_hashes {
+        let measured: Vec<memory::Target> = targets
+            .iter()
+            .zip(&procs)
+            .map(|((name, ip), proc)| memory::Target {
+                name,
+                addr: format!("{ip}:6379"),
+                pid: proc.0.id(),
+                dir: root.join(name.replace(' ', "-")),
+                kind: if name.starts_with("redis") {
+                    memory::Kind::Redis
+                } else {
+                    memory::Kind::Node
+                },
+            })
+            .collect();
+        let result = memory::run(&measured, n).map_err(|e| e.to_string());
+        drop(procs);
+        let _ = std::fs::remove_dir_all(&root);
+        return result;
     }
     // results[(test, pipeline)][target] = rps per round; cpu: server CPU µs per request.
     let mut results: BTreeMap<(String, u64), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();

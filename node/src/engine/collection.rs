@@ -179,18 +179,29 @@ pub fn type_name(s: &Stored) -> &'static str {
 
 /// `hash ++ key length ++ key`: prefix of every version's sub-keys of `key`.
 pub fn key_prefix(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + key.len() + 9);
+    key_prefix_with_room(key, 0)
+}
+
+/// `key_prefix` in a buffer with room for `extra` more bytes (a version, family and field
+/// follow on the write path: one allocation, no regrowth).
+fn key_prefix_with_room(key: &[u8], extra: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + key.len() + extra);
     out.extend_from_slice(&keys::key_hash(key).to_be_bytes());
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
     out
 }
 
-/// Prefix of one version's sub-keys (all families).
-pub fn version_prefix(key: &[u8], version: u64) -> Vec<u8> {
-    let mut out = key_prefix(key);
+/// `version_prefix` with room for a family byte and `field_len` more bytes.
+fn version_prefix_with_room(key: &[u8], version: u64, field_len: usize) -> Vec<u8> {
+    let mut out = key_prefix_with_room(key, 9 + field_len);
     out.extend_from_slice(&version.to_be_bytes());
     out
+}
+
+/// Prefix of one version's sub-keys (all families).
+pub fn version_prefix(key: &[u8], version: u64) -> Vec<u8> {
+    version_prefix_with_room(key, version, 0)
 }
 
 /// Family of the element records of hashes, sets (and lists); sorted sets add a score index.
@@ -198,23 +209,25 @@ pub const FAMILY_ELEMENTS: u8 = 0;
 
 /// Prefix of a version's elements (family 0).
 pub fn elements_prefix(key: &[u8], version: u64) -> Vec<u8> {
-    let mut out = version_prefix(key, version);
-    out.push(FAMILY_ELEMENTS);
-    out
+    family_prefix(key, version, FAMILY_ELEMENTS)
 }
 
 /// The sub-key of `field` in `key`'s collection of `version`.
 pub fn sub_key(key: &[u8], version: u64, field: &[u8]) -> Vec<u8> {
-    let mut out = elements_prefix(key, version);
+    family_key(key, version, FAMILY_ELEMENTS, field)
+}
+
+/// The sub-key of `field` in `family` of `key`'s collection of `version`.
+pub fn family_key(key: &[u8], version: u64, family: u8, field: &[u8]) -> Vec<u8> {
+    let mut out = version_prefix_with_room(key, version, field.len());
+    out.push(family);
     out.extend_from_slice(field);
     out
 }
 
 /// Prefix of a version's sub-keys of `family`.
 pub fn family_prefix(key: &[u8], version: u64, family: u8) -> Vec<u8> {
-    let mut out = version_prefix(key, version);
-    out.push(family);
-    out
+    family_key(key, version, family, &[])
 }
 
 /// The parts of a sub-key.
@@ -307,6 +320,10 @@ mod tests {
             prop_assert_eq!(s.field, &field[..]);
             prop_assert!(raw.starts_with(&version_prefix(&key, version)));
             prop_assert_eq!(s.version_prefix_len(), version_prefix(&key, version).len());
+            prop_assert_eq!(
+                family_key(&key, version, 1, &field),
+                [family_prefix(&key, version, 1), field.clone()].concat()
+            );
         }
 
         /// One key's elements never fall inside another key's prefix, even when one key is a

@@ -67,7 +67,9 @@ pub fn eval(cmd: HashCmd, current: Vec<Option<Vec<u8>>>) -> Effect {
     match cmd {
         HashCmd::Set { pairs, mode, .. } => {
             let mut e = Effect::default();
-            // A field named twice counts once and keeps the last value.
+            // A field named twice counts once and keeps the last value. (One pair, the
+            // common case, needs no map.)
+            let several = pairs.len() > 1;
             let mut seen: std::collections::HashMap<Vec<u8>, usize> = Default::default();
             for ((field, value), cur) in pairs.into_iter().zip(current) {
                 if let Some(&i) = seen.get(&field) {
@@ -82,7 +84,9 @@ pub fn eval(cmd: HashCmd, current: Vec<Option<Vec<u8>>>) -> Effect {
                 if cur.is_none() {
                     e.added += 1;
                 }
-                seen.insert(field.clone(), e.subs.len());
+                if several {
+                    seen.insert(field.clone(), e.subs.len());
+                }
                 e.subs.push((field, Some(value)));
             }
             e.reply = Some(match mode {

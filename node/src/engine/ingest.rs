@@ -122,6 +122,7 @@ pub fn ingest<C: Entries>(
                     Some(i) => i,
                     None => sub_ingestion.insert(engine.sub.start_ingestion()?),
                 };
+                engine.sub_presence.note(skey);
                 ing.write(skey, stored)?;
                 unit.elements += 1;
                 unit.bytes += (skey.len() + stored.len()) as u64;

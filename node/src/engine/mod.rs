@@ -23,6 +23,7 @@ mod small;
 pub mod strings;
 #[cfg(test)]
 mod strings_tests;
+pub mod sub_presence;
 #[cfg(test)]
 mod tests;
 pub mod touched;
@@ -182,6 +183,8 @@ pub struct Engine {
     pub(crate) counts: counts::KeyCounts,
     /// Every key stored since open (a Bloom filter): new keys need no read to be counted.
     pub(crate) presence: presence::KeyFilter,
+    /// Every collection element (and version) stored since open: new elements need no read.
+    pub(crate) sub_presence: sub_presence::SubFilter,
     /// Windows of writes accepted as owner, per (owned range, epoch): split-brain evidence.
     pub accepted: crate::accepted::AcceptedWrites,
     /// Time of each group commit (journal write and fdatasync), exported as a metric.

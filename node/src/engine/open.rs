@@ -150,6 +150,13 @@ pub fn open(
         }
     }
 
+    // Every element's sub-key and version: one pass over the element keys.
+    let sub_presence =
+        super::sub_presence::SubFilter::with_capacity(sub.approximate_len() as u64 * 2);
+    for item in sub.iter() {
+        sub_presence.note(&item.key()?);
+    }
+
     let engine = Arc::new(Engine {
         db,
         data,
@@ -173,6 +180,7 @@ pub fn open(
         commit_latency: Default::default(),
         counts,
         presence,
+        sub_presence,
         dir: dir.to_path_buf(),
         config,
         clock_skew_ms: Default::default(),

@@ -82,4 +82,8 @@ struct Writer {
     version: u64,
     /// Modification stamps for WATCH.
     touches: super::touched::TouchLog,
+    /// Log-entry bytes and element writes of the last sealed batch: the next batch reserves
+    /// that much up front instead of growing by doubling (a profile of ZADD -P16 spent a tenth
+    /// of the node's CPU in the kernel zeroing pages for the entry's reallocations).
+    last_sizes: batch::Sizes,
 }

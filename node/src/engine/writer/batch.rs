@@ -48,22 +48,60 @@ struct Undo {
     cleared: bool,
 }
 
+/// How much a batch held: what the next one reserves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Sizes {
+    entry_bytes: usize,
+    subs: usize,
+}
+
+/// Reservations are capped: one huge batch (a bulk clear, a big RENAME) must not make every
+/// later batch hold that much memory.
+const MAX_RESERVED_ENTRY_BYTES: usize = 8 << 20;
+const MAX_RESERVED_SUBS: usize = 64 << 10;
+
+impl Sizes {
+    fn reserved(self) -> Sizes {
+        Sizes {
+            entry_bytes: self.entry_bytes.min(MAX_RESERVED_ENTRY_BYTES),
+            subs: self.subs.min(MAX_RESERVED_SUBS),
+        }
+    }
+}
+
 impl Batch {
     pub(super) fn new(start_seq: u64) -> Batch {
+        Batch::with_sizes(start_seq, Sizes::default())
+    }
+
+    /// A batch with room for about `sizes` (see `Writer::last_sizes`).
+    pub(super) fn with_sizes(start_seq: u64, sizes: Sizes) -> Batch {
+        let Sizes { entry_bytes, subs } = sizes.reserved();
         Batch {
             overlay: HashMap::with_capacity_and_hasher(64, Default::default()),
-            sub: HashMap::default(),
+            sub: HashMap::with_capacity_and_hasher(subs, Default::default()),
             log_bytes: 0,
             now: 0,
             routing_changed: false,
             cleared: false,
-            entry: Default::default(),
+            entry: crate::changelog::EntryBuilder {
+                first_seq: None,
+                bytes: Vec::with_capacity(entry_bytes),
+            },
             meta: HashMap::new(),
             index: HashMap::new(),
             counts: Vec::new(),
             start_seq,
             answers: Vec::with_capacity(64),
             undo: None,
+        }
+    }
+
+    /// What this batch holds, for the next one's reservation.
+    pub(super) fn sizes(&self) -> Sizes {
+        Sizes {
+            entry_bytes: self.entry.bytes.len(),
+            subs: self.sub.len(),
         }
     }
 

@@ -148,6 +148,7 @@ pub fn spawn(engine: Arc<Engine>, routing: Routing, head: u64) -> Result<(), std
         in_flight: VecDeque::new(),
         stopped: None,
         version: 0,
+        last_sizes: Default::default(),
         touches: crate::engine::touched::TouchLog::new(
             crate::engine::touched::KEY_CAP,
             crate::engine::touched::RANGE_CAP,
@@ -397,7 +398,7 @@ impl Writer {
             }
             return;
         }
-        let b = open.get_or_insert_with(|| Batch::new(self.seq));
+        let b = open.get_or_insert_with(|| Batch::with_sizes(self.seq, self.last_sizes));
         // A batch may stay open while the previous one commits: keep its clock current.
         b.now = b.now.max(self.engine.now_ms());
         let answer = match req {
@@ -442,6 +443,7 @@ impl Writer {
     }
 
     fn seal(&mut self, mut b: Batch) -> Sealed {
+        self.last_sizes = b.sizes();
         let entry = b.entry.first_seq.map(|first| {
             let bytes = std::mem::take(&mut b.entry.bytes);
             b.log_bytes += bytes.len() as u64 + 8;

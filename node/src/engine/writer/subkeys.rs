@@ -6,7 +6,6 @@ use crate::engine::KvPair;
 use std::collections::BTreeMap;
 
 use super::{Batch, Writer};
-use crate::changelog;
 use crate::engine::collection::{self, CollMeta};
 use crate::engine::{CopyCursor, Outcome};
 use crate::keys;
@@ -21,6 +20,10 @@ impl Writer {
             .or_else(|| self.in_flight.iter().rev().find_map(|f| f.sub.get(skey)))
         {
             return Ok(v.clone());
+        }
+        // New elements (most of what HSET, SADD and ZADD add) are answered by the filter.
+        if !self.engine.sub_presence.may_hold(skey) {
+            return Ok(None);
         }
         Ok(self.engine.sub.get(skey)?.map(|v| v.to_vec()))
     }
@@ -46,8 +49,11 @@ impl Writer {
 
     /// Writes an element's post-image to the sub keyspace and the log.
     pub(super) fn write_sub(&mut self, skey: Vec<u8>, value: Option<Vec<u8>>, b: &mut Batch) {
-        let raw = changelog::encode_sub(b.now, &skey, value.as_deref());
-        self.append_raw(raw, b);
+        if value.is_some() {
+            self.engine.sub_presence.note(&skey);
+        }
+        self.seq += 1;
+        b.entry.push_sub(self.seq, b.now, &skey, value.as_deref());
         b.set_sub(skey, value);
     }
 
@@ -157,7 +163,10 @@ impl Writer {
             let v = collection::next_version(self.version, b.now);
             self.version = v;
             let prefix = collection::version_prefix(key, v);
-            if self.engine.sub.prefix(&prefix).next().is_none() {
+            // (A version never used here needs no scan: the filter knows every stored one.)
+            if !self.engine.sub_presence.version_may_be_used(&prefix)
+                || self.engine.sub.prefix(&prefix).next().is_none()
+            {
                 return Ok(v);
             }
         }
