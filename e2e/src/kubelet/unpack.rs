@@ -170,13 +170,19 @@ fn empty_lower(root: &Path, dir: &Path, written: &HashSet<PathBuf>) -> Result<()
 mod tests {
     use super::*;
 
-    /// A layer tar from (path, Some(content) | None for a directory).
+    /// A layer tar from (path, Some(content) | None for a directory), owned by whoever runs
+    /// the test: unpacking keeps ownerships, and only root may give files to someone else (the
+    /// unit tier runs without root).
     fn layer(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+        use std::os::unix::fs::MetadataExt;
+        // /proc/self belongs to the process's effective uid and gid.
+        let me = std::fs::metadata("/proc/self").unwrap();
+        let (uid, gid) = (me.uid(), me.gid());
         let mut b = tar::Builder::new(Vec::new());
         for (path, content) in entries {
             let mut h = tar::Header::new_gnu();
-            h.set_uid(0);
-            h.set_gid(0);
+            h.set_uid(uid.into());
+            h.set_gid(gid.into());
             h.set_mtime(0);
             match content {
                 Some(c) => {
