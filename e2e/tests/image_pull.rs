@@ -21,8 +21,11 @@ fn layer(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in entries {
         let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
+        // Owned by whoever runs the test: unpacking keeps ownerships, and only root may give
+        // files to someone else (the unit tier runs without root).
+        let me = std::fs::metadata("/proc/self").unwrap();
+        h.set_uid(std::os::unix::fs::MetadataExt::uid(&me).into());
+        h.set_gid(std::os::unix::fs::MetadataExt::gid(&me).into());
         h.set_mtime(0);
         h.set_mode(0o755);
         h.set_size(data.len() as u64);
