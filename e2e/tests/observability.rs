@@ -217,26 +217,14 @@ fn node_readme_lists_the_node_registry() {
 
 /// The chart rendered by `helm template` (helm as deploy/render.sh finds it) with `args`.
 fn render_chart(args: &[&str]) -> Vec<serde_json::Value> {
-    let helm = std::env::var("HELM").unwrap_or_else(|_| {
-        let on_path = std::process::Command::new("helm").arg("version").output();
-        if on_path.is_ok_and(|o| o.status.success()) {
-            return "helm".into();
-        }
-        let cache = std::env::var("RINGSHIFT_CACHE").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/ringshift",
-                std::env::var("HOME").unwrap_or_default()
-            )
-        });
-        format!("{cache}/helm/helm")
-    });
+    let helm = ringshift_e2e::support::helm();
     let out = std::process::Command::new(&helm)
         .args(["template", "ringshift"])
         .arg(repo_root().join("charts/ringshift"))
         .args(["--namespace", "ringshift-system"])
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{helm}: {e} (e2e/cluster/install-helm.sh installs it)"));
+        .unwrap_or_else(|e| panic!("{}: {e}", helm.display()));
     assert!(
         out.status.success(),
         "helm template: {}",

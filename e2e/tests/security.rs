@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::PostParams;
 use ringshift_e2e::support::{
-    self, OperatorProcess, TestNamespace, apply_cluster, from_json, kubectl, pod_ip, pod_log,
+    self, OperatorProcess, TestNamespace, apply_cluster, from_json, helm, kubectl, pod_ip, pod_log,
     repo_root, ringshift_api, wait_balanced,
 };
 use serde_json::{Value, json};
@@ -25,37 +25,6 @@ const ADMIN_PORT: u16 = 8080;
 const OPEN_ENDPOINTS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 // ---- the rendered chart ----
-
-/// The helm binary: $HELM, `helm` on PATH, or the cached one (installed on first use).
-fn helm() -> PathBuf {
-    if let Ok(h) = std::env::var("HELM") {
-        return PathBuf::from(h);
-    }
-    if Command::new("helm")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return PathBuf::from("helm");
-    }
-    let cache = std::env::var("RINGSHIFT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ringshift")
-        });
-    let cached = cache.join("helm/helm");
-    if !cached.exists() {
-        let out = Command::new(repo_root().join("e2e/cluster/install-helm.sh"))
-            .output()
-            .expect("running e2e/cluster/install-helm.sh");
-        assert!(
-            out.status.success(),
-            "installing helm: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    cached
-}
 
 /// The chart's objects rendered by `helm template` with `args`, as JSON.
 fn render(release_ns: &str, args: &[&str]) -> Vec<Value> {

@@ -21,6 +21,7 @@
 //! - unset: run when a cluster answers, else print SKIPPED and return.
 
 pub mod faults;
+mod helm;
 pub mod images;
 mod kubectl;
 mod load;
@@ -41,6 +42,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub use helm::helm;
 pub use kubectl::{
     PortForward, cluster_local_port, free_local_port, kubectl, kubectl_exec, kubectl_output,
     kubectl_run_redis_cli, kubectl_wait, local_redis_cli, port_forward, repo_root,
