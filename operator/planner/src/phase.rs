@@ -33,6 +33,18 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in order (metrics list them all, so a phase no move is in reads 0).
+    pub const ALL: [Phase; 8] = [
+        Phase::Pending,
+        Phase::Copying,
+        Phase::CatchingUp,
+        Phase::CuttingOver,
+        Phase::Cleanup,
+        Phase::Completed,
+        Phase::Cancelled,
+        Phase::Failed,
+    ];
+
     /// The move will not act again.
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Completed | Phase::Cancelled | Phase::Failed)

@@ -287,10 +287,12 @@ pub async fn run(
             None
         }
     };
+    // Members whose pod is not Ready would only hold this round for CALL_TIMEOUT; the rounds
+    // after push them once they are Ready (nodes::due_for_push).
     let others: Vec<String> = nodes
         .endpoints
         .keys()
-        .filter(|m| **m != mig.spec.target)
+        .filter(|m| **m != mig.spec.target && env.ready(m))
         .cloned()
         .collect();
     let mut answers = nodes.push_many(&others, &body).await;

@@ -42,6 +42,9 @@ pub const VERIFY_COPIES: bool = true;
 /// Steps one move may take in one round before yielding to the others.
 const MAX_STEPS: usize = 8;
 
+/// When to look again after a node call failed or a member has no address yet.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -182,7 +185,7 @@ pub async fn drive(
                     nodes.client(&d.obj.spec.target),
                     nodes.endpoints.get(&d.obj.spec.source),
                 ) else {
-                    return Ok(Duration::from_secs(2));
+                    return Ok(RETRY_AFTER);
                 };
                 let body = StartPull {
                     caller: d.caller(env, copy_attempt),
@@ -214,8 +217,7 @@ pub async fn drive(
                     }
                     Ok(Err(e)) => {
                         let why = format!("starting the pull on the target: {}", describe(&e));
-                        note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
-                        return Ok(Duration::from_secs(2));
+                        return retry_later(dctx, env, &mut d, &obs, why).await;
                     }
                     Err(_) => return Ok(Duration::from_secs(2)),
                 }
@@ -232,7 +234,7 @@ pub async fn drive(
                     // node refuses if it owns the ranges or another pull fills them; owning
                     // them means there is nothing of ours to remove.
                     let Some(body) = drop_request(&who, &ranges_of(&d.obj.spec.ranges)?) else {
-                        return Ok(Duration::from_secs(2));
+                        return Ok(RETRY_AFTER);
                     };
                     match tokio::time::timeout(CALL_TIMEOUT, target.drop_ranges(&body)).await {
                         Ok(Ok(_)) => {}
@@ -240,8 +242,7 @@ pub async fn drive(
                         Ok(Err(e)) => {
                             let why =
                                 format!("removing the target's partial copy: {}", describe(&e));
-                            note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
-                            return Ok(Duration::from_secs(2));
+                            return retry_later(dctx, env, &mut d, &obs, why).await;
                         }
                         Err(_) => return Ok(Duration::from_secs(2)),
                     }
@@ -278,7 +279,7 @@ pub async fn drive(
             }
             Step::Unfence { attempt } => {
                 let Some(source) = nodes.client(&d.obj.spec.source) else {
-                    return Ok(Duration::from_secs(2));
+                    return Ok(RETRY_AFTER);
                 };
                 cutover::unfence(&source, &d.caller(env, attempt)).await?;
                 failpoints::hit("abort.unfenced");
@@ -287,7 +288,7 @@ pub async fn drive(
             }
             Step::EndPull => {
                 let Some(target) = nodes.client(&d.obj.spec.target) else {
-                    return Ok(Duration::from_secs(2));
+                    return Ok(RETRY_AFTER);
                 };
                 let who = d.caller(env, d.state.attempt);
                 match tokio::time::timeout(CALL_TIMEOUT, target.cancel_pull(&who)).await {
@@ -295,8 +296,7 @@ pub async fn drive(
                     Ok(Err(e)) if e.reason() == Some(ErrorReason::NotFound) => {}
                     Ok(Err(e)) => {
                         let why = format!("ending the target's pull: {}", describe(&e));
-                        note_progress(dctx, env, &mut d, &obs, Some(why)).await?;
-                        return Ok(Duration::from_secs(2));
+                        return retry_later(dctx, env, &mut d, &obs, why).await;
                     }
                     Err(_) => return Ok(Duration::from_secs(2)),
                 }
@@ -310,11 +310,11 @@ pub async fn drive(
             }
             Step::DropSource { ranges } => {
                 let Some(source) = nodes.client(&d.obj.spec.source) else {
-                    return Ok(Duration::from_secs(2));
+                    return Ok(RETRY_AFTER);
                 };
                 let who = d.caller(env, d.state.attempt);
                 let Some(body) = drop_request(&who, &ranges) else {
-                    return Ok(Duration::from_secs(2));
+                    return Ok(RETRY_AFTER);
                 };
                 // A large drop takes seconds: it runs on its own so that this round goes on
                 // driving the other moves; later rounds collect its answer (idempotent, so a new
@@ -686,6 +686,18 @@ async fn persist(
     }
     d.state = next;
     Ok(())
+}
+
+/// A node call failed: says why in the move's status and looks again in [`RETRY_AFTER`].
+async fn retry_later(
+    dctx: &DriverCtx,
+    env: &Env,
+    d: &mut Driven,
+    obs: &Observation,
+    why: String,
+) -> Result<Duration, Error> {
+    note_progress(dctx, env, d, obs, Some(why)).await?;
+    Ok(RETRY_AFTER)
 }
 
 /// Updates progress and the waiting reason when they changed (no phase change).

@@ -382,16 +382,7 @@ mod tests {
 
     #[test]
     fn every_persisted_phase_failpoint_is_listed() {
-        for phase in [
-            Phase::Pending,
-            Phase::Copying,
-            Phase::CatchingUp,
-            Phase::CuttingOver,
-            Phase::Cleanup,
-            Phase::Completed,
-            Phase::Cancelled,
-            Phase::Failed,
-        ] {
+        for phase in Phase::ALL {
             if let Some(n) = after_persist(phase) {
                 assert!(ALL.iter().any(|(m, _)| *m == n), "{n}");
             }

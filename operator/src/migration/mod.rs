@@ -486,8 +486,8 @@ async fn round(sp: &ShardPlacement, dctx: &DriverCtx) -> Result<Action, Error> {
     ))
 }
 
-/// Pushes the committed placement to every member that has not acknowledged its epoch or has
-/// not seen the current member addresses.
+/// Pushes the committed placement to every Ready member that has not acknowledged its epoch or
+/// has not seen the current member addresses (see [`nodes::due_for_push`]).
 pub(crate) async fn sync_nodes(
     env: &Env,
     nodes: &Nodes,
@@ -496,12 +496,15 @@ pub(crate) async fn sync_nodes(
 ) -> Result<(), Error> {
     let uid = env.cluster_uid();
     let addrs = nodes::PushedEndpoints::digest(&nodes.endpoints);
-    let behind: Vec<String> = nodes
-        .endpoints
-        .keys()
-        .filter(|m| env.acked(m) < p.epoch() || !pushed.is_current(&uid, m, addrs))
-        .cloned()
-        .collect();
+    let behind = nodes::due_for_push(
+        nodes.endpoints.keys(),
+        |m| nodes::Due {
+            acked: env.acked(m),
+            addresses_current: pushed.is_current(&uid, m, addrs),
+            ready: env.ready(m),
+        },
+        p.epoch(),
+    );
     if behind.is_empty() {
         return Ok(());
     }
@@ -811,16 +814,7 @@ fn publish_gauges(dctx: &DriverCtx, env: &Env) {
             lag = lag.max(s.lag.as_deref().and_then(|l| l.parse().ok()).unwrap_or(0));
         }
     }
-    for phase in [
-        Phase::Pending,
-        Phase::Copying,
-        Phase::CatchingUp,
-        Phase::CuttingOver,
-        Phase::Cleanup,
-        Phase::Completed,
-        Phase::Cancelled,
-        Phase::Failed,
-    ] {
+    for phase in Phase::ALL {
         m.moves
             .get_or_create(&PhaseLabels {
                 namespace: env.ns.clone(),

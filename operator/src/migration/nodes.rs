@@ -125,6 +125,37 @@ impl Nodes {
     }
 }
 
+/// What the driver knows of one member when it decides whether to push it the placement.
+#[derive(Debug, Clone, Copy)]
+pub struct Due {
+    /// Epoch the member acknowledged (0: never).
+    pub acked: u64,
+    /// The member accepted the current member address list.
+    pub addresses_current: bool,
+    /// Its pod is Ready and has an address.
+    pub ready: bool,
+}
+
+/// Members to push placement `epoch` to in this round: those behind on the epoch or on the
+/// member addresses, whose pod is Ready. A pod that is not Ready has no admin server answering
+/// (readiness is the node's own `/readyz`): the push would wait out [`CALL_TIMEOUT`] and hold
+/// the round, and with it every other move of the cluster. The pod watch starts a round when
+/// the pod turns Ready, and that round pushes.
+pub fn due_for_push<'a>(
+    members: impl IntoIterator<Item = &'a String>,
+    facts: impl Fn(&str) -> Due,
+    epoch: u64,
+) -> Vec<String> {
+    members
+        .into_iter()
+        .filter(|m| {
+            let f = facts(m);
+            f.ready && (f.acked < epoch || !f.addresses_current)
+        })
+        .cloned()
+        .collect()
+}
+
 /// The member address list each node last accepted, per cluster UID and member: a node that
 /// acknowledged an epoch before a peer had an address, or before a peer restarted on a new
 /// one, gets the same placement again with the current list (same epoch, so it is only an
@@ -180,6 +211,54 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn only_ready_members_behind_on_epoch_or_addresses_are_pushed() {
+        let facts = |m: &str| match m {
+            "behind" => Due {
+                acked: 3,
+                addresses_current: true,
+                ready: true,
+            },
+            "moved-peer" => Due {
+                acked: 4,
+                addresses_current: false,
+                ready: true,
+            },
+            "current" => Due {
+                acked: 4,
+                addresses_current: true,
+                ready: true,
+            },
+            "starting" => Due {
+                acked: 0,
+                addresses_current: false,
+                ready: false,
+            },
+            "restarting" => Due {
+                acked: 3,
+                addresses_current: true,
+                ready: false,
+            },
+            _ => unreachable!(),
+        };
+        let members: Vec<String> = ["behind", "moved-peer", "current", "starting", "restarting"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            due_for_push(&members, facts, 4),
+            vec!["behind", "moved-peer"]
+        );
+        // Once its pod is Ready, the new member is due like any other.
+        let ready_now = |m: &str| Due {
+            ready: true,
+            ..facts(m)
+        };
+        assert_eq!(
+            due_for_push(&members, ready_now, 4),
+            vec!["behind", "moved-peer", "starting", "restarting"]
+        );
     }
 
     #[test]
