@@ -416,6 +416,22 @@ impl Allocator {
         node
     }
 
+    /// [`Allocator::insert_before`] for a join's cut, which knows what that recomputes: give
+    /// the first `piece` of `r` (the `i`-th largest range of `donor`, shorter than it) to
+    /// `taker`. Returns the new node.
+    fn cut_front(&mut self, donor: u32, i: usize, r: Range, piece: u128, taker: u32) -> NodeId {
+        let p = self.tokens.token(self.tokens.prev(r.node));
+        let m = &mut self.members[donor as usize];
+        m.ranges.resize_at(i, r.span() - piece);
+        m.load -= piece;
+        self.order.mark(donor);
+        let node = self
+            .tokens
+            .insert_before(r.node, p.wrapping_add(piece as u64), taker);
+        self.add_range(taker, Range::new(piece, p.wrapping_add(piece as u64), node));
+        node
+    }
+
     /// Remove token `a` (with at least two tokens): its range goes to the successor's owner.
     fn remove(&mut self, a: NodeId) {
         let s = self.tokens.next(a);
@@ -720,8 +736,7 @@ impl Allocator {
                 self.reassign(t, taker);
                 touched.push(t);
             } else {
-                let p = self.tokens.token(self.tokens.prev(t));
-                let n = self.insert_before(t, p.wrapping_add(piece as u64), taker);
+                let n = self.cut_front(donor, i, r, piece, taker);
                 touched.push(n);
             }
             left -= piece;

@@ -149,9 +149,16 @@ impl MemberRanges {
 
     /// Change the span of the range ended by `token` from `old` to `new`, keeping the order.
     pub fn resize(&mut self, old: u128, token: u64, new: u128) {
-        let Ok(i) = self.find(old, token) else {
-            return;
-        };
+        if let Ok(i) = self.find(old, token) {
+            self.resize_at(i, new);
+        }
+    }
+
+    /// Change the span of the `i`-th largest range to `new`, keeping the order: for a caller
+    /// that has just read it there (a join's cut), without searching for it.
+    pub fn resize_at(&mut self, i: usize, new: u128) {
+        debug_assert!(self.is_settled());
+        let (old, token) = (self.by_size[i].span(), self.by_size[i].token);
         let r = Range::new(new, token, self.by_size[i].node);
         let rank = r.rank();
         // Shift the entries between the old and the new place by one (a block move).
