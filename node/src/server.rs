@@ -102,6 +102,8 @@ async fn serve_connection(
             return Ok(());
         }
         let read_at = std::time::Instant::now();
+        // Blocked clients woken by this read's writes are served before its replies go out.
+        let settle_from = node.engine.ready.generation();
         conn.client.active(crate::keys::now_ms());
         buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
@@ -172,6 +174,7 @@ async fn serve_connection(
         }
         buf.drain(..consumed);
         command::flush_for(node, &conn, &mut pending, &mut out).await;
+        node.engine.ready.settle(settle_from).await;
         if !out.is_empty() {
             if write_or_cut(&mut stream, &out, &mailbox).await? {
                 return Ok(());
