@@ -344,7 +344,12 @@ async fn keyed_command(
         }
         return;
     }
+    // `new` events (class n) need the keys' existence before and after this write, so such a
+    // write runs on its own, not pipelined with the ones around it.
+    let new_events = matches!(keyed, Keyed::Write(_))
+        && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) & crate::notify::NEW != 0;
     if route == Route::Local
+        && !new_events
         && let Keyed::Write(w) = keyed
     {
         pending.cmds.push(w);
@@ -358,7 +363,16 @@ async fn keyed_command(
     let notify = (matches!(keyed, Keyed::Write(_))
         && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) != 0)
         .then(|| args.clone());
+    let absent = if new_events {
+        let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
+        pubsub::absent_keys(node, &keys).await
+    } else {
+        Vec::new()
+    };
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
+    if !absent.is_empty() {
+        pubsub::notify_new(node, absent).await;
+    }
     if let Some(args) = notify {
         pubsub::notify_write(node, &args, &out[start..]).await;
     }
