@@ -50,6 +50,7 @@ async fn serve_connection(
     client: Arc<command::clients::ClientShared>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    crate::arrival::enable(&stream);
     let mut conn = ConnState {
         authed: false,
         proto: 2,
@@ -58,6 +59,7 @@ async fn serve_connection(
         tx: Default::default(),
         subs: None,
         reply: Default::default(),
+        arrival: None,
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -80,7 +82,11 @@ async fn serve_connection(
         let n = tokio::select! {
             // The socket first: the kill is rare, and a fixed order spares the random pick.
             biased;
-            n = stream.read(&mut chunk) => n?,
+            r = crate::arrival::read(&stream, &mut chunk) => {
+                let (n, stamp) = r?;
+                conn.arrival = stamp;
+                n
+            }
             _ = &mut killed => return Ok(()),
             _ = mailbox.wake.notified() => {
                 loop {

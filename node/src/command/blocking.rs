@@ -114,6 +114,7 @@ fn keep_waiting(reply: &[u8]) -> bool {
 pub async fn run(
     node: &Arc<Node>,
     client: &ClientShared,
+    arrival: Option<u64>,
     name: &str,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
@@ -123,7 +124,7 @@ pub async fn run(
     let keys = waited_keys(&keyed);
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     // Registered before the first attempt, so no local write after it goes unnoticed.
-    let watch = node.engine.ready.watch(&key_refs);
+    let watch = node.engine.ready.watch(&key_refs, arrival);
     let mut blocked = None;
     let mut first = true;
     let mut woken = false;

@@ -58,6 +58,8 @@ pub struct ConnState {
     pub subs: Option<crate::pubsub::Subscriber>,
     /// CLIENT REPLY ON|OFF|SKIP.
     pub reply: reply_mode::ReplyMode,
+    /// When the last read's bytes reached this host (`arrival`), if the kernel said.
+    pub arrival: Option<u64>,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -241,7 +243,9 @@ async fn handle_in(
                     let notify = (node.notify_flags.load(std::sync::atomic::Ordering::Relaxed)
                         != 0)
                         .then(|| args.clone());
-                    let reply = blocking::run(node, &conn.client, name, args, keyed, timeout).await;
+                    let reply =
+                        blocking::run(node, &conn.client, conn.arrival, name, args, keyed, timeout)
+                            .await;
                     if let Some(args) = notify {
                         pubsub::notify_write(node, &args, &reply).await;
                     }

@@ -35,6 +35,8 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(1);
 
 struct Slot {
     notify: Arc<Notify>,
+    /// When its command reached the host (`crate::arrival`; u64::MAX: unknown, queued last).
+    arrival: u64,
     /// In a retry (woken again afterwards, without a turn).
     busy: bool,
     /// Its open turn.
@@ -111,8 +113,11 @@ impl KeyReady {
         self.generation.store(st.generation, Ordering::Release);
     }
 
-    /// Registers a watch on `user_keys` until the returned guard drops.
-    pub fn watch(self: &Arc<Self>, user_keys: &[&[u8]]) -> Watch {
+    /// Registers a watch on `user_keys` until the returned guard drops, queued on each key
+    /// behind the watches whose command arrived no later than `arrival` (the receive time of
+    /// its request, when known; otherwise behind every watch registered so far).
+    pub fn watch(self: &Arc<Self>, user_keys: &[&[u8]], arrival: Option<u64>) -> Watch {
+        let arrival = arrival.unwrap_or(u64::MAX);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
         let mut keys: Vec<(Vec<u8>, Vec<u8>)> = user_keys
@@ -122,13 +127,20 @@ impl KeyReady {
         keys.sort();
         keys.dedup_by(|a, b| a.0 == b.0);
         if let Some(mut st) = self.lock() {
+            let State { waiters, slots, .. } = &mut *st;
             for (k, _) in &keys {
-                st.waiters.entry(k.clone()).or_default().push(id);
+                let list = waiters.entry(k.clone()).or_default();
+                let at = list
+                    .iter()
+                    .position(|i| slots.get(i).is_some_and(|s| s.arrival > arrival))
+                    .unwrap_or(list.len());
+                list.insert(at, id);
             }
             st.slots.insert(
                 id,
                 Slot {
                     notify: notify.clone(),
+                    arrival,
                     busy: false,
                     turn: None,
                 },
@@ -284,7 +296,7 @@ mod tests {
     #[tokio::test]
     async fn a_signal_before_the_wait_is_not_lost() {
         let r = Arc::new(KeyReady::default());
-        let w = r.watch(&[b"a", b"b"]);
+        let w = r.watch(&[b"a", b"b"], None);
         assert!(r.watched());
         r.signal(&sk(b"b"));
         tokio::time::timeout(Duration::from_secs(1), w.notified())
@@ -295,7 +307,7 @@ mod tests {
     #[tokio::test]
     async fn other_keys_do_not_wake_and_dropping_unregisters() {
         let r = Arc::new(KeyReady::default());
-        let w = r.watch(&[b"a"]);
+        let w = r.watch(&[b"a"], None);
         r.signal(&sk(b"z"));
         assert!(tokio::time::timeout(QUICK, w.notified()).await.is_err());
         drop(w);
@@ -307,15 +319,15 @@ mod tests {
     #[tokio::test]
     async fn the_oldest_watch_is_woken_first_and_passes_the_turn_on() {
         let r = Arc::new(KeyReady::default());
-        let first = r.watch(&[b"k"]);
-        let second = r.watch(&[b"k", b"other"]);
+        let first = r.watch(&[b"k"], None);
+        let second = r.watch(&[b"k", b"other"], None);
         assert_eq!(first.first_keys(), [b"k".to_vec()]);
         assert_eq!(
             second.first_keys(),
             [b"other".to_vec()],
             "oldest on its other key"
         );
-        let third = r.watch(&[b"k"]);
+        let third = r.watch(&[b"k"], None);
         assert!(third.first_keys().is_empty());
         r.signal(&sk(b"k"));
         assert!(
@@ -336,10 +348,23 @@ mod tests {
         assert!(tokio::time::timeout(QUICK, third.notified()).await.is_err());
     }
 
+    #[test]
+    fn watches_queue_by_the_arrival_of_their_command_not_by_registration() {
+        let r = Arc::new(KeyReady::default());
+        let later = r.watch(&[b"k"], Some(200));
+        let unknown = r.watch(&[b"k"], None);
+        let earlier = r.watch(&[b"k"], Some(100));
+        assert_eq!(earlier.first_keys(), [b"k".to_vec()]);
+        drop(earlier);
+        assert_eq!(later.first_keys(), [b"k".to_vec()]);
+        drop(later);
+        assert_eq!(unknown.first_keys(), [b"k".to_vec()]);
+    }
+
     #[tokio::test]
     async fn a_writer_settles_until_the_client_it_woke_has_retried() {
         let r = Arc::new(KeyReady::default());
-        let w = r.watch(&[b"k"]);
+        let w = r.watch(&[b"k"], None);
         let before_write = r.generation();
         r.signal(&sk(b"k"));
         // The woken client has not retried yet: the writer's reply waits.
@@ -364,7 +389,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_watch_gets_a_wake_up_but_no_turn() {
         let r = Arc::new(KeyReady::default());
-        let w = r.watch(&[b"k"]);
+        let w = r.watch(&[b"k"], None);
         let g = w.begin();
         r.signal(&sk(b"k"));
         tokio::time::timeout(QUICK, r.settle(g))
@@ -379,8 +404,8 @@ mod tests {
     #[tokio::test]
     async fn a_served_watch_hands_its_turn_to_the_next_before_closing_its_own() {
         let r = Arc::new(KeyReady::default());
-        let served = r.watch(&[b"k"]);
-        let next = r.watch(&[b"k"]);
+        let served = r.watch(&[b"k"], None);
+        let next = r.watch(&[b"k"], None);
         let before_write = r.generation();
         r.signal(&sk(b"k"));
         served.notified().await;
