@@ -21,6 +21,19 @@ use crate::engine::DataCmd;
 use crate::engine::list::ListCmd;
 use crate::engine::zset::ZsetCmd;
 
+/// How long after its command arrived a blocking command makes its first attempt (see `run`).
+pub const ARRIVAL_SKEW: Duration = Duration::from_millis(1);
+
+/// How long to wait now so the first attempt comes `ARRIVAL_SKEW` after `arrival` (ns since
+/// the epoch, the kernel's receive time); None when that moment has passed.
+fn skew_wait(arrival: u64) -> Option<Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let due = Duration::from_nanos(arrival) + ARRIVAL_SKEW;
+    due.checked_sub(now).filter(|d| !d.is_zero())
+}
+
 /// What every attempt answers when it served nothing (and the reply on a timeout).
 pub const NOTHING: &[u8] = b"*-1\r\n";
 
@@ -125,6 +138,13 @@ pub async fn run(
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     // Registered before the first attempt, so no local write after it goes unnoticed.
     let watch = node.engine.ready.watch(&key_refs, arrival);
+    // Two commands that arrive microseconds apart on two connections may be handled in either
+    // order (seen: the later one registered 0.2 ms before the earlier one and took the
+    // element a push right behind them brought). The first attempt waits until ARRIVAL_SKEW
+    // after its command arrived, so an earlier-arrived one has registered ahead of it by then.
+    if let Some(wait) = arrival.and_then(skew_wait) {
+        tokio::time::sleep(wait).await;
+    }
     let mut blocked = None;
     let mut first = true;
     let mut woken = false;
@@ -242,6 +262,17 @@ mod tests {
         assert!(is_blocking("blmove"));
         assert!(!is_blocking("lmove"));
         assert_eq!(timeout_at("blpop", 4), Some(3));
+    }
+
+    #[test]
+    fn the_first_attempt_waits_out_the_arrival_skew_only_once() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let wait = skew_wait(now).expect("arrived just now");
+        assert!(wait <= ARRIVAL_SKEW && wait > ARRIVAL_SKEW / 2, "{wait:?}");
+        assert_eq!(skew_wait(now - 5_000_000), None, "arrived 5 ms ago");
     }
 
     #[test]
