@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 /// Asks the kernel to stamp what `stream` receives (best effort: without it, reads carry no
 /// stamp and blocked clients queue in the order they are handled).
-pub fn enable(stream: &TcpStream) {
+pub fn enable(stream: &impl std::os::fd::AsFd) {
     let _ = setsockopt(stream, sockopt::ReceiveTimestampns, &true);
 }
 
@@ -77,10 +77,21 @@ mod tests {
         let (b, _) = listener.accept().await.unwrap();
         enable(&a);
         enable(&b);
+        // Stamping starts host-wide a moment after the first socket asks for it.
+        let mut buf = [0u8; 16];
+        let mut warm = false;
+        for _ in 0..200 {
+            first.write_all(b"w").await.unwrap();
+            if read(&a, &mut buf).await.unwrap().1.is_some() {
+                warm = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(warm, "the kernel never stamped a received packet");
         first.write_all(b"one").await.unwrap();
         second.write_all(b"two").await.unwrap();
         // Read in the reverse order, as a scheduler may.
-        let mut buf = [0u8; 16];
         let (n, late) = read(&b, &mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"two");
         let (n, early) = read(&a, &mut buf).await.unwrap();

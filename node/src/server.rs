@@ -11,6 +11,9 @@ use crate::node::Node;
 use crate::resp::{parse, reply};
 
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    // The kernel turns receive stamping on for the whole host a moment after the first socket
+    // asks (until then packets carry none): ask now, before clients connect.
+    crate::arrival::enable(&listener);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
