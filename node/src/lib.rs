@@ -3,6 +3,7 @@
 
 pub mod accepted;
 pub mod admin;
+pub mod arrival;
 pub mod changelog;
 pub mod command;
 pub mod config;

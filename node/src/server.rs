@@ -11,6 +11,9 @@ use crate::node::Node;
 use crate::resp::{parse, reply};
 
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    // The kernel turns receive stamping on for the whole host a moment after the first socket
+    // asks (until then packets carry none): ask now, before clients connect.
+    crate::arrival::enable(&listener);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -50,6 +53,7 @@ async fn serve_connection(
     client: Arc<command::clients::ClientShared>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
+    crate::arrival::enable(&stream);
     let mut conn = ConnState {
         authed: false,
         proto: 2,
@@ -58,6 +62,7 @@ async fn serve_connection(
         tx: Default::default(),
         subs: None,
         reply: Default::default(),
+        arrival: None,
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -80,7 +85,11 @@ async fn serve_connection(
         let n = tokio::select! {
             // The socket first: the kill is rare, and a fixed order spares the random pick.
             biased;
-            n = stream.read(&mut chunk) => n?,
+            r = crate::arrival::read(&stream, &mut chunk) => {
+                let (n, stamp) = r?;
+                conn.arrival = stamp;
+                n
+            }
             _ = &mut killed => return Ok(()),
             _ = mailbox.wake.notified() => {
                 loop {
@@ -102,6 +111,8 @@ async fn serve_connection(
             return Ok(());
         }
         let read_at = std::time::Instant::now();
+        // Blocked clients woken by this read's writes are served before its replies go out.
+        let settle_from = node.engine.ready.generation();
         conn.client.active(crate::keys::now_ms());
         buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
@@ -172,6 +183,7 @@ async fn serve_connection(
         }
         buf.drain(..consumed);
         command::flush_for(node, &conn, &mut pending, &mut out).await;
+        node.engine.ready.settle(settle_from).await;
         if !out.is_empty() {
             if write_or_cut(&mut stream, &out, &mailbox).await? {
                 return Ok(());

@@ -288,3 +288,54 @@ async fn keyspace_notifications_reach_subscribers_on_every_member() {
         );
     }
 }
+
+/// Redis' "Keyspace notifications: new key test": class `n` sends `new` when a write creates a
+/// key (not when it overwrites one), for local keys and keys the writer forwards to their owner,
+/// before the command's own event.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_key_events_are_sent_for_the_keys_a_write_creates() {
+    let a = NodeProc::start("pubsub-new", "a", "127.0.6.33");
+    let b = NodeProc::start("pubsub-new", "b", "127.0.6.34");
+    let p = placement(&["a", "b"]);
+    install(&p, &[&a, &b]).await;
+    let (on_a, on_b) = (key_of(&p, "a", "n"), key_of(&p, "b", "n"));
+    let mut w = Resp::connect(&a.data_addr());
+    let mut sub = Resp::connect(&a.data_addr());
+    sub.set_timeout(Duration::from_secs(5));
+    assert_eq!(sub.call(&["PSUBSCRIBE", "*"]), "[\"psubscribe\", \"*\", 1]");
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "En"]),
+        "OK"
+    );
+    assert_eq!(w.call(&["SET", &on_a, "bar"]), "OK");
+    // An overwrite creates nothing.
+    assert_eq!(w.call(&["SET", &on_a, "baz"]), "OK");
+    assert_eq!(w.call(&["SET", &on_b, "bar"]), "OK");
+    let list = format!("{on_a}l");
+    assert_eq!(w.call(&["RPUSH", &list, "x"]), "1");
+    assert_eq!(w.call(&["RPUSH", &list, "y"]), "2");
+    // Pipelined writes are told apart too.
+    let hash = format!("{on_a}h");
+    w.send(&["HSET", &hash, "f", "1"]);
+    w.send(&["HSET", &hash, "g", "2"]);
+    assert_eq!([w.read(), w.read()], ["1", "1"]);
+    for key in [&on_a, &on_b, &list, &hash] {
+        assert_eq!(
+            sub.read(),
+            format!("[\"pmessage\", \"*\", \"__keyevent@0__:new\", \"{key}\"]")
+        );
+    }
+    // With `$` too, `new` comes before the command's own event.
+    assert_eq!(
+        w.call(&["CONFIG", "SET", "notify-keyspace-events", "E$n"]),
+        "OK"
+    );
+    let fresh = format!("{on_a}f");
+    assert_eq!(w.call(&["SET", &fresh, "v"]), "OK");
+    for event in ["new", "set"] {
+        assert_eq!(
+            sub.read(),
+            format!("[\"pmessage\", \"*\", \"__keyevent@0__:{event}\", \"{fresh}\"]")
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //! the timeout passes, so a key whose range moves is served by its new owner (the attempt is
 //! forwarded there); it is woken early when a collection key it waits on is written here
 //! (`engine::ready`), and otherwise retries every `RETRY` for writes on other nodes. A
-//! forwarded blocking command is one attempt: only the client's own node waits.
+//! forwarded blocking command is one attempt: only the client's own node waits. Local keys are
+//! served first come, first served (`engine::ready`): an attempt takes only from the keys where
+//! this client is the oldest waiter, and the write that woke it answers after it was served.
 
 use super::arg_error::ArgError;
 use std::sync::Arc;
@@ -15,6 +17,22 @@ use crate::node::Node;
 use super::clients::{ClientShared, Unblock};
 use super::exec;
 use super::parse::Keyed;
+use crate::engine::DataCmd;
+use crate::engine::list::ListCmd;
+use crate::engine::zset::ZsetCmd;
+
+/// How long after its command arrived a blocking command makes its first attempt (see `run`).
+pub const ARRIVAL_SKEW: Duration = Duration::from_millis(1);
+
+/// How long to wait now so the first attempt comes `ARRIVAL_SKEW` after `arrival` (ns since
+/// the epoch, the kernel's receive time); None when that moment has passed.
+fn skew_wait(arrival: u64) -> Option<Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let due = Duration::from_nanos(arrival) + ARRIVAL_SKEW;
+    due.checked_sub(now).filter(|d| !d.is_zero())
+}
 
 /// What every attempt answers when it served nothing (and the reply on a timeout).
 pub const NOTHING: &[u8] = b"*-1\r\n";
@@ -109,30 +127,52 @@ fn keep_waiting(reply: &[u8]) -> bool {
 pub async fn run(
     node: &Arc<Node>,
     client: &ClientShared,
+    arrival: Option<u64>,
     name: &str,
     args: Vec<Vec<u8>>,
     keyed: Keyed,
     timeout: Option<Duration>,
 ) -> Vec<u8> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
+    let keys = waited_keys(&keyed);
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     // Registered before the first attempt, so no local write after it goes unnoticed.
-    let watch = node.engine.ready.watch(&key_refs);
+    let watch = node.engine.ready.watch(&key_refs, arrival);
+    // Two commands that arrive microseconds apart on two connections may be handled in either
+    // order (seen: the later one registered 0.2 ms before the earlier one and took the
+    // element a push right behind them brought). The first attempt waits until ARRIVAL_SKEW
+    // after its command arrived, so an earlier-arrived one has registered ahead of it by then.
+    if let Some(wait) = arrival.and_then(skew_wait) {
+        tokio::time::sleep(wait).await;
+    }
     let mut blocked = None;
     let mut first = true;
     let mut woken = false;
     loop {
-        // A local key set that holds nothing yet needs no trip through the writer, and a
-        // periodic retry on local keys is left to the client whose turn it is (first come,
-        // first served: local writes wake the oldest waiter).
+        // On local keys an attempt takes only from the keys where this client is the oldest
+        // waiter (first come, first served: an older client woken for an element gets it even
+        // when this command arrived between the write and its retry). A key set that holds
+        // nothing needs no trip through the writer, and a periodic retry is left to the
+        // clients whose turn it is.
         let local = exec::route_keys(node, &key_refs) == crate::routing::Route::Local;
-        let skip = local && (locally_absent(node, &key_refs) || !(woken || watch.is_first()));
-        if first || !skip {
-            let reply = exec::execute(node, name, args.clone(), keyed.clone(), false, None).await;
+        let attempt = if local {
+            let mine = watch.first_keys();
+            let skip = mine.is_empty() || (!first && !woken && locally_absent(node, &mine));
+            (!skip).then(|| restricted(&keyed, &mine))
+        } else {
+            Some(keyed.clone())
+        };
+        if let Some(attempt) = attempt {
+            let since = watch.begin();
+            let reply = exec::execute(node, name, args.clone(), attempt, false, None).await;
+            // Clients this attempt's own write fed (a BLMOVE into a watched list) are served
+            // before it answers, as the writer of the element waits for this one.
+            node.engine.ready.settle(since).await;
             if !keep_waiting(&reply) {
+                // (Dropping the watch hands the turn to the next waiter.)
                 return reply;
             }
+            watch.end();
         }
         first = false;
         let now = Instant::now();
@@ -160,8 +200,31 @@ pub async fn run(
     }
 }
 
+/// The keys a blocking command waits on: its sources (not BLMOVE's destination, whose writes
+/// serve it nothing).
+fn waited_keys(keyed: &Keyed) -> Vec<Vec<u8>> {
+    match keyed {
+        Keyed::Write(DataCmd::List(ListCmd::Move { src, .. })) => vec![src.clone()],
+        k => k.keys().iter().map(|k| k.to_vec()).collect(),
+    }
+}
+
+/// The attempt restricted to source keys `mine` (in the command's own key order).
+fn restricted(keyed: &Keyed, mine: &[Vec<u8>]) -> Keyed {
+    let mut k = keyed.clone();
+    match &mut k {
+        Keyed::Write(DataCmd::List(ListCmd::Pop { keys, .. }))
+        | Keyed::Write(DataCmd::ZSet(ZsetCmd::Pop { keys, .. })) => {
+            keys.retain(|k| mine.contains(k))
+        }
+        // A single source: `mine` is all of it (or the attempt was skipped).
+        _ => {}
+    }
+    k
+}
+
 /// True when none of the (local) keys exists: an attempt could serve nothing.
-fn locally_absent(node: &Node, keys: &[&[u8]]) -> bool {
+fn locally_absent(node: &Node, keys: &[Vec<u8>]) -> bool {
     keys.iter().all(|k| matches!(node.engine.get(k), Ok(None)))
 }
 
@@ -199,6 +262,17 @@ mod tests {
         assert!(is_blocking("blmove"));
         assert!(!is_blocking("lmove"));
         assert_eq!(timeout_at("blpop", 4), Some(3));
+    }
+
+    #[test]
+    fn the_first_attempt_waits_out_the_arrival_skew_only_once() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let wait = skew_wait(now).expect("arrived just now");
+        assert!(wait <= ARRIVAL_SKEW && wait > ARRIVAL_SKEW / 2, "{wait:?}");
+        assert_eq!(skew_wait(now - 5_000_000), None, "arrived 5 ms ago");
     }
 
     #[test]

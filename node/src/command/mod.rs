@@ -58,6 +58,8 @@ pub struct ConnState {
     pub subs: Option<crate::pubsub::Subscriber>,
     /// CLIENT REPLY ON|OFF|SKIP.
     pub reply: reply_mode::ReplyMode,
+    /// When the last read's bytes reached this host (`arrival`), if the kernel said.
+    pub arrival: Option<u64>,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -241,7 +243,9 @@ async fn handle_in(
                     let notify = (node.notify_flags.load(std::sync::atomic::Ordering::Relaxed)
                         != 0)
                         .then(|| args.clone());
-                    let reply = blocking::run(node, &conn.client, name, args, keyed, timeout).await;
+                    let reply =
+                        blocking::run(node, &conn.client, conn.arrival, name, args, keyed, timeout)
+                            .await;
                     if let Some(args) = notify {
                         pubsub::notify_write(node, &args, &reply).await;
                     }
@@ -344,7 +348,12 @@ async fn keyed_command(
         }
         return;
     }
+    // `new` events (class n) need the keys' existence before and after this write, so such a
+    // write runs on its own, not pipelined with the ones around it.
+    let new_events = matches!(keyed, Keyed::Write(_))
+        && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) & crate::notify::NEW != 0;
     if route == Route::Local
+        && !new_events
         && let Keyed::Write(w) = keyed
     {
         pending.cmds.push(w);
@@ -358,7 +367,16 @@ async fn keyed_command(
     let notify = (matches!(keyed, Keyed::Write(_))
         && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) != 0)
         .then(|| args.clone());
+    let absent = if new_events {
+        let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
+        pubsub::absent_keys(node, &keys).await
+    } else {
+        Vec::new()
+    };
     out.extend_from_slice(&exec::execute(node, name, args, keyed, false, None).await);
+    if !absent.is_empty() {
+        pubsub::notify_new(node, absent).await;
+    }
     if let Some(args) = notify {
         pubsub::notify_write(node, &args, &out[start..]).await;
     }

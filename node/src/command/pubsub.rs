@@ -165,6 +165,41 @@ async fn notify_events(node: &Arc<Node>, events: Vec<notify::Event>) {
     }
 }
 
+/// The distinct `keys` that do not exist now, wherever they live (a write's keys before it
+/// runs, while the `n` class is on).
+pub async fn absent_keys(node: &Arc<Node>, keys: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut absent = Vec::new();
+    for key in keys {
+        if !absent.contains(key) && !exists(node, key).await {
+            absent.push(key.clone());
+        }
+    }
+    absent
+}
+
+async fn exists(node: &Arc<Node>, key: &[u8]) -> bool {
+    let args = vec![b"exists".to_vec(), key.to_vec()];
+    let keyed = super::parse::Keyed::Read(super::parse::ReadCmd::Exists(vec![key.to_vec()]));
+    // (An error reply counts as "exists": no `new` event is sent on a doubt.)
+    super::exec::execute(node, "exists", args, keyed, false, None).await != b":0\r\n"
+}
+
+/// Sends `new` (Redis' dbAdd event) for the keys of `absent_before` that a write created:
+/// absent before it ran and present now.
+pub async fn notify_new(node: &Arc<Node>, absent_before: Vec<Vec<u8>>) {
+    let mut events = Vec::new();
+    for key in absent_before {
+        if exists(node, &key).await {
+            events.push(notify::Event {
+                class: notify::NEW,
+                name: "new",
+                key,
+            });
+        }
+    }
+    notify_events(node, events).await;
+}
+
 /// Publishes `expired` for the keys the expiry sweep deleted, as the engine reports them.
 pub async fn publish_expired(node: Arc<Node>, mut feed: tokio::sync::mpsc::Receiver<Vec<Vec<u8>>>) {
     while let Some(keys) = feed.recv().await {

@@ -150,9 +150,9 @@ pub fn open(
         }
     }
 
-    // Every element's sub-key and version: one pass over the element keys.
-    let sub_presence =
-        super::sub_presence::SubFilter::with_capacity(sub.approximate_len() as u64 * 2);
+    // Every element's sub-key and version: one pass over the element keys. (The filter's
+    // own sizing leaves room for the version prefixes and for writes after open.)
+    let sub_presence = super::sub_presence::SubFilter::with_capacity(sub.approximate_len() as u64);
     for item in sub.iter() {
         sub_presence.note(&item.key()?);
     }

@@ -50,6 +50,11 @@ impl KeyFilter {
         (block, probes)
     }
 
+    /// Bytes of the bit array.
+    pub fn bytes(&self) -> usize {
+        self.words.len() * std::mem::size_of::<AtomicU64>()
+    }
+
     pub fn insert(&self, skey: &[u8]) {
         let (block, probes) = self.positions(skey);
         // One read-modify-write per word that gains bits, none for bits already set.

@@ -16,7 +16,9 @@ use super::presence::KeyFilter;
 pub struct SubFilter(KeyFilter);
 
 impl SubFilter {
-    /// A filter for about `elements` elements (plus their version prefixes).
+    /// A filter for the `elements` stored now: room for twice as many entries, a version
+    /// prefix for each (the worst case, one-element collections) or, for collections of many
+    /// elements, about as many elements again written after open.
     pub fn with_capacity(elements: u64) -> SubFilter {
         SubFilter(KeyFilter::with_capacity(elements.saturating_mul(2)))
     }
@@ -29,6 +31,11 @@ impl SubFilter {
         {
             self.0.insert(prefix);
         }
+    }
+
+    /// Bytes of the filter's bit array.
+    pub fn bytes(&self) -> usize {
+        self.0.bytes()
     }
 
     /// False: no element `skey` was stored since the filter was built.
@@ -67,6 +74,15 @@ mod tests {
                 prop_assert!(f.version_may_be_used(&collection::version_prefix(key, *version)));
             }
         }
+    }
+
+    #[test]
+    fn a_filter_takes_32_bits_per_stored_element_rounded_to_a_power_of_two() {
+        // 16 bits for each element and for a version prefix each: 10M elements -> 320 Mbit,
+        // rounded up to 512 Mbit = 64 MiB (the caller passing twice the count made it 128).
+        assert_eq!(SubFilter::with_capacity(10_000_000).bytes(), 64 << 20);
+        // Small data directories get the key filter's floor of 8 MiB.
+        assert_eq!(SubFilter::with_capacity(1_000).bytes(), 8 << 20);
     }
 
     #[test]
