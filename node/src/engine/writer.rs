@@ -5,10 +5,9 @@
 //! committed), ownership and fences are checked in the same critical section that assigns log
 //! sequences, and the results gather in an open batch. The committer thread writes a sealed
 //! batch (data + log + metadata) as one fjall batch with fsync (group commit). When it is done
-//! it does the committed batch's post-commit work (read cache, counters, log head, answers)
-//! and then seals the open batch itself, so the next commit starts without a thread hand-off
-//! and takes in the writes evaluated meanwhile; an idle committer, woken by a write, seals
-//! when it runs. Evaluation overlaps the fsync, and each batch is as large as the load makes it.
+//! it seals the open batch itself, so the next commit starts without a thread hand-off, and
+//! only then does the committed batch's post-commit work (read cache, counters, log head,
+//! answers). Evaluation overlaps the fsync, and each batch is as large as the load makes it.
 //!
 //! Layout: `pipeline` (the lock, group commit, fsync, answers), `batch` (the open batch and
 //! how an operation is taken back), `apply` (per-operation evaluation: the placement, fence
@@ -73,8 +72,7 @@ struct Writer {
     /// Where writes accepted as owner are recorded (the installed epoch's windows).
     accepted: Option<Arc<EpochWindows>>,
     /// Data and metadata of the sealed batches, oldest first, until their commit is readable
-    /// from fjall and the read cache (at most one: the committer seals the next batch only
-    /// after the last one's post-commit work).
+    /// from fjall and the read cache (at most two: one committing, one finishing).
     in_flight: VecDeque<InFlight>,
     /// Set after a failed commit: later batches were evaluated on top of it, so the writer
     /// refuses everything until the node restarts (fjall refuses writes after a journal

@@ -59,10 +59,8 @@ pub(super) struct InFlight {
 /// The writer's shared state; the engine holds it once the committer runs.
 pub struct Handle {
     state: Mutex<State>,
-    /// Wakes the committer when it is idle (a busy committer takes the next batch itself). It
-    /// seals the open batch when it runs, not when woken: writes evaluated while it wakes up
-    /// (a while on a busy machine) join that batch instead of waiting for the next fsync.
-    commit_tx: std::sync::mpsc::Sender<()>,
+    /// Wakes the committer when it is idle (a busy committer takes the next batch itself).
+    commit_tx: std::sync::mpsc::Sender<Sealed>,
 }
 
 struct State {
@@ -126,18 +124,16 @@ impl Handle {
             committing,
         } = &mut *st;
         w.handle(req, open);
-        if !*committing && open.is_some() {
+        if !*committing && let Some(b) = open.take() {
             *committing = true;
-            if self.commit_tx.send(()).is_err() {
-                // The committer is gone: the batch's answers are dropped, callers see an error.
-                *open = None;
-            }
+            // If the committer is gone the batch's answers are dropped: callers see an error.
+            let _ = self.commit_tx.send(w.seal(b));
         }
     }
 }
 
 pub fn spawn(engine: Arc<Engine>, routing: Routing, head: u64) -> Result<(), std::io::Error> {
-    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<()>();
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<Sealed>();
     let accepted = routing.placement.as_ref().map(|p| {
         engine.accepted.begin_epoch(
             p.epoch,
@@ -205,7 +201,7 @@ struct Committed {
     answers: Vec<Answer>,
 }
 
-fn commit_loop(e: Arc<Engine>, rx: std::sync::mpsc::Receiver<()>) {
+fn commit_loop(e: Arc<Engine>, rx: std::sync::mpsc::Receiver<Sealed>) {
     let Some(h) = e.writer.get() else { return };
     // fdatasync: the journal's data and size reach the disk, which is what recovery needs.
     let mode = e.config.durable.then_some(PersistMode::SyncData);
@@ -215,50 +211,35 @@ fn commit_loop(e: Arc<Engine>, rx: std::sync::mpsc::Receiver<()>) {
     loop {
         let s = match next.take() {
             Some(s) => s,
-            None => {
-                if rx.recv().is_err() {
-                    return;
-                }
-                // Sealed now that this thread runs: what was evaluated since the wake-up was
-                // sent commits with it.
-                let mut st = h.lock();
-                let State {
-                    w,
-                    open,
-                    committing,
-                } = &mut *st;
-                match open.take() {
-                    Some(b) => w.seal(b),
-                    None => {
-                        *committing = false;
-                        continue;
-                    }
-                }
-            }
+            None => match rx.recv() {
+                Ok(s) => s,
+                Err(_) => return,
+            },
         };
         let c = commit(&e, s, mode, &mut failed, &mut head);
-        let stop = c.failed;
-        finish(&e, c);
-        let mut st = h.lock();
-        if stop {
-            st.w.stopped = Some("storage failure earlier: restart the node".into());
-        }
-        let State {
-            w,
-            open,
-            committing,
-        } = &mut *st;
-        // The batch is in fjall and the cache now: evaluation no longer needs its copy.
-        w.in_flight.pop_front();
-        // Take the next batch only now, after this one's answers went out: what was evaluated
-        // during the post-commit work joins it, and its commit follows without waking anyone.
-        *committing = match open.take() {
-            Some(b) => {
-                next = Some(w.seal(b));
-                true
+        {
+            let mut st = h.lock();
+            if c.failed {
+                st.w.stopped = Some("storage failure earlier: restart the node".into());
             }
-            None => false,
-        };
+            // Take the next batch now: its commit follows this one's post-commit work
+            // without waking anyone.
+            let State {
+                w,
+                open,
+                committing,
+            } = &mut *st;
+            *committing = match open.take() {
+                Some(b) => {
+                    next = Some(w.seal(b));
+                    true
+                }
+                None => false,
+            };
+        }
+        finish(&e, c);
+        // The batch is in fjall and the cache now: evaluation no longer needs its copy.
+        h.lock().w.in_flight.pop_front();
     }
 }
 
