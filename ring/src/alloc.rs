@@ -66,6 +66,18 @@ pub(crate) struct Allocator {
     /// The taker of the join in progress: its new ranges are appended unsorted and sorted
     /// once the join has cut them all (see [`MemberRanges::push`]).
     collecting: Option<u32>,
+    /// A join's planning buffers, kept across joins (each join sized them anew before).
+    plan: Plan,
+}
+
+/// The buffers of a join's planning (see [`Allocator::take`]): each donor's part, the pieces
+/// it needs, whether it is dropped, and the drop order.
+#[derive(Default)]
+struct Plan {
+    gives: Vec<u128>,
+    needs: Vec<usize>,
+    drop: Vec<bool>,
+    order: BinaryHeap<Reverse<u128>>,
 }
 
 /// One of a giver's ranges during a hand-off: `(p, t]`, neighbours x (owns p) and y (owns the
@@ -128,9 +140,18 @@ fn pieces_needed(ranges: &[Range], amount: u128) -> usize {
     ranges.len().max(1)
 }
 
-/// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
-/// they give `amount` in total (which their loads must exceed). Returns each one's part.
-fn level(set: &[Norm], amount: u128) -> Vec<u128> {
+/// The water-fill of `set` (sorted by load per weight, descending) for `amount`: how many of
+/// them give (the first `count`: the next one is not above their common level) and those
+/// members' total load and weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fill {
+    count: usize,
+    load: u128,
+    weight: u128,
+}
+
+/// How [`level`] fills `set` for `amount`.
+fn fill(set: &[Norm], amount: u128) -> Fill {
     let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
     while k < set.len() {
         let d = &set[k];
@@ -144,35 +165,43 @@ fn level(set: &[Norm], amount: u128) -> Vec<u128> {
             break;
         }
     }
-    let num = sum.saturating_sub(amount);
+    Fill {
+        count: k,
+        load: sum,
+        weight: wsum,
+    }
+}
+
+/// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
+/// they give `amount` in total (which their loads must exceed), given its [`fill`] (which a
+/// join has computed already for its first donor set). Writes each one's part to `gives`.
+fn level(set: &[Norm], amount: u128, f: Fill, gives: &mut Vec<u128>) {
+    debug_assert_eq!(f, fill(set, amount));
+    let (k, num, wsum) = (f.count, f.load.saturating_sub(amount), f.weight);
     // The level share of a weight, divided out once per run of equal weights instead of a
     // 128-bit division per donor.
     let mut share: Option<(u32, u128)> = None;
-    let mut gives: Vec<u128> = set
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            if i >= k {
-                return 0;
+    gives.clear();
+    gives.extend(set.iter().enumerate().map(|(i, d)| {
+        if i >= k {
+            return 0;
+        }
+        let level = match share {
+            Some((w, l)) if w == d.weight => l,
+            _ => {
+                let l = (num * u128::from(d.weight)).checked_div(wsum).unwrap_or(0);
+                share = Some((d.weight, l));
+                l
             }
-            let level = match share {
-                Some((w, l)) if w == d.weight => l,
-                _ => {
-                    let l = (num * u128::from(d.weight)).checked_div(wsum).unwrap_or(0);
-                    share = Some((d.weight, l));
-                    l
-                }
-            };
-            d.load() - level.min(d.load())
-        })
-        .collect();
+        };
+        d.load() - level.min(d.load())
+    }));
     let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);
-    for g in &mut gives {
+    for g in gives.iter_mut() {
         let d = excess.min(*g);
         *g -= d;
         excess -= d;
     }
-    gives
 }
 
 fn span_between(p: u64, t: u64) -> u128 {
@@ -196,6 +225,7 @@ impl Allocator {
             owners: 0,
             order: LoadOrder::default(),
             collecting: None,
+            plan: Plan::default(),
         }
     }
 
@@ -561,28 +591,43 @@ impl Allocator {
         // the cuts), contiguous rather than read from the members.
         donors.truncate(k);
         let mut set = donors;
-        let (gives, needs) = loop {
-            let gives = level(&set, amount);
+        // The walk above is the first set's fill: all of it gives.
+        let mut filled = Fill {
+            count: k,
+            load: sum,
+            weight: wsum,
+        };
+        let Plan {
+            mut gives,
+            mut needs,
+            mut drop,
+            mut order,
+        } = std::mem::take(&mut self.plan);
+        loop {
+            level(&set, amount, filled, &mut gives);
             // Each donor's part is cut from its largest ranges.
-            let needs: Vec<usize> = set
-                .iter()
-                .zip(&gives)
-                .map(|(d, &g)| pieces_needed(self.members[d.id as usize].ranges.by_size(), g))
-                .collect();
+            needs.clear();
+            needs.extend(
+                set.iter()
+                    .zip(&gives)
+                    .map(|(d, &g)| pieces_needed(self.members[d.id as usize].ranges.by_size(), g)),
+            );
             let total: usize = needs.iter().sum();
             if total <= budget || set.len() == 1 {
-                break (gives, needs);
+                break;
             }
             // Drop the donors needing the most pieces (their amount goes to the others), but only
             // those that stay within 5% of their fair share: balance wins over the token cap.
             // Most pieces first, then smallest part, then position: a total order, taken from a
             // heap because the loop usually stops after a few.
-            let mut order: BinaryHeap<Reverse<u128>> = (0..set.len())
-                .map(|i| Reverse(drop_rank(needs[i], gives[i], i)))
-                .collect();
+            let mut ranks = order.into_vec();
+            ranks.clear();
+            ranks.extend((0..set.len()).map(|i| Reverse(drop_rank(needs[i], gives[i], i))));
+            order = BinaryHeap::from(ranks);
             let mut freed = 0usize;
             let mut dropped = 0usize;
-            let mut drop = vec![false; set.len()];
+            drop.clear();
+            drop.resize(set.len(), false);
             let mut kept_load: u128 = set.iter().map(Norm::load).sum();
             let mut kept_weight: u128 = set.iter().map(|d| u128::from(d.weight)).sum();
             while let Some(Reverse(rank)) = order.pop() {
@@ -610,14 +655,15 @@ impl Allocator {
                 drop[i] = true;
             }
             if freed == 0 {
-                break (gives, needs);
+                break;
             }
             let mut i = 0;
             set.retain(|_| {
                 i += 1;
                 !drop[i - 1]
             });
-        };
+            filled = fill(&set, amount);
+        }
 
         let total: usize = needs.iter().sum();
         let spare = budget.saturating_sub(total) as u128;
@@ -645,6 +691,12 @@ impl Allocator {
         self.collecting = None;
         self.members[taker as usize].ranges.settle();
         self.merge_around(&touched);
+        self.plan = Plan {
+            gives,
+            needs,
+            drop,
+            order,
+        };
     }
 
     /// Bring the load order up to date with the members changed since the last operation.
