@@ -591,7 +591,7 @@ impl Allocator {
         // the cuts), contiguous rather than read from the members.
         donors.truncate(k);
         let mut set = donors;
-        // The walk above is the first set's fill: all of it gives.
+        // The walk above is the first set's fill: all of it gives (each one above the level).
         let mut filled = Fill {
             count: k,
             load: sum,
@@ -628,8 +628,8 @@ impl Allocator {
             let mut dropped = 0usize;
             drop.clear();
             drop.resize(set.len(), false);
-            let mut kept_load: u128 = set.iter().map(Norm::load).sum();
-            let mut kept_weight: u128 = set.iter().map(|d| u128::from(d.weight)).sum();
+            // All of `set` gives (see below), so its fill's sums are its totals.
+            let (mut kept_load, mut kept_weight) = (filled.load, filled.weight);
             while let Some(Reverse(rank)) = order.pop() {
                 let i = (rank & DROP_INDEX) as usize;
                 if total - freed <= budget || set.len() - dropped == 1 {
@@ -662,7 +662,14 @@ impl Allocator {
                 i += 1;
                 !drop[i - 1]
             });
-            filled = fill(&set, amount);
+            // No second walk: every donor of `set` was above its level, and dropping donors
+            // (each above it too) only lowers the level the others must reach to give
+            // `amount`, so all those kept still give. (`level` checks this in debug builds.)
+            filled = Fill {
+                count: set.len(),
+                load: kept_load,
+                weight: kept_weight,
+            };
         }
 
         let total: usize = needs.iter().sum();
