@@ -66,18 +66,6 @@ pub(crate) struct Allocator {
     /// The taker of the join in progress: its new ranges are appended unsorted and sorted
     /// once the join has cut them all (see [`MemberRanges::push`]).
     collecting: Option<u32>,
-    /// A join's planning buffers, kept across joins (each join sized them anew before).
-    plan: Plan,
-}
-
-/// The buffers of a join's planning (see [`Allocator::take`]): each donor's part, the pieces
-/// it needs, whether it is dropped, and the drop order.
-#[derive(Default)]
-struct Plan {
-    gives: Vec<u128>,
-    needs: Vec<usize>,
-    drop: Vec<bool>,
-    order: BinaryHeap<Reverse<u128>>,
 }
 
 /// One of a giver's ranges during a hand-off: `(p, t]`, neighbours x (owns p) and y (owns the
@@ -174,34 +162,38 @@ fn fill(set: &[Norm], amount: u128) -> Fill {
 
 /// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
 /// they give `amount` in total (which their loads must exceed), given its [`fill`] (which a
-/// join has computed already for its first donor set). Writes each one's part to `gives`.
-fn level(set: &[Norm], amount: u128, f: Fill, gives: &mut Vec<u128>) {
+/// join has computed already for its first donor set). Returns each one's part.
+fn level(set: &[Norm], amount: u128, f: Fill) -> Vec<u128> {
     debug_assert_eq!(f, fill(set, amount));
     let (k, num, wsum) = (f.count, f.load.saturating_sub(amount), f.weight);
     // The level share of a weight, divided out once per run of equal weights instead of a
     // 128-bit division per donor.
     let mut share: Option<(u32, u128)> = None;
-    gives.clear();
-    gives.extend(set.iter().enumerate().map(|(i, d)| {
-        if i >= k {
-            return 0;
-        }
-        let level = match share {
-            Some((w, l)) if w == d.weight => l,
-            _ => {
-                let l = (num * u128::from(d.weight)).checked_div(wsum).unwrap_or(0);
-                share = Some((d.weight, l));
-                l
+    let mut gives: Vec<u128> = set
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if i >= k {
+                return 0;
             }
-        };
-        d.load() - level.min(d.load())
-    }));
+            let level = match share {
+                Some((w, l)) if w == d.weight => l,
+                _ => {
+                    let l = (num * u128::from(d.weight)).checked_div(wsum).unwrap_or(0);
+                    share = Some((d.weight, l));
+                    l
+                }
+            };
+            d.load() - level.min(d.load())
+        })
+        .collect();
     let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);
-    for g in gives.iter_mut() {
+    for g in &mut gives {
         let d = excess.min(*g);
         *g -= d;
         excess -= d;
     }
+    gives
 }
 
 fn span_between(p: u64, t: u64) -> u128 {
@@ -225,7 +217,6 @@ impl Allocator {
             owners: 0,
             order: LoadOrder::default(),
             collecting: None,
-            plan: Plan::default(),
         }
     }
 
@@ -597,37 +588,30 @@ impl Allocator {
             load: sum,
             weight: wsum,
         };
-        let Plan {
-            mut gives,
-            mut needs,
-            mut drop,
-            mut order,
-        } = std::mem::take(&mut self.plan);
-        loop {
-            level(&set, amount, filled, &mut gives);
+        // Fresh vectors per pass: reusing buffers kept across joins cut allocations and
+        // instructions but made the build 10-15% slower in CPU time (round 4 in the README).
+        let (gives, needs) = loop {
+            let gives = level(&set, amount, filled);
             // Each donor's part is cut from its largest ranges.
-            needs.clear();
-            needs.extend(
-                set.iter()
-                    .zip(&gives)
-                    .map(|(d, &g)| pieces_needed(self.members[d.id as usize].ranges.by_size(), g)),
-            );
+            let needs: Vec<usize> = set
+                .iter()
+                .zip(&gives)
+                .map(|(d, &g)| pieces_needed(self.members[d.id as usize].ranges.by_size(), g))
+                .collect();
             let total: usize = needs.iter().sum();
             if total <= budget || set.len() == 1 {
-                break;
+                break (gives, needs);
             }
             // Drop the donors needing the most pieces (their amount goes to the others), but only
             // those that stay within 5% of their fair share: balance wins over the token cap.
             // Most pieces first, then smallest part, then position: a total order, taken from a
             // heap because the loop usually stops after a few.
-            let mut ranks = order.into_vec();
-            ranks.clear();
-            ranks.extend((0..set.len()).map(|i| Reverse(drop_rank(needs[i], gives[i], i))));
-            order = BinaryHeap::from(ranks);
+            let mut order: BinaryHeap<Reverse<u128>> = (0..set.len())
+                .map(|i| Reverse(drop_rank(needs[i], gives[i], i)))
+                .collect();
             let mut freed = 0usize;
             let mut dropped = 0usize;
-            drop.clear();
-            drop.resize(set.len(), false);
+            let mut drop = vec![false; set.len()];
             // All of `set` gives (see below), so its fill's sums are its totals.
             let (mut kept_load, mut kept_weight) = (filled.load, filled.weight);
             while let Some(Reverse(rank)) = order.pop() {
@@ -655,7 +639,7 @@ impl Allocator {
                 drop[i] = true;
             }
             if freed == 0 {
-                break;
+                break (gives, needs);
             }
             let mut i = 0;
             set.retain(|_| {
@@ -670,7 +654,7 @@ impl Allocator {
                 load: kept_load,
                 weight: kept_weight,
             };
-        }
+        };
 
         let total: usize = needs.iter().sum();
         let spare = budget.saturating_sub(total) as u128;
@@ -698,12 +682,6 @@ impl Allocator {
         self.collecting = None;
         self.members[taker as usize].ranges.settle();
         self.merge_around(&touched);
-        self.plan = Plan {
-            gives,
-            needs,
-            drop,
-            order,
-        };
     }
 
     /// Bring the load order up to date with the members changed since the last operation.
