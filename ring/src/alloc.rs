@@ -128,9 +128,18 @@ fn pieces_needed(ranges: &[Range], amount: u128) -> usize {
     ranges.len().max(1)
 }
 
-/// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
-/// they give `amount` in total (which their loads must exceed). Returns each one's part.
-fn level(set: &[Norm], amount: u128) -> Vec<u128> {
+/// The water-fill of `set` (sorted by load per weight, descending) for `amount`: how many of
+/// them give (the first `count`: the next one is not above their common level) and those
+/// members' total load and weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fill {
+    count: usize,
+    load: u128,
+    weight: u128,
+}
+
+/// How [`level`] fills `set` for `amount`.
+fn fill(set: &[Norm], amount: u128) -> Fill {
     let (mut sum, mut wsum, mut k) = (0u128, 0u128, 0usize);
     while k < set.len() {
         let d = &set[k];
@@ -144,7 +153,19 @@ fn level(set: &[Norm], amount: u128) -> Vec<u128> {
             break;
         }
     }
-    let num = sum.saturating_sub(amount);
+    Fill {
+        count: k,
+        load: sum,
+        weight: wsum,
+    }
+}
+
+/// Water-fill `set` (sorted by load per weight, descending) down to a common level so that
+/// they give `amount` in total (which their loads must exceed), given its [`fill`] (which a
+/// join has computed already for its first donor set). Returns each one's part.
+fn level(set: &[Norm], amount: u128, f: Fill) -> Vec<u128> {
+    debug_assert_eq!(f, fill(set, amount));
+    let (k, num, wsum) = (f.count, f.load.saturating_sub(amount), f.weight);
     // The level share of a weight, divided out once per run of equal weights instead of a
     // 128-bit division per donor.
     let mut share: Option<(u32, u128)> = None;
@@ -561,8 +582,16 @@ impl Allocator {
         // the cuts), contiguous rather than read from the members.
         donors.truncate(k);
         let mut set = donors;
+        // The walk above is the first set's fill: all of it gives (each one above the level).
+        let mut filled = Fill {
+            count: k,
+            load: sum,
+            weight: wsum,
+        };
+        // Fresh vectors per pass: reusing buffers kept across joins cut allocations and
+        // instructions but made the build 10-15% slower in CPU time (round 4 in the README).
         let (gives, needs) = loop {
-            let gives = level(&set, amount);
+            let gives = level(&set, amount, filled);
             // Each donor's part is cut from its largest ranges.
             let needs: Vec<usize> = set
                 .iter()
@@ -583,8 +612,8 @@ impl Allocator {
             let mut freed = 0usize;
             let mut dropped = 0usize;
             let mut drop = vec![false; set.len()];
-            let mut kept_load: u128 = set.iter().map(Norm::load).sum();
-            let mut kept_weight: u128 = set.iter().map(|d| u128::from(d.weight)).sum();
+            // All of `set` gives (see below), so its fill's sums are its totals.
+            let (mut kept_load, mut kept_weight) = (filled.load, filled.weight);
             while let Some(Reverse(rank)) = order.pop() {
                 let i = (rank & DROP_INDEX) as usize;
                 if total - freed <= budget || set.len() - dropped == 1 {
@@ -617,6 +646,14 @@ impl Allocator {
                 i += 1;
                 !drop[i - 1]
             });
+            // No second walk: every donor of `set` was above its level, and dropping donors
+            // (each above it too) only lowers the level the others must reach to give
+            // `amount`, so all those kept still give. (`level` checks this in debug builds.)
+            filled = Fill {
+                count: set.len(),
+                load: kept_load,
+                weight: kept_weight,
+            };
         };
 
         let total: usize = needs.iter().sum();

@@ -184,8 +184,10 @@ impl LoadOrder {
             &self.fresh,
             &mut self.sorted,
         );
-        for (i, n) in self.sorted.iter().enumerate().skip(first) {
-            self.pos[n.id as usize] = i as u32;
+        // Every entry from `first` on may have moved (a few hundred per join): a plain loop.
+        let pos = &mut self.pos;
+        for (i, n) in (first as u32..).zip(&self.sorted[first..]) {
+            pos[n.id as usize] = i;
         }
         if self.start > self.sorted.len() / 2 {
             self.compact();
