@@ -49,6 +49,13 @@ fn recv(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<u6
     Ok((msg.bytes, stamp))
 }
 
+/// The wall clock in ns since the epoch (the clock the kernel stamps with; 0 if before it).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// A kernel timestamp as ns; None for the zero the kernel reports when it has none.
 fn stamp_ns(sec: i64, nsec: i64) -> Option<u64> {
     let ns = i128::from(sec) * 1_000_000_000 + i128::from(nsec);

@@ -63,6 +63,7 @@ async fn serve_connection(
         subs: None,
         reply: Default::default(),
         arrival: None,
+        wrote: false,
     };
     let max_frame = node.cfg.max_frame;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -113,6 +114,7 @@ async fn serve_connection(
         let read_at = std::time::Instant::now();
         // Blocked clients woken by this read's writes are served before its replies go out.
         let settle_from = node.engine.ready.generation();
+        conn.wrote = false;
         conn.client.active(crate::keys::now_ms());
         buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
@@ -183,7 +185,9 @@ async fn serve_connection(
         }
         buf.drain(..consumed);
         command::flush_for(node, &conn, &mut pending, &mut out).await;
-        node.engine.ready.settle(settle_from).await;
+        if conn.wrote {
+            node.engine.ready.settle(settle_from).await;
+        }
         if !out.is_empty() {
             if write_or_cut(&mut stream, &out, &mailbox).await? {
                 return Ok(());

@@ -27,9 +27,7 @@ pub const ARRIVAL_SKEW: Duration = Duration::from_millis(1);
 /// How long to wait now so the first attempt comes `ARRIVAL_SKEW` after `arrival` (ns since
 /// the epoch, the kernel's receive time); None when that moment has passed.
 fn skew_wait(arrival: u64) -> Option<Duration> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
+    let now = Duration::from_nanos(crate::arrival::now_ns());
     let due = Duration::from_nanos(arrival) + ARRIVAL_SKEW;
     due.checked_sub(now).filter(|d| !d.is_zero())
 }
@@ -140,9 +138,15 @@ pub async fn run(
     let watch = node.engine.ready.watch(&key_refs, arrival);
     // Two commands that arrive microseconds apart on two connections may be handled in either
     // order (seen: the later one registered 0.2 ms before the earlier one and took the
-    // element a push right behind them brought). The first attempt waits until ARRIVAL_SKEW
-    // after its command arrived, so an earlier-arrived one has registered ahead of it by then.
-    if let Some(wait) = arrival.and_then(skew_wait) {
+    // element a push right behind them brought). So a command acts on nothing written after
+    // it arrived until ARRIVAL_SKEW after its arrival, by when an earlier-arrived one has
+    // registered ahead of it. One whose keys held something when it arrived and were not
+    // written since (so they held it then) is served as Redis would serve it, at once: a
+    // worker on a non-empty queue pays nothing. If it finds nothing after all (another
+    // client took it), it pauses then (a wake-up during the pause is kept).
+    let at_once = arrival.is_some_and(|a| !node.engine.ready.written_since(&key_refs, a))
+        && !locally_absent(node, &keys);
+    if !at_once && let Some(wait) = arrival.and_then(skew_wait) {
         tokio::time::sleep(wait).await;
     }
     let mut blocked = None;
@@ -173,6 +177,12 @@ pub async fn run(
                 return reply;
             }
             watch.end();
+        }
+        if first
+            && at_once
+            && let Some(wait) = arrival.and_then(skew_wait)
+        {
+            tokio::time::sleep(wait).await;
         }
         first = false;
         let now = Instant::now();

@@ -60,6 +60,10 @@ pub struct ConnState {
     pub reply: reply_mode::ReplyMode,
     /// When the last read's bytes reached this host (`arrival`), if the kernel said.
     pub arrival: Option<u64>,
+    /// Whether a command of the current read may have written here: only then do its replies
+    /// wait for the blocked clients its writes fed (`engine::ready`), so a connection that
+    /// only reads never waits on other connections' writes.
+    pub wrote: bool,
 }
 
 fn lower(b: &[u8]) -> String {
@@ -206,8 +210,12 @@ async fn handle_in(
         return Flow::Continue;
     }
     if multi::handles(&conn.tx, name) {
+        conn.wrote = true;
         flush(node, pending, out).await;
         return multi::command(node, conn, name, args, out).await;
+    }
+    if name.starts_with("rsfwd") || name == "rswatch" {
+        conn.wrote = true;
     }
     if name == "rsfwdtx" || name == "rswatch" {
         flush(node, pending, out).await;
@@ -230,6 +238,7 @@ async fn handle_in(
             Flow::Continue
         }
         Ok(Some(keyed)) if blocking::is_blocking(name) => {
+            conn.wrote = true;
             flush(node, pending, out).await;
             let timeout = blocking::timeout_at(name, args.len())
                 .and_then(|i| args.get(i))
@@ -261,6 +270,7 @@ async fn handle_in(
             Flow::Continue
         }
         Ok(Some(keyed)) => {
+            conn.wrote |= matches!(keyed, Keyed::Write(_));
             keyed_command(node, conn.proto, name, args, keyed, pending, out).await;
             Flow::Continue
         }
@@ -348,10 +358,15 @@ async fn keyed_command(
         }
         return;
     }
+    // Keyspace notification classes in force for this write (0 for a read).
+    let flags = if matches!(keyed, Keyed::Write(_)) {
+        node.notify_flags.load(std::sync::atomic::Ordering::Relaxed)
+    } else {
+        0
+    };
     // `new` events (class n) need the keys' existence before and after this write, so such a
     // write runs on its own, not pipelined with the ones around it.
-    let new_events = matches!(keyed, Keyed::Write(_))
-        && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) & crate::notify::NEW != 0;
+    let new_events = flags & crate::notify::NEW != 0;
     if route == Route::Local
         && !new_events
         && let Keyed::Write(w) = keyed
@@ -364,9 +379,7 @@ async fn keyed_command(
     flush(node, pending, out).await;
     let start = out.len();
     // (A copy of the request only while keyspace notifications are on.)
-    let notify = (matches!(keyed, Keyed::Write(_))
-        && node.notify_flags.load(std::sync::atomic::Ordering::Relaxed) != 0)
-        .then(|| args.clone());
+    let notify = (flags != 0).then(|| args.clone());
     let absent = if new_events {
         let keys: Vec<Vec<u8>> = keyed.keys().iter().map(|k| k.to_vec()).collect();
         pubsub::absent_keys(node, &keys).await
