@@ -18,6 +18,7 @@ use super::clients::{ClientShared, Unblock};
 use super::exec;
 use super::parse::Keyed;
 use crate::engine::DataCmd;
+use crate::engine::collection::CollMeta;
 use crate::engine::list::ListCmd;
 use crate::engine::zset::ZsetCmd;
 
@@ -138,14 +139,13 @@ pub async fn run(
     let watch = node.engine.ready.watch(&key_refs, arrival);
     // Two commands that arrive microseconds apart on two connections may be handled in either
     // order (seen: the later one registered 0.2 ms before the earlier one and took the
-    // element a push right behind them brought). So a command acts on nothing written after
-    // it arrived until ARRIVAL_SKEW after its arrival, by when an earlier-arrived one has
-    // registered ahead of it. One whose keys held something when it arrived and were not
-    // written since (so they held it then) is served as Redis would serve it, at once: a
-    // worker on a non-empty queue pays nothing. If it finds nothing after all (another
-    // client took it), it pauses then (a wake-up during the pause is kept).
-    let at_once = arrival.is_some_and(|a| !node.engine.ready.written_since(&key_refs, a))
-        && !locally_absent(node, &keys);
+    // element a push right behind them brought). So a command whose keys may have been
+    // filled after it arrived acts on nothing until ARRIVAL_SKEW after its arrival, by when an
+    // earlier-arrived one has registered ahead of it. One whose keys held something since
+    // before it arrived is served as Redis would serve it, at once: a worker on a non-empty
+    // queue pays nothing. If it finds nothing after all (another client took it), it pauses
+    // then (a wake-up during the pause is kept).
+    let at_once = arrival.is_some_and(|a| held_since_before(node, &keys, a));
     if !at_once && let Some(wait) = arrival.and_then(skew_wait) {
         tokio::time::sleep(wait).await;
     }
@@ -231,6 +231,27 @@ fn restricted(keyed: &Keyed, mine: &[Vec<u8>]) -> Keyed {
         _ => {}
     }
     k
+}
+
+/// True when some of the (local) keys hold a collection created before `arrival` (ns since
+/// the epoch) and the others are absent: whatever an attempt takes was there when the command
+/// arrived. An emptied collection is deleted and a new one gets a fresh version from the
+/// writer's clock (ms << 16), so a version older than the arrival means the key held
+/// elements since before it (a margin of 2 ms covers the clock's resolution).
+fn held_since_before(node: &Node, keys: &[Vec<u8>], arrival: u64) -> bool {
+    let arrival_ms = arrival / 1_000_000;
+    let mut held = false;
+    for k in keys {
+        match node.engine.get(k) {
+            Ok(None) => {}
+            Ok(Some(s)) => match CollMeta::of(&s) {
+                Some(m) if (m.version >> 16) + 2 <= arrival_ms => held = true,
+                _ => return false,
+            },
+            Err(_) => return false,
+        }
+    }
+    held
 }
 
 /// True when none of the (local) keys exists: an attempt could serve nothing.

@@ -18,21 +18,32 @@ pub fn spawn(engine: Arc<Engine>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut expiry_cursor = None;
-        let mut garbage_cursor = None;
+        let mut garbage = GcWalk::default();
+        let mut log_cursor = None;
         loop {
             tick.tick().await;
             close_idle_snapshots(&engine);
             if let Err(err) = sweep_expired(&engine, &mut expiry_cursor).await {
                 tracing::warn!(error = %err, "active expiry sweep failed");
             }
-            if let Err(err) = collect_garbage(&engine, &mut garbage_cursor).await {
+            if let Err(err) = collect_garbage(&engine, &mut garbage).await {
                 tracing::warn!(error = %err, "stale collection element cleanup failed");
             }
             let e = engine.clone();
-            match tokio::task::spawn_blocking(move || enforce_retention(&e)).await {
-                Ok(Err(err)) => tracing::warn!(error = %err, "change log retention failed"),
+            let mut cursor = log_cursor.take();
+            match tokio::task::spawn_blocking(move || {
+                let r = enforce_retention(&e, &mut cursor);
+                (r, cursor)
+            })
+            .await
+            {
+                Ok((r, cursor)) => {
+                    log_cursor = cursor;
+                    if let Err(err) = r {
+                        tracing::warn!(error = %err, "change log retention failed");
+                    }
+                }
                 Err(err) => tracing::warn!(error = %err, "change log retention task failed"),
-                Ok(Ok(())) => {}
             }
         }
     });
@@ -111,17 +122,90 @@ pub(crate) const GC_CHUNK: usize = 5_000;
 /// Stale elements removed per tick at most (the writer stays free for commands in between).
 const GC_PER_TICK: usize = 50_000;
 
-/// One step of the walk over the sub keyspace, resuming at `cursor`: each collection version
-/// whose metadata no longer carries it (dropped, replaced, emptied) has its elements removed
-/// through the writer in bounded chunks; live versions are skipped with one seek each. At the
-/// end of the keyspace the walk starts over.
+/// Longest pause between two passes of the garbage walk while passes find nothing and no
+/// key was deleted meanwhile (a stale version left some other way, e.g. a collection
+/// overwritten after it expired, waits for this at most).
+const GC_IDLE_MAX: Duration = Duration::from_secs(30);
+
+/// Where the garbage walk stands between ticks.
+#[derive(Default)]
+pub(crate) struct GcWalk {
+    /// Resume point within a pass (None: between passes).
+    cursor: Option<Vec<u8>>,
+    /// Elements removed in the current pass.
+    removed: usize,
+    /// Passes in a row that removed nothing.
+    idle_passes: u32,
+    /// No new pass before this, unless a key was deleted since the last one began.
+    next_pass: Option<std::time::Instant>,
+    /// `Engine::deletions` when the last pass began.
+    deletions_seen: u64,
+}
+
+impl GcWalk {
+    /// Whether a pass is under way (it resumes on the next call).
+    pub(crate) fn in_pass(&self) -> bool {
+        self.cursor.is_some()
+    }
+}
+
+/// What one step of the walk did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct GcStep {
+    /// Collection versions looked at (live or stale).
+    pub groups: usize,
+    /// Stale elements removed.
+    pub removed: usize,
+}
+
+/// One step of the walk over the sub keyspace: each collection version whose metadata no
+/// longer carries it (dropped, replaced, emptied) has its elements removed through the writer
+/// in bounded chunks; live versions are skipped with one seek each. At the end of the keyspace
+/// the walk starts over, but a pass costs a seek per collection plus whatever deleted elements
+/// (pops) the seeks step over, so an idle node does not repeat passes that found nothing:
+/// after such a pass the next one waits, 200 ms doubling to `GC_IDLE_MAX`, unless a key was
+/// deleted since (stale versions come from deletes, so those restart the walk at once).
 pub(crate) async fn collect_garbage(
     engine: &Engine,
+    walk: &mut GcWalk,
+) -> Result<GcStep, super::EngineError> {
+    let deletions = engine.deletions.load(Ordering::Acquire);
+    if !walk.in_pass() {
+        let rested = walk
+            .next_pass
+            .is_none_or(|at| std::time::Instant::now() >= at);
+        if !rested && deletions == walk.deletions_seen {
+            return Ok(GcStep::default());
+        }
+        walk.deletions_seen = deletions;
+        walk.removed = 0;
+    }
+    let step = walk_step(engine, &mut walk.cursor).await?;
+    walk.removed += step.removed;
+    if !walk.in_pass() {
+        // A pass ended.
+        if walk.removed > 0 {
+            walk.idle_passes = 0;
+        } else {
+            walk.idle_passes = walk.idle_passes.saturating_add(1);
+        }
+        let pause = Duration::from_millis(200)
+            .saturating_mul(1 << walk.idle_passes.min(8))
+            .min(GC_IDLE_MAX);
+        walk.next_pass = (walk.idle_passes > 0).then(|| std::time::Instant::now() + pause);
+    }
+    Ok(step)
+}
+
+/// One bounded step of a pass, resuming at `cursor` (None at the end of the keyspace).
+async fn walk_step(
+    engine: &Engine,
     cursor: &mut Option<Vec<u8>>,
-) -> Result<(), super::EngineError> {
+) -> Result<GcStep, super::EngineError> {
     use super::collection::{self, CollMeta};
     let mut groups = 0;
     let mut removed = 0;
+    let step = |groups, removed| GcStep { groups, removed };
     while groups < GC_GROUPS_PER_TICK && removed < GC_PER_TICK {
         let next = match cursor.as_ref() {
             Some(c) => engine.sub.range(c.clone()..).next(),
@@ -129,7 +213,7 @@ pub(crate) async fn collect_garbage(
         };
         let Some(item) = next else {
             *cursor = None;
-            return Ok(());
+            return Ok(step(groups, removed));
         };
         let k = item.key()?;
         groups += 1;
@@ -149,7 +233,7 @@ pub(crate) async fn collect_garbage(
         *cursor = collection::prefix_end(&prefix);
         if live {
             if cursor.is_none() {
-                return Ok(());
+                return Ok(step(groups, removed));
             }
             continue;
         }
@@ -183,19 +267,25 @@ pub(crate) async fn collect_garbage(
             if removed >= GC_PER_TICK {
                 // Resume with this version next tick.
                 *cursor = Some(from);
-                return Ok(());
+                return Ok(step(groups, removed));
             }
         }
         if cursor.is_none() {
-            return Ok(());
+            return Ok(step(groups, removed));
         }
     }
-    Ok(())
+    Ok(step(groups, removed))
 }
 
 /// Drops the oldest log records while the log is over its size or age budget, keeping records
 /// a registered reader still needs unless the log has grown past the pin cap.
-fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
+/// The walk resumes after `cursor`, the last record it removed: the removed records stay
+/// behind as tombstones until compaction drops them, and a walk from the start would step over
+/// all of them on every tick.
+pub(crate) fn enforce_retention(
+    engine: &Engine,
+    cursor: &mut Option<Vec<u8>>,
+) -> Result<(), super::EngineError> {
     let cfg = &engine.config;
     let now = keys::now_ms();
     // Readers that stopped reading (a pull that went away) stop pinning after a while.
@@ -207,7 +297,12 @@ fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
     let mut freed = 0u64;
     let mut new_oldest = None;
     let bytes = engine.log_bytes.load(Ordering::Acquire);
-    for item in engine.log.iter() {
+    let start = match cursor.clone() {
+        Some(c) => std::ops::Bound::Excluded(c),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut last_removed = None;
+    for item in engine.log.range((start, std::ops::Bound::Unbounded)) {
         let (k, v) = item.into_inner()?;
         let (last_seq, ts) = match crate::changelog::entry_bounds(&v) {
             Ok(b) => b,
@@ -229,6 +324,7 @@ fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
             break;
         }
         batch.remove(&engine.log, k.to_vec());
+        last_removed = Some(k.to_vec());
         freed += v.len() as u64 + 8;
         new_oldest = Some(last_seq + 1);
         if freed > 64 * 1024 * 1024 {
@@ -243,6 +339,7 @@ fn enforce_retention(engine: &Engine) -> Result<(), super::EngineError> {
         engine.oldest_seq.fetch_max(o, Ordering::AcqRel);
     }
     batch.commit()?;
+    *cursor = last_removed;
     engine
         .log_bytes
         .fetch_sub(freed.min(bytes), Ordering::AcqRel);

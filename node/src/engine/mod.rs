@@ -14,6 +14,8 @@ pub mod list;
 mod list_reads;
 pub mod list_source;
 pub(crate) mod maintenance;
+#[cfg(test)]
+mod maintenance_tests;
 mod open;
 pub mod ops;
 pub mod presence;
@@ -166,6 +168,9 @@ pub struct Engine {
     pub(crate) durable_head: AtomicU64,
     pub(crate) oldest_seq: AtomicU64,
     pub(crate) log_bytes: AtomicU64,
+    /// Deletes and overwrites of stored keys so far (the writer counts them): stale collection
+    /// versions come from these, so the garbage walk (`maintenance`) rests while it stays put.
+    pub(crate) deletions: AtomicU64,
     head_tx: watch::Sender<u64>,
     routing: RwLock<Arc<Routing>>,
     routing_tx: watch::Sender<u64>,

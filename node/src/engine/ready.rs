@@ -29,10 +29,6 @@ use tokio::sync::Notify;
 
 use crate::keys;
 
-/// Buckets of the last-write clock (`KeyReady::written`; a power of two: keys share a bucket
-/// by the low bits of their hash).
-const WRITTEN_BUCKETS: usize = 4096;
-
 /// Longest a reply waits for the turns it opened (a safety bound: a retry is one local
 /// writer operation, unless the key's range moved meanwhile and it is forwarded).
 const SETTLE_LIMIT: Duration = Duration::from_secs(1);
@@ -86,9 +82,6 @@ pub struct KeyReady {
     /// Bumped whenever a turn closes.
     closed: tokio::sync::watch::Sender<u64>,
     next_id: AtomicU64,
-    /// When a collection record of a key in each bucket last became readable (ns since the
-    /// epoch): a blocking command that arrived after that saw the key as it is.
-    last_write: Box<[AtomicU64]>,
 }
 
 impl Default for KeyReady {
@@ -100,7 +93,6 @@ impl Default for KeyReady {
             generation: AtomicU64::new(0),
             closed: tokio::sync::watch::Sender::new(0),
             next_id: AtomicU64::new(0),
-            last_write: (0..WRITTEN_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -161,27 +153,6 @@ impl KeyReady {
             keys,
             notify,
         }
-    }
-
-    /// Records that a collection record at storage key `skey` became readable at `at` (ns
-    /// since the epoch; the writer calls it for every such record, watched or not).
-    pub fn written(&self, skey: &[u8], at: u64) {
-        if let Some((hash, _)) = keys::split_storage_key(skey) {
-            self.bucket(hash).fetch_max(at, Ordering::AcqRel);
-        }
-    }
-
-    /// Whether one of `user_keys` may have been written at or after `at` (ns since the
-    /// epoch). Keys sharing a bucket answer for each other, so a false "yes" is possible,
-    /// never a false "no".
-    pub fn written_since(&self, user_keys: &[&[u8]], at: u64) -> bool {
-        user_keys
-            .iter()
-            .any(|k| self.bucket(keys::key_hash(k)).load(Ordering::Acquire) >= at)
-    }
-
-    fn bucket(&self, hash: u64) -> &AtomicU64 {
-        &self.last_write[(hash as usize) & (WRITTEN_BUCKETS - 1)]
     }
 
     /// Wakes the oldest watch waiting on storage key `skey`.
@@ -413,18 +384,6 @@ mod tests {
         tokio::time::timeout(QUICK, r.settle(g + 1))
             .await
             .expect("only newer turns count");
-    }
-
-    #[test]
-    fn a_key_written_after_a_time_is_reported_and_one_written_before_is_not() {
-        let r = KeyReady::default();
-        assert!(!r.written_since(&[b"k"], 1), "never written");
-        r.written(&sk(b"k"), 100);
-        assert!(r.written_since(&[b"other", b"k"], 100));
-        assert!(r.written_since(&[b"k"], 50));
-        assert!(!r.written_since(&[b"k"], 101), "written before");
-        r.written(&sk(b"k"), 90);
-        assert!(!r.written_since(&[b"k"], 101), "the clock never goes back");
     }
 
     #[tokio::test]

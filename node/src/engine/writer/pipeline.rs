@@ -347,15 +347,10 @@ fn finish(e: &Engine, c: Committed) {
     for (skey, value) in c.overlay.iter() {
         e.cache.put(skey, value.as_ref());
     }
-    // Blocked clients retry once what they wait for is readable; blocking commands that
-    // arrive later know they see these writes (`KeyReady::written_since`).
-    let watched = e.ready.watched();
-    let mut now = None;
-    for (skey, value) in c.overlay.iter() {
-        if value.as_ref().is_some_and(|s| s.typed) {
-            e.ready
-                .written(skey, *now.get_or_insert_with(crate::arrival::now_ns));
-            if watched {
+    // Blocked clients retry once what they wait for is readable.
+    if e.ready.watched() {
+        for (skey, value) in c.overlay.iter() {
+            if value.as_ref().is_some_and(|s| s.typed) {
                 e.ready.signal(skey);
             }
         }

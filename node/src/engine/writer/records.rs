@@ -93,6 +93,7 @@ impl Writer {
             return Ok(false);
         }
         Self::count(skey, -1, b);
+        self.engine.deletions.fetch_add(1, Ordering::Release);
         b.set_data(skey.to_vec(), None);
         Ok(true)
     }
@@ -119,6 +120,11 @@ impl Writer {
             self.touches.touch(&skey);
         }
         let was = self.stored(&skey, b)?;
+        // A delete, or a string over what was there: a collection's elements may be stale
+        // now. (A collection over a collection changes its version only in `new_version`.)
+        if was && value.as_ref().is_none_or(|s| !s.typed) {
+            self.engine.deletions.fetch_add(1, Ordering::Release);
+        }
         let delta = i64::from(value.is_some()) - i64::from(was);
         if delta != 0 {
             Self::count(&skey, delta, b);
@@ -160,15 +166,21 @@ impl Writer {
                 value,
                 expires_at,
                 typed,
-            } => self.write(
-                skey,
-                Some(Stored {
-                    value,
-                    expires_at,
-                    typed,
-                }),
-                b,
-            )?,
+            } => {
+                // A pulled collection may replace a local one of another version.
+                if typed {
+                    self.engine.deletions.fetch_add(1, Ordering::Release);
+                }
+                self.write(
+                    skey,
+                    Some(Stored {
+                        value,
+                        expires_at,
+                        typed,
+                    }),
+                    b,
+                )?
+            }
             LogOp::Del { skey } => self.write(skey, None, b)?,
             LogOp::SubPut { skey, value } => self.write_sub(skey, Some(value), b),
             LogOp::SubDel { skey } => self.write_sub(skey, None, b),

@@ -159,6 +159,13 @@ impl Writer {
     /// A version for a new collection at `key` that no stored element carries (versions of
     /// this writer only grow; a stale element pulled from another node's past could collide).
     pub(super) fn new_version(&mut self, key: &[u8], b: &Batch) -> Result<u64, fjall::Error> {
+        // A new version at a stored key (expired, or the target of RENAME/COPY) leaves the
+        // old version's elements stale.
+        if self.stored(&keys::storage_key(key), b)? {
+            self.engine
+                .deletions
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         loop {
             let v = collection::next_version(self.version, b.now);
             self.version = v;
