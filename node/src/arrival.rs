@@ -7,6 +7,8 @@
 
 use std::io::IoSliceMut;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use tokio::io::Interest;
@@ -54,6 +56,36 @@ pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// How late reads are handled: the largest gap between a read's kernel stamp and the moment
+/// it was handled, seen within the last `LAG_WINDOW_MS` (ns). A blocking command waits at
+/// least this long after its arrival before acting on a wake-up (`command::blocking`), so a
+/// command that arrived before it but is handled later on a busy machine still queues ahead.
+static PEAK_LAG_NS: AtomicU64 = AtomicU64::new(0);
+/// When `PEAK_LAG_NS` was set (ms since the epoch).
+static PEAK_AT_MS: AtomicU64 = AtomicU64::new(0);
+const LAG_WINDOW_MS: u64 = 1_000;
+
+/// Notes that a read stamped `stamp` is being handled now.
+pub fn note_handled(stamp: u64) {
+    let now = now_ns();
+    let lag = now.saturating_sub(stamp);
+    let now_ms = now / 1_000_000;
+    let stale = now_ms.saturating_sub(PEAK_AT_MS.load(Ordering::Relaxed)) > LAG_WINDOW_MS;
+    if stale || lag > PEAK_LAG_NS.load(Ordering::Relaxed) {
+        PEAK_LAG_NS.store(lag, Ordering::Relaxed);
+        PEAK_AT_MS.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// The largest handling lag seen recently (zero when none was noted in the window).
+pub fn recent_lag() -> Duration {
+    let now_ms = now_ns() / 1_000_000;
+    if now_ms.saturating_sub(PEAK_AT_MS.load(Ordering::Relaxed)) > LAG_WINDOW_MS {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(PEAK_LAG_NS.load(Ordering::Relaxed))
 }
 
 /// A kernel timestamp as ns; None for the zero the kernel reports when it has none.

@@ -88,6 +88,9 @@ async fn serve_connection(
             biased;
             r = crate::arrival::read(&stream, &mut chunk) => {
                 let (n, stamp) = r?;
+                if let Some(stamp) = stamp {
+                    crate::arrival::note_handled(stamp);
+                }
                 conn.arrival = stamp;
                 n
             }

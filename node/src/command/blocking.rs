@@ -22,14 +22,22 @@ use crate::engine::collection::CollMeta;
 use crate::engine::list::ListCmd;
 use crate::engine::zset::ZsetCmd;
 
-/// How long after its command arrived a blocking command makes its first attempt (see `run`).
+/// How long after its command arrived a blocking command that must wait first acts (see
+/// `run`): at least this, or twice the largest recent handling lag (`arrival::recent_lag`) up
+/// to `MAX_SKEW`, since on a busy machine a command can be handled milliseconds after it
+/// arrived.
 pub const ARRIVAL_SKEW: Duration = Duration::from_millis(1);
+const MAX_SKEW: Duration = Duration::from_millis(50);
 
-/// How long to wait now so the first attempt comes `ARRIVAL_SKEW` after `arrival` (ns since
-/// the epoch, the kernel's receive time); None when that moment has passed.
+fn skew() -> Duration {
+    (crate::arrival::recent_lag() * 2).clamp(ARRIVAL_SKEW, MAX_SKEW)
+}
+
+/// How long to wait now so the first attempt comes `skew()` after `arrival` (ns since the
+/// epoch, the kernel's receive time); None when that moment has passed.
 fn skew_wait(arrival: u64) -> Option<Duration> {
     let now = Duration::from_nanos(crate::arrival::now_ns());
-    let due = Duration::from_nanos(arrival) + ARRIVAL_SKEW;
+    let due = Duration::from_nanos(arrival) + skew();
     due.checked_sub(now).filter(|d| !d.is_zero())
 }
 
@@ -302,8 +310,18 @@ mod tests {
             .unwrap()
             .as_nanos() as u64;
         let wait = skew_wait(now).expect("arrived just now");
-        assert!(wait <= ARRIVAL_SKEW && wait > ARRIVAL_SKEW / 2, "{wait:?}");
-        assert_eq!(skew_wait(now - 5_000_000), None, "arrived 5 ms ago");
+        assert!(wait <= MAX_SKEW && wait > ARRIVAL_SKEW / 2, "{wait:?}");
+        assert_eq!(skew_wait(now - 60_000_000), None, "arrived 60 ms ago");
+    }
+
+    #[test]
+    fn reads_handled_late_lengthen_the_arrival_skew() {
+        let now = crate::arrival::now_ns();
+        // A read handled 10 ms after it arrived: a command that arrived before another may
+        // be handled that much later, so the later one waits twice that.
+        crate::arrival::note_handled(now - 10_000_000);
+        assert!(skew() >= Duration::from_millis(20), "{:?}", skew());
+        assert!(skew() <= MAX_SKEW);
     }
 
     #[test]
