@@ -402,11 +402,12 @@ impl Allocator {
         }
         m.load += r.span();
         if self.collecting == Some(owner) {
+            // Marked once when the join started collecting (not once per piece).
             m.ranges.push(r);
         } else {
             m.ranges.insert(r);
+            self.order.mark(owner);
         }
-        self.order.mark(owner);
     }
 
     fn drop_range(&mut self, owner: u32, span: u128, token: u64) -> Option<Range> {
@@ -669,6 +670,7 @@ impl Allocator {
         // Cutting reads and changes only the donors' range lists, so the taker's new ranges
         // can wait unsorted until all are cut.
         self.collecting = Some(taker);
+        self.order.mark(taker);
         self.members[taker as usize]
             .ranges
             .reserve(budget.min(total + 1));
