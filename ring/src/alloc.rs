@@ -189,6 +189,10 @@ fn level(set: &[Norm], amount: u128, f: Fill) -> Vec<u128> {
         .collect();
     let mut excess = gives.iter().sum::<u128>().saturating_sub(amount);
     for g in &mut gives {
+        // Rounding leaves little excess: the first donor or two absorb it.
+        if excess == 0 {
+            break;
+        }
         let d = excess.min(*g);
         *g -= d;
         excess -= d;
