@@ -143,18 +143,28 @@ pub async fn run(
     let deadline = timeout.map(|t| Instant::now() + t);
     let keys = waited_keys(&keyed);
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    // One whose keys held something since before it arrived, with no client waiting on them,
+    // is served as Redis would serve it: at once, like the non-blocking pop (a worker on a
+    // non-empty queue pays no pause, and workers sharing a queue are not put in line). If it
+    // finds nothing after all (another client took it), it waits like any other.
+    if arrival.is_some_and(|a| held_since_before(node, &keys, a))
+        && !node.engine.ready.waited_on(&key_refs)
+    {
+        let since = node.engine.ready.generation();
+        let reply = exec::execute(node, name, args.clone(), keyed.clone(), false, None).await;
+        node.engine.ready.settle(since).await;
+        if !keep_waiting(&reply) {
+            return reply;
+        }
+    }
     // Registered before the first attempt, so no local write after it goes unnoticed.
     let watch = node.engine.ready.watch(&key_refs, arrival);
     // Two commands that arrive microseconds apart on two connections may be handled in either
     // order (seen: the later one registered 0.2 ms before the earlier one and took the
-    // element a push right behind them brought). So a command whose keys may have been
-    // filled after it arrived acts on nothing until ARRIVAL_SKEW after its arrival, by when an
-    // earlier-arrived one has registered ahead of it. One whose keys held something since
-    // before it arrived is served as Redis would serve it, at once: a worker on a non-empty
-    // queue pays nothing. If it finds nothing after all (another client took it), it pauses
-    // then (a wake-up during the pause is kept).
-    let at_once = arrival.is_some_and(|a| held_since_before(node, &keys, a));
-    if !at_once && let Some(wait) = arrival.and_then(skew_wait) {
+    // element a push right behind them brought). So a command that waits acts on nothing
+    // until the arrival skew after its arrival, by when an earlier-arrived one has
+    // registered ahead of it (a wake-up during the pause is kept).
+    if let Some(wait) = arrival.and_then(skew_wait) {
         tokio::time::sleep(wait).await;
     }
     let mut blocked = None;
@@ -185,12 +195,6 @@ pub async fn run(
                 return reply;
             }
             watch.end();
-        }
-        if first
-            && at_once
-            && let Some(wait) = arrival.and_then(skew_wait)
-        {
-            tokio::time::sleep(wait).await;
         }
         first = false;
         let now = Instant::now();

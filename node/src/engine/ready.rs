@@ -155,6 +155,16 @@ impl KeyReady {
         }
     }
 
+    /// Whether a client waits on one of `user_keys` here.
+    pub fn waited_on(&self, user_keys: &[&[u8]]) -> bool {
+        self.watched()
+            && self.lock().is_some_and(|st| {
+                user_keys
+                    .iter()
+                    .any(|k| st.waiters.contains_key(&keys::storage_key(k)))
+            })
+    }
+
     /// Wakes the oldest watch waiting on storage key `skey`.
     pub fn signal(&self, skey: &[u8]) {
         if let Some(mut st) = self.lock() {
@@ -346,6 +356,17 @@ mod tests {
         now_first.sort();
         assert_eq!(now_first, [b"k".to_vec(), b"other".to_vec()]);
         assert!(tokio::time::timeout(QUICK, third.notified()).await.is_err());
+    }
+
+    #[test]
+    fn a_key_is_waited_on_while_a_watch_on_it_lives() {
+        let r = Arc::new(KeyReady::default());
+        assert!(!r.waited_on(&[b"k"]));
+        let w = r.watch(&[b"k", b"j"], None);
+        assert!(r.waited_on(&[b"x", b"j"]));
+        assert!(!r.waited_on(&[b"x"]));
+        drop(w);
+        assert!(!r.waited_on(&[b"k"]));
     }
 
     #[test]
