@@ -67,9 +67,8 @@ static PEAK_LAG_NS: AtomicU64 = AtomicU64::new(0);
 static PEAK_AT_MS: AtomicU64 = AtomicU64::new(0);
 const LAG_WINDOW_MS: u64 = 1_000;
 
-/// Notes that a read stamped `stamp` is being handled now.
-pub fn note_handled(stamp: u64) {
-    let now = now_ns();
+/// Notes that a read stamped `stamp` is being handled at `now` (`now_ns`).
+pub fn note_handled(stamp: u64, now: u64) {
     let lag = now.saturating_sub(stamp);
     let now_ms = now / 1_000_000;
     let stale = now_ms.saturating_sub(PEAK_AT_MS.load(Ordering::Relaxed)) > LAG_WINDOW_MS;

@@ -88,9 +88,6 @@ async fn serve_connection(
             biased;
             r = crate::arrival::read(&stream, &mut chunk) => {
                 let (n, stamp) = r?;
-                if let Some(stamp) = stamp {
-                    crate::arrival::note_handled(stamp);
-                }
                 conn.arrival = stamp;
                 n
             }
@@ -118,7 +115,12 @@ async fn serve_connection(
         // Blocked clients woken by this read's writes are served before its replies go out.
         let settle_from = node.engine.ready.generation();
         conn.wrote = false;
-        conn.client.active(crate::keys::now_ms());
+        // (One clock read for both.)
+        let now = crate::arrival::now_ns();
+        if let Some(stamp) = conn.arrival {
+            crate::arrival::note_handled(stamp, now);
+        }
+        conn.client.active(now / 1_000_000);
         buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
         let mut close = false;

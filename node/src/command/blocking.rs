@@ -309,10 +309,7 @@ mod tests {
 
     #[test]
     fn the_first_attempt_waits_out_the_arrival_skew_only_once() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let now = crate::arrival::now_ns();
         let wait = skew_wait(now).expect("arrived just now");
         assert!(wait <= MAX_SKEW && wait > ARRIVAL_SKEW / 2, "{wait:?}");
         assert_eq!(skew_wait(now - 60_000_000), None, "arrived 60 ms ago");
@@ -323,7 +320,7 @@ mod tests {
         let now = crate::arrival::now_ns();
         // A read handled 10 ms after it arrived: a command that arrived before another may
         // be handled that much later, so the later one waits twice that.
-        crate::arrival::note_handled(now - 10_000_000);
+        crate::arrival::note_handled(now - 10_000_000, now);
         assert!(skew() >= Duration::from_millis(20), "{:?}", skew());
         assert!(skew() <= MAX_SKEW);
     }

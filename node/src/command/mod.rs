@@ -214,10 +214,8 @@ async fn handle_in(
         flush(node, pending, out).await;
         return multi::command(node, conn, name, args, out).await;
     }
-    if name.starts_with("rsfwd") || name == "rswatch" {
-        conn.wrote = true;
-    }
     if name == "rsfwdtx" || name == "rswatch" {
+        conn.wrote = true;
         flush(node, pending, out).await;
         out.extend_from_slice(&if name == "rsfwdtx" {
             txfwd::serve_forwarded_tx(node, &args).await
@@ -227,6 +225,7 @@ async fn handle_in(
         return Flow::Continue;
     }
     if name == "rsfwd" || name == "rsfwd2" {
+        conn.wrote = true;
         flush(node, pending, out).await;
         out.extend_from_slice(&forwarded(node, args, name == "rsfwd2").await);
         return Flow::Continue;

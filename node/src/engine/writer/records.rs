@@ -93,9 +93,15 @@ impl Writer {
             return Ok(false);
         }
         Self::count(skey, -1, b);
-        self.engine.deletions.fetch_add(1, Ordering::Release);
+        self.note_deletion();
         b.set_data(skey.to_vec(), None);
         Ok(true)
+    }
+
+    /// Counts a delete or overwrite that may have left a collection version's elements stale
+    /// (`Engine::deletions`: the garbage walk resumes when it moves).
+    pub(super) fn note_deletion(&self) {
+        self.engine.deletions.fetch_add(1, Ordering::Release);
     }
 
     /// Records that a stored key appears (+1) or goes (-1).
@@ -123,7 +129,7 @@ impl Writer {
         // A delete, or a string over what was there: a collection's elements may be stale
         // now. (A collection over a collection changes its version only in `new_version`.)
         if was && value.as_ref().is_none_or(|s| !s.typed) {
-            self.engine.deletions.fetch_add(1, Ordering::Release);
+            self.note_deletion();
         }
         let delta = i64::from(value.is_some()) - i64::from(was);
         if delta != 0 {
@@ -169,7 +175,7 @@ impl Writer {
             } => {
                 // A pulled collection may replace a local one of another version.
                 if typed {
-                    self.engine.deletions.fetch_add(1, Ordering::Release);
+                    self.note_deletion();
                 }
                 self.write(
                     skey,

@@ -162,9 +162,7 @@ impl Writer {
         // A new version at a stored key (expired, or the target of RENAME/COPY) leaves the
         // old version's elements stale.
         if self.stored(&keys::storage_key(key), b)? {
-            self.engine
-                .deletions
-                .fetch_add(1, std::sync::atomic::Ordering::Release);
+            self.note_deletion();
         }
         loop {
             let v = collection::next_version(self.version, b.now);
